@@ -1,0 +1,53 @@
+# hypr: `make run` brings up the demo, `make test` runs every check. Both set up the machine first.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := python3 python3-venv python3-pip nftables libnftables1 iproute2 util-linux procps psmisc \
+	dnsmasq-base dnsperf iperf3 bind9-dnsutils busybox-static netcat-openbsd curl tcpdump
+PYTEST_ARGS ?=
+
+.PHONY: setup apt venv run stop-demo test lint unit integration bench clean
+
+setup: apt venv
+
+# Installs only what is missing, so a second run is quick and offline.
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+run: setup
+	./scripts/demo.sh
+
+stop-demo:
+	./scripts/demo.sh down
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
+
+integration: setup
+	$(BIN)/pytest -q tests/integration $(PYTEST_ARGS)
+
+test: setup lint
+	$(BIN)/pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python bench/ipam.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

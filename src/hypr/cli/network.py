@@ -1,0 +1,148 @@
+"""`hypr network ...`: the same words, flags and output as `docker network ...`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from hypr.cli.context import client_of, parse_filters, parse_pairs
+from hypr.cli.output import echo_json, echo_json_lines, natural_key, short_id, table
+from hypr.errors import HyprError, NotFound, Unavailable
+
+
+@click.group("network")
+def network() -> None:
+    """Manage networks."""
+
+
+@network.command("create")
+@click.argument("name")
+@click.option("-d", "--driver", default="bridge", show_default=True, help="Driver to manage the network.")
+@click.option("--subnet", help="Subnet in CIDR format.")
+@click.option("--gateway", help="IPv4 gateway for the subnet.")
+@click.option("--ip-range", help="Allocate addresses from a sub-range.")
+@click.option("--aux-address", multiple=True, help="Auxiliary address the IPAM must not hand out (name=IP).")
+@click.option("--internal", is_flag=True, help="Restrict external access to the network.")
+@click.option("--label", multiple=True, help="Set metadata on a network (k=v).")
+@click.option("-o", "--opt", multiple=True, help="Set driver specific options (k=v).")
+@click.option("--ipam-opt", multiple=True, help="Set IPAM driver specific options (k=v).")
+@click.pass_context
+def create(ctx: click.Context, name: str, driver: str, subnet: str | None, gateway: str | None, ip_range: str | None,
+           aux_address: tuple[str, ...], internal: bool, label: tuple[str, ...], opt: tuple[str, ...],
+           ipam_opt: tuple[str, ...]) -> None:  # fmt: skip
+    """Create a network."""
+    if (gateway or ip_range or aux_address) and not subnet:
+        raise click.UsageError("--gateway, --ip-range and --aux-address need --subnet")
+    config: dict[str, Any] = {}
+    if subnet:
+        config["Subnet"] = subnet
+    if gateway:
+        config["Gateway"] = gateway
+    if ip_range:
+        config["IPRange"] = ip_range
+    if aux_address:
+        config["AuxiliaryAddresses"] = parse_pairs("aux-address", aux_address)
+    body = {
+        "Name": name,
+        "Driver": driver,
+        "Internal": internal,
+        "IPAM": {
+            "Driver": "default",
+            "Config": [config] if config else [],
+            "Options": parse_pairs("ipam-opt", ipam_opt),
+        },
+        "Options": parse_pairs("opt", opt),
+        "Labels": parse_pairs("label", label, allow_empty=True),
+    }
+    click.echo(client_of(ctx).create_network(body))
+
+
+@network.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="Only display network IDs.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate the output.")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output based on conditions (k=v).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def ls(ctx: click.Context, quiet: bool, no_trunc: bool, filters: tuple[str, ...], fmt: str) -> None:
+    """List networks."""
+    found = sorted(client_of(ctx).networks(parse_filters(filters)), key=lambda n: natural_key(n["Name"]))
+    if quiet:
+        for n in found:
+            click.echo(short_id(n["Id"], no_trunc))
+    elif fmt == "json":
+        echo_json_lines([_ls_json(n, no_trunc) for n in found])
+    else:
+        rows = [(short_id(n["Id"], no_trunc), n["Name"], n["Driver"], n["Scope"]) for n in found]
+        click.echo(table(("NETWORK ID", "NAME", "DRIVER", "SCOPE"), rows))
+
+
+def _ls_json(n: dict[str, Any], no_trunc: bool) -> dict[str, str]:
+    return {
+        "CreatedAt": n["Created"],
+        "Driver": n["Driver"],
+        "ID": short_id(n["Id"], no_trunc),
+        "IPv4": str(n.get("EnableIPv4", True)).lower(),
+        "IPv6": str(n["EnableIPv6"]).lower(),
+        "Internal": str(n["Internal"]).lower(),
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(n["Labels"].items())),
+        "Name": n["Name"],
+        "Scope": n["Scope"],
+    }
+
+
+@network.command("inspect")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Display detailed information on one or more networks."""
+    client = client_of(ctx)
+    found, missing = [], []
+    for ref in refs:
+        try:
+            found.append(client.network(ref))
+        except NotFound as exc:  # reported per reference after the rest, like docker
+            missing.append(exc.message)
+    echo_json(found)
+    for message in missing:
+        click.echo(f"Error response from daemon: {message}", err=True)
+    if missing:
+        ctx.exit(1)
+
+
+@network.command("rm")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Disconnect workloads and remove the network anyway.")
+@click.pass_context
+def rm(ctx: click.Context, refs: tuple[str, ...], force: bool) -> None:
+    """Remove one or more networks."""
+    client = client_of(ctx)
+    failed = False
+    for ref in refs:
+        try:
+            client.remove_network(ref, force=force)
+            click.echo(ref)
+        except Unavailable:
+            raise
+        except HyprError as exc:  # docker goes on with the other names
+            click.echo(f"Error response from daemon: {exc.message}", err=True)
+            failed = True
+    if failed:
+        ctx.exit(1)
+
+
+@network.command("prune")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--filter", "filters", multiple=True, help="Provide filter values (e.g. until=24h, label=k=v).")
+@click.pass_context
+def prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove all unused custom networks."""
+    if not force:
+        click.echo("WARNING! This will remove all custom networks not used by at least one container.")
+        if not click.confirm("Are you sure you want to continue?", default=False):
+            return
+    deleted = client_of(ctx).prune_networks(parse_filters(filters))
+    if deleted:
+        click.echo("Deleted Networks:")
+        for name in deleted:
+            click.echo(name)

@@ -1,0 +1,135 @@
+"""hyprd: one asyncio process. Opens the database, converges the kernel to it, then serves the API.
+
+All database and kernel work runs on ONE worker thread, so operations are serialised without locks and the event
+loop stays free for the API and DNS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from aiohttp import web
+
+from hypr import names
+from hypr.api.server import Api, make_app
+from hypr.config import Settings, settings_from_env
+from hypr.errors import HyprError
+from hypr.reconcile.kernel import Reconciler
+from hypr.services import networks
+from hypr.services.context import Context
+from hypr.state import Store
+
+log = logging.getLogger("hyprd")
+T = TypeVar("T")
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+def lock_file(path: Path) -> IO[str]:
+    """Hold an exclusive lock for the daemon's lifetime: a second daemon on the same directory refuses to start."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held open until exit
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "?"
+        handle.close()
+        raise AlreadyRunning(f"another hyprd (pid {owner}) is already using {path.parent}") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hypr-worker")
+        self.locks = [lock_file(settings.paths.data_dir / "hyprd.lock"), lock_file(settings.paths.pidfile)]
+        self.store = Store(settings.paths.db)
+        self.reconciler = Reconciler(names.owner_alias(self.store.instance_id()))
+        self.ctx = Context(settings=settings, store=self.store, reconciler=self.reconciler)
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.worker, lambda: fn(*args, **kwargs))
+
+    def start_up(self) -> None:
+        """Runs on the worker: the default network exists, and the kernel matches the database."""
+        networks.ensure_default(self.ctx)
+        self.ctx.converge()
+
+    async def serve(self) -> None:
+        try:
+            await self.call(self.start_up)
+        except HyprError as exc:
+            log.error("start-up reconcile: %s", exc.message)
+            if not any(n.builtin for n in self.store.snapshot().networks):
+                raise
+        runner = web.AppRunner(make_app(Api(self.ctx, self.call)), access_log=None)
+        await runner.setup()
+        socket_path = self.settings.paths.socket
+        socket_path.unlink(missing_ok=True)  # stale: we hold the lock, so nobody else serves it
+        site = web.UnixSite(runner, str(socket_path))
+        await site.start()
+        os.chmod(socket_path, 0o660)
+        log.info("hyprd ready on %s (data %s)", socket_path, self.settings.paths.data_dir)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping: networks and workloads stay as they are")
+        await runner.cleanup()
+        socket_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self.worker.shutdown(wait=True)
+        self.reconciler.close()
+        self.store.close()
+        for handle in self.locks:
+            handle.close()
+
+
+def run(settings: Settings) -> int:
+    try:
+        daemon = Daemon(settings)
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        try:
+            import uvloop
+
+            uvloop.run(daemon.serve())
+        except ImportError:
+            asyncio.run(daemon.serve())
+    except HyprError as exc:
+        log.error("%s", exc.message)
+        return 1
+    finally:
+        daemon.close()
+    return 0
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("HYPR_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if os.geteuid() != 0:
+        log.error("hyprd must run as root (it manages bridges, namespaces and nftables)")
+        sys.exit(1)
+    sys.exit(run(settings_from_env()))

@@ -1,0 +1,122 @@
+"""Value types shared by the daemon's planners: one frozen record per database row.
+
+A `Snapshot` is a read-only copy of the whole desired state. Pure planners (IPAM, validation, firewall rendering,
+DNS records) take a snapshot and return a plan; they never read the database or the kernel themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Literal
+
+Protocol = Literal["tcp", "udp"]
+WorkloadState = Literal["created", "running", "exited"]
+
+DEFAULT_NETWORK = "bridge"
+DRIVER = "bridge"
+
+# Driver options we honour (Docker's keys).
+OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
+OPT_MTU = "com.docker.network.driver.mtu"
+OPT_ICC = "com.docker.network.bridge.enable_icc"
+OPT_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade"
+OPT_HOST_BINDING = "com.docker.network.bridge.host_binding_ipv4"
+
+
+@dataclass(frozen=True)
+class Network:
+    id: str  # 64 hex characters
+    name: str
+    bridge: str  # kernel interface name, derived at create time and stored
+    subnet: IPv4Network
+    gateway: IPv4Address
+    ip_range: IPv4Network | None = None
+    aux_addresses: Mapping[str, IPv4Address] = field(default_factory=dict)
+    internal: bool = False
+    mtu: int = 1500
+    icc: bool = True  # traffic between workloads of this network
+    masquerade: bool = True  # NAT to the outside
+    labels: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = field(default_factory=dict)  # echoed exactly as sent
+    ipam_options: Mapping[str, str] | None = None  # None: the client sent none
+    created: str = ""  # RFC 3339 with nanoseconds, UTC
+    driver: str = DRIVER
+
+    @property
+    def builtin(self) -> bool:
+        return self.name == DEFAULT_NETWORK
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A workload's attachment to one network."""
+
+    id: str  # 64 hex characters
+    workload_id: str
+    network_id: str
+    ip: IPv4Address
+    mac: str  # "02:42:0a:58:00:02"
+    host_ifname: str  # veth host end or TAP, on the network's bridge
+    position: int  # attach order: guest interface eth<position>
+    aliases: tuple[str, ...] = ()  # --network-alias, compose service name and aliases
+    static_ip: bool = False
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    workload_id: str
+    host_ip: IPv4Address  # 0.0.0.0 means every host address
+    host_port: int
+    guest_port: int
+    protocol: Protocol = "tcp"
+
+
+@dataclass(frozen=True)
+class Workload:
+    id: str  # 64 hex characters
+    name: str
+    image: str
+    runtime: str = "sandbox"  # "sandbox" | "vm"
+    state: WorkloadState = "created"
+    command: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    hostname: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The whole desired state, as one consistent read."""
+
+    networks: tuple[Network, ...] = ()
+    workloads: tuple[Workload, ...] = ()
+    endpoints: tuple[Endpoint, ...] = ()
+    ports: tuple[PortMapping, ...] = ()
+
+    def network(self, network_id: str) -> Network:
+        return next(n for n in self.networks if n.id == network_id)
+
+    def endpoints_of(self, workload_id: str) -> list[Endpoint]:
+        return sorted((e for e in self.endpoints if e.workload_id == workload_id), key=lambda e: e.position)
+
+
+@dataclass(frozen=True)
+class HostRoute:
+    """A route in the daemon's namespace that hypr does not own; new subnets must not overlap it."""
+
+    dst: IPv4Network
+    dev: str
+
+    def __str__(self) -> str:
+        return f"{self.dst} dev {self.dev}"
+
+
+@dataclass(frozen=True)
+class HostView:
+    """What the kernel already has that a new network must not collide with."""
+
+    routes: tuple[HostRoute, ...] = ()
+    interfaces: frozenset[str] = field(default_factory=frozenset)

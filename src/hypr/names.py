@@ -1,0 +1,50 @@
+"""Every kernel-side name hypr uses. Names are derived here once, at create time, and stored.
+
+Network names come from users and can be anything Docker accepts (`test@#$`, `test 01`), so no kernel name is ever
+built from one: bridges are numbered, per-endpoint interfaces come from random endpoint IDs.
+"""
+
+from __future__ import annotations
+
+import re
+
+IFNAMSIZ = 15  # usable characters in a Linux interface name
+TABLE = "hypr"  # `table inet hypr` and `table bridge hypr`
+DNS_PORT = 41003
+BRIDGE_PREFIX = "vbr"
+VETH_PREFIX = "hv"
+TAP_PREFIX = "ht"
+ALIAS_PREFIX = "hypr:"  # IFLA_IFALIAS on every link we create: "hypr:<instance id>"
+
+_BAD_IFNAME = re.compile(r"[/:\s%]")
+
+
+def _bounded(name: str) -> str:
+    assert 0 < len(name) <= IFNAMSIZ, f"interface name {name!r} exceeds {IFNAMSIZ} characters"
+    return name
+
+
+def bridge_name(index: int) -> str:
+    return _bounded(f"{BRIDGE_PREFIX}{index}")
+
+
+def host_ifname(endpoint_id: str, *, tap: bool = False) -> str:
+    """The host end of an endpoint: a veth peer (sandbox) or a TAP (vm)."""
+    prefix = TAP_PREFIX if tap else VETH_PREFIX
+    return _bounded(prefix + endpoint_id[: IFNAMSIZ - len(prefix)])
+
+
+def owner_alias(instance_id: str) -> str:
+    """The interface alias that proves, from the kernel side, which daemon instance made a link."""
+    return f"{ALIAS_PREFIX}{instance_id}"
+
+
+def interface_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a Linux interface name, or None when it can."""
+    if not name:
+        return "interface name cannot be empty"
+    if len(name) > IFNAMSIZ:
+        return f"interface name {name} is too long (max {IFNAMSIZ} characters)"
+    if name in (".", "..") or _BAD_IFNAME.search(name):
+        return f"interface name {name} contains invalid characters"
+    return None

@@ -1,0 +1,1 @@
+"""Desired state -> kernel. Each module converges one kind of kernel object and is safe to run any number of times."""

@@ -1,0 +1,343 @@
+"""hypr's firewall: render `table inet hypr` + `table bridge hypr` from a snapshot, apply them in one transaction.
+
+`render()` and `sysctls()` are pure; `apply()` and `remove()` are the only effects. docs/firewall.md walks through
+the chains using the golden files in tests/golden/firewall/.
+
+Decisions worth knowing (each one is a rule below):
+- Every base chain has policy accept: we only drop traffic that enters or leaves one of our bridges.
+- Traffic into a bridge from anywhere else (other bridges, remote hosts routing to our subnets) is dropped unless
+  it was DNAT'd by a published port or belongs to a connection the workload opened. This is also what isolates
+  networks from each other, in both directions.
+- Ports published on loopback, and loopback destinations in general, are never DNAT'd in prerouting: a remote host
+  that routes 127.0.0.1 to us must not reach them.
+- Workloads on normal networks may reach host services (Docker's behaviour, `FirewallSettings.workloads_reach_host`
+  turns that off); workloads on internal networks reach only the gateway's DNS.
+- `route_localnet=1` on our bridges (needed for `-p 127.0.0.1:...` and `localhost:P`) would let a workload reach
+  host services bound to 127.0.0.0/8; the input chain drops that.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from hypr.errors import Conflict, KernelError
+from hypr.models import Network, PortMapping, Snapshot
+from hypr.names import DNS_PORT, TABLE
+from hypr.reconcile import libnft
+from hypr.reconcile.nft import Chain, Hook, NamedSet, Rule, Table, anonymous_set, quote, script
+
+DNS = 53
+LOOPBACK = "127.0.0.0/8"
+ANY = IPv4Address("0.0.0.0")
+# The output hook rejects `priority dstnat` in nft 1.0.6; -100 is its numeric value.
+OUTPUT_NAT_PRIORITY = "-100"
+
+_MAP_ANY = "published_any"  # proto . port -> workload ip . port, for host_ip 0.0.0.0
+_MAP_ADDR = "published_addr"  # host ip . proto . port -> workload ip . port, for a given host_ip
+
+
+@dataclass(frozen=True)
+class FirewallSettings:
+    dns_port: int = DNS_PORT  # where the DNS server listens on each gateway; guests' :53 is redirected there
+    table: str = TABLE
+    workloads_reach_host: bool = True  # normal networks may reach host services (Docker allows all)
+
+
+@dataclass(frozen=True)
+class Published:
+    """A port mapping resolved to the address it is forwarded to."""
+
+    mapping: PortMapping
+    target: IPv4Address
+
+    @property
+    def key(self) -> tuple[str, IPv4Address, int]:
+        return (self.mapping.protocol, self.mapping.host_ip, self.mapping.host_port)
+
+
+# ---------------------------------------------------------------------------------------------------------- plan
+
+
+def render(snapshot: Snapshot, settings: FirewallSettings | None = None) -> str:
+    """The whole nft script for `snapshot`: same input, byte-identical output."""
+    settings = settings or FirewallSettings()
+    networks = _sorted_networks(snapshot)
+    published = published_ports(snapshot)
+    tables = (_inet_table(networks, published, settings), _bridge_table(snapshot, settings))
+    return script(tables)
+
+
+def sysctls(snapshot: Snapshot) -> list[tuple[str, str]]:
+    """Sysctls (path under /proc/sys, value) the rules rely on. route_localnet is set on every bridge that can
+    carry published ports, so publishing a port never needs a sysctl change."""
+    wanted = [("net/ipv4/ip_forward", "1")]
+    wanted += [(f"net/ipv4/conf/{n.bridge}/route_localnet", "1") for n in _sorted_networks(snapshot) if not n.internal]
+    return wanted
+
+
+def published_ports(snapshot: Snapshot) -> list[Published]:
+    """Mappings with their target: the workload's first endpoint on a non-internal network. Mappings of
+    workloads without one are skipped (the service layer refuses them). Two mappings of one host port conflict."""
+    networks = {n.id: n for n in snapshot.networks}
+    found: dict[tuple[str, IPv4Address, int], Published] = {}
+    for mapping in sorted(snapshot.ports, key=_mapping_order):
+        target = _target(snapshot, networks, mapping.workload_id)
+        if target is None:
+            continue
+        entry = Published(mapping, target)
+        if entry.key in found:
+            raise Conflict(f"Bind for {mapping.host_ip}:{mapping.host_port} failed: port is already allocated")
+        found[entry.key] = entry
+    return list(found.values())
+
+
+def _mapping_order(m: PortMapping) -> tuple[str, int, int, int, str]:
+    return (m.protocol, int(m.host_ip), m.host_port, m.guest_port, m.workload_id)
+
+
+def _target(snapshot: Snapshot, networks: dict[str, Network], workload_id: str) -> IPv4Address | None:
+    for endpoint in snapshot.endpoints_of(workload_id):
+        network = networks.get(endpoint.network_id)
+        if network is not None and not network.internal:
+            return endpoint.ip
+    return None
+
+
+def _sorted_networks(snapshot: Snapshot) -> list[Network]:
+    return sorted(snapshot.networks, key=lambda n: _natural(n.bridge))
+
+
+def _natural(name: str) -> tuple[tuple[int, str], ...]:
+    """vbr2 before vbr10, so golden files read in creation order."""
+    return tuple((int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"(\d+)", name) if p)
+
+
+# ------------------------------------------------------------------------------------------------- table inet
+
+
+def _inet_table(networks: list[Network], published: list[Published], settings: FirewallSettings) -> Table:
+    sets = (
+        NamedSet(_MAP_ADDR, "ipv4_addr . inet_proto . inet_service", _addr_elements(published), _TARGET),
+        NamedSet(_MAP_ANY, "inet_proto . inet_service", _any_elements(published), _TARGET),
+    )
+    chains = (
+        Chain("prerouting", tuple(_prerouting(networks, settings)), Hook("nat", "prerouting", "dstnat")),
+        Chain("output", tuple(_output(networks, settings)), Hook("nat", "output", OUTPUT_NAT_PRIORITY)),
+        Chain("postrouting", tuple(_postrouting(networks)), Hook("nat", "postrouting", "srcnat")),
+        Chain("forward", tuple(_forward(networks)), Hook("filter", "forward", "filter")),
+        Chain("input", tuple(_input(networks, settings)), Hook("filter", "input", "filter")),
+    )
+    return Table("inet", settings.table, sets, chains)
+
+
+_TARGET = "ipv4_addr . inet_service"
+
+
+def _addr_elements(published: list[Published]) -> tuple[str, ...]:
+    return tuple(
+        f"{p.mapping.host_ip} . {p.mapping.protocol} . {p.mapping.host_port} : {p.target} . {p.mapping.guest_port}"
+        for p in published
+        if p.mapping.host_ip != ANY
+    )
+
+
+def _any_elements(published: list[Published]) -> tuple[str, ...]:
+    return tuple(
+        f"{p.mapping.protocol} . {p.mapping.host_port} : {p.target} . {p.mapping.guest_port}"
+        for p in published
+        if p.mapping.host_ip == ANY
+    )
+
+
+_DNAT_ADDR = f"dnat ip to ip daddr . meta l4proto . th dport map @{_MAP_ADDR}"
+_DNAT_ANY = f"dnat ip to meta l4proto . th dport map @{_MAP_ANY}"
+
+
+def _prerouting(networks: list[Network], settings: FirewallSettings) -> Iterator[Rule]:
+    for n in networks:
+        for proto in ("udp", "tcp"):
+            yield Rule(
+                (f"iifname {quote(n.bridge)}", f"ip daddr {n.gateway}", f"{proto} dport {DNS}"),
+                f"redirect to :{settings.dns_port}",
+                "dns" if proto == "udp" else "",
+            )
+    # A lookup miss in a map ends the rule without a match, so each map costs one rule whatever its size.
+    yield Rule((f"ip daddr != {LOOPBACK}",), _DNAT_ADDR, "published on one address")
+    yield Rule(("fib daddr type local", f"ip daddr != {LOOPBACK}"), _DNAT_ANY, "published on all addresses")
+
+
+def _output(networks: list[Network], settings: FirewallSettings) -> Iterator[Rule]:
+    # redirect on the output hook would rewrite to 127.0.0.1, where the DNS server does not listen.
+    for n in networks:
+        for proto in ("udp", "tcp"):
+            yield Rule(
+                (f"ip daddr {n.gateway}", f"{proto} dport {DNS}"),
+                f"dnat ip to {n.gateway}:{settings.dns_port}",
+                "host queries the gateway" if proto == "udp" else "",
+            )
+    yield Rule((), _DNAT_ADDR, "host to a port published on one address")
+    yield Rule(("fib daddr type local",), _DNAT_ANY, "host to a port published on all addresses")
+
+
+def _postrouting(networks: list[Network]) -> Iterator[Rule]:
+    for n in networks:
+        if n.internal:
+            continue
+        out = f"oifname {quote(n.bridge)}"
+        yield Rule(("ct status dnat", f"ip saddr {LOOPBACK}", out), "masquerade", "host via localhost")
+        yield Rule(("ct status dnat", f"ip saddr {n.subnet}", out), "masquerade", "hairpin")
+        if n.masquerade:
+            yield Rule((f"ip saddr {n.subnet}", f"oifname != {quote(n.bridge)}"), "masquerade", "egress")
+
+
+def _forward(networks: list[Network]) -> Iterator[Rule]:
+    """Rules grouped by kind, not by network: every 'into bridge X' drop must come before any egress accept,
+    or traffic from bridge A to bridge B would be accepted as A's egress."""
+    yield Rule(("ct state established,related",), "accept")
+    for n in networks:
+        if n.internal:
+            b = quote(n.bridge)
+            yield Rule((f"iifname {b}", f"oifname != {b}"), "drop", "internal: nothing out")
+            yield Rule((f"oifname {b}", f"iifname != {b}"), "drop", "internal: nothing in")
+    for n in networks:
+        yield from _same_bridge(n)
+    for n in networks:
+        if not n.internal:
+            yield Rule((f"oifname {quote(n.bridge)}", "ct status dnat"), "accept", "published ports")
+    for n in networks:
+        yield Rule((f"oifname {quote(n.bridge)}",), "drop", "nothing else in, from other bridges or hosts")
+    for n in networks:
+        if not n.internal:
+            yield Rule((f"iifname {quote(n.bridge)}",), "accept", "egress")
+
+
+def _same_bridge(n: Network) -> Iterator[Rule]:
+    """br_netfilter passes bridged frames through this hook with iifname == oifname == the bridge."""
+    both = (f"iifname {quote(n.bridge)}", f"oifname {quote(n.bridge)}")
+    if n.icc:
+        yield Rule(both, "accept", "icc")
+        return
+    if not n.internal:
+        yield Rule((*both, "ct status dnat"), "accept", "published ports stay reachable without icc")
+    yield Rule(both, "drop", "icc disabled")
+
+
+def _input(networks: list[Network], settings: FirewallSettings) -> Iterator[Rule]:
+    bridges = [quote(n.bridge) for n in networks]
+    if bridges:
+        # Only the original direction: replies to the host's own localhost:P connections (de-NATed back to
+        # 127.0.0.1 before this hook) come in through the bridge too.
+        yield Rule(
+            (f"iifname {anonymous_set(bridges)}", f"ip daddr {LOOPBACK}", "ct direction original"),
+            "drop",
+            "route_localnet",
+        )
+    for n in networks:
+        if n.internal or not settings.workloads_reach_host:
+            yield from _host_closed(n, settings)
+
+
+def _host_closed(n: Network, settings: FirewallSettings) -> Iterator[Rule]:
+    b = f"iifname {quote(n.bridge)}"
+    dns_ports = anonymous_set(str(p) for p in sorted({DNS, settings.dns_port}))
+    yield Rule((b, "ct state established,related"), "accept")
+    yield Rule((b, f"ip daddr {n.gateway}", "meta l4proto { tcp, udp }", f"th dport {dns_ports}"), "accept", "dns")
+    yield Rule((b,), "drop", "no other host services")
+
+
+# ----------------------------------------------------------------------------------------------- table bridge
+
+
+def _bridge_table(snapshot: Snapshot, settings: FirewallSettings) -> Table:
+    networks = {n.id: n for n in snapshot.networks}
+    endpoints = sorted((e for e in snapshot.endpoints if e.network_id in networks), key=lambda e: e.host_ifname)
+    ports = tuple(quote(e.host_ifname) for e in endpoints)
+    sets = (
+        NamedSet("ports", "ifname", ports),
+        NamedSet(
+            "port_macs", "ifname . ether_addr", tuple(f"{quote(e.host_ifname)} . {e.mac.lower()}" for e in endpoints)
+        ),
+        NamedSet("port_ips", "ifname . ipv4_addr", tuple(f"{quote(e.host_ifname)} . {e.ip}" for e in endpoints)),
+        NamedSet(
+            "icc_off_ports",
+            "ifname",
+            tuple(quote(e.host_ifname) for e in endpoints if not networks[e.network_id].icc),
+        ),
+    )
+    chains = (
+        Chain("spoof", _SPOOF),
+        Chain(
+            "forward",
+            (
+                Rule(("iifname @ports",), "jump spoof"),
+                Rule(("iifname @icc_off_ports",), "drop", "icc disabled"),
+            ),
+            Hook("filter", "forward", "filter"),
+        ),
+        Chain("input", (Rule(("iifname @ports",), "jump spoof"),), Hook("filter", "input", "filter")),
+    )
+    return Table("bridge", settings.table, sets, chains)
+
+
+# A guest controls its NIC; these make its source MAC and IPv4 address trustworthy (DNS scoping relies on it).
+_SPOOF = (
+    Rule(("ether type != { ip, arp }",), "drop", "ipv4 and arp only"),
+    Rule(("iifname . ether saddr != @port_macs",), "drop", "forged mac"),
+    Rule(("ether type ip", "iifname . ip saddr != @port_ips"), "drop", "forged ip"),
+    Rule(("ether type arp", "iifname . arp saddr ether != @port_macs"), "drop", "forged arp sender mac"),
+    Rule(("ether type arp", "iifname . arp saddr ip != @port_ips"), "drop", "forged arp sender ip"),
+)
+
+
+# --------------------------------------------------------------------------------------------------- effects
+
+
+def apply(text: str, *, dry_run: bool = False) -> None:
+    """Run a rendered script as one transaction in the calling thread's network namespace (`dry_run`: only
+    validate, like `nft -c`). On failure the KernelError quotes nft's error and the numbered lines it names."""
+    try:
+        libnft.run(text, dry_run=dry_run)
+    except libnft.NftError as exc:
+        located = _locate(text) or exc
+        raise KernelError(f"apply firewall: {located}\n{numbered(text, located)}") from exc
+
+
+def _locate(text: str) -> libnft.NftError | None:
+    """Errors from a buffer carry no line numbers; a dry run of the same text from a file does (failure path
+    only, so the extra work costs nothing when all is well)."""
+    with tempfile.NamedTemporaryFile("w", prefix="hypr-", suffix=".nft") as file:
+        file.write(text)
+        file.flush()
+        try:
+            libnft.run_file(file.name, dry_run=True)
+        except libnft.NftError as exc:
+            return exc
+    return None
+
+
+def remove(settings: FirewallSettings | None = None) -> None:
+    """Delete both tables; absent tables count as removed (declaring first makes delete unable to miss)."""
+    table = (settings or FirewallSettings()).table
+    text = "".join(f"table {family} {table} {{}}\ndelete table {family} {table}\n" for family in ("inet", "bridge"))
+    try:
+        libnft.run(text)
+    except libnft.NftError as exc:
+        raise KernelError(f"remove firewall: {exc}") from exc
+
+
+_CONTEXT_LINES = 2
+
+
+def numbered(text: str, error: Exception) -> str:
+    """The script lines nft complains about (`<cmdline>:LINE:COL`), numbered; the whole script if none is named."""
+    lines = text.splitlines()
+    cited = {int(m) for m in re.findall(r"^[^:\s]*:(\d+):\d+", str(error), flags=re.MULTILINE)}
+    if cited:
+        keep = {i for c in cited for i in range(c - _CONTEXT_LINES, c + _CONTEXT_LINES + 1) if 1 <= i <= len(lines)}
+    else:
+        keep = set(range(1, len(lines) + 1))
+    return "\n".join(f"{i:5d}{'>' if i in cited else ' '} {lines[i - 1]}" for i in sorted(keep))

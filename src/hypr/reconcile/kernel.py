@@ -1,0 +1,66 @@
+"""The reconciler: converge every kind of kernel object to one snapshot of the database.
+
+Called at start-up and after every change, always from the daemon's single worker thread, so there is one netlink
+socket and no concurrent applies. Failures of one step do not stop the others; they are collected and raised
+together at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from pyroute2 import IPRoute
+
+from hypr.errors import KernelError
+from hypr.models import HostView, Snapshot
+from hypr.reconcile import links
+
+log = logging.getLogger(__name__)
+
+# A later step of the reconcile (firewall, DNS, ports), run after the links exist.
+Step = Callable[[Snapshot], None]
+
+
+class ReconcileError(KernelError):
+    def __init__(self, errors: list[KernelError]) -> None:
+        super().__init__("; ".join(e.message for e in errors))
+        self.errors = errors
+
+
+class Reconciler:
+    def __init__(self, alias: str, proc_sys: Path = Path("/proc/sys")) -> None:
+        self.alias = alias
+        self.proc_sys = proc_sys
+        self.ipr = IPRoute()
+        self.steps: list[tuple[str, Step]] = []
+
+    def close(self) -> None:
+        self.ipr.close()
+
+    def add_step(self, name: str, step: Step) -> None:
+        self.steps.append((name, step))
+
+    def host_view(self) -> HostView:
+        return links.host_view(self.ipr, self.alias)
+
+    def reconcile(self, snapshot: Snapshot) -> None:
+        errors = links.reconcile_bridges(self.ipr, snapshot.networks, self.alias)
+        for name, step in self.steps:
+            try:
+                step(snapshot)
+            except KernelError as exc:
+                log.error("reconcile %s: %s", name, exc.message)
+                errors.append(exc)
+        if errors:
+            raise ReconcileError(errors)
+
+    def write_sysctl(self, key: str, value: str) -> None:
+        path = self.proc_sys / key
+        try:
+            if path.read_text().strip() != value:
+                path.write_text(value)
+                log.info("set %s = %s", key.replace("/", "."), value)
+        except OSError as exc:
+            raise KernelError(f"set sysctl {key} = {value}: {exc}") from exc

@@ -1,0 +1,111 @@
+"""Bridges: make the kernel's links match the network rows, through one netlink socket.
+
+Ownership is provable from the kernel side: every link hypr creates carries the interface alias
+`hypr:<instance id>`. Links without our alias are never changed or removed, whatever their name.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv4Network
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from hypr.errors import KernelError
+from hypr.models import HostRoute, HostView, Network
+
+log = logging.getLogger(__name__)
+GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)
+MAIN_TABLE = 254
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    kind: str
+    alias: str
+
+
+def links(ipr: IPRoute) -> list[Link]:
+    return [
+        Link(
+            index=msg["index"],
+            name=msg.get("ifname"),
+            kind=msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "",
+            alias=msg.get("ifalias") or "",
+        )
+        for msg in ipr.get_links()
+    ]
+
+
+def host_view(ipr: IPRoute, alias: str) -> HostView:
+    """Routes and interface names that belong to others: what a new network must not collide with."""
+    all_links = links(ipr)
+    ours = {link.index for link in all_links if link.alias == alias}
+    routes = tuple(
+        HostRoute(IPv4Network((msg.get("dst") or "0.0.0.0", msg["dst_len"])), _name_of(all_links, msg.get("oif")))
+        for msg in ipr.get_routes(family=2, table=MAIN_TABLE)
+        if msg.get("oif") not in ours
+    )
+    return HostView(routes=routes, interfaces=frozenset(link.name for link in all_links))
+
+
+def _name_of(all_links: Iterable[Link], index: Any) -> str:
+    return next((link.name for link in all_links if link.index == index), "?")
+
+
+def ensure_bridge(ipr: IPRoute, network: Network, alias: str, existing: Link | None) -> None:
+    """Create or repair `network.bridge`: ours, the gateway address only, the right MTU, up."""
+    if existing is not None and existing.alias != alias:
+        raise KernelError(f"interface {network.bridge} exists and is not owned by this hypr daemon; leaving it alone")
+    try:
+        if existing is None:
+            ipr.link("add", ifname=network.bridge, kind="bridge")
+        index = ipr.link_lookup(ifname=network.bridge)[0]
+        ipr.link("set", index=index, ifalias=alias, mtu=network.mtu, state="up")
+        _converge_addresses(ipr, index, IPv4Interface(f"{network.gateway}/{network.subnet.prefixlen}"))
+    except NetlinkError as exc:
+        raise KernelError(f"set up bridge {network.bridge} for network {network.name}: {exc}") from exc
+
+
+def _converge_addresses(ipr: IPRoute, index: int, want: IPv4Interface) -> None:
+    have = {IPv4Interface(f"{a.get('address')}/{a['prefixlen']}") for a in ipr.get_addr(family=2, index=index)}
+    for stale in have - {want}:
+        ipr.addr("del", index=index, address=str(stale.ip), prefixlen=stale.network.prefixlen)
+    if want not in have:
+        ipr.addr("add", index=index, address=str(want.ip), prefixlen=want.network.prefixlen)
+
+
+def remove_link(ipr: IPRoute, name: str) -> None:
+    """Delete a link we own; one already gone counts as removed."""
+    try:
+        ipr.link("del", ifname=name)
+    except NetlinkError as exc:
+        if exc.code not in GONE:
+            raise KernelError(f"remove interface {name}: {exc}") from exc
+
+
+def reconcile_bridges(ipr: IPRoute, networks: Iterable[Network], alias: str) -> list[KernelError]:
+    """Every network has its bridge; every bridge of ours without a network goes. Returns the failures."""
+    present = {link.name: link for link in links(ipr)}
+    wanted = {n.bridge: n for n in networks}
+    errors: list[KernelError] = []
+    for name, network in sorted(wanted.items()):
+        try:
+            ensure_bridge(ipr, network, alias, present.get(name))
+        except KernelError as exc:
+            errors.append(exc)
+    for link in present.values():
+        if link.alias == alias and link.kind == "bridge" and link.name not in wanted:
+            log.info("removing bridge %s: its network no longer exists", link.name)
+            try:
+                remove_link(ipr, link.name)
+            except KernelError as exc:
+                errors.append(exc)
+    return errors

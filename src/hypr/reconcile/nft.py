@@ -1,0 +1,120 @@
+"""A typed model of the small part of nftables hypr uses, and the one place that turns it into script text.
+
+Planners (see `firewall.py`) build `Table` values; `script()` serialises them. Keeping text generation here means
+quoting and layout rules live in a single function each, and a golden file diff always reflects a change of intent,
+not of formatting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+Family = Literal["inet", "bridge"]
+
+_FORBIDDEN_IN_STRING = ('"', "\\", "\n")
+
+
+def quote(value: str) -> str:
+    """An nft string literal. Interface names are the only strings we emit; the kernel allows `"` in them but nft
+    has no escape for it, so such a name cannot be expressed and is refused instead of mis-rendered."""
+    if not value or any(c in value for c in _FORBIDDEN_IN_STRING):
+        raise ValueError(f"cannot express {value!r} as an nftables string")
+    return f'"{value}"'
+
+
+def anonymous_set(items: Iterable[str]) -> str:
+    """`{ a, b }` for several items, the bare item for one (nft lists it that way too)."""
+    values = list(items)
+    if len(values) == 1:
+        return values[0]
+    return "{ " + ", ".join(values) + " }"
+
+
+@dataclass(frozen=True)
+class Hook:
+    """What makes a chain a base chain."""
+
+    type: Literal["filter", "nat"]
+    hook: Literal["prerouting", "input", "forward", "output", "postrouting"]
+    priority: str  # a keyword (`dstnat`, `filter`) or a number: nft 1.0.6 rejects `dstnat` on output
+    policy: Literal["accept"] = "accept"  # hypr never drops traffic it does not own
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`match` statements in order, then one verdict or NAT statement."""
+
+    match: tuple[str, ...]
+    verdict: str
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Chain:
+    name: str
+    rules: tuple[Rule, ...]
+    hook: Hook | None = None
+
+
+@dataclass(frozen=True)
+class NamedSet:
+    """A named set (`data_type` empty) or map. Elements are already rendered (`tcp . 8080 : 192.0.2.2 . 80`)."""
+
+    name: str
+    key_type: str
+    elements: tuple[str, ...]
+    data_type: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    family: Family
+    name: str
+    sets: tuple[NamedSet, ...]
+    chains: tuple[Chain, ...]
+
+
+def script(tables: Iterable[Table]) -> str:
+    """One nft script that replaces each table atomically: declare (so delete cannot fail), delete, define."""
+    parts: list[str] = []
+    for table in tables:
+        ref = f"{table.family} {table.name}"
+        parts.append(f"table {ref} {{}}\ndelete table {ref}\n")
+        parts.append(_table(table))
+    return "".join(parts)
+
+
+def _table(table: Table) -> str:
+    blocks = [_set(s) for s in table.sets] + [_chain(c) for c in table.chains]
+    return f"table {table.family} {table.name} {{\n" + "\n".join(blocks) + "}\n"
+
+
+def _set(named: NamedSet) -> str:
+    kind = "map" if named.data_type else "set"
+    type_line = named.key_type + (f" : {named.data_type}" if named.data_type else "")
+    lines = [f"\t{kind} {named.name} {{", f"\t\ttype {type_line}"]
+    if named.elements:
+        lines.append("\t\telements = {")
+        lines.extend(f"\t\t\t{element}," for element in named.elements)
+        lines.append("\t\t}")
+    lines.append("\t}")
+    return "\n".join(lines) + "\n"
+
+
+def _chain(chain: Chain) -> str:
+    lines = [f"\tchain {chain.name} {{"]
+    if chain.hook is not None:
+        h = chain.hook
+        lines.append(f"\t\ttype {h.type} hook {h.hook} priority {h.priority}; policy {h.policy};")
+    lines.extend(f"\t\t{_rule(rule)}" for rule in chain.rules)
+    lines.append("\t}")
+    return "\n".join(lines) + "\n"
+
+
+def _rule(rule: Rule) -> str:
+    words = [*rule.match, rule.verdict]
+    if rule.comment:
+        words.append(f"comment {quote(rule.comment)}")
+    return " ".join(words)

@@ -1,0 +1,227 @@
+"""Network requests, validated as a pure step: Docker's create body + a read-only view of what exists -> a
+`Network` row ready to insert, or a `HyprError` with Docker's message. No I/O happens here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from hypr import ipam, names
+from hypr.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from hypr.models import (
+    DEFAULT_NETWORK,
+    DRIVER,
+    OPT_BRIDGE_NAME,
+    OPT_ICC,
+    OPT_MASQUERADE,
+    OPT_MTU,
+    HostRoute,
+    HostView,
+    Network,
+    Snapshot,
+)
+from hypr.services.validation import (
+    label_matches,
+    new_id,
+    now_rfc3339,
+    parse_bool,
+    parse_created,
+    parse_until,
+    string_map,
+)
+
+PREDEFINED = (DEFAULT_NETWORK, "host", "none")
+LIST_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")
+PRUNE_FILTERS = ("until", "label", "label!")
+
+
+def route_conflict(subnet: IPv4Network, host: HostView) -> HostRoute | None:
+    return next((r for r in host.routes if r.dst.prefixlen > 0 and subnet.overlaps(r.dst)), None)
+
+
+def plan_default_network(subnet_text: str, gateway_text: str, host: HostView) -> Network:
+    """The predefined `bridge` network (vbr0); its address comes from HYPR_DEFAULT_SUBNET/GATEWAY."""
+    try:
+        subnet = ipam.parse_subnet(subnet_text)
+        gateway = ipam.parse_address(gateway_text, subnet, "gateway")
+    except InvalidParameter as exc:
+        raise InvalidParameter(f"HYPR_DEFAULT_SUBNET/HYPR_DEFAULT_GATEWAY: {exc.message}") from None
+    clash = route_conflict(subnet, host)
+    if clash:
+        raise Forbidden(
+            f"default network subnet {subnet} overlaps the host route {clash}, which hypr does not own; "
+            "set HYPR_DEFAULT_SUBNET (and HYPR_DEFAULT_GATEWAY) to a free range"
+        )
+    return Network(
+        id=new_id(), name=DEFAULT_NETWORK, bridge=names.bridge_name(0), subnet=subnet, gateway=gateway,
+        options={OPT_BRIDGE_NAME: names.bridge_name(0)}, ipam_options=None, created=now_rfc3339(),
+    )  # fmt: skip
+
+
+def plan_network_create(body: Any, snapshot: Snapshot, host: HostView) -> Network:
+    if not isinstance(body, Mapping):
+        raise InvalidParameter("invalid JSON: expected an object")
+    name = body.get("Name")
+    if not isinstance(name, str) or not name:
+        raise InvalidParameter("network name is required")
+    if name in PREDEFINED:
+        raise Forbidden(f"operation is not permitted on predefined {name} network ")
+    if any(n.name == name for n in snapshot.networks):
+        raise Conflict(f"network with name {name} already exists")
+    driver = body.get("Driver") or DRIVER
+    if driver != DRIVER:
+        raise NotFound(f"could not find plugin {driver} in v1 plugin registry: plugin not found")
+    if body.get("EnableIPv6"):
+        raise InvalidParameter("IPv6 networks are not supported by hypr yet")
+    options = string_map("options", body.get("Options"))
+    labels = string_map("labels", body.get("Labels"))
+    subnet, gateway, ip_range, aux, ipam_options = _plan_ipam(body.get("IPAM"), snapshot, host)
+    bridge = _plan_bridge_name(options, snapshot, host)
+    return Network(
+        id=new_id(), name=name, bridge=bridge, subnet=subnet, gateway=gateway, ip_range=ip_range,
+        aux_addresses=aux, internal=parse_bool("Internal", body.get("Internal", False)), mtu=_plan_mtu(options),
+        icc=parse_bool(OPT_ICC, options.get(OPT_ICC, True)),
+        masquerade=parse_bool(OPT_MASQUERADE, options.get(OPT_MASQUERADE, True)),
+        labels=labels, options=options, ipam_options=ipam_options, created=now_rfc3339(),
+    )  # fmt: skip
+
+
+def _plan_ipam(
+    raw: Any, snapshot: Snapshot, host: HostView
+) -> tuple[IPv4Network, IPv4Address, IPv4Network | None, dict[str, IPv4Address], dict[str, str] | None]:
+    raw = raw or {}
+    if not isinstance(raw, Mapping):
+        raise InvalidParameter("invalid IPAM: expected an object")
+    if (raw.get("Driver") or "default") != "default":
+        raise InvalidParameter(f'IPAM driver {raw["Driver"]} is not supported (only "default")')
+    ipam_options = None if raw.get("Options") is None else string_map("IPAM options", raw["Options"])
+    configs = raw.get("Config") or []
+    if not isinstance(configs, list) or not all(isinstance(c, Mapping) for c in configs):
+        raise InvalidParameter("invalid IPAM config: expected a list of objects")
+    if len(configs) > 1:
+        raise InvalidParameter("hypr networks have one IPv4 subnet; got several IPAM configs")
+    config = configs[0] if configs else {}
+    taken = [n.subnet for n in snapshot.networks]
+    if config.get("Subnet"):
+        subnet = ipam.parse_subnet(str(config["Subnet"]))
+        ipam.check_overlap(subnet, taken)
+        clash = route_conflict(subnet, host)
+        if clash:
+            raise Forbidden(f"{ipam.OVERLAP}: subnet {subnet} overlaps the host route {clash}")
+    elif config.get("IPRange") or config.get("Gateway") or config.get("AuxiliaryAddresses"):
+        raise InvalidParameter("invalid network config: an IP range, gateway or auxiliary address needs a subnet")
+    else:
+        subnet = ipam.auto_subnet([*taken, *(r.dst for r in host.routes if r.dst.prefixlen > 0)])
+    ip_range = ipam.parse_ip_range(str(config["IPRange"]), subnet) if config.get("IPRange") else None
+    gateway = (
+        ipam.parse_address(str(config["Gateway"]), subnet, "gateway")
+        if config.get("Gateway")
+        else ipam.first_host(subnet)
+    )
+    aux = {
+        key: ipam.parse_address(str(value), subnet, f"auxiliary address {key}")
+        for key, value in string_map("auxiliary addresses", config.get("AuxiliaryAddresses")).items()
+    }
+    return subnet, gateway, ip_range, aux, ipam_options
+
+
+def _plan_bridge_name(options: Mapping[str, str], snapshot: Snapshot, host: HostView) -> str:
+    used = {n.bridge for n in snapshot.networks}
+    if OPT_BRIDGE_NAME in options:
+        name = options[OPT_BRIDGE_NAME]
+        problem = names.interface_name_problem(name)
+        if problem:
+            raise InvalidParameter(f"invalid {OPT_BRIDGE_NAME}: {problem}")
+        if name in used:
+            raise Forbidden(f"bridge name {name} is already used by another network")
+        if name in host.interfaces:
+            raise Forbidden(f"bridge name {name} is already an interface on this host")
+        return name
+    busy = used | host.interfaces
+    return next(names.bridge_name(i) for i in range(1, 100_000) if names.bridge_name(i) not in busy)
+
+
+def _plan_mtu(options: Mapping[str, str]) -> int:
+    text = options.get(OPT_MTU)
+    if text is None:
+        return 1500
+    try:
+        mtu = int(text)
+    except ValueError:
+        mtu = 0
+    if not 68 <= mtu <= 65535:
+        raise InvalidParameter(f"invalid MTU number: {text} (must be between 68 and 65535)")
+    return mtu
+
+
+# -- finding, listing, pruning -------------------------------------------------------------------------------------
+
+
+def find_network(snapshot: Snapshot, ref: str) -> Network:
+    """Docker's lookup order: full ID, exact name, then a unique ID prefix."""
+    exact = [n for n in snapshot.networks if n.id == ref] or [n for n in snapshot.networks if n.name == ref]
+    if exact:
+        return exact[0]
+    prefixed = [n for n in snapshot.networks if ref and n.id.startswith(ref)]
+    if len(prefixed) > 1:
+        raise InvalidParameter(f"network {ref} is ambiguous ({len(prefixed)} matches found based on ID prefix)")
+    if not prefixed:
+        raise NotFound(f"network {ref} not found")
+    return prefixed[0]
+
+
+def in_use(snapshot: Snapshot, network_id: str) -> bool:
+    return any(e.network_id == network_id for e in snapshot.endpoints)
+
+
+def check_filters(filters: Mapping[str, Iterable[str]], allowed: Iterable[str]) -> None:
+    for key in filters:
+        if key not in allowed:
+            raise InvalidParameter(f"invalid filter '{key}'")
+
+
+def list_networks(snapshot: Snapshot, filters: Mapping[str, list[str]]) -> list[Network]:
+    check_filters(filters, LIST_FILTERS)
+    return [n for n in snapshot.networks if all(_list_match(snapshot, n, k, v) for k, v in filters.items() if v)]
+
+
+def _list_match(snapshot: Snapshot, n: Network, key: str, values: list[str]) -> bool:
+    if key == "dangling":
+        wanted = {parse_bool("dangling", v) for v in values}
+        return (not n.builtin and not in_use(snapshot, n.id)) in wanted
+    if key == "driver":
+        return n.driver in values
+    if key == "id":
+        return any(v in n.id for v in values)
+    if key == "label":
+        return all(label_matches(n.labels, v) for v in values)
+    if key == "name":
+        return any(v in n.name for v in values)
+    if key == "scope":
+        return "local" in values
+    if key == "type":
+        for v in values:
+            if v not in ("custom", "builtin"):
+                raise InvalidParameter(f"invalid filter: 'type'='{v}'")
+        return ("builtin" if n.builtin else "custom") in values
+    return True
+
+
+def prune_candidates(snapshot: Snapshot, filters: Mapping[str, list[str]], now: datetime) -> list[Network]:
+    """Custom networks with no endpoints that pass Docker's prune filters (`until`, `label`, `label!`)."""
+    check_filters(filters, PRUNE_FILTERS)
+    untils = [parse_until(v, now) for v in filters.get("until", [])]
+    chosen = []
+    for n in snapshot.networks:
+        if n.builtin or in_use(snapshot, n.id):
+            continue
+        if any(parse_created(n.created) >= until for until in untils):
+            continue
+        if not all(label_matches(n.labels, v) for v in filters.get("label", [])):
+            continue
+        if any(label_matches(n.labels, v) for v in filters.get("label!", [])):
+            continue
+        chosen.append(n)
+    return chosen

@@ -1,0 +1,82 @@
+"""Small parsers shared by every request validator: booleans, labels, timestamps. Pure."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypr.errors import InvalidParameter
+
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+def now_rfc3339() -> str:
+    """UTC with nanosecond digits, the way Docker prints `Created`."""
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}000Z"
+
+
+def parse_bool(key: str, value: Any) -> bool:
+    """Go's strconv.ParseBool, which Docker uses for driver options."""
+    if isinstance(value, bool):
+        return value
+    text = str(value)
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InvalidParameter(f'invalid value for {key}: "{text}" is not a boolean')
+
+
+def string_map(what: str, value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise InvalidParameter(f"invalid {what}: expected a map of strings")
+    return dict(value)
+
+
+def parse_key_value(what: str, text: str) -> tuple[str, str]:
+    """`k=v` from the command line; Docker allows an empty value but not an empty key."""
+    key, sep, value = text.partition("=")
+    if not key or (not sep and what != "label"):
+        raise InvalidParameter(f"invalid {what} {text!r}: expected key=value")
+    return key, value
+
+
+def parse_until(text: str, now: datetime) -> datetime:
+    """Docker's `until` filter: a unix timestamp, an RFC 3339 time, or a Go duration back from now."""
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise InvalidParameter(f"invalid filter 'until={text}': not a timestamp or duration")
+    return now - timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
+
+
+def parse_created(text: str) -> datetime:
+    """Our own `Created` stamps (nanoseconds) back to a datetime."""
+    return datetime.fromisoformat(text[:26] + "+00:00")
+
+
+def label_matches(labels: Mapping[str, str], want: str) -> bool:
+    """A `label` filter value: `k` (present) or `k=v` (equal)."""
+    key, sep, value = want.partition("=")
+    return key in labels and (not sep or labels[key] == value)

@@ -1,0 +1,185 @@
+"""The SQLite store. Every write goes through `transaction()`; every read a planner needs goes through
+`snapshot()`, which returns frozen values, so no planner ever holds a cursor."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any, cast
+
+from hypr.models import Endpoint, Network, PortMapping, Protocol, Snapshot, Workload, WorkloadState
+from hypr.state.schema import MIGRATIONS
+
+
+def _dump(value: Mapping[str, Any] | tuple[str, ...] | None) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The daemon serialises writers itself; the connection is shared with its worker thread.
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                for statement in filter(str.strip, script.split(";")):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version={number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- meta ----------------------------------------------------------------------------------------------------
+
+    def instance_id(self) -> str:
+        """A random ID for this data directory, written on first use; links we create carry it in their alias."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key='instance'").fetchone()
+        if row:
+            return str(row[0])
+        value = uuid.uuid4().hex[:12]
+        with self.transaction() as tx:
+            tx.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('instance', ?)", (value,))
+        return str(self.conn.execute("SELECT value FROM meta WHERE key='instance'").fetchone()[0])
+
+    # -- reads ---------------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            networks=tuple(map(_network, self.conn.execute("SELECT * FROM networks ORDER BY created, id"))),
+            workloads=tuple(map(_workload, self.conn.execute("SELECT * FROM workloads ORDER BY created, id"))),
+            endpoints=tuple(
+                map(_endpoint, self.conn.execute("SELECT * FROM endpoints ORDER BY workload_id, position"))
+            ),
+            ports=tuple(map(_port, self.conn.execute("SELECT * FROM port_mappings ORDER BY workload_id, rowid"))),
+        )
+
+    def last_ip(self, network_id: str) -> int | None:
+        row = self.conn.execute("SELECT last_ip FROM networks WHERE id=?", (network_id,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def ip_in_use(self, network_id: str, ip: int) -> bool:
+        query = "SELECT 1 FROM endpoints WHERE network_id=? AND ip=?"
+        return self.conn.execute(query, (network_id, ip)).fetchone() is not None
+
+    # -- writes (call inside transaction()) ----------------------------------------------------------------------
+
+    def insert_network(self, tx: sqlite3.Connection, n: Network) -> None:
+        tx.execute(
+            "INSERT INTO networks (id, name, driver, bridge, subnet, gateway, ip_range, aux_addresses, internal, mtu,"
+            " icc, masquerade, labels, options, ipam_options, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                n.id, n.name, n.driver, n.bridge, str(n.subnet), str(n.gateway),
+                None if n.ip_range is None else str(n.ip_range),
+                _dump({k: str(v) for k, v in n.aux_addresses.items()}), int(n.internal), n.mtu, int(n.icc),
+                int(n.masquerade), _dump(n.labels), _dump(n.options), _dump(n.ipam_options), n.created,
+            ),
+        )  # fmt: skip
+
+    def delete_network(self, tx: sqlite3.Connection, network_id: str) -> None:
+        tx.execute("DELETE FROM networks WHERE id=?", (network_id,))
+
+    def insert_workload(self, tx: sqlite3.Connection, w: Workload, extra: Mapping[str, Any]) -> None:
+        tx.execute(
+            "INSERT INTO workloads (id, name, image, runtime, state, command, env, hostname, labels, created, extra)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (w.id, w.name, w.image, w.runtime, w.state, _dump(w.command), _dump(w.env), w.hostname,
+             _dump(w.labels), w.created, _dump(extra)),
+        )  # fmt: skip
+
+    def insert_endpoint(self, tx: sqlite3.Connection, e: Endpoint) -> None:
+        """Records the address and moves the network's allocation cursor in the same transaction."""
+        tx.execute(
+            "INSERT INTO endpoints (id, workload_id, network_id, ip, mac, host_ifname, position, aliases, static_ip)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            (e.id, e.workload_id, e.network_id, int(e.ip), e.mac, e.host_ifname, e.position, _dump(e.aliases),
+             int(e.static_ip)),
+        )  # fmt: skip
+        if not e.static_ip:
+            tx.execute("UPDATE networks SET last_ip=? WHERE id=?", (int(e.ip), e.network_id))
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _network(row: sqlite3.Row) -> Network:
+    return Network(
+        id=row["id"],
+        name=row["name"],
+        driver=row["driver"],
+        bridge=row["bridge"],
+        subnet=IPv4Network(row["subnet"]),
+        gateway=IPv4Address(row["gateway"]),
+        ip_range=None if row["ip_range"] is None else IPv4Network(row["ip_range"]),
+        aux_addresses={k: IPv4Address(v) for k, v in _load(row["aux_addresses"]).items()},
+        internal=bool(row["internal"]),
+        mtu=row["mtu"],
+        icc=bool(row["icc"]),
+        masquerade=bool(row["masquerade"]),
+        labels=_load(row["labels"]),
+        options=_load(row["options"]),
+        ipam_options=_load(row["ipam_options"]),
+        created=row["created"],
+    )
+
+
+def _workload(row: sqlite3.Row) -> Workload:
+    return Workload(
+        id=row["id"],
+        name=row["name"],
+        image=row["image"],
+        runtime=row["runtime"],
+        state=cast(WorkloadState, row["state"]),
+        command=tuple(_load(row["command"])),
+        env=_load(row["env"]),
+        hostname=row["hostname"],
+        labels=_load(row["labels"]),
+        created=row["created"],
+    )
+
+
+def _endpoint(row: sqlite3.Row) -> Endpoint:
+    return Endpoint(
+        id=row["id"],
+        workload_id=row["workload_id"],
+        network_id=row["network_id"],
+        ip=IPv4Address(row["ip"]),
+        mac=row["mac"],
+        host_ifname=row["host_ifname"],
+        position=row["position"],
+        aliases=tuple(_load(row["aliases"])),
+        static_ip=bool(row["static_ip"]),
+    )
+
+
+def _port(row: sqlite3.Row) -> PortMapping:
+    return PortMapping(
+        workload_id=row["workload_id"],
+        host_ip=IPv4Address(row["host_ip"]),
+        host_port=row["host_port"],
+        guest_port=row["guest_port"],
+        protocol=cast(Protocol, row["protocol"]),
+    )

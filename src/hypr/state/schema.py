@@ -1,0 +1,60 @@
+"""Schema migrations, applied in order; `PRAGMA user_version` records how many have run."""
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE networks (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        driver TEXT NOT NULL,
+        bridge TEXT NOT NULL UNIQUE,
+        subnet TEXT NOT NULL,
+        gateway TEXT NOT NULL,
+        ip_range TEXT,
+        aux_addresses TEXT NOT NULL,
+        internal INTEGER NOT NULL,
+        mtu INTEGER NOT NULL,
+        icc INTEGER NOT NULL,
+        masquerade INTEGER NOT NULL,
+        labels TEXT NOT NULL,
+        options TEXT NOT NULL,
+        ipam_options TEXT,
+        created TEXT NOT NULL,
+        last_ip INTEGER
+    );
+    CREATE TABLE workloads (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        image TEXT NOT NULL,
+        runtime TEXT NOT NULL,
+        state TEXT NOT NULL,
+        command TEXT NOT NULL,
+        env TEXT NOT NULL,
+        hostname TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        created TEXT NOT NULL,
+        extra TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE endpoints (
+        id TEXT PRIMARY KEY,
+        workload_id TEXT NOT NULL REFERENCES workloads(id) ON DELETE CASCADE,
+        network_id TEXT NOT NULL REFERENCES networks(id),
+        ip INTEGER NOT NULL,
+        mac TEXT NOT NULL,
+        host_ifname TEXT NOT NULL UNIQUE,
+        position INTEGER NOT NULL,
+        aliases TEXT NOT NULL,
+        static_ip INTEGER NOT NULL,
+        UNIQUE (network_id, ip),
+        UNIQUE (workload_id, network_id)
+    );
+    CREATE TABLE port_mappings (
+        workload_id TEXT NOT NULL REFERENCES workloads(id) ON DELETE CASCADE,
+        host_ip TEXT NOT NULL,
+        host_port INTEGER NOT NULL,
+        guest_port INTEGER NOT NULL,
+        protocol TEXT NOT NULL,
+        UNIQUE (host_ip, host_port, protocol)
+    );
+    """,
+)

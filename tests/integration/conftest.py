@@ -1,0 +1,63 @@
+"""Fixtures for tests that need root: a throw-away host namespace with its own hyprd, removed afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import Hyprd, leftover_mounts, leftover_processes, netns
+
+pytestmark = pytest.mark.integration
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="integration tests need root")
+        for item in items:
+            if "integration" in str(item.fspath):
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def host_ns() -> Iterator[str]:
+    with netns("hyprt") as name:
+        yield name
+
+
+@pytest.fixture
+def tmp_root() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="hyprt-"))
+    try:
+        yield root
+    finally:
+        _reap(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _reap(root: Path) -> None:
+    """Whatever a test left behind under its directory: processes killed, mounts detached."""
+    for pid in leftover_processes(root):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for mount in sorted(leftover_mounts(root), reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+
+
+@pytest.fixture
+def hyprd(host_ns: str, tmp_root: Path) -> Iterator[Hyprd]:
+    daemon = Hyprd(ns=host_ns, root=tmp_root)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        leaks = leftover_processes(tmp_root)
+        assert not leaks, f"processes left behind: {leaks}"

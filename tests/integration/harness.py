@@ -1,0 +1,174 @@
+"""Throw-away hosts for integration tests: network namespaces, each optionally running its own hyprd.
+
+Everything made here is removed in `finally` blocks, also when a test fails. Names carry the test process's pid
+so that several test runs (and several daemons) can share one machine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hypr.client import Client
+
+VENV_BIN = Path(sys.executable).parent
+HYPRD = str(VENV_BIN / "hyprd")
+HYPR = str(VENV_BIN / "hypr")
+_counter = itertools.count()
+
+
+def sh(
+    *argv: str, rc: int | None = 0, timeout: float = 20, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command; check its exit code unless rc is None."""
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input)
+    if rc is not None and proc.returncode != rc:
+        raise AssertionError(
+            f"{' '.join(argv)} exited {proc.returncode}, wanted {rc}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+        )
+    return proc
+
+
+def run_in(ns: str, *argv: str, rc: int | None = 0, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    """Run a command inside a namespace (network only; the file system is shared)."""
+    return sh("nsenter", f"--net=/run/netns/{ns}", *argv, rc=rc, timeout=timeout)
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 10.0, interval: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{next(_counter)}"
+
+
+@contextmanager
+def netns(prefix: str = "hyprt") -> Iterator[str]:
+    name = unique_name(prefix)
+    sh("ip", "netns", "add", name)
+    try:
+        sh("ip", "-n", name, "link", "set", "lo", "up")
+        yield name
+    finally:
+        sh("ip", "netns", "del", name, rc=None)
+
+
+@dataclass
+class Hyprd:
+    """One daemon, running inside `ns` with its own data and runtime directories."""
+
+    ns: str
+    root: Path
+    env_extra: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "HYPR_DATA_DIR": str(self.root / "data"),
+            "HYPR_RUNTIME_DIR": str(self.root / "run"),
+            "HYPR_LOG_LEVEL": "DEBUG",
+            **self.env_extra,
+        }
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "run" / "hypr.sock"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "hyprd.log"
+
+    def client(self) -> Client:
+        return Client(f"unix://{self.socket}")
+
+    def start(self, *, wait: bool = True) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{self.ns}", HYPRD], env=self.env, stdout=log, stderr=log,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        if wait:
+            wait_until(self._ready, f"hyprd in {self.ns} to answer /_ping (log: {self.log})")
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"hyprd exited with {self.proc.returncode}:\n{self.log.read_text()}")
+        if not self.socket.exists():
+            return False
+        try:
+            with self.client() as client:
+                return client.ping()
+        except Exception:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cli(self, *argv: str, rc: int | None = 0, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [HYPR, "-H", f"unix://{self.socket}", *argv], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if rc is not None and proc.returncode != rc:
+            raise AssertionError(
+                f"hypr {' '.join(argv)} exited {proc.returncode}, wanted {rc}\n"
+                f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
+        return proc
+
+
+def links(ns: str, kind: str | None = None) -> list[str]:
+    argv = ["ip", "-n", ns, "-o", "link", "show"] + (["type", kind] if kind else [])
+    return [line.split(":")[1].strip().split("@")[0] for line in sh(*argv).stdout.splitlines()]
+
+
+def leftover_mounts(root: Path) -> list[str]:
+    return [
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if str(root) in line.split()[4]
+    ]
+
+
+def leftover_processes(root: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if str(root) in (entry / "environ").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return [pid for pid in found if pid != os.getpid()]

@@ -1,0 +1,173 @@
+"""Every bad `network create` gets Docker's message and class; validation is pure, so no root is needed."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+from typing import Any
+
+import pytest
+
+from hypr.errors import Conflict, Forbidden, HyprError, InvalidParameter, NotFound
+from hypr.models import HostRoute, HostView, Network, Snapshot
+from hypr.services import network_plan as plan
+from hypr.services.validation import parse_until
+
+EXISTING = Network(
+    id="a" * 64, name="taken", bridge="vbr1", subnet=IPv4Network("10.70.0.0/16"),
+    gateway=IPv4Network("10.70.0.0/16").network_address + 1, created="2026-01-01T00:00:00.000000000Z",
+)  # fmt: skip
+SNAPSHOT = Snapshot(networks=(EXISTING,))
+HOST = HostView(
+    routes=(HostRoute(IPv4Network("0.0.0.0/0"), "eth0"), HostRoute(IPv4Network("192.168.1.0/24"), "eth0")),
+    interfaces=frozenset({"eth0", "lo", "docker0"}),
+)
+
+
+def ipam(**config: Any) -> dict[str, Any]:
+    return {"Config": [config]}
+
+
+BAD: list[tuple[dict[str, Any], type[HyprError], str]] = [
+    ({}, InvalidParameter, "network name is required"),
+    ({"Name": "taken"}, Conflict, "network with name taken already exists"),
+    ({"Name": "bridge"}, Forbidden, "operation is not permitted on predefined bridge network"),
+    ({"Name": "host"}, Forbidden, "predefined host network"),
+    ({"Name": "x", "Driver": "overlay"}, NotFound, "could not find plugin overlay"),
+    (
+        {"Name": "x", "IPAM": ipam(Subnet="10.1.0.1/16")},
+        InvalidParameter,
+        "invalid subnet 10.1.0.1/16: it should be 10.1.0.0/16",
+    ),
+    ({"Name": "x", "IPAM": ipam(Subnet="10.1.0.0/31")}, InvalidParameter, "at least a /30"),
+    ({"Name": "x", "IPAM": ipam(Subnet="10.1.0.0/32")}, InvalidParameter, "at least a /30"),
+    (
+        {"Name": "x", "IPAM": ipam(Subnet="10.1.0.0/16", Gateway="10.2.0.1")},
+        InvalidParameter,
+        "invalid gateway 10.2.0.1: it should be within subnet 10.1.0.0/16",
+    ),
+    (
+        {"Name": "x", "IPAM": ipam(Subnet="10.1.0.0/16", IPRange="10.2.0.0/24")},
+        InvalidParameter,
+        "invalid ip-range 10.2.0.0/24: it should be within subnet",
+    ),
+    (
+        {"Name": "x", "IPAM": ipam(Subnet="10.1.0.0/16", IPRange="10.1.0.5/24")},
+        InvalidParameter,
+        "invalid ip-range 10.1.0.5/24: it should be 10.1.0.0/24",
+    ),
+    (
+        {"Name": "x", "IPAM": ipam(Subnet="10.1.0.0/16", AuxiliaryAddresses={"p": "10.9.0.1"})},
+        InvalidParameter,
+        "invalid auxiliary address p",
+    ),
+    ({"Name": "x", "IPAM": ipam(Gateway="10.1.0.1")}, InvalidParameter, "needs a subnet"),
+    (
+        {"Name": "x", "IPAM": ipam(Subnet="10.70.1.0/24")},
+        Forbidden,
+        "Pool overlaps with other one on this address space",
+    ),
+    (
+        {"Name": "x", "IPAM": ipam(Subnet="192.168.0.0/16")},
+        Forbidden,
+        "overlaps the host route 192.168.1.0/24 dev eth0",
+    ),
+    ({"Name": "x", "IPAM": {"Driver": "dhcp"}}, InvalidParameter, "IPAM driver dhcp is not supported"),
+    (
+        {"Name": "x", "IPAM": {"Config": [{"Subnet": "10.1.0.0/16"}, {"Subnet": "10.2.0.0/16"}]}},
+        InvalidParameter,
+        "one IPv4 subnet",
+    ),
+    ({"Name": "x", "EnableIPv6": True}, InvalidParameter, "IPv6"),
+    (
+        {"Name": "x", "Options": {"com.docker.network.bridge.name": "vbr1"}},
+        Forbidden,
+        "already used by another network",
+    ),
+    ({"Name": "x", "Options": {"com.docker.network.bridge.name": "docker0"}}, Forbidden, "already an interface"),
+    ({"Name": "x", "Options": {"com.docker.network.bridge.name": "sixteen-chars-xx"}}, InvalidParameter, "too long"),
+    ({"Name": "x", "Options": {"com.docker.network.bridge.name": "a/b"}}, InvalidParameter, "invalid characters"),
+    ({"Name": "x", "Options": {"com.docker.network.driver.mtu": "abc"}}, InvalidParameter, "invalid MTU number: abc"),
+    ({"Name": "x", "Options": {"com.docker.network.driver.mtu": "70000"}}, InvalidParameter, "invalid MTU number"),
+    ({"Name": "x", "Options": {"com.docker.network.bridge.enable_icc": "maybe"}}, InvalidParameter, "is not a boolean"),
+    ({"Name": "x", "Labels": {"k": 1}}, InvalidParameter, "invalid labels"),
+    ({"Name": "x", "Options": ["a=b"]}, InvalidParameter, "invalid options"),
+]
+
+
+@pytest.mark.parametrize(("body", "error", "message"), BAD)
+def test_bad_create_requests(body: dict[str, Any], error: type[HyprError], message: str) -> None:
+    with pytest.raises(error, match=message) as caught:
+        plan.plan_network_create(body, SNAPSHOT, HOST)
+    assert type(caught.value) is error
+
+
+def test_defaults() -> None:
+    net = plan.plan_network_create({"Name": "test 01@#$"}, SNAPSHOT, HOST)
+    assert (str(net.subnet), str(net.gateway), net.bridge, net.mtu) == ("10.89.0.0/16", "10.89.0.1", "vbr2", 1500)
+    assert len(net.id) == 64 and net.icc and net.masquerade and not net.internal
+    assert net.ipam_options is None
+
+
+def test_options_are_honoured() -> None:
+    body = {
+        "Name": "x",
+        "Internal": True,
+        "IPAM": {"Config": [{"Subnet": "10.1.0.0/24", "IPRange": "10.1.0.128/25"}], "Options": {"a": "b"}},
+        "Options": {"com.docker.network.bridge.name": "br-x", "com.docker.network.driver.mtu": "1400",
+                    "com.docker.network.bridge.enable_icc": "false"},
+    }  # fmt: skip
+    net = plan.plan_network_create(body, SNAPSHOT, HOST)
+    assert (net.bridge, net.mtu, net.icc, net.internal, str(net.ip_range)) == (
+        "br-x",
+        1400,
+        False,
+        True,
+        "10.1.0.128/25",
+    )
+    assert net.ipam_options == {"a": "b"}
+
+
+def test_default_network_refuses_host_route_overlap() -> None:
+    host = HostView(routes=(HostRoute(IPv4Network("10.88.0.0/16"), "cni-podman0"),))
+    with pytest.raises(Forbidden, match="10.88.0.0/16 dev cni-podman0.*HYPR_DEFAULT_SUBNET"):
+        plan.plan_default_network("10.88.0.0/16", "10.88.0.1", host)
+    assert plan.plan_default_network("10.88.0.0/16", "10.88.0.1", HOST).bridge == "vbr0"
+
+
+def test_find_network_order() -> None:
+    other = Network(id="ab" + "c" * 62, name="a" * 64, bridge="vbr2", subnet=IPv4Network("10.5.0.0/16"),
+                    gateway=IPv4Network("10.5.0.0/16").network_address + 1)  # fmt: skip
+    snap = Snapshot(networks=(EXISTING, other))
+    assert plan.find_network(snap, "a" * 64) is EXISTING  # full ID beats a name
+    assert plan.find_network(snap, "taken") is EXISTING
+    assert plan.find_network(snap, "abc") is other
+    with pytest.raises(InvalidParameter, match="ambiguous"):
+        plan.find_network(snap, "a")
+    with pytest.raises(NotFound, match="network zz not found"):
+        plan.find_network(snap, "zz")
+
+
+def test_list_filters() -> None:
+    labelled = Network(id="b" * 64, name="web", bridge="vbr3", subnet=IPv4Network("10.6.0.0/16"),
+                       gateway=IPv4Network("10.6.0.0/16").network_address + 1, labels={"tier": "front"})  # fmt: skip
+    snap = Snapshot(networks=(EXISTING, labelled))
+    assert plan.list_networks(snap, {"label": ["tier=front"]}) == [labelled]
+    assert plan.list_networks(snap, {"label": ["tier"]}) == [labelled]
+    assert plan.list_networks(snap, {"name": ["ake"]}) == [EXISTING]
+    assert plan.list_networks(snap, {"type": ["custom"]}) == [EXISTING, labelled]
+    with pytest.raises(InvalidParameter, match="invalid filter 'colour'"):
+        plan.list_networks(snap, {"colour": ["red"]})
+
+
+def test_prune_filters() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    assert plan.prune_candidates(SNAPSHOT, {}, now) == [EXISTING]
+    assert plan.prune_candidates(SNAPSHOT, {"until": ["2025-01-01T00:00:00Z"]}, now) == []
+    assert plan.prune_candidates(SNAPSHOT, {"until": ["24h"]}, now) == [EXISTING]
+    assert plan.prune_candidates(SNAPSHOT, {"label!": ["keep"]}, now) == [EXISTING]
+    assert plan.prune_candidates(SNAPSHOT, {"label": ["keep"]}, now) == []
+    assert parse_until("1h30m", now) == datetime(2026, 5, 31, 22, 30, tzinfo=UTC)
+    with pytest.raises(InvalidParameter):
+        parse_until("soon", now)
