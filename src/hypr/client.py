@@ -42,9 +42,15 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, *, body: Any = None, params: Mapping[str, Any] | None = None) -> Any:
+    def request(
+        self, method: str, path: str, *, body: Any = None, params: Mapping[str, Any] | None = None, wait: bool = False
+    ) -> Any:
+        """`wait`: the call may legitimately take as long as a workload runs (no timeout)."""
         try:
-            response = self.http.request(method, path, json=body, params=params)
+            if wait:
+                response = self.http.request(method, path, json=body, params=params, timeout=None)
+            else:
+                response = self.http.request(method, path, json=body, params=params)
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
         if response.status_code >= 400:
@@ -102,6 +108,62 @@ class Client:
     def prune_networks(self, filters: Mapping[str, list[str]] | None = None) -> list[str]:
         params = {"filters": json.dumps(filters)} if filters else None
         return list(self.request("POST", "/networks/prune", params=params)["NetworksDeleted"] or [])
+
+    def connect(self, network: str, container: str, *, ip: str | None = None, aliases: list[str] | None = None) -> None:
+        config: dict[str, Any] = {"Aliases": aliases or []}
+        if ip:
+            config["IPAMConfig"] = {"IPv4Address": ip}
+        self.request(
+            "POST", f"/networks/{_quote(network)}/connect", body={"Container": container, "EndpointConfig": config}
+        )
+
+    def disconnect(self, network: str, container: str, *, force: bool = False) -> None:
+        self.request("POST", f"/networks/{_quote(network)}/disconnect", body={"Container": container, "Force": force})
+
+    # -- workloads ----------------------------------------------------------------------------------------------
+
+    def containers(self, *, all: bool = False, filters: Mapping[str, list[str]] | None = None) -> list[dict[str, Any]]:
+        params: dict[str, str] = {"all": "1" if all else "0"}
+        if filters:
+            params["filters"] = json.dumps(filters)
+        return list(self.request("GET", "/containers/json", params=params))
+
+    def container(self, ref: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/containers/{_quote(ref)}/json"))
+
+    def create_container(self, body: Mapping[str, Any], name: str | None = None) -> str:
+        params = {"name": name} if name else None
+        return str(self.request("POST", "/containers/create", body=body, params=params)["Id"])
+
+    def start(self, ref: str) -> None:
+        self.request("POST", f"/containers/{_quote(ref)}/start")
+
+    def stop(self, ref: str, timeout: float | None = None) -> None:
+        params = {"t": str(timeout)} if timeout is not None else None
+        self.request("POST", f"/containers/{_quote(ref)}/stop", params=params)
+
+    def restart(self, ref: str, timeout: float | None = None) -> None:
+        params = {"t": str(timeout)} if timeout is not None else None
+        self.request("POST", f"/containers/{_quote(ref)}/restart", params=params)
+
+    def kill(self, ref: str, signal: str = "KILL") -> None:
+        self.request("POST", f"/containers/{_quote(ref)}/kill", params={"signal": signal})
+
+    def remove(self, ref: str, *, force: bool = False) -> None:
+        self.request("DELETE", f"/containers/{_quote(ref)}", params={"force": "1"} if force else None)
+
+    def wait(self, ref: str) -> int:
+        return int(self.request("POST", f"/containers/{_quote(ref)}/wait", wait=True)["StatusCode"])
+
+    def logs(self, ref: str, *, follow: bool = False, tail: str = "all") -> Iterator[bytes]:
+        params = {"follow": "1" if follow else "0", "tail": tail, "stdout": "1", "stderr": "1"}
+        return self.stream("GET", f"/containers/{_quote(ref)}/logs", params=params)
+
+    def exec_argv(
+        self, ref: str, cmd: list[str], *, env: list[str] | None = None, workdir: str | None = None
+    ) -> list[str]:
+        body = {"Cmd": cmd, "Env": env or [], "WorkingDir": workdir or ""}
+        return list(self.request("POST", f"/containers/{_quote(ref)}/hypr-exec", body=body)["Argv"])
 
 
 def _quote(ref: str) -> str:

@@ -20,16 +20,21 @@ from typing import IO, Any, TypeVar
 from aiohttp import web
 
 from hypr import names
-from hypr.api.server import Api, make_app
+from hypr.api.server import make_app
 from hypr.config import Settings, settings_from_env
 from hypr.errors import HyprError
+from hypr.models import Snapshot
+from hypr.reconcile import firewall
 from hypr.reconcile.kernel import Reconciler
-from hypr.services import networks
+from hypr.reconcile.ports import PortHolder
+from hypr.runtime.sandbox import SandboxRuntime
+from hypr.services import networks, workloads
 from hypr.services.context import Context
 from hypr.state import Store
 
 log = logging.getLogger("hyprd")
 T = TypeVar("T")
+REFRESH_INTERVAL = 0.5  # seconds between looks for workloads that ended on their own (--rm, restart policies)
 
 
 class AlreadyRunning(Exception):
@@ -61,7 +66,20 @@ class Daemon:
         self.locks = [lock_file(settings.paths.data_dir / "hyprd.lock"), lock_file(settings.paths.pidfile)]
         self.store = Store(settings.paths.db)
         self.reconciler = Reconciler(names.owner_alias(self.store.instance_id()))
-        self.ctx = Context(settings=settings, store=self.store, reconciler=self.reconciler)
+        self.ctx = Context(
+            settings=settings,
+            store=self.store,
+            reconciler=self.reconciler,
+            runtimes={"sandbox": SandboxRuntime(image_cache=settings.paths.images)},
+            ports=PortHolder(),
+        )
+        self.reconciler.add_step("firewall", self.apply_firewall)
+        self.reconciler.add_step("ports", self.ctx.ports.converge)
+
+    def apply_firewall(self, snapshot: Snapshot) -> None:
+        for key, value in firewall.sysctls(snapshot):
+            self.reconciler.write_sysctl(key, value)
+        firewall.apply(firewall.render(snapshot))
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -71,6 +89,16 @@ class Daemon:
         """Runs on the worker: the default network exists, and the kernel matches the database."""
         networks.ensure_default(self.ctx)
         self.ctx.converge()
+        workloads.adopt_all(self.ctx)
+
+    async def refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_INTERVAL)
+            if any(w.state == "running" for w in (await self.call(self.store.snapshot)).workloads):
+                try:
+                    await self.call(workloads.refresh, self.ctx)
+                except HyprError as exc:
+                    log.error("refresh workloads: %s", exc.message)
 
     async def serve(self) -> None:
         try:
@@ -79,7 +107,7 @@ class Daemon:
             log.error("start-up reconcile: %s", exc.message)
             if not any(n.builtin for n in self.store.snapshot().networks):
                 raise
-        runner = web.AppRunner(make_app(Api(self.ctx, self.call)), access_log=None)
+        runner = web.AppRunner(make_app(self.ctx, self.call), access_log=None)
         await runner.setup()
         socket_path = self.settings.paths.socket
         socket_path.unlink(missing_ok=True)  # stale: we hold the lock, so nobody else serves it
@@ -87,17 +115,20 @@ class Daemon:
         await site.start()
         os.chmod(socket_path, 0o660)
         log.info("hyprd ready on %s (data %s)", socket_path, self.settings.paths.data_dir)
+        refresher = asyncio.create_task(self.refresh_forever())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("stopping: networks and workloads stay as they are")
+        refresher.cancel()
         await runner.cleanup()
         socket_path.unlink(missing_ok=True)
 
     def close(self) -> None:
         self.worker.shutdown(wait=True)
+        self.ctx.ports.close()
         self.reconciler.close()
         self.store.close()
         for handle in self.locks:

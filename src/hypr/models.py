@@ -85,6 +85,14 @@ class Workload:
     hostname: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
+    auto_remove: bool = False  # --rm
+    restart: str = "no"  # restart policy: no | always | unless-stopped | on-failure
+    pid: int | None = None  # the runtime's supervisor while running
+    pid_start: int | None = None  # its start time (/proc/<pid>/stat field 22): guards against pid reuse
+    main_pid: int | None = None  # the workload's command
+    exit_code: int | None = None
+    started_at: str = ""
+    finished_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,12 @@ class Snapshot:
 
     def network(self, network_id: str) -> Network:
         return next(n for n in self.networks if n.id == network_id)
+
+    def workload(self, workload_id: str) -> Workload:
+        return next(w for w in self.workloads if w.id == workload_id)
+
+    def ports_of(self, workload_id: str) -> list[PortMapping]:
+        return [p for p in self.ports if p.workload_id == workload_id]
 
     def endpoints_of(self, workload_id: str) -> list[Endpoint]:
         return sorted((e for e in self.endpoints if e.workload_id == workload_id), key=lambda e: e.position)

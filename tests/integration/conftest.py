@@ -58,6 +58,16 @@ def hyprd(host_ns: str, tmp_root: Path) -> Iterator[Hyprd]:
     try:
         yield daemon
     finally:
+        remove_all_workloads(daemon)
         daemon.stop()
-        leaks = leftover_processes(tmp_root)
-        assert not leaks, f"processes left behind: {leaks}"
+        leaks = leftover_processes(tmp_root) + leftover_mounts(tmp_root)
+        assert not leaks, f"left behind: {leaks}"
+
+
+def remove_all_workloads(daemon: Hyprd) -> None:
+    """Workloads outlive the daemon by design, so a test's clean-up removes them through the API first."""
+    if daemon.proc is None:
+        daemon.start()
+    with daemon.client() as client:
+        for container in client.containers(all=True):
+            client.remove(container["Id"], force=True)

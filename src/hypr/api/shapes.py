@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from hypr.models import Network, Snapshot
+from hypr.models import Endpoint, Network, Snapshot, Workload
+from hypr.services.validation import parse_created
 
 
 def network_inspect(network: Network, snapshot: Snapshot, *, containers: bool = True) -> dict[str, Any]:
@@ -49,4 +51,146 @@ def _containers(network: Network, snapshot: Snapshot) -> dict[str, Any]:
         }
         for e in snapshot.endpoints
         if e.network_id == network.id
+    }
+
+
+# -- workloads (Docker's "containers") -------------------------------------------------------------------------------
+
+
+def port_bindings(snapshot: Snapshot, workload_id: str) -> dict[str, list[dict[str, str]]]:
+    ports: dict[str, list[dict[str, str]]] = {}
+    for p in snapshot.ports_of(workload_id):
+        ports.setdefault(f"{p.guest_port}/{p.protocol}", []).append(
+            {"HostIp": str(p.host_ip), "HostPort": str(p.host_port)}
+        )
+    return ports
+
+
+def endpoint_settings(snapshot: Snapshot, endpoint: Endpoint, workload: Workload) -> dict[str, Any]:
+    network = snapshot.network(endpoint.network_id)
+    return {
+        "IPAMConfig": {"IPv4Address": str(endpoint.ip)} if endpoint.static_ip else None,
+        "Links": None,
+        "Aliases": list(endpoint.aliases) or None,
+        "DNSNames": [workload.name, workload.id[:12], *endpoint.aliases],
+        "MacAddress": endpoint.mac,
+        "NetworkID": network.id,
+        "EndpointID": endpoint.id,
+        "Gateway": str(network.gateway),
+        "IPAddress": str(endpoint.ip),
+        "IPPrefixLen": network.subnet.prefixlen,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+    }
+
+
+def networks_of(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
+    return {
+        snapshot.network(e.network_id).name: endpoint_settings(snapshot, e, workload)
+        for e in snapshot.endpoints_of(workload.id)
+    }
+
+
+def state_of(workload: Workload) -> dict[str, Any]:
+    running = workload.state == "running"
+    return {
+        "Status": workload.state,
+        "Running": running,
+        "Paused": False,
+        "Restarting": False,
+        "OOMKilled": False,
+        "Dead": False,
+        "Pid": workload.main_pid or 0 if running else 0,
+        "ExitCode": workload.exit_code or 0,
+        "Error": "",
+        "StartedAt": workload.started_at or "0001-01-01T00:00:00Z",
+        "FinishedAt": workload.finished_at or "0001-01-01T00:00:00Z",
+    }
+
+
+def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
+    ports = port_bindings(snapshot, workload.id)
+    nets = networks_of(snapshot, workload)
+    first: dict[str, Any] = next(iter(nets.values()), {})
+    return {
+        "Id": workload.id,
+        "Created": workload.created,
+        "Path": workload.command[0] if workload.command else "",
+        "Args": list(workload.command[1:]),
+        "State": state_of(workload),
+        "Image": workload.image,
+        "Name": "/" + workload.name,
+        "RestartCount": 0,
+        "Driver": workload.runtime,
+        "Platform": "linux",
+        "HostConfig": {
+            "NetworkMode": next(iter(nets), "bridge"),
+            "PortBindings": {
+                k: [{"HostIp": "" if b["HostIp"] == "0.0.0.0" else b["HostIp"], "HostPort": b["HostPort"]} for b in v]
+                for k, v in ports.items()
+            },
+            "AutoRemove": workload.auto_remove,
+            "RestartPolicy": {"Name": workload.restart, "MaximumRetryCount": 0},
+            "Runtime": workload.runtime,
+        },
+        "Config": {
+            "Hostname": workload.hostname,
+            "Env": [f"{k}={v}" for k, v in workload.env.items()],
+            "Cmd": list(workload.command),
+            "Image": workload.image,
+            "Labels": dict(workload.labels),
+            "Tty": True,  # logs are one raw stream, as Docker serves them for TTY containers
+            "ExposedPorts": {k: {} for k in ports},
+        },
+        "NetworkSettings": {
+            "Ports": ports,
+            "IPAddress": first.get("IPAddress", ""),
+            "Gateway": first.get("Gateway", ""),
+            "MacAddress": first.get("MacAddress", ""),
+            "Networks": nets,
+        },
+    }
+
+
+def status_text(workload: Workload, now: datetime) -> str:
+    """Docker's STATUS column: `Up 5 minutes`, `Exited (0) 3 seconds ago`, `Created`."""
+    if workload.state == "running":
+        return "Up " + human_duration(now - parse_created(workload.started_at))
+    if workload.state == "exited":
+        ago = human_duration(now - parse_created(workload.finished_at)) if workload.finished_at else "a moment"
+        return f"Exited ({workload.exit_code if workload.exit_code is not None else -1}) {ago} ago"
+    return "Created"
+
+
+def human_duration(delta: timedelta) -> str:
+    """Docker's HumanDuration, to the day."""
+    seconds = int(delta.total_seconds())
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 60:
+        return "1 second" if seconds == 1 else f"{seconds} seconds"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}s" if count > 1 else f"About {'an' if unit == 'hour' else 'a'} {unit}"
+    raise AssertionError("unreachable")
+
+
+def container_summary(snapshot: Snapshot, workload: Workload, now: datetime) -> dict[str, Any]:
+    return {
+        "Id": workload.id,
+        "Names": ["/" + workload.name],
+        "Image": workload.image,
+        "Command": " ".join(workload.command),
+        "Created": int(parse_created(workload.created).timestamp()),
+        "State": workload.state,
+        "Status": status_text(workload, now),
+        "Ports": [
+            {"IP": str(p.host_ip), "PrivatePort": p.guest_port, "PublicPort": p.host_port, "Type": p.protocol}
+            for p in snapshot.ports_of(workload.id)
+        ],
+        "Labels": dict(workload.labels),
+        "HostConfig": {"NetworkMode": next(iter(networks_of(snapshot, workload)), "bridge")},
+        "NetworkSettings": {"Networks": networks_of(snapshot, workload)},
     }

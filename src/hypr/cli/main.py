@@ -10,6 +10,7 @@ from hypr import __version__
 from hypr.cli.context import client_of
 from hypr.cli.network import network
 from hypr.cli.output import echo_json
+from hypr.cli.workloads import COMMANDS
 from hypr.client import API_PREFIX
 from hypr.errors import HyprError, Unavailable
 
@@ -59,6 +60,8 @@ def info(ctx: click.Context, fmt: str) -> None:
 
 
 cli.add_command(network)
+for command in COMMANDS:
+    cli.add_command(command)
 
 
 def main() -> None:

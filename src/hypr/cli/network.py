@@ -146,3 +146,24 @@ def prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
         click.echo("Deleted Networks:")
         for name in deleted:
             click.echo(name)
+
+
+@network.command("connect")
+@click.option("--ip", help="IPv4 address.")
+@click.option("--alias", multiple=True, help="Network-scoped alias for the workload.")
+@click.argument("network_ref", metavar="NETWORK")
+@click.argument("workload", metavar="WORKLOAD")
+@click.pass_context
+def connect(ctx: click.Context, ip: str | None, alias: tuple[str, ...], network_ref: str, workload: str) -> None:
+    """Connect a workload to a network (it may be running)."""
+    client_of(ctx).connect(network_ref, workload, ip=ip, aliases=list(alias))
+
+
+@network.command("disconnect")
+@click.option("-f", "--force", is_flag=True, help="Force the workload to disconnect.")
+@click.argument("network_ref", metavar="NETWORK")
+@click.argument("workload", metavar="WORKLOAD")
+@click.pass_context
+def disconnect(ctx: click.Context, force: bool, network_ref: str, workload: str) -> None:
+    """Disconnect a workload from a network."""
+    client_of(ctx).disconnect(network_ref, workload, force=force)

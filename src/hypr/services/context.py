@@ -1,13 +1,16 @@
-"""What every service operation works with: settings, the store, and the reconciler. Passed explicitly; there is no
-module-level state."""
+"""What every service operation works with: settings, the store, the reconciler, the runtimes and the held ports.
+Passed explicitly; there is no module-level state."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hypr.config import Settings
+from hypr.errors import InvalidParameter
 from hypr.reconcile.kernel import Reconciler
+from hypr.reconcile.ports import PortHolder
+from hypr.runtime.base import Runtime
 from hypr.state import Store
 
 
@@ -16,9 +19,15 @@ class Context:
     settings: Settings
     store: Store
     reconciler: Reconciler
-    # Set by the workloads service once it exists: detach every workload from a network (used by `network rm -f`).
-    detach_all: Callable[[str], None] = field(default=lambda network_id: None)
+    runtimes: Mapping[str, Runtime] = field(default_factory=dict)
+    ports: PortHolder = field(default_factory=PortHolder)
 
     def converge(self) -> None:
         """Bring the kernel in line with the database, as it is now."""
         self.reconciler.reconcile(self.store.snapshot())
+
+    def runtime(self, name: str) -> Runtime:
+        try:
+            return self.runtimes[name]
+        except KeyError:
+            raise InvalidParameter(f"runtime {name} is not available on this host") from None

@@ -9,6 +9,7 @@ from typing import Any
 from hypr.errors import Forbidden
 from hypr.models import Network
 from hypr.services import network_plan as plan
+from hypr.services import workloads
 from hypr.services.context import Context
 
 
@@ -41,7 +42,8 @@ def remove(ctx: Context, ref: str, *, force: bool = False) -> Network:
             raise Forbidden(
                 f"error while removing network: network {network.name} id {network.id} has active endpoints"
             )
-        ctx.detach_all(network.id)
+        for endpoint in [e for e in snapshot.endpoints if e.network_id == network.id]:
+            workloads.disconnect(ctx, network.id, endpoint.workload_id, force=True)
     with ctx.store.transaction() as tx:
         ctx.store.delete_network(tx, network.id)
     ctx.converge()

@@ -103,11 +103,39 @@ class Store:
 
     def insert_workload(self, tx: sqlite3.Connection, w: Workload, extra: Mapping[str, Any]) -> None:
         tx.execute(
-            "INSERT INTO workloads (id, name, image, runtime, state, command, env, hostname, labels, created, extra)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO workloads (id, name, image, runtime, state, command, env, hostname, labels, created, extra,"
+            " auto_remove, restart) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (w.id, w.name, w.image, w.runtime, w.state, _dump(w.command), _dump(w.env), w.hostname,
-             _dump(w.labels), w.created, _dump(extra)),
+             _dump(w.labels), w.created, _dump(extra), int(w.auto_remove), w.restart),
         )  # fmt: skip
+
+    def set_running(self, tx: sqlite3.Connection, workload_id: str, pid: int, pid_start: int, main_pid: int,
+                    started_at: str) -> None:  # fmt: skip
+        tx.execute(
+            "UPDATE workloads SET state='running', pid=?, pid_start=?, main_pid=?, exit_code=NULL, started_at=?,"
+            " finished_at='' WHERE id=?",
+            (pid, pid_start, main_pid, started_at, workload_id),
+        )
+
+    def set_exited(self, tx: sqlite3.Connection, workload_id: str, exit_code: int | None, finished_at: str) -> None:
+        tx.execute(
+            "UPDATE workloads SET state='exited', pid=NULL, pid_start=NULL, main_pid=NULL, exit_code=?, finished_at=?"
+            " WHERE id=?",
+            (exit_code, finished_at, workload_id),
+        )
+
+    def delete_workload(self, tx: sqlite3.Connection, workload_id: str) -> None:
+        """Endpoints (and so their addresses) and port mappings go with it (ON DELETE CASCADE)."""
+        tx.execute("DELETE FROM workloads WHERE id=?", (workload_id,))
+
+    def delete_endpoint(self, tx: sqlite3.Connection, endpoint_id: str) -> None:
+        tx.execute("DELETE FROM endpoints WHERE id=?", (endpoint_id,))
+
+    def insert_port(self, tx: sqlite3.Connection, p: PortMapping) -> None:
+        tx.execute(
+            "INSERT INTO port_mappings (workload_id, host_ip, host_port, guest_port, protocol) VALUES (?,?,?,?,?)",
+            (p.workload_id, str(p.host_ip), p.host_port, p.guest_port, p.protocol),
+        )
 
     def insert_endpoint(self, tx: sqlite3.Connection, e: Endpoint) -> None:
         """Records the address and moves the network's allocation cursor in the same transaction."""
@@ -158,6 +186,14 @@ def _workload(row: sqlite3.Row) -> Workload:
         hostname=row["hostname"],
         labels=_load(row["labels"]),
         created=row["created"],
+        auto_remove=bool(row["auto_remove"]),
+        restart=row["restart"],
+        pid=row["pid"],
+        pid_start=row["pid_start"],
+        main_pid=row["main_pid"],
+        exit_code=row["exit_code"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
     )
 
 

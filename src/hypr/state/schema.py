@@ -57,4 +57,14 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (host_ip, host_port, protocol)
     );
     """,
+    """
+    ALTER TABLE workloads ADD COLUMN auto_remove INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workloads ADD COLUMN restart TEXT NOT NULL DEFAULT 'no';
+    ALTER TABLE workloads ADD COLUMN pid INTEGER;
+    ALTER TABLE workloads ADD COLUMN pid_start INTEGER;
+    ALTER TABLE workloads ADD COLUMN main_pid INTEGER;
+    ALTER TABLE workloads ADD COLUMN exit_code INTEGER;
+    ALTER TABLE workloads ADD COLUMN started_at TEXT NOT NULL DEFAULT '';
+    ALTER TABLE workloads ADD COLUMN finished_at TEXT NOT NULL DEFAULT ''
+    """,
 )

@@ -1,0 +1,225 @@
+"""hypr's DNS server against dnsmasq, same 200 names, same machine, one run: dnsperf on loopback.
+
+    .venv/bin/python bench/dns.py [--seconds 10] [--clients 4] [--rounds 3]
+
+Prints queries per second and p99 latency for both, the ratio hypr/dnsmasq for local names, and hypr's qps for
+forwarded names answered from its cache (a fake upstream on loopback). Needs dnsperf and dnsmasq; touches only
+127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from dnslib import DNSRecord
+
+from hypr.dns import DnsServer, build_records
+from hypr.dns.testing import FakeUpstream
+from hypr.models import Endpoint, Network, Snapshot, Workload
+
+NAMES = 200
+SUBNET = IPv4Network("10.77.0.0/16")
+HYPR_ADDR, DNSMASQ_ADDR, UPSTREAM_ADDR = "127.0.77.1", "127.0.77.2", "127.0.77.3"
+PORT = 41053
+
+
+def names() -> list[str]:
+    return [f"w{i:03d}" for i in range(NAMES)]
+
+
+def address(i: int) -> IPv4Address:
+    return SUBNET.network_address + 2 + i
+
+
+def snapshot() -> Snapshot:
+    network = Network("b" * 64, "bench", "vbr9", SUBNET, SUBNET.network_address + 1)
+    workloads = tuple(Workload(f"{i:064x}", name, "img", state="running") for i, name in enumerate(names()))
+    endpoints = tuple(
+        Endpoint(f"{i:064x}", w.id, network.id, address(i), "02:00:00:00:00:00", "hv", 0)
+        for i, w in enumerate(workloads)
+    )
+    return Snapshot(networks=(network,), workloads=workloads, endpoints=endpoints)
+
+
+# -- the hypr server, in its own process (as hyprd would run it) ---------------------------------------------
+
+
+async def serve() -> None:
+    fake = await FakeUpstream(UPSTREAM_ADDR, PORT, "answer").start()
+    server = DnsServer([(UPSTREAM_ADDR, PORT)])
+    await server.set_records(build_records(snapshot()))
+    await server.set_listen_addresses({IPv4Address(HYPR_ADDR)}, PORT)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+        await fake.close()
+
+
+def run_server(use_uvloop: bool) -> None:
+    if use_uvloop:
+        import uvloop
+
+        uvloop.run(serve())
+    else:
+        asyncio.run(serve())
+
+
+# -- measuring ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    qps: float
+    p99_ms: float
+    lost: int
+
+
+def wait_ready(host: str, name: str, deadline: float) -> None:
+    # dnslib, not dnspython: this file is named dns.py and would shadow the `dns` package.
+    while time.monotonic() < deadline:
+        try:
+            reply = DNSRecord.parse(DNSRecord.question(name).send(host, PORT, timeout=0.2))
+            if reply.header.rcode == 0 and reply.rr:
+                return
+        except (TimeoutError, ConnectionRefusedError):
+            continue  # not up yet: ask again until the deadline
+    raise RuntimeError(f"{host}:{PORT} did not answer {name}")
+
+
+def dnsperf(host: str, datafile: Path, seconds: int, clients: int) -> Result:
+    out = subprocess.run(
+        [
+            "dnsperf",
+            "-s",
+            host,
+            "-p",
+            str(PORT),
+            "-d",
+            str(datafile),
+            "-l",
+            str(seconds),
+            "-c",
+            str(clients),
+            "-q",
+            "100",
+            "-v",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    qps = float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    lost = int(re.search(r"Queries lost:\s+(\d+)", out).group(1))  # type: ignore[union-attr]
+    # -v prints one line per answer ending in its latency in seconds
+    latencies = sorted(float(m) for m in re.findall(r"^> \S+ \S+ \S+ ([\d.]+)$", out, re.M))
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000 if latencies else float("nan")
+    return Result(qps, p99, lost)
+
+
+def median(results: list[Result]) -> Result:
+    return sorted(results, key=lambda r: r.qps)[len(results) // 2]
+
+
+def query_file(directory: Path, suffix: str, prefix: str = "") -> Path:
+    path = directory / f"queries{suffix}.txt"
+    path.write_text("".join(f"{prefix}{n}{suffix} A\n" for n in names()))
+    return path
+
+
+def start_dnsmasq(directory: Path) -> subprocess.Popen[bytes]:
+    hosts = directory / "hosts"
+    hosts.write_text("".join(f"{address(i)} {n}.hypr\n" for i, n in enumerate(names())))
+    argv = [
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        f"--addn-hosts={hosts}",
+        f"--listen-address={DNSMASQ_ADDR}",
+        "--bind-interfaces",
+        f"--port={PORT}",
+        "--local-ttl=5",
+        "--cache-size=10000",
+        "--pid-file=",
+        "--user=root",
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        run_server(not args.no_uvloop)
+        return
+    for tool in ("dnsperf", "dnsmasq"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed")
+    extra = ["--no-uvloop"] if args.no_uvloop else []
+    with tempfile.TemporaryDirectory(prefix="hypr-bench-") as tmp:
+        directory = Path(tmp)
+        local, forwarded = query_file(directory, ".hypr"), query_file(directory, ".example", "ext-")
+        hypr = subprocess.Popen([sys.executable, __file__, "--serve", *extra], env=dict(os.environ))
+        dnsmasq = start_dnsmasq(directory)
+        try:
+            deadline = time.monotonic() + 10
+            wait_ready(HYPR_ADDR, "w000.hypr", deadline)
+            wait_ready(DNSMASQ_ADDR, "w000.hypr", deadline)
+            for name in names():  # warm hypr's forward cache, as a running daemon's would be
+                wait_ready(HYPR_ADDR, f"ext-{name}.example", deadline + 10)
+            # Alternating rounds, medians: the machine is shared, and one noisy burst must not decide the ratio.
+            rounds = [
+                (
+                    dnsperf(HYPR_ADDR, local, args.seconds, args.clients),
+                    dnsperf(DNSMASQ_ADDR, local, args.seconds, args.clients),
+                )
+                for _ in range(args.rounds)
+            ]
+            ours, theirs = median([r[0] for r in rounds]), median([r[1] for r in rounds])
+            cached = dnsperf(HYPR_ADDR, forwarded, args.seconds, args.clients)
+        finally:
+            stop(hypr)
+            stop(dnsmasq)
+    loop = "asyncio" if args.no_uvloop else "uvloop"
+    print(f"local names ({NAMES}, {args.rounds} x {args.seconds}s each, {args.clients} clients, hypr on {loop}):")
+    for i, (a, b) in enumerate(rounds):
+        print(f"  round {i + 1}: hypr {a.qps:8.0f} qps, dnsmasq {b.qps:8.0f} qps")
+    print(f"  hypr     {ours.qps:10.0f} qps  p99 {ours.p99_ms:6.2f} ms  lost {ours.lost}")
+    print(f"  dnsmasq  {theirs.qps:10.0f} qps  p99 {theirs.p99_ms:6.2f} ms  lost {theirs.lost}")
+    print(f"  ratio hypr/dnsmasq: {ours.qps / theirs.qps:.2f}")
+    print(f"forwarded names, from hypr's cache: {cached.qps:.0f} qps  p99 {cached.p99_ms:.2f} ms  lost {cached.lost}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""`hypr run/ps/exec/stop/start/restart/kill/rm/logs/inspect`: Docker's words, flags and exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from hypr.cli.context import client_of, parse_filters, parse_pairs
+from hypr.cli.output import echo_json, echo_json_lines, short_id, table
+from hypr.errors import HyprError, Unavailable
+from hypr.ports import parse_publish, to_bindings
+
+
+class RunCommand(click.Command):
+    """Options may also follow IMAGE (`hypr run nginx -p 8080:80`): they are moved in front of it, up to the first
+    word that is not one of ours (or `--`); from there on everything is the workload's command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_options(self, args))
+
+
+def _option_arity(command: click.Command) -> dict[str, int]:
+    arity = {}
+    for param in command.params:
+        if isinstance(param, click.Option):
+            for opt in [*param.opts, *param.secondary_opts]:
+                arity[opt] = 0 if param.is_flag else 1
+    return arity
+
+
+def _option_length(token: str, rest: Sequence[str], arity: dict[str, int]) -> int:
+    """How many words an option at `token` spans (0: not one of ours)."""
+    if token in arity:
+        return 1 + arity[token] if len(rest) >= arity[token] else 0
+    name, eq, _ = token.partition("=")
+    if eq and arity.get(name) == 1:
+        return 1
+    if token.startswith("-") and not token.startswith("--") and len(token) > 2:
+        if f"-{token[1]}" in arity and arity[f"-{token[1]}"] == 1:
+            return 1  # -p8080:80
+        if all(arity.get(f"-{c}") == 0 for c in token[1:]):
+            return 1  # -dt
+    return 0
+
+
+def hoist_options(command: click.Command, args: list[str]) -> list[str]:
+    arity = _option_arity(command)
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        i += max(_option_length(args[i], args[i + 1 :], arity), 1)
+    if i >= len(args):
+        return args
+    before, image, after = args[:i], args[i], args[i + 1 :]
+    j = 0
+    while j < len(after):
+        if after[j] == "--":
+            return [*before, *after[:j], image, *after[j + 1 :]]
+        span = _option_length(after[j], after[j + 1 :], arity)
+        if not span:
+            break
+        j += span
+    return [*before, *after[:j], image, *after[j:]]
+
+
+@click.command("run", cls=RunCommand, context_settings={"allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Run in the background and print the ID.")
+@click.option("--name", help="Assign a name to the workload.")
+@click.option("--network", "networks", multiple=True, help="Connect to a network (repeatable; first = default route).")
+@click.option("--ip", help="IPv4 address on the first network.")
+@click.option("--network-alias", "aliases", multiple=True, help="Network-scoped alias on the first network.")
+@click.option("-p", "--publish", multiple=True, help="Publish a port: [ip:][host:]guest[/udp], ranges allowed.")
+@click.option("-e", "--env", multiple=True, help="Set environment variables (K=V).")
+@click.option("-l", "--label", multiple=True, help="Set metadata (k=v).")
+@click.option("--hostname", help="Workload host name (default: its name).")
+@click.option("--runtime", type=click.Choice(["sandbox", "vm"]), default="sandbox", show_default=True)
+@click.option("--rm", "auto_remove", is_flag=True, help="Remove the workload when it exits.")
+@click.option("--restart", default="no", help="Restart policy: no, always, unless-stopped, on-failure.")
+@click.option("-i", "--interactive", is_flag=True, help="Accepted for compatibility.")
+@click.option("-t", "--tty", is_flag=True, help="Accepted for compatibility.")
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str, ...], ip: str | None,
+        aliases: tuple[str, ...], publish: tuple[str, ...], env: tuple[str, ...], label: tuple[str, ...],
+        hostname: str | None, runtime: str, auto_remove: bool, restart: str, interactive: bool, tty: bool,
+        image: str, command: tuple[str, ...]) -> None:  # fmt: skip
+    """Create and start a workload."""
+    try:
+        specs = [spec for item in publish for spec in parse_publish(item)]
+    except HyprError as exc:
+        raise click.BadParameter(exc.message, param_hint="-p") from None
+    body = run_body(image, command, networks, ip, aliases, specs, env, label, hostname, runtime, restart)
+    # Without -d the CLI removes the workload itself once it has its exit code, as docker does.
+    body["HostConfig"]["AutoRemove"] = auto_remove and detach
+    client = client_of(ctx)
+    workload_id = client.create_container(body, name)
+    try:
+        client.start(workload_id)
+    except HyprError:
+        if auto_remove:
+            client.remove(workload_id, force=True)
+        raise
+    if detach:
+        click.echo(workload_id)
+        return
+    for chunk in client.logs(workload_id, follow=True):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    code = client.wait(workload_id)
+    if auto_remove:
+        client.remove(workload_id, force=True)
+    ctx.exit(code)
+
+
+def run_body(image: str, command: Sequence[str], networks: Sequence[str], ip: str | None, aliases: Sequence[str],
+             specs: Sequence[Any], env: Sequence[str], label: Sequence[str], hostname: str | None, runtime: str,
+             restart: str) -> dict[str, Any]:  # fmt: skip
+    """Docker's container-create body, as the docker CLI builds it (API >= 1.44: every network in EndpointsConfig)."""
+    endpoints: dict[str, Any] = {}
+    for index, network in enumerate(networks or ["bridge"]):
+        config: dict[str, Any] = {}
+        if index == 0 and ip:
+            config["IPAMConfig"] = {"IPv4Address": ip}
+        if index == 0 and aliases:
+            config["Aliases"] = list(aliases)
+        endpoints[network] = config
+    return {
+        "Image": image,
+        "Cmd": list(command),
+        "Env": list(env),
+        "Labels": parse_pairs("label", label, allow_empty=True),
+        "Hostname": hostname or "",
+        "HostConfig": {
+            "NetworkMode": (networks or ["bridge"])[0],
+            "PortBindings": to_bindings(specs),
+            "Runtime": runtime,
+            "RestartPolicy": {"Name": restart},
+        },
+        "NetworkingConfig": {"EndpointsConfig": endpoints},
+    }
+
+
+def ports_text(container: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{p['IP']}:{p['PublicPort']}->{p['PrivatePort']}/{p['Type']}"
+        for p in sorted(container["Ports"], key=lambda p: (p["PrivatePort"], p["Type"], p["IP"]))
+    )
+
+
+def ip_text(container: dict[str, Any]) -> str:
+    return ",".join(n["IPAddress"] for n in container["NetworkSettings"]["Networks"].values())
+
+
+@click.command("ps")
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all workloads (default shows just running).")
+@click.option("-q", "--quiet", is_flag=True, help="Only display IDs.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output (name=, id=, status=, label=, network=).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, filters: tuple[str, ...], fmt: str) -> None:
+    """List workloads."""
+    found = client_of(ctx).containers(all=all_, filters=parse_filters(filters))
+    if quiet:
+        for c in found:
+            click.echo(short_id(c["Id"], no_trunc))
+        return
+    rows = [
+        {"ID": short_id(c["Id"], no_trunc), "NAME": c["Names"][0].lstrip("/"), "IMAGE": c["Image"],
+         "STATUS": c["Status"], "PORTS": ports_text(c), "IP": ip_text(c)}
+        for c in found
+    ]  # fmt: skip
+    if fmt == "json":
+        echo_json_lines([{k.capitalize() if k != "ID" else k: v for k, v in r.items()} for r in rows])
+        return
+    headers = ("ID", "NAME", "IMAGE", "STATUS", "PORTS", "IP")
+    click.echo(table(headers, [tuple(r[h] for h in headers) for r in rows]))
+
+
+@click.command("exec", context_settings={"allow_interspersed_args": False})
+@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open (it always is).")
+@click.option("-t", "--tty", is_flag=True, help="Accepted for compatibility.")
+@click.option("-e", "--env", multiple=True, help="Set environment variables (K=V).")
+@click.option("-w", "--workdir", help="Working directory inside the workload.")
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_(ctx: click.Context, interactive: bool, tty: bool, env: tuple[str, ...], workdir: str | None, name: str,
+          command: tuple[str, ...]) -> None:  # fmt: skip
+    """Run a command in a running workload; its exit code becomes ours."""
+    argv = list(command[1:] if command and command[0] == "--" else command)
+    if not argv:
+        raise click.UsageError("exec needs a command")
+    target = client_of(ctx).exec_argv(name, argv, env=list(env), workdir=workdir)
+    sys.stdout.flush()
+    os.execvp(target[0], target)
+
+
+def _each(ctx: click.Context, refs: Sequence[str], action: Any) -> None:
+    """Docker's multi-name commands: act on each, report failures, exit 1 if any failed."""
+    failed = False
+    for ref in refs:
+        try:
+            action(ref)
+            click.echo(ref)
+        except Unavailable:
+            raise
+        except HyprError as exc:
+            click.echo(f"Error response from daemon: {exc.message}", err=True)
+            failed = True
+    if failed:
+        ctx.exit(1)
+
+
+@click.command("stop")
+@click.option("-t", "--time", "timeout", type=float, default=None, help="Seconds to wait before killing it.")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def stop(ctx: click.Context, timeout: float | None, refs: tuple[str, ...]) -> None:
+    """Stop one or more running workloads."""
+    _each(ctx, refs, lambda ref: client_of(ctx).stop(ref, timeout))
+
+
+@click.command("start")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def start(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Start one or more stopped workloads."""
+    _each(ctx, refs, client_of(ctx).start)
+
+
+@click.command("restart")
+@click.option("-t", "--time", "timeout", type=float, default=None, help="Seconds to wait before killing it.")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def restart(ctx: click.Context, timeout: float | None, refs: tuple[str, ...]) -> None:
+    """Restart one or more workloads."""
+    _each(ctx, refs, lambda ref: client_of(ctx).restart(ref, timeout))
+
+
+@click.command("kill")
+@click.option("-s", "--signal", "sig", default="KILL", help="Signal to send.")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def kill(ctx: click.Context, sig: str, refs: tuple[str, ...]) -> None:
+    """Kill one or more running workloads."""
+    _each(ctx, refs, lambda ref: client_of(ctx).kill(ref, sig))
+
+
+@click.command("rm")
+@click.option("-f", "--force", is_flag=True, help="Kill a running workload first.")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def rm(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
+    """Remove one or more workloads."""
+    _each(ctx, refs, lambda ref: client_of(ctx).remove(ref, force=force))
+
+
+@click.command("logs")
+@click.option("-f", "--follow", is_flag=True, help="Follow log output.")
+@click.option("-n", "--tail", default="all", help="Number of lines to show from the end.")
+@click.argument("ref")
+@click.pass_context
+def logs(ctx: click.Context, follow: bool, tail: str, ref: str) -> None:
+    """Show a workload's output."""
+    for chunk in client_of(ctx).logs(ref, follow=follow, tail=tail):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+
+
+@click.command("inspect")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Display detailed information on one or more workloads."""
+    client = client_of(ctx)
+    found, errors = [], []
+    for ref in refs:
+        try:
+            found.append(client.container(ref))
+        except Unavailable:
+            raise
+        except HyprError as exc:
+            errors.append(exc.message)
+    echo_json(found)
+    for message in errors:
+        click.echo(f"Error: {message}", err=True)
+    if errors:
+        ctx.exit(1)
+
+
+COMMANDS = (run, ps, exec_, stop, start, restart, kill, rm, logs, inspect)

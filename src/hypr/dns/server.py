@@ -1,0 +1,334 @@
+"""The asyncio UDP+TCP shell around `records.lookup` and the `Forwarder`.
+
+Listeners are per address (each network's gateway), never 0.0.0.0. New records are one assignment: sockets are
+never re-bound for them. The UDP fast path keys finished replies on the query bytes after the ID plus the asker's
+scope, so a repeated question costs one dict lookup and one concatenation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import struct
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+from typing import Any, cast
+
+from hypr.dns import wire
+from hypr.dns.records import EMPTY, HOST, TTL, Found, Outcome, Records, Scope, lookup_scoped
+from hypr.dns.upstream import Forwarder, Upstream
+from hypr.names import DNS_PORT
+
+log = logging.getLogger(__name__)
+
+LOCAL_CACHE_SIZE = 8192
+MAX_INFLIGHT = 512  # forwarded queries waiting on upstreams; beyond this we drop (the client retries)
+MAX_TCP_CLIENTS = 256
+TCP_IDLE = 10.0  # RFC 7766 suggests seconds, not minutes: idle clients must not hold connections
+BIND_RETRY_FIRST = 0.05
+BIND_RETRY_MAX = 1.0
+BIND_RETRY_ERRNOS = (errno.EADDRNOTAVAIL, errno.EADDRINUSE)
+
+Address = tuple[IPv4Address, int]
+
+
+class _Rotating:
+    """The UDP reply variants (one per rotation of the address list) of one question; served in turn."""
+
+    __slots__ = ("next", "variants")
+
+    def __init__(self, variants: tuple[bytes, ...]) -> None:
+        self.variants = variants
+        self.next = 0
+
+    def take(self) -> bytes:
+        i = self.next
+        self.next = (i + 1) % len(self.variants)
+        return self.variants[i]
+
+
+def _rotations(items: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    return [items[i:] + items[:i] for i in range(len(items))] or [items]
+
+
+def _qclass_ok(query: wire.Query) -> bool:
+    return query.qclass in (wire.CLASS_IN, wire.CLASS_ANY)
+
+
+def local_replies(query: wire.Query, answer: Found | Outcome) -> tuple[bytes, ...]:
+    """Replies without their ID for a local answer, one per rotation of the addresses."""
+    if answer is Outcome.NXDOMAIN:
+        return (wire.reply_after_id(query, wire.NXDOMAIN, [], authoritative=True),)
+    if answer is Outcome.REFUSED:
+        return (wire.reply_after_id(query, wire.REFUSED, [], authoritative=False),)
+    if not isinstance(answer, Found):  # NODATA (FORWARD never reaches here)
+        return (wire.reply_after_id(query, wire.NOERROR, [], authoritative=True),)
+    if answer.pointers:
+        rrs = [wire.ptr_record(p, TTL) for p in answer.pointers]
+        return (wire.reply_after_id(query, wire.NOERROR, rrs, authoritative=True),)
+    return tuple(
+        wire.reply_after_id(query, wire.NOERROR, [wire.a_record(a, TTL) for a in order], authoritative=True)
+        for order in _rotations(answer.addresses)
+    )
+
+
+def fit_udp(reply: bytes, query: wire.Query) -> bytes:
+    return reply if len(reply) <= query.udp_limit else wire.truncated(reply, query)
+
+
+class _Udp:
+    """A UDP listener driven by `add_reader` directly: one wake-up drains every queued datagram, which halves
+    the per-query cost against a DatagramProtocol (one callback and transport hop per datagram)."""
+
+    BURST = 64  # datagrams per wake-up at most, so TCP clients and forwards are not starved under a flood
+
+    def __init__(self, server: DnsServer, sock: socket.socket) -> None:
+        self.server = server
+        self.sock = sock
+        self.closed = False
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._read_ready)
+
+    def _read_ready(self) -> None:
+        recvfrom = self.sock.recvfrom
+        for _ in range(self.BURST):
+            try:
+                data, addr = recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP errors queued on the socket (a client went away): keep serving
+                log.debug("udp receive: %r", exc)
+                continue
+            # The hot path, inline (attribute lookups and calls are most of its cost): a question seen before
+            # from the same scope is one dict lookup away from its finished reply.
+            server = self.server
+            hit = server.replies.get((data[2:], server.records.scopes.get(addr[0], HOST)))
+            if hit.__class__ is bytes:
+                self.sendto(data[:2] + hit, addr)
+            elif hit is not None:
+                self.sendto(data[:2] + cast(_Rotating, hit).take(), addr)
+            else:
+                server.on_datagram(data, addr, self)
+
+    def sendto(self, reply: bytes, addr: tuple[str | Any, int]) -> None:
+        try:
+            self.sock.sendto(reply, addr)
+        except (BlockingIOError, InterruptedError):
+            pass  # send buffer full: dropping a UDP reply is allowed, the client retries
+        except OSError as exc:  # e.g. ECONNREFUSED from an earlier ICMP error, EPERM from a firewall
+            log.debug("udp send to %s: %r", addr, exc)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+
+
+def _bound_socket(kind: socket.SocketKind, address: Address) -> socket.socket:
+    """Bound (and for TCP listening) ourselves, not by the loop: uvloop hides the errno we retry on."""
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        sock.setblocking(False)
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart while old clients linger
+        sock.bind((str(address[0]), address[1]))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _Listener:
+    """UDP + TCP on one address; binding is retried in the background until the address exists."""
+
+    def __init__(self, server: DnsServer, address: Address) -> None:
+        self.server = server
+        self.address = address
+        self.udp: _Udp | None = None
+        self.tcp: asyncio.Server | None = None
+        self.retry: asyncio.Task[None] | None = None
+
+    @property
+    def bound(self) -> bool:
+        return self.udp is not None and self.tcp is not None
+
+    async def bind(self) -> bool:
+        """One attempt; False when the address is not there (yet) or the port is taken."""
+        try:
+            udp_sock = _bound_socket(socket.SOCK_DGRAM, self.address)
+        except OSError as exc:
+            if exc.errno in BIND_RETRY_ERRNOS:
+                return False
+            raise
+        try:
+            tcp_sock = _bound_socket(socket.SOCK_STREAM, self.address)
+        except OSError as exc:
+            udp_sock.close()
+            if exc.errno in BIND_RETRY_ERRNOS:
+                return False
+            raise
+        self.udp = _Udp(self.server, udp_sock)
+        self.tcp = await asyncio.start_server(self.server.on_tcp, sock=tcp_sock)
+        return True
+
+    async def keep_trying(self) -> None:
+        delay = BIND_RETRY_FIRST
+        log.info("dns: %s:%d not available yet, retrying in the background", *self.address)
+        while not await self.bind():
+            await asyncio.sleep(delay)  # polling: the address appears when its bridge is configured
+            delay = min(delay * 2, BIND_RETRY_MAX)
+        log.info("dns: listening on %s:%d", *self.address)
+
+    async def close(self) -> None:
+        if self.retry is not None:
+            self.retry.cancel()
+            await asyncio.gather(self.retry, return_exceptions=True)
+        if self.udp is not None:
+            self.udp.close()
+        if self.tcp is not None:
+            self.tcp.close()
+            await self.tcp.wait_closed()
+
+
+class DnsServer:
+    """`set_records` and `set_listen_addresses` may be called at any time and in any order."""
+
+    def __init__(
+        self,
+        upstreams: Iterable[Upstream] = (),
+        *,
+        udp_timeout: float = 0.4,
+        max_inflight: int = MAX_INFLIGHT,
+    ) -> None:
+        self.records: Records = EMPTY
+        self.forwarder = Forwarder(upstreams, udp_timeout=udp_timeout)
+        self.max_inflight = max_inflight
+        self._listeners: dict[Address, _Listener] = {}
+        self.replies: dict[tuple[bytes, Scope], bytes | _Rotating] = {}  # UDP replies minus ID, by query
+        self._tasks: set[asyncio.Task[None]] = set()  # forwarded UDP queries in flight
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}  # TCP clients being served
+
+    # -- control ---------------------------------------------------------------------------------------------
+
+    async def set_records(self, records: Records) -> None:
+        self.records = records
+        self.replies = {}  # a fresh dict, not clear(): equally cheap, and obviously one step
+
+    async def set_upstreams(self, upstreams: Iterable[Upstream]) -> None:
+        self.forwarder.set_upstreams(upstreams)
+
+    async def set_listen_addresses(self, addrs: Iterable[IPv4Address], port: int = DNS_PORT) -> None:
+        wanted = {(IPv4Address(a), port) for a in addrs}
+        for address in [a for a in self._listeners if a not in wanted]:
+            await self._listeners.pop(address).close()
+        for address in sorted(wanted - self._listeners.keys()):
+            listener = _Listener(self, address)
+            self._listeners[address] = listener
+            if not await listener.bind():
+                listener.retry = asyncio.create_task(listener.keep_trying())
+
+    def listening(self) -> set[Address]:
+        """Addresses bound right now (the others are still waiting for their address)."""
+        return {a for a, listener in self._listeners.items() if listener.bound}
+
+    async def close(self) -> None:
+        await self.set_listen_addresses(set())
+        for task in self._tasks:
+            task.cancel()
+        for writer in self._connections.values():
+            writer.close()  # not cancel(): asyncio's stream callback reports cancelled handlers as errors
+        await asyncio.gather(*self._tasks, *self._connections, return_exceptions=True)
+
+    # -- UDP -------------------------------------------------------------------------------------------------
+
+    def on_datagram(self, data: bytes, addr: tuple[str | Any, int], transport: _Udp) -> None:
+        """A query the reply cache does not hold: parse, look up, answer or forward, remember local replies."""
+        scope = self.records.scope_of(addr[0])
+        try:
+            query = wire.parse_query(data)
+        except wire.Malformed as exc:
+            if exc.reply is not None:
+                transport.sendto(exc.reply, addr)
+            return
+        answer = self._answer(query, scope)
+        if answer is Outcome.FORWARD:
+            self._forward_udp(data, query, addr, transport)
+            return
+        variants = tuple(fit_udp(r, query) for r in local_replies(query, answer))
+        if len(self.replies) >= LOCAL_CACHE_SIZE:
+            del self.replies[next(iter(self.replies))]  # bounded: random names must not grow it forever
+        if len(variants) == 1:
+            self.replies[(data[2:], scope)] = variants[0]
+            transport.sendto(data[:2] + variants[0], addr)
+        else:
+            rotating = self.replies[(data[2:], scope)] = _Rotating(variants)
+            transport.sendto(data[:2] + rotating.take(), addr)
+
+    def _answer(self, query: wire.Query, scope: Scope) -> Found | Outcome:
+        if not _qclass_ok(query):
+            return Outcome.REFUSED
+        return lookup_scoped(self.records, scope, query.qname, query.type_name)
+
+    def _forward_udp(self, data: bytes, query: wire.Query, addr: tuple[str | Any, int], transport: _Udp) -> None:
+        cached = self.forwarder.cache.get(query)
+        if cached is not None:
+            transport.sendto(fit_udp(cached, query), addr)
+            return
+        if len(self._tasks) >= self.max_inflight:
+            return  # overloaded (or a flood against a dead upstream): dropping is what a busy resolver does
+        task = asyncio.create_task(self._relay_udp(data, query, addr, transport))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _relay_udp(self, data: bytes, query: wire.Query, addr: tuple[str | Any, int], transport: _Udp) -> None:
+        reply = await self.forwarder.resolve(data, query)
+        if not transport.is_closing():
+            transport.sendto(fit_udp(reply, query), addr)
+
+    # -- TCP -------------------------------------------------------------------------------------------------
+
+    async def on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is None or len(self._connections) >= MAX_TCP_CLIENTS:
+            writer.close()  # a connection flood must not exhaust our file descriptors
+            return
+        self._connections[task] = writer
+        try:
+            await self._serve_tcp(reader, writer)
+        finally:
+            del self._connections[task]
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        asker = peer[0] if peer else ""
+        try:
+            while True:
+                async with asyncio.timeout(TCP_IDLE):
+                    (length,) = struct.unpack("!H", await reader.readexactly(2))
+                    data = await reader.readexactly(length)
+                reply = await self._reply_tcp(data, asker)
+                if reply is not None:
+                    writer.write(struct.pack("!H", len(reply)) + reply)
+                    await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client finished, went idle or went away: close quietly
+        finally:
+            writer.close()
+
+    async def _reply_tcp(self, data: bytes, asker: str) -> bytes | None:
+        try:
+            query = wire.parse_query(data)
+        except wire.Malformed as exc:
+            return exc.reply
+        answer = self._answer(query, self.records.scope_of(asker))
+        if answer is Outcome.FORWARD:
+            return await self.forwarder.resolve(data, query)
+        return data[:2] + local_replies(query, answer)[0]

@@ -1,0 +1,247 @@
+"""Forwarding to the host's upstream resolvers: UDP first, TCP on truncation, quick failover, a small TTL cache.
+
+Forwarded answers are relayed as bytes: only the ID (and, from the cache, the question's letter case and the
+TTLs) are patched, so EDNS options, DNSSEC records and types we do not know pass through intact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import struct
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+from pathlib import Path
+
+from hypr.dns import wire
+
+log = logging.getLogger(__name__)
+
+Upstream = tuple[str, int]  # (address, port)
+
+RESOLV_CONF = Path("/etc/resolv.conf")
+# systemd-resolved's real upstream list, used when /etc/resolv.conf only names its stub (127.0.0.53).
+RESOLVED_UPSTREAMS = Path("/run/systemd/resolve/resolv.conf")
+UDP_TIMEOUT = 0.4  # per server: well under glibc's 5 s, above any sane LAN/ISP resolver's round trip
+TCP_TIMEOUT = 2.0
+DEAD_FOR = 5.0  # a server that timed out is tried last for this long, so one dead server costs one timeout
+MAX_CACHE_TTL = 3600
+MAX_TCP_MESSAGE = 65535
+
+
+def parse_resolv_conf(text: str, *, skip: Collection[str] = (), port: int = 53) -> list[Upstream]:
+    """The `nameserver` lines of resolv.conf-style text, in order, without duplicates and without `skip`
+    (our own gateway addresses, so we never forward to ourselves). Bad addresses are ignored, like glibc does."""
+    skipped = {str(ip_address(s)) for s in skip}
+    servers: list[Upstream] = []
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(fields) < 2 or fields[0] != "nameserver":
+            continue
+        try:
+            address = str(ip_address(fields[1].split("%", 1)[0]))
+        except ValueError:
+            continue
+        if address not in skipped and (address, port) not in servers:
+            servers.append((address, port))
+    return servers
+
+
+def only_stub(servers: Sequence[Upstream]) -> bool:
+    return bool(servers) and all(address.startswith("127.0.0.5") for address, _ in servers)
+
+
+def load_upstreams(skip: Collection[str] = (), path: Path = RESOLV_CONF) -> list[Upstream]:
+    """The host's resolvers. Behind systemd-resolved's stub, its real upstream list, so hypr's answers do not
+    depend on resolved's own routing; a missing file means no upstreams (forwarded names get SERVFAIL)."""
+    try:
+        servers = parse_resolv_conf(path.read_text(), skip=skip)
+        if only_stub(servers) and RESOLVED_UPSTREAMS.exists():
+            return parse_resolv_conf(RESOLVED_UPSTREAMS.read_text(), skip=skip) or servers
+        return servers
+    except FileNotFoundError:
+        return []
+
+
+def cache_ttl(reply: bytes) -> tuple[int, list[tuple[int, int]]]:
+    """How long a relayed reply may be cached (its smallest TTL, 0 = not at all) and where its TTLs are."""
+    if len(reply) < wire.HEADER.size or wire.is_truncated(reply):
+        return 0, []
+    if wire.rcode_of(reply) not in (wire.NOERROR, wire.NXDOMAIN):
+        return 0, []
+    try:
+        fields = wire.ttl_fields(reply)
+    except ValueError:
+        return 0, []
+    if not fields:
+        return 0, []
+    return min(MAX_CACHE_TTL, min(ttl for _offset, ttl in fields)), fields
+
+
+@dataclass
+class _Cached:
+    reply: bytes
+    expires: float
+    stored: float
+    ttls: list[tuple[int, int]] = field(default_factory=list)
+
+
+class AnswerCache:
+    """Forwarded replies by question, until their smallest TTL runs out; bounded, least recently stored first out."""
+
+    def __init__(self, size: int = 4096, clock: Callable[[], float] = time.monotonic) -> None:
+        self._size = size
+        self._clock = clock
+        self._entries: OrderedDict[tuple[bytes, bool, bool], _Cached] = OrderedDict()
+
+    @staticmethod
+    def key(query: wire.Query) -> tuple[bytes, bool, bool]:
+        return query.key, query.edns_size is not None, query.dnssec_ok
+
+    def get(self, query: wire.Query) -> bytes | None:
+        key = self.key(query)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        now = self._clock()
+        if now >= entry.expires:
+            del self._entries[key]
+            return None
+        out = bytearray(entry.reply)
+        struct.pack_into("!H", out, 0, query.id)
+        out[wire.HEADER.size : wire.HEADER.size + len(query.question)] = query.question
+        elapsed = int(now - entry.stored)
+        for offset, ttl in entry.ttls:
+            struct.pack_into("!I", out, offset, max(0, ttl - elapsed))
+        return bytes(out)
+
+    def put(self, query: wire.Query, reply: bytes) -> None:
+        ttl, fields = cache_ttl(reply)
+        if ttl <= 0 or self._size <= 0:
+            return
+        key = self.key(query)
+        now = self._clock()
+        self._entries[key] = _Cached(reply, now + ttl, now, fields)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class _OneReply(asyncio.DatagramProtocol):
+    def __init__(self, ident: int, question: bytes) -> None:
+        self.ident = ident
+        self.question = question
+        self.reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: tuple[str | bytes, int]) -> None:
+        if self.reply.done() or not _matches(data, self.ident, self.question):
+            return  # a late or forged datagram: keep waiting for the real one
+        self.reply.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port/host unreachable on our connected socket: this server is down, fail over now.
+        if not self.reply.done():
+            self.reply.set_exception(exc)
+
+
+def _matches(reply: bytes, ident: int, question: bytes) -> bool:
+    if len(reply) < wire.HEADER.size + len(question):
+        return False
+    got_id, flags, qdcount = struct.unpack_from("!HHH", reply)
+    if got_id != ident or not flags & wire.QR or qdcount != 1:
+        return False
+    return reply[wire.HEADER.size : wire.HEADER.size + len(question)].lower() == question.lower()
+
+
+class Forwarder:
+    """Asks the upstream servers in order; the first good reply wins; SERVFAIL only when every server failed."""
+
+    def __init__(
+        self,
+        upstreams: Iterable[Upstream] = (),
+        *,
+        udp_timeout: float = UDP_TIMEOUT,
+        tcp_timeout: float = TCP_TIMEOUT,
+        cache: AnswerCache | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.upstreams = list(upstreams)
+        self.udp_timeout = udp_timeout
+        self.tcp_timeout = tcp_timeout
+        self.cache = cache if cache is not None else AnswerCache(clock=clock)
+        self._clock = clock
+        self._dead_until: dict[Upstream, float] = {}
+
+    def set_upstreams(self, upstreams: Iterable[Upstream]) -> None:
+        self.upstreams = list(upstreams)
+        self._dead_until.clear()
+        self.cache.clear()
+
+    def _order(self) -> list[Upstream]:
+        now = self._clock()
+        alive = [u for u in self.upstreams if self._dead_until.get(u, 0.0) <= now]
+        return alive + [u for u in self.upstreams if u not in alive]
+
+    async def resolve(self, data: bytes, query: wire.Query) -> bytes:
+        """The reply to `data` (a parsed client query), with the client's ID."""
+        cached = self.cache.get(query)
+        if cached is not None:
+            return cached
+        for upstream in self._order():
+            reply = await self._ask(upstream, data, query)
+            if reply is None:
+                continue
+            self._dead_until.pop(upstream, None)
+            self.cache.put(query, reply)
+            return wire.with_id(reply, query.id)
+        return wire.status_reply(query, wire.SERVFAIL)
+
+    async def _ask(self, upstream: Upstream, data: bytes, query: wire.Query) -> bytes | None:
+        ident = secrets.randbits(16)  # our own random ID: the client's may be predictable
+        outgoing = struct.pack("!H", ident) + data[2:]
+        try:
+            reply = await self._udp(upstream, outgoing, ident, query.question)
+            if wire.is_truncated(reply):
+                reply = await self._tcp(upstream, outgoing, ident, query.question)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+            log.debug("upstream %s:%d failed: %r", *upstream, exc)
+            self._dead_until[upstream] = self._clock() + DEAD_FOR
+            return None
+        if wire.rcode_of(reply) in (wire.SERVFAIL, wire.REFUSED):
+            return None  # that server cannot help with this name; the next one may
+        return reply
+
+    async def _udp(self, upstream: Upstream, outgoing: bytes, ident: int, question: bytes) -> bytes:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: _OneReply(ident, question), remote_addr=upstream
+        )
+        try:
+            transport.sendto(outgoing)
+            return await asyncio.wait_for(protocol.reply, self.udp_timeout)
+        finally:
+            transport.close()
+
+    async def _tcp(self, upstream: Upstream, outgoing: bytes, ident: int, question: bytes) -> bytes:
+        async with asyncio.timeout(self.tcp_timeout):
+            reader, writer = await asyncio.open_connection(*upstream)
+            try:
+                writer.write(struct.pack("!H", len(outgoing)) + outgoing)
+                await writer.drain()
+                (length,) = struct.unpack("!H", await reader.readexactly(2))
+                reply = await reader.readexactly(length)
+            finally:
+                writer.close()
+        if not _matches(reply, ident, question):
+            raise ConnectionError("TCP reply does not match the query")
+        return reply

@@ -1,0 +1,95 @@
+"""Published ports, pure: the `-p` grammar and Docker's PortBindings map, both ways.
+
+Forms (Docker's): `G`, `H:G`, `IP:H:G`, `IP::G`, each with `/tcp` or `/udp`, and equal-length ranges
+`8000-8002:80-82`. A host port of 0 means "pick a free one" (the daemon does, by binding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from ipaddress import AddressValueError, IPv4Address
+from typing import Any, cast
+
+from hypr.errors import InvalidParameter
+from hypr.models import Protocol
+
+ANY = IPv4Address("0.0.0.0")
+
+
+@dataclass(frozen=True, order=True)
+class PortSpec:
+    guest_port: int
+    protocol: Protocol
+    host_ip: IPv4Address = ANY
+    host_port: int = 0  # 0: a free port chosen at create time
+
+
+def _port_range(text: str, spec: str) -> list[int]:
+    first, sep, last = text.partition("-")
+    try:
+        lo = int(first)
+        hi = int(last) if sep else lo
+    except ValueError:
+        raise InvalidParameter(f"invalid port specification: {spec!r}") from None
+    if not (1 <= lo <= hi <= 65535):
+        raise InvalidParameter(f"invalid port specification: {spec!r}")
+    return list(range(lo, hi + 1))
+
+
+def parse_publish(spec: str) -> list[PortSpec]:
+    """One `-p` value -> one PortSpec per guest port."""
+    body, _, proto = spec.partition("/")
+    proto = proto or "tcp"
+    if proto not in ("tcp", "udp"):
+        raise InvalidParameter(f"invalid proto: {proto}")
+    parts = body.rsplit(":", 2)
+    host_ip_text, host_text, guest_text = ["", "", *parts][-3:] if len(parts) < 3 else parts
+    host_ip = _parse_host_ip(host_ip_text, spec)
+    guests = _port_range(guest_text, spec)
+    hosts = _port_range(host_text, spec) if host_text else [0] * len(guests)
+    if len(hosts) != len(guests):
+        if len(hosts) > 1:
+            raise InvalidParameter(f"invalid ranges specified for container and host Ports: {spec!r}")
+        hosts = [0] * len(guests) if hosts == [0] else hosts * len(guests)
+        if len(set(hosts)) != len(hosts):
+            raise InvalidParameter(f"invalid ranges specified for container and host Ports: {spec!r}")
+    return [PortSpec(g, cast(Protocol, proto), host_ip, h) for g, h in zip(guests, hosts, strict=True)]
+
+
+def _parse_host_ip(text: str, spec: str) -> IPv4Address:
+    text = text.strip("[]")
+    if not text:
+        return ANY
+    try:
+        return IPv4Address(text)
+    except AddressValueError:
+        raise InvalidParameter(f"invalid IP address {text!r} in port specification {spec!r}") from None
+
+
+def to_bindings(specs: Iterable[PortSpec]) -> dict[str, list[dict[str, str]]]:
+    """Docker's HostConfig.PortBindings: {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}."""
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for s in specs:
+        bindings.setdefault(f"{s.guest_port}/{s.protocol}", []).append(
+            {"HostIp": "" if s.host_ip == ANY else str(s.host_ip), "HostPort": str(s.host_port) if s.host_port else ""}
+        )
+    return bindings
+
+
+def from_bindings(raw: Any) -> list[PortSpec]:
+    """Validate a PortBindings map from the API into PortSpecs."""
+    if raw is None:
+        return []
+    if not isinstance(raw, Mapping):
+        raise InvalidParameter("invalid PortBindings: expected an object")
+    specs = []
+    for key, entries in raw.items():
+        guest, _, proto = str(key).partition("/")
+        for entry in entries or [{}]:
+            if not isinstance(entry, Mapping):
+                raise InvalidParameter(f"invalid PortBindings for {key}")
+            host_ip = str(entry.get("HostIp") or "")
+            host_port = str(entry.get("HostPort") or "")
+            specs.extend(parse_publish(f"{host_ip}:{host_port}:{guest}/{proto or 'tcp'}"))
+    return sorted(specs)

@@ -1,0 +1,92 @@
+"""Host-port reservations: hypr holds a real socket for every published host port.
+
+Holding the socket is what makes a clash fail at once, whichever side comes second: a workload cannot publish a port
+a host process listens on, and a host process cannot later take a published port. DNAT happens before socket
+lookup, so the held socket never sees the forwarded traffic.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections.abc import Iterable
+
+from hypr.errors import Conflict, KernelError
+from hypr.models import PortMapping, Protocol, Snapshot
+from hypr.ports import PortSpec
+
+log = logging.getLogger(__name__)
+Key = tuple[str, int, Protocol]  # (host ip, host port, protocol)
+
+
+def _key(host_ip: object, port: int, protocol: Protocol) -> Key:
+    return (str(host_ip), port, protocol)
+
+
+def already_allocated(host_ip: object, port: int) -> Conflict:
+    return Conflict(f"Bind for {host_ip}:{port} failed: port is already allocated")
+
+
+def bind(host_ip: str, port: int, protocol: Protocol) -> socket.socket:
+    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        sock.bind((host_ip, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise already_allocated(host_ip, port) from None
+        raise KernelError(f"reserve host port {host_ip}:{port}/{protocol}: {exc}") from exc
+    if protocol == "tcp":
+        sock.listen(1)  # a listening socket also blocks SO_REUSEADDR binds by others
+    return sock
+
+
+class PortHolder:
+    def __init__(self) -> None:
+        self.held: dict[Key, socket.socket] = {}
+
+    def reserve(self, workload_id: str, specs: Iterable[PortSpec]) -> list[PortMapping]:
+        """Bind every requested port (choosing free ones for host port 0); all or nothing."""
+        taken: list[Key] = []
+        mappings = []
+        try:
+            for spec in specs:
+                sock = bind(str(spec.host_ip), spec.host_port, spec.protocol)
+                port = sock.getsockname()[1]
+                key = _key(spec.host_ip, port, spec.protocol)
+                self.held[key] = sock
+                taken.append(key)
+                mappings.append(PortMapping(workload_id, spec.host_ip, port, spec.guest_port, spec.protocol))
+        except BaseException:
+            for key in taken:
+                self.held.pop(key).close()
+            raise
+        return mappings
+
+    def release(self, mappings: Iterable[PortMapping]) -> None:
+        for m in mappings:
+            sock = self.held.pop(_key(m.host_ip, m.host_port, m.protocol), None)
+            if sock is not None:
+                sock.close()
+
+    def converge(self, snapshot: Snapshot) -> None:
+        """Hold exactly the ports in the database (after a restart, or a removal elsewhere)."""
+        wanted = {_key(p.host_ip, p.host_port, p.protocol): p for p in snapshot.ports}
+        for key in list(self.held):
+            if key not in wanted:
+                self.held.pop(key).close()
+        problems = []
+        for key in wanted.keys() - self.held.keys():
+            try:
+                self.held[key] = bind(*key)
+            except (Conflict, KernelError) as exc:
+                problems.append(exc.message)
+        if problems:
+            raise KernelError("published ports that could not be reserved again: " + "; ".join(problems))
+
+    def close(self) -> None:
+        for sock in self.held.values():
+            sock.close()
+        self.held.clear()

@@ -1,0 +1,94 @@
+"""The runtime interface: what the daemon hands a backend, and what it gets back.
+
+Services depend on this module only; backends (`sandbox`, later `vm`) implement `Runtime`.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One endpoint as the runtime sees it: the host end already named, the guest end to be made."""
+
+    host_ifname: str  # veth host end (sandbox) or TAP (vm), enslaved to `bridge`
+    bridge: str
+    guest_ifname: str  # "eth0", "eth1", ... in attach order
+    ip: IPv4Address
+    prefixlen: int
+    gateway: IPv4Address
+    mac: str
+    mtu: int = 1500
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    workload_id: str
+    name: str
+    hostname: str
+    image: str
+    command: tuple[str, ...]
+    env: Mapping[str, str]
+    attachments: tuple[Attachment, ...]
+    nameserver: IPv4Address | None
+    state_dir: Path  # one directory per workload, owned by the runtime until delete()
+    owner_alias: str  # IFLA_IFALIAS for every host-side link, so the daemon can prove it made them
+    hosts: tuple[tuple[str, IPv4Address], ...] = ()  # extra /etc/hosts entries (name, address)
+    workdir: str = "/"
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Handle:
+    """A running workload. (pid, start_time) names the supervisor for good, even after pid reuse."""
+
+    pid: int  # the supervisor: alive exactly as long as the workload
+    start_time: int  # field 22 of /proc/<pid>/stat
+    main_pid: int  # the workload's command; also its process group id
+
+
+class Runtime(Protocol):
+    """A workload's lifecycle. Removals count "already gone" as success; every method is idempotent."""
+
+    name: str
+
+    def validate(self, spec: LaunchSpec) -> None:
+        """Raise InvalidParameter for what this backend cannot run; no side effects."""
+
+    def create(self, spec: LaunchSpec) -> None:
+        """Namespaces (or VM plumbing) and every attachment in `spec.attachments`."""
+
+    def start(self, spec: LaunchSpec) -> Handle: ...
+
+    def adopt(self, spec: LaunchSpec) -> Handle | None:
+        """The handle of a workload still running from before a daemon restart, or None."""
+
+    def status(self, spec: LaunchSpec, handle: Handle) -> tuple[bool, int | None]:
+        """(running, exit code once known)."""
+
+    def stop(self, spec: LaunchSpec, handle: Handle, timeout: float) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout` seconds; the exit code."""
+
+    def kill(self, spec: LaunchSpec, handle: Handle, signal: _signal.Signals) -> None: ...
+
+    def exec_argv(
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None
+    ) -> list[str]:
+        """An argv that runs `argv` inside the workload when run by root on this machine; its exit code is
+        the command's."""
+
+    def log_path(self, spec: LaunchSpec) -> Path: ...
+
+    def attach(self, spec: LaunchSpec, att: Attachment) -> None:
+        """Hot-plug one more endpoint (the workload may be running)."""
+
+    def detach(self, spec: LaunchSpec, att: Attachment) -> None: ...
+
+    def delete(self, spec: LaunchSpec) -> None:
+        """Kill what still runs; remove namespaces, host links, state_dir. Collects errors, raises them once."""

@@ -1,0 +1,233 @@
+"""The `sandbox` backend: a pinned network namespace with one veth per attachment, and a process running in
+fresh UTS + mount namespaces under a detached supervisor (shim.py).
+
+State directory layout (one per workload, given by the daemon):
+    netns         the pinned network namespace (lives from create() to delete(), across stop/start)
+    launch.json   what the shim runs;  handle.json  the running supervisor, for adopt()
+    log           stdout+stderr, appended;  exit_code  written by the supervisor when the command ends
+    hosts, resolv.conf             bind-mounted over /etc/hosts and /etc/resolv.conf
+    upper/, work/, rootfs/         the overlay for rootfs images (the workload's own writable layer)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import signal as _signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hypr.errors import Conflict, InvalidParameter, KernelError
+from hypr.runtime import files, images, netns, proc, veth
+from hypr.runtime.base import Attachment, Handle, LaunchSpec
+from hypr.runtime.rtnl import NetlinkError, Rtnl
+
+SHIM = Path(__file__).with_name("shim.py")
+HOSTNAME_MAX = 64
+LAUNCH_TIMEOUT = 30.0
+KILL_GRACE = 5.0  # after SIGKILL, how long the supervisor may take to record the exit code
+
+
+def _netns_path(spec: LaunchSpec) -> Path:
+    return spec.state_dir / "netns"
+
+
+def _command(spec: LaunchSpec, image: images.Image) -> tuple[str, ...]:
+    return spec.command or image.default_command
+
+
+def _read_exit_code(spec: LaunchSpec) -> int | None:
+    try:
+        return int((spec.state_dir / "exit_code").read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _launch_config(spec: LaunchSpec, rootfs: Path | None, command: tuple[str, ...]) -> dict[str, object]:
+    return {
+        "netns": str(_netns_path(spec)),
+        "state_dir": str(spec.state_dir),
+        "hostname": spec.hostname,
+        "rootfs": str(rootfs) if rootfs is not None else None,
+        "command": list(command),
+        "env": dict(spec.env),
+        "workdir": spec.workdir,
+    }
+
+
+class SandboxRuntime:
+    name = "sandbox"
+
+    def __init__(self, *, image_cache: Path, python: str = sys.executable) -> None:
+        self.image_cache = image_cache  # where built-in images are built once (under the daemon's data dir)
+        self.python = python
+
+    # -- validation ---------------------------------------------------------------------------------------
+    def validate(self, spec: LaunchSpec) -> None:
+        image = images.resolve(spec.image, self.image_cache)
+        if not _command(spec, image):
+            raise InvalidParameter("No command specified")
+        if not 0 < len(spec.hostname) <= HOSTNAME_MAX:
+            raise InvalidParameter(f"invalid hostname {spec.hostname!r}: 1 to {HOSTNAME_MAX} characters")
+        guests = [att.guest_ifname for att in spec.attachments]
+        if len(set(guests)) != len(guests):
+            raise InvalidParameter(f"duplicate guest interface names: {guests}")
+
+    # -- network ------------------------------------------------------------------------------------------
+    def create(self, spec: LaunchSpec) -> None:
+        spec.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with netns.create(_netns_path(spec)) as ns, Rtnl() as host:
+                for i, att in enumerate(spec.attachments):
+                    veth.plug(host, ns, att, alias=spec.owner_alias, default_route=i == 0)
+        except OSError as exc:
+            self._remove_network(spec, [])
+            raise KernelError(f"create network namespace for {spec.name}: {exc}") from exc
+        except KernelError:
+            self._remove_network(spec, [])
+            raise
+        files.write_all(spec)
+
+    def attach(self, spec: LaunchSpec, att: Attachment) -> None:
+        first = bool(spec.attachments) and spec.attachments[0] == att
+        try:
+            with netns.enter(_netns_path(spec)) as ns, Rtnl() as host:
+                veth.plug(host, ns, att, alias=spec.owner_alias, default_route=first)
+        except OSError as exc:
+            raise KernelError(f"attach {att.host_ifname} to {spec.name}: {exc}") from exc
+        files.write_all(spec)  # in place: the running workload sees its new address in /etc/hosts
+
+    def detach(self, spec: LaunchSpec, att: Attachment) -> None:
+        try:
+            with Rtnl() as host:
+                host.batch(veth.unplug_plan([att]))
+        except OSError as exc:
+            raise KernelError(f"detach {att.host_ifname} from {spec.name}: {exc}") from exc
+        if spec.state_dir.is_dir():
+            files.write_all(spec)
+
+    # -- process ------------------------------------------------------------------------------------------
+    def start(self, spec: LaunchSpec) -> Handle:
+        self.validate(spec)
+        image = images.resolve(spec.image, self.image_cache)
+        rootfs = images.ensure_busybox(self.image_cache) if image.builtin == images.BUSYBOX else image.rootfs
+        if not netns.is_netns(_netns_path(spec)):
+            self.create(spec)
+        files.write_all(spec)
+        (spec.state_dir / "exit_code").unlink(missing_ok=True)
+        launch = spec.state_dir / "launch.json"
+        launch.write_text(json.dumps(_launch_config(spec, rootfs, _command(spec, image))))
+        report = self._launch(spec, launch)
+        if "error" in report:
+            cls = InvalidParameter if report.get("errno") == errno.ENOENT else KernelError
+            raise cls(str(report["error"]))
+        handle = Handle(int(report["pid"]), int(report["start_time"]), int(report["main_pid"]))
+        (spec.state_dir / "handle.json").write_text(json.dumps(handle.__dict__))
+        return handle
+
+    def _launch(self, spec: LaunchSpec, launch: Path) -> dict[str, Any]:
+        argv = [self.python, "-I", "-S", str(SHIM), "run", str(launch)]
+        try:
+            shim = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True, timeout=LAUNCH_TIMEOUT
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise KernelError(f"start {spec.name}: {exc}") from exc
+        try:
+            report: dict[str, Any] = json.loads(shim.stdout)
+        except ValueError as exc:
+            detail = shim.stderr.decode(errors="replace").strip()
+            raise KernelError(f"start {spec.name}: supervisor failed: {detail or shim.returncode}") from exc
+        return report
+
+    def adopt(self, spec: LaunchSpec) -> Handle | None:
+        try:
+            handle = Handle(**json.loads((spec.state_dir / "handle.json").read_text()))
+        except FileNotFoundError:
+            return None
+        return handle if proc.alive(handle.pid, handle.start_time) else None
+
+    def status(self, spec: LaunchSpec, handle: Handle) -> tuple[bool, int | None]:
+        if proc.alive(handle.pid, handle.start_time):
+            return True, None
+        return False, _read_exit_code(spec)
+
+    def _signal_group(self, handle: Handle, sig: int) -> None:
+        # The command's group is only ours while the command is still in the supervisor's session.
+        if proc.session_of(handle.main_pid) != handle.pid:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(handle.main_pid, sig)
+
+    def kill(self, spec: LaunchSpec, handle: Handle, signal: _signal.Signals) -> None:
+        if not proc.alive(handle.pid, handle.start_time):
+            raise Conflict(f"Container {spec.name} is not running")
+        self._signal_group(handle, signal)
+
+    def stop(self, spec: LaunchSpec, handle: Handle, timeout: float) -> int | None:
+        if proc.alive(handle.pid, handle.start_time):
+            # The supervisor forwards SIGTERM to the command's process group.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(handle.pid, _signal.SIGTERM)
+            if not proc.wait_gone(handle.pid, handle.start_time, timeout):
+                self._signal_group(handle, _signal.SIGKILL)
+                if not proc.wait_gone(handle.pid, handle.start_time, KILL_GRACE):
+                    raise KernelError(f"stop {spec.name}: supervisor {handle.pid} did not exit")
+        return _read_exit_code(spec)
+
+    def exec_argv(
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None
+    ) -> list[str]:
+        main_start = proc.start_time_in_session(handle.main_pid, handle.pid)
+        if not proc.alive(handle.pid, handle.start_time) or main_start is None:
+            raise Conflict(f"Container {spec.name} is not running")
+        if not argv:
+            raise InvalidParameter("No exec command specified")
+        target = {"pid": handle.main_pid, "start_time": main_start, "argv": list(argv), "env": dict(env)}
+        target["workdir"] = workdir
+        return [self.python, "-I", "-S", str(SHIM), "exec", json.dumps(target)]
+
+    def log_path(self, spec: LaunchSpec) -> Path:
+        return spec.state_dir / "log"
+
+    # -- removal ------------------------------------------------------------------------------------------
+    def delete(self, spec: LaunchSpec) -> None:
+        errors: list[str] = []
+        handle = self.adopt(spec)
+        if handle is not None:
+            self._signal_group(handle, _signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(handle.pid, _signal.SIGKILL)
+            if not proc.wait_gone(handle.pid, handle.start_time, KILL_GRACE):
+                errors.append(f"supervisor {handle.pid} did not exit")
+        self._remove_network(spec, errors)
+        try:
+            shutil.rmtree(spec.state_dir)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            errors.append(f"remove {spec.state_dir}: {exc}")
+        if errors:
+            raise KernelError(f"delete {spec.name}: " + "; ".join(errors))
+
+    def _remove_network(self, spec: LaunchSpec, errors: list[str]) -> None:
+        """Host ends first (their peers go with them, synchronously), then the namespace pin."""
+        try:
+            with Rtnl() as host:
+                for req in veth.unplug_plan(spec.attachments):
+                    try:
+                        host.batch([req])
+                    except NetlinkError as exc:
+                        errors.append(str(exc))
+        except OSError as exc:
+            errors.append(f"netlink: {exc}")
+        try:
+            netns.remove(_netns_path(spec))
+        except OSError as exc:
+            errors.append(f"remove network namespace: {exc}")

@@ -1,0 +1,214 @@
+"""Workload requests, validated as a pure step: Docker's container-create body + a Snapshot -> a plan.
+
+The plan names everything the transaction will write; addresses are chosen later, inside the transaction.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+from hypr.errors import Conflict, InvalidParameter, NotFound
+from hypr.models import DEFAULT_NETWORK, Network, Snapshot, Workload
+from hypr.ports import PortSpec, from_bindings
+from hypr.services.network_plan import find_network
+from hypr.services.validation import label_matches, new_id, now_rfc3339, string_map
+
+RUNTIMES = ("sandbox", "vm")
+RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_ADJECTIVES = (
+    "brave",
+    "calm",
+    "eager",
+    "fancy",
+    "gentle",
+    "happy",
+    "jolly",
+    "keen",
+    "lucid",
+    "nimble",
+    "quiet",
+    "swift",
+)
+_NOUNS = ("ada", "babbage", "curie", "dijkstra", "euler", "feynman", "gauss", "hopper", "knuth", "lovelace", "noether")
+
+
+@dataclass(frozen=True)
+class EndpointRequest:
+    network: Network
+    ip: str | None  # a static address asked for, or None for the next free one
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WorkloadPlan:
+    workload: Workload
+    endpoints: tuple[EndpointRequest, ...]
+    ports: tuple[PortSpec, ...]
+
+
+def find_workload(snapshot: Snapshot, ref: str) -> Workload:
+    """Docker's order: full ID, exact name (with or without the leading /), then a unique ID prefix."""
+    name = ref.removeprefix("/")
+    exact = [w for w in snapshot.workloads if w.id == ref] or [w for w in snapshot.workloads if w.name == name]
+    if exact:
+        return exact[0]
+    prefixed = [w for w in snapshot.workloads if ref and w.id.startswith(ref)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    if len(prefixed) > 1:
+        raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
+    raise NotFound(f"No such container: {ref}")
+
+
+def check_name(name: str, snapshot: Snapshot) -> None:
+    if not _NAME.match(name):
+        raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    clash = next((w for w in snapshot.workloads if w.name == name), None)
+    if clash:
+        raise Conflict(
+            f'Conflict. The container name "/{name}" is already in use by container "{clash.id}". '
+            "You have to remove (or rename) that container to be able to reuse that name."
+        )
+
+
+def generated_name(snapshot: Snapshot, rng: random.Random) -> str:
+    used = {w.name for w in snapshot.workloads}
+    while True:
+        name = f"{rng.choice(_ADJECTIVES)}_{rng.choice(_NOUNS)}"
+        if name not in used:
+            return name
+        name = f"{name}{rng.randint(1, 99)}"
+        if name not in used:
+            return name
+
+
+def plan_workload_create(
+    body: Any, name: str | None, snapshot: Snapshot, rng: random.Random | None = None
+) -> WorkloadPlan:
+    if not isinstance(body, Mapping):
+        raise InvalidParameter("invalid JSON: expected an object")
+    host_config = _mapping(body.get("HostConfig"), "HostConfig")
+    if name:
+        check_name(name, snapshot)
+    else:
+        name = generated_name(snapshot, rng or random.Random())
+    image = body.get("Image")
+    if not isinstance(image, str) or not image:
+        raise InvalidParameter("image is required: name a built-in image (host, busybox) or a rootfs directory")
+    runtime = host_config.get("Runtime") or "sandbox"
+    if runtime not in RUNTIMES:
+        raise InvalidParameter(f"unknown or invalid runtime name: {runtime} (supported: {', '.join(RUNTIMES)})")
+    restart = _mapping(host_config.get("RestartPolicy"), "RestartPolicy").get("Name") or "no"
+    if restart not in RESTART_POLICIES:
+        raise InvalidParameter(f"invalid restart policy '{restart}'")
+    endpoints = _plan_endpoints(body, host_config, snapshot)
+    ports = tuple(from_bindings(host_config.get("PortBindings")))
+    if ports and all(e.network.internal for e in endpoints):
+        raise InvalidParameter(
+            "cannot publish ports: the workload is attached only to internal networks, which have no way in or out"
+        )
+    command = tuple(_strings(body.get("Entrypoint"), "Entrypoint")) + tuple(_strings(body.get("Cmd"), "Cmd"))
+    workload = Workload(
+        id=new_id(), name=name, image=image, runtime=runtime, command=command,
+        env=_env(body.get("Env")), hostname=str(body.get("Hostname") or name)[:63],
+        labels=string_map("labels", body.get("Labels")), created=now_rfc3339(),
+        auto_remove=bool(host_config.get("AutoRemove")), restart=restart,
+    )  # fmt: skip
+    return WorkloadPlan(workload=workload, endpoints=endpoints, ports=ports)
+
+
+def _plan_endpoints(
+    body: Mapping[str, Any], host_config: Mapping[str, Any], snapshot: Snapshot
+) -> tuple[EndpointRequest, ...]:
+    """Networks in attach order: NetworkMode first, then the rest of EndpointsConfig as given."""
+    configs = _mapping(
+        _mapping(body.get("NetworkingConfig"), "NetworkingConfig").get("EndpointsConfig"), "EndpointsConfig"
+    )
+    mode = host_config.get("NetworkMode") or ""
+    if mode in ("host", "none") or mode.startswith("container:"):
+        raise InvalidParameter(f"network mode {mode} is not supported by hypr; attach to a bridge network")
+    order = [mode] if mode and mode != "default" else []
+    order += [ref for ref in configs if ref not in order]
+    if not order:
+        order = [DEFAULT_NETWORK]
+    requests, seen = [], set()
+    for ref in order:
+        network = find_network(snapshot, DEFAULT_NETWORK if ref == "default" else ref)
+        if network.id in seen:
+            continue
+        seen.add(network.id)
+        config = _mapping(configs.get(ref), f"EndpointsConfig[{ref}]")
+        ip = _mapping(config.get("IPAMConfig"), "IPAMConfig").get("IPv4Address") or None
+        aliases = tuple(_strings(config.get("Aliases"), "Aliases"))
+        requests.append(EndpointRequest(network=network, ip=ip, aliases=aliases))
+    return tuple(requests)
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidParameter(f"invalid {what}: expected an object")
+    return value
+
+
+def _strings(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidParameter(f"invalid {what}: expected a list of strings")
+    return value
+
+
+def _env(value: Any) -> dict[str, str]:
+    env = {}
+    for item in _strings(value, "Env"):
+        key, sep, val = item.partition("=")
+        if not key:
+            raise InvalidParameter(f"invalid environment variable: {item}")
+        env[key] = val if sep else ""
+    return env
+
+
+def mac_for(ip: IPv4Address) -> str:
+    """Docker's scheme: 02:42 + the IPv4 address. Stable for a lease, unique per network."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
+
+
+LIST_FILTERS = ("id", "name", "status", "label", "network", "ancestor")
+
+
+def list_workloads(snapshot: Snapshot, filters: Mapping[str, list[str]], *, all_states: bool) -> list[Workload]:
+    """`docker ps` semantics: running ones unless `all`, newest first, Docker's filters."""
+    for key in filters:
+        if key not in LIST_FILTERS:
+            raise InvalidParameter(f"invalid filter '{key}'")
+    chosen = [
+        w for w in snapshot.workloads
+        if (all_states or filters.get("status") or w.state == "running")
+        and all(_matches(snapshot, w, key, values) for key, values in filters.items() if values)
+    ]  # fmt: skip
+    return sorted(chosen, key=lambda w: w.created, reverse=True)
+
+
+def _matches(snapshot: Snapshot, w: Workload, key: str, values: list[str]) -> bool:
+    if key == "id":
+        return any(w.id.startswith(v) for v in values)
+    if key == "name":
+        return any(re.search(v.removeprefix("/"), w.name) for v in values)
+    if key == "status":
+        return w.state in values
+    if key == "label":
+        return all(label_matches(w.labels, v) for v in values)
+    if key == "ancestor":
+        return w.image in values
+    networks = {snapshot.network(e.network_id) for e in snapshot.endpoints_of(w.id)}
+    return any(v in {n.name for n in networks} | {n.id for n in networks} for v in values)

@@ -1,0 +1,270 @@
+"""Workload operations: validate (pure) -> one transaction -> runtime + reconcile. Runs on the daemon's worker.
+
+The rows say what should exist (workload, endpoints with their addresses, port mappings); the runtime makes the
+namespaces, links and processes; `ctx.converge()` derives firewall and DNS from the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal as signals
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hypr import names
+from hypr.errors import Conflict, Forbidden, HyprError, InvalidParameter, KernelError
+from hypr.models import Endpoint, Network, Snapshot, Workload
+from hypr.runtime.base import Attachment, Handle, LaunchSpec
+from hypr.services import addresses
+from hypr.services.context import Context
+from hypr.services.network_plan import find_network
+from hypr.services.validation import new_id, now_rfc3339
+from hypr.services.workload_plan import EndpointRequest, find_workload, mac_for, plan_workload_create
+
+log = logging.getLogger(__name__)
+
+
+def restarts(policy: str, exit_code: int | None) -> bool:
+    """Docker's restart policies, for a workload that ended on its own (not by `stop`)."""
+    return policy in ("always", "unless-stopped") or (policy == "on-failure" and exit_code != 0)
+
+
+# -- the runtime's view of a workload --------------------------------------------------------------------------------
+
+
+def attachment(network: Network, endpoint: Endpoint) -> Attachment:
+    return Attachment(
+        host_ifname=endpoint.host_ifname, bridge=network.bridge, guest_ifname=f"eth{endpoint.position}",
+        ip=endpoint.ip, prefixlen=network.subnet.prefixlen, gateway=network.gateway, mac=endpoint.mac, mtu=network.mtu,
+    )  # fmt: skip
+
+
+def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchSpec:
+    endpoints = snapshot.endpoints_of(workload.id)
+    attachments = tuple(attachment(snapshot.network(e.network_id), e) for e in endpoints)
+    return LaunchSpec(
+        workload_id=workload.id, name=workload.name, hostname=workload.hostname or workload.name,
+        image=workload.image, command=workload.command, env=workload.env, attachments=attachments,
+        nameserver=attachments[0].gateway if attachments else None,
+        state_dir=ctx.settings.paths.workloads / workload.id,
+        owner_alias=ctx.reconciler.alias,
+        hosts=tuple((workload.name, a.ip) for a in attachments[:1]),
+        labels=workload.labels,
+    )  # fmt: skip
+
+
+def handle_of(workload: Workload) -> Handle | None:
+    if workload.pid is None or workload.pid_start is None:
+        return None
+    return Handle(pid=workload.pid, start_time=workload.pid_start, main_pid=workload.main_pid or workload.pid)
+
+
+# -- create / remove ------------------------------------------------------------------------------------------------
+
+
+def create(ctx: Context, name: str | None, body: Any) -> Workload:
+    snapshot = ctx.store.snapshot()
+    plan = plan_workload_create(body, name, snapshot)
+    workload = plan.workload
+    runtime = ctx.runtime(workload.runtime)
+    runtime.validate(launch_spec(ctx, snapshot, workload))
+    mappings = ctx.ports.reserve(workload.id, plan.ports)
+    try:
+        with ctx.store.transaction() as tx:
+            ctx.store.insert_workload(tx, workload, {})
+            for position, request in enumerate(plan.endpoints):
+                _insert_endpoint(ctx, tx, workload, request, position)
+            for mapping in mappings:
+                ctx.store.insert_port(tx, mapping)
+    except BaseException:
+        ctx.ports.release(mappings)
+        raise
+    try:
+        runtime.create(launch_spec(ctx, ctx.store.snapshot(), workload))
+        ctx.converge()
+    except HyprError:
+        _delete(ctx, workload)
+        raise
+    return workload
+
+
+def _insert_endpoint(ctx: Context, tx: Any, workload: Workload, request: EndpointRequest, position: int) -> Endpoint:
+    network = request.network
+    ip = addresses.reserve(ctx.store, network, request.ip) if request.ip else addresses.allocate(ctx.store, network)
+    endpoint_id = new_id()
+    endpoint = Endpoint(
+        id=endpoint_id, workload_id=workload.id, network_id=network.id, ip=ip, mac=mac_for(ip),
+        host_ifname=names.host_ifname(endpoint_id, tap=workload.runtime == "vm"), position=position,
+        aliases=request.aliases, static_ip=request.ip is not None,
+    )  # fmt: skip
+    ctx.store.insert_endpoint(tx, endpoint)
+    return endpoint
+
+
+def remove(ctx: Context, ref: str, *, force: bool = False) -> Workload:
+    workload = find_workload(ctx.store.snapshot(), ref)
+    if workload.state == "running" and not force:
+        raise Conflict(
+            f"You cannot remove a running container {workload.id}. Stop the container before attempting removal or "
+            "force remove"
+        )
+    _delete(ctx, workload)
+    return workload
+
+
+def _delete(ctx: Context, workload: Workload) -> None:
+    """Runtime objects first (processes, namespace, links), then the rows, then firewall and DNS."""
+    snapshot = ctx.store.snapshot()
+    spec = launch_spec(ctx, snapshot, workload)
+    ctx.runtime(workload.runtime).delete(spec)
+    ctx.ports.release(snapshot.ports_of(workload.id))
+    with ctx.store.transaction() as tx:
+        ctx.store.delete_workload(tx, workload.id)
+    ctx.converge()
+
+
+# -- lifecycle ------------------------------------------------------------------------------------------------------
+
+
+def start(ctx: Context, ref: str) -> bool:
+    """False when it was already running (Docker answers 304 then)."""
+    snapshot = ctx.store.snapshot()
+    workload = find_workload(snapshot, ref)
+    if workload.state == "running":
+        return False
+    runtime = ctx.runtime(workload.runtime)
+    spec = launch_spec(ctx, snapshot, workload)
+    runtime.create(spec)  # idempotent: repairs a namespace lost to a reboot
+    handle = runtime.start(spec)
+    with ctx.store.transaction() as tx:
+        ctx.store.set_running(tx, workload.id, handle.pid, handle.start_time, handle.main_pid, now_rfc3339())
+    return True
+
+
+def stop(ctx: Context, ref: str, timeout: float = 10.0) -> bool:
+    snapshot = ctx.store.snapshot()
+    workload = find_workload(snapshot, ref)
+    handle = handle_of(workload)
+    if workload.state != "running" or handle is None:
+        return False
+    code = ctx.runtime(workload.runtime).stop(launch_spec(ctx, snapshot, workload), handle, timeout)
+    with ctx.store.transaction() as tx:
+        ctx.store.set_exited(tx, workload.id, code, now_rfc3339())
+    return True
+
+
+def kill(ctx: Context, ref: str, signal: str = "KILL") -> None:
+    snapshot = ctx.store.snapshot()
+    workload = find_workload(snapshot, ref)
+    handle = handle_of(workload)
+    if workload.state != "running" or handle is None:
+        raise Conflict(f"Cannot kill container: {ref}: Container {workload.id} is not running")
+    ctx.runtime(workload.runtime).kill(launch_spec(ctx, snapshot, workload), handle, parse_signal(signal))
+    refresh(ctx)
+
+
+def parse_signal(text: str) -> signals.Signals:
+    name = text.upper()
+    try:
+        return (
+            signals.Signals(int(name))
+            if name.isdigit()
+            else signals.Signals[name if name.startswith("SIG") else "SIG" + name]
+        )
+    except (KeyError, ValueError):
+        raise InvalidParameter(f"Invalid signal: {text}") from None
+
+
+def refresh(ctx: Context) -> None:
+    """Notice workloads that ended on their own: record the exit, then --rm or restart them as their policy says."""
+    snapshot = ctx.store.snapshot()
+    for workload in snapshot.workloads:
+        handle = handle_of(workload)
+        if workload.state != "running" or handle is None:
+            continue
+        runtime = ctx.runtime(workload.runtime)
+        running, code = runtime.status(launch_spec(ctx, snapshot, workload), handle)
+        if running:
+            continue
+        with ctx.store.transaction() as tx:
+            ctx.store.set_exited(tx, workload.id, code, now_rfc3339())
+        if workload.auto_remove:
+            _delete(ctx, workload)
+        elif restarts(workload.restart, code):
+            log.info("restarting %s (policy %s, exit code %s)", workload.name, workload.restart, code)
+            start(ctx, workload.id)
+
+
+def adopt_all(ctx: Context) -> None:
+    """After a daemon restart: workloads that kept running are ours again; the others are marked exited."""
+    snapshot = ctx.store.snapshot()
+    for workload in snapshot.workloads:
+        if workload.state != "running":
+            continue
+        handle = ctx.runtime(workload.runtime).adopt(launch_spec(ctx, snapshot, workload))
+        if handle is None:
+            log.info("workload %s ended while hyprd was down", workload.name)
+        else:
+            log.info("re-adopted workload %s (pid %d)", workload.name, handle.pid)
+    refresh(ctx)
+
+
+def exec_argv(ctx: Context, ref: str, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None) -> list[str]:
+    snapshot = ctx.store.snapshot()
+    workload = find_workload(snapshot, ref)
+    handle = handle_of(workload)
+    if workload.state != "running" or handle is None:
+        raise Conflict(f"container {workload.id} is not running")
+    if not argv:
+        raise InvalidParameter("No exec command specified")
+    return ctx.runtime(workload.runtime).exec_argv(launch_spec(ctx, snapshot, workload), handle, argv, env, workdir)
+
+
+def log_path(ctx: Context, ref: str) -> Path:
+    snapshot = ctx.store.snapshot()
+    workload = find_workload(snapshot, ref)
+    return ctx.runtime(workload.runtime).log_path(launch_spec(ctx, snapshot, workload))
+
+
+# -- network connect / disconnect -------------------------------------------------------------------------------------
+
+
+def connect(ctx: Context, network_ref: str, workload_ref: str, ip: str | None, aliases: tuple[str, ...]) -> Endpoint:
+    snapshot = ctx.store.snapshot()
+    network = find_network(snapshot, network_ref)
+    workload = find_workload(snapshot, workload_ref)
+    current = snapshot.endpoints_of(workload.id)
+    if any(e.network_id == network.id for e in current):
+        raise Forbidden(f"endpoint with name {workload.name} already exists in network {network.name}")
+    position = max((e.position for e in current), default=-1) + 1
+    with ctx.store.transaction() as tx:
+        endpoint = _insert_endpoint(ctx, tx, workload, EndpointRequest(network, ip, aliases), position)
+    try:
+        ctx.runtime(workload.runtime).attach(
+            launch_spec(ctx, ctx.store.snapshot(), workload), attachment(network, endpoint)
+        )
+    except HyprError:
+        with ctx.store.transaction() as tx:
+            ctx.store.delete_endpoint(tx, endpoint.id)
+        raise
+    ctx.converge()
+    return endpoint
+
+
+def disconnect(ctx: Context, network_ref: str, workload_ref: str, *, force: bool = False) -> None:
+    snapshot = ctx.store.snapshot()
+    network = find_network(snapshot, network_ref)
+    workload = find_workload(snapshot, workload_ref)
+    endpoint = next((e for e in snapshot.endpoints_of(workload.id) if e.network_id == network.id), None)
+    if endpoint is None:
+        raise Forbidden(f"container {workload.id} is not connected to network {network.name}")
+    try:
+        ctx.runtime(workload.runtime).detach(launch_spec(ctx, snapshot, workload), attachment(network, endpoint))
+    except KernelError:
+        if not force:
+            raise
+        log.warning("disconnect %s from %s: kernel clean-up failed, forced", workload.name, network.name)
+    with ctx.store.transaction() as tx:
+        ctx.store.delete_endpoint(tx, endpoint.id)
+    ctx.converge()

@@ -1,0 +1,330 @@
+"""The real server on loopback: dnspython as the client, fake upstreams on other 127.x addresses, and a fuzz
+run of at least 100,000 random and mutated packets after which the server must still answer."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from hypr.dns import DnsServer, build_records
+from hypr.dns.testing import FakeUpstream, LoopThread, Mode, fake_answer
+from hypr.models import Endpoint, Network, Snapshot, Workload
+
+PORT = 41003
+# One /16 of loopback per test process, so parallel runs (and other engineers' tests) never collide.
+BASE = f"127.{200 + os.getpid() % 50}"
+
+
+def addr(last: str) -> str:
+    return f"{BASE}.{last}"
+
+
+def workload(name: str) -> Workload:
+    return Workload(id=hashlib.sha256(name.encode()).hexdigest(), name=name, image="img", state="running")
+
+
+def endpoint(w: Workload, network: Network, ip: str, aliases: tuple[str, ...] = ()) -> Endpoint:
+    return Endpoint(w.id + network.id[:4], w.id, network.id, IPv4Address(ip), "02:00:00:00:00:01", "hv", 0, aliases)
+
+
+def snapshot(web_name: str = "web") -> Snapshot:
+    app = Network("a" * 64, "app", "vbr1", IPv4Network(addr("1.0/24")), IPv4Address(addr("1.1")))
+    closed = Network("c" * 64, "closed", "vbr2", IPv4Network(addr("2.0/24")), IPv4Address(addr("2.1")), internal=True)
+    web, api1, api2, vault = workload(web_name), workload("api1"), workload("api2"), workload("vault")
+    return Snapshot(
+        networks=(app, closed),
+        workloads=(web, api1, api2, vault),
+        endpoints=(
+            endpoint(web, app, addr("1.2")),
+            endpoint(api1, app, addr("1.3"), ("api",)),
+            endpoint(api2, app, addr("1.4"), ("api",)),
+            endpoint(vault, closed, addr("2.2")),
+        ),
+    )
+
+
+LISTEN = addr("0.53")
+HOST = addr("0.9")  # not an endpoint: asks as the host
+PEER = addr("1.3")  # api1, on "app"
+VAULT = addr("2.2")  # only on the internal network
+
+
+@dataclass
+class Env:
+    loop: LoopThread
+    server: DnsServer
+
+    def upstream(self, last: str, mode: Mode) -> FakeUpstream:
+        return self.loop.run(FakeUpstream(addr(last), 5300, mode).start())
+
+    def upstreams(self, *fakes: FakeUpstream | tuple[str, int]) -> None:
+        pairs = [(f.host, f.port) if isinstance(f, FakeUpstream) else f for f in fakes]
+        self.loop.run(self.server.set_upstreams(pairs))
+
+
+@pytest.fixture(params=[False, True], ids=["asyncio", "uvloop"])
+def env(request: pytest.FixtureRequest) -> Iterator[Env]:
+    with LoopThread(use_uvloop=request.param) as loop:
+        server = DnsServer()
+        fakes: list[FakeUpstream] = []
+        try:
+            loop.run(server.set_records(build_records(snapshot())))
+            loop.run(server.set_listen_addresses({IPv4Address(LISTEN)}, PORT))
+            yield Env(loop, server)
+        finally:
+            loop.run(server.close())
+            for fake in fakes:
+                loop.run(fake.close())
+        assert loop.errors == []
+
+
+def ask(name: str, rdtype: str = "A", *, source: str = HOST, tcp: bool = False, **kw: object) -> dns.message.Message:
+    query = dns.message.make_query(name, rdtype, **kw)  # type: ignore[arg-type]
+    send = dns.query.tcp if tcp else dns.query.udp
+    return send(query, LISTEN, port=PORT, timeout=3, source=source)
+
+
+def addresses(reply: dns.message.Message) -> list[str]:
+    return [r.address for rrset in reply.answer for r in rrset]
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_local_answers(env: Env, tcp: bool) -> None:
+    reply = ask("Web.HYPR.", tcp=tcp)
+    assert addresses(reply) == [addr("1.2")] and reply.flags & dns.flags.AA
+    assert str(reply.question[0].name) == "Web.HYPR."  # the question is echoed as sent (0x20 case)
+    assert reply.answer[0].ttl == 5
+    assert ask("nope.hypr", tcp=tcp).rcode() == dns.rcode.NXDOMAIN
+    nodata = ask("web.hypr", "AAAA", tcp=tcp)
+    assert nodata.rcode() == dns.rcode.NOERROR and not nodata.answer
+    ptr = ask(IPv4Address(addr("1.2")).reverse_pointer + ".", "PTR", tcp=tcp)
+    assert [str(r.target) for rrset in ptr.answer for r in rrset] == ["web.hypr."]
+    assert addresses(ask("web", source=PEER, tcp=tcp)) == [addr("1.2")]
+    edns = ask("web.hypr", use_edns=0, payload=1232, tcp=tcp)
+    assert edns.edns == 0 and addresses(edns) == [addr("1.2")]
+
+
+def test_alias_round_robin_rotates_per_reply(env: Env) -> None:
+    orders = {tuple(addresses(ask("api", source=PEER))) for _ in range(4)}
+    assert orders == {(addr("1.3"), addr("1.4")), (addr("1.4"), addr("1.3"))}
+
+
+def test_new_records_apply_at_once_without_rebinding(env: Env) -> None:
+    assert addresses(ask("web.hypr")) == [addr("1.2")]
+    listening = env.server.listening()
+    env.loop.run(env.server.set_records(build_records(snapshot(web_name="www"))))
+    assert ask("web.hypr").rcode() == dns.rcode.NXDOMAIN
+    assert addresses(ask("www.hypr")) == [addr("1.2")]
+    assert env.server.listening() == listening
+
+
+def test_forwarding_and_cache(env: Env) -> None:
+    fake = env.upstream("9.1", "answer")
+    try:
+        env.upstreams(fake)
+        for _ in range(3):
+            reply = ask("Example.com.")
+            assert addresses(reply) == ["192.0.2.10"] and str(reply.question[0].name) == "Example.com."
+        assert addresses(ask("web.app", source=PEER)) == [addr("1.2")]
+        assert fake.udp_queries == 1  # the next two came from the cache
+        assert addresses(ask("other.example.org", tcp=True)) == ["192.0.2.10"]
+    finally:
+        env.loop.run(fake.close())
+
+
+def test_first_upstream_dead_fails_over_quickly(env: Env) -> None:
+    dead, alive = env.upstream("9.2", "blackhole"), env.upstream("9.3", "answer")
+    try:
+        env.upstreams(dead, alive)
+        for name in ("one.example.", "two.example."):
+            started = time.monotonic()
+            assert addresses(ask(name)) == ["192.0.2.10"]
+            assert time.monotonic() - started < 0.8
+        assert dead.udp_queries == 1  # the dead server is tried last for a while
+    finally:
+        env.loop.run(dead.close())
+        env.loop.run(alive.close())
+
+
+def test_servfail_only_when_all_fail(env: Env) -> None:
+    bad = [env.upstream("9.4", "blackhole"), env.upstream("9.5", "servfail"), env.upstream("9.6", "refused")]
+    try:
+        env.upstreams(*bad, (addr("9.7"), 5300))  # nothing listens there: ICMP refused, instant failover
+        started = time.monotonic()
+        assert ask("example.net").rcode() == dns.rcode.SERVFAIL
+        assert time.monotonic() - started < 1.5
+        assert [b.udp_queries for b in bad] == [1, 1, 1]
+    finally:
+        for fake in bad:
+            env.loop.run(fake.close())
+
+
+def test_truncated_upstream_answer_is_retried_over_tcp(env: Env) -> None:
+    fake = env.upstream("9.8", "truncate")
+    try:
+        env.upstreams(fake)
+        reply = ask("big.example")
+        assert addresses(reply) == ["192.0.2.10"] and not reply.flags & dns.flags.TC
+        assert (fake.udp_queries, fake.tcp_queries) == (1, 1)
+    finally:
+        env.loop.run(fake.close())
+
+
+@pytest.mark.parametrize("payload", [4096, None])
+def test_large_edns_answer_passes_through_intact(env: Env, payload: int | None) -> None:
+    fake = env.upstream("9.9", "big")
+    try:
+        env.upstreams(fake)
+        kw: dict[str, object] = {"use_edns": 0, "payload": payload} if payload else {}
+        query = dns.message.make_query("txt.example.", "TXT", **kw)  # type: ignore[arg-type]
+        sent = query.to_wire()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((HOST, 0))
+            sock.settimeout(3)
+            sock.sendto(sent, (LISTEN, PORT))
+            raw = sock.recv(65535)
+        finally:
+            sock.close()
+        if payload:
+            assert len(raw) > 2000 and raw == fake_answer(sent, "big", over_tcp=False)  # byte for byte
+        else:  # a client without EDNS gets TC over UDP, then the whole answer over TCP
+            assert dns.message.from_wire(raw).flags & dns.flags.TC
+            full = dns.query.tcp(query, LISTEN, port=PORT, timeout=3, source=HOST)
+            assert len(full.answer[0]) == 40
+    finally:
+        env.loop.run(fake.close())
+
+
+def test_internal_askers_are_not_forwarded(env: Env) -> None:
+    fake = env.upstream("9.10", "answer")
+    try:
+        env.upstreams(fake)
+        assert ask("example.com", source=VAULT).rcode() == dns.rcode.NXDOMAIN
+        assert addresses(ask("web.hypr", source=VAULT)) == [addr("1.2")]
+        assert fake.udp_queries == 0
+    finally:
+        env.loop.run(fake.close())
+
+
+def test_listeners_follow_the_wanted_set(env: Env) -> None:
+    second = IPv4Address(addr("0.54"))
+    absent = IPv4Address("192.0.2.1")  # TEST-NET-1: not on this host, so binding waits in the background
+    env.loop.run(env.server.set_listen_addresses({second, absent}, PORT))
+    assert env.server.listening() == {(second, PORT)}
+    reply = dns.query.udp(dns.message.make_query("web.hypr", "A"), str(second), port=PORT, timeout=3)
+    assert addresses(reply) == [addr("1.2")]
+    tcp = dns.query.tcp(dns.message.make_query("web.hypr", "A"), str(second), port=PORT, timeout=3)
+    assert addresses(tcp) == [addr("1.2")]
+    with pytest.raises(ConnectionRefusedError):  # the old address is closed
+        socket.create_connection((LISTEN, PORT), timeout=3).close()
+    env.loop.run(env.server.set_listen_addresses(set(), PORT))
+    assert env.server.listening() == set()
+
+
+# -- fuzz ------------------------------------------------------------------------------------------------------
+
+FUZZ_LISTEN = f"{BASE}.0.77"
+PACKETS = 100_000
+BATCH = 200  # then a probe: pacing keeps the fuzz inside the socket buffer, so the server really parses it
+SEEDS = [
+    dns.message.make_query(name, rdtype, **kw).to_wire()  # type: ignore[arg-type]
+    for name, rdtype, kw in [
+        ("web.hypr", "A", {}),
+        ("api", "A", {}),
+        ("example.com", "A", {"use_edns": 0, "payload": 4096}),
+        ("2.1.200.127.in-addr.arpa", "PTR", {}),
+        ("web.hypr", "AAAA", {"use_edns": 0, "want_dnssec": True}),
+        ("a.b.c.d.e.f.hypr", "TXT", {}),
+    ]
+]
+
+
+def mutate(rng: random.Random) -> bytes:
+    choice = rng.randrange(5)
+    if choice == 0:
+        return rng.randbytes(rng.randrange(0, 300))
+    packet = bytearray(rng.choice(SEEDS))
+    if choice == 1:
+        for _ in range(rng.randrange(1, 5)):
+            packet[rng.randrange(len(packet))] = rng.randrange(256)
+    elif choice == 2:
+        del packet[rng.randrange(len(packet)) :]
+    elif choice == 3:
+        packet += rng.randbytes(rng.randrange(1, 64))
+    else:  # header kept (plausible counts/flags), body random
+        packet[12:] = rng.randbytes(rng.randrange(0, 80))
+    return bytes(packet)
+
+
+def probe_until(sock: socket.socket, ident: int, deadline: float) -> None:
+    """Ask web.hypr and read until its reply comes back; replies to the fuzz are drained on the way."""
+    query = dns.message.make_query("web.hypr", "A", id=ident)
+    sock.sendto(query.to_wire(), (FUZZ_LISTEN, PORT))
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data = sock.recv(65535)
+        except TimeoutError:
+            break
+        if len(data) >= 2 and struct.unpack_from("!H", data)[0] == ident:
+            reply = dns.message.from_wire(data)
+            if reply.question and str(reply.question[0].name) == "web.hypr.":
+                assert addresses(reply) == [f"{BASE}.1.2"]
+                return
+    raise AssertionError(f"the server stopped answering (probe {ident})")
+
+
+def test_fuzz_then_still_answers() -> None:
+    rng = random.Random(int(os.environ.get("HYPR_FUZZ_SEED", "5")))
+    started = time.monotonic()
+    with LoopThread() as loop:
+        server = DnsServer()
+        dead = loop.run(FakeUpstream(f"{BASE}.0.78", 5300, "blackhole").start())
+        clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+        try:
+            loop.run(server.set_upstreams([(dead.host, dead.port)]))
+            loop.run(server.set_records(build_records(snapshot())))
+            loop.run(server.set_listen_addresses({IPv4Address(FUZZ_LISTEN)}, PORT))
+            clients[0].bind((f"{BASE}.0.9", 0))  # the host
+            clients[1].bind((f"{BASE}.1.3", 0))  # a workload on "app"
+            for sent in range(0, PACKETS, BATCH):
+                sock = clients[sent // BATCH % 2]
+                for _ in range(BATCH):
+                    sock.sendto(mutate(rng), (FUZZ_LISTEN, PORT))
+                probe_until(sock, (sent // BATCH) % 65536, time.monotonic() + 3)
+            fuzz_tcp(rng)
+            probe_until(clients[0], 4242, time.monotonic() + 3)
+        finally:
+            for sock in clients:
+                sock.close()
+            loop.run(server.close())
+            loop.run(dead.close())
+        assert loop.errors == []
+    assert time.monotonic() - started < 30
+
+
+def fuzz_tcp(rng: random.Random) -> None:
+    """Garbage over TCP: bad lengths, short frames, random frames; each connection then dropped."""
+    for _ in range(50):
+        with socket.create_connection((FUZZ_LISTEN, PORT), timeout=3) as conn:
+            for _ in range(20):
+                body = mutate(rng)
+                length = rng.choice([len(body), len(body) + 5, 0, 65535])
+                conn.sendall(struct.pack("!H", length) + body)
+    reply = dns.query.tcp(dns.message.make_query("web.hypr", "A"), FUZZ_LISTEN, port=PORT, timeout=3)
+    assert addresses(reply) == [f"{BASE}.1.2"]

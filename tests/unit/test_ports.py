@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+import pytest
+
+from hypr.errors import InvalidParameter
+from hypr.ports import ANY, PortSpec, from_bindings, parse_publish, to_bindings
+
+LOCAL = IPv4Address("127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("80", [PortSpec(80, "tcp", ANY, 0)]),
+        ("8080:80", [PortSpec(80, "tcp", ANY, 8080)]),
+        ("8080:80/udp", [PortSpec(80, "udp", ANY, 8080)]),
+        ("127.0.0.1:8080:80", [PortSpec(80, "tcp", LOCAL, 8080)]),
+        ("127.0.0.1::80", [PortSpec(80, "tcp", LOCAL, 0)]),
+        ("8000-8001:80-81", [PortSpec(80, "tcp", ANY, 8000), PortSpec(81, "tcp", ANY, 8001)]),
+        ("80-81", [PortSpec(80, "tcp", ANY, 0), PortSpec(81, "tcp", ANY, 0)]),
+    ],
+)
+def test_publish_forms(spec: str, expected: list[PortSpec]) -> None:
+    assert parse_publish(spec) == expected
+    assert from_bindings(to_bindings(expected)) == sorted(expected)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("8080:80/sctp", "invalid proto: sctp"),
+        ("x:80", "invalid port specification"),
+        ("70000:80", "invalid port specification"),
+        ("8000-8002:80-81", "invalid ranges"),
+        ("1.2.3:8080:80", "invalid IP address"),
+        ("", "invalid port specification"),
+        ("0:80", "invalid port specification"),
+    ],
+)
+def test_bad_publish(spec: str, message: str) -> None:
+    with pytest.raises(InvalidParameter, match=message):
+        parse_publish(spec)
