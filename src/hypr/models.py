@@ -85,6 +85,8 @@ class Workload:
     hostname: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
+    cpus: float = 1.0  # vm runtime: vCPUs
+    memory_mb: int = 256  # vm runtime: guest memory
     auto_remove: bool = False  # --rm
     restart: str = "no"  # restart policy: no | always | unless-stopped | on-failure
     pid: int | None = None  # the runtime's supervisor while running

@@ -7,6 +7,7 @@ import sys
 import click
 
 from hypr import __version__
+from hypr.cli.compose import compose
 from hypr.cli.context import client_of
 from hypr.cli.network import network
 from hypr.cli.output import echo_json
@@ -60,6 +61,7 @@ def info(ctx: click.Context, fmt: str) -> None:
 
 
 cli.add_command(network)
+cli.add_command(compose)
 for command in COMMANDS:
     cli.add_command(command)
 

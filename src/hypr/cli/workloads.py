@@ -77,6 +77,8 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
 @click.option("-l", "--label", multiple=True, help="Set metadata (k=v).")
 @click.option("--hostname", help="Workload host name (default: its name).")
 @click.option("--runtime", type=click.Choice(["sandbox", "vm"]), default="sandbox", show_default=True)
+@click.option("--cpus", type=float, default=None, help="vCPUs for --runtime vm (default 1).")
+@click.option("-m", "--memory", default=None, help="Memory for --runtime vm, e.g. 256m or 1g (default 256m).")
 @click.option("--rm", "auto_remove", is_flag=True, help="Remove the workload when it exits.")
 @click.option("--restart", default="no", help="Restart policy: no, always, unless-stopped, on-failure.")
 @click.option("-i", "--interactive", is_flag=True, help="Accepted for compatibility.")
@@ -86,7 +88,8 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
 @click.pass_context
 def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str, ...], ip: str | None,
         aliases: tuple[str, ...], publish: tuple[str, ...], env: tuple[str, ...], label: tuple[str, ...],
-        hostname: str | None, runtime: str, auto_remove: bool, restart: str, interactive: bool, tty: bool,
+        hostname: str | None, runtime: str, cpus: float | None, memory: str | None, auto_remove: bool, restart: str,
+        interactive: bool, tty: bool,
         image: str, command: tuple[str, ...]) -> None:  # fmt: skip
     """Create and start a workload."""
     try:
@@ -94,6 +97,10 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
     except HyprError as exc:
         raise click.BadParameter(exc.message, param_hint="-p") from None
     body = run_body(image, command, networks, ip, aliases, specs, env, label, hostname, runtime, restart)
+    if cpus:
+        body["HostConfig"]["NanoCpus"] = int(cpus * 1e9)
+    if memory:
+        body["HostConfig"]["Memory"] = parse_bytes(memory)
     # Without -d the CLI removes the workload itself once it has its exit code, as docker does.
     body["HostConfig"]["AutoRemove"] = auto_remove and detach
     client = client_of(ctx)
@@ -142,6 +149,15 @@ def run_body(image: str, command: Sequence[str], networks: Sequence[str], ip: st
         },
         "NetworkingConfig": {"EndpointsConfig": endpoints},
     }
+
+
+def parse_bytes(text: str) -> int:
+    """Docker's RAMInBytes: `512m`, `1g`, `1048576`."""
+    units = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+    number, unit = (text[:-1], text[-1].lower()) if text[-1:].isalpha() else (text, "b")
+    if unit not in units or not number.isdigit():
+        raise click.BadParameter(f"invalid size: {text!r}", param_hint="--memory")
+    return int(number) * units[unit]
 
 
 def ports_text(container: dict[str, Any]) -> str:

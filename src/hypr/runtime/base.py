@@ -42,6 +42,9 @@ class LaunchSpec:
     hosts: tuple[tuple[str, IPv4Address], ...] = ()  # extra /etc/hosts entries (name, address)
     workdir: str = "/"
     labels: Mapping[str, str] = field(default_factory=dict)
+    cpus: float = 1.0  # vm: vCPUs (rounded up)
+    memory_mb: int = 256  # vm: guest memory
+    data_dir: Path | None = None  # the daemon's data dir: kernels, built images and other caches live under it
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ def plan_workload_create(
         id=new_id(), name=name, image=image, runtime=runtime, command=command,
         env=_env(body.get("Env")), hostname=str(body.get("Hostname") or name)[:63],
         labels=string_map("labels", body.get("Labels")), created=now_rfc3339(),
-        auto_remove=bool(host_config.get("AutoRemove")), restart=restart,
+        auto_remove=bool(host_config.get("AutoRemove")), restart=restart, **_resources(host_config),
     )  # fmt: skip
     return WorkloadPlan(workload=workload, endpoints=endpoints, ports=ports)
 
@@ -148,6 +148,21 @@ def _plan_endpoints(
         aliases = tuple(_strings(config.get("Aliases"), "Aliases"))
         requests.append(EndpointRequest(network=network, ip=ip, aliases=aliases))
     return tuple(requests)
+
+
+def _resources(host_config: Mapping[str, Any]) -> dict[str, Any]:
+    """Docker's NanoCpus / Memory (bytes) -> vCPUs and MiB, with hypr's defaults (1 vCPU, 256 MiB)."""
+    resources: dict[str, Any] = {}
+    nano, memory = host_config.get("NanoCpus") or 0, host_config.get("Memory") or 0
+    if not isinstance(nano, int) or not isinstance(memory, int) or nano < 0 or memory < 0:
+        raise InvalidParameter("invalid NanoCpus or Memory: expected non-negative integers")
+    if nano:
+        resources["cpus"] = nano / 1e9
+    if memory:
+        if memory < 64 * 2**20:
+            raise InvalidParameter("Minimum memory limit allowed is 64MB")
+        resources["memory_mb"] = memory // 2**20
+    return resources
 
 
 def _mapping(value: Any, what: str) -> Mapping[str, Any]:

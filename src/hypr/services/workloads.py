@@ -50,7 +50,8 @@ def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchS
         state_dir=ctx.settings.paths.workloads / workload.id,
         owner_alias=ctx.reconciler.alias,
         hosts=tuple((workload.name, a.ip) for a in attachments[:1]),
-        labels=workload.labels,
+        labels=workload.labels, cpus=workload.cpus, memory_mb=workload.memory_mb,
+        data_dir=ctx.settings.paths.data_dir,
     )  # fmt: skip
 
 

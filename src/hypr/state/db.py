@@ -104,9 +104,9 @@ class Store:
     def insert_workload(self, tx: sqlite3.Connection, w: Workload, extra: Mapping[str, Any]) -> None:
         tx.execute(
             "INSERT INTO workloads (id, name, image, runtime, state, command, env, hostname, labels, created, extra,"
-            " auto_remove, restart) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " auto_remove, restart, cpus, memory_mb) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (w.id, w.name, w.image, w.runtime, w.state, _dump(w.command), _dump(w.env), w.hostname,
-             _dump(w.labels), w.created, _dump(extra), int(w.auto_remove), w.restart),
+             _dump(w.labels), w.created, _dump(extra), int(w.auto_remove), w.restart, w.cpus, w.memory_mb),
         )  # fmt: skip
 
     def set_running(self, tx: sqlite3.Connection, workload_id: str, pid: int, pid_start: int, main_pid: int,
@@ -186,6 +186,8 @@ def _workload(row: sqlite3.Row) -> Workload:
         hostname=row["hostname"],
         labels=_load(row["labels"]),
         created=row["created"],
+        cpus=row["cpus"],
+        memory_mb=row["memory_mb"],
         auto_remove=bool(row["auto_remove"]),
         restart=row["restart"],
         pid=row["pid"],

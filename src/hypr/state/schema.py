@@ -67,4 +67,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE workloads ADD COLUMN started_at TEXT NOT NULL DEFAULT '';
     ALTER TABLE workloads ADD COLUMN finished_at TEXT NOT NULL DEFAULT ''
     """,
+    """
+    ALTER TABLE workloads ADD COLUMN cpus REAL NOT NULL DEFAULT 1.0;
+    ALTER TABLE workloads ADD COLUMN memory_mb INTEGER NOT NULL DEFAULT 256
+    """,
 )
