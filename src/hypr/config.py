@@ -45,6 +45,8 @@ class Settings:
     default_subnet: str = DEFAULT_SUBNET
     default_gateway: str = DEFAULT_GATEWAY
     resolv_conf: Path = Path("/etc/resolv.conf")
+    dns_upstreams: tuple[tuple[str, int], ...] = ()  # HYPR_DNS_UPSTREAMS; empty: the host's resolv.conf
+    configure_resolved: bool = True  # HYPR_CONFIGURE_RESOLVED=0: leave systemd-resolved alone
 
 
 def paths_from_env(env: dict[str, str] | None = None) -> Paths:
@@ -62,4 +64,15 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         default_subnet=env.get("HYPR_DEFAULT_SUBNET") or DEFAULT_SUBNET,
         default_gateway=env.get("HYPR_DEFAULT_GATEWAY") or DEFAULT_GATEWAY,
         resolv_conf=Path(env.get("HYPR_RESOLV_CONF") or "/etc/resolv.conf"),
+        dns_upstreams=parse_upstreams(env.get("HYPR_DNS_UPSTREAMS", "")),
+        configure_resolved=env.get("HYPR_CONFIGURE_RESOLVED", "1") != "0",
     )
+
+
+def parse_upstreams(text: str) -> tuple[tuple[str, int], ...]:
+    """`1.1.1.1,9.9.9.9:5353` -> ((host, port), ...)."""
+    upstreams = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, _, port = item.partition(":")
+        upstreams.append((host, int(port or 53)))
+    return tuple(upstreams)

@@ -22,9 +22,11 @@ from aiohttp import web
 from hypr import names
 from hypr.api.server import make_app
 from hypr.config import Settings, settings_from_env
+from hypr.dns import DnsServer, load_upstreams
 from hypr.errors import HyprError
 from hypr.models import Snapshot
 from hypr.reconcile import firewall
+from hypr.reconcile.dns import DnsStep, ResolvedStep
 from hypr.reconcile.kernel import Reconciler
 from hypr.reconcile.ports import PortHolder
 from hypr.runtime.sandbox import SandboxRuntime
@@ -100,7 +102,16 @@ class Daemon:
                 except HyprError as exc:
                     log.error("refresh workloads: %s", exc.message)
 
+    def start_dns(self) -> DnsServer:
+        """The DNS server runs on the event loop; the reconcile hands it records after every change."""
+        gateways = {str(n.gateway) for n in self.store.snapshot().networks}
+        server = DnsServer(self.settings.dns_upstreams or load_upstreams(skip=gateways, path=self.settings.resolv_conf))
+        self.reconciler.add_step("dns", DnsStep(server, asyncio.get_running_loop()))
+        self.reconciler.add_step("host resolver", ResolvedStep(self.settings.configure_resolved))
+        return server
+
     async def serve(self) -> None:
+        dns = self.start_dns()
         try:
             await self.call(self.start_up)
         except HyprError as exc:
@@ -123,6 +134,7 @@ class Daemon:
         await stop.wait()
         log.info("stopping: networks and workloads stay as they are")
         refresher.cancel()
+        await dns.close()
         await runner.cleanup()
         socket_path.unlink(missing_ok=True)
 

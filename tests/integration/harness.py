@@ -81,6 +81,7 @@ class Hyprd:
             "HYPR_DATA_DIR": str(self.root / "data"),
             "HYPR_RUNTIME_DIR": str(self.root / "run"),
             "HYPR_LOG_LEVEL": "DEBUG",
+            "HYPR_CONFIGURE_RESOLVED": "0",
             **self.env_extra,
         }
 
