@@ -25,7 +25,7 @@ from hypr.config import Settings, settings_from_env
 from hypr.dns import DnsServer, load_upstreams
 from hypr.errors import HyprError
 from hypr.models import Snapshot
-from hypr.reconcile import firewall
+from hypr.reconcile import firewall, neighbours
 from hypr.reconcile.dns import DnsStep, ResolvedStep
 from hypr.reconcile.kernel import Reconciler
 from hypr.reconcile.ports import PortHolder
@@ -90,6 +90,7 @@ class Daemon:
     def start_up(self) -> None:
         """Runs on the worker: the default network exists, and the kernel matches the database."""
         networks.ensure_default(self.ctx)
+        neighbours.warn_about_forward_drops()
         self.ctx.converge()
         workloads.adopt_all(self.ctx)
 

@@ -12,6 +12,10 @@ import logging
 import socket
 from collections.abc import Iterable
 
+from pyroute2 import Conntrack
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
 from hypr.errors import Conflict, KernelError
 from hypr.models import PortMapping, Protocol, Snapshot
 from hypr.ports import PortSpec
@@ -43,9 +47,23 @@ def bind(host_ip: str, port: int, protocol: Protocol) -> socket.socket:
     return sock
 
 
+def flush_udp_conntrack(ports: Iterable[int]) -> None:
+    """Forget UDP flows to these host ports. A UDP "connection" tracked before a mapping changed would keep
+    following the old DNAT (or none) for as long as packets keep coming, so a changed mapping must cut it."""
+    with Conntrack() as conntrack:
+        for port in sorted(set(ports)):
+            for entry in list(conntrack.dump_entries(tuple_orig=NFCTAttrTuple(proto=socket.IPPROTO_UDP, dport=port))):
+                try:
+                    conntrack.delete(entry)
+                except NetlinkError as exc:
+                    if exc.code != errno.ENOENT:  # the flow ended by itself meanwhile
+                        raise KernelError(f"flush UDP conntrack entries of port {port}: {exc}") from exc
+
+
 class PortHolder:
     def __init__(self) -> None:
         self.held: dict[Key, socket.socket] = {}
+        self.udp_applied: set[Key] = set()  # UDP mappings as of the last converge: a change flushes their flows
 
     def reserve(self, workload_id: str, specs: Iterable[PortSpec]) -> list[PortMapping]:
         """Bind every requested port (choosing free ones for host port 0); all or nothing."""
@@ -83,6 +101,10 @@ class PortHolder:
                 self.held[key] = bind(*key)
             except (Conflict, KernelError) as exc:
                 problems.append(exc.message)
+        udp = {key for key in wanted if key[2] == "udp"}
+        if udp != self.udp_applied:
+            flush_udp_conntrack(port for _ip, port, _proto in udp ^ self.udp_applied)
+            self.udp_applied = udp
         if problems:
             raise KernelError("published ports that could not be reserved again: " + "; ".join(problems))
 
