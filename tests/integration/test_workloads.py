@@ -218,3 +218,19 @@ def test_ip_lease_is_released_only_by_rm(hyprd: Hyprd) -> None:
     assert ip_of(hyprd, "second") != first_ip
     with sqlite3.connect(hyprd.root / "data" / "hypr.db") as db:
         assert db.execute("SELECT count(*) FROM endpoints").fetchone()[0] == 2
+
+
+def test_logs_restart_kill_and_ps_json(hyprd: Hyprd) -> None:
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "echo one; echo two; echo three; sleep 600")
+    wait_until(lambda: "three" in hyprd.cli("logs", "talker").stdout, "the workload's output")
+    assert hyprd.cli("logs", "--tail", "2", "talker").stdout.split() == ["two", "three"]
+    [row] = [json.loads(line) for line in hyprd.cli("ps", "--format", "json").stdout.splitlines()]
+    assert row["Name"] == "talker" and row["Status"].startswith("Up") and row["Ip"].startswith("10.88.")
+    pid = json.loads(hyprd.cli("inspect", "talker").stdout)[0]["State"]["Pid"]
+    hyprd.cli("restart", "-t", "1", "talker")
+    assert json.loads(hyprd.cli("inspect", "talker").stdout)[0]["State"]["Pid"] != pid
+    hyprd.cli("kill", "-s", "TERM", "talker")
+    wait_until(lambda: "Exited" in hyprd.cli("ps", "-a").stdout, "the workload to exit after SIGTERM")
+    finished = hyprd.cli("run", "--name", "follower", "busybox", "sh", "-c", "echo start; sleep 1; echo end")
+    assert finished.stdout.split() == ["start", "end"]
+    assert hyprd.cli("logs", "-f", "follower", timeout=10).stdout.split() == ["start", "end"]
