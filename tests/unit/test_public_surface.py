@@ -26,5 +26,10 @@ def test_exported_names_do_not_drift() -> None:
 
 
 def test_errors_carry_their_http_status() -> None:
-    assert [e.status for e in (hypr.InvalidParameter, hypr.Forbidden, hypr.NotFound, hypr.Conflict)] == [400, 403, 404, 409]
+    assert [e.status for e in (hypr.InvalidParameter, hypr.Forbidden, hypr.NotFound, hypr.Conflict)] == [
+        400,
+        403,
+        404,
+        409,
+    ]
     assert hypr.Unavailable.status == 503 and hypr.KernelError.status == 500

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import click
 
+from hypr.cli.output import echo_json
 from hypr.client import Client
+from hypr.errors import HyprError, Unavailable
 
 
 def client_of(ctx: click.Context) -> Client:
@@ -35,3 +38,36 @@ def parse_filters(items: Iterable[str]) -> dict[str, list[str]]:
             raise click.BadParameter(f"bad format of filter (expected name=value): {item}", param_hint="--filter")
         filters.setdefault(key, []).append(value)  # `label!=k` arrives as key `label!`, as Docker sends it
     return filters
+
+
+def for_each(ctx: click.Context, refs: Iterable[str], action: Callable[[str], object]) -> None:
+    """Docker's multi-name commands (rm, stop, ...): act on each, echo it, report failures, exit 1 if any failed."""
+    failed = False
+    for ref in refs:
+        try:
+            action(ref)
+            click.echo(ref)
+        except Unavailable:
+            raise
+        except HyprError as exc:
+            click.echo(f"Error response from daemon: {exc.message}", err=True)
+            failed = True
+    if failed:
+        ctx.exit(1)
+
+
+def inspect_each(ctx: click.Context, refs: Iterable[str], fetch: Callable[[str], dict[str, Any]]) -> None:
+    """Docker's `inspect`: one JSON array of what was found, then an error line per reference that was not."""
+    found, errors = [], []
+    for ref in refs:
+        try:
+            found.append(fetch(ref))
+        except Unavailable:
+            raise
+        except HyprError as exc:
+            errors.append(exc.message)
+    echo_json(found)
+    for message in errors:
+        click.echo(f"Error response from daemon: {message}", err=True)
+    if errors:
+        ctx.exit(1)

@@ -6,9 +6,8 @@ from typing import Any
 
 import click
 
-from hypr.cli.context import client_of, parse_filters, parse_pairs
-from hypr.cli.output import echo_json, echo_json_lines, natural_key, short_id, table
-from hypr.errors import HyprError, NotFound, Unavailable
+from hypr.cli.context import client_of, for_each, inspect_each, parse_filters, parse_pairs
+from hypr.cli.output import echo_json_lines, natural_key, short_id, table
 
 
 @click.group("network")
@@ -96,18 +95,7 @@ def _ls_json(n: dict[str, Any], no_trunc: bool) -> dict[str, str]:
 @click.pass_context
 def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Display detailed information on one or more networks."""
-    client = client_of(ctx)
-    found, missing = [], []
-    for ref in refs:
-        try:
-            found.append(client.network(ref))
-        except NotFound as exc:  # reported per reference after the rest, like docker
-            missing.append(exc.message)
-    echo_json(found)
-    for message in missing:
-        click.echo(f"Error response from daemon: {message}", err=True)
-    if missing:
-        ctx.exit(1)
+    inspect_each(ctx, refs, client_of(ctx).network)
 
 
 @network.command("rm")
@@ -116,19 +104,7 @@ def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
 @click.pass_context
 def rm(ctx: click.Context, refs: tuple[str, ...], force: bool) -> None:
     """Remove one or more networks."""
-    client = client_of(ctx)
-    failed = False
-    for ref in refs:
-        try:
-            client.remove_network(ref, force=force)
-            click.echo(ref)
-        except Unavailable:
-            raise
-        except HyprError as exc:  # docker goes on with the other names
-            click.echo(f"Error response from daemon: {exc.message}", err=True)
-            failed = True
-    if failed:
-        ctx.exit(1)
+    for_each(ctx, refs, lambda ref: client_of(ctx).remove_network(ref, force=force))
 
 
 @network.command("prune")

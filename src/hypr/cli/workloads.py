@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from hypr.cli.context import client_of, parse_filters, parse_pairs
-from hypr.cli.output import echo_json, echo_json_lines, short_id, table
-from hypr.errors import HyprError, Unavailable
+from hypr.cli.context import client_of, for_each, inspect_each, parse_filters, parse_pairs
+from hypr.cli.output import echo_json_lines, short_id, table
+from hypr.errors import HyprError
 from hypr.ports import parse_publish, to_bindings
 
 
@@ -216,29 +216,13 @@ def exec_(ctx: click.Context, interactive: bool, tty: bool, env: tuple[str, ...]
     os.execvp(target[0], target)
 
 
-def _each(ctx: click.Context, refs: Sequence[str], action: Any) -> None:
-    """Docker's multi-name commands: act on each, report failures, exit 1 if any failed."""
-    failed = False
-    for ref in refs:
-        try:
-            action(ref)
-            click.echo(ref)
-        except Unavailable:
-            raise
-        except HyprError as exc:
-            click.echo(f"Error response from daemon: {exc.message}", err=True)
-            failed = True
-    if failed:
-        ctx.exit(1)
-
-
 @click.command("stop")
 @click.option("-t", "--time", "timeout", type=float, default=None, help="Seconds to wait before killing it.")
 @click.argument("refs", nargs=-1, required=True)
 @click.pass_context
 def stop(ctx: click.Context, timeout: float | None, refs: tuple[str, ...]) -> None:
     """Stop one or more running workloads."""
-    _each(ctx, refs, lambda ref: client_of(ctx).stop(ref, timeout))
+    for_each(ctx, refs, lambda ref: client_of(ctx).stop(ref, timeout))
 
 
 @click.command("start")
@@ -246,7 +230,7 @@ def stop(ctx: click.Context, timeout: float | None, refs: tuple[str, ...]) -> No
 @click.pass_context
 def start(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Start one or more stopped workloads."""
-    _each(ctx, refs, client_of(ctx).start)
+    for_each(ctx, refs, client_of(ctx).start)
 
 
 @click.command("restart")
@@ -255,7 +239,7 @@ def start(ctx: click.Context, refs: tuple[str, ...]) -> None:
 @click.pass_context
 def restart(ctx: click.Context, timeout: float | None, refs: tuple[str, ...]) -> None:
     """Restart one or more workloads."""
-    _each(ctx, refs, lambda ref: client_of(ctx).restart(ref, timeout))
+    for_each(ctx, refs, lambda ref: client_of(ctx).restart(ref, timeout))
 
 
 @click.command("kill")
@@ -264,7 +248,7 @@ def restart(ctx: click.Context, timeout: float | None, refs: tuple[str, ...]) ->
 @click.pass_context
 def kill(ctx: click.Context, sig: str, refs: tuple[str, ...]) -> None:
     """Kill one or more running workloads."""
-    _each(ctx, refs, lambda ref: client_of(ctx).kill(ref, sig))
+    for_each(ctx, refs, lambda ref: client_of(ctx).kill(ref, sig))
 
 
 @click.command("rm")
@@ -273,7 +257,7 @@ def kill(ctx: click.Context, sig: str, refs: tuple[str, ...]) -> None:
 @click.pass_context
 def rm(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
     """Remove one or more workloads."""
-    _each(ctx, refs, lambda ref: client_of(ctx).remove(ref, force=force))
+    for_each(ctx, refs, lambda ref: client_of(ctx).remove(ref, force=force))
 
 
 @click.command("logs")
@@ -293,20 +277,7 @@ def logs(ctx: click.Context, follow: bool, tail: str, ref: str) -> None:
 @click.pass_context
 def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Display detailed information on one or more workloads."""
-    client = client_of(ctx)
-    found, errors = [], []
-    for ref in refs:
-        try:
-            found.append(client.container(ref))
-        except Unavailable:
-            raise
-        except HyprError as exc:
-            errors.append(exc.message)
-    echo_json(found)
-    for message in errors:
-        click.echo(f"Error: {message}", err=True)
-    if errors:
-        ctx.exit(1)
+    inspect_each(ctx, refs, client_of(ctx).container)
 
 
 COMMANDS = (run, ps, exec_, stop, start, restart, kill, rm, logs, inspect)
