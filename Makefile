@@ -6,9 +6,9 @@ APT_PACKAGES := python3 python3-venv python3-pip nftables libnftables1 iproute2 
 	dnsmasq-base dnsperf iperf3 bind9-dnsutils busybox-static netcat-openbsd curl tcpdump iputils-ping
 PYTEST_ARGS ?=
 
-.PHONY: setup apt venv run stop-demo test lint unit integration bench clean
+.PHONY: setup apt venv compose-schema run stop-demo test lint unit integration bench clean
 
-setup: apt venv
+setup: apt venv compose-schema
 
 # Installs only what is missing, so a second run is quick and offline.
 apt:
@@ -25,6 +25,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
+
+# The compose-spec schema is third-party data: fetched at set-up, never committed.
+compose-schema: venv
+	./scripts/fetch-compose-schema.sh $(BIN)/python
 
 run: setup
 	./scripts/demo.sh

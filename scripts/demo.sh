@@ -12,10 +12,12 @@ SOCK="$HYPR_RUNTIME_DIR/hypr.sock"
 daemon_up() { [ -S "$SOCK" ] && $HYPR version >/dev/null 2>&1; }
 
 down() {
+    if daemon_up; then examples/demo.sh down || true; fi
     if [ -f "$HYPR_RUNTIME_DIR/hyprd.pid" ]; then
         kill "$(cat "$HYPR_RUNTIME_DIR/hyprd.pid")" 2>/dev/null || true
     fi
     ip netns del "$NS" 2>/dev/null || true
+    find "$HYPR_RUNTIME_DIR" -name netns -exec umount -l {} \; 2>/dev/null || true
     rm -rf "$HYPR_DATA_DIR" "$HYPR_RUNTIME_DIR"
     echo "demo removed (netns $NS, $HYPR_DATA_DIR, $HYPR_RUNTIME_DIR)"
 }
@@ -28,14 +30,10 @@ up() {
         for _ in $(seq 100); do daemon_up && break; sleep 0.1; done
         daemon_up || { echo "hyprd did not start; see $HYPR_RUNTIME_DIR/hyprd.log"; exit 1; }
     fi
-    step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
-    step $HYPR version
-    step $HYPR network create demo-frontend 2>/dev/null || true
-    step $HYPR network ls
-    step $HYPR network inspect bridge
-    step ip -n "$NS" -br addr show type bridge
-    printf '\nhyprd runs in netns %s. Try: HYPR_RUNTIME_DIR=%s %s network ls\n' "$NS" "$HYPR_RUNTIME_DIR" "$HYPR"
-    printf 'Tear down with: make stop-demo\n'
+    $HYPR version
+    NS="$NS" HYPR="$HYPR" examples/demo.sh up
+    printf '\nhyprd runs in netns %s. Try: HYPR_RUNTIME_DIR=%s %s ps\n' "$NS" "$HYPR_RUNTIME_DIR" "$HYPR"
+    printf 'Tear down everything (stack, daemon, namespace, state) with: make stop-demo\n'
 }
 
 case "${1:-up}" in

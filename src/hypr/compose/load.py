@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,8 @@ FILE_NAMES = (
     "compose.yaml",
 )
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_VAR = re.compile(
-    r"\$(?:(?P<escaped>\$)|(?P<plain>[A-Za-z_][A-Za-z0-9_]*)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)"
-    r"(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|(?P<invalid>\{[^}]*\}?))"
-)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BRACED = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?", re.DOTALL)
 # Lists that docker compose concatenates when files are merged (the others are replaced).
 _APPENDED = frozenset({"ports", "expose", "dns", "dns_search", "extra_hosts"})
 # Lists docker compose turns into mappings before merging ("K=V" entries).
@@ -98,26 +96,61 @@ def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
 
 
 def _substitute(text: str, env: Mapping[str, str], path: str) -> str:
-    def one(match: re.Match[str]) -> str:
-        if match["escaped"]:
-            return "$"
-        if match["invalid"] is not None:
-            raise ComposeError(f"{path}: invalid interpolation format for {text!r}: {match.group(0)!r}")
-        name = match["plain"] or match["braced"]
-        op, arg = match["op"], match["arg"] or ""
-        value = env.get(name)
-        if op is None:
-            return value or ""
-        unset_or_empty = value is None or (op.startswith(":") and value == "")
-        if op.endswith("-"):
-            return _substitute(arg, env, path) if unset_or_empty else str(value)
-        if op.endswith("+"):
-            return "" if unset_or_empty else _substitute(arg, env, path)
-        if unset_or_empty:  # `?`: required
-            raise ComposeError(f"{path}: required variable {name} is missing a value: {arg or name}")
-        return str(value)
+    """A small scanner rather than a regex, so that defaults may themselves hold `${...}`."""
+    out, i = [], 0
+    while i < len(text):
+        dollar = text.find("$", i)
+        if dollar < 0:
+            out.append(text[i:])
+            break
+        out.append(text[i:dollar])
+        nxt = text[dollar + 1 : dollar + 2]
+        if nxt == "$":
+            out.append("$")
+            i = dollar + 2
+        elif nxt == "{":
+            end = _closing_brace(text, dollar + 2)
+            if end < 0:
+                raise ComposeError(f"{path}: invalid interpolation format for {text!r}: unclosed ${{")
+            out.append(_braced(text[dollar + 2 : end], env, path, text))
+            i = end + 1
+        elif plain := _NAME.match(text, dollar + 1):
+            out.append(env.get(plain.group(0), ""))
+            i = plain.end()
+        else:
+            out.append("$")  # a lone `$` stays, as docker compose leaves it
+            i = dollar + 1
+    return "".join(out)
 
-    return _VAR.sub(one, text)
+
+def _closing_brace(text: str, start: int) -> int:
+    depth = 1
+    for index in range(start, len(text)):
+        if text[index] == "{":
+            depth += 1
+        elif text[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return index
+    return -1
+
+
+def _braced(inner: str, env: Mapping[str, str], path: str, text: str) -> str:
+    match = _BRACED.fullmatch(inner)
+    if not match:
+        raise ComposeError(f"{path}: invalid interpolation format for {text!r}: ${{{inner}}}")
+    name, op, arg = match["name"], match["op"], match["arg"] or ""
+    value = env.get(name)
+    if op is None:
+        return value or ""
+    unset_or_empty = value is None or (op.startswith(":") and value == "")
+    if op.endswith("-"):
+        return _substitute(arg, env, path) if unset_or_empty else str(value)
+    if op.endswith("+"):
+        return "" if unset_or_empty else _substitute(arg, env, path)
+    if unset_or_empty:  # `?`: required
+        raise ComposeError(f"{path}: required variable {name} is missing a value: {arg or name}")
+    return str(value)
 
 
 def _keyed(value: Any) -> Any:
@@ -130,7 +163,7 @@ def _keyed(value: Any) -> Any:
     return value
 
 
-def _normalise_for_merge(config: dict[str, Any]) -> dict[str, Any]:
+def normalise_lists(config: dict[str, Any]) -> dict[str, Any]:
     services = config.get("services")
     if isinstance(services, dict):
         for service in services.values():
@@ -170,14 +203,19 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def load(files: Sequence[str], cwd: Path, environ: Mapping[str, str]) -> Source:
+def load(
+    files: Sequence[str], cwd: Path, environ: Mapping[str, str],
+    validate: Callable[[Path, dict[str, Any]], None] = lambda path, config: None,
+) -> Source:  # fmt: skip
+    """`validate` sees each file as written (interpolated), before the merge rewrites lists into mappings."""
     paths = find_files(files, cwd)
     working_dir = paths[0].parent
     env = {**read_env_file(working_dir / ".env"), **environ}
     config: dict[str, Any] = {}
     for path in paths:
         raw = interpolate(read_yaml(path), env)
-        config = merge(config, _normalise_for_merge(raw))
+        validate(path, raw)
+        config = merge(config, normalise_lists(raw))
     return Source(config=config, files=paths, working_dir=working_dir, environment=env)
 
 
