@@ -3,12 +3,13 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := python3 python3-venv python3-pip nftables libnftables1 iproute2 util-linux procps psmisc \
-	dnsmasq-base dnsperf iperf3 bind9-dnsutils busybox-static netcat-openbsd curl tcpdump iputils-ping
+	dnsmasq-base dnsperf iperf3 bind9-dnsutils busybox-static netcat-openbsd curl tcpdump iputils-ping \
+	qemu-system-x86
 PYTEST_ARGS ?=
 
-.PHONY: setup apt venv compose-schema run stop-demo test lint unit integration bench clean
+.PHONY: setup apt venv compose-schema kernel run stop-demo test lint unit integration bench bench-vm clean
 
-setup: apt venv compose-schema
+setup: apt venv compose-schema kernel
 
 # Installs only what is missing, so a second run is quick and offline.
 apt:
@@ -29,6 +30,10 @@ $(VENV)/.installed: pyproject.toml
 # The compose-spec schema is third-party data: fetched at set-up, never committed.
 compose-schema: venv
 	./scripts/fetch-compose-schema.sh $(BIN)/python
+
+# The guest kernel for --runtime vm: Debian's cloud kernel, unpacked (not installed) under the data dir.
+kernel: apt
+	./scripts/fetch-kernel.sh
 
 run: setup
 	./scripts/demo.sh
@@ -52,6 +57,12 @@ test: setup lint
 
 bench: setup
 	$(BIN)/python bench/ipam.py
+	$(BIN)/python bench/attach.py
+	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/dns.py
+
+bench-vm: setup
+	$(BIN)/python bench/vmboot.py 3
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -30,6 +30,7 @@ from hypr.reconcile.dns import DnsStep, ResolvedStep
 from hypr.reconcile.kernel import Reconciler
 from hypr.reconcile.ports import PortHolder
 from hypr.runtime.sandbox import SandboxRuntime
+from hypr.runtime.vm import VmRuntime
 from hypr.services import networks, workloads
 from hypr.services.context import Context
 from hypr.state import Store
@@ -72,7 +73,10 @@ class Daemon:
             settings=settings,
             store=self.store,
             reconciler=self.reconciler,
-            runtimes={"sandbox": SandboxRuntime(image_cache=settings.paths.images)},
+            runtimes={
+                "sandbox": SandboxRuntime(image_cache=settings.paths.images),
+                "vm": VmRuntime(image_cache=settings.paths.images),
+            },
             ports=PortHolder(),
         )
         self.reconciler.add_step("firewall", self.apply_firewall)

@@ -1,0 +1,300 @@
+"""The `vm` backend: a QEMU microvm per workload, one persistent TAP per attachment on its bridge, the guest init
+(runtime/guest/init) as PID 1 in an initramfs built from busybox-static (vm_initramfs.py).
+
+QEMU daemonizes itself (`-daemonize`, own session): it is the workload's supervisor, outlives hyprd, and is
+re-adopted from handle.json by (pid, start time). QEMU runs with the state directory as working directory.
+
+State directory layout:
+    initrd        cached base initramfs + this workload's /.hypr/config.sh (rewritten at every start)
+    qemu.pid      written by QEMU;  handle.json  the running QEMU, for adopt()
+    log           the workload's stdout+stderr (virtio-serial port, appended);  console.log  the guest console
+    exit_code     the workload's exit code (virtio-serial port, written by the guest init when the command ends)
+    agent.sock    exec channel (vmexec.py);  ctl.sock  signals for the workload ("S <signal number>")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal as _signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from hypr.errors import Conflict, InvalidParameter, KernelError
+from hypr.runtime import _libc, images, proc, vm_initramfs, vm_kernel, vm_tap
+from hypr.runtime.base import Attachment, Handle, LaunchSpec
+from hypr.runtime.rtnl import NetlinkError, Rtnl
+
+VMEXEC = Path(__file__).with_name("vmexec.py")
+HOSTNAME_MAX = 64
+MIN_MEMORY_MB = 64
+LAUNCH_TIMEOUT = 30.0
+KILL_GRACE = 5.0
+EXIT_KILLED = 137
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _read_exit_code(spec: LaunchSpec) -> int | None:
+    try:
+        return int((spec.state_dir / vm_kernel.EXIT_CODE).read_text())
+    except (FileNotFoundError, ValueError):
+        return None  # empty while the VM runs
+
+
+def _command(spec: LaunchSpec, image: images.Image) -> tuple[str, ...]:
+    return spec.command or image.default_command
+
+
+class VmRuntime:
+    name = "vm"
+
+    def __init__(
+        self,
+        *,
+        image_cache: Path,
+        kernel_dir: Path | None = None,
+        qemu: str = vm_kernel.QEMU,
+        python: str = sys.executable,
+    ) -> None:
+        self.image_cache = image_cache  # built-in images and built initramfs archives (under <image_cache>/vm)
+        self.kernel_dir = kernel_dir  # None: $HYPR_KERNEL, <data dir>/kernel, /var/lib/hypr/kernel
+        self.qemu = qemu
+        self.python = python
+        self._accel: tuple[str, int | None] | None = None  # probed once, on first use
+        self._applet_names: tuple[str, ...] | None = None
+
+    # -- validation ---------------------------------------------------------------------------------------
+    def _image(self, spec: LaunchSpec) -> images.Image:
+        if spec.image == images.HOST:
+            raise InvalidParameter(
+                "image 'host' cannot run in a VM (a VM has its own kernel and file system): use 'busybox' or an"
+                " absolute path to a root filesystem directory"
+            )
+        return images.resolve(spec.image, self.image_cache)
+
+    def validate(self, spec: LaunchSpec) -> None:
+        image = self._image(spec)
+        if not _command(spec, image):
+            raise InvalidParameter("No command specified")
+        if not 0 < len(spec.hostname) <= HOSTNAME_MAX:
+            raise InvalidParameter(f"invalid hostname {spec.hostname!r}: 1 to {HOSTNAME_MAX} characters")
+        if len(spec.attachments) > vm_kernel.MAX_ATTACHMENTS:
+            raise InvalidParameter(f"a VM can be attached to at most {vm_kernel.MAX_ATTACHMENTS} networks")
+        if spec.memory_mb < MIN_MEMORY_MB:
+            raise InvalidParameter(f"a VM needs at least {MIN_MEMORY_MB} MB of memory, not {spec.memory_mb} MB")
+        if not spec.cpus > 0:
+            raise InvalidParameter(f"invalid number of CPUs {spec.cpus}")
+        bad = [k for k in spec.env if not _ENV_NAME.match(k)]
+        if bad:
+            raise InvalidParameter(f"environment variable names a VM cannot export: {bad}")
+        if shutil.which(self.qemu) is None:
+            raise InvalidParameter(f"the vm runtime needs {self.qemu} (Debian package qemu-system-x86)")
+        self._kernel(spec)
+
+    def _kernel(self, spec: LaunchSpec) -> vm_kernel.Kernel:
+        if self.kernel_dir is not None:
+            kernel = vm_kernel.load_kernel(self.kernel_dir)
+            if kernel is None:
+                raise InvalidParameter(f"no guest kernel in {self.kernel_dir}")
+            return kernel
+        return vm_kernel.find_kernel(spec.data_dir)
+
+    def _applets(self) -> tuple[str, ...]:
+        if self._applet_names is None:
+            self._applet_names = vm_initramfs.busybox_applets(images.BUSYBOX_BINARY)
+        return self._applet_names
+
+    def accel(self) -> tuple[str, int | None]:
+        if self._accel is None:
+            self._accel = vm_kernel.probe_accel()
+        return self._accel
+
+    # -- network ------------------------------------------------------------------------------------------
+    def create(self, spec: LaunchSpec) -> None:
+        spec.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with Rtnl() as host:
+                for att in spec.attachments:
+                    vm_tap.plug(host, att, alias=spec.owner_alias)
+        except (OSError, KernelError) as exc:
+            self._remove_taps(spec.attachments, [])
+            if isinstance(exc, KernelError):
+                raise
+            raise KernelError(f"create TAPs for {spec.name}: {exc}") from exc
+
+    def attach(self, spec: LaunchSpec, att: Attachment) -> None:
+        if self.adopt(spec) is not None:
+            raise InvalidParameter(
+                f"cannot connect running VM {spec.name} to a network: the microvm machine has no hot-plug;"
+                " stop it, connect, then start it"
+            )
+        try:
+            with Rtnl() as host:
+                vm_tap.plug(host, att, alias=spec.owner_alias)
+        except OSError as exc:
+            raise KernelError(f"attach {att.host_ifname} to {spec.name}: {exc}") from exc
+
+    def detach(self, spec: LaunchSpec, att: Attachment) -> None:
+        if self.adopt(spec) is not None:
+            raise InvalidParameter(
+                f"cannot disconnect running VM {spec.name} from a network: the microvm machine has no hot-plug;"
+                " stop it first"
+            )
+        errors: list[str] = []
+        self._remove_taps((att,), errors)
+        if errors:
+            raise KernelError(f"detach {att.host_ifname} from {spec.name}: " + "; ".join(errors))
+
+    # -- process ------------------------------------------------------------------------------------------
+    def _initramfs_inputs(self, spec: LaunchSpec, kernel: vm_kernel.Kernel) -> vm_initramfs.Inputs:
+        image = self._image(spec)
+        return vm_initramfs.Inputs(
+            busybox=images.BUSYBOX_BINARY,
+            applets=self._applets(),
+            modules=kernel.modules,
+            image_root=None if image.builtin == images.BUSYBOX else image.rootfs,
+            busybox_image=image.builtin == images.BUSYBOX,
+        )
+
+    def start(self, spec: LaunchSpec) -> Handle:
+        self.validate(spec)
+        kernel = self._kernel(spec)
+        command = _command(spec, self._image(spec))
+        if not self._taps_present(spec):
+            self.create(spec)
+        base = vm_initramfs.ensure_base(self._initramfs_inputs(spec, kernel), self.image_cache / "vm")
+        state = spec.state_dir
+        vm_initramfs.write_initrd(base, vm_initramfs.render_config(spec, command), state / vm_kernel.INITRD)
+        for stale in (vm_kernel.EXIT_CODE, vm_kernel.PIDFILE, vm_kernel.AGENT_SOCK, vm_kernel.CONTROL_SOCK):
+            (state / stale).unlink(missing_ok=True)
+        accel, khz = self.accel()
+        argv = vm_kernel.qemu_argv(spec, kernel, accel=accel, tsc_khz=khz, qemu=self.qemu)
+        try:
+            done = subprocess.run(
+                argv, cwd=state, stdin=subprocess.DEVNULL, capture_output=True, timeout=LAUNCH_TIMEOUT
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise KernelError(f"start VM {spec.name}: {exc}") from exc
+        if done.returncode != 0:
+            detail = done.stderr.decode(errors="replace").strip()
+            raise KernelError(f"start VM {spec.name}: qemu exited with {done.returncode}: {detail}")
+        try:
+            pid = int((state / vm_kernel.PIDFILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise KernelError(f"start VM {spec.name}: no pid file from qemu: {exc}") from exc
+        start_time = _libc.start_time(pid)
+        if start_time is None or not proc.alive(pid, start_time):
+            code = _read_exit_code(spec)
+            raise KernelError(f"start VM {spec.name}: qemu {pid} ended at once (exit code {code})")
+        handle = Handle(pid, start_time, pid)
+        (state / "handle.json").write_text(json.dumps(handle.__dict__))
+        return handle
+
+    def _taps_present(self, spec: LaunchSpec) -> bool:
+        with Rtnl() as host:
+            return all(host.link_index(att.host_ifname) is not None for att in spec.attachments)
+
+    def adopt(self, spec: LaunchSpec) -> Handle | None:
+        try:
+            handle = Handle(**json.loads((spec.state_dir / "handle.json").read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+        return handle if proc.alive(handle.pid, handle.start_time) else None
+
+    def status(self, spec: LaunchSpec, handle: Handle) -> tuple[bool, int | None]:
+        if proc.alive(handle.pid, handle.start_time):
+            return True, None
+        return False, _read_exit_code(spec)
+
+    def _control(self, spec: LaunchSpec, signum: int) -> bool:
+        """Ask the guest init to signal the workload's process group; False when the channel is not there."""
+        try:
+            fd = os.open(spec.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                # Through the directory's fd: state directories can exceed the 108-byte socket path limit.
+                sock.connect(f"/proc/self/fd/{fd}/{vm_kernel.CONTROL_SOCK}")
+                sock.sendall(f"S {signum}\n".encode())
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+    def kill(self, spec: LaunchSpec, handle: Handle, signal: _signal.Signals) -> None:
+        if not proc.alive(handle.pid, handle.start_time):
+            raise Conflict(f"Container {spec.name} is not running")
+        if not self._control(spec, int(signal)) and signal == _signal.SIGKILL:
+            self._kill_qemu(spec, handle)
+
+    def _kill_qemu(self, spec: LaunchSpec, handle: Handle) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(handle.pid, _signal.SIGKILL)
+        if not proc.wait_gone(handle.pid, handle.start_time, KILL_GRACE):
+            raise KernelError(f"stop VM {spec.name}: qemu {handle.pid} did not exit")
+        if _read_exit_code(spec) is None:
+            with contextlib.suppress(FileNotFoundError):
+                (spec.state_dir / vm_kernel.EXIT_CODE).write_text(f"{EXIT_KILLED}\n")
+
+    def stop(self, spec: LaunchSpec, handle: Handle, timeout: float) -> int | None:
+        """SIGTERM to the workload through the guest init, which powers the VM off when it ends; then SIGKILL
+        to QEMU after `timeout`."""
+        if proc.alive(handle.pid, handle.start_time):
+            asked = self._control(spec, int(_signal.SIGTERM))
+            if not asked or not proc.wait_gone(handle.pid, handle.start_time, timeout):
+                self._kill_qemu(spec, handle)
+        return _read_exit_code(spec)
+
+    def exec_argv(
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None
+    ) -> list[str]:
+        if not proc.alive(handle.pid, handle.start_time):
+            raise Conflict(f"Container {spec.name} is not running")
+        if not argv:
+            raise InvalidParameter("No exec command specified")
+        target = {"argv": list(argv), "env": dict(env), "workdir": workdir}
+        return [self.python, "-I", "-S", str(VMEXEC), str(spec.state_dir), json.dumps(target)]
+
+    def log_path(self, spec: LaunchSpec) -> Path:
+        return spec.state_dir / vm_kernel.LOG
+
+    def console_path(self, spec: LaunchSpec) -> Path:
+        return spec.state_dir / vm_kernel.CONSOLE
+
+    # -- removal ------------------------------------------------------------------------------------------
+    def delete(self, spec: LaunchSpec) -> None:
+        errors: list[str] = []
+        handle = self.adopt(spec)
+        if handle is not None:
+            try:
+                self._kill_qemu(spec, handle)
+            except KernelError as exc:
+                errors.append(str(exc))
+        self._remove_taps(spec.attachments, errors)
+        try:
+            shutil.rmtree(spec.state_dir)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            errors.append(f"remove {spec.state_dir}: {exc}")
+        if errors:
+            raise KernelError(f"delete {spec.name}: " + "; ".join(errors))
+
+    def _remove_taps(self, atts: tuple[Attachment, ...], errors: list[str]) -> None:
+        try:
+            with Rtnl() as host:
+                for req in vm_tap.unplug_plan(atts):
+                    try:
+                        host.batch([req])
+                    except NetlinkError as exc:
+                        errors.append(str(exc))
+        except OSError as exc:
+            errors.append(f"netlink: {exc}")

@@ -1,0 +1,235 @@
+"""The guest's initramfs: a reproducible newc cpio built from busybox-static, the guest init, the virtio modules
+and (for a rootfs-directory image) the image's files; cached by a key over every input.
+
+A VM boots `base + config`: the cached base archive followed by a tiny per-workload archive holding
+/.hypr/config.sh (the kernel unpacks concatenated archives in order). So a new IP or command costs one small
+archive, never a rebuild.
+
+Reproducible: entries sorted by path, mtime 0, inode numbers assigned in order, no compression (under TCG the
+guest would spend longer unpacking gzip than QEMU spends loading the larger file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from hypr.errors import KernelError
+from hypr.runtime.base import LaunchSpec
+from hypr.runtime.files import render_hosts, render_resolv
+
+FORMAT = "hypr-initramfs-1"
+INIT = Path(__file__).with_name("guest") / "init"
+MODULES = ("virtio_ring", "virtio", "failover", "net_failover", "virtio_net", "virtio_console", "virtio_mmio")
+GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_SKELETON = ("dev", "etc", "proc", "root", "run", "sys", "tmp")
+_TRAILER = "TRAILER!!!"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One archive member. `data` for files, `target` for symlinks, `rdev` for device nodes."""
+
+    path: str  # relative, no leading slash
+    mode: int
+    data: bytes = b""
+    source: Path | None = None  # file contents read at write time (large files are not held in memory twice)
+    target: str = ""
+    rdev: tuple[int, int] = (0, 0)
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything the base archive is made of."""
+
+    busybox: Path
+    applets: tuple[str, ...]  # busybox applet names, linked under /.hypr/bin
+    modules: tuple[Path, ...]  # in load order
+    image_root: Path | None  # a rootfs directory packed at /, or None
+    busybox_image: bool  # the built-in image: /bin, /sbin, ... link to /.hypr/busybox
+
+
+def _header(
+    ino: int, mode: int, uid: int, gid: int, nlink: int, size: int, rdev: tuple[int, int], name: bytes
+) -> bytes:
+    fields = (ino, mode, uid, gid, nlink, 0, size, 0, 0, rdev[0], rdev[1], len(name) + 1, 0)
+    head = b"070701" + b"".join(b"%08X" % f for f in fields) + name + b"\0"
+    return head + b"\0" * (-len(head) % 4)
+
+
+def write_cpio(entries: Iterable[Entry]) -> bytes:
+    """A newc archive of `entries` in the order given (callers sort), ending with the trailer."""
+    chunks: list[bytes] = []
+    for ino, e in enumerate(entries, start=1):
+        if stat.S_ISLNK(e.mode):
+            body = e.target.encode()
+        elif stat.S_ISREG(e.mode):
+            body = e.source.read_bytes() if e.source is not None else e.data
+        else:
+            body = b""
+        nlink = 2 if stat.S_ISDIR(e.mode) else 1
+        chunks.append(_header(ino, e.mode, e.uid, e.gid, nlink, len(body), e.rdev, e.path.encode()))
+        chunks.append(body + b"\0" * (-len(body) % 4))
+    chunks.append(_header(0, 0, 0, 0, 1, 0, (0, 0), _TRAILER.encode()))
+    data = b"".join(chunks)
+    return data + b"\0" * (-len(data) % 512)
+
+
+def _walk(root: Path) -> Iterator[tuple[str, os.stat_result, Path]]:
+    """(relative path, lstat, absolute path) of everything under `root`, not following symlinks."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            full = Path(dirpath) / name
+            yield str(full.relative_to(root)), full.lstat(), full
+
+
+def _image_entries(root: Path) -> list[Entry]:
+    entries = []
+    for rel, st, full in _walk(root):
+        if rel == ".hypr" or rel.startswith(".hypr/"):
+            continue  # ours
+        m, uid, gid = st.st_mode, st.st_uid, st.st_gid
+        if stat.S_ISLNK(m):
+            entries.append(Entry(rel, m, target=os.readlink(full), uid=uid, gid=gid))
+        elif stat.S_ISREG(m):
+            entries.append(Entry(rel, m, source=full, uid=uid, gid=gid))
+        elif stat.S_ISDIR(m):
+            entries.append(Entry(rel, m, uid=uid, gid=gid))
+        elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
+            entries.append(Entry(rel, m, rdev=(os.major(st.st_rdev), os.minor(st.st_rdev)), uid=uid, gid=gid))
+        # sockets and fifos are skipped: they mean nothing in a fresh guest
+    return entries
+
+
+def busybox_applets(busybox: Path) -> tuple[str, ...]:
+    try:
+        out = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise KernelError(f"list the applets of {busybox}: {exc}") from exc
+    return tuple(sorted(a for a in out.stdout.split() if a and "/" not in a))
+
+
+def base_entries(inputs: Inputs) -> list[Entry]:
+    """Every member of the base archive, sorted by path (parents before children)."""
+    d, f, x = stat.S_IFDIR | 0o755, stat.S_IFREG | 0o644, stat.S_IFREG | 0o755
+    link = stat.S_IFLNK | 0o777
+    by_path: dict[str, Entry] = {}
+    if inputs.image_root is not None:
+        by_path.update((e.path, e) for e in _image_entries(inputs.image_root))
+    for name in _SKELETON:
+        by_path.setdefault(name, Entry(name, d))
+    by_path["tmp"] = Entry("tmp", stat.S_IFDIR | 0o1777)
+    by_path["dev/console"] = Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
+    by_path[".hypr"] = Entry(".hypr", d)
+    by_path[".hypr/bin"] = Entry(".hypr/bin", d)
+    by_path[".hypr/modules"] = Entry(".hypr/modules", d)
+    by_path[".hypr/busybox"] = Entry(".hypr/busybox", x, source=inputs.busybox)
+    by_path["init"] = Entry("init", x, data=INIT.read_bytes())
+    for applet in inputs.applets:
+        by_path[f".hypr/bin/{applet}"] = Entry(f".hypr/bin/{applet}", link, target="/.hypr/busybox")
+    for module in inputs.modules:
+        by_path[f".hypr/modules/{module.name}"] = Entry(f".hypr/modules/{module.name}", f, source=module)
+    if inputs.busybox_image:
+        for applet_path in ("bin", "sbin", "usr/bin", "usr/sbin"):
+            by_path.setdefault(applet_path, Entry(applet_path, d))
+        by_path.setdefault("usr", Entry("usr", d))
+        for applet in inputs.applets:
+            by_path.setdefault(f"bin/{applet}", Entry(f"bin/{applet}", link, target="/.hypr/busybox"))
+        by_path["bin/busybox"] = Entry("bin/busybox", link, target="/.hypr/busybox")
+    return [by_path[p] for p in sorted(by_path)]
+
+
+def cache_key(inputs: Inputs) -> str:
+    """A digest of every input: file identity by (size, mtime) as make would, the init by content."""
+    h = hashlib.sha256(FORMAT.encode())
+    h.update(INIT.read_bytes())
+
+    def ident(path: Path) -> None:
+        st = path.stat()
+        h.update(f"\0{path}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+
+    ident(inputs.busybox)
+    h.update("\0".join(inputs.applets).encode())
+    for module in inputs.modules:
+        ident(module)
+    h.update(f"\0busybox-image={inputs.busybox_image}".encode())
+    if inputs.image_root is not None:
+        h.update(f"\0image={inputs.image_root}".encode())
+        for rel, st, _ in _walk(inputs.image_root):
+            h.update(f"\0{rel}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_uid}\0{st.st_gid}".encode())
+    return h.hexdigest()[:20]
+
+
+def ensure_base(inputs: Inputs, cache_dir: Path) -> Path:
+    """The cached base archive for `inputs`, built (atomically) when missing."""
+    target = cache_dir / f"initramfs-{cache_key(inputs)}.cpio"
+    if target.exists():
+        return target
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".initramfs-", dir=cache_dir)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(write_cpio(base_entries(inputs)))
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise KernelError(f"build the VM initramfs in {cache_dir}: {exc}") from exc
+    return target
+
+
+# -- the per-workload part ------------------------------------------------------------------------------------------
+
+
+def _q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def render_config(spec: LaunchSpec, command: tuple[str, ...]) -> str:
+    """/.hypr/config.sh, sourced by the guest init (every value shell-quoted)."""
+    nets = "".join(
+        f"{att.mac.lower()}|{att.guest_ifname}|{att.ip}|{att.prefixlen}|{att.gateway}|{att.mtu}\n"
+        for att in spec.attachments
+    )
+    gateway = str(spec.attachments[0].gateway) if spec.attachments else ""
+    env: Mapping[str, str] = {"PATH": GUEST_PATH, "HOSTNAME": spec.hostname, "HOME": "/root", **spec.env}
+    exports = "".join(f"\texport {k}={_q(v)}\n" for k, v in env.items())
+    return (
+        f"HYPR_NETS={_q(nets)}\n"
+        f"HYPR_GATEWAY={_q(gateway)}\n"
+        f"HYPR_HOSTNAME={_q(spec.hostname)}\n"
+        f"HYPR_HOSTS={_q(render_hosts(spec))}\n"
+        f"HYPR_RESOLV={_q(render_resolv(spec))}\n"
+        f"HYPR_WORKDIR={_q(spec.workdir or '/')}\n"
+        f"hypr_env() {{\n{exports}\t:\n}}\n"
+        f"HYPR_ARGV={_q(' '.join(_q(a) for a in command))}\n"
+    )
+
+
+def config_archive(config: str) -> bytes:
+    return write_cpio([Entry(".hypr/config.sh", stat.S_IFREG | 0o644, data=config.encode())])
+
+
+def write_initrd(base: Path, config: str, out: Path) -> None:
+    """base + per-workload config, written next to the workload's other files."""
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        shutil.copyfile(base, tmp)
+        with open(tmp, "ab") as dst:
+            dst.write(config_archive(config))
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise KernelError(f"write initramfs {out}: {exc}") from exc

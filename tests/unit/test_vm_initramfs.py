@@ -1,0 +1,149 @@
+"""The VM initramfs: reproducible newc archives, the cache key, the per-workload config the guest init sources."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from dataclasses import replace
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from hypr.runtime import vm_initramfs as vi
+from hypr.runtime.base import Attachment, LaunchSpec
+
+BUSYBOX = Path("/bin/busybox")
+ATT = Attachment("htabc", "vbr0", "eth0", IPv4Address("192.0.2.5"), 24, IPv4Address("192.0.2.1"), "02:42:C0:00:02:05")
+ATT1 = Attachment(
+    "htdef", "vbr1", "eth1", IPv4Address("198.51.100.7"), 25, IPv4Address("198.51.100.1"), "02:42:00:00:00:07", 1400
+)
+
+
+def parse_cpio(data: bytes) -> list[dict[str, object]]:
+    """A minimal newc reader for checking what we wrote."""
+    out: list[dict[str, object]] = []
+    pos = 0
+    while True:
+        assert data[pos : pos + 6] == b"070701"
+        f = [int(data[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
+        namesize, size = f[11], f[6]
+        name = data[pos + 110 : pos + 110 + namesize - 1].decode()
+        pos += 110 + namesize
+        pos += -pos % 4
+        body = data[pos : pos + size]
+        pos += size + (-size % 4)
+        if name == "TRAILER!!!":
+            return out
+        out.append({"name": name, "mode": f[1], "uid": f[2], "mtime": f[5], "rdev": (f[9], f[10]), "body": body})
+
+
+def inputs(tmp_path: Path, image_root: Path | None = None) -> vi.Inputs:
+    modules = []
+    for name in ("virtio_ring", "virtio_net"):
+        module = tmp_path / "mods" / f"{name}.ko"
+        module.parent.mkdir(exist_ok=True)
+        module.write_bytes(name.encode() * 3)
+        modules.append(module)
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(b"\x7fELF fake busybox")
+    return vi.Inputs(busybox, ("ls", "sh"), tuple(modules), image_root, image_root is None)
+
+
+def test_archive_is_reproducible_sorted_and_complete(tmp_path: Path) -> None:
+    first = vi.write_cpio(vi.base_entries(inputs(tmp_path)))
+    os.utime(tmp_path / "busybox", (1, 1))  # mtimes never reach the archive
+    second = vi.write_cpio(vi.base_entries(inputs(tmp_path)))
+    assert first == second and len(first) % 512 == 0
+    members = {m["name"]: m for m in parse_cpio(first)}
+    names = [m["name"] for m in parse_cpio(first)]
+    assert names == sorted(names)
+    assert all(m["mtime"] == 0 and m["uid"] == 0 for m in members.values())
+    assert members["init"]["body"] == vi.INIT.read_bytes() and members["init"]["mode"] == stat.S_IFREG | 0o755
+    assert members["dev/console"]["rdev"] == (5, 1)
+    assert members[".hypr/busybox"]["body"] == b"\x7fELF fake busybox"
+    assert members[".hypr/bin/sh"]["body"] == b"/.hypr/busybox"  # symlink target
+    assert members["bin/ls"]["body"] == b"/.hypr/busybox"  # the busybox image's applets
+    assert members[".hypr/modules/virtio_net.ko"]["body"] == b"virtio_net" * 3
+
+
+def test_rootfs_image_is_packed_with_our_files_on_top(tmp_path: Path) -> None:
+    root = tmp_path / "rootfs"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "server").write_text("#!/bin/sh\n")
+    os.chmod(root / "app" / "server", 0o750)
+    (root / "etc").mkdir()
+    (root / "etc" / "link").symlink_to("../app/server")
+    (root / ".hypr").mkdir()
+    (root / ".hypr" / "evil").write_text("not packed")
+    members = {m["name"]: m for m in parse_cpio(vi.write_cpio(vi.base_entries(inputs(tmp_path, root))))}
+    assert members["app/server"]["mode"] == stat.S_IFREG | 0o750
+    assert members["etc/link"]["body"] == b"../app/server"
+    assert ".hypr/evil" not in members and "bin/ls" not in members and "init" in members
+
+
+def test_cache_key_follows_every_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = inputs(tmp_path)
+    key = vi.cache_key(base)
+    assert vi.cache_key(base) == key
+    os.utime(base.modules[0], ns=(1, 1))
+    assert vi.cache_key(base) != key
+    key = vi.cache_key(base)
+    assert vi.cache_key(replace(base, applets=("ls",))) != key
+    init = tmp_path / "init"
+    init.write_text("#!/bin/sh\n")
+    monkeypatch.setattr(vi, "INIT", init)
+    assert vi.cache_key(base) != key
+    built = vi.ensure_base(base, tmp_path / "cache")
+    assert vi.ensure_base(base, tmp_path / "cache") == built and built.name.startswith("initramfs-")
+
+
+def spec(**kw: object) -> LaunchSpec:
+    values: dict[str, object] = dict(
+        workload_id="id",
+        name="web",
+        hostname="web",
+        image="busybox",
+        command=("httpd", "-f"),
+        env={},
+        attachments=(ATT, ATT1),
+        nameserver=IPv4Address("192.0.2.1"),
+        state_dir=Path("/nonexistent"),
+        owner_alias="hypr:x",
+    )
+    values.update(kw)
+    return LaunchSpec(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not BUSYBOX.exists(), reason="needs busybox-static")
+def test_config_survives_the_guest_shell(tmp_path: Path) -> None:
+    """What the guest init does with config.sh, done by the same busybox sh on the host."""
+    command = ("sh", "-c", "echo \"$1\" 'it''s'", "x y", "$HOME", "")
+    env = {"QUOTED": "a 'b' \"c\" $d `e`\nline2", "PATH": "/custom"}
+    config = vi.render_config(spec(command=command, env=env, workdir="/srv"), command)
+    (tmp_path / "config.sh").write_text(config)
+    probe = (
+        '. ./config.sh; hypr_env; eval "set -- $HYPR_ARGV"; printf "<%s>" "$@"; echo; printf "%s|" "$QUOTED" '
+        '"$PATH" "$HOSTNAME" "$HYPR_WORKDIR" "$HYPR_GATEWAY"; echo; printf "%s" "$HYPR_NETS"'
+    )
+    out = subprocess.run([str(BUSYBOX), "sh", "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    argv_line, env_line, *nets = out.stdout.split("\n")
+    assert argv_line == "".join(f"<{a}>" for a in command)
+    assert env_line == "a 'b' \"c\" $d `e`"
+    assert nets[0] == "line2|/custom|web|/srv|192.0.2.1|"
+    assert nets[1:3] == [
+        "02:42:c0:00:02:05|eth0|192.0.2.5|24|192.0.2.1|1500",
+        "02:42:00:00:00:07|eth1|198.51.100.7|25|198.51.100.1|1400",
+    ]
+    assert "nameserver 192.0.2.1" in config and "192.0.2.5\tweb" in config
+
+
+def test_per_workload_archive_is_appended_to_the_base(tmp_path: Path) -> None:
+    base = tmp_path / "base.cpio"
+    base.write_bytes(vi.write_cpio([vi.Entry("a", stat.S_IFREG | 0o644, data=b"x")]))
+    vi.write_initrd(base, "HYPR_NETS=''\n", tmp_path / "initrd")
+    data = (tmp_path / "initrd").read_bytes()
+    assert data.startswith(base.read_bytes())
+    tail = parse_cpio(data[len(base.read_bytes()) :])
+    assert [(m["name"], m["body"]) for m in tail] == [(".hypr/config.sh", b"HYPR_NETS=''\n")]

@@ -1,0 +1,119 @@
+"""The vm runtime's pure parts: kernel lookup, accelerator choice, the QEMU command line, validation, exec script."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from hypr.errors import InvalidParameter, Unavailable
+from hypr.runtime import vm_kernel, vm_tap, vmexec
+from hypr.runtime.base import Attachment, LaunchSpec
+from hypr.runtime.vm import VmRuntime
+
+ATT = Attachment("htabc", "vbr0", "eth0", IPv4Address("192.0.2.5"), 24, IPv4Address("192.0.2.1"), "02:42:c0:00:02:05")
+ATT1 = Attachment(
+    "htdef", "vbr1", "eth1", IPv4Address("198.51.100.7"), 24, IPv4Address("198.51.100.1"), "02:42:00:00:00:07"
+)
+
+
+def spec(**kw: object) -> LaunchSpec:
+    values: dict[str, object] = dict(
+        workload_id="0123456789abcdef",
+        name="web",
+        hostname="web",
+        image="busybox",
+        command=("httpd", "-f"),
+        env={},
+        attachments=(ATT, ATT1),
+        nameserver=IPv4Address("192.0.2.1"),
+        state_dir=Path("/nonexistent"),
+        owner_alias="hypr:x",
+    )
+    values.update(kw)
+    return LaunchSpec(**values)  # type: ignore[arg-type]
+
+
+def fake_kernel(root: Path, version: str, *, modules: bool = True) -> None:
+    (root / "boot").mkdir(parents=True, exist_ok=True)
+    (root / "boot" / f"vmlinuz-{version}").write_bytes(b"k")
+    if modules:
+        for rel in vm_kernel.MODULE_PATHS.values():
+            path = root / "lib" / "modules" / version / "kernel" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"m")
+
+
+def test_kernel_lookup_takes_the_newest_complete_kernel(tmp_path: Path) -> None:
+    fake_kernel(tmp_path, "6.1.0-9-cloud-amd64")
+    fake_kernel(tmp_path, "6.1.0-10-cloud-amd64")
+    fake_kernel(tmp_path, "6.1.0-11-cloud-amd64", modules=False)
+    kernel = vm_kernel.load_kernel(tmp_path)
+    assert kernel is not None and kernel.vmlinuz.name == "vmlinuz-6.1.0-10-cloud-amd64"
+    assert [m.name for m in kernel.modules] == [f"{name}.ko" for name in vm_kernel.MODULE_PATHS]
+    assert vm_kernel.kernel_dirs(tmp_path / "data", {"HYPR_KERNEL": str(tmp_path)})[:2] == [
+        tmp_path,
+        tmp_path / "data" / "kernel",
+    ]
+    assert vm_kernel.find_kernel(None, {"HYPR_KERNEL": str(tmp_path)}) == kernel
+
+
+def test_missing_kernel_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vm_kernel, "DEFAULT_KERNEL_DIR", tmp_path / "none")
+    with pytest.raises(Unavailable, match="fetch-kernel.sh"):
+        vm_kernel.find_kernel(tmp_path, {})
+
+
+def test_cpuinfo_and_accel_override() -> None:
+    flags, khz = vm_kernel.cpu_flags_and_khz("processor : 0\ncpu MHz\t\t: 2100.000\nflags\t\t: fpu vmx sse\n\n")
+    assert flags == {"fpu", "vmx", "sse"} and khz == 2100000
+    assert vm_kernel.probe_accel({"HYPR_VM_ACCEL": "tcg"})[0] == "tcg"
+
+
+def test_qemu_command_line() -> None:
+    kernel = vm_kernel.Kernel(Path("/k/boot/vmlinuz-1"), ())
+    argv = vm_kernel.qemu_argv(spec(cpus=1.5, memory_mb=300), kernel, accel="tcg", tsc_khz=2100000)
+    text = " ".join(argv)
+    assert argv[0] == "qemu-system-x86_64" and "-machine microvm -accel tcg" in text and "-cpu" not in argv
+    assert "-smp 2 -m 300" in text and "tsc_early_khz=2100000" in text
+    assert "-netdev tap,id=net0,ifname=htabc,script=no,downscript=no" in text
+    assert "-device virtio-net-device,netdev=net1,mac=02:42:00:00:00:07" in text
+    assert argv[-3:] == ["-daemonize", "-pidfile", "qemu.pid"]
+    assert all(not a.startswith("/nonexistent") for a in argv)  # relative to the state dir: short socket paths
+    kvm = vm_kernel.qemu_argv(spec(), kernel, accel="kvm", tsc_khz=2100000)
+    assert "-cpu" in kvm and "tsc_early_khz" not in " ".join(kvm)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"image": "host"}, "cannot run in a VM"),
+        ({"image": "nginx:latest"}, "unsupported image"),
+        ({"attachments": (ATT,) * 8}, "at most 7 networks"),
+        ({"memory_mb": 16}, "at least 64 MB"),
+        ({"env": {"BAD-NAME": "x"}}, "BAD-NAME"),
+        ({"hostname": ""}, "invalid hostname"),
+    ],
+)
+def test_validate_refuses_what_a_vm_cannot_run(tmp_path: Path, change: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidParameter, match=message):
+        VmRuntime(image_cache=tmp_path).validate(spec(**change))
+
+
+def test_tap_port_plan_enslaves_then_configures() -> None:
+    plan = vm_tap.port_plan(ATT, bridge_index=7, alias="hypr:x")
+    assert [r.what for r in plan] == ["attach htabc to its bridge", "configure bridge port htabc"]
+
+
+def test_exec_script_sets_env_workdir_and_reports_missing_commands() -> None:
+    text = vmexec.script(["sh", "-c", "echo $X"], {"X": "a b"}, "/tmp")
+    assert text.splitlines() == [
+        ". /.hypr/config.sh",
+        "hypr_env",
+        "export X='a b'",
+        "cd /tmp || exit 126",
+        "command -v sh >/dev/null 2>&1 || { echo 'exec: \"sh\": executable file not found in $PATH' >&2; exit 127; }",
+        "exec sh -c 'echo $X'",
+    ]
+    assert 'cd "$HYPR_WORKDIR"' in vmexec.script(["true"], {}, None)
