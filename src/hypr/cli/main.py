@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from hypr import __version__
-from hypr.cli.compose import compose
 from hypr.cli.context import client_of
 from hypr.cli.network import network
 from hypr.cli.output import echo_json
@@ -16,7 +16,24 @@ from hypr.client import API_PREFIX
 from hypr.errors import HyprError, Unavailable
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Commands with heavy imports (compose: YAML, JSON schema) load only when used: every `hypr` call pays for
+    what it imports, and most calls are not compose."""
+
+    lazy = {"compose": "hypr.cli.compose"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            command = getattr(importlib.import_module(self.lazy[name]), name)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-H", "--host", envvar="HYPR_HOST", help="Daemon socket to connect to (unix:///run/hypr/hypr.sock).")
 @click.version_option(__version__, "-v", "--version", prog_name="hypr")
 def cli(host: str | None) -> None:
@@ -61,7 +78,6 @@ def info(ctx: click.Context, fmt: str) -> None:
 
 
 cli.add_command(network)
-cli.add_command(compose)
 for command in COMMANDS:
     cli.add_command(command)
 
