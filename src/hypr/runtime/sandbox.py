@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hypr.errors import Conflict, InvalidParameter, KernelError
-from hypr.runtime import files, images, netns, proc, veth
+from hypr.runtime import files, handles, images, netns, proc, veth
 from hypr.runtime.base import Attachment, Handle, LaunchSpec
 from hypr.runtime.rtnl import NetlinkError, Rtnl
 
@@ -40,13 +40,6 @@ def _netns_path(spec: LaunchSpec) -> Path:
 
 def _command(spec: LaunchSpec, image: images.Image) -> tuple[str, ...]:
     return spec.command or image.default_command
-
-
-def _read_exit_code(spec: LaunchSpec) -> int | None:
-    try:
-        return int((spec.state_dir / "exit_code").read_text())
-    except FileNotFoundError:
-        return None
 
 
 def _launch_config(spec: LaunchSpec, rootfs: Path | None, command: tuple[str, ...]) -> dict[str, object]:
@@ -128,7 +121,7 @@ class SandboxRuntime:
             cls = InvalidParameter if report.get("errno") == errno.ENOENT else KernelError
             raise cls(str(report["error"]))
         handle = Handle(int(report["pid"]), int(report["start_time"]), int(report["main_pid"]))
-        (spec.state_dir / "handle.json").write_text(json.dumps(handle.__dict__))
+        handles.save(spec.state_dir, handle)
         return handle
 
     def _launch(self, spec: LaunchSpec, launch: Path) -> dict[str, Any]:
@@ -147,16 +140,10 @@ class SandboxRuntime:
         return report
 
     def adopt(self, spec: LaunchSpec) -> Handle | None:
-        try:
-            handle = Handle(**json.loads((spec.state_dir / "handle.json").read_text()))
-        except FileNotFoundError:
-            return None
-        return handle if proc.alive(handle.pid, handle.start_time) else None
+        return handles.adopt(spec.state_dir)
 
     def status(self, spec: LaunchSpec, handle: Handle) -> tuple[bool, int | None]:
-        if proc.alive(handle.pid, handle.start_time):
-            return True, None
-        return False, _read_exit_code(spec)
+        return handles.status(spec.state_dir, handle)
 
     def _signal_group(self, handle: Handle, sig: int) -> None:
         # The command's group is only ours while the command is still in the supervisor's session.
@@ -179,7 +166,7 @@ class SandboxRuntime:
                 self._signal_group(handle, _signal.SIGKILL)
                 if not proc.wait_gone(handle.pid, handle.start_time, KILL_GRACE):
                     raise KernelError(f"stop {spec.name}: supervisor {handle.pid} did not exit")
-        return _read_exit_code(spec)
+        return handles.exit_code(spec.state_dir)
 
     def exec_argv(
         self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None

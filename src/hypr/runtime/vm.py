@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hypr.errors import Conflict, InvalidParameter, KernelError
-from hypr.runtime import _libc, images, proc, vm_initramfs, vm_kernel, vm_tap
+from hypr.runtime import _libc, handles, images, proc, vm_initramfs, vm_kernel, vm_tap
 from hypr.runtime.base import Attachment, Handle, LaunchSpec
 from hypr.runtime.rtnl import NetlinkError, Rtnl
 
@@ -38,13 +38,6 @@ LAUNCH_TIMEOUT = 30.0
 KILL_GRACE = 5.0
 EXIT_KILLED = 137
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def _read_exit_code(spec: LaunchSpec) -> int | None:
-    try:
-        return int((spec.state_dir / vm_kernel.EXIT_CODE).read_text())
-    except (FileNotFoundError, ValueError):
-        return None  # empty while the VM runs
 
 
 def _command(spec: LaunchSpec, image: images.Image) -> tuple[str, ...]:
@@ -190,10 +183,10 @@ class VmRuntime:
             raise KernelError(f"start VM {spec.name}: no pid file from qemu: {exc}") from exc
         start_time = _libc.start_time(pid)
         if start_time is None or not proc.alive(pid, start_time):
-            code = _read_exit_code(spec)
+            code = handles.exit_code(spec.state_dir)
             raise KernelError(f"start VM {spec.name}: qemu {pid} ended at once (exit code {code})")
         handle = Handle(pid, start_time, pid)
-        (state / "handle.json").write_text(json.dumps(handle.__dict__))
+        handles.save(state, handle)
         return handle
 
     def _taps_present(self, spec: LaunchSpec) -> bool:
@@ -201,16 +194,10 @@ class VmRuntime:
             return all(host.link_index(att.host_ifname) is not None for att in spec.attachments)
 
     def adopt(self, spec: LaunchSpec) -> Handle | None:
-        try:
-            handle = Handle(**json.loads((spec.state_dir / "handle.json").read_text()))
-        except (FileNotFoundError, ValueError, TypeError):
-            return None
-        return handle if proc.alive(handle.pid, handle.start_time) else None
+        return handles.adopt(spec.state_dir)
 
     def status(self, spec: LaunchSpec, handle: Handle) -> tuple[bool, int | None]:
-        if proc.alive(handle.pid, handle.start_time):
-            return True, None
-        return False, _read_exit_code(spec)
+        return handles.status(spec.state_dir, handle)
 
     def _control(self, spec: LaunchSpec, signum: int) -> bool:
         """Ask the guest init to signal the workload's process group; False when the channel is not there."""
@@ -240,7 +227,7 @@ class VmRuntime:
             os.kill(handle.pid, _signal.SIGKILL)
         if not proc.wait_gone(handle.pid, handle.start_time, KILL_GRACE):
             raise KernelError(f"stop VM {spec.name}: qemu {handle.pid} did not exit")
-        if _read_exit_code(spec) is None:
+        if handles.exit_code(spec.state_dir) is None:
             with contextlib.suppress(FileNotFoundError):
                 (spec.state_dir / vm_kernel.EXIT_CODE).write_text(f"{EXIT_KILLED}\n")
 
@@ -251,7 +238,7 @@ class VmRuntime:
             asked = self._control(spec, int(_signal.SIGTERM))
             if not asked or not proc.wait_gone(handle.pid, handle.start_time, timeout):
                 self._kill_qemu(spec, handle)
-        return _read_exit_code(spec)
+        return handles.exit_code(spec.state_dir)
 
     def exec_argv(
         self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hypr.errors import Unavailable
+from hypr.runtime import handles
 from hypr.runtime.base import LaunchSpec
 
 DEFAULT_KERNEL_DIR = Path("/var/lib/hypr/kernel")
@@ -36,7 +37,7 @@ INITRD = "initrd"
 PIDFILE = "qemu.pid"
 CONSOLE = "console.log"
 LOG = "log"
-EXIT_CODE = "exit_code"
+EXIT_CODE = handles.EXIT_CODE
 AGENT_SOCK = "agent.sock"
 CONTROL_SOCK = "ctl.sock"
 
