@@ -152,6 +152,9 @@ class Client:
     def remove(self, ref: str, *, force: bool = False) -> None:
         self.request("DELETE", f"/containers/{_quote(ref)}", params={"force": "1"} if force else None)
 
+    def rename(self, ref: str, new_name: str) -> None:
+        self.request("POST", f"/containers/{_quote(ref)}/rename", params={"name": new_name})
+
     def wait(self, ref: str) -> int:
         return int(self.request("POST", f"/containers/{_quote(ref)}/wait", wait=True)["StatusCode"])
 

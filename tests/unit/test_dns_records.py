@@ -108,6 +108,10 @@ def a(*ips: str) -> Found:
         ("10.89.1.3", "web.app", "A", a("10.89.1.2")),
         ("10.89.2.3", "web.data-net", "A", a("10.89.2.2")),
         ("10.89.2.3", "web.app", "A", Outcome.FORWARD),  # db is not on app: not ours to answer
+        ("10.89.1.3", "frontend.app", "A", a("10.89.1.2")),  # aliases too (compose service names)
+        ("10.89.1.2", "api.app", "A", a("10.89.1.3", "10.89.1.4")),
+        ("10.89.2.2", "database.data-net", "A", a("10.89.2.3")),
+        ("10.89.2.3", "frontend.data-net", "A", Outcome.FORWARD),  # the alias is on app only
         # PTR for every endpoint address, to everyone
         (HOST, "2.1.89.10.in-addr.arpa", "PTR", Found(pointers=("web.hypr",))),
         ("10.88.0.2", "2.2.89.10.in-addr.arpa.", "PTR", Found(pointers=("web.hypr",))),

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
+import dns.edns
+import dns.exception
 import dns.flags
 import dns.message
 import dns.query
@@ -123,6 +125,19 @@ def test_alias_round_robin_rotates_per_reply(env: Env) -> None:
     assert orders == {(addr("1.3"), addr("1.4")), (addr("1.4"), addr("1.3"))}
 
 
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_round_robin_rotates_when_every_query_differs(env: Env, tcp: bool) -> None:
+    # dig sends a fresh EDNS cookie per run and some stubs randomise letter case: the bytes differ every time,
+    # yet the order must still rotate (it used to restart at the first address for every new packet).
+    first = []
+    for i in range(4):
+        cookie = dns.edns.GenericOption(dns.edns.OptionType.COOKIE, os.urandom(8))
+        name = "API" if i % 2 else "api"
+        reply = ask(name, source=PEER, tcp=tcp, use_edns=0, options=[cookie])
+        first.append(addresses(reply)[0])
+    assert first == [addr("1.3"), addr("1.4"), addr("1.3"), addr("1.4")]
+
+
 def test_new_records_apply_at_once_without_rebinding(env: Env) -> None:
     assert addresses(ask("web.hypr")) == [addr("1.2")]
     listening = env.server.listening()
@@ -144,6 +159,30 @@ def test_forwarding_and_cache(env: Env) -> None:
         assert addresses(ask("other.example.org", tcp=True)) == ["192.0.2.10"]
     finally:
         env.loop.run(fake.close())
+
+
+def test_cached_forwarded_replies_replayed_with_ttls_counting_down(env: Env) -> None:
+    # Repeats of one query are replayed from the server's reply table; the bytes must still follow the cache:
+    # the client's ID (dnspython checks it), TTLs that count down, and a new upstream list drops them.
+    fake, other = (
+        env.upstream("9.7", "answer"),
+        env.loop.run(FakeUpstream(addr("9.8"), 5300, "answer", "192.0.2.99").start()),
+    )
+    try:
+        env.upstreams(fake)
+        ttls: list[int] = []
+        deadline = time.monotonic() + 3
+        while not ttls or ttls[-1] == 60:
+            assert time.monotonic() < deadline, f"the TTL never counted down: {ttls[-5:]}"
+            reply = ask("replay.example.")
+            assert addresses(reply) == ["192.0.2.10"]
+            ttls.append(reply.answer[0].ttl)
+        assert ttls[-1] == 59 and fake.udp_queries == 1
+        env.upstreams(other)
+        assert addresses(ask("replay.example.")) == ["192.0.2.99"]
+    finally:
+        env.loop.run(fake.close())
+        env.loop.run(other.close())
 
 
 def test_first_upstream_dead_fails_over_quickly(env: Env) -> None:
@@ -272,18 +311,25 @@ def mutate(rng: random.Random) -> bytes:
 
 
 def probe_until(sock: socket.socket, ident: int, deadline: float) -> None:
-    """Ask web.hypr and read until its reply comes back; replies to the fuzz are drained on the way."""
+    """Ask web.hypr and read until its reply comes back; replies to the fuzz are drained on the way. The probe is
+    re-sent every 0.5 s, as a stub resolver would: on a loaded machine one UDP reply may be dropped."""
     query = dns.message.make_query("web.hypr", "A", id=ident)
-    sock.sendto(query.to_wire(), (FUZZ_LISTEN, PORT))
+    resend = 0.0
     while time.monotonic() < deadline:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        if time.monotonic() >= resend:
+            sock.sendto(query.to_wire(), (FUZZ_LISTEN, PORT))
+            resend = time.monotonic() + 0.5
+        sock.settimeout(max(0.01, min(resend, deadline) - time.monotonic()))
         try:
             data = sock.recv(65535)
         except TimeoutError:
-            break
+            continue
         if len(data) >= 2 and struct.unpack_from("!H", data)[0] == ident:
-            reply = dns.message.from_wire(data)
-            if reply.question and str(reply.question[0].name) == "web.hypr.":
+            try:
+                reply = dns.message.from_wire(data)
+            except dns.exception.DNSException:
+                continue  # a reply to a mangled fuzz packet that happened to carry the same ID
+            if reply.question and reply.question[0] == query.question[0]:
                 assert addresses(reply) == [f"{BASE}.1.2"]
                 return
     raise AssertionError(f"the server stopped answering (probe {ident})")

@@ -36,6 +36,7 @@ class ContainerApi:
             ("POST", "/containers/{ref}/wait", self.wait),
             ("GET", "/containers/{ref}/logs", self.logs),
             ("POST", "/containers/{ref}/hypr-exec", self.exec_argv),
+            ("POST", "/containers/{ref}/rename", self.rename),
             ("DELETE", "/containers/{ref}", self.remove),
             ("POST", "/networks/{ref}/connect", self.connect),
             ("POST", "/networks/{ref}/disconnect", self.disconnect),
@@ -77,6 +78,13 @@ class ContainerApi:
 
     async def kill(self, request: web.Request) -> web.Response:
         await self.call(workloads.kill, self.ctx, request.match_info["ref"], request.query.get("signal", "KILL"))
+        return web.Response(status=204)
+
+    async def rename(self, request: web.Request) -> web.Response:
+        new_name = request.query.get("name", "")
+        if not new_name:
+            raise InvalidParameter("name is required")
+        await self.call(workloads.rename, self.ctx, request.match_info["ref"], new_name)
         return web.Response(status=204)
 
     async def remove(self, request: web.Request) -> web.Response:

@@ -260,6 +260,15 @@ def rm(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
     for_each(ctx, refs, lambda ref: client_of(ctx).remove(ref, force=force))
 
 
+@click.command("rename")
+@click.argument("ref")
+@click.argument("new_name")
+@click.pass_context
+def rename(ctx: click.Context, ref: str, new_name: str) -> None:
+    """Rename a workload; its DNS names change at once."""
+    client_of(ctx).rename(ref, new_name)
+
+
 @click.command("logs")
 @click.option("-f", "--follow", is_flag=True, help="Follow log output.")
 @click.option("-n", "--tail", default="all", help="Number of lines to show from the end.")
@@ -280,4 +289,4 @@ def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
     inspect_each(ctx, refs, client_of(ctx).container)
 
 
-COMMANDS = (run, ps, exec_, stop, start, restart, kill, rm, logs, inspect)
+COMMANDS = (run, ps, exec_, stop, start, restart, kill, rm, rename, logs, inspect)

@@ -10,9 +10,9 @@ Rules, in order:
    Anything else under `.hypr` is NXDOMAIN and is never forwarded.
 2. `in-addr.arpa`: PTR `<name>.hypr` for every endpoint address; unknown addresses inside a hypr subnet are
    NXDOMAIN (private reverse lookups do not leak upstream); other reverse names follow rule 4.
-3. Bare names (workload name, its 12-character short ID, its aliases) and `<name>.<network name>`: only for askers
-   with an endpoint on a network the target is attached to, with the target's address(es) on the shared
-   network(s). One alias on several workloads gives all of their addresses.
+3. Bare names (workload name, its 12-character short ID, its aliases), each also as `<name>.<network name>`:
+   only for askers with an endpoint on a network the target is attached to, with the target's address(es) on the
+   shared network(s). One alias on several workloads gives all of their addresses.
 4. Everything else is forwarded, except: askers attached only to internal networks get NXDOMAIN (Podman's choice:
    NXDOMAIN makes stub resolvers stop at once, where REFUSED sends them on to the next server), and single-label
    names asked by a workload get NXDOMAIN (a short name is never sent to the internet, compose#3185).
@@ -73,8 +73,9 @@ EMPTY = Records(scopes={}, hypr={}, scoped={}, reverse={}, subnets=(), internal=
 
 
 def _published(snapshot: Snapshot) -> list[Workload]:
-    # An exited workload keeps its endpoint rows (and addresses) but must not be found by name, like Docker.
-    return [w for w in snapshot.workloads if w.state != "exited"]
+    # Only running workloads have names, like Docker: a created or exited one keeps its endpoint rows (and
+    # addresses) but must not be found.
+    return [w for w in snapshot.workloads if w.state == "running"]
 
 
 def _bare_names(workload: Workload, endpoint: Endpoint) -> set[str]:
@@ -99,7 +100,9 @@ def build_records(snapshot: Snapshot) -> Records:
             scopes[str(endpoint.ip)] = networks
             reverse[reverse_name(endpoint.ip)] = f"{own}.{ZONE}"
             table = scoped[endpoint.network_id]
-            names = _bare_names(workload, endpoint) | {f"{own}.{network_names[endpoint.network_id]}"}
+            bare = _bare_names(workload, endpoint)
+            # `<name>.<network>` for every bare name: compose service names are aliases (`db.myproj_default`).
+            names = bare | {f"{n}.{network_names[endpoint.network_id]}" for n in bare}
             for name in names:
                 addresses = table.setdefault(name, [])
                 if endpoint.ip not in addresses:

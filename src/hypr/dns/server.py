@@ -14,6 +14,7 @@ import socket
 import struct
 from collections.abc import Iterable
 from ipaddress import IPv4Address
+from time import monotonic
 from typing import Any, cast
 
 from hypr.dns import wire
@@ -34,19 +35,43 @@ BIND_RETRY_ERRNOS = (errno.EADDRNOTAVAIL, errno.EADDRINUSE)
 Address = tuple[IPv4Address, int]
 
 
-class _Rotating:
-    """The UDP reply variants (one per rotation of the address list) of one question; served in turn."""
+class _Turn:
+    """Whose turn it is to come first, for one question (case-folded) from one scope."""
 
-    __slots__ = ("next", "variants")
+    __slots__ = ("next",)
 
-    def __init__(self, variants: tuple[bytes, ...]) -> None:
-        self.variants = variants
+    def __init__(self) -> None:
         self.next = 0
 
+
+class _Rotating:
+    """The UDP reply variants (one per rotation of the address list) of one query's bytes; served in turn.
+
+    The turn is shared by every packet asking the same question from the same scope: clients that send different
+    bytes each time (dig's EDNS cookie, 0x20 case randomisation, a fresh resolver per lookup) still see the order
+    rotate, and so do TCP clients."""
+
+    __slots__ = ("turn", "variants")
+
+    def __init__(self, variants: tuple[bytes, ...], turn: _Turn) -> None:
+        self.variants = variants
+        self.turn = turn
+
     def take(self) -> bytes:
-        i = self.next
-        self.next = (i + 1) % len(self.variants)
+        turn = self.turn
+        i = turn.next % len(self.variants)
+        turn.next = i + 1
         return self.variants[i]
+
+
+class _Fresh:
+    """A forwarded reply from the answer cache (minus its ID), replayed as is until its TTLs would tick down."""
+
+    __slots__ = ("reply", "until")
+
+    def __init__(self, reply: bytes, until: float) -> None:
+        self.reply = reply
+        self.until = until
 
 
 def _rotations(items: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -92,7 +117,13 @@ class _Udp:
         self._loop.add_reader(sock.fileno(), self._read_ready)
 
     def _read_ready(self) -> None:
-        recvfrom = self.sock.recvfrom
+        # The hot path, inline (attribute lookups and calls are most of its Python cost): a question seen before
+        # from the same scope is one dict lookup away from its finished reply. The tables are read once per
+        # wake-up: they are only replaced by coroutines (set_records, set_upstreams), never during this call.
+        sock = self.sock
+        recvfrom, sendto = sock.recvfrom, sock.sendto
+        server = self.server
+        replies, scopes = server.replies, server.records.scopes
         for _ in range(self.BURST):
             try:
                 data, addr = recvfrom(65535)
@@ -101,16 +132,25 @@ class _Udp:
             except OSError as exc:  # ICMP errors queued on the socket (a client went away): keep serving
                 log.debug("udp receive: %r", exc)
                 continue
-            # The hot path, inline (attribute lookups and calls are most of its cost): a question seen before
-            # from the same scope is one dict lookup away from its finished reply.
-            server = self.server
-            hit = server.replies.get((data[2:], server.records.scopes.get(addr[0], HOST)))
+            hit = replies.get((data[2:], scopes.get(addr[0], HOST)))
             if hit.__class__ is bytes:
-                self.sendto(data[:2] + hit, addr)
-            elif hit is not None:
-                self.sendto(data[:2] + cast(_Rotating, hit).take(), addr)
-            else:
+                reply = data[:2] + hit
+            elif hit is None:
                 server.on_datagram(data, addr, self)
+                continue
+            elif hit.__class__ is _Rotating:
+                reply = data[:2] + hit.take()
+            elif monotonic() < cast(_Fresh, hit).until:
+                reply = data[:2] + cast(_Fresh, hit).reply
+            else:
+                server.on_datagram(data, addr, self)  # its TTLs moved on (or it expired): ask the cache again
+                continue
+            try:
+                sendto(reply, addr)
+            except (BlockingIOError, InterruptedError):
+                pass  # send buffer full: dropping a UDP reply is allowed, the client retries
+            except OSError as exc:  # e.g. ECONNREFUSED from an earlier ICMP error, EPERM from a firewall
+                log.debug("udp send to %s: %r", addr, exc)
 
     def sendto(self, reply: bytes, addr: tuple[str | Any, int]) -> None:
         try:
@@ -212,7 +252,8 @@ class DnsServer:
         self.forwarder = Forwarder(upstreams, udp_timeout=udp_timeout)
         self.max_inflight = max_inflight
         self._listeners: dict[Address, _Listener] = {}
-        self.replies: dict[tuple[bytes, Scope], bytes | _Rotating] = {}  # UDP replies minus ID, by query
+        self.replies: dict[tuple[bytes, Scope], bytes | _Rotating | _Fresh] = {}  # UDP replies minus ID, by query
+        self._turns: dict[tuple[bytes, Scope], _Turn] = {}  # round-robin position by question and scope
         self._tasks: set[asyncio.Task[None]] = set()  # forwarded UDP queries in flight
         self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}  # TCP clients being served
 
@@ -221,9 +262,11 @@ class DnsServer:
     async def set_records(self, records: Records) -> None:
         self.records = records
         self.replies = {}  # a fresh dict, not clear(): equally cheap, and obviously one step
+        self._turns = {}
 
     async def set_upstreams(self, upstreams: Iterable[Upstream]) -> None:
         self.forwarder.set_upstreams(upstreams)
+        self.replies = {}  # it holds replayable forwarded replies too
 
     async def set_listen_addresses(self, addrs: Iterable[IPv4Address], port: int = DNS_PORT) -> None:
         wanted = {(IPv4Address(a), port) for a in addrs}
@@ -260,27 +303,45 @@ class DnsServer:
             return
         answer = self._answer(query, scope)
         if answer is Outcome.FORWARD:
-            self._forward_udp(data, query, addr, transport)
+            self._forward_udp(data, query, scope, addr, transport)
             return
         variants = tuple(fit_udp(r, query) for r in local_replies(query, answer))
-        if len(self.replies) >= LOCAL_CACHE_SIZE:
-            del self.replies[next(iter(self.replies))]  # bounded: random names must not grow it forever
         if len(variants) == 1:
-            self.replies[(data[2:], scope)] = variants[0]
+            self._remember(data, scope, variants[0])
             transport.sendto(data[:2] + variants[0], addr)
         else:
-            rotating = self.replies[(data[2:], scope)] = _Rotating(variants)
+            rotating = _Rotating(variants, self._turn(query, scope))
+            self._remember(data, scope, rotating)
             transport.sendto(data[:2] + rotating.take(), addr)
+
+    def _remember(self, data: bytes, scope: Scope, reply: bytes | _Rotating | _Fresh) -> None:
+        if len(self.replies) >= LOCAL_CACHE_SIZE:
+            del self.replies[next(iter(self.replies))]  # bounded: random names must not grow it forever
+        self.replies[(data[2:], scope)] = reply
+
+    def _turn(self, query: wire.Query, scope: Scope) -> _Turn:
+        key = (query.key, scope)
+        turn = self._turns.get(key)
+        if turn is None:
+            if len(self._turns) >= LOCAL_CACHE_SIZE:
+                del self._turns[next(iter(self._turns))]
+            turn = self._turns[key] = _Turn()
+        return turn
 
     def _answer(self, query: wire.Query, scope: Scope) -> Found | Outcome:
         if not _qclass_ok(query):
             return Outcome.REFUSED
         return lookup_scoped(self.records, scope, query.qname, query.type_name)
 
-    def _forward_udp(self, data: bytes, query: wire.Query, addr: tuple[str | Any, int], transport: _Udp) -> None:
-        cached = self.forwarder.cache.get(query)
+    def _forward_udp(
+        self, data: bytes, query: wire.Query, scope: Scope, addr: tuple[str | Any, int], transport: _Udp
+    ) -> None:
+        cached = self.forwarder.cache.get_until(query)
         if cached is not None:
-            transport.sendto(fit_udp(cached, query), addr)
+            reply = fit_udp(cached[0], query)
+            # `until` is on the cache's clock, time.monotonic, which the fast path compares with.
+            self._remember(data, scope, _Fresh(reply[2:], cached[1]))
+            transport.sendto(reply, addr)
             return
         if len(self._tasks) >= self.max_inflight:
             return  # overloaded (or a flood against a dead upstream): dropping is what a busy resolver does
@@ -328,7 +389,11 @@ class DnsServer:
             query = wire.parse_query(data)
         except wire.Malformed as exc:
             return exc.reply
-        answer = self._answer(query, self.records.scope_of(asker))
+        scope = self.records.scope_of(asker)
+        answer = self._answer(query, scope)
         if answer is Outcome.FORWARD:
             return await self.forwarder.resolve(data, query)
-        return data[:2] + local_replies(query, answer)[0]
+        replies = local_replies(query, answer)
+        if len(replies) == 1:
+            return data[:2] + replies[0]
+        return data[:2] + _Rotating(replies, self._turn(query, scope)).take()

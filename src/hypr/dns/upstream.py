@@ -103,6 +103,12 @@ class AnswerCache:
         return query.key, query.edns_size is not None, query.dnssec_ok
 
     def get(self, query: wire.Query) -> bytes | None:
+        found = self.get_until(query)
+        return None if found is None else found[0]
+
+    def get_until(self, query: wire.Query) -> tuple[bytes, float] | None:
+        """The reply (with the query's ID, question case and counted-down TTLs) and until when (clock time) those
+        exact bytes stay right: the next whole second of its age, or its expiry. A server may replay them until."""
         key = self.key(query)
         entry = self._entries.get(key)
         if entry is None:
@@ -117,7 +123,7 @@ class AnswerCache:
         elapsed = int(now - entry.stored)
         for offset, ttl in entry.ttls:
             struct.pack_into("!I", out, offset, max(0, ttl - elapsed))
-        return bytes(out)
+        return bytes(out), min(entry.expires, entry.stored + elapsed + 1)
 
     def put(self, query: wire.Query, reply: bytes) -> None:
         ttl, fields = cache_ttl(reply)

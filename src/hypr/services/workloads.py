@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal as signals
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from hypr.services import addresses
 from hypr.services.context import Context
 from hypr.services.network_plan import find_network
 from hypr.services.validation import new_id, now_rfc3339
-from hypr.services.workload_plan import EndpointRequest, find_workload, mac_for, plan_workload_create
+from hypr.services.workload_plan import EndpointRequest, check_name, find_workload, mac_for, plan_workload_create
 
 log = logging.getLogger(__name__)
+KILL_GRACE = 5.0  # seconds a SIGKILLed workload may take to be reaped before `kill` returns anyway
 
 
 def restarts(policy: str, exit_code: int | None) -> bool:
@@ -103,6 +105,16 @@ def _insert_endpoint(ctx: Context, tx: Any, workload: Workload, request: Endpoin
     return endpoint
 
 
+def rename(ctx: Context, ref: str, new_name: str) -> None:
+    """Docker's rename: the name (and so DNS) changes at once; the hostname inside stays what it was."""
+    snapshot = ctx.store.snapshot()
+    workload = find_workload(snapshot, ref)
+    check_name(new_name.removeprefix("/"), snapshot)
+    with ctx.store.transaction() as tx:
+        ctx.store.rename_workload(tx, workload.id, new_name.removeprefix("/"))
+    ctx.converge()
+
+
 def remove(ctx: Context, ref: str, *, force: bool = False) -> Workload:
     workload = find_workload(ctx.store.snapshot(), ref)
     if workload.state == "running" and not force:
@@ -140,6 +152,7 @@ def start(ctx: Context, ref: str) -> bool:
     handle = runtime.start(spec)
     with ctx.store.transaction() as tx:
         ctx.store.set_running(tx, workload.id, handle.pid, handle.start_time, handle.main_pid, now_rfc3339())
+    ctx.converge()  # its names appear in DNS
     return True
 
 
@@ -152,6 +165,7 @@ def stop(ctx: Context, ref: str, timeout: float = 10.0) -> bool:
     code = ctx.runtime(workload.runtime).stop(launch_spec(ctx, snapshot, workload), handle, timeout)
     with ctx.store.transaction() as tx:
         ctx.store.set_exited(tx, workload.id, code, now_rfc3339())
+    ctx.converge()  # its names leave DNS
     return True
 
 
@@ -161,7 +175,12 @@ def kill(ctx: Context, ref: str, signal: str = "KILL") -> None:
     handle = handle_of(workload)
     if workload.state != "running" or handle is None:
         raise Conflict(f"Cannot kill container: {ref}: Container {workload.id} is not running")
-    ctx.runtime(workload.runtime).kill(launch_spec(ctx, snapshot, workload), handle, parse_signal(signal))
+    runtime, spec, sig = ctx.runtime(workload.runtime), launch_spec(ctx, snapshot, workload), parse_signal(signal)
+    runtime.kill(spec, handle, sig)
+    if sig == signals.SIGKILL:  # cannot be caught: the workload is gone in moments, so report it gone
+        deadline = time.monotonic() + KILL_GRACE
+        while runtime.status(spec, handle)[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
     refresh(ctx)
 
 
@@ -190,6 +209,7 @@ def refresh(ctx: Context) -> None:
             continue
         with ctx.store.transaction() as tx:
             ctx.store.set_exited(tx, workload.id, code, now_rfc3339())
+        ctx.converge()  # its names leave DNS
         if workload.auto_remove:
             _delete(ctx, workload)
         elif restarts(workload.restart, code):

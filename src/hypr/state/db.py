@@ -124,6 +124,9 @@ class Store:
             (exit_code, finished_at, workload_id),
         )
 
+    def rename_workload(self, tx: sqlite3.Connection, workload_id: str, name: str) -> None:
+        tx.execute("UPDATE workloads SET name=? WHERE id=?", (name, workload_id))
+
     def delete_workload(self, tx: sqlite3.Connection, workload_id: str) -> None:
         """Endpoints (and so their addresses) and port mappings go with it (ON DELETE CASCADE)."""
         tx.execute("DELETE FROM workloads WHERE id=?", (workload_id,))

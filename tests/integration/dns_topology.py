@@ -1,0 +1,245 @@
+"""DNS test topology: a daemon with its own "internet" namespace of fake upstream servers, and `dig` parsing.
+
+    host netns (hyprd.ns)                      internet netns
+      vbr*  gateways :41003 (and :53)            eth0 198.18.0.2  zone server (answers *.example.test)
+      inet0 198.18.0.1/24  <── veth ──>              198.18.0.3  blackhole (reads queries, never answers)
+                                                     198.18.0.4  blackhole
+
+The fake servers run in a subprocess inside the internet namespace (`python -m tests.integration.dns_topology`)
+and append one line per query they receive (`udp|tcp <name> <type>`) to a log file, so tests can assert what was
+forwarded and what never left hypr. Everything is removed in `finally`, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.integration.harness import Hyprd, leftover_mounts, leftover_processes, netns, run_in, sh, wait_until
+
+ZONE_SERVER = "198.18.0.2"
+BLACKHOLES = ("198.18.0.3", "198.18.0.4")
+HOST_SIDE = "198.18.0.1"
+OUTSIDE_ADDRESS = "198.51.100.7"  # what the zone server answers for *.example.test
+REPO = Path(__file__).resolve().parents[2]
+
+
+# -- dig --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dig:
+    status: str  # NOERROR, NXDOMAIN, SERVFAIL, ... ("" when no reply arrived)
+    flags: frozenset[str]
+    answers: tuple[tuple[str, int, str, str], ...]  # (name, ttl, type, data) in the order received
+    msec: int  # dig's own "Query time"
+    size: int  # "MSG SIZE rcvd"
+    text: str
+
+    @property
+    def data(self) -> list[str]:
+        return [a[3] for a in self.answers]
+
+
+_ANSWER = re.compile(r"^(\S+)\s+(\d+)\s+IN\s+(\S+)\s+(.*)$")
+
+
+def parse_dig(text: str) -> Dig:
+    status = re.search(r"status: (\w+)", text)
+    flags = re.search(r";; flags: ([a-z ]*);", text)
+    msec = re.search(r"Query time: (\d+) msec", text)
+    size = re.search(r"MSG SIZE\s+rcvd: (\d+)", text)
+    answers = []
+    section = text.split(";; ANSWER SECTION:\n", 1)
+    if len(section) == 2:
+        for line in section[1].split("\n\n", 1)[0].splitlines():
+            m = _ANSWER.match(line)
+            if m:
+                answers.append((m[1], int(m[2]), m[3], m[4].strip('"')))
+    return Dig(
+        status=status[1] if status else "",
+        flags=frozenset(flags[1].split()) if flags else frozenset(),
+        answers=tuple(answers),
+        msec=int(msec[1]) if msec else -1,
+        size=int(size[1]) if size else -1,
+        text=text,
+    )
+
+
+def dig(ns: str, server: str, *args: str, port: int = 53, timeout: float = 10) -> Dig:
+    """`dig` run in a namespace (a name under /run/netns, or a path to a netns file) against `server`."""
+    target = ns if ns.startswith("/") else f"/run/netns/{ns}"
+    argv = ["nsenter", f"--net={target}", "dig", f"@{server}", "-p", str(port), "+tries=1", "+time=3", *args]
+    return parse_dig(sh(*argv, rc=None, timeout=timeout).stdout)
+
+
+def workload_netns(hyprd: Hyprd, name: str) -> str:
+    """The netns file of a running workload: `dig` entered there asks with the workload's own source address."""
+    with hyprd.client() as client:
+        return str(hyprd.root / "run" / "workloads" / client.container(name)["Id"] / "netns")
+
+
+def ip_of(hyprd: Hyprd, name: str, network: str) -> str:
+    with hyprd.client() as client:
+        return str(client.container(name)["NetworkSettings"]["Networks"][network]["IPAddress"])
+
+
+def run_workload(hyprd: Hyprd, name: str, network: str, *aliases: str) -> None:
+    """`hypr run -d --name NAME --network NETWORK [--network-alias A]... busybox sleep 600`, through the API
+    (no CLI process to start: the shared topology is set up several times faster)."""
+    body = {
+        "Image": "busybox",
+        "Cmd": ["sleep", "600"],
+        "HostConfig": {"NetworkMode": network},
+        "NetworkingConfig": {"EndpointsConfig": {network: {"Aliases": list(aliases)}}},
+    }
+    with hyprd.client() as client:
+        client.start(client.create_container(body, name))
+
+
+def create_network(hyprd: Hyprd, name: str, subnet: str, *, internal: bool = False) -> None:
+    with hyprd.client() as client:
+        client.create_network({"Name": name, "Internal": internal, "IPAM": {"Config": [{"Subnet": subnet}]}})
+
+
+def nslookup_addresses(output: str) -> list[str]:
+    """The addresses busybox nslookup printed after the server block, in order."""
+    body = output.split("\n\n", 1)[1] if "\n\n" in output else ""
+    return re.findall(r"^Address: (\S+)$", body, re.M)
+
+
+# -- the internet namespace -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Internet:
+    ns: str
+    log: Path
+
+    def queries(self) -> list[str]:
+        """`udp|tcp name type` for every query the fake servers received, in order."""
+        return [line for line in self.log.read_text().splitlines() if line != "ready"]
+
+    def asked(self, name: str) -> list[str]:
+        return [q for q in self.queries() if q.split()[1] == name]
+
+
+@contextmanager
+def internet(host_ns: str) -> Iterator[Internet]:
+    """A namespace with the fake upstreams, joined to `host_ns` by a veth (198.18.0.1 <-> 198.18.0.2/.3/.4)."""
+    with netns("hyprinet") as ns, tempfile.TemporaryDirectory(prefix="hyprinet-") as tmp:
+        log = Path(tmp) / "queries.log"
+        log.touch()
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            sh("ip", "-n", host_ns, "link", "add", "inet0", "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "-n", host_ns, "addr", "add", f"{HOST_SIDE}/24", "dev", "inet0")
+            sh("ip", "-n", host_ns, "link", "set", "inet0", "up")
+            for address in (ZONE_SERVER, *BLACKHOLES):
+                sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            argv = [f"{ZONE_SERVER}=zone", *(f"{b}=blackhole" for b in BLACKHOLES), "--log", str(log)]
+            proc = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-m", "tests.integration.dns_topology", *argv],
+                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+
+            def ready() -> bool:
+                if proc is not None and proc.poll() is not None:
+                    raise AssertionError(f"fake upstreams exited with {proc.returncode}")
+                return "ready" in log.read_text()
+
+            wait_until(ready, "the fake upstreams to listen")
+            # Addresses on a fresh veth may still be tentative for a moment: poll until the route works.
+            wait_until(lambda: run_in(host_ns, "ping", "-c1", "-W1", ZONE_SERVER, rc=None).returncode == 0, "veth up")
+            yield Internet(ns=ns, log=log)
+        finally:
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            sh("ip", "-n", host_ns, "link", "del", "inet0", rc=None)
+
+
+@contextmanager
+def dns_daemon(upstreams: str = f"{ZONE_SERVER}:53") -> Iterator[tuple[Hyprd, Internet]]:
+    """A daemon whose upstream list (HYPR_DNS_UPSTREAMS) points into a fresh internet namespace."""
+    with netns("hyprt") as ns, internet(ns) as net:
+        root = Path(tempfile.mkdtemp(prefix="hyprt-"))
+        daemon = Hyprd(ns=ns, root=root, env_extra={"HYPR_DNS_UPSTREAMS": upstreams})
+        try:
+            daemon.start()
+            yield daemon, net
+        finally:
+            try:
+                if daemon.proc is not None:
+                    with daemon.client() as client:
+                        for container in client.containers(all=True):
+                            client.remove(container["Id"], force=True)
+            finally:
+                daemon.stop()
+                leaks = leftover_processes(root) + leftover_mounts(root)
+                sh("rm", "-rf", str(root))
+            assert not leaks, f"left behind: {leaks}"
+
+
+# -- the fake servers (the subprocess) ---------------------------------------------------------------------------
+
+
+def _serve(listen: list[tuple[str, str]], log_path: Path) -> None:
+    from dnslib import QTYPE, RCODE, DNSRecord
+
+    from hypr.dns.testing import FakeUpstream, Mode, fake_answer
+
+    log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+
+    class Zone(FakeUpstream):
+        """By name: tc.* truncated over UDP, big.* ~3 kB of TXT, *.example.test A (other types: no answer), else
+        NXDOMAIN."""
+
+        def reply(self, data: bytes, *, over_tcp: bool) -> bytes | None:
+            query = DNSRecord.parse(data)
+            name = str(query.q.qname).lower().rstrip(".")
+            log.write(f"{'tcp' if over_tcp else 'udp'} {name} {QTYPE[query.q.qtype]}\n")
+            if self.mode == "blackhole":
+                return None
+            mode: Mode = "answer"
+            if name.startswith("tc."):
+                mode = "truncate"
+            elif name.startswith("big."):
+                mode = "big"
+            elif not (name == "example.test" or name.endswith(".example.test")) or query.q.qtype != QTYPE.A:
+                out = query.reply()  # NXDOMAIN outside the zone; NODATA for other types inside it
+                if not name.endswith("example.test"):
+                    out.header.rcode = RCODE.NXDOMAIN
+                packed: bytes = out.pack()
+                return packed
+            return fake_answer(data, mode, over_tcp=over_tcp, address=OUTSIDE_ADDRESS)
+
+    async def main() -> None:
+        for host, mode in listen:
+            await Zone(host, 53, "blackhole" if mode == "blackhole" else "answer").start()
+        log.write("ready\n")
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="fake upstream DNS servers for the DNS integration tests")
+    parser.add_argument("listen", nargs="+", help="ADDRESS=zone|blackhole")
+    parser.add_argument("--log", type=Path, required=True)
+    args = parser.parse_args()
+    _serve([(address, mode) for address, _, mode in (item.partition("=") for item in args.listen)], args.log)
