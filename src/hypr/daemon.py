@@ -25,7 +25,7 @@ from hypr.config import Settings, settings_from_env
 from hypr.dns import DnsServer, load_upstreams
 from hypr.errors import HyprError
 from hypr.models import Snapshot
-from hypr.reconcile import firewall, neighbours
+from hypr.reconcile import firewall
 from hypr.reconcile.dns import DnsStep, ResolvedStep
 from hypr.reconcile.kernel import Reconciler
 from hypr.reconcile.ports import PortHolder
@@ -94,8 +94,11 @@ class Daemon:
     def start_up(self) -> None:
         """Runs on the worker: the default network exists, and the kernel matches the database."""
         networks.ensure_default(self.ctx)
-        neighbours.warn_about_forward_drops()
         self.ctx.converge()
+        try:
+            firewall.check_foreign_drops()
+        except HyprError as exc:
+            log.warning("could not check other tables for drop policies: %s", exc.message)
         workloads.adopt_all(self.ctx)
 
     async def refresh_forever(self) -> None:

@@ -28,7 +28,7 @@ def test_warns_about_other_tables_dropping_forwarded_traffic(host_ns: str, tmp_r
     daemon.start()
     try:
         log = daemon.log.read_text()
-        assert "table ip filter chain FORWARD drops forwarded traffic" in log
+        assert "table ip filter chain FORWARD (hook forward) has policy drop" in log
         tables = run_in(host_ns, "nft", "list", "tables").stdout
         assert "table ip filter" in tables and "table inet hypr" in tables  # theirs untouched, ours added
     finally:

@@ -34,6 +34,8 @@ elif action == "check":
     firewall.apply(text, dry_run=True)
 elif action == "remove":
     firewall.remove()
+elif action == "foreign":
+    print(*firewall.check_foreign_drops(), sep="\\n")
 """
 
 
@@ -83,6 +85,15 @@ def test_apply_leaves_other_tables_alone(netns: str) -> None:
     in_ns(netns, "apply", golden_script("two-networks"))
     in_ns(netns, "remove")
     assert nft(netns, "list", "tables").split() == ["table", "inet", "other"]
+
+
+def test_foreign_drop_policy_is_detected(netns: str) -> None:
+    in_ns(netns, "apply", golden_script("default-only"))
+    assert in_ns(netns, "foreign").strip() == ""
+    nft(netns, "add", "table", "ip", "filter")  # what Docker leaves with iptables-nft
+    nft(netns, "add", "chain", "ip", "filter", "FORWARD", "{ type filter hook forward priority 0; policy drop; }")
+    out = in_ns(netns, "foreign")
+    assert "table ip filter chain FORWARD (hook forward) has policy drop" in out
 
 
 def test_remove_is_idempotent(netns: str) -> None:

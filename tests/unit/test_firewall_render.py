@@ -5,6 +5,7 @@ Regenerate the golden files with `HYPR_UPDATE_GOLDEN=1 pytest tests/unit/test_fi
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import pytest
 
 from hypr.errors import Conflict
 from hypr.models import Endpoint, Network, PortMapping, Protocol, Snapshot, Workload
-from hypr.reconcile.firewall import FirewallSettings, numbered, published_ports, render, sysctls
+from hypr.reconcile.firewall import FirewallSettings, foreign_drops, numbered, published_ports, render, sysctls
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "firewall"
 ANY = IPv4Address("0.0.0.0")
@@ -252,11 +253,49 @@ def test_settings_change_dns_port_and_host_access() -> None:
     assert "th dport { 53, 5300 }" in text
 
 
+def test_internal_network_reaches_only_the_gateways_dns_and_ping() -> None:
+    chain = render(scenario_internal_network()).split("chain input {", 1)[1].split("\n\t}", 1)[0]
+    rules = [line.strip() for line in chain.splitlines() if line.strip().startswith('iifname "vbr2"')]
+    assert [r.rsplit(" comment", 1)[0].rsplit(" ", 1)[-1] for r in rules] == ["accept", "accept", "accept", "drop"]
+    assert "ip daddr 203.0.113.1 icmp type echo-request accept" in rules[2]
+
+
 def test_sysctls_cover_forwarding_and_non_internal_bridges() -> None:
     assert sysctls(scenario_internal_network()) == [
         ("net/ipv4/ip_forward", "1"),
         ("net/ipv4/conf/vbr0/route_localnet", "1"),
     ]
+
+
+def test_icc_off_needs_br_netfilter_and_no_bridge_family_drop() -> None:
+    snapshot = SCENARIOS["icc-disabled"]()
+    assert ("net/bridge/bridge-nf-call-iptables", "1") in sysctls(snapshot)
+    assert "net/bridge/bridge-nf-call-iptables" not in dict(sysctls(scenario_default_only()))
+    bridge_table = render(snapshot).split("table bridge hypr {\n", 1)[1]
+    assert "drop" not in bridge_table.split("chain forward {", 1)[1].replace("jump spoof", "")
+
+
+def test_foreign_drop_policies_are_reported_ours_and_accepting_ones_not() -> None:
+    def chain(family: str, table: str, name: str, hook: str | None, policy: str | None) -> dict[str, object]:
+        base = {"hook": hook, "policy": policy, "type": "filter", "prio": 0} if hook else {}
+        return {"chain": {"family": family, "table": table, "name": name, **base}}
+
+    ruleset = json.dumps({"nftables": [
+        {"metainfo": {"json_schema_version": 1}},
+        chain("ip", "filter", "FORWARD", "forward", "drop"),  # Docker's forward policy
+        chain("inet", "firewalld", "filter_INPUT", "input", "drop"),
+        chain("inet", "hypr", "forward", "forward", "drop"),  # ours (never rendered so, but not foreign)
+        chain("ip", "filter", "INPUT", "input", "accept"),
+        chain("ip6", "filter", "FORWARD", "forward", "drop"),  # IPv6: hypr networks are IPv4-only
+        chain("ip", "filter", "DOCKER", None, None),  # a regular chain has no policy
+    ]})  # fmt: skip
+    warnings = foreign_drops(ruleset)
+    assert [w.split(" has ")[0] for w in warnings] == [
+        "table ip filter chain FORWARD (hook forward)",
+        "table inet firewalld chain filter_INPUT (hook input)",
+    ]
+    assert "docs/troubleshooting.md" in warnings[0]
+    assert foreign_drops(json.dumps({"nftables": []})) == []
 
 
 def test_numbered_marks_cited_lines() -> None:

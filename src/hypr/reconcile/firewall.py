@@ -11,13 +11,15 @@ Decisions worth knowing (each one is a rule below):
 - Ports published on loopback, and loopback destinations in general, are never DNAT'd in prerouting: a remote host
   that routes 127.0.0.1 to us must not reach them.
 - Workloads on normal networks may reach host services (Docker's behaviour, `FirewallSettings.workloads_reach_host`
-  turns that off); workloads on internal networks reach only the gateway's DNS.
+  turns that off); workloads on internal networks reach only the gateway's DNS (and its ping).
 - `route_localnet=1` on our bridges (needed for `-p 127.0.0.1:...` and `localhost:P`) would let a workload reach
   host services bound to 127.0.0.0/8; the input chain drops that.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +31,8 @@ from hypr.models import Network, PortMapping, Snapshot
 from hypr.names import DNS_PORT, TABLE
 from hypr.reconcile import libnft
 from hypr.reconcile.nft import Chain, Hook, NamedSet, Rule, Table, anonymous_set, quote, script
+
+log = logging.getLogger(__name__)
 
 DNS = 53
 LOOPBACK = "127.0.0.0/8"
@@ -73,8 +77,14 @@ def render(snapshot: Snapshot, settings: FirewallSettings | None = None) -> str:
 
 def sysctls(snapshot: Snapshot) -> list[tuple[str, str]]:
     """Sysctls (path under /proc/sys, value) the rules rely on. route_localnet is set on every bridge that can
-    carry published ports, so publishing a port never needs a sysctl change."""
+    carry published ports, so publishing a port never needs a sysctl change; br_netfilter only while a network
+    has icc off."""
     wanted = [("net/ipv4/ip_forward", "1")]
+    if any(not n.icc for n in snapshot.networks):
+        # icc off is enforced in table inet's forward chain, which sees bridged frames only through br_netfilter
+        # (per network namespace). A bridge-family drop cannot do it: it has no conntrack here, so it would also
+        # drop a neighbour's `host:P`, which br_netfilter DNATs in bridge prerouting and then bridges.
+        wanted.append(("net/bridge/bridge-nf-call-iptables", "1"))
     wanted += [(f"net/ipv4/conf/{n.bridge}/route_localnet", "1") for n in _sorted_networks(snapshot) if not n.internal]
     return wanted
 
@@ -246,6 +256,7 @@ def _host_closed(n: Network, settings: FirewallSettings) -> Iterator[Rule]:
     dns_ports = anonymous_set(str(p) for p in sorted({DNS, settings.dns_port}))
     yield Rule((b, "ct state established,related"), "accept")
     yield Rule((b, f"ip daddr {n.gateway}", "meta l4proto { tcp, udp }", f"th dport {dns_ports}"), "accept", "dns")
+    yield Rule((b, f"ip daddr {n.gateway}", "icmp type echo-request"), "accept", "ping the gateway")
     yield Rule((b,), "drop", "no other host services")
 
 
@@ -262,20 +273,12 @@ def _bridge_table(snapshot: Snapshot, settings: FirewallSettings) -> Table:
             "port_macs", "ifname . ether_addr", tuple(f"{quote(e.host_ifname)} . {e.mac.lower()}" for e in endpoints)
         ),
         NamedSet("port_ips", "ifname . ipv4_addr", tuple(f"{quote(e.host_ifname)} . {e.ip}" for e in endpoints)),
-        NamedSet(
-            "icc_off_ports",
-            "ifname",
-            tuple(quote(e.host_ifname) for e in endpoints if not networks[e.network_id].icc),
-        ),
     )
     chains = (
         Chain("spoof", _SPOOF),
         Chain(
             "forward",
-            (
-                Rule(("iifname @ports",), "jump spoof"),
-                Rule(("iifname @icc_off_ports",), "drop", "icc disabled"),
-            ),
+            (Rule(("iifname @ports",), "jump spoof"),),
             Hook("filter", "forward", "filter"),
         ),
         Chain("input", (Rule(("iifname @ports",), "jump spoof"),), Hook("filter", "input", "filter")),
@@ -291,6 +294,44 @@ _SPOOF = (
     Rule(("ether type arp", "iifname . arp saddr ether != @port_macs"), "drop", "forged arp sender mac"),
     Rule(("ether type arp", "iifname . arp saddr ip != @port_ips"), "drop", "forged arp sender ip"),
 )
+
+
+# ------------------------------------------------------------------------------------------- other tables
+
+# Hooks that traffic to, from and through our bridges passes. ip6 is left out: hypr networks are IPv4-only.
+_OUR_HOOKS = frozenset({"prerouting", "input", "forward", "output", "postrouting"})
+_OUR_FAMILIES = frozenset({"ip", "inet", "bridge"})
+
+
+def foreign_drops(ruleset: str, settings: FirewallSettings | None = None) -> list[str]:
+    """Warnings for base chains of other tables that drop by policy on a hook our traffic passes (`ruleset`:
+    `nft -j list ruleset`). A drop in any table is final whatever we accept, e.g. Docker's `filter FORWARD`
+    policy DROP (iptables-nft shows it as `table ip filter`). Pure, so the rules are unit-tested."""
+    table = (settings or FirewallSettings()).table
+    found = []
+    for item in json.loads(ruleset).get("nftables", []):
+        chain = item.get("chain")
+        if not isinstance(chain, dict) or chain.get("policy") != "drop":
+            continue
+        family, owner, hook = chain.get("family"), chain.get("table"), chain.get("hook")
+        if family in _OUR_FAMILIES and hook in _OUR_HOOKS and owner != table:
+            found.append(
+                f"table {family} {owner} chain {chain.get('name')} (hook {hook}) has policy drop: it can drop "
+                f"workload traffic that table inet {table} accepts; see docs/troubleshooting.md"
+            )
+    return found
+
+
+def check_foreign_drops(settings: FirewallSettings | None = None) -> list[str]:
+    """Read the ruleset of the calling thread's namespace and log a warning per foreign drop policy (start-up)."""
+    try:
+        ruleset = libnft.run("list ruleset", json=True)
+    except libnft.NftError as exc:
+        raise KernelError(f"list ruleset: {exc}") from exc
+    warnings = foreign_drops(ruleset, settings)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return warnings
 
 
 # --------------------------------------------------------------------------------------------------- effects

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 LIBRARY = "libnftables.so.1"
 _NFT_CTX_DEFAULT = 0
+_NFT_CTX_OUTPUT_JSON = 1 << 4
 
 
 class NftError(Exception):
@@ -41,6 +42,8 @@ class _Api:
         for name in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
             getattr(lib, name).restype = ctypes.c_char_p
             getattr(lib, name).argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_output_set_flags.restype = None
+        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
         lib.nft_ctx_set_dry_run.restype = None
         lib.nft_ctx_set_dry_run.argtypes = [ctypes.c_void_p, ctypes.c_bool]
         for name in ("nft_run_cmd_from_buffer", "nft_run_cmd_from_filename"):
@@ -62,9 +65,10 @@ def _context(api: _Api) -> Iterator[int]:
         api.lib.nft_ctx_free(ctx)
 
 
-def run(commands: str, *, dry_run: bool = False) -> str:
-    """Run `commands` (nft script syntax) as one transaction; return nft's output. `dry_run` only checks."""
-    return _run(commands.encode(), from_file=False, dry_run=dry_run)
+def run(commands: str, *, dry_run: bool = False, json: bool = False) -> str:
+    """Run `commands` (nft script syntax) as one transaction; return nft's output (as JSON with `json`, e.g. for
+    `list ruleset`). `dry_run` only checks."""
+    return _run(commands.encode(), from_file=False, dry_run=dry_run, json=json)
 
 
 def run_file(path: str, *, dry_run: bool = False) -> str:
@@ -72,10 +76,12 @@ def run_file(path: str, *, dry_run: bool = False) -> str:
     return _run(path.encode(), from_file=True, dry_run=dry_run)
 
 
-def _run(argument: bytes, *, from_file: bool, dry_run: bool) -> str:
+def _run(argument: bytes, *, from_file: bool, dry_run: bool, json: bool = False) -> str:
     api = _Api.load()
     with _context(api) as ctx:
         api.lib.nft_ctx_set_dry_run(ctx, dry_run)
+        if json:
+            api.lib.nft_ctx_output_set_flags(ctx, _NFT_CTX_OUTPUT_JSON)
         runner = api.lib.nft_run_cmd_from_filename if from_file else api.lib.nft_run_cmd_from_buffer
         rc = runner(ctx, argument)
         output = (api.lib.nft_ctx_get_output_buffer(ctx) or b"").decode(errors="replace")
