@@ -257,9 +257,25 @@ class VmRuntime:
         return spec.state_dir / vm_kernel.CONSOLE
 
     # -- removal ------------------------------------------------------------------------------------------
+    def _running_qemu(self, spec: LaunchSpec) -> Handle | None:
+        """The workload's QEMU: from handle.json, or else from QEMU's own pid file when a start failed after QEMU
+        had daemonized (a timeout under load), checked against its command line so a reused pid is never hit."""
+        handle = self.adopt(spec)
+        if handle is not None:
+            return handle
+        try:
+            pid = int((spec.state_dir / vm_kernel.PIDFILE).read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        start_time = _libc.start_time(pid)
+        if start_time is None or vm_kernel.process_name(spec).encode() not in cmdline:
+            return None
+        return Handle(pid, start_time, pid)
+
     def delete(self, spec: LaunchSpec) -> None:
         errors: list[str] = []
-        handle = self.adopt(spec)
+        handle = self._running_qemu(spec)
         if handle is not None:
             try:
                 self._kill_qemu(spec, handle)

@@ -132,11 +132,16 @@ def kernel_cmdline(accel: str, tsc_khz: int | None) -> str:
     return " ".join(parts)
 
 
+def process_name(spec: LaunchSpec) -> str:
+    """QEMU's process name for a workload: how a stray QEMU is recognised (see VmRuntime.delete)."""
+    return f"hypr-vm-{spec.workload_id[:12]}"
+
+
 def qemu_argv(spec: LaunchSpec, kernel: Kernel, *, accel: str, tsc_khz: int | None, qemu: str = QEMU) -> list[str]:
     """The whole QEMU command line for `spec`; relative paths are inside the state directory."""
     argv = [
         qemu,
-        "-name", f"hypr-{spec.name},process=hypr-vm-{spec.workload_id[:12]}",
+        "-name", f"hypr-{spec.name},process={process_name(spec)}",
         "-machine", "microvm",
         "-accel", accel,
         *(["-cpu", "host"] if accel == "kvm" else []),
