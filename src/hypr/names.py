@@ -7,6 +7,7 @@ built from one: bridges are numbered, per-endpoint interfaces come from random e
 from __future__ import annotations
 
 import re
+from ipaddress import IPv4Address
 
 IFNAMSIZ = 15  # usable characters in a Linux interface name
 TABLE = "hypr"  # `table inet hypr` and `table bridge hypr`
@@ -48,3 +49,9 @@ def interface_name_problem(name: str) -> str | None:
     if name in (".", "..") or _BAD_IFNAME.search(name):
         return f"interface name {name} contains invalid characters"
     return None
+
+
+def mac_for(ip: IPv4Address) -> str:
+    """Docker's scheme: 02:42 + the IPv4 address. Stable for a lease and unique per network; a bridge gets the one of
+    its gateway address."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)

@@ -26,6 +26,7 @@ def test_default_network_is_vbr0_and_owned(hyprd: Hyprd) -> None:
     assert bridge_addrs(hyprd.ns, "vbr0") == ["10.88.0.1/16"]
     info = link_info(hyprd.ns, "vbr0")
     assert str(info["ifalias"]).startswith("hypr:")
+    assert info["address"] == "02:42:0a:58:00:01"  # fixed (from the gateway), so ports coming and going never move it
     assert "UP" in info["flags"]  # type: ignore[operator]
     with hyprd.client() as client:
         [net] = client.networks()

@@ -81,7 +81,11 @@ def test_exec_codes_stop_start_keeps_ip_and_rm_cleans_up(hyprd: Hyprd) -> None:
     hyprd.cli("exec", "box", "ping", "-c1", "-W2", "10.88.0.1")
     refused = hyprd.cli("rm", "box", rc=1)
     assert "cannot remove a running container" in refused.stderr
+    hyprd.cli("run", "-d", "--name", "other", "busybox", "sleep", "600")
     hyprd.cli("rm", "-f", "box")
+    # The bridge keeps its MAC when a port goes, so the neighbours' ARP entry for the gateway stays right.
+    hyprd.cli("exec", "other", "ping", "-c1", "-W1", "10.88.0.1")
+    hyprd.cli("rm", "-f", "other")
     assert veths(hyprd.ns) == []
     assert leftover_mounts(hyprd.root) == []
     assert hyprd.cli("ps", "-aq").stdout == ""

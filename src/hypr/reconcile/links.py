@@ -16,6 +16,7 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from hypr import names
 from hypr.errors import KernelError
 from hypr.models import HostRoute, HostView, Network
 
@@ -68,7 +69,10 @@ def ensure_bridge(ipr: IPRoute, network: Network, alias: str, existing: Link | N
         if existing is None:
             ipr.link("add", ifname=network.bridge, kind="bridge")
         index = ipr.link_lookup(ifname=network.bridge)[0]
-        ipr.link("set", index=index, ifalias=alias, mtu=network.mtu, state="up")
+        # A fixed MAC: left to itself a bridge takes the lowest MAC of its ports, and changes it when that port
+        # goes, leaving every neighbour's ARP entry for the gateway stale for seconds (DNS timeouts after an rm).
+        mac = names.mac_for(network.gateway)
+        ipr.link("set", index=index, ifalias=alias, mtu=network.mtu, address=mac, state="up")
         _converge_addresses(ipr, index, IPv4Interface(f"{network.gateway}/{network.subnet.prefixlen}"))
     except NetlinkError as exc:
         raise KernelError(f"set up bridge {network.bridge} for network {network.name}: {exc}") from exc

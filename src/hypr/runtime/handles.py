@@ -4,6 +4,7 @@ to re-adopt after a daemon restart, named by pid and start time) and `exit_code`
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from hypr.runtime import proc
@@ -37,3 +38,14 @@ def status(state_dir: Path, handle: Handle) -> tuple[bool, int | None]:
     if proc.alive(handle.pid, handle.start_time):
         return True, None
     return False, exit_code(state_dir)
+
+
+def remove_state(state_dir: Path, errors: list[str]) -> None:
+    """The last step of every delete(): the state directory goes; "already gone" is success, other failures are
+    collected with the rest."""
+    try:
+        shutil.rmtree(state_dir)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        errors.append(f"remove {state_dir}: {exc}")

@@ -15,7 +15,6 @@ import contextlib
 import errno
 import json
 import os
-import shutil
 import signal as _signal
 import subprocess
 import sys
@@ -194,12 +193,7 @@ class SandboxRuntime:
             if not proc.wait_gone(handle.pid, handle.start_time, KILL_GRACE):
                 errors.append(f"supervisor {handle.pid} did not exit")
         self._remove_network(spec, errors)
-        try:
-            shutil.rmtree(spec.state_dir)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            errors.append(f"remove {spec.state_dir}: {exc}")
+        handles.remove_state(spec.state_dir, errors)
         if errors:
             raise KernelError(f"delete {spec.name}: " + "; ".join(errors))
 

@@ -282,12 +282,7 @@ class VmRuntime:
             except KernelError as exc:
                 errors.append(str(exc))
         self._remove_taps(spec.attachments, errors)
-        try:
-            shutil.rmtree(spec.state_dir)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            errors.append(f"remove {spec.state_dir}: {exc}")
+        handles.remove_state(spec.state_dir, errors)
         if errors:
             raise KernelError(f"delete {spec.name}: " + "; ".join(errors))
 

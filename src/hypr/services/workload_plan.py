@@ -9,7 +9,6 @@ import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address
 from typing import Any
 
 from hypr.errors import Conflict, InvalidParameter, NotFound
@@ -191,11 +190,6 @@ def _env(value: Any) -> dict[str, str]:
             raise InvalidParameter(f"invalid environment variable: {item}")
         env[key] = val if sep else ""
     return env
-
-
-def mac_for(ip: IPv4Address) -> str:
-    """Docker's scheme: 02:42 + the IPv4 address. Stable for a lease, unique per network."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
 
 
 LIST_FILTERS = ("id", "name", "status", "label", "network", "ancestor")

@@ -21,7 +21,7 @@ from hypr.services import addresses
 from hypr.services.context import Context
 from hypr.services.network_plan import find_network
 from hypr.services.validation import new_id, now_rfc3339
-from hypr.services.workload_plan import EndpointRequest, check_name, find_workload, mac_for, plan_workload_create
+from hypr.services.workload_plan import EndpointRequest, check_name, find_workload, plan_workload_create
 
 log = logging.getLogger(__name__)
 KILL_GRACE = 5.0  # seconds a SIGKILLed workload may take to be reaped before `kill` returns anyway
@@ -97,7 +97,7 @@ def _insert_endpoint(ctx: Context, tx: Any, workload: Workload, request: Endpoin
     ip = addresses.reserve(ctx.store, network, request.ip) if request.ip else addresses.allocate(ctx.store, network)
     endpoint_id = new_id()
     endpoint = Endpoint(
-        id=endpoint_id, workload_id=workload.id, network_id=network.id, ip=ip, mac=mac_for(ip),
+        id=endpoint_id, workload_id=workload.id, network_id=network.id, ip=ip, mac=names.mac_for(ip),
         host_ifname=names.host_ifname(endpoint_id, tap=workload.runtime == "vm"), position=position,
         aliases=request.aliases, static_ip=request.ip is not None,
     )  # fmt: skip
