@@ -22,11 +22,11 @@ from aiohttp import web
 from hypr import names
 from hypr.api.server import make_app
 from hypr.config import Settings, settings_from_env
-from hypr.dns import DnsServer, load_upstreams
-from hypr.errors import HyprError
+from hypr.dns import DnsServer
+from hypr.errors import HyprError, KernelError
 from hypr.models import Snapshot
 from hypr.reconcile import firewall
-from hypr.reconcile.dns import DnsStep, ResolvedStep
+from hypr.reconcile.dns import DnsStep, ResolvedStep, Upstreams
 from hypr.reconcile.kernel import Reconciler
 from hypr.reconcile.ports import PortHolder
 from hypr.runtime.sandbox import SandboxRuntime
@@ -83,9 +83,17 @@ class Daemon:
         self.reconciler.add_step("ports", self.ctx.ports.converge)
 
     def apply_firewall(self, snapshot: Snapshot) -> None:
+        """Sysctls, then the table. A sysctl that cannot be written (a bridge that failed to come up, a module
+        that is not loaded) is reported, but never keeps the rules of every other network from being applied."""
+        problems = []
         for key, value in firewall.sysctls(snapshot):
-            self.reconciler.write_sysctl(key, value)
+            try:
+                self.reconciler.write_sysctl(key, value)
+            except KernelError as exc:
+                problems.append(exc.message)
         firewall.apply(firewall.render(snapshot))
+        if problems:
+            raise KernelError("; ".join(problems))
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -104,17 +112,22 @@ class Daemon:
     async def refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(REFRESH_INTERVAL)
+            await self.dns_step.follow_upstreams()
             if any(w.state == "running" for w in (await self.call(self.store.snapshot)).workloads):
                 try:
                     await self.call(workloads.refresh, self.ctx)
                 except HyprError as exc:
                     log.error("refresh workloads: %s", exc.message)
+                except Exception:  # the refresher must outlive any one bad workload (--rm, restarts depend on it)
+                    log.exception("refresh workloads failed")
 
     def start_dns(self) -> DnsServer:
         """The DNS server runs on the event loop; the reconcile hands it records after every change."""
-        gateways = {str(n.gateway) for n in self.store.snapshot().networks}
-        server = DnsServer(self.settings.dns_upstreams or load_upstreams(skip=gateways, path=self.settings.resolv_conf))
-        self.reconciler.add_step("dns", DnsStep(server, asyncio.get_running_loop()))
+        server = DnsServer()
+        self.dns_step = DnsStep(
+            server, asyncio.get_running_loop(), Upstreams(self.settings.dns_upstreams, self.settings.resolv_conf)
+        )
+        self.reconciler.add_step("dns", self.dns_step)
         self.reconciler.add_step("host resolver", ResolvedStep(self.settings.configure_resolved))
         return server
 
@@ -131,8 +144,11 @@ class Daemon:
         socket_path = self.settings.paths.socket
         socket_path.unlink(missing_ok=True)  # stale: we hold the lock, so nobody else serves it
         site = web.UnixSite(runner, str(socket_path))
-        await site.start()
-        os.chmod(socket_path, 0o660)
+        previous = os.umask(0o117)  # the socket is born 0660: root and the socket's group only, never a window wider
+        try:
+            await site.start()
+        finally:
+            os.umask(previous)
         log.info("hyprd ready on %s (data %s)", socket_path, self.settings.paths.data_dir)
         refresher = asyncio.create_task(self.refresh_forever())
         stop = asyncio.Event()

@@ -17,7 +17,9 @@ VETH_PREFIX = "hv"
 TAP_PREFIX = "ht"
 ALIAS_PREFIX = "hypr:"  # IFLA_IFALIAS on every link we create: "hypr:<instance id>"
 
-_BAD_IFNAME = re.compile(r"[/:\s%]")
+_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Names the kernel reserves under /proc/sys/net/ipv4/conf/: a sysctl written "for" them would apply host-wide.
+_RESERVED_IFNAMES = ("all", "default")
 
 
 def _bounded(name: str) -> str:
@@ -41,13 +43,16 @@ def owner_alias(instance_id: str) -> str:
 
 
 def interface_name_problem(name: str) -> str | None:
-    """Why `name` cannot be a Linux interface name, or None when it can."""
+    """Why `name` cannot be a bridge name hypr creates, or None when it can. Stricter than the kernel on purpose:
+    the name ends up in nft rules and sysctl paths, so only letters, digits, `_`, `.` and `-` are allowed."""
     if not name:
         return "interface name cannot be empty"
     if len(name) > IFNAMSIZ:
         return f"interface name {name} is too long (max {IFNAMSIZ} characters)"
-    if name in (".", "..") or _BAD_IFNAME.search(name):
-        return f"interface name {name} contains invalid characters"
+    if name in _RESERVED_IFNAMES:
+        return f"interface name {name} is reserved by the kernel"
+    if not _IFNAME.match(name):
+        return f"interface name {name} contains invalid characters (allowed: letters, digits, _ . -; not first: _ . -)"
     return None
 
 

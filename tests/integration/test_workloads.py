@@ -65,6 +65,9 @@ def test_a_workload_on_two_networks_and_hot_plug(hyprd: Hyprd) -> None:
     hyprd.cli("network", "rm", "-f", "front")
     assert len(veths(hyprd.ns)) == 1
     assert "10.30.0." not in hyprd.cli("exec", "api", "ip", "-o", "-4", "addr").stdout
+    # The first network went: the next one takes over the default route and the resolver.
+    assert "default via 10.31.0.1" in hyprd.cli("exec", "api", "ip", "route").stdout
+    assert "nameserver 10.31.0.1" in hyprd.cli("exec", "api", "cat", "/etc/resolv.conf").stdout
 
 
 def test_exec_codes_stop_start_keeps_ip_and_rm_cleans_up(hyprd: Hyprd) -> None:
@@ -238,3 +241,17 @@ def test_logs_restart_kill_and_ps_json(hyprd: Hyprd) -> None:
     finished = hyprd.cli("run", "--name", "follower", "busybox", "sh", "-c", "echo start; sleep 1; echo end")
     assert finished.stdout.split() == ["start", "end"]
     assert hyprd.cli("logs", "-f", "follower", timeout=10).stdout.split() == ["start", "end"]
+
+
+def test_restart_repairs_a_recreated_bridge_and_removes_orphan_links(hyprd: Hyprd) -> None:
+    hyprd.cli("run", "-d", "--name", "solid", "busybox", "sleep", "600")
+    alias = json.loads(sh("ip", "-n", hyprd.ns, "-j", "-d", "link", "show", "vbr0").stdout)[0]["ifalias"]
+    hyprd.kill9()
+    run_in(hyprd.ns, "ip", "link", "del", "vbr0")  # its ports fall off it
+    run_in(hyprd.ns, "ip", "link", "add", "hvorphan", "type", "veth", "peer", "name", "hvorphanp")
+    run_in(hyprd.ns, "ip", "link", "set", "hvorphan", "alias", alias)  # ours, but no endpoint owns it
+    hyprd.start()
+    hyprd.cli("exec", "solid", "ping", "-c1", "-W2", "10.88.0.1")
+    port = json.loads(sh("ip", "-n", hyprd.ns, "-j", "-d", "link", "show", "master", "vbr0").stdout)
+    assert len(port) == 1 and port[0]["linkinfo"]["info_slave_data"]["hairpin"] is True
+    assert "hvorphan" not in links(hyprd.ns)

@@ -171,3 +171,9 @@ def test_prune_filters() -> None:
     assert parse_until("1h30m", now) == datetime(2026, 5, 31, 22, 30, tzinfo=UTC)
     with pytest.raises(InvalidParameter):
         parse_until("soon", now)
+
+
+@pytest.mark.parametrize("name", ["all", "default", 'a"b', "a\\b", "-x", "x y", "x;y"])
+def test_bridge_names_that_would_escape_into_nft_or_sysctl_paths(name: str) -> None:
+    with pytest.raises(InvalidParameter, match="com.docker.network.bridge.name"):
+        plan.plan_network_create({"Name": "x", "Options": {"com.docker.network.bridge.name": name}}, SNAPSHOT, HOST)

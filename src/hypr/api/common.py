@@ -65,9 +65,20 @@ def query_filters(request: web.Request) -> dict[str, list[str]]:
         data = json.loads(raw)
     except json.JSONDecodeError:
         raise InvalidParameter(f"invalid filter: {raw}") from None
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not all(isinstance(v, list | dict) for v in data.values()):
         raise InvalidParameter(f"invalid filter: {raw}")
-    return {str(k): list(v) if isinstance(v, list) else [x for x, on in v.items() if on] for k, v in data.items()}
+    return {
+        str(k): [str(x) for x in v] if isinstance(v, list) else [x for x, on in v.items() if on]
+        for k, v in data.items()
+    }
+
+
+async def read_object(request: web.Request) -> dict[str, Any]:
+    """A JSON object body (an absent body is an empty one)."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise InvalidParameter("invalid JSON: expected an object")
+    return body
 
 
 def query_bool(request: web.Request, key: str) -> bool:

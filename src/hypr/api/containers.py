@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
 from hypr.api import shapes
-from hypr.api.common import Call, Handler, json_response, query_bool, query_filters, read_json
+from hypr.api.common import Call, Handler, json_response, query_bool, query_filters, read_json, read_object
 from hypr.errors import InvalidParameter, NotFound
 from hypr.services import workload_plan, workloads
 from hypr.services.context import Context
 
 POLL = 0.1  # seconds between looks at a log file or a workload's state while following
+CHUNK = 65536
 
 
 class ContainerApi:
@@ -67,12 +69,21 @@ class ContainerApi:
         return web.Response(status=204 if started else 304)
 
     async def stop(self, request: web.Request) -> web.Response:
-        stopped = await self.call(workloads.stop, self.ctx, request.match_info["ref"], _timeout(request))
+        stopped = await self._stop(request.match_info["ref"], _timeout(request))
         return web.Response(status=204 if stopped else 304)
+
+    async def _stop(self, ref: str, timeout: float) -> bool:
+        """Find it on the worker, wait for it on a thread of its own, record the exit on the worker."""
+        stopping = await self.call(workloads.stop_target, self.ctx, ref)
+        if stopping is None:
+            return False
+        code = await asyncio.to_thread(stopping.wait, timeout)
+        await self.call(workloads.mark_stopped, self.ctx, stopping.workload_id, code)
+        return True
 
     async def restart(self, request: web.Request) -> web.Response:
         ref = request.match_info["ref"]
-        await self.call(workloads.stop, self.ctx, ref, _timeout(request))
+        await self._stop(ref, _timeout(request))
         await self.call(workloads.start, self.ctx, ref)
         return web.Response(status=204)
 
@@ -112,15 +123,19 @@ class ContainerApi:
 
     async def _log_chunks(self, ref: str, path: Path, request: web.Request) -> AsyncIterator[bytes]:
         follow = query_bool(request, "follow")
-        tail = request.query.get("tail", "all")
+        lines = _tail_count(request.query.get("tail", "all"))
         try:
             handle = open(path, "rb")  # noqa: SIM115 - closed in finally, across awaits
         except FileNotFoundError:
             return
         try:
-            yield _tail(handle.read(), tail)
+            # File reads run on threads: the event loop also serves every workload's DNS.
+            if lines is not None:
+                await asyncio.to_thread(_seek_to_last_lines, handle, lines)
+            while chunk := await asyncio.to_thread(handle.read, CHUNK):
+                yield chunk
             while follow:
-                chunk = handle.read(65536)
+                chunk = await asyncio.to_thread(handle.read, CHUNK)
                 if chunk:
                     yield chunk
                     continue
@@ -130,14 +145,14 @@ class ContainerApi:
                 except NotFound:
                     running = False
                 if not running:
-                    yield handle.read()
+                    yield await asyncio.to_thread(handle.read)
                     return
                 await asyncio.sleep(POLL)
         finally:
             handle.close()
 
     async def exec_argv(self, request: web.Request) -> web.Response:
-        body = await read_json(request)
+        body = await read_object(request)
         cmd = tuple(body.get("Cmd") or ())
         env = dict(item.partition("=")[::2] for item in body.get("Env") or ())
         argv = await self.call(
@@ -146,7 +161,7 @@ class ContainerApi:
         return json_response({"Argv": argv})
 
     async def connect(self, request: web.Request) -> web.Response:
-        body = await read_json(request)
+        body = await read_object(request)
         config = body.get("EndpointConfig") or {}
         ip = (config.get("IPAMConfig") or {}).get("IPv4Address") or None
         aliases = tuple(config.get("Aliases") or ())
@@ -154,7 +169,7 @@ class ContainerApi:
         return web.Response(status=200)
 
     async def disconnect(self, request: web.Request) -> web.Response:
-        body = await read_json(request)
+        body = await read_object(request)
         force = bool(body.get("Force"))
         await self.call(workloads.disconnect, self.ctx, request.match_info["ref"], _container(body), force=force)
         return web.Response(status=200)
@@ -168,20 +183,42 @@ def _container(body: Any) -> str:
 
 
 def _timeout(request: web.Request) -> float:
+    """Seconds before SIGKILL; Docker's -1 means wait for as long as it takes."""
     try:
-        return float(request.query.get("t", "10"))
+        seconds = float(request.query.get("t", "10"))
     except ValueError:
         raise InvalidParameter(f"invalid stop timeout: {request.query['t']}") from None
+    return float("inf") if seconds < 0 else seconds
 
 
-def _tail(data: bytes, tail: str) -> bytes:
+def _tail_count(tail: str) -> int | None:
+    """Docker's `tail`: "all" (None) or a number of lines."""
     if tail == "all":
-        return data
+        return None
     try:
-        count = int(tail)
+        return max(0, int(tail))
     except ValueError:
         raise InvalidParameter(f"invalid tail value: {tail}") from None
-    if count <= 0:
-        return b""
-    lines = data.splitlines(keepends=True)
-    return b"".join(lines[-count:])
+
+
+def _seek_to_last_lines(handle: BinaryIO, count: int) -> None:
+    """Position `handle` at the start of its last `count` lines, reading backwards block by block: a log can be
+    large, its tail is not."""
+    end = handle.seek(0, os.SEEK_END)
+    if count == 0:
+        return
+    position, data = end, b""
+    while position > 0:
+        step = min(CHUNK, position)
+        position -= step
+        handle.seek(position)
+        data = handle.read(step) + data
+        if data[:-1].count(b"\n") >= count:  # the final newline ends the last line, it does not start one
+            break
+    cut = len(data) - 1
+    for _ in range(count):
+        cut = data.rfind(b"\n", 0, cut)
+        if cut < 0:
+            handle.seek(position)
+            return
+    handle.seek(position + cut + 1)

@@ -133,6 +133,7 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
             "AutoRemove": workload.auto_remove,
             "RestartPolicy": {"Name": workload.restart, "MaximumRetryCount": 0},
             "Runtime": workload.runtime,
+            "LogConfig": {"Type": "json-file", "Config": {}},  # docker-py streams logs only for these types
         },
         "Config": {
             "Hostname": workload.hostname,

@@ -11,10 +11,12 @@ import asyncio
 import logging
 import shutil
 import subprocess
+from collections.abc import Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from hypr.dns import DnsServer, Records, build_records
+from hypr.dns import DnsServer, Records, build_records, load_upstreams
+from hypr.dns.upstream import Upstream
 from hypr.errors import KernelError
 from hypr.models import Snapshot
 
@@ -22,14 +24,50 @@ log = logging.getLogger(__name__)
 HANDOVER_TIMEOUT = 10.0
 
 
+class Upstreams:
+    """Where forwarded names go: fixed (HYPR_DNS_UPSTREAMS), or the host's resolv.conf, re-read when it changes
+    (DHCP, VPNs) so the server follows the host without a restart."""
+
+    def __init__(self, fixed: Sequence[Upstream], resolv_conf: Path) -> None:
+        self.fixed = list(fixed)
+        self.resolv_conf = resolv_conf
+        self.seen: tuple[float, frozenset[str]] | None = None
+
+    def changed(self, gateways: set[IPv4Address]) -> list[Upstream] | None:
+        """The upstream list when it may differ from the last one handed out, else None."""
+        if self.fixed:
+            return None if self.seen else self._remember(0.0, gateways, self.fixed)
+        try:
+            mtime = self.resolv_conf.stat().st_mtime
+        except FileNotFoundError:
+            mtime = 0.0
+        if self.seen == (mtime, frozenset(map(str, gateways))):
+            return None
+        return self._remember(mtime, gateways, load_upstreams(skip={str(g) for g in gateways}, path=self.resolv_conf))
+
+    def _remember(self, mtime: float, gateways: set[IPv4Address], upstreams: list[Upstream]) -> list[Upstream]:
+        self.seen = (mtime, frozenset(map(str, gateways)))
+        return upstreams
+
+
 class DnsStep:
-    def __init__(self, server: DnsServer, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, server: DnsServer, loop: asyncio.AbstractEventLoop, upstreams: Upstreams) -> None:
         self.server = server
         self.loop = loop
+        self.upstreams = upstreams
+        self.gateways: set[IPv4Address] = set()
+
+    async def follow_upstreams(self) -> None:
+        """Called now and then between changes: pick up an edited resolv.conf."""
+        fresh = self.upstreams.changed(self.gateways)
+        if fresh is not None:
+            log.info("DNS upstreams: %s", ", ".join(f"{h}:{p}" for h, p in fresh) or "none")
+            await self.server.set_upstreams(fresh)
 
     def __call__(self, snapshot: Snapshot) -> None:
         records = build_records(snapshot)
         gateways = {n.gateway for n in snapshot.networks}
+        self.gateways = gateways
         handover = asyncio.run_coroutine_threadsafe(self._apply(records, gateways), self.loop)
         try:
             handover.result(timeout=HANDOVER_TIMEOUT)
@@ -37,6 +75,7 @@ class DnsStep:
             raise KernelError("hand the DNS records to the server: timed out") from exc
 
     async def _apply(self, records: Records, gateways: set[IPv4Address]) -> None:
+        await self.follow_upstreams()  # our own gateways are never upstreams: the list depends on them
         await self.server.set_records(records)
         await self.server.set_listen_addresses(gateways)
 

@@ -246,6 +246,16 @@ def _input(networks: list[Network], settings: FirewallSettings) -> Iterator[Rule
             "drop",
             "route_localnet",
         )
+        # The DNS server binds the gateways, but Linux accepts traffic for a local address on any interface:
+        # without this, a LAN neighbour routing to a gateway gets an open resolver and our names.
+        yield Rule(
+            (
+                f"iifname != {anonymous_set([*bridges, quote('lo')])}",
+                f"meta l4proto {{ tcp, udp }} th dport {settings.dns_port}",
+            ),
+            "drop",
+            "dns only for workloads and this host",
+        )
     for n in networks:
         if n.internal or not settings.workloads_reach_host:
             yield from _host_closed(n, settings)

@@ -47,12 +47,16 @@ class Reconciler:
 
     def reconcile(self, snapshot: Snapshot) -> None:
         errors = links.reconcile_bridges(self.ipr, snapshot.networks, self.alias)
+        errors += links.reconcile_ports(self.ipr, snapshot, self.alias)
         for name, step in self.steps:
             try:
                 step(snapshot)
             except KernelError as exc:
                 log.error("reconcile %s: %s", name, exc.message)
                 errors.append(exc)
+            except Exception as exc:  # a bug in one step must not stop the others (nor leave the kernel half-done)
+                log.exception("reconcile %s failed", name)
+                errors.append(KernelError(f"reconcile {name}: {exc!r}"))
         if errors:
             raise ReconcileError(errors)
 

@@ -18,7 +18,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from hypr import names
 from hypr.errors import KernelError
-from hypr.models import HostRoute, HostView, Network
+from hypr.models import HostRoute, HostView, Network, Snapshot
+from hypr.runtime.rtnl import Rtnl, bridge_port_set
 
 log = logging.getLogger(__name__)
 GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)
@@ -31,6 +32,7 @@ class Link:
     name: str
     kind: str
     alias: str
+    master: int = 0  # the bridge a port is enslaved to (0: none)
 
 
 def links(ipr: IPRoute) -> list[Link]:
@@ -40,6 +42,7 @@ def links(ipr: IPRoute) -> list[Link]:
             name=msg.get("ifname"),
             kind=msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "",
             alias=msg.get("ifalias") or "",
+            master=msg.get("master") or 0,
         )
         for msg in ipr.get_links()
     ]
@@ -113,3 +116,31 @@ def reconcile_bridges(ipr: IPRoute, networks: Iterable[Network], alias: str) -> 
             except KernelError as exc:
                 errors.append(exc)
     return errors
+
+
+def reconcile_ports(ipr: IPRoute, snapshot: Snapshot, alias: str) -> list[KernelError]:
+    """Endpoint host links (veth ends, TAPs): each on its network's bridge (a bridge deleted and re-created by the
+    reconcile comes back empty), and no link of ours without an endpoint row (left by a failed connect)."""
+    present = links(ipr)
+    bridges = {link.name: link.index for link in present if link.kind == "bridge"}
+    wanted = {e.host_ifname: snapshot.network(e.network_id).bridge for e in snapshot.endpoints}
+    errors: list[KernelError] = []
+    for link in present:
+        if link.alias != alias or link.kind == "bridge":
+            continue
+        try:
+            if link.name not in wanted:
+                log.info("removing %s: no endpoint owns it", link.name)
+                remove_link(ipr, link.name)
+            elif link.master != bridges.get(wanted[link.name]):
+                log.info("re-attaching %s to %s", link.name, wanted[link.name])
+                _reattach(ipr, link, bridges[wanted[link.name]], alias)
+        except (KernelError, KeyError, NetlinkError, OSError) as exc:
+            errors.append(KernelError(f"repair endpoint link {link.name}: {exc}"))
+    return errors
+
+
+def _reattach(ipr: IPRoute, link: Link, bridge_index: int, alias: str) -> None:
+    ipr.link("set", index=link.index, master=bridge_index, state="up")
+    with Rtnl() as rtnl:  # port flags (hairpin) are reset by a new master; set them as at attach time
+        rtnl.batch([bridge_port_set(link.name, alias=alias, hairpin=True)])

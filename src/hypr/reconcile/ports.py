@@ -52,7 +52,11 @@ def flush_udp_conntrack(ports: Iterable[int]) -> None:
     following the old DNAT (or none) for as long as packets keep coming, so a changed mapping must cut it."""
     with Conntrack() as conntrack:
         for port in sorted(set(ports)):
-            for entry in list(conntrack.dump_entries(tuple_orig=NFCTAttrTuple(proto=socket.IPPROTO_UDP, dport=port))):
+            try:
+                flows = list(conntrack.dump_entries(tuple_orig=NFCTAttrTuple(proto=socket.IPPROTO_UDP, dport=port)))
+            except NetlinkError as exc:
+                raise KernelError(f"list UDP conntrack entries of port {port}: {exc}") from exc
+            for entry in flows:
                 try:
                     conntrack.delete(entry)
                 except NetlinkError as exc:
@@ -64,6 +68,7 @@ class PortHolder:
     def __init__(self) -> None:
         self.held: dict[Key, socket.socket] = {}
         self.udp_applied: set[Key] = set()  # UDP mappings as of the last converge: a change flushes their flows
+        self.unheld: set[Key] = set()  # published ports someone else holds (warned about once)
 
     def reserve(self, workload_id: str, specs: Iterable[PortSpec]) -> list[PortMapping]:
         """Bind every requested port (choosing free ones for host port 0); all or nothing."""
@@ -95,18 +100,19 @@ class PortHolder:
         for key in list(self.held):
             if key not in wanted:
                 self.held.pop(key).close()
-        problems = []
         for key in wanted.keys() - self.held.keys():
             try:
                 self.held[key] = bind(*key)
             except (Conflict, KernelError) as exc:
-                problems.append(exc.message)
+                # Someone took the port while hyprd was down. The DNAT rule still forwards it; only the guard
+                # against later clashes is missing. Say so once, and do not fail every other operation over it.
+                if key not in self.unheld:
+                    log.warning("published port %s:%d/%s is not reserved: %s", *key, exc.message)
+                    self.unheld.add(key)
         udp = {key for key in wanted if key[2] == "udp"}
         if udp != self.udp_applied:
             flush_udp_conntrack(port for _ip, port, _proto in udp ^ self.udp_applied)
             self.udp_applied = udp
-        if problems:
-            raise KernelError("published ports that could not be reserved again: " + "; ".join(problems))
 
     def close(self) -> None:
         for sock in self.held.values():

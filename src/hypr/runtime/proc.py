@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import time
@@ -33,6 +34,9 @@ def wait_gone(pid: int, start_time: int, timeout: float) -> bool:
             return True
         poller = select.poll()
         poller.register(fd, select.POLLIN)
+        if math.isinf(timeout):
+            poller.poll()  # no deadline (docker stop -t -1)
+            return True
         deadline = time.monotonic() + timeout
         while not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
             if time.monotonic() >= deadline:

@@ -25,7 +25,7 @@ from typing import Any
 from hypr.errors import Conflict, InvalidParameter, KernelError
 from hypr.runtime import files, handles, images, netns, proc, veth
 from hypr.runtime.base import Attachment, Handle, LaunchSpec
-from hypr.runtime.rtnl import NetlinkError, Rtnl
+from hypr.runtime.rtnl import NetlinkError, Rtnl, default_route_add
 
 SHIM = Path(__file__).with_name("shim.py")
 HOSTNAME_MAX = 64
@@ -87,6 +87,9 @@ class SandboxRuntime:
         files.write_all(spec)
 
     def attach(self, spec: LaunchSpec, att: Attachment) -> None:
+        if not netns.is_netns(_netns_path(spec)):  # stopped, and the namespace went with a reboot: make it whole
+            self.create(spec)
+            return
         first = bool(spec.attachments) and spec.attachments[0] == att
         try:
             with netns.enter(_netns_path(spec)) as ns, Rtnl() as host:
@@ -96,9 +99,14 @@ class SandboxRuntime:
         files.write_all(spec)  # in place: the running workload sees its new address in /etc/hosts
 
     def detach(self, spec: LaunchSpec, att: Attachment) -> None:
+        """`spec` is the workload as it is after the detach. When the first network goes, the next one takes over
+        the default route (and /etc/resolv.conf its gateway)."""
         try:
             with Rtnl() as host:
                 host.batch(veth.unplug_plan([att]))
+            if spec.attachments and netns.is_netns(_netns_path(spec)):
+                with netns.enter(_netns_path(spec)) as ns:
+                    ns.rtnl.batch([default_route_add(spec.attachments[0].gateway)])  # EEXIST: it already was
         except OSError as exc:
             raise KernelError(f"detach {att.host_ifname} from {spec.name}: {exc}") from exc
         if spec.state_dir.is_dir():

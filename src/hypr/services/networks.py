@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from hypr.errors import Forbidden
+from hypr.errors import Forbidden, HyprError
 from hypr.models import Network
 from hypr.services import network_plan as plan
 from hypr.services import workloads
@@ -17,7 +18,16 @@ def create(ctx: Context, body: Any) -> Network:
     network = plan.plan_network_create(body, ctx.store.snapshot(), ctx.reconciler.host_view())
     with ctx.store.transaction() as tx:
         ctx.store.insert_network(tx, network)
-    ctx.converge()
+    try:
+        ctx.converge()
+    except HyprError:
+        # The kernel refused it (or something else is off): the network must not exist half-made. Take the row
+        # back and converge again, so a retry starts from where the user left off.
+        with ctx.store.transaction() as tx:
+            ctx.store.delete_network(tx, network.id)
+        with contextlib.suppress(HyprError):  # the first error is the one to report
+            ctx.converge()
+        raise
     return network
 
 

@@ -208,16 +208,24 @@ def list_workloads(snapshot: Snapshot, filters: Mapping[str, list[str]], *, all_
     return sorted(chosen, key=lambda w: w.created, reverse=True)
 
 
+def _search(pattern: str, text: str) -> bool:
+    """Docker's `name` filter is a regular expression."""
+    try:
+        return re.search(pattern, text) is not None
+    except re.error as exc:
+        raise InvalidParameter(f"invalid filter 'name={pattern}': {exc}") from None
+
+
 def _matches(snapshot: Snapshot, w: Workload, key: str, values: list[str]) -> bool:
     if key == "id":
         return any(w.id.startswith(v) for v in values)
     if key == "name":
-        return any(re.search(v.removeprefix("/"), w.name) for v in values)
+        return any(_search(v.removeprefix("/"), w.name) for v in values)
     if key == "status":
         return w.state in values
     if key == "label":
         return all(label_matches(w.labels, v) for v in values)
     if key == "ancestor":
         return w.image in values
-    networks = {snapshot.network(e.network_id) for e in snapshot.endpoints_of(w.id)}
+    networks = [snapshot.network(e.network_id) for e in snapshot.endpoints_of(w.id)]
     return any(v in {n.name for n in networks} | {n.id for n in networks} for v in values)

@@ -10,13 +10,14 @@ import logging
 import signal as signals
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hypr import names
 from hypr.errors import Conflict, Forbidden, HyprError, InvalidParameter, KernelError
 from hypr.models import Endpoint, Network, Snapshot, Workload
-from hypr.runtime.base import Attachment, Handle, LaunchSpec
+from hypr.runtime.base import Attachment, Handle, LaunchSpec, Runtime
 from hypr.services import addresses
 from hypr.services.context import Context
 from hypr.services.network_plan import find_network
@@ -157,16 +158,41 @@ def start(ctx: Context, ref: str) -> bool:
 
 
 def stop(ctx: Context, ref: str, timeout: float = 10.0) -> bool:
+    """False when it was not running. All on the calling thread; the API uses the three steps below instead."""
+    stopping = stop_target(ctx, ref)
+    if stopping is None:
+        return False
+    mark_stopped(ctx, stopping.workload_id, stopping.wait(timeout))
+    return True
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """A stop in progress. `wait` may block for the whole timeout, so the API runs it off the worker thread: one
+    workload ignoring SIGTERM must not hold up every other operation."""
+
+    workload_id: str
+    runtime: Runtime
+    spec: LaunchSpec
+    handle: Handle
+
+    def wait(self, timeout: float) -> int | None:
+        return self.runtime.stop(self.spec, self.handle, timeout)
+
+
+def stop_target(ctx: Context, ref: str) -> Stopping | None:
     snapshot = ctx.store.snapshot()
     workload = find_workload(snapshot, ref)
     handle = handle_of(workload)
     if workload.state != "running" or handle is None:
-        return False
-    code = ctx.runtime(workload.runtime).stop(launch_spec(ctx, snapshot, workload), handle, timeout)
+        return None
+    return Stopping(workload.id, ctx.runtime(workload.runtime), launch_spec(ctx, snapshot, workload), handle)
+
+
+def mark_stopped(ctx: Context, workload_id: str, code: int | None) -> None:
     with ctx.store.transaction() as tx:
-        ctx.store.set_exited(tx, workload.id, code, now_rfc3339())
+        ctx.store.set_exited(tx, workload_id, code, now_rfc3339())
     ctx.converge()  # its names leave DNS
-    return True
 
 
 def kill(ctx: Context, ref: str, signal: str = "KILL") -> None:
@@ -280,8 +306,10 @@ def disconnect(ctx: Context, network_ref: str, workload_ref: str, *, force: bool
     endpoint = next((e for e in snapshot.endpoints_of(workload.id) if e.network_id == network.id), None)
     if endpoint is None:
         raise Forbidden(f"container {workload.id} is not connected to network {network.name}")
+    # The runtime sees the workload as it will be: the next network may take over the default route and DNS.
+    after = replace(snapshot, endpoints=tuple(e for e in snapshot.endpoints if e.id != endpoint.id))
     try:
-        ctx.runtime(workload.runtime).detach(launch_spec(ctx, snapshot, workload), attachment(network, endpoint))
+        ctx.runtime(workload.runtime).detach(launch_spec(ctx, after, workload), attachment(network, endpoint))
     except KernelError:
         if not force:
             raise
