@@ -21,6 +21,7 @@ import pytest
 
 from tests.integration.dns_topology import (
     BLACKHOLES,
+    HOST_SIDE,
     OUTSIDE_ADDRESS,
     ZONE_SERVER,
     Dig,
@@ -33,7 +34,7 @@ from tests.integration.dns_topology import (
     run_workload,
     workload_netns,
 )
-from tests.integration.harness import Hyprd, run_in
+from tests.integration.harness import Hyprd, run_in, sh
 
 DNS_PORT = 41003
 APP_GW, OTHER_GW, SEALED_GW, DEFAULT_GW = "10.40.0.1", "10.41.0.1", "10.42.0.1", "10.88.0.1"
@@ -295,3 +296,15 @@ def test_new_network_gets_its_listener_and_resolver_hint_is_logged_once(hyprd: H
     hints = re.findall(r"systemd-resolved not found.*", log)
     assert len(hints) == 1, hints
     assert "resolvectl domain vbr0 ~hypr" in hints[0] and "resolvectl dns vbr0 10.88.0.1" in hints[0]
+
+
+def test_the_server_is_not_open_to_other_hosts() -> None:
+    """Linux accepts traffic for a local address on any interface; the firewall keeps 41003 to bridges and lo."""
+    with dns_daemon() as (hyprd, net):
+        sh("ip", "-n", net.ns, "route", "add", "10.88.0.0/16", "via", HOST_SIDE)
+        assert dig(hyprd.ns, DEFAULT_GW, "nope.hypr", port=41003).status == "NXDOMAIN"  # the host itself: yes
+        outside = subprocess.run(
+            ["nsenter", f"--net=/run/netns/{net.ns}", "dig", "+tries=1", "+timeout=1", "-p", "41003", f"@{DEFAULT_GW}", "x.hypr"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        assert "timed out" in outside.stdout, outside.stdout
