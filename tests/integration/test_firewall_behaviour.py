@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack
+from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
 
 from hypr.errors import Conflict, InvalidParameter
+from hypr.names import mac_for
 from tests.integration.harness import Hyprd, links
 from tests.integration.topology import (
     CLIENT,
@@ -208,8 +210,11 @@ def test_forged_ip_mac_and_arp_are_dropped(hyprd: Hyprd, topo: Topology) -> None
         )
         assert honest_arp.returncode == 0, honest_arp.stdout
 
-        # Forged MAC with the right IPv4 address.
+        # Forged MAC with the right IPv4 address. A MAC change flushes even permanent neighbour entries: put them
+        # back, or the datagrams would wait for ARP and leave later, after the MAC is restored, looking honest.
         enter(attacker.netns, "ip", "link", "set", "eth0", "address", "02:00:00:00:00:99")
+        for ip, mac in ((neighbour.ip, neighbour.macs["bridge"]), ("10.88.0.1", mac_for(IPv4Address("10.88.0.1")))):
+            enter(attacker.netns, "ip", "neigh", "replace", ip, "lladdr", mac, "dev", "eth0", "nud", "permanent")
         check(udp("forged-mac", open=False))
         enter(attacker.netns, "ip", "link", "set", "eth0", "address", attacker.macs["bridge"])
         check(udp("honest-2", open=True))
