@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from hypr.runtime.base import Attachment
+
 NETLINK_ROUTE = 0
 SOL_NETLINK = 270
 NETLINK_EXT_ACK = 11
@@ -258,3 +260,17 @@ class Rtnl:
             raise
         _, _, index, _, _ = _IFINFO.unpack_from(reply)
         return int(index)
+
+
+def delete_host_links(atts: Iterable[Attachment], errors: list[str]) -> None:
+    """Delete each attachment's host end (a veth's peer goes with it; one already gone counts as removed),
+    collecting failures instead of stopping at the first: every delete() must remove as much as it can."""
+    try:
+        with Rtnl() as host:
+            for att in atts:
+                try:
+                    host.batch([link_del(att.host_ifname)])
+                except NetlinkError as exc:
+                    errors.append(str(exc))
+    except OSError as exc:
+        errors.append(f"netlink: {exc}")

@@ -25,7 +25,7 @@ from typing import Any
 from hypr.errors import Conflict, InvalidParameter, KernelError
 from hypr.runtime import files, handles, images, netns, proc, veth
 from hypr.runtime.base import Attachment, Handle, LaunchSpec
-from hypr.runtime.rtnl import NetlinkError, Rtnl, default_route_add
+from hypr.runtime.rtnl import Rtnl, default_route_add, delete_host_links
 
 SHIM = Path(__file__).with_name("shim.py")
 HOSTNAME_MAX = 64
@@ -207,15 +207,7 @@ class SandboxRuntime:
 
     def _remove_network(self, spec: LaunchSpec, errors: list[str]) -> None:
         """Host ends first (their peers go with them, synchronously), then the namespace pin."""
-        try:
-            with Rtnl() as host:
-                for req in veth.unplug_plan(spec.attachments):
-                    try:
-                        host.batch([req])
-                    except NetlinkError as exc:
-                        errors.append(str(exc))
-        except OSError as exc:
-            errors.append(f"netlink: {exc}")
+        delete_host_links(spec.attachments, errors)
         try:
             netns.remove(_netns_path(spec))
         except OSError as exc:

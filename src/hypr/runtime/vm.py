@@ -29,7 +29,7 @@ from pathlib import Path
 from hypr.errors import Conflict, InvalidParameter, KernelError
 from hypr.runtime import _libc, handles, images, proc, vm_initramfs, vm_kernel, vm_tap
 from hypr.runtime.base import Attachment, Handle, LaunchSpec
-from hypr.runtime.rtnl import NetlinkError, Rtnl
+from hypr.runtime.rtnl import Rtnl, delete_host_links
 
 VMEXEC = Path(__file__).with_name("vmexec.py")
 HOSTNAME_MAX = 64
@@ -116,7 +116,7 @@ class VmRuntime:
                 for att in spec.attachments:
                     vm_tap.plug(host, att, alias=spec.owner_alias)
         except (OSError, KernelError) as exc:
-            self._remove_taps(spec.attachments, [])
+            delete_host_links(spec.attachments, [])
             if isinstance(exc, KernelError):
                 raise
             raise KernelError(f"create TAPs for {spec.name}: {exc}") from exc
@@ -140,7 +140,7 @@ class VmRuntime:
                 " stop it first"
             )
         errors: list[str] = []
-        self._remove_taps((att,), errors)
+        delete_host_links((att,), errors)
         if errors:
             raise KernelError(f"detach {att.host_ifname} from {spec.name}: " + "; ".join(errors))
 
@@ -281,18 +281,7 @@ class VmRuntime:
                 self._kill_qemu(spec, handle)
             except KernelError as exc:
                 errors.append(str(exc))
-        self._remove_taps(spec.attachments, errors)
+        delete_host_links(spec.attachments, errors)
         handles.remove_state(spec.state_dir, errors)
         if errors:
             raise KernelError(f"delete {spec.name}: " + "; ".join(errors))
-
-    def _remove_taps(self, atts: tuple[Attachment, ...], errors: list[str]) -> None:
-        try:
-            with Rtnl() as host:
-                for req in vm_tap.unplug_plan(atts):
-                    try:
-                        host.batch([req])
-                    except NetlinkError as exc:
-                        errors.append(str(exc))
-        except OSError as exc:
-            errors.append(f"netlink: {exc}")

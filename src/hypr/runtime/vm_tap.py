@@ -2,7 +2,7 @@
 
 The TAP is made with the tun ioctls (netlink cannot make one) in the caller's network namespace, then enslaved and
 configured in one netlink batch: master + MTU, then alias, hairpin, no IPv6 address generation, up. It persists
-across VM restarts (stop/start keeps the same port) until `unplug_plan` deletes it.
+across VM restarts (stop/start keeps the same port) until `rtnl.delete_host_links` deletes it.
 """
 
 from __future__ import annotations
@@ -61,8 +61,3 @@ def plug(host: Rtnl, att: Attachment, *, alias: str) -> None:
         if exc.errno == errno.EBUSY:
             raise KernelError(f"attach {att.host_ifname}: the TAP is in use by another process") from exc
         raise KernelError(f"attach {att.host_ifname} to {att.bridge}: {exc}") from exc
-
-
-def unplug_plan(atts: tuple[Attachment, ...] | list[Attachment]) -> list[Request]:
-    """A TAP already gone counts as removed."""
-    return [rtnl.link_del(att.host_ifname) for att in atts]
