@@ -113,7 +113,8 @@ class Daemon:
         while True:
             await asyncio.sleep(REFRESH_INTERVAL)
             await self.dns_step.follow_upstreams()
-            if any(w.state == "running" for w in (await self.call(self.store.snapshot)).workloads):
+            snapshot = await self.call(self.store.snapshot)
+            if self.ctx.restarts or any(w.state == "running" for w in snapshot.workloads):
                 try:
                     await self.call(workloads.refresh, self.ctx)
                 except HyprError as exc:

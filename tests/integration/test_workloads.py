@@ -255,3 +255,16 @@ def test_restart_repairs_a_recreated_bridge_and_removes_orphan_links(hyprd: Hypr
     port = json.loads(sh("ip", "-n", hyprd.ns, "-j", "-d", "link", "show", "master", "vbr0").stdout)
     assert len(port) == 1 and port[0]["linkinfo"]["info_slave_data"]["hairpin"] is True
     assert "hvorphan" not in links(hyprd.ns)
+
+
+def test_restart_policy_restarts_with_back_off_and_stop_ends_it(hyprd: Hyprd) -> None:
+    hyprd.cli("run", "-d", "--name", "flaky", "--restart", "on-failure", "busybox", "sh", "-c", "echo run; exit 1")
+    wait_until(lambda: hyprd.cli("logs", "flaky").stdout.count("run") >= 3, "three runs of the failing workload")
+    runs = hyprd.cli("logs", "flaky").stdout.count("run")
+    assert runs <= 8, f"{runs} runs in a few seconds: no back-off"
+    hyprd.cli("run", "-d", "--name", "steady", "--restart", "always", "busybox", "sleep", "600")
+    hyprd.cli("stop", "-t", "1", "steady")
+    with hyprd.client() as client:
+        assert client.container("steady")["State"]["Status"] == "exited"
+        hyprd.cli("rm", "-f", "flaky")
+        assert client.container("steady")["State"]["Status"] == "exited"  # stopped on purpose stays stopped

@@ -21,6 +21,8 @@ class Context:
     reconciler: Reconciler
     runtimes: Mapping[str, Runtime] = field(default_factory=dict)
     ports: PortHolder = field(default_factory=PortHolder)
+    # Restart policy bookkeeping, per workload: (restarts in a row, monotonic time of the next one; inf: running).
+    restarts: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     def converge(self) -> None:
         """Bring the kernel in line with the database, as it is now."""

@@ -7,10 +7,12 @@ namespaces, links and processes; `ctx.converge()` derives firewall and DNS from 
 from __future__ import annotations
 
 import logging
+import math
 import signal as signals
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +23,12 @@ from hypr.runtime.base import Attachment, Handle, LaunchSpec, Runtime
 from hypr.services import addresses
 from hypr.services.context import Context
 from hypr.services.network_plan import find_network
-from hypr.services.validation import new_id, now_rfc3339
+from hypr.services.validation import new_id, now_rfc3339, parse_created
 from hypr.services.workload_plan import EndpointRequest, check_name, find_workload, plan_workload_create
 
 log = logging.getLogger(__name__)
 KILL_GRACE = 5.0  # seconds a SIGKILLed workload may take to be reaped before `kill` returns anyway
+RESTART_FIRST_DELAY, RESTART_MAX_DELAY, RESTART_RESET = 0.1, 60.0, 10.0  # seconds (Docker's back-off)
 
 
 def restarts(policy: str, exit_code: int | None) -> bool:
@@ -133,6 +136,7 @@ def _delete(ctx: Context, workload: Workload) -> None:
     spec = launch_spec(ctx, snapshot, workload)
     ctx.runtime(workload.runtime).delete(spec)
     ctx.ports.release(snapshot.ports_of(workload.id))
+    ctx.restarts.pop(workload.id, None)
     with ctx.store.transaction() as tx:
         ctx.store.delete_workload(tx, workload.id)
     ctx.converge()
@@ -149,6 +153,9 @@ def start(ctx: Context, ref: str) -> bool:
         return False
     runtime = ctx.runtime(workload.runtime)
     spec = launch_spec(ctx, snapshot, workload)
+    count, _due = ctx.restarts.get(workload.id, (0, 0.0))
+    if count:
+        ctx.restarts[workload.id] = (count, math.inf)  # keeps the back-off count until a run lasts long enough
     runtime.create(spec)  # idempotent: repairs a namespace lost to a reboot
     handle = runtime.start(spec)
     with ctx.store.transaction() as tx:
@@ -190,6 +197,7 @@ def stop_target(ctx: Context, ref: str) -> Stopping | None:
 
 
 def mark_stopped(ctx: Context, workload_id: str, code: int | None) -> None:
+    ctx.restarts.pop(workload_id, None)  # stopped on purpose: no restart policy applies
     with ctx.store.transaction() as tx:
         ctx.store.set_exited(tx, workload_id, code, now_rfc3339())
     ctx.converge()  # its names leave DNS
@@ -223,10 +231,15 @@ def parse_signal(text: str) -> signals.Signals:
 
 
 def refresh(ctx: Context) -> None:
-    """Notice workloads that ended on their own: record the exit, then --rm or restart them as their policy says."""
+    """Notice workloads that ended on their own: record the exit, then --rm them, or restart them as their policy
+    says, after Docker's back-off (100 ms, doubling up to a minute; reset once a run lasted 10 s)."""
     snapshot = ctx.store.snapshot()
+    now = time.monotonic()
     for workload in snapshot.workloads:
         handle = handle_of(workload)
+        if workload.state == "exited" and ctx.restarts.get(workload.id, (0, math.inf))[1] <= now:
+            log.info("restarting %s (policy %s)", workload.name, workload.restart)
+            start(ctx, workload.id)
         if workload.state != "running" or handle is None:
             continue
         runtime = ctx.runtime(workload.runtime)
@@ -239,8 +252,11 @@ def refresh(ctx: Context) -> None:
         if workload.auto_remove:
             _delete(ctx, workload)
         elif restarts(workload.restart, code):
-            log.info("restarting %s (policy %s, exit code %s)", workload.name, workload.restart, code)
-            start(ctx, workload.id)
+            ran_for = (
+                (datetime.now(UTC) - parse_created(workload.started_at)).total_seconds() if workload.started_at else 0
+            )
+            count = 0 if ran_for >= RESTART_RESET else ctx.restarts.get(workload.id, (0, 0.0))[0]
+            ctx.restarts[workload.id] = (count + 1, now + min(RESTART_FIRST_DELAY * 2**count, RESTART_MAX_DELAY))
 
 
 def adopt_all(ctx: Context) -> None:
