@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -21,6 +22,19 @@ class RunCommand(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_options(self, args))
+
+
+# The helpers an exec may run: hypr's own files, found from this installation, never paths the daemon names. The
+# daemon only supplies their arguments (which workload, what command), so a client pointed at a hostile socket
+# (`-H`) cannot be made to run anything else as root.
+EXEC_HELPERS = ("shim.py", "vmexec.py")
+
+
+def trusted_exec_argv(target: Sequence[str]) -> list[str]:
+    helpers = Path(__file__).resolve().parent.parent / "runtime"
+    if len(target) < 5 or list(target[1:3]) != ["-I", "-S"] or Path(target[3]).name not in EXEC_HELPERS:
+        raise click.ClickException("the daemon answered exec with something that is not one of hypr's exec helpers")
+    return [sys.executable, "-I", "-S", str(helpers / Path(target[3]).name), *target[4:]]
 
 
 def _option_arity(command: click.Command) -> dict[str, int]:
@@ -211,9 +225,9 @@ def exec_(ctx: click.Context, interactive: bool, tty: bool, env: tuple[str, ...]
     argv = list(command[1:] if command and command[0] == "--" else command)
     if not argv:
         raise click.UsageError("exec needs a command")
-    target = client_of(ctx).exec_argv(name, argv, env=list(env), workdir=workdir)
+    target = trusted_exec_argv(client_of(ctx).exec_argv(name, argv, env=list(env), workdir=workdir))
     sys.stdout.flush()
-    os.execvp(target[0], target)
+    os.execv(target[0], target)
 
 
 @click.command("stop")
