@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from hypr.client import Client
+from hypr.runtime import vm_kernel
 
 VENV_BIN = Path(sys.executable).parent
 HYPRD = str(VENV_BIN / "hyprd")
@@ -173,3 +177,29 @@ def leftover_processes(root: Path) -> list[int]:
         except OSError:
             continue
     return [pid for pid in found if pid != os.getpid()]
+
+
+@contextmanager
+def host_server(ns: str, port: int) -> Iterator[None]:
+    """An HTTP server in a namespace (busybox httpd in the foreground), stopped afterwards."""
+    proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", "busybox", "httpd", "-f", "-p", str(port)])
+    try:
+        wait_until(lambda: f":{port} " in run_in(ns, "ss", "-ltnH").stdout, f"httpd on :{port}")
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def vm_marks() -> list[pytest.MarkDecorator]:
+    """What a test that boots microVMs needs: root, QEMU and a guest kernel; skipped cleanly without them."""
+    return [
+        pytest.mark.integration,
+        pytest.mark.vm,
+        pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
+        pytest.mark.skipif(shutil.which(vm_kernel.QEMU) is None, reason="needs qemu-system-x86"),
+        pytest.mark.skipif(
+            all(vm_kernel.load_kernel(d) is None for d in vm_kernel.kernel_dirs(None)),
+            reason="needs a guest kernel (scripts/fetch-kernel.sh)",
+        ),
+    ]

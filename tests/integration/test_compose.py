@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from tests.integration.harness import Hyprd, links, run_in, wait_until
+from tests.integration.harness import Hyprd, host_server, links, run_in
 
 HTTPD = "[busybox, httpd, -f, -p, '80']"
 PROBE = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} {port}"
@@ -45,18 +42,6 @@ def network(hyprd: Hyprd, name: str) -> dict[str, object]:
 
 def network_names(hyprd: Hyprd) -> list[str]:
     return [line.split()[1] for line in hyprd.cli("network", "ls").stdout.splitlines()[1:]]
-
-
-@contextmanager
-def host_server(ns: str, port: int) -> Iterator[None]:
-    """An HTTP server in the host namespace (busybox httpd in the foreground), stopped afterwards."""
-    proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", "busybox", "httpd", "-f", "-p", str(port)])
-    try:
-        wait_until(lambda: f":{port} " in run_in(ns, "ss", "-ltnH").stdout, f"httpd on :{port}")
-        yield
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_frontend_backend_reachability_matrix_and_down(hyprd: Hyprd, tmp_path: Path) -> None:

@@ -8,26 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import pytest
+from tests.integration.harness import Hyprd, host_server, links, run_in, sh, vm_marks
 
-from hypr.runtime import vm_kernel
-from tests.integration.harness import Hyprd, links, run_in, sh, wait_until
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.vm,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
-    pytest.mark.skipif(shutil.which(vm_kernel.QEMU) is None, reason="needs qemu-system-x86"),
-    pytest.mark.skipif(
-        all(vm_kernel.load_kernel(d) is None for d in vm_kernel.kernel_dirs(None)),
-        reason="needs a guest kernel (scripts/fetch-kernel.sh)",
-    ),
-]
+pytestmark = vm_marks()
 
 BOOT = 120.0  # seconds: a TCG boot, possibly next to another one on 2 busy cores
 HTTP_GET = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} {port}"
@@ -52,17 +37,6 @@ def nslookup_answer(output: str) -> list[str]:
     """busybox nslookup prints the server block first, then the answers."""
     answer = output.split("\n\n", 1)[-1]
     return [line.split()[-1] for line in answer.splitlines() if line.startswith("Address")]
-
-
-@contextmanager
-def host_server(ns: str, port: int) -> Iterator[None]:
-    proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", "busybox", "httpd", "-f", "-p", str(port)])
-    try:
-        wait_until(lambda: f":{port} " in run_in(ns, "ss", "-ltnH").stdout, f"httpd on :{port}")
-        yield
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_vm_networking_dns_published_port_isolation_internal(hyprd: Hyprd) -> None:

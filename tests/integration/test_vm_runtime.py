@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import time
@@ -22,21 +21,13 @@ from pathlib import Path
 import pytest
 
 from hypr.errors import Conflict, InvalidParameter
-from hypr.runtime import _libc, proc, vm_kernel
+from hypr.runtime import _libc, proc
 from hypr.runtime.base import Attachment, Handle, LaunchSpec
 from hypr.runtime.sandbox import SandboxRuntime
 from hypr.runtime.vm import VmRuntime
+from tests.integration.harness import vm_marks
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.vm,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
-    pytest.mark.skipif(shutil.which(vm_kernel.QEMU) is None, reason="needs qemu-system-x86"),
-    pytest.mark.skipif(
-        all(vm_kernel.load_kernel(d) is None for d in vm_kernel.kernel_dirs(None)),
-        reason="needs a guest kernel (scripts/fetch-kernel.sh)",
-    ),
-]
+pytestmark = vm_marks()
 
 _counter = itertools.count()
 ALIAS = "hypr:test"
