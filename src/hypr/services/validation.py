@@ -46,14 +46,6 @@ def string_map(what: str, value: Any) -> dict[str, str]:
     return dict(value)
 
 
-def parse_key_value(what: str, text: str) -> tuple[str, str]:
-    """`k=v` from the command line; Docker allows an empty value but not an empty key."""
-    key, sep, value = text.partition("=")
-    if not key or (not sep and what != "label"):
-        raise InvalidParameter(f"invalid {what} {text!r}: expected key=value")
-    return key, value
-
-
 def parse_until(text: str, now: datetime) -> datetime:
     """Docker's `until` filter: a unix timestamp, an RFC 3339 time, or a Go duration back from now."""
     try:

@@ -164,15 +164,6 @@ def start(ctx: Context, ref: str) -> bool:
     return True
 
 
-def stop(ctx: Context, ref: str, timeout: float = 10.0) -> bool:
-    """False when it was not running. All on the calling thread; the API uses the three steps below instead."""
-    stopping = stop_target(ctx, ref)
-    if stopping is None:
-        return False
-    mark_stopped(ctx, stopping.workload_id, stopping.wait(timeout))
-    return True
-
-
 @dataclass(frozen=True)
 class Stopping:
     """A stop in progress. `wait` may block for the whole timeout, so the API runs it off the worker thread: one
