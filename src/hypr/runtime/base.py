@@ -45,6 +45,12 @@ class LaunchSpec:
     cpus: float = 1.0  # vm: vCPUs (rounded up)
     memory_mb: int = 256  # vm: guest memory
     data_dir: Path | None = None  # the daemon's data dir: kernels, built images and other caches live under it
+    # A pulled image (hypr.images): its unpacked root filesystem, read-only and shared by every workload of the
+    # image, and its ID ("sha256:<hex>", the config digest), the key for anything derived from it (a VM disk).
+    # None / "": `image` names a built-in image or a rootfs directory instead.
+    rootfs: Path | None = None
+    image_id: str = ""
+    user: str = ""  # Docker's User: "", "uid", "uid:gid", "name", "name:group"; resolved against the image's /etc
 
 
 @dataclass(frozen=True)
