@@ -168,6 +168,49 @@ class Client:
         body = {"Cmd": cmd, "Env": env or [], "WorkingDir": workdir or ""}
         return list(self.request("POST", f"/containers/{_quote(ref)}/hypr-exec", body=body)["Argv"])
 
+    # -- images -------------------------------------------------------------------------------------------------
+
+    def pull(self, ref: str, *, platform: str | None = None) -> Iterator[dict[str, Any]]:
+        """Docker's streamed pull progress, one JSON message at a time; an `error` message raises."""
+        params = {"fromImage": ref, **({"platform": platform} if platform else {})}
+        buffer = b""
+        for chunk in self.stream("POST", "/images/create", params=params):
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in filter(None, (raw.strip() for raw in lines)):
+                message = json.loads(line)
+                if "error" in message:
+                    raise HyprError(str(message["error"]))
+                yield message
+
+    def images(self, *, filters: Mapping[str, list[str]] | None = None, all: bool = False) -> list[dict[str, Any]]:
+        params: dict[str, str] = {"all": "1" if all else "0"}
+        if filters:
+            params["filters"] = json.dumps(filters)
+        return list(self.request("GET", "/images/json", params=params))
+
+    def image(self, ref: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/images/{_path(ref)}/json"))
+
+    def image_history(self, ref: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/images/{_path(ref)}/history"))
+
+    def remove_image(self, ref: str, *, force: bool = False) -> list[dict[str, str]]:
+        return list(self.request("DELETE", f"/images/{_path(ref)}", params={"force": "1"} if force else None))
+
+    def tag_image(self, ref: str, repo: str, tag: str | None = None) -> None:
+        params = {"repo": repo, **({"tag": tag} if tag else {})}
+        self.request("POST", f"/images/{_path(ref)}/tag", params=params)
+
+    def prune_images(self, filters: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+        params = {"filters": json.dumps(filters)} if filters else None
+        return dict(self.request("POST", "/images/prune", params=params))
+
+
+def _path(ref: str) -> str:
+    """Image names keep their slashes in the path, as the docker client sends them."""
+    return urllib.parse.quote(ref, safe="/:@")
+
 
 def _quote(ref: str) -> str:
     return urllib.parse.quote(ref, safe="")

@@ -3,14 +3,19 @@ several daemons (tests, simulated hosts) can run side by side."""
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from hypr.images.registry import RegistryConfig
 
 DEFAULT_DATA_DIR = "/var/lib/hypr"
 DEFAULT_RUNTIME_DIR = "/run/hypr"
 DEFAULT_SUBNET = "10.88.0.0/16"
 DEFAULT_GATEWAY = "10.88.0.1"
+DEFAULT_CONFIG_FILE = "/etc/hypr/daemon.json"
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class Settings:
     resolv_conf: Path = Path("/etc/resolv.conf")
     dns_upstreams: tuple[tuple[str, int], ...] = ()  # HYPR_DNS_UPSTREAMS; empty: the host's resolv.conf
     configure_resolved: bool = True  # HYPR_CONFIGURE_RESOLVED=0: leave systemd-resolved alone
+    registry: RegistryConfig = field(default_factory=RegistryConfig)  # insecure registries and docker.io mirrors
 
 
 def paths_from_env(env: dict[str, str] | None = None) -> Paths:
@@ -66,6 +72,32 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         resolv_conf=Path(env.get("HYPR_RESOLV_CONF") or "/etc/resolv.conf"),
         dns_upstreams=parse_upstreams(env.get("HYPR_DNS_UPSTREAMS", "")),
         configure_resolved=env.get("HYPR_CONFIGURE_RESOLVED", "1") != "0",
+        registry=registry_config(env),
+    )
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(w for w in (part.strip() for part in text.replace(",", " ").split()) if w)
+
+
+def registry_config(env: dict[str, str]) -> RegistryConfig:
+    """dockerd's `insecure-registries` and `registry-mirrors`, from HYPR_CONFIG_FILE (default
+    /etc/hypr/daemon.json, Docker's daemon.json keys) and HYPR_INSECURE_REGISTRIES / HYPR_REGISTRY_MIRRORS
+    (comma- or space-separated), the environment adding to the file."""
+    data: dict[str, Any] = {}
+    path = Path(env.get("HYPR_CONFIG_FILE") or DEFAULT_CONFIG_FILE)
+    try:
+        loaded = json.loads(path.read_text())
+        data = loaded if isinstance(loaded, dict) else {}
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+    insecure = tuple(str(x) for x in data.get("insecure-registries") or [])
+    mirrors = tuple(str(x) for x in data.get("registry-mirrors") or [])
+    return RegistryConfig(
+        insecure=insecure + _words(env.get("HYPR_INSECURE_REGISTRIES", "")),
+        mirrors=mirrors + _words(env.get("HYPR_REGISTRY_MIRRORS", "")),
     )
 
 

@@ -6,7 +6,8 @@
     ├── NotFound              404  no such network / workload
     ├── Conflict              409  name already taken
     ├── Unavailable           503  the daemon cannot do it now (not running, lock held)
-    └── KernelError           500  netlink, nftables or an OS call failed; the cause is chained
+    ├── KernelError           500  netlink, nftables or an OS call failed; the cause is chained
+    └── RegistryError         500  a registry could not be reached, or answered something unusable
 
 The message is the text users read, Docker's wording where Docker has one.
 """
@@ -43,6 +44,10 @@ class Unavailable(HyprError):
 
 
 class KernelError(HyprError):
+    status = 500
+
+
+class RegistryError(HyprError):
     status = 500
 
 

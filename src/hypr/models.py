@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
-from typing import Literal
+from typing import Any, Literal
 
 Protocol = Literal["tcp", "udp"]
 WorkloadState = Literal["created", "running", "exited"]
 
 DEFAULT_NETWORK = "bridge"
+BUILTIN_IMAGES = ("host", "busybox")  # run without a pull; absolute paths name root filesystem directories
 DRIVER = "bridge"
 
 # Driver options we honour (Docker's keys).
@@ -95,6 +96,26 @@ class Workload:
     exit_code: int | None = None
     started_at: str = ""
     finished_at: str = ""
+    image_id: str = ""  # a pulled image's ID ("sha256:<hex>"); "" for built-in images and rootfs directories
+    user: str = ""  # Docker's User, from --user or the image
+    workdir: str = ""  # from -w or the image; "" means /
+    stop_signal: str = ""  # from --stop-signal or the image; "" means SIGTERM
+    entrypoint: tuple[str, ...] = ()  # the first words of `command` that are the entrypoint (for inspect)
+    exposed_ports: tuple[str, ...] = ()  # "80/tcp": the image's ExposedPorts and --expose
+
+
+@dataclass(frozen=True)
+class Image:
+    """A pulled image. `id` is the digest of its config blob, as in Docker."""
+
+    id: str  # "sha256:<64 hex>"
+    config: Mapping[str, Any]  # the OCI image config as pulled (architecture, os, config, rootfs, history)
+    size: int  # bytes of the unpacked root filesystem
+    created: str  # from the config (RFC 3339), "" when absent
+    pulled: str  # when it was pulled (RFC 3339)
+    repo_tags: tuple[str, ...] = ()  # fully qualified: "docker.io/library/nginx:latest"
+    repo_digests: tuple[str, ...] = ()  # "docker.io/library/nginx@sha256:..."
+    last_tagged: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,6 +126,7 @@ class Snapshot:
     workloads: tuple[Workload, ...] = ()
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[PortMapping, ...] = ()
+    images: tuple[Image, ...] = ()
 
     def network(self, network_id: str) -> Network:
         return next(n for n in self.networks if n.id == network_id)

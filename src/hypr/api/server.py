@@ -6,6 +6,7 @@ Every `HyprError` becomes `{"message": ...}` with its status, in one middleware.
 
 from __future__ import annotations
 
+import logging
 import platform
 
 from aiohttp import web
@@ -24,8 +25,12 @@ from hypr.api.common import (
     read_json,
 )
 from hypr.api.containers import ContainerApi
+from hypr.api.images import ImageApi
+from hypr.errors import HyprError
 from hypr.services import network_plan, networks, system
 from hypr.services.context import Context
+
+log = logging.getLogger(__name__)
 
 
 class Api:
@@ -91,7 +96,18 @@ class Api:
 
 def make_app(ctx: Context, call: Call) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=16 * 1024 * 1024)
-    for method, path, handler in [*Api(ctx, call).routes(), *ContainerApi(ctx, call).routes()]:
+    image_api = ImageApi(ctx, call)
+
+    async def images_start_up(_app: web.Application) -> None:
+        try:
+            await image_api.start_up()
+        except HyprError as exc:  # the daemon still serves networks and built-in images
+            log.error("image store: %s", exc.message)
+        except Exception:
+            log.exception("image store start-up failed")
+
+    app.on_startup.append(images_start_up)
+    for method, path, handler in [*Api(ctx, call).routes(), *ContainerApi(ctx, call).routes(), *image_api.routes()]:
         app.router.add_route(method, path, handler)
         app.router.add_route(method, r"/v{version:[0-9]+\.[0-9]+}" + path, handler)
     return app

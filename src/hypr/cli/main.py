@@ -9,6 +9,7 @@ import click
 
 from hypr import __version__
 from hypr.cli.context import client_of
+from hypr.cli.images import COMMANDS as IMAGE_COMMANDS
 from hypr.cli.network import network
 from hypr.cli.output import echo_json
 from hypr.cli.workloads import COMMANDS
@@ -78,7 +79,7 @@ def info(ctx: click.Context, fmt: str) -> None:
 
 
 cli.add_command(network)
-for command in COMMANDS:
+for command in (*COMMANDS, *IMAGE_COMMANDS):
     cli.add_command(command)
 
 

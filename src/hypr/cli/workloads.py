@@ -12,7 +12,9 @@ import click
 
 from hypr.cli.context import client_of, for_each, inspect_each, parse_filters, parse_pairs
 from hypr.cli.output import echo_json_lines, short_id, table
-from hypr.errors import HyprError
+from hypr.client import Client
+from hypr.errors import HyprError, NotFound
+from hypr.models import BUILTIN_IMAGES
 from hypr.ports import parse_publish, to_bindings
 
 
@@ -97,17 +99,28 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
 @click.option("--restart", default="no", help="Restart policy: no, always, unless-stopped, on-failure.")
 @click.option("-i", "--interactive", is_flag=True, help="Accepted for compatibility.")
 @click.option("-t", "--tty", is_flag=True, help="Accepted for compatibility.")
+@click.option("-P", "--publish-all", is_flag=True, help="Publish every exposed port on a free host port.")
+@click.option("--expose", multiple=True, help="Expose a port (or a range) without publishing it.")
+@click.option("--entrypoint", default=None, help="Overwrite the image's entrypoint.")
+@click.option("-w", "--workdir", default=None, help="Working directory inside the workload.")
+@click.option("-u", "--user", default=None, help="Username or UID (format: <name|uid>[:<group|gid>]).")
+@click.option("--stop-signal", default=None, help="Signal to stop the workload (default: the image's, or SIGTERM).")
+@click.option("--pull", "pull_policy", type=click.Choice(["missing", "always", "never"]), default="missing",
+              show_default=True, help="Pull the image before running.")  # fmt: skip
+@click.option("--platform", default=None, help="Platform to pull for (os[/arch[/variant]]).")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str, ...], ip: str | None,
         aliases: tuple[str, ...], publish: tuple[str, ...], env: tuple[str, ...], label: tuple[str, ...],
         hostname: str | None, runtime: str, cpus: float | None, memory: str | None, auto_remove: bool, restart: str,
-        interactive: bool, tty: bool,
+        interactive: bool, tty: bool, publish_all: bool, expose: tuple[str, ...], entrypoint: str | None,
+        workdir: str | None, user: str | None, stop_signal: str | None, pull_policy: str, platform: str | None,
         image: str, command: tuple[str, ...]) -> None:  # fmt: skip
-    """Create and start a workload."""
+    """Create and start a workload (pulling its image first when it is missing)."""
     try:
         specs = [spec for item in publish for spec in parse_publish(item)]
+        exposed: dict[str, Any] = {f"{s.guest_port}/{s.protocol}": {} for item in expose for s in parse_publish(item)}
     except HyprError as exc:
         raise click.BadParameter(exc.message, param_hint="-p") from None
     body = run_body(image, command, networks, ip, aliases, specs, env, label, hostname, runtime, restart)
@@ -115,16 +128,28 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
         body["HostConfig"]["NanoCpus"] = int(cpus * 1e9)
     if memory:
         body["HostConfig"]["Memory"] = parse_bytes(memory)
+    body["HostConfig"]["PublishAllPorts"] = publish_all
+    if exposed:
+        body["ExposedPorts"] = exposed
+    if entrypoint is not None:
+        body["Entrypoint"] = [entrypoint] if entrypoint else [""]
+    for key, value in (("WorkingDir", workdir), ("User", user), ("StopSignal", stop_signal)):
+        if value:
+            body[key] = value
     # Without -d the CLI removes the workload itself once it has its exit code, as docker does.
     body["HostConfig"]["AutoRemove"] = auto_remove and detach
     client = client_of(ctx)
-    workload_id = client.create_container(body, name)
+    workload_id = create_pulling(client, body, name, pull_policy, platform)
     try:
         client.start(workload_id)
-    except HyprError:
+    except HyprError as exc:
         if auto_remove:
             client.remove(workload_id, force=True)
-        raise
+        code = start_failure_code(exc.message)
+        if code is None:
+            raise
+        click.echo(f"hypr: Error response from daemon: {exc.message}", err=True)
+        ctx.exit(code)
     if detach:
         click.echo(workload_id)
         return
@@ -135,6 +160,38 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
     if auto_remove:
         client.remove(workload_id, force=True)
     ctx.exit(code)
+
+
+def start_failure_code(message: str) -> int | None:
+    """The docker CLI's exit codes for a command that could not start: 127 not found, 126 not executable."""
+    if "executable file not found" in message or "no such file or directory" in message.lower():
+        return 127
+    if "permission denied" in message.lower():
+        return 126
+    return None
+
+
+def create_pulling(client: Client, body: dict[str, Any], name: str | None, policy: str, platform: str | None) -> str:
+    """docker run's order: create; if the image is missing (404 `No such image`), pull it to stderr and create
+    again. `--pull always` pulls first; `never` only creates."""
+    image = str(body["Image"])
+    builtin = image in BUILTIN_IMAGES or image.startswith("/")
+    if policy == "always" and not builtin:
+        _pull_to_stderr(client, image, platform)
+    try:
+        return client.create_container(body, name)
+    except NotFound as exc:
+        if policy == "never" or builtin or not exc.message.startswith("No such image"):
+            raise
+    click.echo(f"Unable to find image '{image}' locally", err=True)
+    _pull_to_stderr(client, image, platform)
+    return client.create_container(body, name)
+
+
+def _pull_to_stderr(client: Client, image: str, platform: str | None) -> None:
+    for message in client.pull(image, platform=platform):
+        status = str(message.get("status", ""))
+        click.echo(f"{message['id']}: {status}" if message.get("id") else status, err=True)
 
 
 def run_body(image: str, command: Sequence[str], networks: Sequence[str], ip: str | None, aliases: Sequence[str],
@@ -303,4 +360,22 @@ def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
     inspect_each(ctx, refs, client_of(ctx).container)
 
 
-COMMANDS = (run, ps, exec_, stop, start, restart, kill, rm, rename, logs, inspect)
+@click.command("port")
+@click.argument("ref")
+@click.argument("port", required=False)
+@click.pass_context
+def port(ctx: click.Context, ref: str, port: str | None) -> None:
+    """List port mappings of a workload (or the mapping of one PORT[/PROTO])."""
+    bindings = client_of(ctx).container(ref)["NetworkSettings"]["Ports"] or {}
+    wanted = None if port is None else (port if "/" in port else f"{port}/tcp")
+    if wanted is not None and wanted not in bindings:
+        raise click.ClickException(f"No public port '{wanted}' published for {ref}")
+    for key in sorted(bindings, key=lambda k: (int(k.split("/")[0]), k)):
+        if wanted is not None and key != wanted:
+            continue
+        for b in bindings[key] or []:
+            address = f"{b['HostIp'] or '0.0.0.0'}:{b['HostPort']}"
+            click.echo(address if wanted else f"{key} -> {address}")
+
+
+COMMANDS = (port, run, ps, exec_, stop, start, restart, kill, rm, rename, logs, inspect)

@@ -51,6 +51,7 @@ class LaunchSpec:
     rootfs: Path | None = None
     image_id: str = ""
     user: str = ""  # Docker's User: "", "uid", "uid:gid", "name", "name:group"; resolved against the image's /etc
+    stop_signal: str = ""  # Docker's StopSignal ("SIGQUIT", "QUIT", "3"); "" means SIGTERM
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The per-workload files bind-mounted over /etc/hosts and /etc/resolv.conf: rendered purely, written in place.
+"""The per-workload files bind-mounted over /etc/hosts, /etc/resolv.conf and /etc/hostname (as Docker does):
+rendered purely, written in place.
 
 Written in place (not renamed) because a bind mount pins the inode: a running workload sees the new content.
 """
@@ -11,6 +12,7 @@ from hypr.runtime.base import LaunchSpec
 
 HOSTS = "hosts"
 RESOLV = "resolv.conf"
+HOSTNAME = "hostname"
 
 _HOSTS_HEAD = (
     "127.0.0.1\tlocalhost\n"
@@ -42,3 +44,4 @@ def write_in_place(path: Path, text: str) -> None:
 def write_all(spec: LaunchSpec) -> None:
     write_in_place(spec.state_dir / HOSTS, render_hosts(spec))
     write_in_place(spec.state_dir / RESOLV, render_resolv(spec))
+    write_in_place(spec.state_dir / HOSTNAME, spec.hostname + "\n")

@@ -39,7 +39,12 @@ class Image:
         return _DEFAULT_COMMAND if self.builtin is not None or self.rootfs is None else ()
 
 
-def resolve(image: str, cache_dir: Path) -> Image:
+def resolve(image: str, cache_dir: Path, rootfs: Path | None = None) -> Image:
+    """`rootfs`: a pulled image's unpacked root (LaunchSpec.rootfs), which wins over the name."""
+    if rootfs is not None:
+        if not rootfs.is_dir():
+            raise InvalidParameter(f"image {image}: its root filesystem {rootfs} is missing; pull it again")
+        return Image(rootfs, None)
     if image == HOST:
         return Image(None, None)
     if image == BUSYBOX:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hypr.errors import Conflict, InvalidParameter, KernelError
-from hypr.runtime import files, handles, images, netns, proc, veth
+from hypr.runtime import files, handles, images, netns, proc, users, veth
 from hypr.runtime.base import Attachment, Handle, LaunchSpec
 from hypr.runtime.rtnl import Rtnl, default_route_add, delete_host_links
 
@@ -41,8 +41,15 @@ def _command(spec: LaunchSpec, image: images.Image) -> tuple[str, ...]:
     return spec.command or image.default_command
 
 
+def _credentials(spec: LaunchSpec, rootfs: Path | None) -> dict[str, object]:
+    """The user the command runs as, resolved against the image's /etc (the host's for the `host` image)."""
+    creds = users.resolve_user(rootfs, spec.user)
+    return {"uid": creds.uid, "gid": creds.gid, "groups": list(creds.groups), "home": creds.home}
+
+
 def _launch_config(spec: LaunchSpec, rootfs: Path | None, command: tuple[str, ...]) -> dict[str, object]:
     return {
+        **_credentials(spec, rootfs),
         "netns": str(_netns_path(spec)),
         "state_dir": str(spec.state_dir),
         "hostname": spec.hostname,
@@ -53,6 +60,17 @@ def _launch_config(spec: LaunchSpec, rootfs: Path | None, command: tuple[str, ..
     }
 
 
+def stop_signal(spec: LaunchSpec) -> _signal.Signals:
+    """Docker's StopSignal: a name with or without SIG, or a number; SIGTERM when unset or unknown."""
+    text = spec.stop_signal.upper()
+    try:
+        if text.isdigit():
+            return _signal.Signals(int(text))
+        return _signal.Signals[text if text.startswith("SIG") else "SIG" + text] if text else _signal.SIGTERM
+    except (KeyError, ValueError):
+        return _signal.SIGTERM
+
+
 class SandboxRuntime:
     name = "sandbox"
 
@@ -61,8 +79,11 @@ class SandboxRuntime:
         self.python = python
 
     # -- validation ---------------------------------------------------------------------------------------
+    def _image(self, spec: LaunchSpec) -> images.Image:
+        return images.resolve(spec.image, self.image_cache, spec.rootfs)
+
     def validate(self, spec: LaunchSpec) -> None:
-        image = images.resolve(spec.image, self.image_cache)
+        image = self._image(spec)
         if not _command(spec, image):
             raise InvalidParameter("No command specified")
         if not 0 < len(spec.hostname) <= HOSTNAME_MAX:
@@ -115,7 +136,7 @@ class SandboxRuntime:
     # -- process ------------------------------------------------------------------------------------------
     def start(self, spec: LaunchSpec) -> Handle:
         self.validate(spec)
-        image = images.resolve(spec.image, self.image_cache)
+        image = self._image(spec)
         rootfs = images.ensure_busybox(self.image_cache) if image.builtin == images.BUSYBOX else image.rootfs
         if not netns.is_netns(_netns_path(spec)):
             self.create(spec)
@@ -166,9 +187,12 @@ class SandboxRuntime:
 
     def stop(self, spec: LaunchSpec, handle: Handle, timeout: float) -> int | None:
         if proc.alive(handle.pid, handle.start_time):
-            # The supervisor forwards SIGTERM to the command's process group.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(handle.pid, _signal.SIGTERM)
+            sig = stop_signal(spec)
+            if sig == _signal.SIGTERM:  # the supervisor forwards SIGTERM to the command's process group
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(handle.pid, _signal.SIGTERM)
+            else:  # the image's StopSignal (nginx: SIGQUIT), straight to the command's group
+                self._signal_group(handle, sig)
             if not proc.wait_gone(handle.pid, handle.start_time, timeout):
                 self._signal_group(handle, _signal.SIGKILL)
                 if not proc.wait_gone(handle.pid, handle.start_time, KILL_GRACE):
@@ -184,7 +208,8 @@ class SandboxRuntime:
         if not argv:
             raise InvalidParameter("No exec command specified")
         target = {"pid": handle.main_pid, "start_time": main_start, "argv": list(argv), "env": dict(env)}
-        target["workdir"] = workdir
+        target["workdir"] = workdir or spec.workdir
+        target.update(_credentials(spec, self._image(spec).rootfs))
         return [self.python, "-I", "-S", str(SHIM), "exec", json.dumps(target)]
 
     def log_path(self, spec: LaunchSpec) -> Path:

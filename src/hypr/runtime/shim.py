@@ -108,8 +108,9 @@ def _enter_rootfs(cfg: dict[str, Any]) -> None:
     # A fresh sysfs shows this namespace's interfaces (a bind of the host's /sys would show the host's).
     _libc.mount("sysfs", f"{root}/sys", "sysfs", plain | _libc.MS_RDONLY)
     _mount_dev(root)
-    _bind_file(f"{state}/hosts", f"{root}/etc/hosts")
-    _bind_file(f"{state}/resolv.conf", f"{root}/etc/resolv.conf")
+    for name in ("hosts", "resolv.conf", "hostname"):
+        _bind_file(f"{state}/{name}", f"{root}/etc/{name}")
+    os.makedirs(f"{root}/tmp", mode=0o1777, exist_ok=True)
     os.chdir(root)
     _libc.pivot_root(".", ".")  # the old root ends up stacked under the new one; detach it
     _libc.umount2(".", _libc.MNT_DETACH)
@@ -125,9 +126,22 @@ def _enter_host_fs(cfg: dict[str, Any]) -> None:
 
 
 def _command_env(cfg: dict[str, Any]) -> dict[str, str]:
-    env = {"PATH": DEFAULT_PATH, "HOSTNAME": cfg["hostname"], "HOME": "/root"}
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": cfg["hostname"], "HOME": cfg.get("home") or "/root"}
     env.update(cfg["env"])
     return env
+
+
+def _enter_workdir(workdir: str) -> None:
+    """Docker creates a missing working directory (as root, before dropping to the user)."""
+    os.makedirs(workdir or "/", exist_ok=True)
+    os.chdir(workdir or "/")
+
+
+def _become_user(cfg: dict[str, Any]) -> None:
+    """Groups first, then gid, then uid: once the uid is not 0 nothing else may change."""
+    os.setgroups(cfg.get("groups") or [])
+    os.setgid(cfg.get("gid", 0))
+    os.setuid(cfg.get("uid", 0))
 
 
 def _become_workload(cfg: dict[str, Any], log_fd: int) -> None:
@@ -145,7 +159,8 @@ def _become_workload(cfg: dict[str, Any], log_fd: int) -> None:
         _enter_rootfs(cfg)
     else:
         _enter_host_fs(cfg)
-    os.chdir(cfg["workdir"])
+    _enter_workdir(cfg["workdir"])
+    _become_user(cfg)
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(log_fd, 1)
@@ -244,7 +259,8 @@ def _join(cfg: dict[str, Any]) -> None:
         _libc.setns(fd, flags[kind])
     os.fchdir(root)
     os.chroot(".")
-    os.chdir(cfg["workdir"] or "/")
+    os.chdir(cfg["workdir"] or inherited.get("PWD") or "/")
+    _become_user(cfg)
     inherited.update(cfg["env"])
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from hypr.config import Settings
 from hypr.errors import InvalidParameter
+from hypr.images.registry import Skopeo
+from hypr.images.store import ImageStore
 from hypr.reconcile.kernel import Reconciler
 from hypr.reconcile.ports import PortHolder
 from hypr.runtime.base import Runtime
@@ -23,6 +25,12 @@ class Context:
     ports: PortHolder = field(default_factory=PortHolder)
     # Restart policy bookkeeping, per workload: (restarts in a row, monotonic time of the next one; inf: running).
     restarts: dict[str, tuple[int, float]] = field(default_factory=dict)
+    images: ImageStore = field(init=False)  # pulled images on disk, under <data dir>/images
+    registry: Skopeo = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.images = ImageStore(self.settings.paths.images)
+        self.registry = Skopeo(self.settings.registry, tmp_dir=self.images.tmp)
 
     def converge(self) -> None:
         """Bring the kernel in line with the database, as it is now."""

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from hypr.errors import Conflict, InvalidParameter, NotFound
-from hypr.models import DEFAULT_NETWORK, Network, Snapshot, Workload
+from hypr.images import manifest as mf
+from hypr.models import BUILTIN_IMAGES, DEFAULT_NETWORK, Network, Snapshot, Workload
 from hypr.ports import PortSpec, from_bindings
+from hypr.services.images import find_image
 from hypr.services.network_plan import find_network
 from hypr.services.validation import label_matches, new_id, now_rfc3339, string_map
 
@@ -100,6 +102,7 @@ def plan_workload_create(
     image = body.get("Image")
     if not isinstance(image, str) or not image:
         raise InvalidParameter("image is required: name a built-in image (host, busybox) or a rootfs directory")
+    pulled = None if image in BUILTIN_IMAGES or image.startswith("/") else find_image(snapshot, image)
     runtime = host_config.get("Runtime") or "sandbox"
     if runtime not in RUNTIMES:
         raise InvalidParameter(f"unknown or invalid runtime name: {runtime} (supported: {', '.join(RUNTIMES)})")
@@ -107,19 +110,72 @@ def plan_workload_create(
     if restart not in RESTART_POLICIES:
         raise InvalidParameter(f"invalid restart policy '{restart}'")
     endpoints = _plan_endpoints(body, host_config, snapshot)
+    run = mf.run_config(dict(pulled.config)) if pulled is not None else mf.RunConfig()
+    entrypoint, command = _command(body, run)
+    exposed = tuple(sorted(set(run.exposed_ports) | set(_exposed(body.get("ExposedPorts")))))
     ports = tuple(from_bindings(host_config.get("PortBindings")))
+    if _flag(host_config, "PublishAllPorts"):
+        ports = _publish_all(ports, exposed)
     if ports and all(e.network.internal for e in endpoints):
         raise InvalidParameter(
             "cannot publish ports: the workload is attached only to internal networks, which have no way in or out"
         )
-    command = tuple(_strings(body.get("Entrypoint"), "Entrypoint")) + tuple(_strings(body.get("Cmd"), "Cmd"))
     workload = Workload(
-        id=new_id(), name=name, image=image, runtime=runtime, command=command,
-        env=_env(body.get("Env")), hostname=str(body.get("Hostname") or name)[:63],
-        labels=string_map("labels", body.get("Labels")), created=now_rfc3339(),
-        auto_remove=bool(host_config.get("AutoRemove")), restart=restart, **_resources(host_config),
+        id=new_id(), name=name, image=image, runtime=runtime, command=command, entrypoint=entrypoint,
+        env={**_env(list(run.env)), **_env(body.get("Env"))}, hostname=str(body.get("Hostname") or name)[:63],
+        labels={**dict(run.labels), **string_map("labels", body.get("Labels"))}, created=now_rfc3339(),
+        auto_remove=_flag(host_config, "AutoRemove"), restart=restart, image_id=pulled.id if pulled else "",
+        user=_string(body, "User") or run.user, workdir=_string(body, "WorkingDir") or run.workdir,
+        stop_signal=_string(body, "StopSignal") or run.stop_signal, exposed_ports=exposed,
+        **_resources(host_config),
     )  # fmt: skip
     return WorkloadPlan(workload=workload, endpoints=endpoints, ports=ports)
+
+
+def _command(body: Mapping[str, Any], run: mf.RunConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(entrypoint, whole argv), Docker's rules: an Entrypoint in the request replaces the image's and drops the
+    image's Cmd; a Cmd in the request replaces the image's Cmd. `[""]` or `[]` as Entrypoint means none."""
+    if body.get("Entrypoint") is not None:
+        entrypoint = tuple(e for e in _strings(body.get("Entrypoint"), "Entrypoint") if e)
+        cmd = tuple(_strings(body.get("Cmd"), "Cmd"))
+    else:
+        entrypoint = run.entrypoint
+        cmd = tuple(_strings(body.get("Cmd"), "Cmd")) or run.cmd
+    return entrypoint, entrypoint + cmd
+
+
+def _exposed(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        raise InvalidParameter("invalid ExposedPorts: expected an object")
+    return [str(k) if "/" in str(k) else f"{k}/tcp" for k in value]
+
+
+def _publish_all(ports: tuple[PortSpec, ...], exposed: tuple[str, ...]) -> tuple[PortSpec, ...]:
+    """`-P`: every exposed port not already published gets a free host port (Docker's PublishAllPorts)."""
+    taken = {(p.guest_port, p.protocol) for p in ports}
+    extra = [
+        spec
+        for port in exposed
+        for spec in from_bindings({port: [{}]})
+        if (spec.guest_port, spec.protocol) not in taken
+    ]
+    return tuple(sorted((*ports, *extra)))
+
+
+def _flag(config: Mapping[str, Any], key: str) -> bool:
+    value = config.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise InvalidParameter(f"invalid {key}: expected a boolean, not {value!r}")
+    return bool(value)
+
+
+def _string(body: Mapping[str, Any], key: str) -> str:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidParameter(f"invalid {key}: expected a string")
+    return value or ""
 
 
 def _plan_endpoints(
@@ -226,6 +282,9 @@ def _matches(snapshot: Snapshot, w: Workload, key: str, values: list[str]) -> bo
     if key == "label":
         return all(label_matches(w.labels, v) for v in values)
     if key == "ancestor":
-        return w.image in values
+        return w.image in values or any(
+            v and w.image_id and w.image_id.removeprefix("sha256:").startswith(v.removeprefix("sha256:"))
+            for v in values
+        )
     networks = [snapshot.network(e.network_id) for e in snapshot.endpoints_of(w.id)]
     return any(v in {n.name for n in networks} | {n.id for n in networks} for v in values)

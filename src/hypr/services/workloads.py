@@ -57,7 +57,9 @@ def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchS
         owner_alias=ctx.reconciler.alias,
         hosts=tuple((workload.name, a.ip) for a in attachments[:1]),
         labels=workload.labels, cpus=workload.cpus, memory_mb=workload.memory_mb,
-        data_dir=ctx.settings.paths.data_dir,
+        data_dir=ctx.settings.paths.data_dir, workdir=workload.workdir or "/", user=workload.user,
+        rootfs=ctx.images.rootfs(workload.image_id) if workload.image_id else None, image_id=workload.image_id,
+        stop_signal=workload.stop_signal,
     )  # fmt: skip
 
 

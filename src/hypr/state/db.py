@@ -12,7 +12,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, cast
 
-from hypr.models import Endpoint, Network, PortMapping, Protocol, Snapshot, Workload, WorkloadState
+from hypr.models import Endpoint, Image, Network, PortMapping, Protocol, Snapshot, Workload, WorkloadState
 from hypr.state.schema import MIGRATIONS
 
 
@@ -74,7 +74,29 @@ class Store:
                 map(_endpoint, self.conn.execute("SELECT * FROM endpoints ORDER BY workload_id, position"))
             ),
             ports=tuple(map(_port, self.conn.execute("SELECT * FROM port_mappings ORDER BY workload_id, rowid"))),
+            images=self._images(),
         )
+
+    def _images(self) -> tuple[Image, ...]:
+        tags: dict[str, list[tuple[str, str]]] = {}
+        for row in self.conn.execute("SELECT * FROM image_tags ORDER BY tagged, ref"):
+            tags.setdefault(row["image_id"], []).append((row["ref"], row["tagged"]))
+        digests: dict[str, list[str]] = {}
+        for row in self.conn.execute("SELECT * FROM image_digests ORDER BY ref"):
+            digests.setdefault(row["image_id"], []).append(row["ref"])
+        return tuple(
+            Image(
+                id=row["id"], config=json.loads(row["config"]), size=row["size"], created=row["created"],
+                pulled=row["pulled"], repo_tags=tuple(ref for ref, _ in tags.get(row["id"], [])),
+                repo_digests=tuple(digests.get(row["id"], [])),
+                last_tagged=max((t for _, t in tags.get(row["id"], [])), default=""),
+            )
+            for row in self.conn.execute("SELECT * FROM images ORDER BY pulled, id")
+        )  # fmt: skip
+
+    def layout_tags(self, image_id: str) -> list[str]:
+        query = "SELECT layout_tag FROM image_digests WHERE image_id=?"
+        return [row[0] for row in self.conn.execute(query, (image_id,))]
 
     def last_ip(self, network_id: str) -> int | None:
         row = self.conn.execute("SELECT last_ip FROM networks WHERE id=?", (network_id,)).fetchone()
@@ -104,9 +126,11 @@ class Store:
     def insert_workload(self, tx: sqlite3.Connection, w: Workload, extra: Mapping[str, Any]) -> None:
         tx.execute(
             "INSERT INTO workloads (id, name, image, runtime, state, command, env, hostname, labels, created, extra,"
-            " auto_remove, restart, cpus, memory_mb) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " auto_remove, restart, cpus, memory_mb, image_id, user, workdir, stop_signal, entrypoint, exposed_ports)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (w.id, w.name, w.image, w.runtime, w.state, _dump(w.command), _dump(w.env), w.hostname,
-             _dump(w.labels), w.created, _dump(extra), int(w.auto_remove), w.restart, w.cpus, w.memory_mb),
+             _dump(w.labels), w.created, _dump(extra), int(w.auto_remove), w.restart, w.cpus, w.memory_mb,
+             w.image_id, w.user, w.workdir, w.stop_signal, _dump(w.entrypoint), _dump(w.exposed_ports)),
         )  # fmt: skip
 
     def set_running(self, tx: sqlite3.Connection, workload_id: str, pid: int, pid_start: int, main_pid: int,
@@ -139,6 +163,28 @@ class Store:
             "INSERT INTO port_mappings (workload_id, host_ip, host_port, guest_port, protocol) VALUES (?,?,?,?,?)",
             (p.workload_id, str(p.host_ip), p.host_port, p.guest_port, p.protocol),
         )
+
+    def insert_image(self, tx: sqlite3.Connection, image: Image, layout_tag: str, digest_ref: str) -> None:
+        """The image (if new), its repository digest; tags are set with `tag_image`."""
+        tx.execute(
+            "INSERT OR IGNORE INTO images (id, config, size, created, pulled) VALUES (?,?,?,?,?)",
+            (image.id, json.dumps(image.config, sort_keys=True), image.size, image.created, image.pulled),
+        )
+        tx.execute(
+            "INSERT OR REPLACE INTO image_digests (ref, image_id, layout_tag) VALUES (?,?,?)",
+            (digest_ref, image.id, layout_tag),
+        )
+
+    def tag_image(self, tx: sqlite3.Connection, ref: str, image_id: str, when: str) -> None:
+        """A tag names one image: tagging moves it (the old image may become dangling)."""
+        tx.execute("INSERT OR REPLACE INTO image_tags (ref, image_id, tagged) VALUES (?,?,?)", (ref, image_id, when))
+
+    def untag_image(self, tx: sqlite3.Connection, ref: str) -> None:
+        tx.execute("DELETE FROM image_tags WHERE ref=?", (ref,))
+
+    def delete_image(self, tx: sqlite3.Connection, image_id: str) -> None:
+        """Its tags and digests go with it (ON DELETE CASCADE)."""
+        tx.execute("DELETE FROM images WHERE id=?", (image_id,))
 
     def insert_endpoint(self, tx: sqlite3.Connection, e: Endpoint) -> None:
         """Records the address and moves the network's allocation cursor in the same transaction."""
@@ -199,6 +245,12 @@ def _workload(row: sqlite3.Row) -> Workload:
         exit_code=row["exit_code"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        image_id=row["image_id"],
+        user=row["user"],
+        workdir=row["workdir"],
+        stop_signal=row["stop_signal"],
+        entrypoint=tuple(_load(row["entrypoint"])),
+        exposed_ports=tuple(_load(row["exposed_ports"])),
     )
 
 

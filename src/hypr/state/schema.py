@@ -71,4 +71,29 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE workloads ADD COLUMN cpus REAL NOT NULL DEFAULT 1.0;
     ALTER TABLE workloads ADD COLUMN memory_mb INTEGER NOT NULL DEFAULT 256
     """,
+    """
+    CREATE TABLE images (
+        id TEXT PRIMARY KEY,
+        config TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created TEXT NOT NULL,
+        pulled TEXT NOT NULL
+    );
+    CREATE TABLE image_tags (
+        ref TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        tagged TEXT NOT NULL
+    );
+    CREATE TABLE image_digests (
+        ref TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        layout_tag TEXT NOT NULL
+    );
+    ALTER TABLE workloads ADD COLUMN image_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE workloads ADD COLUMN user TEXT NOT NULL DEFAULT '';
+    ALTER TABLE workloads ADD COLUMN workdir TEXT NOT NULL DEFAULT '';
+    ALTER TABLE workloads ADD COLUMN stop_signal TEXT NOT NULL DEFAULT '';
+    ALTER TABLE workloads ADD COLUMN entrypoint TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE workloads ADD COLUMN exposed_ports TEXT NOT NULL DEFAULT '[]'
+    """,
 )

@@ -1,0 +1,267 @@
+"""Docker's `/images/...` routes: pull (streamed JSON progress), list, inspect, history, tag, remove, prune.
+
+A pull runs off the worker thread (registry round trips and unpacking take seconds); only its bookkeeping runs on
+the worker. Errors found before the first progress line (bad name, unknown repository or tag, registry down)
+answer with their HTTP status, as dockerd's do; later ones travel in the stream as `errorDetail`. Concurrent pulls
+of the same name share one pull.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from hypr.api.common import Call, Handler, json_response, query_bool, query_filters
+from hypr.errors import HyprError, InvalidParameter
+from hypr.images import manifest as mf
+from hypr.images.reference import is_digest
+from hypr.images.registry import Credentials
+from hypr.models import Image, Snapshot
+from hypr.services import images
+from hypr.services.context import Context
+from hypr.services.validation import parse_created
+
+UNSUPPORTED_CREATE = ("fromSrc", "repo", "changes", "message")
+
+
+class ImageApi:
+    def __init__(self, ctx: Context, call: Call) -> None:
+        self.ctx = ctx
+        self.call = call
+        self.in_flight = images.InFlight()
+        self.pulls: dict[tuple[str, str], asyncio.Future[tuple[images.Fetched, bool]]] = {}
+
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        name = "{name:.+}"  # names have slashes: /images/127.0.0.1:5000/library/nginx/json
+        return [
+            ("POST", "/images/create", self.create),
+            ("GET", "/images/json", self.list),
+            ("POST", "/images/prune", self.prune),
+            ("GET", f"/images/{name}/json", self.inspect),
+            ("GET", f"/images/{name}/history", self.history),
+            ("POST", f"/images/{name}/tag", self.tag),
+            ("POST", f"/images/{name}/push", self.push),
+            ("DELETE", f"/images/{name}", self.remove),
+        ]
+
+    async def start_up(self) -> None:
+        """At daemon start: the store exists and holds nothing no row owns."""
+        await asyncio.to_thread(self.ctx.images.prepare)
+        await self.collect_garbage()
+
+    async def collect_garbage(self) -> None:
+        found = await self.call(images.garbage, self.ctx, self.in_flight)
+        if found.rootfs or found.layout_tags:
+            await asyncio.to_thread(images.collect_garbage, self.ctx.images, found, self.in_flight)
+
+    # -- pull -----------------------------------------------------------------------------------------------------
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        for key in UNSUPPORTED_CREATE:
+            if request.query.get(key):
+                raise InvalidParameter(
+                    f"POST /images/create with {key} is not supported by hypr: only pulls (fromImage)"
+                )
+        text = request.query.get("fromImage", "")
+        if not text:
+            raise InvalidParameter("fromImage is required")
+        tag = request.query.get("tag", "")
+        if tag:
+            text = f"{text}@{tag}" if is_digest(tag) else f"{text}:{tag}"
+        platform = request.query.get("platform") or None
+        creds = Credentials.from_header(request.headers.get("X-Registry-Auth"))
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def progress(message: dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, message)
+
+        task = self._pull(text, platform, creds, progress)
+        first = asyncio.ensure_future(queue.get())
+        await asyncio.wait([first, task], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+        if not first.done():
+            first.cancel()
+            task.result()  # raised before any progress: an HTTP error with its status
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        if first.done() and not first.cancelled():
+            await _send(response, first.result())
+        while not task.done() or not queue.empty():
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait([getter, task], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+            if getter.done():
+                await _send(response, getter.result())
+            else:
+                getter.cancel()
+        try:
+            fetched, up_to_date = task.result()
+            for line in images.status_lines(fetched, up_to_date):
+                await _send(response, line)
+        except HyprError as exc:
+            await _send(response, {"errorDetail": {"message": exc.message}, "error": exc.message})
+        await response.write_eof()
+        return response
+
+    def _pull(
+        self, text: str, platform: str | None, creds: Credentials | None, progress: images.Progress
+    ) -> asyncio.Future[tuple[images.Fetched, bool]]:
+        key = (text, platform or "")
+        running = self.pulls.get(key)
+        if running is not None and not running.done():
+            return running  # a second pull of the same name waits for the first (and sees its final status)
+
+        async def pull() -> tuple[images.Fetched, bool]:
+            try:
+                fetched = await asyncio.to_thread(
+                    images.fetch, self.ctx.registry, self.ctx.images, self.in_flight, text,
+                    platform=platform, creds=creds, progress=progress,
+                )  # fmt: skip
+                _image, up_to_date = await self.call(images.record, self.ctx, fetched, self.in_flight)
+                return fetched, up_to_date
+            finally:
+                self.pulls.pop(key, None)
+
+        future = asyncio.ensure_future(pull())
+        self.pulls[key] = future
+        return future
+
+    async def pull_for_run(self, text: str) -> None:
+        """A pull without a client stream (compose and `--pull` go through the API like docker does; kept for
+        callers inside the daemon)."""
+        await self._pull(text, None, None, lambda _m: None)
+
+    async def push(self, request: web.Request) -> web.Response:
+        raise InvalidParameter("pushing images is not supported by hypr")
+
+    # -- read -----------------------------------------------------------------------------------------------------
+    async def list(self, request: web.Request) -> web.Response:
+        snapshot = await self.call(self.ctx.store.snapshot)
+        found = images.list_images(snapshot, query_filters(request), all_images=query_bool(request, "all"))
+        return json_response([image_summary(snapshot, i) for i in found])
+
+    async def inspect(self, request: web.Request) -> web.Response:
+        snapshot = await self.call(self.ctx.store.snapshot)
+        return json_response(image_inspect(images.find_image(snapshot, request.match_info["name"])))
+
+    async def history(self, request: web.Request) -> web.Response:
+        snapshot = await self.call(self.ctx.store.snapshot)
+        return json_response(image_history(images.find_image(snapshot, request.match_info["name"])))
+
+    # -- write ----------------------------------------------------------------------------------------------------
+    async def tag(self, request: web.Request) -> web.Response:
+        repo = request.query.get("repo", "")
+        if not repo:
+            raise InvalidParameter("repository name (repo) is required")
+        await self.call(images.tag, self.ctx, request.match_info["name"], repo, request.query.get("tag") or None)
+        return web.Response(status=201)
+
+    async def remove(self, request: web.Request) -> web.Response:
+        report = await self.call(
+            images.remove, self.ctx, request.match_info["name"], force=query_bool(request, "force")
+        )
+        await self.collect_garbage()
+        return json_response(report)
+
+    async def prune(self, request: web.Request) -> web.Response:
+        report, reclaimed = await self.call(images.prune, self.ctx, query_filters(request))
+        await self.collect_garbage()
+        return json_response({"ImagesDeleted": report or None, "SpaceReclaimed": reclaimed})
+
+
+async def _send(response: web.StreamResponse, message: dict[str, Any]) -> None:
+    await response.write(json.dumps(message).encode() + b"\r\n")
+
+
+# -- shapes (pure) ----------------------------------------------------------------------------------------------------
+
+
+def _unix(created: str) -> int:
+    try:
+        return int(parse_created(created).timestamp()) if created else 0
+    except ValueError:
+        return 0
+
+
+def _labels(image: Image) -> dict[str, str] | None:
+    labels = dict(mf.run_config(dict(image.config)).labels)
+    return labels or None
+
+
+def image_summary(snapshot: Snapshot, image: Image) -> dict[str, Any]:
+    return {
+        "Id": image.id,
+        "ParentId": "",
+        "RepoTags": [images.familiar(t) for t in image.repo_tags],
+        "RepoDigests": [images.familiar(d) for d in image.repo_digests],
+        "Created": _unix(image.created),
+        "Size": image.size,
+        "SharedSize": -1,
+        "VirtualSize": image.size,
+        "Labels": _labels(image) or {},
+        "Containers": len(images.users_of(snapshot, image.id)),
+    }
+
+
+def image_inspect(image: Image) -> dict[str, Any]:
+    run = mf.run_config(dict(image.config))
+    config = image.config
+    return {
+        "Id": image.id,
+        "RepoTags": [images.familiar(t) for t in image.repo_tags],
+        "RepoDigests": [images.familiar(d) for d in image.repo_digests],
+        "Parent": "",
+        "Comment": "",
+        "Created": image.created or "0001-01-01T00:00:00Z",
+        "DockerVersion": "",
+        "Author": str(config.get("author") or ""),
+        "Config": {
+            "Hostname": "",
+            "Domainname": "",
+            "User": run.user,
+            "AttachStdin": False,
+            "AttachStdout": False,
+            "AttachStderr": False,
+            "ExposedPorts": {p: {} for p in run.exposed_ports} or None,
+            "Tty": False,
+            "OpenStdin": False,
+            "StdinOnce": False,
+            "Env": list(run.env) or None,
+            "Cmd": list(run.cmd) or None,
+            "Image": "",
+            "Volumes": None,
+            "WorkingDir": run.workdir,
+            "Entrypoint": list(run.entrypoint) or None,
+            "OnBuild": None,
+            "Labels": dict(run.labels) or None,
+            "StopSignal": run.stop_signal or None,
+        },
+        "Architecture": str(config.get("architecture") or ""),
+        "Variant": str(config.get("variant") or "") or None,
+        "Os": str(config.get("os") or ""),
+        "Size": image.size,
+        "VirtualSize": image.size,
+        "GraphDriver": {"Name": "overlay", "Data": None},
+        "RootFS": {"Type": "layers", "Layers": list((config.get("rootfs") or {}).get("diff_ids") or [])},
+        "Metadata": {"LastTagTime": image.last_tagged or "0001-01-01T00:00:00Z"},
+    }
+
+
+def image_history(image: Image) -> list[dict[str, Any]]:
+    entries = [h for h in image.config.get("history") or [] if isinstance(h, dict)]
+    shown = [
+        {
+            "Id": image.id if i == len(entries) - 1 else "<missing>",
+            "Created": _unix(str(h.get("created") or "")),
+            "CreatedBy": str(h.get("created_by") or ""),
+            "Tags": [images.familiar(t) for t in image.repo_tags] if i == len(entries) - 1 else None,
+            "Size": 0,
+            "Comment": str(h.get("comment") or ""),
+        }
+        for i, h in enumerate(entries)
+    ]
+    return list(reversed(shown)) or [
+        {"Id": image.id, "Created": _unix(image.created), "CreatedBy": "", "Tags": None, "Size": image.size,
+         "Comment": ""}
+    ]  # fmt: skip
