@@ -17,6 +17,7 @@ from hypr.client import Client
 from hypr.compose.errors import ComposeError
 from hypr.compose.plan import DownPlan, ServiceStep, UpPlan
 from hypr.errors import HyprError, NotFound, Unavailable
+from hypr.models import BUILTIN_IMAGES
 
 
 class Progress(Protocol):
@@ -69,9 +70,35 @@ def _create_and_start(client: Client, step: ServiceStep, progress: Progress) -> 
             raise
 
 
+def _pull_images(client: Client, plan: UpPlan, progress: Progress) -> None:
+    """Before anything is made, as compose does: each image a new workload needs, by its service's pull_policy
+    (`missing`: only when not there; `always`; `never`: a missing image is an error)."""
+    done: set[str] = set()
+    for step in plan.services:
+        image, policy = step.service.image, step.service.pull_policy
+        if step.action not in ("create", "recreate") or image in done or image in BUILTIN_IMAGES:
+            continue
+        if image.startswith("/"):
+            continue
+        done.add(image)
+        if policy != "always":
+            try:
+                client.image(image)
+                continue
+            except NotFound:
+                if policy == "never":
+                    raise ComposeError(
+                        f"service {step.service.name}: image {image} is missing and pull_policy is never"
+                    ) from None
+        with _step(progress, "Image", image, "Pulling", "Pulled"):
+            for _message in client.pull(image):
+                pass
+
+
 def up(client: Client, plan: UpPlan, progress: Progress) -> None:
     for message in plan.warnings:
         progress.warn(message)
+    _pull_images(client, plan, progress)
     if plan.remove_orphans:
         for orphan in plan.orphans:
             with _step(progress, "Container", orphan, "Removing", "Removed"):

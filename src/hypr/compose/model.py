@@ -69,6 +69,11 @@ class ServiceSpec:
     labels: dict[str, str] = field(default_factory=dict)
     cpus: float | None = None
     memory: int | None = None
+    pull_policy: str = "missing"  # always | missing | never (compose's `if_not_present` is `missing`)
+    user: str = ""
+    working_dir: str = ""
+    stop_signal: str = ""
+    expose: tuple[str, ...] = ()  # "80/tcp"
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,28 @@ def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+PULL_POLICIES = {"always": "always", "missing": "missing", "if_not_present": "missing", "never": "never"}
+
+
+def _pull_policy(value: Any, where: str) -> str:
+    """compose's pull_policy; `build` needs a build, which hypr does not do."""
+    if value is None:
+        return "missing"
+    if str(value) not in PULL_POLICIES:
+        raise ComposeError(f"{where}: {value!r} is not supported (supported: always, missing, if_not_present, never)")
+    return PULL_POLICIES[str(value)]
+
+
+def _expose(value: Any, where: str) -> tuple[str, ...]:
+    ports = []
+    for item in value:
+        try:
+            ports += [f"{s.guest_port}/{s.protocol}" for s in parse_publish(str(item))]
+        except HyprError as exc:
+            raise ComposeError(f"{where}: {exc.message}") from None
+    return tuple(ports)
 
 
 def _words(value: Any) -> tuple[str, ...] | None:
@@ -291,6 +318,9 @@ def build_project(
             labels=_str_map(raw.get("labels")),
             cpus=float(raw["cpus"]) if raw.get("cpus") is not None else None,
             memory=_bytes(raw["mem_limit"], f"{where}.mem_limit") if raw.get("mem_limit") is not None else None,
+            pull_policy=_pull_policy(raw.get("pull_policy"), f"{where}.pull_policy"),
+            user=str(raw.get("user") or ""), working_dir=str(raw.get("working_dir") or ""),
+            stop_signal=str(raw.get("stop_signal") or ""), expose=_expose(raw.get("expose") or [], f"{where}.expose"),
         )  # fmt: skip
     used = sorted({a.network for s in services.values() for a in s.networks})
     networks = {key: _network(key, declared.get(key), name) for key in used}

@@ -122,6 +122,15 @@ def container_body(service: ServiceSpec, project: Project) -> dict[str, Any]:
         "HostConfig": host_config,
         "NetworkingConfig": {"EndpointsConfig": endpoints},
     }
+    for key, value in (
+        ("User", service.user),
+        ("WorkingDir", service.working_dir),
+        ("StopSignal", service.stop_signal),
+    ):
+        if value:
+            body[key] = value
+    if service.expose:
+        body["ExposedPorts"] = {port: {} for port in service.expose}
     body["Labels"][CONFIG_HASH] = config_hash(body)
     body["Labels"][WORKING_DIR] = str(project.working_dir)
     body["Labels"][CONFIG_FILES] = ",".join(str(f) for f in project.files)

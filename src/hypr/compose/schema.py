@@ -28,7 +28,8 @@ SCHEMA_ENV = "HYPR_COMPOSE_SCHEMA"
 SUPPORTED_TOP = frozenset({"version", "name", "services", "networks"})
 SUPPORTED_SERVICE = frozenset({
     "image", "command", "entrypoint", "environment", "hostname", "ports", "networks", "depends_on", "restart",
-    "labels", "container_name", "runtime", "cpus", "mem_limit",
+    "labels", "container_name", "runtime", "cpus", "mem_limit", "pull_policy", "user", "working_dir", "stop_signal",
+    "expose",
 })  # fmt: skip
 SUPPORTED_NETWORK = frozenset({"name", "driver", "driver_opts", "ipam", "internal", "labels", "external",
                                "enable_ipv6", "attachable"})  # fmt: skip
