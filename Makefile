@@ -7,7 +7,7 @@ APT_PACKAGES := python3 python3-venv python3-pip nftables libnftables1 iproute2 
 	qemu-system-x86 skopeo umoci docker-registry mmdebstrap erofs-utils apache2-utils
 PYTEST_ARGS ?=
 
-.PHONY: setup apt venv compose-schema kernel run stop-demo test lint unit integration bench bench-vm clean
+.PHONY: setup apt venv compose-schema kernel run stop-demo test lint unit integration bench bench-images bench-vm clean
 
 setup: apt venv compose-schema kernel
 
@@ -60,6 +60,9 @@ bench: setup
 	$(BIN)/python bench/attach.py
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/dns.py
+
+bench-images: setup
+	$(BIN)/python bench/images.py
 
 bench-vm: setup
 	$(BIN)/python bench/vmboot.py 3
