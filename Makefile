@@ -60,6 +60,7 @@ bench: setup
 	$(BIN)/python bench/attach.py
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/dns.py
+	$(BIN)/python bench/images.py
 
 bench-images: setup
 	$(BIN)/python bench/images.py
