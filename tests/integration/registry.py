@@ -242,6 +242,7 @@ def inspect(ns: str, ref: str, *flags: str, creds: tuple[str, str] | None = None
 
 def pull_rootfs(ns: str, ref: str, workdir: Path, *, creds: tuple[str, str] | None = None) -> Path:
     """Copies docker://`ref` to an OCI layout under `workdir` and unpacks it (umoci); returns the rootfs path."""
+    workdir.mkdir(parents=True, exist_ok=True)
     layout = workdir / "pulled"
     skopeo(ns, "copy", "--src-tls-verify=false", *_creds("src-creds", creds), f"docker://{ref}",
            f"oci:{layout}:pulled")  # fmt: skip
