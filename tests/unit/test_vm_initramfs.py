@@ -13,6 +13,7 @@ import pytest
 
 from hypr.runtime import vm_initramfs as vi
 from hypr.runtime.base import Attachment, LaunchSpec
+from hypr.runtime.users import Credentials
 
 BUSYBOX = Path("/bin/busybox")
 ATT = Attachment("htabc", "vbr0", "eth0", IPv4Address("192.0.2.5"), 24, IPv4Address("192.0.2.1"), "02:42:C0:00:02:05")
@@ -39,19 +40,19 @@ def parse_cpio(data: bytes) -> list[dict[str, object]]:
         out.append({"name": name, "mode": f[1], "uid": f[2], "mtime": f[5], "rdev": (f[9], f[10]), "body": body})
 
 
-def inputs(tmp_path: Path, image_root: Path | None = None) -> vi.Inputs:
+def inputs(tmp_path: Path) -> vi.Inputs:
     modules = []
-    for name in ("virtio_ring", "virtio_net"):
+    for name in ("virtio_ring", "virtio_net", "erofs"):
         module = tmp_path / "mods" / f"{name}.ko"
         module.parent.mkdir(exist_ok=True)
         module.write_bytes(name.encode() * 3)
         modules.append(module)
     busybox = tmp_path / "busybox"
     busybox.write_bytes(b"\x7fELF fake busybox")
-    return vi.Inputs(busybox, ("ls", "sh"), tuple(modules), image_root, image_root is None)
+    return vi.Inputs(busybox, ("ls", "sh"), tuple(modules))
 
 
-def test_archive_is_reproducible_sorted_and_complete(tmp_path: Path) -> None:
+def test_archive_is_reproducible_sorted_and_image_independent(tmp_path: Path) -> None:
     first = vi.write_cpio(vi.base_entries(inputs(tmp_path)))
     os.utime(tmp_path / "busybox", (1, 1))  # mtimes never reach the archive
     second = vi.write_cpio(vi.base_entries(inputs(tmp_path)))
@@ -64,23 +65,12 @@ def test_archive_is_reproducible_sorted_and_complete(tmp_path: Path) -> None:
     assert members["dev/console"]["rdev"] == (5, 1)
     assert members[".hypr/busybox"]["body"] == b"\x7fELF fake busybox"
     assert members[".hypr/bin/sh"]["body"] == b"/.hypr/busybox"  # symlink target
-    assert members["bin/ls"]["body"] == b"/.hypr/busybox"  # the busybox image's applets
     assert members[".hypr/modules/virtio_net.ko"]["body"] == b"virtio_net" * 3
-
-
-def test_rootfs_image_is_packed_with_our_files_on_top(tmp_path: Path) -> None:
-    root = tmp_path / "rootfs"
-    (root / "app").mkdir(parents=True)
-    (root / "app" / "server").write_text("#!/bin/sh\n")
-    os.chmod(root / "app" / "server", 0o750)
-    (root / "etc").mkdir()
-    (root / "etc" / "link").symlink_to("../app/server")
-    (root / ".hypr").mkdir()
-    (root / ".hypr" / "evil").write_text("not packed")
-    members = {m["name"]: m for m in parse_cpio(vi.write_cpio(vi.base_entries(inputs(tmp_path, root))))}
-    assert members["app/server"]["mode"] == stat.S_IFREG | 0o750
-    assert members["etc/link"]["body"] == b"../app/server"
-    assert ".hypr/evil" not in members and "bin/ls" not in members and "init" in members
+    # the guest init loads the modules in the order given (vm_kernel.MODULE_PATHS)
+    assert members[vi.MODULE_ORDER]["body"] == b"virtio_ring\nvirtio_net\nerofs\n"
+    # nothing of an image: the image is a disk (vm_disk); only our skeleton and /.hypr
+    assert {n.split("/")[0] for n in members} == {".hypr", "dev", "etc", "init", "proc", "root", "run", "sys", "tmp"}
+    assert not any(n.startswith(("bin", "usr")) for n in members)
 
 
 def test_cache_key_follows_every_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,22 +111,34 @@ def test_config_survives_the_guest_shell(tmp_path: Path) -> None:
     """What the guest init does with config.sh, done by the same busybox sh on the host."""
     command = ("sh", "-c", "echo \"$1\" 'it''s'", "x y", "$HOME", "")
     env = {"QUOTED": "a 'b' \"c\" $d `e`\nline2", "PATH": "/custom"}
-    config = vi.render_config(spec(command=command, env=env, workdir="/srv"), command)
+    creds = Credentials(1000, 1001, (20, 2000), "/home/app")
+    config = vi.render_config(spec(command=command, env=env, workdir="/srv"), command, creds)
     (tmp_path / "config.sh").write_text(config)
     probe = (
-        '. ./config.sh; hypr_env; eval "set -- $HYPR_ARGV"; printf "<%s>" "$@"; echo; printf "%s|" "$QUOTED" '
-        '"$PATH" "$HOSTNAME" "$HYPR_WORKDIR" "$HYPR_GATEWAY"; echo; printf "%s" "$HYPR_NETS"'
+        '. ./config.sh; eval "set -- $HYPR_ARGV"; printf "<%s>" "$@"; echo; eval "set -- $HYPR_ENV";'
+        ' printf "[%s]" "$@"; echo; printf "%s|" "$HYPR_WORKDIR" "$HYPR_GATEWAY" "$HYPR_UID" "$HYPR_GID" "$HYPR_GROUPS";'
+        ' echo; printf "%s" "$HYPR_NETS"'
     )
     out = subprocess.run([str(BUSYBOX), "sh", "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
-    argv_line, env_line, *nets = out.stdout.split("\n")
+    argv_line, env_line, env_line2, values, *nets = out.stdout.split("\n")
     assert argv_line == "".join(f"<{a}>" for a in command)
-    assert env_line == "a 'b' \"c\" $d `e`"
-    assert nets[0] == "line2|/custom|web|/srv|192.0.2.1|"
-    assert nets[1:3] == [
+    # the whole environment as K=V words, later ones winning: our defaults, then the image's/user's
+    assert env_line + "\n" + env_line2 == (
+        "[PATH=/custom][HOSTNAME=web][HOME=/home/app][QUOTED=a 'b' \"c\" $d `e`\nline2]"
+    )
+    assert values == "/srv|192.0.2.1|1000|1001|20 2000|"
+    assert nets[0:2] == [
         "02:42:c0:00:02:05|eth0|192.0.2.5|24|192.0.2.1|1500",
         "02:42:00:00:00:07|eth1|198.51.100.7|25|198.51.100.1|1400",
     ]
     assert "nameserver 192.0.2.1" in config and "192.0.2.5\tweb" in config
+
+
+def test_config_defaults_root_home_and_docker_path() -> None:
+    config = vi.render_config(spec(env={"HOME": "/data"}), ("true",))
+    assert "HYPR_UID=0\nHYPR_GID=0\nHYPR_GROUPS=''\n" in config
+    assert f"PATH={vi.GUEST_PATH}" in config and "HOME=/data" in config and "HOME=/root" not in config
+    assert "HYPR_WORKDIR=/\n" in config
 
 
 def test_per_workload_archive_is_appended_to_the_base(tmp_path: Path) -> None:

@@ -1,8 +1,13 @@
 """The `vm` backend: a QEMU microvm per workload, one persistent TAP per attachment on its bridge, the guest init
-(runtime/guest/init) as PID 1 in an initramfs built from busybox-static (vm_initramfs.py).
+(runtime/guest/init) as PID 1 in a small image-independent initramfs (vm_initramfs.py), and the image as a read-only
+disk (vm_disk.py, built once per image) that the guest mounts under a tmpfs overlay and chroots the workload into.
 
 QEMU daemonizes itself (`-daemonize`, own session): it is the workload's supervisor, outlives hyprd, and is
 re-adopted from handle.json by (pid, start time). QEMU runs with the state directory as working directory.
+
+Images: a pulled image (`spec.rootfs`, keyed by `spec.image_id`), `busybox` (built once under the image cache) or an
+absolute path to a root filesystem directory (keyed by its path and contents). Disks live under
+<image cache>/vm/disks, base initramfs archives under <image cache>/vm.
 
 State directory layout:
     initrd        cached base initramfs + this workload's /.hypr/config.sh (rewritten at every start)
@@ -27,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hypr.errors import Conflict, InvalidParameter, KernelError
-from hypr.runtime import _libc, handles, images, proc, vm_initramfs, vm_kernel, vm_tap
+from hypr.runtime import _libc, handles, images, proc, users, vm_disk, vm_initramfs, vm_kernel, vm_tap
 from hypr.runtime.base import Attachment, Handle, LaunchSpec
 from hypr.runtime.rtnl import Rtnl, delete_host_links
 
@@ -40,8 +45,13 @@ EXIT_KILLED = 137
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-def _command(spec: LaunchSpec, image: images.Image) -> tuple[str, ...]:
-    return spec.command or image.default_command
+def disk_cache(image_cache: Path) -> Path:
+    """Where VM disks of images live: <data dir>/images/vm/disks."""
+    return image_cache / "vm" / "disks"
+
+
+def _bad_env_names(env: Mapping[str, str]) -> list[str]:
+    return [k for k in env if not _ENV_NAME.match(k)]
 
 
 class VmRuntime:
@@ -62,18 +72,50 @@ class VmRuntime:
         self._accel: tuple[str, int | None] | None = None  # probed once, on first use
         self._applet_names: tuple[str, ...] | None = None
 
-    # -- validation ---------------------------------------------------------------------------------------
-    def _image(self, spec: LaunchSpec) -> images.Image:
+    # -- images -------------------------------------------------------------------------------------------
+    def _image(self, spec: LaunchSpec) -> images.Image | None:
+        """The built-in or directory image `spec.image` names; None for a pulled image (`spec.rootfs`)."""
+        if spec.rootfs is not None:
+            return None
         if spec.image == images.HOST:
             raise InvalidParameter(
-                "image 'host' cannot run in a VM (a VM has its own kernel and file system): use 'busybox' or an"
-                " absolute path to a root filesystem directory"
+                "image 'host' cannot run in a VM (a VM has its own kernel and file system): use 'busybox', a pulled"
+                " image or an absolute path to a root filesystem directory"
             )
         return images.resolve(spec.image, self.image_cache)
 
+    def _command(self, spec: LaunchSpec) -> tuple[str, ...]:
+        image = self._image(spec)
+        return spec.command or (image.default_command if image is not None else ())
+
+    def _rootfs(self, spec: LaunchSpec, *, build: bool) -> Path | None:
+        """The image's root filesystem on the host; the built-in busybox one is built when `build` (else None
+        until it exists)."""
+        image = self._image(spec)
+        if image is None:
+            return spec.rootfs
+        if image.builtin == images.BUSYBOX:
+            if build:
+                return images.ensure_busybox(self.image_cache)
+            return image.rootfs if image.rootfs is not None and image.rootfs.is_dir() else None
+        return image.rootfs
+
+    def disk(self, spec: LaunchSpec) -> Path:
+        """The image's read-only disk, built on first use (once per image, shared by its VMs)."""
+        rootfs = self._rootfs(spec, build=True)
+        assert rootfs is not None
+        key = vm_disk.image_key(spec.image_id) if spec.rootfs is not None else vm_disk.dir_key(rootfs)
+        return vm_disk.ensure_disk(rootfs, key, disk_cache(self.image_cache))
+
+    # -- validation ---------------------------------------------------------------------------------------
     def validate(self, spec: LaunchSpec) -> None:
         image = self._image(spec)
-        if not _command(spec, image):
+        if image is None:
+            assert spec.rootfs is not None
+            vm_disk.image_key(spec.image_id)
+            if not spec.rootfs.is_dir():
+                raise InvalidParameter(f"image {spec.image}: its root filesystem {spec.rootfs} is missing")
+        if not self._command(spec):
             raise InvalidParameter("No command specified")
         if not 0 < len(spec.hostname) <= HOSTNAME_MAX:
             raise InvalidParameter(f"invalid hostname {spec.hostname!r}: 1 to {HOSTNAME_MAX} characters")
@@ -83,11 +125,18 @@ class VmRuntime:
             raise InvalidParameter(f"a VM needs at least {MIN_MEMORY_MB} MB of memory, not {spec.memory_mb} MB")
         if not spec.cpus > 0:
             raise InvalidParameter(f"invalid number of CPUs {spec.cpus}")
-        bad = [k for k in spec.env if not _ENV_NAME.match(k)]
+        bad = _bad_env_names(spec.env)
         if bad:
             raise InvalidParameter(f"environment variable names a VM cannot export: {bad}")
+        if spec.workdir and not spec.workdir.startswith("/"):
+            raise InvalidParameter(f"the working directory {spec.workdir!r} is not an absolute path")
+        rootfs = self._rootfs(spec, build=False)
+        if rootfs is not None:
+            users.resolve_user(rootfs, spec.user)
         if shutil.which(self.qemu) is None:
             raise InvalidParameter(f"the vm runtime needs {self.qemu} (Debian package qemu-system-x86)")
+        if shutil.which(vm_disk.MKFS) is None:
+            raise InvalidParameter(f"the vm runtime needs {vm_disk.MKFS} (Debian package erofs-utils)")
         self._kernel(spec)
 
     def _kernel(self, spec: LaunchSpec) -> vm_kernel.Kernel:
@@ -145,29 +194,27 @@ class VmRuntime:
             raise KernelError(f"detach {att.host_ifname} from {spec.name}: " + "; ".join(errors))
 
     # -- process ------------------------------------------------------------------------------------------
-    def _initramfs_inputs(self, spec: LaunchSpec, kernel: vm_kernel.Kernel) -> vm_initramfs.Inputs:
-        image = self._image(spec)
-        return vm_initramfs.Inputs(
-            busybox=images.BUSYBOX_BINARY,
-            applets=self._applets(),
-            modules=kernel.modules,
-            image_root=None if image.builtin == images.BUSYBOX else image.rootfs,
-            busybox_image=image.builtin == images.BUSYBOX,
-        )
+    def _initramfs_inputs(self, kernel: vm_kernel.Kernel) -> vm_initramfs.Inputs:
+        return vm_initramfs.Inputs(busybox=images.BUSYBOX_BINARY, applets=self._applets(), modules=kernel.modules)
 
     def start(self, spec: LaunchSpec) -> Handle:
         self.validate(spec)
         kernel = self._kernel(spec)
-        command = _command(spec, self._image(spec))
+        command = self._command(spec)
+        rootfs = self._rootfs(spec, build=True)
+        assert rootfs is not None
+        creds = users.resolve_user(rootfs, spec.user)
+        disk = self.disk(spec)
         if not self._taps_present(spec):
             self.create(spec)
-        base = vm_initramfs.ensure_base(self._initramfs_inputs(spec, kernel), self.image_cache / "vm")
+        base = vm_initramfs.ensure_base(self._initramfs_inputs(kernel), self.image_cache / "vm")
         state = spec.state_dir
-        vm_initramfs.write_initrd(base, vm_initramfs.render_config(spec, command), state / vm_kernel.INITRD)
+        config = vm_initramfs.render_config(spec, command, creds)
+        vm_initramfs.write_initrd(base, config, state / vm_kernel.INITRD)
         for stale in (vm_kernel.EXIT_CODE, vm_kernel.PIDFILE, vm_kernel.AGENT_SOCK, vm_kernel.CONTROL_SOCK):
             (state / stale).unlink(missing_ok=True)
         accel, khz = self.accel()
-        argv = vm_kernel.qemu_argv(spec, kernel, accel=accel, tsc_khz=khz, qemu=self.qemu)
+        argv = vm_kernel.qemu_argv(spec, kernel, disk=disk, accel=accel, tsc_khz=khz, qemu=self.qemu)
         try:
             done = subprocess.run(
                 argv, cwd=state, stdin=subprocess.DEVNULL, capture_output=True, timeout=LAUNCH_TIMEOUT
@@ -247,6 +294,9 @@ class VmRuntime:
             raise Conflict(f"Container {spec.name} is not running")
         if not argv:
             raise InvalidParameter("No exec command specified")
+        bad = _bad_env_names(env)
+        if bad:
+            raise InvalidParameter(f"environment variable names a VM cannot export: {bad}")
         target = {"argv": list(argv), "env": dict(env), "workdir": workdir}
         return [self.python, "-I", "-S", str(VMEXEC), str(spec.state_dir), json.dumps(target)]
 

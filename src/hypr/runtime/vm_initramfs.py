@@ -1,8 +1,9 @@
-"""The guest's initramfs: a reproducible newc cpio built from busybox-static, the guest init, the virtio modules
-and (for a rootfs-directory image) the image's files; cached by a key over every input.
+"""The guest's initramfs: a reproducible newc cpio built from busybox-static, the guest init and the kernel modules
+it loads; cached by a key over every input. It holds nothing of the image: the image is a read-only disk
+(vm_disk.py) that the guest init mounts under an overlay, so one base archive serves every image.
 
 A VM boots `base + config`: the cached base archive followed by a tiny per-workload archive holding
-/.hypr/config.sh (the kernel unpacks concatenated archives in order). So a new IP or command costs one small
+/.hypr/config.sh (the kernel unpacks concatenated archives in order). So a new IP, command or user costs one small
 archive, never a rebuild.
 
 Reproducible: entries sorted by path, mtime 0, inode numbers assigned in order, no compression (under TCG the
@@ -18,18 +19,19 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from hypr.errors import KernelError
 from hypr.runtime.base import LaunchSpec
 from hypr.runtime.files import render_hosts, render_resolv
+from hypr.runtime.users import ROOT, Credentials
 
-FORMAT = "hypr-initramfs-1"
+FORMAT = "hypr-initramfs-2"
 INIT = Path(__file__).with_name("guest") / "init"
-MODULES = ("virtio_ring", "virtio", "failover", "net_failover", "virtio_net", "virtio_console", "virtio_mmio")
-GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # Docker's PATH when the image sets none
+MODULE_ORDER = ".hypr/modules/order"  # module names, one a line, in load order
 _SKELETON = ("dev", "etc", "proc", "root", "run", "sys", "tmp")
 _TRAILER = "TRAILER!!!"
 
@@ -50,13 +52,11 @@ class Entry:
 
 @dataclass(frozen=True)
 class Inputs:
-    """Everything the base archive is made of."""
+    """Everything the base archive is made of (nothing per image, nothing per workload)."""
 
     busybox: Path
     applets: tuple[str, ...]  # busybox applet names, linked under /.hypr/bin
     modules: tuple[Path, ...]  # in load order
-    image_root: Path | None  # a rootfs directory packed at /, or None
-    busybox_image: bool  # the built-in image: /bin, /sbin, ... link to /.hypr/busybox
 
 
 def _header(
@@ -85,31 +85,8 @@ def write_cpio(entries: Iterable[Entry]) -> bytes:
     return data + b"\0" * (-len(data) % 512)
 
 
-def _walk(root: Path) -> Iterator[tuple[str, os.stat_result, Path]]:
-    """(relative path, lstat, absolute path) of everything under `root`, not following symlinks."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames):
-            full = Path(dirpath) / name
-            yield str(full.relative_to(root)), full.lstat(), full
-
-
-def _image_entries(root: Path) -> list[Entry]:
-    entries = []
-    for rel, st, full in _walk(root):
-        if rel == ".hypr" or rel.startswith(".hypr/"):
-            continue  # ours
-        m, uid, gid = st.st_mode, st.st_uid, st.st_gid
-        if stat.S_ISLNK(m):
-            entries.append(Entry(rel, m, target=os.readlink(full), uid=uid, gid=gid))
-        elif stat.S_ISREG(m):
-            entries.append(Entry(rel, m, source=full, uid=uid, gid=gid))
-        elif stat.S_ISDIR(m):
-            entries.append(Entry(rel, m, uid=uid, gid=gid))
-        elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
-            entries.append(Entry(rel, m, rdev=(os.major(st.st_rdev), os.minor(st.st_rdev)), uid=uid, gid=gid))
-        # sockets and fifos are skipped: they mean nothing in a fresh guest
-    return entries
+def module_name(module: Path) -> str:
+    return module.name.removesuffix(".ko")
 
 
 def busybox_applets(busybox: Path) -> tuple[str, ...]:
@@ -124,11 +101,7 @@ def base_entries(inputs: Inputs) -> list[Entry]:
     """Every member of the base archive, sorted by path (parents before children)."""
     d, f, x = stat.S_IFDIR | 0o755, stat.S_IFREG | 0o644, stat.S_IFREG | 0o755
     link = stat.S_IFLNK | 0o777
-    by_path: dict[str, Entry] = {}
-    if inputs.image_root is not None:
-        by_path.update((e.path, e) for e in _image_entries(inputs.image_root))
-    for name in _SKELETON:
-        by_path.setdefault(name, Entry(name, d))
+    by_path = {name: Entry(name, d) for name in _SKELETON}
     by_path["tmp"] = Entry("tmp", stat.S_IFDIR | 0o1777)
     by_path["dev/console"] = Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
     by_path[".hypr"] = Entry(".hypr", d)
@@ -140,13 +113,8 @@ def base_entries(inputs: Inputs) -> list[Entry]:
         by_path[f".hypr/bin/{applet}"] = Entry(f".hypr/bin/{applet}", link, target="/.hypr/busybox")
     for module in inputs.modules:
         by_path[f".hypr/modules/{module.name}"] = Entry(f".hypr/modules/{module.name}", f, source=module)
-    if inputs.busybox_image:
-        for applet_path in ("bin", "sbin", "usr/bin", "usr/sbin"):
-            by_path.setdefault(applet_path, Entry(applet_path, d))
-        by_path.setdefault("usr", Entry("usr", d))
-        for applet in inputs.applets:
-            by_path.setdefault(f"bin/{applet}", Entry(f"bin/{applet}", link, target="/.hypr/busybox"))
-        by_path["bin/busybox"] = Entry("bin/busybox", link, target="/.hypr/busybox")
+    order = "".join(f"{module_name(m)}\n" for m in inputs.modules)
+    by_path[MODULE_ORDER] = Entry(MODULE_ORDER, f, data=order.encode())
     return [by_path[p] for p in sorted(by_path)]
 
 
@@ -163,11 +131,6 @@ def cache_key(inputs: Inputs) -> str:
     h.update("\0".join(inputs.applets).encode())
     for module in inputs.modules:
         ident(module)
-    h.update(f"\0busybox-image={inputs.busybox_image}".encode())
-    if inputs.image_root is not None:
-        h.update(f"\0image={inputs.image_root}".encode())
-        for rel, st, _ in _walk(inputs.image_root):
-            h.update(f"\0{rel}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_uid}\0{st.st_gid}".encode())
     return h.hexdigest()[:20]
 
 
@@ -198,15 +161,20 @@ def _q(value: str) -> str:
     return shlex.quote(value)
 
 
-def render_config(spec: LaunchSpec, command: tuple[str, ...]) -> str:
-    """/.hypr/config.sh, sourced by the guest init (every value shell-quoted)."""
+def _words(values: Iterable[str]) -> str:
+    """Shell words the guest init turns back into "$@" with `eval "set -- $VAR"`."""
+    return " ".join(_q(v) for v in values)
+
+
+def render_config(spec: LaunchSpec, command: tuple[str, ...], creds: Credentials = ROOT) -> str:
+    """/.hypr/config.sh, sourced by the guest init (every value shell-quoted). `creds`: the workload's user,
+    resolved against the image's /etc on the host (users.resolve_user); exec uses them too, as docker exec does."""
     nets = "".join(
         f"{att.mac.lower()}|{att.guest_ifname}|{att.ip}|{att.prefixlen}|{att.gateway}|{att.mtu}\n"
         for att in spec.attachments
     )
     gateway = str(spec.attachments[0].gateway) if spec.attachments else ""
-    env: Mapping[str, str] = {"PATH": GUEST_PATH, "HOSTNAME": spec.hostname, "HOME": "/root", **spec.env}
-    exports = "".join(f"\texport {k}={_q(v)}\n" for k, v in env.items())
+    env: Mapping[str, str] = {"PATH": GUEST_PATH, "HOSTNAME": spec.hostname, "HOME": creds.home, **spec.env}
     return (
         f"HYPR_NETS={_q(nets)}\n"
         f"HYPR_GATEWAY={_q(gateway)}\n"
@@ -214,8 +182,11 @@ def render_config(spec: LaunchSpec, command: tuple[str, ...]) -> str:
         f"HYPR_HOSTS={_q(render_hosts(spec))}\n"
         f"HYPR_RESOLV={_q(render_resolv(spec))}\n"
         f"HYPR_WORKDIR={_q(spec.workdir or '/')}\n"
-        f"hypr_env() {{\n{exports}\t:\n}}\n"
-        f"HYPR_ARGV={_q(' '.join(_q(a) for a in command))}\n"
+        f"HYPR_UID={creds.uid}\n"
+        f"HYPR_GID={creds.gid}\n"
+        f"HYPR_GROUPS={_q(' '.join(str(g) for g in creds.groups))}\n"
+        f"HYPR_ENV={_q(_words(f'{k}={v}' for k, v in env.items()))}\n"
+        f"HYPR_ARGV={_q(_words(command))}\n"
     )
 
 

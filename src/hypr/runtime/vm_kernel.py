@@ -20,7 +20,11 @@ from hypr.runtime.base import LaunchSpec
 
 DEFAULT_KERNEL_DIR = Path("/var/lib/hypr/kernel")
 QEMU = "qemu-system-x86_64"
-# Relative paths inside lib/modules/<version>/kernel, in load order (insmod does not resolve dependencies).
+# Relative paths inside lib/modules/<version>/kernel, in load order (insmod does not resolve dependencies): each
+# after what its `depends=` (modinfo) names. Debian's cloud kernel 6.1: virtio <- virtio_ring; net_failover <-
+# failover; virtio_net <- virtio_ring, virtio, net_failover; virtio_console, virtio_blk, virtio_mmio <- virtio,
+# virtio_ring; erofs <- libcrc32c (whose soft dependency crc32c is built in); overlay <- nothing. The drivers come
+# before virtio_mmio, so its probe finds them and the devices are there when insmod returns.
 MODULE_PATHS = {
     "virtio_ring": "drivers/virtio/virtio_ring.ko",
     "virtio": "drivers/virtio/virtio.ko",
@@ -28,10 +32,14 @@ MODULE_PATHS = {
     "net_failover": "drivers/net/net_failover.ko",
     "virtio_net": "drivers/net/virtio_net.ko",
     "virtio_console": "drivers/char/virtio_console.ko",
+    "virtio_blk": "drivers/block/virtio_blk.ko",
     "virtio_mmio": "drivers/virtio/virtio_mmio.ko",
+    "libcrc32c": "lib/libcrc32c.ko",
+    "erofs": "fs/erofs/erofs.ko",
+    "overlay": "fs/overlayfs/overlay.ko",
 }
-# microvm has 8 virtio-mmio transports; one carries the virtio-serial bus.
-MAX_ATTACHMENTS = 7
+# microvm has 8 virtio-mmio transports: one carries the virtio-serial bus, one the image disk, the rest networks.
+MAX_ATTACHMENTS = 6
 # Files in the state directory (QEMU's working directory).
 INITRD = "initrd"
 PIDFILE = "qemu.pid"
@@ -137,8 +145,16 @@ def process_name(spec: LaunchSpec) -> str:
     return f"hypr-vm-{spec.workload_id[:12]}"
 
 
-def qemu_argv(spec: LaunchSpec, kernel: Kernel, *, accel: str, tsc_khz: int | None, qemu: str = QEMU) -> list[str]:
-    """The whole QEMU command line for `spec`; relative paths are inside the state directory."""
+def _option_value(text: str) -> str:
+    """A value inside a QEMU `key=value,...` option: commas are doubled."""
+    return text.replace(",", ",,")
+
+
+def qemu_argv(
+    spec: LaunchSpec, kernel: Kernel, *, disk: Path, accel: str, tsc_khz: int | None, qemu: str = QEMU
+) -> list[str]:
+    """The whole QEMU command line for `spec`, booting from the image's read-only `disk` (vm_disk); relative paths
+    are inside the state directory."""
     argv = [
         qemu,
         "-name", f"hypr-{spec.name},process={process_name(spec)}",
@@ -160,6 +176,9 @@ def qemu_argv(spec: LaunchSpec, kernel: Kernel, *, accel: str, tsc_khz: int | No
         "-device", "virtconsole,chardev=control,name=hypr.control",
         "-chardev", f"file,id=log,path={LOG},append=on", "-device", "virtserialport,chardev=log,name=hypr.log",
         "-chardev", f"file,id=exit,path={EXIT_CODE}", "-device", "virtserialport,chardev=exit,name=hypr.exit",
+        # The image: /dev/vda in the guest (the only disk), shared read-only by every VM of the image.
+        "-drive", f"file={_option_value(str(disk))},if=none,id=image,format=raw,readonly=on",
+        "-device", "virtio-blk-device,drive=image",
     ]  # fmt: skip
     for i, att in enumerate(spec.attachments):
         argv += [

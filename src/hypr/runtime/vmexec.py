@@ -31,15 +31,11 @@ EXIT_VM_GONE = 137
 
 
 def script(argv: list[str], env: dict[str, str], workdir: str | None) -> str:
-    """What the guest runs: the workload's environment, the exec's additions, then the command in place."""
-    q = shlex.quote
-    lines = [". /.hypr/config.sh", "hypr_env"]
-    lines += [f"export {k}={q(v)}" for k, v in env.items()]
-    lines.append(f"cd {q(workdir)} || exit 126" if workdir else 'cd "$HYPR_WORKDIR" || exit 126')
-    missing = f'exec: "{argv[0]}": executable file not found in $PATH'
-    lines.append(f"command -v {q(argv[0])} >/dev/null 2>&1 || {{ echo {q(missing)} >&2; exit 127; }}")
-    lines.append("exec " + " ".join(q(a) for a in argv))
-    return "\n".join(lines) + "\n"
+    """What the guest agent runs: the guest init's `enter`, which runs `argv` chrooted in the image as the
+    workload's user, with the workload's environment plus `env`, in `workdir` (default: the workload's). Exit 127
+    when the command is not in the image, 126 when it cannot be executed."""
+    words = [*(f"{k}={v}" for k, v in env.items()), "--", *argv]
+    return f"exec /.hypr/busybox sh /init enter {shlex.quote(workdir or '')} {' '.join(map(shlex.quote, words))}\n"
 
 
 class AgentGone(Exception):
