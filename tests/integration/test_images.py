@@ -106,7 +106,10 @@ def test_exec_runs_as_the_image_user_in_its_workdir(hyprd: Hyprd, images_registr
         "1000", "/srv", "hello",
     ]  # fmt: skip
     container = json.loads(hyprd.cli("inspect", "c1").stdout)[0]
-    assert container["Image"] == ref
+    assert container["Config"]["Image"] == ref and container["Image"] == image_ids(hyprd)[0]
+    assert container["Config"]["Entrypoint"] == ["/bin/sh", "-c"] and container["Config"]["Cmd"] == ["sleep 600"]
+    assert container["Config"]["User"] == "app" and container["Config"]["WorkingDir"] == "/srv"
+    assert set(container["Config"]["ExposedPorts"]) == {"8080/tcp", "9090/udp"}
     # Docker's StopSignal: SIGUSR1 ends `sh -c sleep` at once (no 10 s wait for SIGKILL).
     started = time.monotonic()
     hyprd.cli("stop", "c1")
@@ -456,6 +459,35 @@ def test_docker_py_images(hyprd: Hyprd, images_registry: Registry) -> None:
             api.images.get(f"{repo}:latest")
     finally:
         api.close()
+
+
+def test_pull_policies_for_run(hyprd: Hyprd, images_registry: Registry) -> None:
+    ref = images_registry.ref("httpd")
+    never = hyprd.cli("run", "--rm", "--pull", "never", ref, "true", rc=1)
+    assert f"No such image: {ref}" in never.stderr
+    assert image_ids(hyprd) == []
+    hyprd.cli("run", "--rm", ref, "true")
+    again = hyprd.cli("run", "--rm", "--pull", "always", ref, "true")
+    assert "Image is up to date" in again.stderr
+    assert (
+        hyprd.cli("run", "--rm", "--pull", "never", ref, "cat", "/www/index.html").stdout == "hello from hypr-httpd\n"
+    )
+
+
+def test_compose_pulls_missing_images_by_pull_policy(hyprd: Hyprd, images_registry: Registry, tmp_path: Path) -> None:
+    file = tmp_path / "compose.yml"
+    file.write_text(
+        f"services:\n  web:\n    image: {images_registry.ref('httpd')}\n    pull_policy: never\n"
+        f"  cfg:\n    image: {images_registry.ref('configured')}\n    user: '0'\n    working_dir: /tmp\n"
+        "    command: ['sleep 600']\n"
+    )
+    refused = hyprd.cli("compose", "-p", "pp", "-f", str(file), "up", "-d", rc=None)
+    assert refused.returncode != 0 and "pull_policy is never" in refused.stderr
+    assert hyprd.cli("ps", "-aq").stdout == ""  # nothing made
+    hyprd.cli("pull", images_registry.ref("httpd"))
+    hyprd.cli("compose", "-p", "pp", "-f", str(file), "up", "-d")
+    assert hyprd.cli("exec", "pp-cfg-1", "sh", "-c", "id -u; pwd").stdout.split() == ["0", "/tmp"]
+    hyprd.cli("compose", "-p", "pp", "-f", str(file), "down")
 
 
 def test_the_store_is_root_only(hyprd: Hyprd, images_registry: Registry) -> None:

@@ -119,7 +119,7 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
         "Path": workload.command[0] if workload.command else "",
         "Args": list(workload.command[1:]),
         "State": state_of(workload),
-        "Image": workload.image,
+        "Image": workload.image_id or workload.image,  # Docker: the image ID here, the name in Config.Image
         "Name": "/" + workload.name,
         "RestartCount": 0,
         "Driver": workload.runtime,
@@ -137,12 +137,16 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
         },
         "Config": {
             "Hostname": workload.hostname,
+            "User": workload.user,
             "Env": [f"{k}={v}" for k, v in workload.env.items()],
-            "Cmd": list(workload.command),
+            "Cmd": list(workload.command[len(workload.entrypoint) :]),
+            "Entrypoint": list(workload.entrypoint) or None,
+            "WorkingDir": workload.workdir,
             "Image": workload.image,
             "Labels": dict(workload.labels),
+            "StopSignal": workload.stop_signal or None,
             "Tty": True,  # logs are one raw stream, as Docker serves them for TTY containers
-            "ExposedPorts": {k: {} for k in ports},
+            "ExposedPorts": {k: {} for k in sorted({*ports, *workload.exposed_ports})},
         },
         "NetworkSettings": {
             "Ports": ports,
@@ -183,6 +187,7 @@ def container_summary(snapshot: Snapshot, workload: Workload, now: datetime) -> 
         "Id": workload.id,
         "Names": ["/" + workload.name],
         "Image": workload.image,
+        "ImageID": workload.image_id,
         "Command": " ".join(workload.command),
         "Created": int(parse_created(workload.created).timestamp()),
         "State": workload.state,
