@@ -52,7 +52,7 @@ def _render_bars(messages: Iterator[dict[str, Any]]) -> None:
             layer, status = str(message.get("id") or ""), str(message.get("status", ""))
             detail = message.get("progressDetail") or {}
             if not layer or status.startswith("Pulling from"):
-                bars.console.print(_line(message))
+                bars.console.print(_line(message), highlight=False, markup=False)
                 continue
             if layer not in tasks:
                 tasks[layer] = bars.add_task(status, layer=layer, total=detail.get("total") or None)
