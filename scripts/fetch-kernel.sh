@@ -8,12 +8,21 @@
 # kernel directory of that layout to use instead; the script only checks it.
 set -euo pipefail
 
+# A kernel with the modules the guest init loads (vm_kernel.MODULE_PATHS; these three are the ones older hypr did not
+# need: the image disk, its file system and the overlay over it).
 have_kernel() {
-	compgen -G "$1/boot/vmlinuz-*" >/dev/null && compgen -G "$1/lib/modules/*/kernel" >/dev/null
+	local m
+	compgen -G "$1/boot/vmlinuz-*" >/dev/null || return 1
+	for m in drivers/block/virtio_blk.ko fs/erofs/erofs.ko fs/overlayfs/overlay.ko; do
+		compgen -G "$1/lib/modules/*/kernel/$m" >/dev/null || return 1
+	done
 }
 
 if [ -n "${HYPR_KERNEL:-}" ]; then
-	have_kernel "$HYPR_KERNEL" || { echo "HYPR_KERNEL=$HYPR_KERNEL: no boot/vmlinuz-* and lib/modules/*" >&2; exit 1; }
+	have_kernel "$HYPR_KERNEL" || {
+		echo "HYPR_KERNEL=$HYPR_KERNEL: no boot/vmlinuz-* with lib/modules/*/kernel/{virtio_blk,erofs,overlay}" >&2
+		exit 1
+	}
 	echo "$HYPR_KERNEL"
 	exit 0
 fi

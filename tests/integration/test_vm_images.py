@@ -151,7 +151,7 @@ def test_pulled_image_user_workdir_env_overlay_exec_and_one_disk(host: Host) -> 
     rootfs = make_image(host.root / "images" / "rootfs" / "ab12")
     image_id = "sha256:" + hashlib.sha256(b"test image config").hexdigest()
     pulled = dict(image="example.test/app:1", rootfs=rootfs, image_id=image_id)
-    env = {"PATH": "/bin", "GREETING": "hi 'there'", "MULTI": "a\nb"}  # as the services layer merges it
+    env = {"PATH": "/bin", "GREETING": "hi 'there'", "MULTI": "a\nb", "app.mode": "dotted"}  # merged by services
     script = (
         'id; pwd; echo "$GREETING|$HOME|$HOSTNAME";'
         " echo changed > /srv/app/data; echo new > /home/app/new; echo tmp > /tmp/t;"
@@ -184,6 +184,7 @@ def test_pulled_image_user_workdir_env_overlay_exec_and_one_disk(host: Host) -> 
         "GREETING=hi 'there'",
         "MULTI=a",
         "b",
+        "app.mode=dotted",
     ]
     both = host.exec(app, handle, "sh", "-c", 'echo "$GREETING|$X|$(pwd)"', env={"X": "y z"}, workdir="/tmp")
     assert both.stdout == "hi 'there'|y z|/tmp\n", both.stderr
@@ -198,6 +199,7 @@ def test_pulled_image_user_workdir_env_overlay_exec_and_one_disk(host: Host) -> 
     assert missing.returncode == 127 and 'exec: "no-such-command": executable file not found in $PATH' in missing.stderr
     assert host.exec(app, handle, "/bin/no-such").returncode == 127
     assert host.exec(app, handle, "/notes").returncode == 126
+    assert host.exec(app, handle, "pwd", workdir="/no/such/dir").returncode == 126
     assert host.exec(app, handle, "sh", "-c", "exit 42").returncode == 42
 
     # our /etc files replace the image's (the image's /etc/hosts is a dangling symlink)

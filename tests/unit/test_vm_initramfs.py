@@ -87,6 +87,9 @@ def test_cache_key_follows_every_input(tmp_path: Path, monkeypatch: pytest.Monke
     assert vi.cache_key(base) != key
     built = vi.ensure_base(base, tmp_path / "cache")
     assert vi.ensure_base(base, tmp_path / "cache") == built and built.name.startswith("initramfs-")
+    os.utime(base.busybox, ns=(1, 1))
+    rebuilt = vi.ensure_base(base, tmp_path / "cache")
+    assert rebuilt != built and not built.exists()  # earlier inputs' archives go
 
 
 def spec(**kw: object) -> LaunchSpec:

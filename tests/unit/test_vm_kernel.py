@@ -129,7 +129,7 @@ def test_modules_load_after_their_dependencies() -> None:
         ({"image": "nginx:latest"}, "unsupported image"),
         ({"attachments": (ATT,) * 7}, "at most 6 networks"),
         ({"memory_mb": 16}, "at least 64 MB"),
-        ({"env": {"BAD-NAME": "x"}}, "BAD-NAME"),
+        ({"env": {"BAD=NAME": "x"}}, "BAD=NAME"),
         ({"hostname": ""}, "invalid hostname"),
     ],
 )

@@ -42,7 +42,7 @@ MIN_MEMORY_MB = 64
 LAUNCH_TIMEOUT = 30.0
 KILL_GRACE = 5.0
 EXIT_KILLED = 137
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_ENV_NAME = re.compile(r"[^=\0]+\Z")  # what `env -i NAME=VALUE` can set: any name without "="
 
 
 def disk_cache(image_cache: Path) -> Path:
@@ -127,7 +127,7 @@ class VmRuntime:
             raise InvalidParameter(f"invalid number of CPUs {spec.cpus}")
         bad = _bad_env_names(spec.env)
         if bad:
-            raise InvalidParameter(f"environment variable names a VM cannot export: {bad}")
+            raise InvalidParameter(f"invalid environment variable names: {bad}")
         if spec.workdir and not spec.workdir.startswith("/"):
             raise InvalidParameter(f"the working directory {spec.workdir!r} is not an absolute path")
         rootfs = self._rootfs(spec, build=False)
@@ -296,7 +296,7 @@ class VmRuntime:
             raise InvalidParameter("No exec command specified")
         bad = _bad_env_names(env)
         if bad:
-            raise InvalidParameter(f"environment variable names a VM cannot export: {bad}")
+            raise InvalidParameter(f"invalid environment variable names: {bad}")
         target = {"argv": list(argv), "env": dict(env), "workdir": workdir}
         return [self.python, "-I", "-S", str(VMEXEC), str(spec.state_dir), json.dumps(target)]
 

@@ -33,6 +33,18 @@ INIT = Path(__file__).with_name("guest") / "init"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # Docker's PATH when the image sets none
 MODULE_ORDER = ".hypr/modules/order"  # module names, one a line, in load order
 _SKELETON = ("dev", "etc", "proc", "root", "run", "sys", "tmp")
+# The workload's /dev, as Docker makes it (copied into a tmpfs at boot with one `cp -a`, not node by node: every
+# command the guest init runs costs milliseconds under TCG).
+_DEV_NODES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0)}
+_DEV_LINKS = {
+    "fd": "/proc/self/fd",
+    "stdin": "/proc/self/fd/0",
+    "stdout": "/proc/self/fd/1",
+    "stderr": "/proc/self/fd/2",
+    "core": "/proc/kcore",
+    "ptmx": "pts/ptmx",
+}
+_DEV_DIRS = {"pts": 0o755, "shm": 0o1777, "mqueue": 0o1777}
 _TRAILER = "TRAILER!!!"
 
 
@@ -113,6 +125,13 @@ def base_entries(inputs: Inputs) -> list[Entry]:
         by_path[f".hypr/bin/{applet}"] = Entry(f".hypr/bin/{applet}", link, target="/.hypr/busybox")
     for module in inputs.modules:
         by_path[f".hypr/modules/{module.name}"] = Entry(f".hypr/modules/{module.name}", f, source=module)
+    by_path[".hypr/dev"] = Entry(".hypr/dev", d)
+    for name, rdev in _DEV_NODES.items():
+        by_path[f".hypr/dev/{name}"] = Entry(f".hypr/dev/{name}", stat.S_IFCHR | 0o666, rdev=rdev)
+    for name, target in _DEV_LINKS.items():
+        by_path[f".hypr/dev/{name}"] = Entry(f".hypr/dev/{name}", link, target=target)
+    for name, mode in _DEV_DIRS.items():
+        by_path[f".hypr/dev/{name}"] = Entry(f".hypr/dev/{name}", stat.S_IFDIR | mode)
     order = "".join(f"{module_name(m)}\n" for m in inputs.modules)
     by_path[MODULE_ORDER] = Entry(MODULE_ORDER, f, data=order.encode())
     return [by_path[p] for p in sorted(by_path)]
@@ -135,7 +154,9 @@ def cache_key(inputs: Inputs) -> str:
 
 
 def ensure_base(inputs: Inputs, cache_dir: Path) -> Path:
-    """The cached base archive for `inputs`, built (atomically) when missing."""
+    """The cached base archive for `inputs`, built (atomically) when missing. Building one removes the others:
+    they belong to earlier inputs (a new kernel, init or busybox; earlier versions also packed each directory
+    image into its own archive), and a start copies its base at once, so none is in use for long."""
     target = cache_dir / f"initramfs-{cache_key(inputs)}.cpio"
     if target.exists():
         return target
@@ -149,6 +170,9 @@ def ensure_base(inputs: Inputs, cache_dir: Path) -> Path:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        for old in cache_dir.glob("initramfs-*.cpio"):
+            if old != target:
+                old.unlink(missing_ok=True)
     except OSError as exc:
         raise KernelError(f"build the VM initramfs in {cache_dir}: {exc}") from exc
     return target
