@@ -10,11 +10,12 @@ Docker's rules for removal (`docker rmi`) and pruning are followed; messages are
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hypr.errors import Conflict, HyprError, InvalidParameter, NotFound
 from hypr.images import manifest as mf
@@ -24,6 +25,10 @@ from hypr.images.registry import Credentials, Skopeo
 from hypr.images.store import ImageStore, hex_of, tree_size
 from hypr.models import Image, Snapshot
 from hypr.services.validation import label_matches, now_rfc3339
+
+if TYPE_CHECKING:
+    from hypr.models import Workload
+    from hypr.services.context import Context
 
 Progress = Callable[[dict[str, Any]], None]
 BLOB_POLL = 0.05  # seconds between looks for finished blobs while skopeo copies
@@ -58,7 +63,7 @@ def find_image(snapshot: Snapshot, text: str) -> Image:
     raise NotFound(f"No such image: {ref.tagged if ref is not None and not ref.digest else text}")
 
 
-def users_of(snapshot: Snapshot, image_id: str) -> list[Any]:
+def users_of(snapshot: Snapshot, image_id: str) -> list[Workload]:
     return [w for w in snapshot.workloads if w.image_id == image_id]
 
 
@@ -217,7 +222,7 @@ def _copy(
         progress({"status": "Download complete", "progressDetail": detail, "id": _layer_id(layer)})
 
 
-def record(ctx: Any, fetched: Fetched, in_flight: InFlight) -> tuple[Image, bool]:
+def record(ctx: Context, fetched: Fetched, in_flight: InFlight) -> tuple[Image, bool]:
     """On the worker: the image row, its repository digest and its tag, in one transaction.
     Returns (image, whether the tag already named this image: Docker's "Image is up to date")."""
     try:
@@ -262,7 +267,7 @@ def status_lines(fetched: Fetched, up_to_date: bool) -> list[dict[str, Any]]:
 # -- tag, remove, prune ---------------------------------------------------------------------------------------------
 
 
-def tag(ctx: Any, source: str, repo: str, tag_name: str | None) -> None:
+def tag(ctx: Context, source: str, repo: str, tag_name: str | None) -> None:
     """Docker's `POST /images/{name}/tag?repo=&tag=` (201); a tag already on another image moves."""
     snapshot = ctx.store.snapshot()
     image = find_image(snapshot, source)
@@ -286,7 +291,7 @@ def familiar(ref: str) -> str:
     return f"{parsed.familiar_name}:{parsed.tag}"
 
 
-def remove(ctx: Any, text: str, *, force: bool = False) -> list[dict[str, str]]:
+def remove(ctx: Context, text: str, *, force: bool = False) -> list[dict[str, str]]:
     """Docker's `DELETE /images/{name}`: untag a reference, and delete the image once nothing names or uses it.
     Returns [{"Untagged": ...}, {"Deleted": ...}]. 409s in Docker's words; files go in `collect_garbage`."""
     snapshot = ctx.store.snapshot()
@@ -348,7 +353,7 @@ def _names_id(image: Image, text: str) -> bool:
     )
 
 
-def _delete(ctx: Any, tx: Any, image: Image) -> list[dict[str, str]]:
+def _delete(ctx: Context, tx: sqlite3.Connection, image: Image) -> list[dict[str, str]]:
     report = [{"Untagged": familiar(d)} for d in image.repo_digests]
     ctx.store.delete_image(tx, image.id)
     return [*report, {"Deleted": image.id}]
@@ -357,7 +362,7 @@ def _delete(ctx: Any, tx: Any, image: Image) -> list[dict[str, str]]:
 PRUNE_FILTERS = ("dangling", "label", "until")
 
 
-def prune(ctx: Any, filters: Mapping[str, list[str]]) -> tuple[list[dict[str, str]], int]:
+def prune(ctx: Context, filters: Mapping[str, list[str]]) -> tuple[list[dict[str, str]], int]:
     """Docker's `POST /images/prune`: dangling images unless `dangling=false` (`-a`: every image no workload
     uses). Returns (ImagesDeleted, SpaceReclaimed)."""
     for key in filters:
@@ -392,7 +397,7 @@ class Garbage:
     layout_tags: tuple[str, ...]
 
 
-def garbage(ctx: Any, in_flight: InFlight) -> Garbage:
+def garbage(ctx: Context, in_flight: InFlight) -> Garbage:
     """On the worker: files no row owns (read from the directory listing and the layout's index)."""
     snapshot = ctx.store.snapshot()
     known = {i.id for i in snapshot.images}
