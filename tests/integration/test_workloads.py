@@ -162,7 +162,7 @@ def test_bad_input_changes_nothing(hyprd: Hyprd) -> None:
             client.create_container({"Image": "busybox", "Cmd": ["true"], **body}, name)
 
         cases = [
-            (lambda: create({"Image": "nginx:latest"}), InvalidParameter, "busybox"),
+            (lambda: create({"Image": "nginx:latest"}), NotFound, "No such image: nginx:latest"),
             (lambda: create({"HostConfig": {"NetworkMode": "nope"}}), NotFound, "network nope not found"),
             (lambda: create({}, "taken"), Conflict, 'container name "/taken" is already in use'),
             (lambda: create({}, "x"), InvalidParameter, "Invalid container name"),

@@ -159,10 +159,19 @@ def start(ctx: Context, ref: str) -> bool:
     if count:
         ctx.restarts[workload.id] = (count, math.inf)  # keeps the back-off count until a run lasts long enough
     runtime.create(spec)  # idempotent: repairs a namespace lost to a reboot
-    handle = runtime.start(spec)
+    # Its names, and the names it may see, are served before its first instruction runs.
+    with ctx.store.transaction() as tx:
+        ctx.store.set_starting(tx, workload.id, now_rfc3339())
+    try:
+        ctx.converge()
+        handle = runtime.start(spec)
+    except HyprError:
+        with ctx.store.transaction() as tx:
+            ctx.store.restore_state(tx, workload)
+        ctx.converge()
+        raise
     with ctx.store.transaction() as tx:
         ctx.store.set_running(tx, workload.id, handle.pid, handle.start_time, handle.main_pid, now_rfc3339())
-    ctx.converge()  # its names appear in DNS
     return True
 
 
@@ -261,8 +270,15 @@ def adopt_all(ctx: Context) -> None:
         handle = ctx.runtime(workload.runtime).adopt(launch_spec(ctx, snapshot, workload))
         if handle is None:
             log.info("workload %s ended while hyprd was down", workload.name)
+            if workload.pid is None:  # a start interrupted before its process ran: it never started
+                with ctx.store.transaction() as tx:
+                    ctx.store.set_exited(tx, workload.id, None, now_rfc3339())
         else:
             log.info("re-adopted workload %s (pid %d)", workload.name, handle.pid)
+            if workload.pid is None:  # started, but hyprd died before it recorded the process: record it now
+                with ctx.store.transaction() as tx:
+                    ctx.store.set_running(tx, workload.id, handle.pid, handle.start_time, handle.main_pid,
+                                          workload.started_at or now_rfc3339())  # fmt: skip
     refresh(ctx)
 
 
@@ -297,14 +313,15 @@ def connect(ctx: Context, network_ref: str, workload_ref: str, ip: str | None, a
     with ctx.store.transaction() as tx:
         endpoint = _insert_endpoint(ctx, tx, workload, EndpointRequest(network, ip, aliases), position)
     try:
+        ctx.converge()  # the new network's names are served before the interface appears
         ctx.runtime(workload.runtime).attach(
             launch_spec(ctx, ctx.store.snapshot(), workload), attachment(network, endpoint)
         )
     except HyprError:
         with ctx.store.transaction() as tx:
             ctx.store.delete_endpoint(tx, endpoint.id)
+        ctx.converge()
         raise
-    ctx.converge()
     return endpoint
 
 

@@ -141,6 +141,22 @@ class Store:
             (pid, pid_start, main_pid, started_at, workload_id),
         )
 
+    def set_starting(self, tx: sqlite3.Connection, workload_id: str, started_at: str) -> None:
+        """Running without a process yet: its names are served (DNS, /etc/hosts) before its first instruction."""
+        tx.execute(
+            "UPDATE workloads SET state='running', pid=NULL, pid_start=NULL, main_pid=NULL, exit_code=NULL,"
+            " started_at=?, finished_at='' WHERE id=?",
+            (started_at, workload_id),
+        )
+
+    def restore_state(self, tx: sqlite3.Connection, w: Workload) -> None:
+        """Undo a start that failed: the state, exit code and times the workload had before it."""
+        tx.execute(
+            "UPDATE workloads SET state=?, pid=?, pid_start=?, main_pid=?, exit_code=?, started_at=?, finished_at=?"
+            " WHERE id=?",
+            (w.state, w.pid, w.pid_start, w.main_pid, w.exit_code, w.started_at, w.finished_at, w.id),
+        )
+
     def set_exited(self, tx: sqlite3.Connection, workload_id: str, exit_code: int | None, finished_at: str) -> None:
         tx.execute(
             "UPDATE workloads SET state='exited', pid=NULL, pid_start=NULL, main_pid=NULL, exit_code=?, finished_at=?"
