@@ -156,6 +156,7 @@ def test_pulled_image_user_workdir_env_overlay_exec_and_one_disk(host: Host) -> 
         'id; pwd; echo "$GREETING|$HOME|$HOSTNAME";'
         " echo changed > /srv/app/data; echo new > /home/app/new; echo tmp > /tmp/t;"
         " touch /forbidden 2>/dev/null || echo read-only-root-for-app;"
+        " echo via /dev/stdout > /dev/stdout; echo via /dev/stderr > /dev/stderr;"  # as nginx's logs: reopened
         " exec sleep 3600"
     )
     app = host.spec("app", 2, ("sh", "-c", script), user="app", workdir="/srv/app", env=env, **pulled)
@@ -175,7 +176,7 @@ def test_pulled_image_user_workdir_env_overlay_exec_and_one_disk(host: Host) -> 
     lines = log.splitlines()
     assert lines[0].startswith("uid=1000(app) gid=1000(app)") and "2000(extra)" in lines[0], log
     assert lines[1:3] == ["/srv/app", "hi 'there'|/home/app|app"], log
-    assert lines[3] == "read-only-root-for-app", log
+    assert lines[3:6] == ["read-only-root-for-app", "via /dev/stdout", "via /dev/stderr"], log
     # exactly the workload's environment: nothing of the guest init's leaks in
     assert host.exec(app, handle, "env").stdout.splitlines() == [
         "PATH=/bin",
@@ -201,6 +202,8 @@ def test_pulled_image_user_workdir_env_overlay_exec_and_one_disk(host: Host) -> 
     assert host.exec(app, handle, "/notes").returncode == 126
     assert host.exec(app, handle, "pwd", workdir="/no/such/dir").returncode == 126
     assert host.exec(app, handle, "sh", "-c", "exit 42").returncode == 42
+    reopened = host.exec(app, handle, "sh", "-c", "echo out > /dev/stdout; echo err > /dev/stderr")
+    assert (reopened.stdout, reopened.stderr) == ("out\n", "err\n")
 
     # our /etc files replace the image's (the image's /etc/hosts is a dangling symlink)
     assert "10.94.0.2\tapp" in host.exec(app, handle, "cat", "/etc/hosts").stdout
