@@ -109,8 +109,11 @@ class Client:
         params = {"filters": json.dumps(filters)} if filters else None
         return list(self.request("POST", "/networks/prune", params=params)["NetworksDeleted"] or [])
 
-    def connect(self, network: str, container: str, *, ip: str | None = None, aliases: list[str] | None = None) -> None:
-        config: dict[str, Any] = {"Aliases": aliases or []}
+    def connect(
+        self, network: str, container: str, *, ip: str | None = None, aliases: list[str] | None = None,
+        gw_priority: int = 0,
+    ) -> None:  # fmt: skip
+        config: dict[str, Any] = {"Aliases": aliases or [], "GwPriority": gw_priority}
         if ip:
             config["IPAMConfig"] = {"IPv4Address": ip}
         self.request(

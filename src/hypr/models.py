@@ -63,6 +63,7 @@ class Endpoint:
     position: int  # attach order: guest interface eth<position>
     aliases: tuple[str, ...] = ()  # --network-alias, compose service name and aliases
     static_ip: bool = False
+    gw_priority: int = 0  # Docker's GwPriority: the highest carries the default route
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,14 @@ class Snapshot:
 
     def endpoints_of(self, workload_id: str) -> list[Endpoint]:
         return sorted((e for e in self.endpoints if e.workload_id == workload_id), key=lambda e: e.position)
+
+    def gateway_order(self, workload_id: str) -> list[Endpoint]:
+        """A workload's endpoints, the one that carries its default route (and resolver) first. Docker's rule:
+        the highest GwPriority, then a network with external connectivity (not internal), then by network name."""
+        return sorted(
+            self.endpoints_of(workload_id),
+            key=lambda e: (-e.gw_priority, self.network(e.network_id).internal, self.network(e.network_id).name),
+        )
 
 
 @dataclass(frozen=True)

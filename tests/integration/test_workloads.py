@@ -44,9 +44,9 @@ def test_two_workloads_talk_over_the_bridge(hyprd: Hyprd) -> None:
 
 
 def test_a_workload_on_two_networks_and_hot_plug(hyprd: Hyprd) -> None:
-    hyprd.cli("network", "create", "front", "--subnet", "10.30.0.0/24")
-    hyprd.cli("network", "create", "back", "--subnet", "10.31.0.0/24")
-    hyprd.cli("run", "-d", "--name", "api", "--network", "front", "--network", "back", "busybox", "sleep", "600")
+    hyprd.cli("network", "create", "a-front", "--subnet", "10.30.0.0/24")
+    hyprd.cli("network", "create", "b-back", "--subnet", "10.31.0.0/24")
+    hyprd.cli("run", "-d", "--name", "api", "--network", "a-front", "--network", "b-back", "busybox", "sleep", "600")
     addrs = hyprd.cli("exec", "api", "ip", "-o", "-4", "addr").stdout
     assert "eth0" in addrs and "10.30.0.2/24" in addrs
     assert "eth1" in addrs and "10.31.0.2/24" in addrs
@@ -60,12 +60,12 @@ def test_a_workload_on_two_networks_and_hot_plug(hyprd: Hyprd) -> None:
     hyprd.cli("network", "disconnect", "extra", "api")
     assert "10.32.0.50" not in hyprd.cli("exec", "api", "ip", "-o", "-4", "addr").stdout
     assert len(veths(hyprd.ns)) == 2
-    refused = hyprd.cli("network", "rm", "front", rc=1)
+    refused = hyprd.cli("network", "rm", "a-front", rc=1)
     assert "has active endpoints" in refused.stderr
-    hyprd.cli("network", "rm", "-f", "front")
+    hyprd.cli("network", "rm", "-f", "a-front")
     assert len(veths(hyprd.ns)) == 1
     assert "10.30.0." not in hyprd.cli("exec", "api", "ip", "-o", "-4", "addr").stdout
-    # The first network went: the next one takes over the default route and the resolver.
+    # The gateway network (external, first by name) went: the next one takes over the route and the resolver.
     assert "default via 10.31.0.1" in hyprd.cli("exec", "api", "ip", "route").stdout
     assert "nameserver 10.31.0.1" in hyprd.cli("exec", "api", "cat", "/etc/resolv.conf").stdout
 

@@ -165,7 +165,8 @@ class ContainerApi:
         config = body.get("EndpointConfig") or {}
         ip = (config.get("IPAMConfig") or {}).get("IPv4Address") or None
         aliases = tuple(config.get("Aliases") or ())
-        await self.call(workloads.connect, self.ctx, request.match_info["ref"], _container(body), ip, aliases)
+        priority = workload_plan.gw_priority(config.get("GwPriority"))
+        await self.call(workloads.connect, self.ctx, request.match_info["ref"], _container(body), ip, aliases, priority)
         return web.Response(status=200)
 
     async def disconnect(self, request: web.Request) -> web.Response:

@@ -72,6 +72,9 @@ def endpoint_settings(snapshot: Snapshot, endpoint: Endpoint, workload: Workload
         "IPAMConfig": {"IPv4Address": str(endpoint.ip)} if endpoint.static_ip else None,
         "Links": None,
         "Aliases": list(endpoint.aliases) or None,
+        "DriverOpts": None,
+        "GwPriority": endpoint.gw_priority,
+        "HostInterface": endpoint.host_ifname,  # hypr's: the veth host end or TAP on the network's bridge
         "DNSNames": [workload.name, workload.id[:12], *endpoint.aliases],
         "MacAddress": endpoint.mac,
         "NetworkID": network.id,
@@ -112,7 +115,8 @@ def state_of(workload: Workload) -> dict[str, Any]:
 def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
     ports = port_bindings(snapshot, workload.id)
     nets = networks_of(snapshot, workload)
-    first: dict[str, Any] = next(iter(nets.values()), {})
+    gateway = snapshot.gateway_order(workload.id)[:1]
+    first: dict[str, Any] = nets.get(snapshot.network(gateway[0].network_id).name, {}) if gateway else {}
     return {
         "Id": workload.id,
         "Created": workload.created,

@@ -127,12 +127,14 @@ def prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
 @network.command("connect")
 @click.option("--ip", help="IPv4 address.")
 @click.option("--alias", multiple=True, help="Network-scoped alias for the workload.")
+@click.option("--gw-priority", type=int, default=0, help="Highest priority network carries the default route.")
 @click.argument("network_ref", metavar="NETWORK")
 @click.argument("workload", metavar="WORKLOAD")
 @click.pass_context
-def connect(ctx: click.Context, ip: str | None, alias: tuple[str, ...], network_ref: str, workload: str) -> None:
+def connect(ctx: click.Context, ip: str | None, alias: tuple[str, ...], gw_priority: int, network_ref: str,
+            workload: str) -> None:  # fmt: skip
     """Connect a workload to a network (it may be running)."""
-    client_of(ctx).connect(network_ref, workload, ip=ip, aliases=list(alias))
+    client_of(ctx).connect(network_ref, workload, ip=ip, aliases=list(alias), gw_priority=gw_priority)
 
 
 @network.command("disconnect")

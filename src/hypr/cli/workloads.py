@@ -88,6 +88,7 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
 @click.option("--network", "networks", multiple=True, help="Connect to a network (repeatable; first = default route).")
 @click.option("--ip", help="IPv4 address on the first network.")
 @click.option("--network-alias", "aliases", multiple=True, help="Network-scoped alias on the first network.")
+@click.option("--gw-priority", type=int, default=0, help="Gateway priority of the first network (highest wins).")
 @click.option("-p", "--publish", multiple=True, help="Publish a port: [ip:][host:]guest[/udp], ranges allowed.")
 @click.option("-e", "--env", multiple=True, help="Set environment variables (K=V).")
 @click.option("-l", "--label", multiple=True, help="Set metadata (k=v).")
@@ -114,7 +115,7 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
 def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str, ...], ip: str | None,
         aliases: tuple[str, ...], publish: tuple[str, ...], env: tuple[str, ...], label: tuple[str, ...],
         hostname: str | None, runtime: str, cpus: float | None, memory: str | None, auto_remove: bool, restart: str,
-        interactive: bool, tty: bool, publish_all: bool, expose: tuple[str, ...], entrypoint: str | None,
+        gw_priority: int, interactive: bool, tty: bool, publish_all: bool, expose: tuple[str, ...], entrypoint: str | None,
         workdir: str | None, user: str | None, stop_signal: str | None, pull_policy: str, platform: str | None,
         image: str, command: tuple[str, ...]) -> None:  # fmt: skip
     """Create and start a workload (pulling its image first when it is missing)."""
@@ -124,6 +125,9 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
     except HyprError as exc:
         raise click.BadParameter(exc.message, param_hint="-p") from None
     body = run_body(image, command, networks, ip, aliases, specs, env, label, hostname, runtime, restart)
+    if gw_priority:
+        first = next(iter(body["NetworkingConfig"]["EndpointsConfig"].values()))
+        first["GwPriority"] = gw_priority
     if cpus:
         body["HostConfig"]["NanoCpus"] = int(cpus * 1e9)
     if memory:

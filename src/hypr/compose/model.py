@@ -49,6 +49,7 @@ class Attachment:
     aliases: tuple[str, ...] = ()
     ipv4_address: str | None = None
     priority: int = 0
+    gw_priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,7 @@ def _attachments(name: str, raw: Any, declared: Mapping[str, Any]) -> tuple[Atta
         found.append(Attachment(
             network=str(key), aliases=tuple(str(a) for a in options.get("aliases") or ()),
             ipv4_address=options.get("ipv4_address"), priority=int(options.get("priority") or 0),
+            gw_priority=int(options.get("gw_priority") or 0),
         ))  # fmt: skip
     return tuple(sorted(found, key=lambda a: (-a.priority, a.network)))
 

@@ -101,6 +101,8 @@ def container_body(service: ServiceSpec, project: Project) -> dict[str, Any]:
         config: dict[str, Any] = {"Aliases": list(dict.fromkeys([service.name, *attachment.aliases]))}
         if attachment.ipv4_address:
             config["IPAMConfig"] = {"IPv4Address": attachment.ipv4_address}
+        if attachment.gw_priority:
+            config["GwPriority"] = attachment.gw_priority
         endpoints[network.name] = config
     host_config: dict[str, Any] = {
         "NetworkMode": project.networks[service.networks[0].network].name,

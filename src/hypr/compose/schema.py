@@ -1,8 +1,9 @@
 """Validation against the compose-spec JSON schema (docker-compose 1.29.2's `compose_spec.json`, fetched at set-up by
 `scripts/fetch-compose-schema.sh`), errors named by their path in the file, and warnings for keys hypr ignores.
 
-The schema predates three keys hypr supports; they are added to it in memory, nowhere else: the top-level `name`,
-and `host_ip` / a string `published` in the long port syntax.
+The schema predates some keys hypr supports; they are added to it in memory, nowhere else: the top-level `name`,
+and `host_ip` / a string `published` in the long port syntax, `pull_policy: missing` and a service network's
+`gw_priority`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ SUPPORTED_SERVICE = frozenset({
 })  # fmt: skip
 SUPPORTED_NETWORK = frozenset({"name", "driver", "driver_opts", "ipam", "internal", "labels", "external",
                                "enable_ipv6", "attachable"})  # fmt: skip
-SUPPORTED_SERVICE_NETWORK = frozenset({"aliases", "ipv4_address", "priority"})
+SUPPORTED_SERVICE_NETWORK = frozenset({"aliases", "ipv4_address", "priority", "gw_priority"})
 SUPPORTED_PORT = frozenset({"target", "published", "host_ip", "protocol", "mode"})
 
 
@@ -62,6 +63,16 @@ def extend_schema(schema: dict[str, Any]) -> dict[str, Any]:
         if choice.get("type") == "object":
             choice["properties"].setdefault("host_ip", {"type": "string"})
             choice["properties"]["published"] = {"type": ["string", "integer"]}
+    service = schema["definitions"]["service"]["properties"]
+    pull = service.get("pull_policy", {})
+    if "enum" in pull and "missing" not in pull["enum"]:
+        pull["enum"] = [*pull["enum"], "missing"]
+    networks = service.get("networks", {}).get("oneOf", [])
+    for choice in networks:
+        for entry in (choice.get("patternProperties") or {}).values():
+            for option in entry.get("oneOf", []):
+                if option.get("type") == "object":
+                    option["properties"].setdefault("gw_priority", {"type": "integer"})
     return schema
 
 

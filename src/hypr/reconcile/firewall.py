@@ -110,7 +110,8 @@ def _mapping_order(m: PortMapping) -> tuple[str, int, int, int, str]:
 
 
 def _target(snapshot: Snapshot, networks: dict[str, Network], workload_id: str) -> IPv4Address | None:
-    for endpoint in snapshot.endpoints_of(workload_id):
+    """Published ports reach the workload on its gateway network, or its first network with a way in."""
+    for endpoint in snapshot.gateway_order(workload_id):
         network = networks.get(endpoint.network_id)
         if network is not None and not network.internal:
             return endpoint.ip

@@ -33,6 +33,7 @@ RTM_NEWROUTE = 24
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
 NLM_F_EXCL = 0x200
+NLM_F_REPLACE = 0x100
 NLM_F_CREATE = 0x400
 NLM_F_CAPPED = 0x100
 NLM_F_ACK_TLVS = 0x200
@@ -161,11 +162,10 @@ def addr_add(index: int, ip: IPv4Address, prefixlen: int) -> Request:
 
 
 def default_route_add(gateway: IPv4Address) -> Request:
+    """Create or replace the default route: the gateway moves when another network takes it over."""
     body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
     body += attr(RTA_GATEWAY, gateway.packed)
-    return Request(
-        f"add default route via {gateway}", RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body, frozenset({errno.EEXIST})
-    )
+    return Request(f"set default route via {gateway}", RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body, frozenset())
 
 
 def _ext_ack_message(data: bytes, offset: int, end: int) -> str:

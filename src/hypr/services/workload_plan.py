@@ -44,6 +44,7 @@ class EndpointRequest:
     network: Network
     ip: str | None  # a static address asked for, or None for the next free one
     aliases: tuple[str, ...]
+    gw_priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,18 @@ def _plan_endpoints(
         config = _mapping(configs.get(ref), f"EndpointsConfig[{ref}]")
         ip = _mapping(config.get("IPAMConfig"), "IPAMConfig").get("IPv4Address") or None
         aliases = tuple(_strings(config.get("Aliases"), "Aliases"))
-        requests.append(EndpointRequest(network=network, ip=ip, aliases=aliases))
+        priority = gw_priority(config.get("GwPriority"))
+        requests.append(EndpointRequest(network=network, ip=ip, aliases=aliases, gw_priority=priority))
     return tuple(requests)
+
+
+def gw_priority(value: Any) -> int:
+    """Docker's EndpointSettings.GwPriority: a signed integer, 0 when unset."""
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or not -(2**31) <= value < 2**31:
+        raise InvalidParameter(f"invalid GwPriority {value!r}: expected an integer")
+    return value
 
 
 def _resources(host_config: Mapping[str, Any]) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def attachment(network: Network, endpoint: Endpoint) -> Attachment:
 
 
 def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchSpec:
-    endpoints = snapshot.endpoints_of(workload.id)
+    # The runtime takes the first attachment as the one with the default route and the resolver.
+    endpoints = snapshot.gateway_order(workload.id)
     attachments = tuple(attachment(snapshot.network(e.network_id), e) for e in endpoints)
     return LaunchSpec(
         workload_id=workload.id, name=workload.name, hostname=workload.hostname or workload.name,
@@ -105,7 +106,7 @@ def _insert_endpoint(ctx: Context, tx: Any, workload: Workload, request: Endpoin
     endpoint = Endpoint(
         id=endpoint_id, workload_id=workload.id, network_id=network.id, ip=ip, mac=names.mac_for(ip),
         host_ifname=names.host_ifname(endpoint_id, tap=workload.runtime == "vm"), position=position,
-        aliases=request.aliases, static_ip=request.ip is not None,
+        aliases=request.aliases, static_ip=request.ip is not None, gw_priority=request.gw_priority,
     )  # fmt: skip
     ctx.store.insert_endpoint(tx, endpoint)
     return endpoint
@@ -302,7 +303,9 @@ def log_path(ctx: Context, ref: str) -> Path:
 # -- network connect / disconnect -------------------------------------------------------------------------------------
 
 
-def connect(ctx: Context, network_ref: str, workload_ref: str, ip: str | None, aliases: tuple[str, ...]) -> Endpoint:
+def connect(
+    ctx: Context, network_ref: str, workload_ref: str, ip: str | None, aliases: tuple[str, ...], gw_priority: int = 0
+) -> Endpoint:
     snapshot = ctx.store.snapshot()
     network = find_network(snapshot, network_ref)
     workload = find_workload(snapshot, workload_ref)
@@ -311,7 +314,7 @@ def connect(ctx: Context, network_ref: str, workload_ref: str, ip: str | None, a
         raise Forbidden(f"endpoint with name {workload.name} already exists in network {network.name}")
     position = max((e.position for e in current), default=-1) + 1
     with ctx.store.transaction() as tx:
-        endpoint = _insert_endpoint(ctx, tx, workload, EndpointRequest(network, ip, aliases), position)
+        endpoint = _insert_endpoint(ctx, tx, workload, EndpointRequest(network, ip, aliases, gw_priority), position)
     try:
         ctx.converge()  # the new network's names are served before the interface appears
         ctx.runtime(workload.runtime).attach(

@@ -205,10 +205,10 @@ class Store:
     def insert_endpoint(self, tx: sqlite3.Connection, e: Endpoint) -> None:
         """Records the address and moves the network's allocation cursor in the same transaction."""
         tx.execute(
-            "INSERT INTO endpoints (id, workload_id, network_id, ip, mac, host_ifname, position, aliases, static_ip)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO endpoints (id, workload_id, network_id, ip, mac, host_ifname, position, aliases, static_ip,"
+            " gw_priority) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (e.id, e.workload_id, e.network_id, int(e.ip), e.mac, e.host_ifname, e.position, _dump(e.aliases),
-             int(e.static_ip)),
+             int(e.static_ip), e.gw_priority),
         )  # fmt: skip
         if not e.static_ip:
             tx.execute("UPDATE networks SET last_ip=? WHERE id=?", (int(e.ip), e.network_id))
@@ -281,6 +281,7 @@ def _endpoint(row: sqlite3.Row) -> Endpoint:
         position=row["position"],
         aliases=tuple(_load(row["aliases"])),
         static_ip=bool(row["static_ip"]),
+        gw_priority=row["gw_priority"],
     )
 
 

@@ -96,4 +96,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE workloads ADD COLUMN entrypoint TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE workloads ADD COLUMN exposed_ports TEXT NOT NULL DEFAULT '[]'
     """,
+    """
+    ALTER TABLE endpoints ADD COLUMN gw_priority INTEGER NOT NULL DEFAULT 0
+    """,
 )

@@ -1,0 +1,127 @@
+"""Users' bug reports against Docker and Podman, replayed against hypr with real packets: each case is the report's
+input with its right value, and each kind is tried with more than that one input."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tests.integration.harness import Hyprd, run_in
+from tests.integration.topology import HOST_LAN, INTERNET, topology
+
+
+def default_route(hyprd: Hyprd, name: str) -> str:
+    routes = hyprd.cli("exec", name, "ip", "route").stdout.splitlines()
+    return next(line.split()[2] for line in routes if line.startswith("default"))
+
+
+def nameserver(hyprd: Hyprd, name: str) -> str:
+    lines = hyprd.cli("exec", name, "cat", "/etc/resolv.conf").stdout.splitlines()
+    return next(line.split()[1] for line in lines if line.startswith("nameserver"))
+
+
+def gateway_of(hyprd: Hyprd, network: str) -> str:
+    return str(json.loads(hyprd.cli("network", "inspect", network).stdout)[0]["IPAM"]["Config"][0]["Gateway"])
+
+
+# -- 1. names from the first instruction ------------------------------------------------------------------------------
+
+
+def test_a_new_workload_resolves_its_peers_on_its_first_instruction(hyprd: Hyprd) -> None:
+    hyprd.cli("network", "create", "n1")
+    hyprd.cli("run", "-d", "--name", "pa1", "--network", "n1", "busybox", "sleep", "600")
+    ip = json.loads(hyprd.cli("inspect", "pa1").stdout)[0]["NetworkSettings"]["Networks"]["n1"]["IPAddress"]
+
+    def first_query(i: int) -> str:
+        return hyprd.cli("run", "--rm", "--network", "n1", "busybox", "nslookup", "pa1", rc=None).stdout
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(first_query, range(8)))
+    assert all(ip in a for a in answers), answers
+    # Its own name too, and from the host image with glibc's resolver (getent), on its first instruction.
+    for _ in range(3):
+        assert (
+            hyprd.cli("run", "--rm", "--name", "selfie", "--network", "n1", "busybox", "nslookup", "selfie").returncode
+            == 0
+        )
+        out = hyprd.cli("run", "--rm", "--network", "n1", "host", "getent", "hosts", "pa1").stdout
+        assert out.split()[0] == ip
+
+
+def test_names_are_served_at_once_after_start_restart_rename_and_connect(hyprd: Hyprd) -> None:
+    hyprd.cli("network", "create", "n1")
+    hyprd.cli("network", "create", "n2")
+    hyprd.cli("run", "-d", "--name", "peer", "--network", "n1", "busybox", "sleep", "600")
+    script = "nslookup peer >/dev/null && echo ok || echo fail; sleep 600"
+    hyprd.cli("run", "-d", "--name", "asker", "--network", "n1", "busybox", "sh", "-c", script)
+    hyprd.cli("stop", "-t", "0", "asker")
+    hyprd.cli("start", "asker")
+    hyprd.cli("restart", "-t", "0", "asker")
+    logs = hyprd.cli("logs", "asker").stdout.split()
+    assert logs == ["ok", "ok", "ok"], logs
+    hyprd.cli("rename", "peer", "renamed")
+    assert "Address" in hyprd.cli("exec", "asker", "nslookup", "renamed").stdout
+    hyprd.cli("run", "-d", "--name", "late", "--network", "n2", "busybox", "sleep", "600")
+    hyprd.cli("network", "connect", "n2", "asker")
+    assert hyprd.cli("exec", "asker", "nslookup", "late").returncode == 0
+
+
+# -- 3. which network is the gateway -----------------------------------------------------------------------------------
+
+
+def test_an_internal_network_listed_first_does_not_take_the_default_route(hyprd: Hyprd) -> None:
+    with topology(hyprd.ns) as net:  # a remote client and an internet around the host
+        hyprd.cli("network", "create", "--internal", "int1")
+        hyprd.cli("network", "create", "pub1")
+        hyprd.cli("run", "-d", "--name", "g1", "--network", "int1", "--network", "pub1", "-p", "9300:80",
+                  "busybox", "httpd", "-f", "-p", "80")  # fmt: skip
+        assert default_route(hyprd, "g1") == gateway_of(hyprd, "pub1")
+        assert nameserver(hyprd, "g1") == gateway_of(hyprd, "pub1")
+        assert hyprd.cli("exec", "g1", "ping", "-c1", "-W2", INTERNET).returncode == 0  # egress
+        answer = run_in(net.client, "sh", "-c", f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {HOST_LAN} 9300",
+                        rc=None).stdout  # fmt: skip
+        assert answer.startswith("HTTP/1."), answer
+        # The interfaces keep their attach order: eth0 is still int1's.
+        settings = json.loads(hyprd.cli("inspect", "g1").stdout)[0]["NetworkSettings"]
+        eth0 = hyprd.cli("exec", "g1", "ip", "-o", "-4", "addr", "show", "eth0").stdout
+        assert f" {settings['Networks']['int1']['IPAddress']}/" in eth0
+        assert settings["Gateway"] == gateway_of(hyprd, "pub1")
+
+
+def test_gw_priority_then_external_then_name_on_run_connect_and_disconnect(hyprd: Hyprd) -> None:
+    for name in ("a-net", "b-net", "c-net"):
+        hyprd.cli("network", "create", name)
+    hyprd.cli("network", "create", "--internal", "0-internal")
+    hyprd.cli("run", "-d", "--name", "w1", "--network", "b-net", "--network", "a-net", "--network", "0-internal",
+              "busybox", "sleep", "600")  # fmt: skip
+    assert default_route(hyprd, "w1") == gateway_of(hyprd, "a-net")  # by name among external networks
+    hyprd.cli("network", "connect", "--gw-priority", "10", "c-net", "w1")
+    assert default_route(hyprd, "w1") == gateway_of(hyprd, "c-net")
+    assert nameserver(hyprd, "w1") == gateway_of(hyprd, "c-net")
+    nets = json.loads(hyprd.cli("inspect", "w1").stdout)[0]["NetworkSettings"]["Networks"]
+    assert nets["c-net"]["GwPriority"] == 10 and nets["a-net"]["GwPriority"] == 0
+    assert nets["c-net"]["HostInterface"].startswith("hv")
+    hyprd.cli("network", "disconnect", "c-net", "w1")
+    assert default_route(hyprd, "w1") == gateway_of(hyprd, "a-net")
+    hyprd.cli("run", "-d", "--name", "w2", "--network", "b-net", "--gw-priority", "5", "--network", "a-net",
+              "busybox", "sleep", "600")  # fmt: skip
+    assert default_route(hyprd, "w2") == gateway_of(hyprd, "b-net")
+    # -1 pushes a network below every other, even an internal one.
+    hyprd.cli("run", "-d", "--name", "w3", "--network", "a-net", "--gw-priority", "-1", "--network", "0-internal",
+              "busybox", "sleep", "600")  # fmt: skip
+    assert default_route(hyprd, "w3") == gateway_of(hyprd, "0-internal")
+
+
+def test_compose_backend_internal_sorted_first_is_not_the_gateway(hyprd: Hyprd, tmp_path: Path) -> None:
+    file = tmp_path / "compose.yml"
+    file.write_text(
+        "services:\n  api:\n    image: busybox\n    command: [sleep, '600']\n    networks: [frontend, backend]\n"
+        "  pri:\n    image: busybox\n    command: [sleep, '600']\n"
+        "    networks:\n      frontend: {}\n      backend: {gw_priority: 1}\n"
+        "networks:\n  frontend: {}\n  backend:\n    internal: true\n"
+    )
+    hyprd.cli("compose", "-p", "gw", "-f", str(file), "up", "-d")
+    assert default_route(hyprd, "gw-api-1") == gateway_of(hyprd, "gw_frontend")
+    assert default_route(hyprd, "gw-pri-1") == gateway_of(hyprd, "gw_backend")
+    hyprd.cli("compose", "-p", "gw", "-f", str(file), "down")
