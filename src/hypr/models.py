@@ -103,6 +103,19 @@ class Workload:
     stop_signal: str = ""  # from --stop-signal or the image; "" means SIGTERM
     entrypoint: tuple[str, ...] = ()  # the first words of `command` that are the entrypoint (for inspect)
     exposed_ports: tuple[str, ...] = ()  # "80/tcp": the image's ExposedPorts and --expose
+    resolver: Resolver = field(default_factory=lambda: Resolver())
+
+
+@dataclass(frozen=True)
+class Resolver:
+    """A workload's own resolver settings (Docker's HostConfig.Dns, DnsSearch, DnsOptions, ExtraHosts and
+    Config.Domainname). Empty tuples mean "as the host has them" (search and options from its resolv.conf)."""
+
+    dns: tuple[str, ...] = ()  # servers the gateway forwards this workload's outside names to
+    search: tuple[str, ...] | None = None  # None: the host's; () from `--dns-search .`: none
+    options: tuple[str, ...] | None = None  # None: the host's
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # (name, address or "host-gateway")
+    domainname: str = ""
 
 
 @dataclass(frozen=True)

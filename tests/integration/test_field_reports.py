@@ -7,6 +7,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tests.integration.dns_topology import OUTSIDE_ADDRESS, ZONE_SERVER, dns_daemon
 from tests.integration.harness import Hyprd, run_in
 from tests.integration.topology import HOST_LAN, INTERNET, topology
 
@@ -125,3 +126,75 @@ def test_compose_backend_internal_sorted_first_is_not_the_gateway(hyprd: Hyprd, 
     assert default_route(hyprd, "gw-api-1") == gateway_of(hyprd, "gw_frontend")
     assert default_route(hyprd, "gw-pri-1") == gateway_of(hyprd, "gw_backend")
     hyprd.cli("compose", "-p", "gw", "-f", str(file), "down")
+
+
+# -- 4. the workload's resolver configuration --------------------------------------------------------------------------
+
+
+def test_the_hosts_search_domains_and_options_reach_the_workload(tmp_path: Path) -> None:
+    with dns_daemon() as (hyprd, _net):
+        conf = tmp_path / "resolv.conf"
+        conf.write_text(f"nameserver {ZONE_SERVER}\nsearch corp.test example.test\noptions timeout:2 attempts:3\n")
+        hyprd.stop()
+        hyprd.env_extra["HYPR_RESOLV_CONF"] = str(conf)
+        hyprd.start()
+        hyprd.cli("network", "create", "n4")
+        # glibc's resolver in a workload: `intranet` is found as intranet.example.test through the search list.
+        out = hyprd.cli("run", "--rm", "--network", "n4", "host", "getent", "hosts", "intranet").stdout.split()
+        assert out[:2] == [OUTSIDE_ADDRESS, "intranet.example.test"]
+        resolv = hyprd.cli("run", "--rm", "--network", "n4", "busybox", "cat", "/etc/resolv.conf").stdout
+        assert "search corp.test example.test\n" in resolv and "options ndots:0 timeout:2 attempts:3\n" in resolv
+        # The host's file changes: the next workload sees the new list.
+        conf.write_text(f"nameserver {ZONE_SERVER}\nsearch example.test\n")
+        resolv = hyprd.cli("run", "--rm", "--network", "n4", "busybox", "cat", "/etc/resolv.conf").stdout
+        assert "search example.test\n" in resolv
+
+
+def test_dns_search_options_add_host_hostname_and_domainname(hyprd: Hyprd) -> None:
+    hyprd.cli("network", "create", "n5")
+    hyprd.cli(
+        "run", "-d", "--name", "r1", "--network", "n5", "--dns-search", "a.test", "--dns-search", "b.test",
+        "--dns-option", "ndots:2", "--dns-option", "timeout:1", "--add-host", "db.local:192.0.2.10",
+        "--add-host", "gw:host-gateway", "--add-host", "v6:2001:db8::1", "--hostname", "h1", "--domainname", "dom.test",
+        "busybox", "sleep", "600",
+    )  # fmt: skip
+    resolv = hyprd.cli("exec", "r1", "cat", "/etc/resolv.conf").stdout
+    assert f"nameserver {gateway_of(hyprd, 'n5')}\n" in resolv
+    assert "search a.test b.test\n" in resolv and "options ndots:2 timeout:1\n" in resolv
+    hosts = hyprd.cli("exec", "r1", "cat", "/etc/hosts").stdout
+    assert "192.0.2.10\tdb.local\n" in hosts and f"{gateway_of(hyprd, 'n5')}\tgw\n" in hosts
+    assert "2001:db8::1\tv6\n" in hosts
+    ping = hyprd.cli("exec", "r1", "ping", "-c1", "-W1", "db.local", rc=None).stdout  # resolved through /etc/hosts
+    assert ping.startswith("PING db.local (192.0.2.10)")
+    assert hyprd.cli("exec", "r1", "hostname").stdout.strip() == "h1"
+    assert hyprd.cli("exec", "r1", "cat", "/proc/sys/kernel/domainname").stdout.strip() == "dom.test"
+    assert "\th1.dom.test\th1\n" in hosts
+    host_config = json.loads(hyprd.cli("inspect", "r1").stdout)[0]["HostConfig"]
+    assert host_config["DnsSearch"] == ["a.test", "b.test"] and host_config["DnsOptions"] == ["ndots:2", "timeout:1"]
+    assert host_config["ExtraHosts"] == ["db.local:192.0.2.10", "gw:host-gateway", "v6:2001:db8::1"]
+    none = hyprd.cli("run", "--rm", "--network", "n5", "--dns-search", ".", "busybox", "cat", "/etc/resolv.conf")
+    assert "search" not in none.stdout
+    for bad, message in (
+        (("--dns", "not-an-ip"), "invalid IP address in dns"),
+        (("--add-host", "nocolon"), "invalid extra host"),
+        (("--add-host", "x:999.1.1.1"), "invalid IP address in add-host"),
+        (("--dns-search", "bad domain"), "invalid DNS search domain"),
+    ):
+        out = hyprd.cli("run", "--rm", *bad, "busybox", "true", rc=None)
+        assert out.returncode != 0 and message in out.stderr, (bad, out.stderr)
+    assert hyprd.cli("ps", "-aq").stdout.split() == [json.loads(hyprd.cli("inspect", "r1").stdout)[0]["Id"][:12]]
+
+
+def test_compose_resolver_keys(hyprd: Hyprd, tmp_path: Path) -> None:
+    file = tmp_path / "compose.yml"
+    file.write_text(
+        "services:\n  app:\n    image: busybox\n    command: [sleep, '600']\n    hostname: apphost\n"
+        "    domainname: corp.test\n    dns_search: [x.test]\n    dns_opt: [ndots:3]\n"
+        "    extra_hosts: ['svc.local:192.0.2.20']\n"
+    )
+    hyprd.cli("compose", "-p", "rs", "-f", str(file), "up", "-d")
+    resolv = hyprd.cli("exec", "rs-app-1", "cat", "/etc/resolv.conf").stdout
+    assert "search x.test\n" in resolv and "options ndots:3\n" in resolv
+    hosts = hyprd.cli("exec", "rs-app-1", "cat", "/etc/hosts").stdout
+    assert "192.0.2.20\tsvc.local\n" in hosts and "\tapphost.corp.test\tapphost\n" in hosts
+    hyprd.cli("compose", "-p", "rs", "-f", str(file), "down")

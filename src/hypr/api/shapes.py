@@ -135,12 +135,17 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
                 for k, v in ports.items()
             },
             "AutoRemove": workload.auto_remove,
+            "Dns": list(workload.resolver.dns),
+            "DnsSearch": list(workload.resolver.search or []),
+            "DnsOptions": list(workload.resolver.options or []),
+            "ExtraHosts": [f"{n}:{a}" for n, a in workload.resolver.extra_hosts] or None,
             "RestartPolicy": {"Name": workload.restart, "MaximumRetryCount": 0},
             "Runtime": workload.runtime,
             "LogConfig": {"Type": "json-file", "Config": {}},  # docker-py streams logs only for these types
         },
         "Config": {
             "Hostname": workload.hostname,
+            "Domainname": workload.resolver.domainname,
             "User": workload.user,
             "Env": [f"{k}={v}" for k, v in workload.env.items()],
             "Cmd": list(workload.command[len(workload.entrypoint) :]),

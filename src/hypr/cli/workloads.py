@@ -93,6 +93,11 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
 @click.option("-e", "--env", multiple=True, help="Set environment variables (K=V).")
 @click.option("-l", "--label", multiple=True, help="Set metadata (k=v).")
 @click.option("--hostname", help="Workload host name (default: its name).")
+@click.option("--domainname", default=None, help="Workload NIS domain name.")
+@click.option("--dns", multiple=True, help="DNS server the gateway forwards this workload's outside names to.")
+@click.option("--dns-search", multiple=True, help="DNS search domain (default: the host's; `.` for none).")
+@click.option("--dns-option", multiple=True, help="resolv.conf option (default: the host's).")
+@click.option("--add-host", multiple=True, help="Add a host-to-IP mapping (host:ip, or host:host-gateway).")
 @click.option("--runtime", type=click.Choice(["sandbox", "vm"]), default="sandbox", show_default=True)
 @click.option("--cpus", type=float, default=None, help="vCPUs for --runtime vm (default 1).")
 @click.option("-m", "--memory", default=None, help="Memory for --runtime vm, e.g. 256m or 1g (default 256m).")
@@ -114,7 +119,8 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
 @click.pass_context
 def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str, ...], ip: str | None,
         aliases: tuple[str, ...], publish: tuple[str, ...], env: tuple[str, ...], label: tuple[str, ...],
-        hostname: str | None, runtime: str, cpus: float | None, memory: str | None, auto_remove: bool, restart: str,
+        hostname: str | None, domainname: str | None, dns: tuple[str, ...], dns_search: tuple[str, ...],
+        dns_option: tuple[str, ...], add_host: tuple[str, ...], runtime: str, cpus: float | None, memory: str | None, auto_remove: bool, restart: str,
         gw_priority: int, interactive: bool, tty: bool, publish_all: bool, expose: tuple[str, ...], entrypoint: str | None,
         workdir: str | None, user: str | None, stop_signal: str | None, pull_policy: str, platform: str | None,
         image: str, command: tuple[str, ...]) -> None:  # fmt: skip
@@ -133,6 +139,11 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
     if memory:
         body["HostConfig"]["Memory"] = parse_bytes(memory)
     body["HostConfig"]["PublishAllPorts"] = publish_all
+    for key, values in (("Dns", dns), ("DnsSearch", dns_search), ("DnsOptions", dns_option), ("ExtraHosts", add_host)):
+        if values:
+            body["HostConfig"][key] = list(values)
+    if domainname:
+        body["Domainname"] = domainname
     if exposed:
         body["ExposedPorts"] = exposed
     if entrypoint is not None:

@@ -75,6 +75,11 @@ class ServiceSpec:
     working_dir: str = ""
     stop_signal: str = ""
     expose: tuple[str, ...] = ()  # "80/tcp"
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_opt: tuple[str, ...] = ()
+    extra_hosts: tuple[str, ...] = ()  # "name:address"
+    domainname: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,22 @@ def _expose(value: Any, where: str) -> tuple[str, ...]:
         except HyprError as exc:
             raise ComposeError(f"{where}: {exc.message}") from None
     return tuple(ports)
+
+
+def _one_or_many(value: Any) -> tuple[str, ...]:
+    """compose's string_or_list."""
+    if value is None:
+        return ()
+    return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
+
+
+def _extra_hosts(value: Any) -> tuple[str, ...]:
+    """compose's extra_hosts: a list of "name:address" / "name=address", or a map name -> address."""
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        return tuple(f"{k}:{v}" for k, v in value.items())
+    return tuple(str(v).replace("=", ":", 1) if "=" in str(v) else str(v) for v in value)
 
 
 def _words(value: Any) -> tuple[str, ...] | None:
@@ -323,6 +344,9 @@ def build_project(
             pull_policy=_pull_policy(raw.get("pull_policy"), f"{where}.pull_policy"),
             user=str(raw.get("user") or ""), working_dir=str(raw.get("working_dir") or ""),
             stop_signal=str(raw.get("stop_signal") or ""), expose=_expose(raw.get("expose") or [], f"{where}.expose"),
+            dns=_one_or_many(raw.get("dns")), dns_search=_one_or_many(raw.get("dns_search")),
+            dns_opt=_one_or_many(raw.get("dns_opt")), extra_hosts=_extra_hosts(raw.get("extra_hosts")),
+            domainname=str(raw.get("domainname") or ""),
         )  # fmt: skip
     used = sorted({a.network for s in services.values() for a in s.networks})
     networks = {key: _network(key, declared.get(key), name) for key in used}

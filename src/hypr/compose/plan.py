@@ -133,6 +133,12 @@ def container_body(service: ServiceSpec, project: Project) -> dict[str, Any]:
             body[key] = value
     if service.expose:
         body["ExposedPorts"] = {port: {} for port in service.expose}
+    for key, values in (("Dns", service.dns), ("DnsSearch", service.dns_search), ("DnsOptions", service.dns_opt),
+                        ("ExtraHosts", service.extra_hosts)):  # fmt: skip
+        if values:
+            host_config[key] = list(values)
+    if service.domainname:
+        body["Domainname"] = service.domainname
     body["Labels"][CONFIG_HASH] = config_hash(body)
     body["Labels"][WORKING_DIR] = str(project.working_dir)
     body["Labels"][CONFIG_FILES] = ",".join(str(f) for f in project.files)

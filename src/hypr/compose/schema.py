@@ -30,7 +30,7 @@ SUPPORTED_TOP = frozenset({"version", "name", "services", "networks"})
 SUPPORTED_SERVICE = frozenset({
     "image", "command", "entrypoint", "environment", "hostname", "ports", "networks", "depends_on", "restart",
     "labels", "container_name", "runtime", "cpus", "mem_limit", "pull_policy", "user", "working_dir", "stop_signal",
-    "expose",
+    "expose", "dns", "dns_search", "dns_opt", "extra_hosts", "domainname",
 })  # fmt: skip
 SUPPORTED_NETWORK = frozenset({"name", "driver", "driver_opts", "ipam", "internal", "labels", "external",
                                "enable_ipv6", "attachable"})  # fmt: skip

@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal as _signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Protocol
 
@@ -39,7 +39,7 @@ class LaunchSpec:
     nameserver: IPv4Address | None
     state_dir: Path  # one directory per workload, owned by the runtime until delete()
     owner_alias: str  # IFLA_IFALIAS for every host-side link, so the daemon can prove it made them
-    hosts: tuple[tuple[str, IPv4Address], ...] = ()  # extra /etc/hosts entries (name, address)
+    hosts: tuple[tuple[str, IPv4Address | IPv6Address], ...] = ()  # extra /etc/hosts entries (name, address)
     workdir: str = "/"
     labels: Mapping[str, str] = field(default_factory=dict)
     cpus: float = 1.0  # vm: vCPUs (rounded up)
@@ -52,6 +52,9 @@ class LaunchSpec:
     image_id: str = ""
     user: str = ""  # Docker's User: "", "uid", "uid:gid", "name", "name:group"; resolved against the image's /etc
     stop_signal: str = ""  # Docker's StopSignal ("SIGQUIT", "QUIT", "3"); "" means SIGTERM
+    search: tuple[str, ...] = ()  # resolv.conf `search` (the host's unless the workload set its own)
+    dns_options: tuple[str, ...] = ()  # resolv.conf `options`
+    domainname: str = ""  # the UTS domain name (Docker's Config.Domainname)
 
 
 @dataclass(frozen=True)

@@ -25,15 +25,39 @@ _HOSTS_HEAD = (
 
 
 def render_hosts(spec: LaunchSpec) -> str:
+    """Docker's layout: localhost lines, --add-host entries, then the workload's own addresses and names."""
+    names = f"{spec.hostname}.{spec.domainname}\t{spec.hostname}" if spec.domainname else spec.hostname
     lines = [f"{ip}\t{name}\n" for name, ip in spec.hosts]
-    lines += [f"{att.ip}\t{spec.hostname}\n" for att in spec.attachments]
+    lines += [f"{att.ip}\t{names}\n" for att in spec.attachments]
     return _HOSTS_HEAD + "".join(lines)
 
 
 def render_resolv(spec: LaunchSpec) -> str:
+    """The gateway is the only nameserver (it answers for peers and `.hypr`, and forwards the rest: to the
+    workload's --dns servers if it has some); search and options are the host's unless the workload has its own,
+    as Docker does. ndots:0 is added when no ndots is given, so a bare peer name is asked as it is first."""
     # Without a nameserver the resolver falls back to 127.0.0.1 in the sandbox: refused at once, no stall.
     server = f"nameserver {spec.nameserver}\n" if spec.nameserver is not None else ""
-    return server + "options ndots:0\n"
+    search = f"search {' '.join(spec.search)}\n" if spec.search else ""
+    options = list(spec.dns_options)
+    if not any(o.startswith("ndots:") for o in options):
+        options.insert(0, "ndots:0")
+    return server + search + f"options {' '.join(options)}\n"
+
+
+def host_resolver(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(search domains, options) of a resolv.conf; the last `search`/`domain` line wins, as in glibc."""
+    search: tuple[str, ...] = ()
+    options: list[str] = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split(";", 1)[0].split()
+        if not words:
+            continue
+        if words[0] in ("search", "domain"):
+            search = tuple(words[1:])
+        elif words[0] == "options":
+            options += words[1:]
+    return search, tuple(options)
 
 
 def write_in_place(path: Path, text: str) -> None:

@@ -53,6 +53,7 @@ def _launch_config(spec: LaunchSpec, rootfs: Path | None, command: tuple[str, ..
         "netns": str(_netns_path(spec)),
         "state_dir": str(spec.state_dir),
         "hostname": spec.hostname,
+        "domainname": spec.domainname,
         "rootfs": str(rootfs) if rootfs is not None else None,
         "command": list(command),
         "env": dict(spec.env),

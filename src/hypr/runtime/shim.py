@@ -154,6 +154,9 @@ def _become_workload(cfg: dict[str, Any], log_fd: int) -> None:
     os.close(ns_fd)
     _libc.unshare(_libc.CLONE_NEWUTS | _libc.CLONE_NEWNS)
     socket.sethostname(cfg["hostname"])
+    if cfg.get("domainname"):  # the UTS namespace is ours: this is the workload's domain name only
+        with open("/proc/sys/kernel/domainname", "w") as f:
+            f.write(cfg["domainname"])
     _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE)
     if cfg["rootfs"]:
         _enter_rootfs(cfg)

@@ -13,6 +13,7 @@ from hypr.images.store import ImageStore
 from hypr.reconcile.kernel import Reconciler
 from hypr.reconcile.ports import PortHolder
 from hypr.runtime.base import Runtime
+from hypr.runtime.files import host_resolver
 from hypr.state import Store
 
 
@@ -27,6 +28,18 @@ class Context:
     restarts: dict[str, tuple[int, float]] = field(default_factory=dict)
     images: ImageStore = field(init=False)  # pulled images on disk, under <data dir>/images
     registry: Skopeo = field(init=False)
+    _resolv: tuple[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...]]] | None = None
+
+    def host_resolver(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The host's resolv.conf search domains and options, re-read when the file changes."""
+        try:
+            st = self.settings.resolv_conf.stat()
+            key = (st.st_mtime_ns, st.st_size)
+            if self._resolv is None or self._resolv[0] != key:
+                self._resolv = (key, host_resolver(self.settings.resolv_conf.read_text(errors="replace")))
+        except OSError:
+            return (), ()
+        return self._resolv[1]
 
     def __post_init__(self) -> None:
         self.images = ImageStore(self.settings.paths.images)

@@ -5,6 +5,7 @@ The plan names everything the transaction will write; addresses are chosen later
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import re
 from collections.abc import Mapping
@@ -13,7 +14,7 @@ from typing import Any
 
 from hypr.errors import Conflict, InvalidParameter, NotFound
 from hypr.images import manifest as mf
-from hypr.models import BUILTIN_IMAGES, DEFAULT_NETWORK, Network, Snapshot, Workload
+from hypr.models import BUILTIN_IMAGES, DEFAULT_NETWORK, Network, Resolver, Snapshot, Workload
 from hypr.ports import PortSpec, from_bindings
 from hypr.services.images import find_image
 from hypr.services.network_plan import find_network
@@ -128,7 +129,7 @@ def plan_workload_create(
         auto_remove=_flag(host_config, "AutoRemove"), restart=restart, image_id=pulled.id if pulled else "",
         user=_string(body, "User") or run.user, workdir=_string(body, "WorkingDir") or run.workdir,
         stop_signal=_string(body, "StopSignal") or run.stop_signal, exposed_ports=exposed,
-        **_resources(host_config),
+        resolver=resolver_settings(host_config, _string(body, "Domainname")), **_resources(host_config),
     )  # fmt: skip
     return WorkloadPlan(workload=workload, endpoints=endpoints, ports=ports)
 
@@ -205,6 +206,40 @@ def _plan_endpoints(
         priority = gw_priority(config.get("GwPriority"))
         requests.append(EndpointRequest(network=network, ip=ip, aliases=aliases, gw_priority=priority))
     return tuple(requests)
+
+
+def _address(value: str, what: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value.strip("[]")))
+    except ValueError:
+        raise InvalidParameter(f"invalid IP address in {what}: {value!r}") from None
+
+
+def resolver_settings(host_config: Mapping[str, Any], domainname: str) -> Resolver:
+    """Docker's HostConfig.Dns / DnsSearch / DnsOptions / ExtraHosts and Config.Domainname, validated.
+    `--dns-search .` means no search domains (Docker's); ExtraHosts are `name:address` or `name:host-gateway`."""
+    dns = tuple(_address(s, "dns") for s in _strings(host_config.get("Dns"), "Dns"))
+    search_raw = _strings(host_config.get("DnsSearch"), "DnsSearch")
+    search = None if not search_raw else tuple(s for s in search_raw if s != ".")
+    for domain in search or ():
+        if not _DOMAIN.match(domain):
+            raise InvalidParameter(f"invalid DNS search domain {domain!r}")
+    options_raw = _strings(host_config.get("DnsOptions"), "DnsOptions")
+    if any(not o or any(c.isspace() for c in o) for o in options_raw):
+        raise InvalidParameter(f"invalid DNS option in {options_raw!r}")
+    extra = []
+    for item in _strings(host_config.get("ExtraHosts"), "ExtraHosts"):
+        name, sep, address = item.partition(":") if ":" in item else item.partition("=")
+        if not sep or not name or not _DOMAIN.match(name):
+            raise InvalidParameter(f"invalid extra host {item!r}: expected name:address")
+        extra.append((name, address if address == "host-gateway" else _address(address, "add-host")))
+    if domainname and not _DOMAIN.match(domainname):
+        raise InvalidParameter(f"invalid domainname {domainname!r}")
+    return Resolver(dns=dns, search=search, options=tuple(options_raw) or None, extra_hosts=tuple(extra),
+                    domainname=domainname)  # fmt: skip
+
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
 
 
 def gw_priority(value: Any) -> int:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import Any
 
@@ -50,18 +51,36 @@ def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchS
     # The runtime takes the first attachment as the one with the default route and the resolver.
     endpoints = snapshot.gateway_order(workload.id)
     attachments = tuple(attachment(snapshot.network(e.network_id), e) for e in endpoints)
+    own = workload.resolver
+    search, options = ctx.host_resolver()
+    extra = _extra_hosts(own.extra_hosts, attachments[0].gateway if attachments else None)
     return LaunchSpec(
         workload_id=workload.id, name=workload.name, hostname=workload.hostname or workload.name,
         image=workload.image, command=workload.command, env=workload.env, attachments=attachments,
         nameserver=attachments[0].gateway if attachments else None,
         state_dir=ctx.settings.paths.workloads / workload.id,
         owner_alias=ctx.reconciler.alias,
-        hosts=tuple((workload.name, a.ip) for a in attachments[:1]),
+        hosts=(*extra, *((workload.name, a.ip) for a in attachments[:1])),
+        search=own.search if own.search is not None else search,
+        dns_options=own.options if own.options is not None else options, domainname=own.domainname,
         labels=workload.labels, cpus=workload.cpus, memory_mb=workload.memory_mb,
         data_dir=ctx.settings.paths.data_dir, workdir=workload.workdir or "/", user=workload.user,
         rootfs=ctx.images.rootfs(workload.image_id) if workload.image_id else None, image_id=workload.image_id,
         stop_signal=workload.stop_signal,
     )  # fmt: skip
+
+
+def _extra_hosts(
+    entries: tuple[tuple[str, str], ...], gateway: IPv4Address | None
+) -> tuple[tuple[str, IPv4Address | IPv6Address], ...]:
+    """--add-host entries; `host-gateway` is the host's address on the workload's gateway network."""
+    found: list[tuple[str, IPv4Address | IPv6Address]] = []
+    for name, address in entries:
+        if address != "host-gateway":
+            found.append((name, ip_address(address)))
+        elif gateway is not None:
+            found.append((name, gateway))
+    return tuple(found)
 
 
 def handle_of(workload: Workload) -> Handle | None:

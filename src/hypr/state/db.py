@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import uuid
@@ -12,7 +13,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, cast
 
-from hypr.models import Endpoint, Image, Network, PortMapping, Protocol, Snapshot, Workload, WorkloadState
+from hypr.models import Endpoint, Image, Network, PortMapping, Protocol, Resolver, Snapshot, Workload, WorkloadState
 from hypr.state.schema import MIGRATIONS
 
 
@@ -126,11 +127,12 @@ class Store:
     def insert_workload(self, tx: sqlite3.Connection, w: Workload, extra: Mapping[str, Any]) -> None:
         tx.execute(
             "INSERT INTO workloads (id, name, image, runtime, state, command, env, hostname, labels, created, extra,"
-            " auto_remove, restart, cpus, memory_mb, image_id, user, workdir, stop_signal, entrypoint, exposed_ports)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " auto_remove, restart, cpus, memory_mb, image_id, user, workdir, stop_signal, entrypoint, exposed_ports,"
+            " resolver) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (w.id, w.name, w.image, w.runtime, w.state, _dump(w.command), _dump(w.env), w.hostname,
              _dump(w.labels), w.created, _dump(extra), int(w.auto_remove), w.restart, w.cpus, w.memory_mb,
-             w.image_id, w.user, w.workdir, w.stop_signal, _dump(w.entrypoint), _dump(w.exposed_ports)),
+             w.image_id, w.user, w.workdir, w.stop_signal, _dump(w.entrypoint), _dump(w.exposed_ports),
+             json.dumps(dataclasses.asdict(w.resolver), sort_keys=True)),
         )  # fmt: skip
 
     def set_running(self, tx: sqlite3.Connection, workload_id: str, pid: int, pid_start: int, main_pid: int,
@@ -267,7 +269,19 @@ def _workload(row: sqlite3.Row) -> Workload:
         stop_signal=row["stop_signal"],
         entrypoint=tuple(_load(row["entrypoint"])),
         exposed_ports=tuple(_load(row["exposed_ports"])),
+        resolver=_resolver(_load(row["resolver"])),
     )
+
+
+def _resolver(data: dict[str, Any]) -> Resolver:
+    def words(key: str) -> tuple[str, ...] | None:
+        return None if data.get(key) is None else tuple(data[key])
+
+    return Resolver(
+        dns=tuple(data.get("dns") or ()), search=words("search"), options=words("options"),
+        extra_hosts=tuple((str(n), str(a)) for n, a in data.get("extra_hosts") or ()),
+        domainname=str(data.get("domainname") or ""),
+    )  # fmt: skip
 
 
 def _endpoint(row: sqlite3.Row) -> Endpoint:

@@ -99,4 +99,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE endpoints ADD COLUMN gw_priority INTEGER NOT NULL DEFAULT 0
     """,
+    """
+    ALTER TABLE workloads ADD COLUMN resolver TEXT NOT NULL DEFAULT '{}'
+    """,
 )
