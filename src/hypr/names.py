@@ -14,7 +14,8 @@ TABLE = "hypr"  # `table inet hypr` and `table bridge hypr`
 DNS_PORT = 41003
 BRIDGE_PREFIX = "vbr"
 VETH_PREFIX = "hv"
-TAP_PREFIX = "ht"
+TAP_PREFIX = "tap"  # tap0, tap1, ...: numbered per daemon, never reused while an endpoint holds one
+TAP_MAX = 100_000
 ALIAS_PREFIX = "hypr:"  # IFLA_IFALIAS on every link we create: "hypr:<instance id>"
 
 _IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -31,10 +32,19 @@ def bridge_name(index: int) -> str:
     return _bounded(f"{BRIDGE_PREFIX}{index}")
 
 
-def host_ifname(endpoint_id: str, *, tap: bool = False) -> str:
-    """The host end of an endpoint: a veth peer (sandbox) or a TAP (vm)."""
-    prefix = TAP_PREFIX if tap else VETH_PREFIX
-    return _bounded(prefix + endpoint_id[: IFNAMSIZ - len(prefix)])
+def host_ifname(endpoint_id: str) -> str:
+    """The host end of a sandbox's endpoint: a veth peer named from the endpoint's random ID."""
+    return _bounded(VETH_PREFIX + endpoint_id[: IFNAMSIZ - len(VETH_PREFIX)])
+
+
+def tap_name(taken: set[str] | frozenset[str]) -> str:
+    """A VM endpoint's TAP: the lowest `tapN` that neither an endpoint nor another interface on the host holds
+    (OpenVPN and others name theirs tapN too). Raises RuntimeError past TAP_MAX, which a host never reaches."""
+    for n in range(TAP_MAX):
+        name = f"{TAP_PREFIX}{n}"
+        if name not in taken:
+            return _bounded(name)
+    raise RuntimeError(f"no free TAP name below {TAP_PREFIX}{TAP_MAX}")
 
 
 def owner_alias(instance_id: str) -> str:

@@ -1,7 +1,8 @@
 """Published ports, pure: the `-p` grammar and Docker's PortBindings map, both ways.
 
-Forms (Docker's): `G`, `H:G`, `IP:H:G`, `IP::G`, each with `/tcp` or `/udp`, and equal-length ranges
-`8000-8002:80-82`. A host port of 0 means "pick a free one" (the daemon does, by binding).
+Forms (Docker's): `G`, `H:G`, `IP:H:G`, `IP::G`, each with `/tcp` or `/udp`, equal-length ranges
+`8000-8002:80-82`, and a host range for one guest port `8000-8010:80` (the first free port of the range is
+published, as Docker does). A host port of 0 means "pick a free one" (the daemon does, by binding).
 """
 
 from __future__ import annotations
@@ -23,6 +24,18 @@ class PortSpec:
     protocol: Protocol
     host_ip: IPv4Address = ANY
     host_port: int = 0  # 0: a free port chosen at create time
+    host_port_end: int = 0  # with host_port, a range to choose the first free port from; 0: just host_port
+
+    @property
+    def host_ports(self) -> range:
+        """The host ports to try, in order (one, or the range)."""
+        return range(self.host_port, max(self.host_port, self.host_port_end) + 1)
+
+    @property
+    def host_text(self) -> str:
+        if not self.host_port:
+            return ""
+        return f"{self.host_port}-{self.host_port_end}" if self.host_port_end else str(self.host_port)
 
 
 def _port_range(text: str, spec: str) -> list[int]:
@@ -48,6 +61,8 @@ def parse_publish(spec: str) -> list[PortSpec]:
     host_ip = _parse_host_ip(host_ip_text, spec)
     guests = _port_range(guest_text, spec)
     hosts = _port_range(host_text, spec) if host_text else [0] * len(guests)
+    if len(guests) == 1 and len(hosts) > 1:  # 8000-8010:80: one port, the first free one of the range
+        return [PortSpec(guests[0], cast(Protocol, proto), host_ip, hosts[0], hosts[-1])]
     if len(hosts) != len(guests):
         if len(hosts) > 1:
             raise InvalidParameter(f"invalid ranges specified for container and host Ports: {spec!r}")
@@ -72,7 +87,7 @@ def to_bindings(specs: Iterable[PortSpec]) -> dict[str, list[dict[str, str]]]:
     bindings: dict[str, list[dict[str, str]]] = {}
     for s in specs:
         bindings.setdefault(f"{s.guest_port}/{s.protocol}", []).append(
-            {"HostIp": "" if s.host_ip == ANY else str(s.host_ip), "HostPort": str(s.host_port) if s.host_port else ""}
+            {"HostIp": "" if s.host_ip == ANY else str(s.host_ip), "HostPort": s.host_text}
         )
     return bindings
 

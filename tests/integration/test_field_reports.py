@@ -4,11 +4,12 @@ input with its right value, and each kind is tried with more than that one input
 from __future__ import annotations
 
 import json
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.integration.dns_topology import OUTSIDE_ADDRESS, ZONE_SERVER, dns_daemon
-from tests.integration.harness import Hyprd, run_in
+from tests.integration.harness import HYPRD, Hyprd, host_server, links, run_in, wait_until
 from tests.integration.topology import HOST_LAN, INTERNET, topology
 
 
@@ -198,3 +199,83 @@ def test_compose_resolver_keys(hyprd: Hyprd, tmp_path: Path) -> None:
     hosts = hyprd.cli("exec", "rs-app-1", "cat", "/etc/hosts").stdout
     assert "192.0.2.20\tsvc.local\n" in hosts and "\tapphost.corp.test\tapphost\n" in hosts
     hyprd.cli("compose", "-p", "rs", "-f", str(file), "down")
+
+
+# -- 5. a host port range for one container port ----------------------------------------------------------------------
+
+
+def test_a_host_port_range_publishes_the_first_free_port(hyprd: Hyprd, tmp_path: Path) -> None:
+    with host_server(hyprd.ns, 8000):  # 8000 is taken on the host
+        hyprd.cli("run", "-d", "--name", "r1", "-p", "8000-8010:80", "busybox", "httpd", "-f", "-p", "80")
+        assert hyprd.cli("port", "r1", "80").stdout.strip() == "0.0.0.0:8001"
+        hyprd.cli("run", "-d", "--name", "r2", "-p", "8000-8010:80", "busybox", "httpd", "-f", "-p", "80")
+        assert hyprd.cli("port", "r2", "80").stdout.strip() == "0.0.0.0:8002"
+        answer = run_in(hyprd.ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5",
+                        "http://127.0.0.1:8002/", rc=None).stdout  # fmt: skip
+        assert answer == "404"  # busybox httpd answers (no index page): the port is published
+        hyprd.cli("run", "-d", "--name", "r3", "-p", "127.0.0.1:8000-8001:53/udp", "busybox", "sleep", "600")
+        assert hyprd.cli("port", "r3", "53/udp").stdout.strip() == "127.0.0.1:8000"  # udp 8000 was free
+        full = hyprd.cli("run", "-d", "--name", "r4", "-p", "8001-8002:80", "busybox", "sleep", "600", rc=None)
+        assert full.returncode != 0 and "all ports are allocated" in full.stderr
+    file = tmp_path / "compose.yml"
+    file.write_text(
+        "services:\n  web:\n    image: busybox\n    command: [httpd, -f, -p, '80']\n"
+        "    ports:\n      - target: 80\n        published: '8000-8010'\n"
+    )
+    hyprd.cli("compose", "-p", "pr", "-f", str(file), "up", "-d")
+    assert hyprd.cli("port", "pr-web-1", "80").stdout.strip() == "0.0.0.0:8000"
+    hyprd.cli("compose", "-p", "pr", "-f", str(file), "down")
+
+
+# -- 6. what the networking page shows ----------------------------------------------------------------------------------
+
+
+def test_every_network_shows_its_bridge_and_commands_that_cannot_run_exit_127_or_126(hyprd: Hyprd) -> None:
+    hyprd.cli("network", "create", "mynet")
+    options = json.loads(hyprd.cli("network", "inspect", "mynet").stdout)[0]["Options"]
+    assert options == {"com.docker.network.bridge.name": "vbr1"}
+    assert hyprd.cli("run", "--rm", "busybox", "no-such-command", rc=127).returncode == 127
+    assert hyprd.cli("run", "--rm", "busybox", "/etc/passwd", rc=126).returncode == 126
+    assert hyprd.cli("run", "busybox", "sh", "-c", "exit 3", rc=3).returncode == 3
+
+
+# -- 7. a daemon whose mount namespace differs from the workloads' -----------------------------------------------------
+
+
+class PrivateMountHyprd(Hyprd):
+    """Started as `ip netns exec NS hyprd`: a mount namespace of its own, new at every start."""
+
+    def start(self, *, wait: bool = True) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, HYPRD], env=self.env, stdout=log, stderr=log,
+                                         stdin=subprocess.DEVNULL)  # fmt: skip
+        if wait:
+            wait_until(self._ready, f"hyprd in {self.ns} to answer /_ping (log: {self.log})")
+
+
+def test_a_daemon_in_another_mount_namespace_keeps_workloads_whole(host_ns: str, tmp_root: Path) -> None:
+    daemon = PrivateMountHyprd(ns=host_ns, root=tmp_root)
+    daemon.start()
+    try:
+        daemon.cli("run", "-d", "--name", "up1", "busybox", "sleep", "600")
+        daemon.cli("run", "-d", "--name", "down1", "busybox", "sleep", "600")
+        daemon.cli("stop", "-t", "0", "down1")
+        daemon.restart()  # the new daemon does not see the namespace pins the old one made
+        daemon.cli("start", "down1")  # the first start works: its namespace is made again
+        daemon.cli("exec", "down1", "ping", "-c1", "-W2", "10.88.0.1")
+        daemon.cli("network", "create", "n7")
+        daemon.cli("network", "connect", "n7", "up1")  # a running workload keeps its namespace and links
+        daemon.cli("exec", "up1", "ping", "-c1", "-W2", "10.88.0.1")
+        daemon.cli("exec", "up1", "ping", "-c1", "-W2", gateway_of(daemon, "n7"))
+        daemon.cli("network", "disconnect", "n7", "up1")
+        daemon.cli("exec", "up1", "ping", "-c1", "-W2", "10.88.0.1")
+        daemon.restart()
+        daemon.cli("stop", "-t", "0", "up1")
+        daemon.restart()
+        daemon.cli("start", "up1")
+        daemon.cli("exec", "up1", "ping", "-c1", "-W2", "10.88.0.1")
+    finally:
+        for name in ("up1", "down1"):
+            daemon.cli("rm", "-f", name, rc=None)
+        daemon.stop()
+    assert [link for link in links(host_ns) if link.startswith("hv")] == []

@@ -47,7 +47,7 @@ def test_vm_networking_dns_published_port_isolation_internal(hyprd: Hyprd) -> No
     hyprd.cli("run", "-d", "--name", "peer", "busybox", "httpd", "-f", "-p", "80")
     hyprd.cli("run", "-d", "--name", "far", "--network", "other", "busybox", "httpd", "-f", "-p", "80")
     web, peer, far = ip_of(hyprd, "web"), ip_of(hyprd, "peer"), ip_of(hyprd, "far", "other")
-    assert any(name.startswith("ht") for name in links(hyprd.ns, "tun"))
+    assert any(name.startswith("tap") for name in links(hyprd.ns, "tun"))
 
     # the guest's network came from the daemon: address, gateway, resolver
     assert f"{web}/16" in vm_exec(hyprd, "web", "ip", "-o", "-4", "addr", "show", "eth0").stdout
@@ -107,7 +107,7 @@ def test_vm_lifecycle_exec_kill9_daemon_stop_start_rm(hyprd: Hyprd) -> None:
 
     # rm: QEMU, TAP and state are gone
     hyprd.cli("rm", "-f", "box")
-    assert not any(name.startswith("ht") for name in links(hyprd.ns))
+    assert not any(name.startswith("tap") for name in links(hyprd.ns))
     assert not (hyprd.root / "run" / "workloads" / box_id).exists()
 
 

@@ -42,3 +42,23 @@ def test_publish_forms(spec: str, expected: list[PortSpec]) -> None:
 def test_bad_publish(spec: str, message: str) -> None:
     with pytest.raises(InvalidParameter, match=message):
         parse_publish(spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("8000-8010:80", [PortSpec(80, "tcp", ANY, 8000, 8010)]),
+        ("127.0.0.1:8000-8010:80/udp", [PortSpec(80, "udp", IPv4Address("127.0.0.1"), 8000, 8010)]),
+        ("8000-8001:80-81", [PortSpec(80, "tcp", ANY, 8000), PortSpec(81, "tcp", ANY, 8001)]),
+    ],
+)
+def test_a_host_range_for_one_guest_port_is_one_spec(spec: str, expected: list[PortSpec]) -> None:
+    """Docker's `-p 8000-8010:80`: one published port, the first free one of the range."""
+    assert parse_publish(spec) == expected
+    assert from_bindings(to_bindings(expected)) == expected
+    assert list(expected[0].host_ports)[:1] == [expected[0].host_port]
+
+
+def test_unequal_ranges_are_still_refused() -> None:
+    with pytest.raises(InvalidParameter, match="invalid ranges"):
+        parse_publish("8000-8010:80-81")

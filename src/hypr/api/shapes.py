@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from hypr.models import Endpoint, Network, Snapshot, Workload
+from hypr.models import OPT_BRIDGE_NAME, Endpoint, Network, Snapshot, Workload
 from hypr.services.validation import parse_created
 
 
@@ -34,7 +34,8 @@ def network_inspect(network: Network, snapshot: Snapshot, *, containers: bool = 
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": False,
         "Containers": _containers(network, snapshot) if containers else {},
-        "Options": dict(network.options),
+        # Docker's page shows the bridge's name for every network; what the client sent is echoed too.
+        "Options": {OPT_BRIDGE_NAME: network.bridge, **network.options},
         "Labels": dict(network.labels),
     }
 

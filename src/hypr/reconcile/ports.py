@@ -47,6 +47,17 @@ def bind(host_ip: str, port: int, protocol: Protocol) -> socket.socket:
     return sock
 
 
+def bind_first(spec: PortSpec) -> socket.socket:
+    """The first free port of the spec's host port (or range, Docker's `8000-8010:80`)."""
+    for port in spec.host_ports:
+        try:
+            return bind(str(spec.host_ip), port, spec.protocol)
+        except Conflict:
+            if not spec.host_port_end:
+                raise
+    raise Conflict(f"Bind for {spec.host_ip}:{spec.host_text} failed: all ports are allocated")
+
+
 def flush_udp_conntrack(ports: Iterable[int]) -> None:
     """Forget UDP flows to these host ports. A UDP "connection" tracked before a mapping changed would keep
     following the old DNAT (or none) for as long as packets keep coming, so a changed mapping must cut it."""
@@ -76,7 +87,7 @@ class PortHolder:
         mappings = []
         try:
             for spec in specs:
-                sock = bind(str(spec.host_ip), spec.host_port, spec.protocol)
+                sock = bind_first(spec)
                 port = sock.getsockname()[1]
                 key = _key(spec.host_ip, port, spec.protocol)
                 self.held[key] = sock

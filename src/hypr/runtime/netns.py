@@ -115,6 +115,13 @@ def enter(path: Path) -> Namespace:
     return _in_thread(join)
 
 
+def pin(source: str, path: Path) -> None:
+    """Pin the namespace `source` names (`/proc/<pid>/ns/net`) at `path` again: a daemon started in another mount
+    namespace does not see the pins the previous one made, but a running workload still holds its namespace."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+    _libc.mount(source, str(path), None, _libc.MS_BIND)
+
+
 def remove(path: Path) -> None:
     """Unpin and delete; the namespace dies with its last user. Not mounted / not there counts as done."""
     try:

@@ -94,22 +94,42 @@ class SandboxRuntime:
             raise InvalidParameter(f"duplicate guest interface names: {guests}")
 
     # -- network ------------------------------------------------------------------------------------------
+    def _namespace_lost(self, spec: LaunchSpec) -> bool:
+        """True when the workload has no network namespace any more (a reboot, or a daemon that ran in another
+        mount namespace took the pin with it while the workload was stopped). A running workload still holds its
+        namespace: it is pinned again from its process, never replaced."""
+        path = _netns_path(spec)
+        if netns.is_netns(path):
+            return False
+        handle = self.adopt(spec)
+        if handle is not None and proc.alive(handle.pid, handle.start_time):
+            try:
+                netns.pin(f"/proc/{handle.main_pid}/ns/net", path)
+                return False
+            except OSError as exc:
+                raise KernelError(f"pin the network namespace of running {spec.name} again: {exc}") from exc
+        return True
+
     def create(self, spec: LaunchSpec) -> None:
+        """Idempotent. A namespace made here is removed again if plugging fails; one that existed is never."""
         spec.state_dir.mkdir(parents=True, exist_ok=True)
+        fresh = self._namespace_lost(spec)
+        if fresh:  # host ends left from the lost namespace would keep the new peers from being made
+            delete_host_links(spec.attachments, [])
         try:
             with netns.create(_netns_path(spec)) as ns, Rtnl() as host:
                 for i, att in enumerate(spec.attachments):
                     veth.plug(host, ns, att, alias=spec.owner_alias, default_route=i == 0)
-        except OSError as exc:
-            self._remove_network(spec, [])
+        except (OSError, KernelError) as exc:
+            if fresh:
+                self._remove_network(spec, [])
+            if isinstance(exc, KernelError):
+                raise
             raise KernelError(f"create network namespace for {spec.name}: {exc}") from exc
-        except KernelError:
-            self._remove_network(spec, [])
-            raise
         files.write_all(spec)
 
     def attach(self, spec: LaunchSpec, att: Attachment) -> None:
-        if not netns.is_netns(_netns_path(spec)):  # stopped, and the namespace went with a reboot: make it whole
+        if self._namespace_lost(spec):  # stopped, and its namespace is gone: make it whole, this one included
             self.create(spec)
             return
         first = bool(spec.attachments) and spec.attachments[0] == att
@@ -126,9 +146,9 @@ class SandboxRuntime:
         try:
             with Rtnl() as host:
                 host.batch(veth.unplug_plan([att]))
-            if spec.attachments and netns.is_netns(_netns_path(spec)):
-                with netns.enter(_netns_path(spec)) as ns:
-                    ns.rtnl.batch([default_route_add(spec.attachments[0].gateway)])  # EEXIST: it already was
+            if spec.attachments and not self._namespace_lost(spec):
+                with netns.enter(_netns_path(spec)) as ns:  # the gateway may have moved to another network
+                    ns.rtnl.batch([default_route_add(spec.attachments[0].gateway)])
         except OSError as exc:
             raise KernelError(f"detach {att.host_ifname} from {spec.name}: {exc}") from exc
         if spec.state_dir.is_dir():
@@ -139,7 +159,7 @@ class SandboxRuntime:
         self.validate(spec)
         image = self._image(spec)
         rootfs = images.ensure_busybox(self.image_cache) if image.builtin == images.BUSYBOX else image.rootfs
-        if not netns.is_netns(_netns_path(spec)):
+        if self._namespace_lost(spec):
             self.create(spec)
         files.write_all(spec)
         (spec.state_dir / "exit_code").unlink(missing_ok=True)

@@ -102,8 +102,9 @@ def create(ctx: Context, name: str | None, body: Any) -> Workload:
     try:
         with ctx.store.transaction() as tx:
             ctx.store.insert_workload(tx, workload, {})
+            taken = _taken_ifnames(ctx, snapshot, workload)
             for position, request in enumerate(plan.endpoints):
-                _insert_endpoint(ctx, tx, workload, request, position)
+                taken.add(_insert_endpoint(ctx, tx, workload, request, position, taken).host_ifname)
             for mapping in mappings:
                 ctx.store.insert_port(tx, mapping)
     except BaseException:
@@ -118,13 +119,23 @@ def create(ctx: Context, name: str | None, body: Any) -> Workload:
     return workload
 
 
-def _insert_endpoint(ctx: Context, tx: Any, workload: Workload, request: EndpointRequest, position: int) -> Endpoint:
+def _taken_ifnames(ctx: Context, snapshot: Snapshot, workload: Workload) -> set[str]:
+    """Interface names a new TAP must not take: our endpoints' and every link on the host (VMs only)."""
+    if workload.runtime != "vm":
+        return set()
+    return {e.host_ifname for e in snapshot.endpoints} | set(ctx.reconciler.host_view().interfaces)
+
+
+def _insert_endpoint(
+    ctx: Context, tx: Any, workload: Workload, request: EndpointRequest, position: int, taken: set[str]
+) -> Endpoint:
     network = request.network
     ip = addresses.reserve(ctx.store, network, request.ip) if request.ip else addresses.allocate(ctx.store, network)
     endpoint_id = new_id()
     endpoint = Endpoint(
         id=endpoint_id, workload_id=workload.id, network_id=network.id, ip=ip, mac=names.mac_for(ip),
-        host_ifname=names.host_ifname(endpoint_id, tap=workload.runtime == "vm"), position=position,
+        host_ifname=names.tap_name(taken) if workload.runtime == "vm" else names.host_ifname(endpoint_id),
+        position=position,
         aliases=request.aliases, static_ip=request.ip is not None, gw_priority=request.gw_priority,
     )  # fmt: skip
     ctx.store.insert_endpoint(tx, endpoint)
@@ -332,8 +343,9 @@ def connect(
     if any(e.network_id == network.id for e in current):
         raise Forbidden(f"endpoint with name {workload.name} already exists in network {network.name}")
     position = max((e.position for e in current), default=-1) + 1
+    request = EndpointRequest(network, ip, aliases, gw_priority)
     with ctx.store.transaction() as tx:
-        endpoint = _insert_endpoint(ctx, tx, workload, EndpointRequest(network, ip, aliases, gw_priority), position)
+        endpoint = _insert_endpoint(ctx, tx, workload, request, position, _taken_ifnames(ctx, snapshot, workload))
     try:
         ctx.converge()  # the new network's names are served before the interface appears
         ctx.runtime(workload.runtime).attach(
