@@ -159,7 +159,9 @@ def test_pulled_image_user_workdir_env_overlay_exec_and_one_disk(host: Host) -> 
         " echo via /dev/stdout > /dev/stdout; echo via /dev/stderr > /dev/stderr;"  # as nginx's logs: reopened
         " exec sleep 3600"
     )
-    app = host.spec("app", 2, ("sh", "-c", script), user="app", workdir="/srv/app", env=env, **pulled)
+    app = host.spec(
+        "app", 2, ("sh", "-c", script), user="app", workdir="/srv/app", env=env, stop_signal="QUIT", **pulled
+    )
     handle = host.start(app)
     disk = vm_disk.disk_path(disk_cache(host.vm.image_cache), image_id.removeprefix("sha256:"))
     built = disk.stat()
@@ -202,6 +204,8 @@ def test_pulled_image_user_workdir_env_overlay_exec_and_one_disk(host: Host) -> 
     assert host.exec(app, handle, "/notes").returncode == 126
     assert host.exec(app, handle, "pwd", workdir="/no/such/dir").returncode == 126
     assert host.exec(app, handle, "sh", "-c", "exit 42").returncode == 42
+    # default signal dispositions (a shell's `&` would have left SIGINT and SIGQUIT ignored)
+    assert host.exec(app, handle, "sh", "-c", "kill -INT $$; echo survived").returncode == 130
     reopened = host.exec(app, handle, "sh", "-c", "echo out > /dev/stdout; echo err > /dev/stderr")
     assert (reopened.stdout, reopened.stderr) == ("out\n", "err\n")
 
@@ -225,7 +229,8 @@ def test_pulled_image_user_workdir_env_overlay_exec_and_one_disk(host: Host) -> 
     assert sorted(p.name for p in disk.parent.iterdir()) == [disk.name]  # no lock or temporary files left
     assert sha256_file(disk) == disk_hash
 
-    host.vm.delete(app)
+    # stop sends the image's StopSignal (here SIGQUIT: 128 + 3)
+    assert host.vm.stop(app, handle, timeout=30) == 131
     assert not proc.alive(handle.pid, handle.start_time)
 
 

@@ -35,6 +35,7 @@ from hypr.errors import Conflict, InvalidParameter, KernelError
 from hypr.runtime import _libc, handles, images, proc, users, vm_disk, vm_initramfs, vm_kernel, vm_tap
 from hypr.runtime.base import Attachment, Handle, LaunchSpec
 from hypr.runtime.rtnl import Rtnl, delete_host_links
+from hypr.runtime.sandbox import stop_signal
 
 VMEXEC = Path(__file__).with_name("vmexec.py")
 HOSTNAME_MAX = 64
@@ -279,10 +280,10 @@ class VmRuntime:
                 (spec.state_dir / vm_kernel.EXIT_CODE).write_text(f"{EXIT_KILLED}\n")
 
     def stop(self, spec: LaunchSpec, handle: Handle, timeout: float) -> int | None:
-        """SIGTERM to the workload through the guest init, which powers the VM off when it ends; then SIGKILL
-        to QEMU after `timeout`."""
+        """The image's StopSignal (SIGTERM by default) to the workload through the guest init, which powers the
+        VM off when it ends; then SIGKILL to QEMU after `timeout`."""
         if proc.alive(handle.pid, handle.start_time):
-            asked = self._control(spec, int(_signal.SIGTERM))
+            asked = self._control(spec, int(stop_signal(spec)))
             if not asked or not proc.wait_gone(handle.pid, handle.start_time, timeout):
                 self._kill_qemu(spec, handle)
         return handles.exit_code(spec.state_dir)
