@@ -215,15 +215,14 @@ def test_pulled_image_user_workdir_env_overlay_exec_and_one_disk(host: Host) -> 
     assert "nameserver 10.94.0.1" in host.exec(app, handle, "cat", "/etc/resolv.conf").stdout
 
     # a second VM of the same image, as root: the disk is not built again; its writes stay its own
-    second = host.spec(
-        "second", 3, ("sh", "-c", "id -u; cat /srv/app/data; echo root > /etc/motd; rm /image-marker; ls /"), **pulled
-    )
+    script2 = "id -u; cat /srv/app/data /proc/sys/kernel/domainname; echo root > /etc/motd; rm /image-marker; ls /"
+    second = host.spec("second", 3, ("sh", "-c", script2), domainname="example.test", **pulled)
     handle2 = host.start(second)
     again = disk.stat()
     assert (again.st_ino, again.st_mtime_ns) == (built.st_ino, built.st_mtime_ns)
     assert host.finish(second, handle2) == 0
     out = host.vm.log_path(second).read_text().splitlines()
-    assert out[:2] == ["0", "original"], out
+    assert out[:3] == ["0", "original", "example.test"], out
     assert "image-marker" not in out and "etc" in out
     assert host.exec(app, handle, "cat", "/image-marker").stdout == "from the image\n"
     assert sorted(p.name for p in disk.parent.iterdir()) == [disk.name]  # no lock or temporary files left

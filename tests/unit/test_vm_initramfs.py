@@ -141,7 +141,8 @@ def test_config_defaults_root_home_and_docker_path() -> None:
     config = vi.render_config(spec(env={"HOME": "/data"}), ("true",))
     assert "HYPR_UID=0\nHYPR_GID=0\nHYPR_GROUPS=''\n" in config
     assert f"PATH={vi.GUEST_PATH}" in config and "HOME=/data" in config and "HOME=/root" not in config
-    assert "HYPR_WORKDIR=/\n" in config
+    assert "HYPR_WORKDIR=/\n" in config and "HYPR_DOMAINNAME=''\n" in config
+    assert "HYPR_DOMAINNAME=example.test\n" in vi.render_config(spec(domainname="example.test"), ("true",))
 
 
 def test_per_workload_archive_is_appended_to_the_base(tmp_path: Path) -> None:

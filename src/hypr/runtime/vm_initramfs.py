@@ -203,6 +203,7 @@ def render_config(spec: LaunchSpec, command: tuple[str, ...], creds: Credentials
         f"HYPR_NETS={_q(nets)}\n"
         f"HYPR_GATEWAY={_q(gateway)}\n"
         f"HYPR_HOSTNAME={_q(spec.hostname)}\n"
+        f"HYPR_DOMAINNAME={_q(spec.domainname)}\n"
         f"HYPR_HOSTS={_q(render_hosts(spec))}\n"
         f"HYPR_RESOLV={_q(render_resolv(spec))}\n"
         f"HYPR_WORKDIR={_q(spec.workdir or '/')}\n"
