@@ -21,7 +21,7 @@ from aiohttp import web
 
 from hypr import names
 from hypr.api.server import make_app
-from hypr.config import Settings, settings_from_env
+from hypr.config import Paths, Settings, settings_from_env
 from hypr.dns import DnsServer
 from hypr.errors import HyprError, KernelError
 from hypr.models import Snapshot
@@ -62,12 +62,25 @@ def lock_file(path: Path) -> IO[str]:
     return handle
 
 
+def secure_dirs(paths: Paths) -> None:
+    """Root-only, as Docker's /var/lib/docker: the database and launch files hold every workload's environment
+    (`-e` secrets). The runtime dir stays traversable (0711) so the socket's group can reach hypr.sock (0660);
+    the workloads' state under it is 0700."""
+    for path, mode in ((paths.data_dir, 0o700), (paths.runtime_dir, 0o711), (paths.workloads, 0o700)):
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, mode)
+    for db_file in paths.data_dir.glob(paths.db.name + "*"):
+        os.chmod(db_file, 0o600)
+
+
 class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hypr-worker")
+        secure_dirs(settings.paths)
         self.locks = [lock_file(settings.paths.data_dir / "hyprd.lock"), lock_file(settings.paths.pidfile)]
         self.store = Store(settings.paths.db)
+        secure_dirs(settings.paths)  # the database files exist now
         self.reconciler = Reconciler(names.owner_alias(self.store.instance_id()))
         self.ctx = Context(
             settings=settings,

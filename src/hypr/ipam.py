@@ -43,6 +43,18 @@ class Pool:
         return hi - lo + 1 - sum(1 for r in self.reserved if lo <= r <= hi)
 
 
+# Ranges a bridge network can never use (RFC 6890 special-purpose blocks a host routes itself): loopback would
+# masquerade the host's own localhost traffic, link-local is the host's (and clouds' metadata), multicast and the
+# reserved block are not unicast, 0.0.0.0/8 is "this network".
+SPECIAL = (
+    (IPv4Network("0.0.0.0/8"), "'this network' (RFC 791)"),
+    (IPv4Network("127.0.0.0/8"), "loopback (RFC 1122)"),
+    (IPv4Network("169.254.0.0/16"), "link-local (RFC 3927)"),
+    (IPv4Network("224.0.0.0/4"), "multicast (RFC 5771)"),
+    (IPv4Network("240.0.0.0/4"), "reserved and broadcast (RFC 1112, RFC 919)"),
+)
+
+
 def parse_subnet(text: str) -> IPv4Network:
     try:
         net = IPv4Network(text, strict=False)
@@ -54,6 +66,9 @@ def parse_subnet(text: str) -> IPv4Network:
         raise InvalidParameter(f"invalid subnet {text}: it should be {net}")
     if net.prefixlen > 30:
         raise InvalidParameter(f"invalid subnet {text}: a bridge network needs at least a /30")
+    for block, what in SPECIAL:
+        if net.overlaps(block):
+            raise InvalidParameter(f"invalid subnet {text}: it overlaps {block}, {what}, which no network can use")
     return net
 
 
@@ -77,6 +92,9 @@ def parse_address(text: str, subnet: IPv4Network, what: str) -> IPv4Address:
         raise InvalidParameter(f"invalid {what} {text}: invalid address") from None
     if addr not in subnet:
         raise InvalidParameter(f"invalid {what} {text}: it should be within subnet {subnet}")
+    if addr in (subnet.network_address, subnet.broadcast_address):
+        kind = "network" if addr == subnet.network_address else "broadcast"
+        raise InvalidParameter(f"invalid {what} {text}: it is the {kind} address of subnet {subnet}")
     return addr
 
 

@@ -82,3 +82,29 @@ def test_auto_subnet_and_overlap() -> None:
     assert ipam.auto_subnet([IPv4Network("10.89.3.0/24")]) == IPv4Network("10.90.0.0/16")
     with pytest.raises(Forbidden, match="Pool overlaps"):
         ipam.check_overlap(IPv4Network("10.0.0.0/8"), [IPv4Network("10.89.0.0/16")])
+
+
+@pytest.mark.parametrize(
+    ("subnet", "what"),
+    [
+        ("127.0.0.0/8", "loopback"),
+        ("127.5.0.0/24", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("169.254.169.0/24", "link-local"),
+        ("224.0.0.0/24", "multicast"),
+        ("239.1.0.0/16", "multicast"),
+        ("0.0.0.0/8", "this network"),
+        ("255.255.255.0/24", "reserved"),
+        ("240.0.0.0/4", "reserved"),
+        ("0.0.0.0/0", "this network"),
+    ],
+)
+def test_special_purpose_ranges_are_refused(subnet: str, what: str) -> None:
+    with pytest.raises(InvalidParameter, match=what):
+        ipam.parse_subnet(subnet)
+
+
+@pytest.mark.parametrize("gateway", ["10.9.0.0", "10.9.0.255"])
+def test_a_gateway_cannot_be_the_network_or_broadcast_address(gateway: str) -> None:
+    with pytest.raises(InvalidParameter, match="network address|broadcast address"):
+        ipam.parse_address(gateway, IPv4Network("10.9.0.0/24"), "gateway")

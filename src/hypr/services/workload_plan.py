@@ -5,12 +5,15 @@ The plan names everything the transaction will write; addresses are chosen later
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import re2
 
 from hypr.errors import Conflict, InvalidParameter, NotFound
 from hypr.images import manifest as mf
@@ -310,12 +313,25 @@ def list_workloads(snapshot: Snapshot, filters: Mapping[str, list[str]], *, all_
     return sorted(chosen, key=lambda w: w.created, reverse=True)
 
 
+PATTERN_MAX = 1024  # characters in a `name` filter
+
+
 def _search(pattern: str, text: str) -> bool:
-    """Docker's `name` filter is a regular expression."""
+    """Docker's `name` filter is a Go regular expression: RE2, which matches in linear time, so no filter a client
+    sends can stall the daemon (Python's backtracking `re` takes seconds on `^(a+)+$`)."""
+    if len(pattern) > PATTERN_MAX:
+        raise InvalidParameter(f"invalid filter 'name': longer than {PATTERN_MAX} characters")
     try:
-        return re.search(pattern, text) is not None
-    except re.error as exc:
+        return _compiled(pattern).search(text) is not None
+    except re2.error as exc:
         raise InvalidParameter(f"invalid filter 'name={pattern}': {exc}") from None
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> Any:
+    options = re2.Options()
+    options.log_errors = False  # a bad pattern is the client's error, answered with a 400, not a daemon log line
+    return re2.compile(pattern, options)
 
 
 def _matches(snapshot: Snapshot, w: Workload, key: str, values: list[str]) -> bool:

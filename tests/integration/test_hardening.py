@@ -1,0 +1,68 @@
+"""Defects found under bad input (issue "Confinement", part B), each a test with its right value."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from hypr.errors import InvalidParameter
+from tests.integration.harness import Hyprd, run_in
+
+
+def test_data_and_runtime_dirs_are_root_only(hyprd: Hyprd) -> None:
+    """Docker's are: every `-e` value of every workload is in the database and the launch files."""
+    hyprd.cli("run", "-d", "--name", "secret", "-e", "PASSWORD=hunter2", "busybox", "sleep", "600")
+    data, run = hyprd.root / "data", hyprd.root / "run"
+    assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(run).st_mode) == 0o711  # the socket's group can reach hypr.sock, nothing else
+    assert stat.S_IMODE(os.stat(run / "workloads").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(data / "hypr.db").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(run / "hypr.sock").st_mode) == 0o660
+    for path in (data / "hypr.db", *run.glob("workloads/*/launch.json")):
+        nobody = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", str(path)],
+                                capture_output=True)  # fmt: skip
+        assert nobody.returncode != 0 and b"hunter2" not in nobody.stdout, path
+
+
+@pytest.mark.parametrize(
+    "subnet",
+    ["127.0.0.0/8", "127.1.0.0/16", "169.254.0.0/16", "224.0.0.0/24", "0.0.0.0/8", "255.255.255.0/24", "240.0.0.0/8"],
+)
+def test_special_ranges_are_refused_and_change_nothing(hyprd: Hyprd, subnet: str) -> None:
+    before = hyprd.cli("network", "ls", "-q").stdout
+    out = hyprd.cli("network", "create", "--subnet", subnet, "bad", rc=1)
+    assert "which no network can use" in out.stderr
+    assert hyprd.cli("network", "ls", "-q").stdout == before
+
+
+def test_a_gateway_on_the_network_or_broadcast_address_is_refused(hyprd: Hyprd) -> None:
+    for gateway in ("10.77.0.0", "10.77.0.255"):
+        out = hyprd.cli("network", "create", "--subnet", "10.77.0.0/24", "--gateway", gateway, "bad", rc=1)
+        assert "address of subnet" in out.stderr
+
+
+def test_a_pathological_name_filter_never_stalls_the_daemon(hyprd: Hyprd) -> None:
+    """Docker's name filters are RE2 (linear time): `^(a+)+$` against a 27-character name answers at once, and the
+    API and DNS keep answering meanwhile."""
+    hyprd.cli("run", "-d", "--name", "a" * 26 + "b", "busybox", "sleep", "600")
+    filters = json.dumps({"name": ["^(a+)+$"]})
+    transport = httpx.HTTPTransport(uds=str(hyprd.socket))
+    with httpx.Client(transport=transport, base_url="http://hypr", timeout=5.0) as http:
+
+        def listing(_i: int) -> int:
+            return len(http.get("/containers/json", params={"filters": filters}).json())
+
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(listing, range(8))) == [0] * 8
+        dig = run_in(hyprd.ns, "dig", "+short", "+time=2", "+tries=1", "-p", "41003", "@10.88.0.1", f"{'a' * 26}b.hypr")
+        assert dig.stdout.strip().startswith("10.88.")
+        bad = http.get("/containers/json", params={"filters": json.dumps({"name": ["(?<=x)"]})})
+        assert bad.status_code == 400 and "invalid filter" in bad.json()["message"]
+    with hyprd.client() as client, pytest.raises(InvalidParameter):
+        client.containers(filters={"name": ["x" * 2000]})
