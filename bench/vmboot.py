@@ -25,7 +25,7 @@ import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from hypr.runtime import _libc, images, vm_initramfs, vm_kernel
+from hypr.runtime import _libc, vm_initramfs, vm_kernel
 from hypr.runtime.base import Attachment, LaunchSpec
 from hypr.runtime.vm import VmRuntime
 
@@ -81,11 +81,11 @@ def by_hand(root: Path, vm: VmRuntime) -> tuple[float, float]:
         "hand", "hand", "hand", "busybox", ("httpd", "-f", "-p", "80"), {}, (att,), att.gateway, state, "bench"
     )
     kernel = vm_kernel.find_kernel(None)
-    inputs = vm_initramfs.Inputs(images.BUSYBOX_BINARY, vm._applets(), kernel.modules, None, True)
-    base = vm_initramfs.ensure_base(inputs, root / "cache")
+    base = vm_initramfs.ensure_base(vm._initramfs_inputs(kernel), root / "cache")
     vm_initramfs.write_initrd(base, vm_initramfs.render_config(spec, spec.command), state / vm_kernel.INITRD)
+    disk = vm.disk(spec)  # built before the clock starts, as hypr's is after the first start of an image
     accel, khz = vm.accel()
-    argv = vm_kernel.qemu_argv(spec, kernel, accel=accel, tsc_khz=khz)
+    argv = vm_kernel.qemu_argv(spec, kernel, accel=accel, tsc_khz=khz, disk=disk)
     began, boot_began = time.perf_counter(), boottime()
     sh("ip", "tuntap", "add", "dev", "tapbench", "mode", "tap")
     sh("ip", "link", "set", "tapbench", "master", HAND_BRIDGE, "up")

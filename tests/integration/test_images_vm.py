@@ -35,6 +35,8 @@ def test_a_pulled_image_runs_as_a_vm_with_its_config_and_port(hyprd: Hyprd, imag
     image_id = json.loads(hyprd.cli("inspect", "vweb").stdout)[0]["Image"]
     assert [d.stem for d in disks if d.stem in image_id] != []
     hyprd.cli("rm", "-f", "vweb")
+    hyprd.cli("rmi", images_registry.ref("httpd"))  # the image's disk goes with it
+    assert not [d for d in (hyprd.root / "data" / "images").rglob("*.erofs") if d.stem in image_id]
 
 
 @pytest.mark.slow

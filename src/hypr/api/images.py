@@ -54,7 +54,7 @@ class ImageApi:
 
     async def collect_garbage(self) -> None:
         found = await self.call(images.garbage, self.ctx, self.in_flight)
-        if found.rootfs or found.layout_tags:
+        if found.rootfs or found.layout_tags or found.disks:
             await asyncio.to_thread(images.collect_garbage, self.ctx.images, found, self.in_flight)
 
     # -- pull -----------------------------------------------------------------------------------------------------

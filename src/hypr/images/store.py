@@ -5,6 +5,7 @@
     rootfs/<hex>/        the unpacked root filesystem of image sha256:<hex> (umoci: whiteouts, opaque dirs, hard
                          links, ownership); only ever a read-only lower layer for workloads
     tmp/                 unpacks in progress and per-pull credential files; emptied at start-up
+    vm/disks/<hex>.erofs the image as a VM's read-only disk, built at its first VM start (runtime/vm_disk.py)
 
 A rootfs appears under its final name by one rename, after the unpack finished; the image row is written after
 that (services/images.py), so an interrupted pull never shows a half image, and the next pull reuses whatever
@@ -38,6 +39,7 @@ class ImageStore:
         self.layout = root / "oci"
         self.rootfs_dir = root / "rootfs"
         self.tmp = root / "tmp"
+        self.vm_disks = root / "vm" / "disks"  # <hex>.erofs: an image as a VM's read-only disk (runtime/vm_disk.py)
         self.umoci = umoci
         # skopeo and umoci each rewrite the layout's index.json: one writer at a time (one daemon per data dir).
         self.lock = threading.Lock()
@@ -122,6 +124,19 @@ class ImageStore:
             return [p.name for p in self.rootfs_dir.iterdir() if f"sha256:{p.name}" not in known]
         except OSError:
             return []
+
+    def orphan_disks(self, known: set[str]) -> list[str]:
+        """Hex names of VM disks of images no row owns any more (disks of rootfs directories are not ours here)."""
+        try:
+            stems = [p.stem for p in self.vm_disks.glob("*.erofs")]
+        except OSError:
+            return []
+        return [
+            s for s in stems if len(s) == 64 and all(c in "0123456789abcdef" for c in s) and f"sha256:{s}" not in known
+        ]
+
+    def remove_disk(self, image_id: str) -> None:
+        (self.vm_disks / f"{hex_of(image_id)}.erofs").unlink(missing_ok=True)
 
     def _umoci(self, *argv: str, timeout: float = 120.0) -> None:
         try:

@@ -395,6 +395,7 @@ def _labels(image: Image) -> dict[str, str]:
 class Garbage:
     rootfs: tuple[str, ...]  # image IDs
     layout_tags: tuple[str, ...]
+    disks: tuple[str, ...] = ()  # image IDs whose VM disk is left
 
 
 def garbage(ctx: Context, in_flight: InFlight) -> Garbage:
@@ -404,7 +405,8 @@ def garbage(ctx: Context, in_flight: InFlight) -> Garbage:
     wanted_tags = {t for i in snapshot.images for t in ctx.store.layout_tags(i.id)}
     rootfs = tuple(f"sha256:{h}" for h in ctx.images.orphan_rootfs(known) if f"sha256:{h}" not in in_flight)
     tags = tuple(t for t in ctx.images.tags() if t not in wanted_tags and t not in in_flight)
-    return Garbage(rootfs, tags)
+    disks = tuple(f"sha256:{h}" for h in ctx.images.orphan_disks(known))
+    return Garbage(rootfs, tags, disks)
 
 
 def collect_garbage(store: ImageStore, found: Garbage, in_flight: InFlight) -> None:
@@ -418,6 +420,8 @@ def collect_garbage(store: ImageStore, found: Garbage, in_flight: InFlight) -> N
                 store.untag(layout_tag)
         if found.layout_tags:
             store.gc()
+        for image_id in found.disks:
+            store.remove_disk(image_id)
 
 
 # -- listing --------------------------------------------------------------------------------------------------------
