@@ -10,6 +10,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import resource
 import signal
 import sys
 from collections.abc import Callable
@@ -62,6 +63,14 @@ def lock_file(path: Path) -> IO[str]:
     return handle
 
 
+def raise_open_files_limit() -> None:
+    """Held ports and workloads each cost descriptors: allow as many as the hard limit does (Docker's systemd unit
+    sets LimitNOFILE=infinity for the same reason)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def secure_dirs(paths: Paths) -> None:
     """Root-only, as Docker's /var/lib/docker: the database and launch files hold every workload's environment
     (`-e` secrets). The runtime dir stays traversable (0711) so the socket's group can reach hypr.sock (0660);
@@ -77,6 +86,7 @@ class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hypr-worker")
+        raise_open_files_limit()
         secure_dirs(settings.paths)
         self.locks = [lock_file(settings.paths.data_dir / "hyprd.lock"), lock_file(settings.paths.pidfile)]
         self.store = Store(settings.paths.db)

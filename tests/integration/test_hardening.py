@@ -66,3 +66,17 @@ def test_a_pathological_name_filter_never_stalls_the_daemon(hyprd: Hyprd) -> Non
         assert bad.status_code == 400 and "invalid filter" in bad.json()["message"]
     with hyprd.client() as client, pytest.raises(InvalidParameter):
         client.containers(filters={"name": ["x" * 2000]})
+
+
+def test_ten_thousand_published_ports_and_the_daemon_keeps_working(hyprd: Hyprd) -> None:
+    """Each held port is a descriptor: they live above 1023, so libnftables' select() never sees one (it aborted
+    hyprd at 1100 ports), and the open-files limit is raised to the hard limit."""
+    hyprd.cli("run", "-d", "--name", "many", "-p", "20000-29999:20000-29999", "busybox", "sleep", "600", timeout=300)
+    hyprd.cli("run", "-d", "--name", "more", "-p", "30000-30099:30000-30099/udp", "busybox", "sleep", "600")
+    hyprd.cli("network", "create", "after")  # every mutation re-applies the table: still fine
+    listening = run_in(hyprd.ns, "ss", "-ltnH").stdout.count("\n")
+    assert listening >= 10_000
+    hyprd.restart()
+    assert hyprd.cli("port", "many", "29999").stdout.strip() == "0.0.0.0:29999"
+    hyprd.cli("rm", "-f", "many", "more", timeout=300)
+    assert run_in(hyprd.ns, "ss", "-ltnH").stdout.count("\n") < 10

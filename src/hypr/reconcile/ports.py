@@ -8,6 +8,7 @@ lookup, so the held socket never sees the forwarded traffic.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import socket
 from collections.abc import Iterable
@@ -32,6 +33,22 @@ def already_allocated(host_ip: object, port: int) -> Conflict:
     return Conflict(f"Bind for {host_ip}:{port} failed: port is already allocated")
 
 
+HIGH_FD = 1024  # held sockets live at or above FD_SETSIZE: fds below it stay free for libraries that select()
+
+
+def _high(sock: socket.socket) -> socket.socket:
+    """The same socket moved to a descriptor >= 1024. libnftables (and other C libraries) still use select(), which
+    aborts the process for a descriptor above 1023: thousands of held ports must never push theirs up there."""
+    try:
+        fd = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, HIGH_FD)
+    except OSError as exc:
+        sock.close()
+        raise KernelError(f"hold a published port: {exc} (raise the open-files limit)") from exc
+    moved = socket.socket(sock.family, sock.type, sock.proto, fileno=fd)
+    sock.close()
+    return moved
+
+
 def bind(host_ip: str, port: int, protocol: Protocol) -> socket.socket:
     kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
     sock = socket.socket(socket.AF_INET, kind)
@@ -44,7 +61,7 @@ def bind(host_ip: str, port: int, protocol: Protocol) -> socket.socket:
         raise KernelError(f"reserve host port {host_ip}:{port}/{protocol}: {exc}") from exc
     if protocol == "tcp":
         sock.listen(1)  # a listening socket also blocks SO_REUSEADDR binds by others
-    return sock
+    return _high(sock)
 
 
 def bind_first(spec: PortSpec) -> socket.socket:
