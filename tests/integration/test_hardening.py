@@ -80,3 +80,28 @@ def test_ten_thousand_published_ports_and_the_daemon_keeps_working(hyprd: Hyprd)
     assert hyprd.cli("port", "many", "29999").stdout.strip() == "0.0.0.0:29999"
     hyprd.cli("rm", "-f", "many", "more", timeout=300)
     assert run_in(hyprd.ns, "ss", "-ltnH").stdout.count("\n") < 10
+
+
+def test_a_half_made_bridge_is_adopted_and_a_foreign_one_blocks_only_its_network(hyprd: Hyprd) -> None:
+    """kill -9 between creating a bridge and labelling it left a bridge without our alias: it is recognised by the
+    MAC it was born with and adopted. A foreign interface with a network's bridge name blocks that network only."""
+    hyprd.cli("network", "create", "--subnet", "10.61.0.0/24", "half")
+    hyprd.cli("network", "create", "--subnet", "10.62.0.0/24", "taken")
+    hyprd.cli("network", "create", "--subnet", "10.63.0.0/24", "fine")
+    bridges = {n: json.loads(hyprd.cli("network", "inspect", n).stdout)[0]["Options"]["com.docker.network.bridge.name"]
+               for n in ("half", "taken")}  # fmt: skip
+    hyprd.kill9()
+    run_in(hyprd.ns, "ip", "link", "set", "dev", bridges["half"], "alias", "")
+    run_in(hyprd.ns, "ip", "link", "del", bridges["taken"])
+    run_in(hyprd.ns, "ip", "link", "add", bridges["taken"], "type", "bridge")  # someone else's, same name
+    hyprd.start()
+    alias = run_in(hyprd.ns, "ip", "-d", "link", "show", bridges["half"]).stdout
+    assert "alias hypr:" in alias
+    hyprd.cli("run", "-d", "--name", "h1", "--network", "half", "busybox", "sleep", "600")
+    hyprd.cli("run", "-d", "--name", "f1", "--network", "fine", "busybox", "sleep", "600")
+    hyprd.cli("network", "create", "--subnet", "10.64.0.0/24", "later")
+    hyprd.cli("exec", "f1", "ping", "-c1", "-W2", "10.63.0.1")
+    hyprd.cli("exec", "h1", "ping", "-c1", "-W2", "10.61.0.1")
+    refused = hyprd.cli("run", "-d", "--name", "t1", "--network", "taken", "busybox", "sleep", "600", rc=None)
+    assert refused.returncode != 0 and "not owned by this hypr daemon" in refused.stderr
+    assert "alias" not in run_in(hyprd.ns, "ip", "-d", "link", "show", bridges["taken"]).stdout

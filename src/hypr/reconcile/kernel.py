@@ -35,6 +35,8 @@ class Reconciler:
         self.proc_sys = proc_sys
         self.ipr = IPRoute()
         self.steps: list[tuple[str, Step]] = []
+        self.broken: dict[str, str] = {}  # network ID -> why its bridge is not ours (as of the last reconcile)
+        self.standing: set[str] = set()  # failures already reported: they do not fail every later operation
 
     def close(self) -> None:
         self.ipr.close()
@@ -46,7 +48,12 @@ class Reconciler:
         return links.host_view(self.ipr, self.alias)
 
     def reconcile(self, snapshot: Snapshot) -> None:
-        errors = links.reconcile_bridges(self.ipr, snapshot.networks, self.alias)
+        """Converge everything; raise the failures this reconcile found that the previous one had not. A failure
+        that stays (a foreign interface holding a network's bridge name) is raised once and then only logged, so
+        one bad network never blocks operations on the others; operations on that network check `broken`."""
+        broken: dict[str, str] = {}
+        errors = links.reconcile_bridges(self.ipr, snapshot.networks, self.alias, broken)
+        self.broken = broken
         errors += links.reconcile_ports(self.ipr, snapshot, self.alias)
         for name, step in self.steps:
             try:
@@ -57,8 +64,13 @@ class Reconciler:
             except Exception as exc:  # a bug in one step must not stop the others (nor leave the kernel half-done)
                 log.exception("reconcile %s failed", name)
                 errors.append(KernelError(f"reconcile {name}: {exc!r}"))
-        if errors:
-            raise ReconcileError(errors)
+        new = [e for e in errors if e.message not in self.standing]
+        self.standing = {e.message for e in errors}
+        for error in errors:
+            if error not in new:
+                log.debug("still failing: %s", error.message)
+        if new:
+            raise ReconcileError(new)
 
     def write_sysctl(self, key: str, value: str) -> None:
         path = self.proc_sys / key

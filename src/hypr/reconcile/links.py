@@ -33,6 +33,7 @@ class Link:
     kind: str
     alias: str
     master: int = 0  # the bridge a port is enslaved to (0: none)
+    mac: str = ""
 
 
 def links(ipr: IPRoute) -> list[Link]:
@@ -43,6 +44,7 @@ def links(ipr: IPRoute) -> list[Link]:
             kind=msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "",
             alias=msg.get("ifalias") or "",
             master=msg.get("master") or 0,
+            mac=(msg.get("address") or "").lower(),
         )
         for msg in ipr.get_links()
     ]
@@ -64,17 +66,25 @@ def _name_of(all_links: Iterable[Link], index: Any) -> str:
     return next((link.name for link in all_links if link.index == index), "?")
 
 
+def half_made(existing: Link, network: Network) -> bool:
+    """A bridge we created but could not label (killed between the two requests): the kernel takes no alias on
+    RTM_NEWLINK, but it does take the MAC, and ours is derived from the network's gateway (02:42:<gateway>)."""
+    return not existing.alias and existing.kind == "bridge" and existing.mac == names.mac_for(network.gateway)
+
+
 def ensure_bridge(ipr: IPRoute, network: Network, alias: str, existing: Link | None) -> None:
-    """Create or repair `network.bridge`: ours, the gateway address only, the right MTU, up."""
-    if existing is not None and existing.alias != alias:
+    """Create or repair `network.bridge`: ours, the gateway address only, the right MTU, up. The bridge is born
+    with our MAC, so a crash before the alias is set leaves one we recognise and adopt (see half_made)."""
+    if existing is not None and existing.alias != alias and not half_made(existing, network):
         raise KernelError(f"interface {network.bridge} exists and is not owned by this hypr daemon; leaving it alone")
+    # A fixed MAC: left to itself a bridge takes the lowest MAC of its ports, and changes it when that port goes,
+    # leaving every neighbour's ARP entry for the gateway stale for seconds (DNS timeouts after an rm).
+    mac = names.mac_for(network.gateway)
     try:
         if existing is None:
-            ipr.link("add", ifname=network.bridge, kind="bridge")
-        index = ipr.link_lookup(ifname=network.bridge)[0]
-        # A fixed MAC: left to itself a bridge takes the lowest MAC of its ports, and changes it when that port
-        # goes, leaving every neighbour's ARP entry for the gateway stale for seconds (DNS timeouts after an rm).
-        mac = names.mac_for(network.gateway)
+            ipr.link("add", ifname=network.bridge, kind="bridge", address=mac, mtu=network.mtu)
+        # get_links, not link_lookup: pyroute2 0.9's link_lookup keeps ~340 bytes per call (RSS grew per converge).
+        index = existing.index if existing is not None else ipr.get_links(ifname=network.bridge)[0]["index"]
         ipr.link("set", index=index, ifalias=alias, mtu=network.mtu, address=mac, state="up")
         _converge_addresses(ipr, index, IPv4Interface(f"{network.gateway}/{network.subnet.prefixlen}"))
     except NetlinkError as exc:
@@ -98,8 +108,12 @@ def remove_link(ipr: IPRoute, name: str) -> None:
             raise KernelError(f"remove interface {name}: {exc}") from exc
 
 
-def reconcile_bridges(ipr: IPRoute, networks: Iterable[Network], alias: str) -> list[KernelError]:
-    """Every network has its bridge; every bridge of ours without a network goes. Returns the failures."""
+def reconcile_bridges(
+    ipr: IPRoute, networks: Iterable[Network], alias: str, broken: dict[str, str] | None = None
+) -> list[KernelError]:
+    """Every network has its bridge; every bridge of ours without a network goes. Returns the failures; `broken`
+    receives network ID -> why, for networks whose bridge could not be made ours (so callers can refuse to use
+    them while every other network keeps working)."""
     present = {link.name: link for link in links(ipr)}
     wanted = {n.bridge: n for n in networks}
     errors: list[KernelError] = []
@@ -108,6 +122,8 @@ def reconcile_bridges(ipr: IPRoute, networks: Iterable[Network], alias: str) -> 
             ensure_bridge(ipr, network, alias, present.get(name))
         except KernelError as exc:
             errors.append(exc)
+            if broken is not None:
+                broken[network.id] = exc.message
     for link in present.values():
         if link.alias == alias and link.kind == "bridge" and link.name not in wanted:
             log.info("removing bridge %s: its network no longer exists", link.name)

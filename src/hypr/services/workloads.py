@@ -10,7 +10,7 @@ import logging
 import math
 import signal as signals
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -92,10 +92,20 @@ def handle_of(workload: Workload) -> Handle | None:
 # -- create / remove ------------------------------------------------------------------------------------------------
 
 
+def check_usable(ctx: Context, networks: Iterable[Network]) -> None:
+    """Refuse to plug a workload into a network whose bridge is not ours (a foreign interface took its name):
+    that network is broken, every other one keeps working."""
+    for network in networks:
+        why = ctx.reconciler.broken.get(network.id)
+        if why is not None:
+            raise KernelError(f"network {network.name} is not usable: {why}")
+
+
 def create(ctx: Context, name: str | None, body: Any) -> Workload:
     snapshot = ctx.store.snapshot()
     plan = plan_workload_create(body, name, snapshot)
     workload = plan.workload
+    check_usable(ctx, (request.network for request in plan.endpoints))
     runtime = ctx.runtime(workload.runtime)
     runtime.validate(launch_spec(ctx, snapshot, workload))
     mappings = ctx.ports.reserve(workload.id, plan.ports)
@@ -185,6 +195,7 @@ def start(ctx: Context, ref: str) -> bool:
     if workload.state == "running":
         return False
     runtime = ctx.runtime(workload.runtime)
+    check_usable(ctx, (snapshot.network(e.network_id) for e in snapshot.endpoints_of(workload.id)))
     spec = launch_spec(ctx, snapshot, workload)
     count, _due = ctx.restarts.get(workload.id, (0, 0.0))
     if count:
@@ -342,6 +353,7 @@ def connect(
     current = snapshot.endpoints_of(workload.id)
     if any(e.network_id == network.id for e in current):
         raise Forbidden(f"endpoint with name {workload.name} already exists in network {network.name}")
+    check_usable(ctx, [network])
     position = max((e.position for e in current), default=-1) + 1
     request = EndpointRequest(network, ip, aliases, gw_priority)
     with ctx.store.transaction() as tx:
