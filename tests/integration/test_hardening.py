@@ -105,3 +105,45 @@ def test_a_half_made_bridge_is_adopted_and_a_foreign_one_blocks_only_its_network
     refused = hyprd.cli("run", "-d", "--name", "t1", "--network", "taken", "busybox", "sleep", "600", rc=None)
     assert refused.returncode != 0 and "not owned by this hypr daemon" in refused.stderr
     assert "alias" not in run_in(hyprd.ns, "ip", "-d", "link", "show", bridges["taken"]).stdout
+
+
+BAD_BODIES = [
+    ("POST", "/containers/create", b"\xff\xfe{}", "not UTF-8"),
+    ("POST", "/containers/create", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ("POST", "/containers/create", b'{"Image": "busybox", "HostConfig": {"NetworkMode": 5}}', "NetworkMode"),
+    ("POST", "/containers/create", b'{"Image": "busybox", "HostConfig": {"AutoRemove": "false"}}', "AutoRemove"),
+    ("POST", "/containers/create", b'{"Image": "busybox", "Env": ["A\\u0000B=1"]}', "environment variable"),
+    ("POST", "/containers/create", b'{"Image": "busybox", "Env": [1, 2]}', "Env"),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image": "busybox", "HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "192.0.2.1", "HostPort": "8080"}]}}}',
+        "not an address of this host",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image": "busybox", "HostConfig": {"PortBindings": {"1-65535/tcp": [{"HostPort": "1-65535"}]}}}',
+        "too many published ports",
+    ),
+    ("POST", "/networks/bridge/connect", b'{"Container": "box", "EndpointConfig": [1]}', "EndpointConfig"),
+    ("POST", "/networks/n1/connect", b'{"Container": "box", "EndpointConfig": {"Aliases": "abc"}}', "Aliases"),
+    ("POST", "/containers/box/hypr-exec", b'{"Cmd": "id"}', "Cmd"),
+    ("POST", "/containers/box/hypr-exec", b'{"Cmd": ["id"], "Env": [1, 2]}', "Env"),
+    ("GET", "/containers/box/logs?tail=abc", b"", "invalid tail value"),
+]
+
+
+def test_bad_bodies_are_400s_and_change_nothing(hyprd: Hyprd) -> None:
+    hyprd.cli("network", "create", "n1")
+    hyprd.cli("run", "-d", "--name", "box", "busybox", "sleep", "600")
+    transport = httpx.HTTPTransport(uds=str(hyprd.socket))
+    with httpx.Client(transport=transport, base_url="http://hypr/v1.44", timeout=30.0) as http:
+        before = http.get("/containers/json", params={"all": "1"}).json()
+        for method, path, body, message in BAD_BODIES:
+            answer = http.request(method, path, content=body, headers={"Content-Type": "application/json"})
+            assert answer.status_code == 400, (path, body[:80], answer.status_code, answer.text[:300])
+            assert message in answer.json()["message"], (path, answer.json())
+        assert http.get("/containers/json", params={"all": "1"}).json() == before
+        aliases = http.get("/containers/box/json").json()["NetworkSettings"]["Networks"]
+        assert set(aliases) == {"bridge"}

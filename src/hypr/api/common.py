@@ -48,12 +48,18 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 
 async def read_json(request: web.Request) -> Any:
+    """The body as JSON: not UTF-8, not JSON, or nested too deep for the parser are 400s, never 500s."""
     if not request.can_read_body:
         return {}
+    raw = await request.read()
     try:
-        return await request.json(loads=json.loads)
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InvalidParameter(f"invalid JSON: the body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise InvalidParameter(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidParameter("invalid JSON: nested too deeply") from None
 
 
 def query_filters(request: web.Request) -> dict[str, list[str]]:

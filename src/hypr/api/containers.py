@@ -113,6 +113,7 @@ class ContainerApi:
 
     async def logs(self, request: web.Request) -> web.StreamResponse:
         ref = request.match_info["ref"]
+        _tail_count(request.query.get("tail", "all"))  # a bad value is a 400 before the stream starts
         path = await self.call(workloads.log_path, self.ctx, ref)
         response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"})
         await response.prepare(request)
@@ -153,18 +154,21 @@ class ContainerApi:
 
     async def exec_argv(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        cmd = tuple(body.get("Cmd") or ())
-        env = dict(item.partition("=")[::2] for item in body.get("Env") or ())
-        argv = await self.call(
-            workloads.exec_argv, self.ctx, request.match_info["ref"], cmd, env, body.get("WorkingDir") or None
-        )
+        cmd = tuple(workload_plan.strings(body.get("Cmd"), "Cmd"))
+        env = workload_plan.exec_env(body.get("Env"))
+        workdir = body.get("WorkingDir") or None
+        if workdir is not None and not isinstance(workdir, str):
+            raise InvalidParameter("invalid WorkingDir: expected a string")
+        argv = await self.call(workloads.exec_argv, self.ctx, request.match_info["ref"], cmd, env, workdir)
         return json_response({"Argv": argv})
 
     async def connect(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        config = body.get("EndpointConfig") or {}
-        ip = (config.get("IPAMConfig") or {}).get("IPv4Address") or None
-        aliases = tuple(config.get("Aliases") or ())
+        config = workload_plan.mapping(body.get("EndpointConfig"), "EndpointConfig")
+        ip = workload_plan.mapping(config.get("IPAMConfig"), "IPAMConfig").get("IPv4Address") or None
+        if ip is not None and not isinstance(ip, str):
+            raise InvalidParameter("invalid IPv4Address: expected a string")
+        aliases = tuple(workload_plan.strings(config.get("Aliases"), "Aliases"))
         priority = workload_plan.gw_priority(config.get("GwPriority"))
         await self.call(workloads.connect, self.ctx, request.match_info["ref"], _container(body), ip, aliases, priority)
         return web.Response(status=200)

@@ -17,7 +17,7 @@ from pyroute2 import Conntrack
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
-from hypr.errors import Conflict, KernelError
+from hypr.errors import Conflict, InvalidParameter, KernelError
 from hypr.models import PortMapping, Protocol, Snapshot
 from hypr.ports import PortSpec
 
@@ -58,6 +58,8 @@ def bind(host_ip: str, port: int, protocol: Protocol) -> socket.socket:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise already_allocated(host_ip, port) from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise InvalidParameter(f"Bind for {host_ip}:{port} failed: {host_ip} is not an address of this host") from None
         raise KernelError(f"reserve host port {host_ip}:{port}/{protocol}: {exc}") from exc
     if protocol == "tcp":
         sock.listen(1)  # a listening socket also blocks SO_REUSEADDR binds by others

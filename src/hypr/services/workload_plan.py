@@ -24,6 +24,7 @@ from hypr.services.network_plan import find_network
 from hypr.services.validation import label_matches, new_id, now_rfc3339, string_map
 
 RUNTIMES = ("sandbox", "vm")
+MAX_PORTS = 16_384  # published ports per workload: each holds a socket and a map element
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _ADJECTIVES = (
@@ -121,6 +122,8 @@ def plan_workload_create(
     ports = tuple(from_bindings(host_config.get("PortBindings")))
     if _flag(host_config, "PublishAllPorts"):
         ports = _publish_all(ports, exposed)
+    if len(ports) > MAX_PORTS:
+        raise InvalidParameter(f"too many published ports: {len(ports)} (at most {MAX_PORTS} per workload)")
     if ports and all(e.network.internal for e in endpoints):
         raise InvalidParameter(
             "cannot publish ports: the workload is attached only to internal networks, which have no way in or out"
@@ -191,6 +194,8 @@ def _plan_endpoints(
         _mapping(body.get("NetworkingConfig"), "NetworkingConfig").get("EndpointsConfig"), "EndpointsConfig"
     )
     mode = host_config.get("NetworkMode") or ""
+    if not isinstance(mode, str):
+        raise InvalidParameter(f"invalid NetworkMode {mode!r}: expected a string")
     if mode in ("host", "none") or mode.startswith("container:"):
         raise InvalidParameter(f"network mode {mode} is not supported by hypr; attach to a bridge network")
     order = [mode] if mode and mode != "default" else []
@@ -277,6 +282,23 @@ def _mapping(value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
+def strings(value: Any, what: str) -> list[str]:
+    """A list of strings, Docker's []string; a bare string is refused (it would be split or silently wrapped)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidParameter(f"invalid {what}: expected a list of strings")
+    return value
+
+
+def mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidParameter(f"invalid {what}: expected an object")
+    return value
+
+
 def _strings(value: Any, what: str) -> list[str]:
     if value is None:
         return []
@@ -287,12 +309,17 @@ def _strings(value: Any, what: str) -> list[str]:
     return value
 
 
+def exec_env(value: Any) -> dict[str, str]:
+    """An exec's Env: Docker's ["K=V", ...], validated as a container's is."""
+    return _env(strings(value, "Env"))
+
+
 def _env(value: Any) -> dict[str, str]:
     env = {}
     for item in _strings(value, "Env"):
         key, sep, val = item.partition("=")
-        if not key:
-            raise InvalidParameter(f"invalid environment variable: {item}")
+        if not key or "\0" in item:
+            raise InvalidParameter(f"invalid environment variable: {item!r}")
         env[key] = val if sep else ""
     return env
 
