@@ -7,7 +7,8 @@
 
 The fake servers run in a subprocess inside the internet namespace (`python -m tests.integration.dns_topology`)
 and append one line per query they receive (`udp|tcp <name> <type>`) to a log file, so tests can assert what was
-forwarded and what never left hypr. Everything is removed in `finally`, also when a test fails.
+forwarded and what never left hypr. `stranger()` plugs a namespace of our own into a network's bridge: an asker
+hypr has no endpoint for. Everything is removed in `finally`, also when a test fails.
 """
 
 from __future__ import annotations
@@ -93,11 +94,12 @@ def ip_of(hyprd: Hyprd, name: str, network: str) -> str:
         return str(client.container(name)["NetworkSettings"]["Networks"][network]["IPAddress"])
 
 
-def run_workload(hyprd: Hyprd, name: str, network: str, *aliases: str) -> None:
+def run_workload(hyprd: Hyprd, name: str, network: str, *aliases: str, image: str = "busybox") -> None:
     """`hypr run -d --name NAME --network NETWORK [--network-alias A]... busybox sleep 600`, through the API
-    (no CLI process to start: the shared topology is set up several times faster)."""
+    (no CLI process to start: the shared topology is set up several times faster). `image="host"` gives a
+    workload with the host's file system, hence glibc's resolver (`getent`), and its own /etc/resolv.conf."""
     body = {
-        "Image": "busybox",
+        "Image": image,
         "Cmd": ["sleep", "600"],
         "HostConfig": {"NetworkMode": network},
         "NetworkingConfig": {"EndpointsConfig": {network: {"Aliases": list(aliases)}}},
@@ -109,6 +111,36 @@ def run_workload(hyprd: Hyprd, name: str, network: str, *aliases: str) -> None:
 def create_network(hyprd: Hyprd, name: str, subnet: str, *, internal: bool = False) -> None:
     with hyprd.client() as client:
         client.create_network({"Name": name, "Internal": internal, "IPAM": {"Config": [{"Subnet": subnet}]}})
+
+
+def bridge_of(hyprd: Hyprd, gateway: str) -> str:
+    """The bridge that holds a network's gateway address."""
+    for line in run_in(hyprd.ns, "ip", "-o", "-4", "addr", "show").stdout.splitlines():
+        fields = line.split()
+        if fields[3].split("/")[0] == gateway:
+            return fields[1]
+    raise AssertionError(f"no link holds {gateway}")
+
+
+@contextmanager
+def stranger(hyprd: Hyprd, gateway: str, address: str, prefix: int = 24) -> Iterator[str]:
+    """A namespace plugged into the bridge of `gateway` by a veth of our own, with `address` (inside that network's
+    subnet, `prefix` bits) but no endpoint: hypr has never heard of it, like a workload whose record does not exist
+    yet. Yields the namespace's name; everything is removed afterwards."""
+    bridge = bridge_of(hyprd, gateway)
+    with netns("hyprstr") as ns:
+        host_end = f"hs{os.getpid() % 100000}{address.rsplit('.', 1)[1]}"[:15]
+        try:
+            sh("ip", "-n", hyprd.ns, "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "-n", hyprd.ns, "link", "set", host_end, "master", bridge, "up")
+            sh("ip", "-n", ns, "addr", "add", f"{address}/{prefix}", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            wait_until(
+                lambda: run_in(ns, "ping", "-c1", "-W1", gateway, rc=None).returncode == 0, "the stranger's veth"
+            )
+            yield ns
+        finally:
+            sh("ip", "-n", hyprd.ns, "link", "del", host_end, rc=None)
 
 
 def nslookup_addresses(output: str) -> list[str]:
@@ -206,8 +238,8 @@ def _serve(listen: list[tuple[str, str]], log_path: Path) -> None:
     log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
 
     class Zone(FakeUpstream):
-        """By name: tc.* truncated over UDP, big.* ~3 kB of TXT, *.example.test A (other types: no answer), else
-        NXDOMAIN."""
+        """By name: tc.* truncated over UDP, big.* ~3 kB of TXT, cut.* the same cut at 512 bytes over UDP without TC
+        (a middlebox that drops the rest), *.example.test A (other types: no answer), else NXDOMAIN."""
 
         def reply(self, data: bytes, *, over_tcp: bool) -> bytes | None:
             query = DNSRecord.parse(data)
@@ -216,6 +248,9 @@ def _serve(listen: list[tuple[str, str]], log_path: Path) -> None:
             if self.mode == "blackhole":
                 return None
             mode: Mode = "answer"
+            if name.startswith("cut."):
+                full = fake_answer(data, "big", over_tcp=over_tcp)
+                return full if over_tcp else full[:512]
             if name.startswith("tc."):
                 mode = "truncate"
             elif name.startswith("big."):

@@ -4,9 +4,11 @@ One shared topology (module scope, read-only) answers the lookup questions; test
 lifecycle, daemon restart, new networks) get their own daemon. Fake upstream servers live in an "internet"
 namespace (see dns_topology.py) and log every query they receive, so "never forwarded" is checked, not assumed.
 
-    app     10.40.0.0/24   web (alias www), web2 (alias www), cli
+    app     10.40.0.0/24   web (alias www), web2 (alias www), cli       + a stranger at .250 (no endpoint)
     other   10.41.0.0/24   far
-    sealed  10.42.0.0/24   hermit              (--internal)
+    sealed  10.42.0.0/24   hermit              (--internal)         + a stranger at .250 (no endpoint)
+
+Large answers (field report 1) get their own daemon: 60 workloads sharing aliases on one network.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from tests.integration.dns_topology import (
     ip_of,
     nslookup_addresses,
     run_workload,
+    stranger,
     workload_netns,
 )
 from tests.integration.harness import Hyprd, run_in, sh
@@ -99,9 +103,10 @@ def test_bare_name_only_for_askers_that_share_a_network(topo: Topology) -> None:
     assert far.status == "NXDOMAIN" and far.answers == (), far.text
     assert "server can't find web" in topo.nslookup("far", "web", rc=None)
     assert topo.internet.asked("web") == []  # a short name never leaves hypr (compose#3185)
-    # The host has no network scope: its bare names go upstream (its own resolver decided to send them to us).
-    assert topo.dig_from("host", "web2").status == "NXDOMAIN"
-    assert topo.internet.asked("web2") == ["udp web2 A"]
+    # The host has no network scope: its bare names are NXDOMAIN, and never go upstream either (field report 2).
+    host = topo.dig_from("host", "web2")
+    assert host.status == "NXDOMAIN" and "aa" in host.flags, host.text
+    assert topo.internet.asked("web2") == []
 
 
 def test_alias_gives_every_address_in_rotating_order(topo: Topology) -> None:
@@ -182,11 +187,80 @@ def test_large_edns_answer_passes_intact_and_small_clients_get_tc(topo: Topology
     assert "Truncated, retrying in TCP mode" in plain.text and len(plain.answers) == 40, plain.text
 
 
+def test_forwarded_answers_larger_than_the_asker_takes_are_clean_tc_replies(topo: Topology) -> None:
+    """Field report 1, forwarded: ~3 kB of TXT from upstream. Over UDP the asker gets a whole message (TC, the
+    question, no records) whenever the answer exceeds its size, then all 40 records over TCP."""
+    for args in (["+noedns"], ["+bufsize=1232"], ["+bufsize=512"]):
+        raw = topo.dig_from("cli", *args, "+ignore", "TXT", "big.example.test")  # +ignore: no TCP retry
+        assert raw.status == "NOERROR" and "tc" in raw.flags and raw.answers == (), f"{args}\n{raw.text}"
+        assert 0 < raw.size <= 512 and "Warning" not in raw.text and "bad" not in raw.text, raw.text
+        full = topo.dig_from("cli", *args, "TXT", "big.example.test")
+        assert "Truncated, retrying in TCP mode" in full.text and len(full.answers) == 40, full.text
+    out = topo.hyprd.cli("exec", "cli", "nslookup", "-type=txt", "big.example.test", rc=None).stdout
+    assert "Parse error" not in out, out  # busybox: UDP only, 512 bytes; it now gets a valid TC reply
+
+
+def test_upstream_reply_cut_short_over_udp_is_fetched_again_over_tcp(topo: Topology) -> None:
+    """An upstream UDP reply cut at 512 bytes without TC (a middlebox) is never relayed: hypr asks over TCP."""
+    got = topo.dig_from("cli", "+bufsize=4096", "TXT", "cut.example.test")
+    assert got.status == "NOERROR" and len(got.answers) == 40 and "tc" not in got.flags, got.text
+    assert topo.internet.asked("cut.example.test") == ["udp cut.example.test TXT", "tcp cut.example.test TXT"]
+    small = topo.dig_from("cli", "+noedns", "+ignore", "TXT", "cut.example.test")  # from the cache: too big
+    assert "tc" in small.flags and small.answers == () and small.status == "NOERROR", small.text
+
+
 def test_internal_network_does_not_forward(topo: Topology) -> None:
     got = topo.dig_from("hermit", "inside.example.test")
     assert got.status == "NXDOMAIN" and got.answers == (), got.text
     assert "NXDOMAIN" in topo.nslookup("hermit", "inside2.example.test", rc=None)
     assert topo.internet.asked("inside.example.test") == [] and topo.internet.asked("inside2.example.test") == []
+
+
+# -- askers hypr does not know (field report 2) ------------------------------------------------------------------------
+
+STRANGER, SEALED_STRANGER = "10.40.0.250", "10.42.0.250"
+
+
+def test_unknown_asker_on_a_bridge_gets_its_networks_names_and_nothing_leaks(topo: Topology) -> None:
+    """An address on app's bridge without an endpoint (a workload whose record does not exist yet, anything else
+    plugged into the bridge) asks as a member of app: app's names, NXDOMAIN for other bare names, nothing
+    forwarded but dotted names outside `.hypr` and our reverse zones."""
+    web, web2, far = topo.ips["web"], topo.ips["web2"], topo.ips["far"]
+    with stranger(topo.hyprd, APP_GW, STRANGER) as ns:
+        for port in (53, DNS_PORT):
+            got = dig(ns, APP_GW, "web", port=port)
+            assert (got.status, got.data) == ("NOERROR", [web]) and "aa" in got.flags, got.text
+        assert dig(ns, APP_GW, "+tcp", "web").data == [web]  # over TCP the listener tells the network too
+        assert sorted(dig(ns, APP_GW, "www").data) == sorted([web, web2])
+        assert dig(ns, APP_GW, "WEB.app").data == [web]
+        assert dig(ns, APP_GW, "web.hypr").data == [web] and dig(ns, APP_GW, "far.hypr").data == [far]
+        for name in ("far", "hermit", "stray1", "stray2.hypr", "deep.web.hypr"):
+            got = dig(ns, APP_GW, name)
+            assert got.status == "NXDOMAIN" and "aa" in got.flags, f"{name}\n{got.text}"
+        assert dig(ns, APP_GW, "AAAA", "stray3").status == "NXDOMAIN"
+        assert dig(ns, APP_GW, "-x", far).data == ["far.hypr."]
+        assert dig(ns, APP_GW, "-x", "10.40.0.200").status == "NXDOMAIN"
+        zone = dig(ns, APP_GW, "SOA", "0.40.10.in-addr.arpa")
+        assert (zone.status, zone.answers) == ("NOERROR", ()), zone.text
+        assert dig(ns, APP_GW, "stranger1.example.test").data == [OUTSIDE_ADDRESS]  # dotted: forwarded
+        busybox = run_in(ns, "busybox", "nslookup", "web2", APP_GW).stdout
+        assert nslookup_addresses(busybox) == [web2], busybox
+    asked = [q.split()[1] for q in topo.internet.queries()]
+    for name in ("web", "www", "far", "hermit", "stray1", "stray3", "web2", "200.0.40.10.in-addr.arpa"):
+        assert name not in asked
+    assert not [n for n in asked if n.endswith(".hypr") or n.endswith("40.10.in-addr.arpa")], asked
+    assert topo.internet.asked("stranger1.example.test") == ["udp stranger1.example.test A"]
+
+
+def test_unknown_asker_on_an_internal_network_is_never_forwarded(topo: Topology) -> None:
+    with stranger(topo.hyprd, SEALED_GW, SEALED_STRANGER) as ns:
+        assert dig(ns, SEALED_GW, "hermit").data == [topo.ips["hermit"]]
+        assert dig(ns, SEALED_GW, "web.hypr").data == [topo.ips["web"]]
+        for args in (["web"], ["stranger2.example.test"], ["-x", "192.0.2.1"], ["+tcp", "stranger3.example.test"]):
+            got = dig(ns, SEALED_GW, *args)
+            assert got.status == "NXDOMAIN" and got.answers == (), f"{args}\n{got.text}"
+    asked = [q.split()[1] for q in topo.internet.queries()]
+    assert not {"stranger2.example.test", "stranger3.example.test", "1.2.0.192.in-addr.arpa"} & set(asked)
 
 
 def test_tcp_listener_on_every_gateway(topo: Topology) -> None:
@@ -308,3 +382,62 @@ def test_the_server_is_not_open_to_other_hosts() -> None:
             capture_output=True, text=True, timeout=10,
         )  # fmt: skip
         assert "timed out" in outside.stdout, outside.stdout
+
+
+# -- answers larger than the asker's UDP size (field report 1) ------------------------------------------------------
+
+POOLS = {"pool29": 29, "pool30": 30, "pool": 31, "pool60": 60}  # alias -> members: m0..m(N-1) carry it
+POOL_GW = "10.45.0.1"
+
+
+def full_size(alias: str, members: int, edns: bool) -> int:
+    """Header + question + N A records (+ OPT): the whole answer as one message."""
+    return 12 + len(alias) + 2 + 4 + 16 * members + (11 if edns else 0)
+
+
+def getent_addresses(output: str) -> list[str]:
+    return sorted({line.split()[0] for line in output.splitlines() if line.strip()})
+
+
+def test_large_alias_pools_reach_dig_nslookup_and_getent_inside_workloads() -> None:
+    """31 workloads sharing `--network-alias pool` made nslookup say "Parse error", dig "bad label type" and getent
+    print nothing. Every real resolver must now get all N addresses (TC, then TCP, when N is past its UDP size),
+    for N = 29, 30, 31 and 60. busybox nslookup cannot: it only speaks UDP and reads 512 bytes at most, so past
+    512 bytes it gets a valid TC reply without addresses, never a parse error."""
+    with dns_daemon() as (hyprd, _net):
+        create_network(hyprd, "n2", "10.45.0.0/24")
+
+        def start(i: int) -> None:
+            run_workload(hyprd, f"m{i}", "n2", *[alias for alias, n in POOLS.items() if i < n])
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(start, range(max(POOLS.values()))))
+        run_workload(hyprd, "gl", "n2", image="host")  # the host's glibc, its own resolv.conf (the gateway)
+        with hyprd.client() as client:
+            ips = {c["Names"][0].lstrip("/"): c["NetworkSettings"]["Networks"]["n2"]["IPAddress"]
+                   for c in client.containers()}  # fmt: skip
+        asker = workload_netns(hyprd, "m0")  # dig from a pool member's own namespace (its own source address)
+
+        def check(alias: str) -> None:
+            members = POOLS[alias]
+            want = sorted(ips[f"m{i}"] for i in range(members))
+            for args, limit in [(["+noedns"], 512), (["+bufsize=512"], 512), (["+bufsize=900"], 900), ([], 1232)]:
+                edns = "+noedns" not in args
+                truncated = full_size(alias, members, edns) > limit
+                raw = dig(asker, POOL_GW, *args, "+ignore", alias)  # the UDP reply itself, no TCP retry
+                assert raw.status == "NOERROR" and ("tc" in raw.flags) == truncated, f"{alias} {args}\n{raw.text}"
+                assert 0 < raw.size <= limit and "Warning" not in raw.text, raw.text
+                assert sorted(raw.data) == ([] if truncated else want), raw.text
+                got = dig(asker, POOL_GW, *args, alias)
+                assert sorted(got.data) == want, f"{alias} {args}\n{got.text}"
+                assert ("Truncated, retrying in TCP mode" in got.text) == truncated, got.text
+            out = hyprd.cli("exec", "m0", "nslookup", alias, rc=None).stdout
+            assert "Parse error" not in out, out
+            fits = full_size(alias, members, edns=False) <= 512
+            assert sorted(nslookup_addresses(out)) == (want if fits else []), out
+            for env in ([], ["-e", "RES_OPTIONS=edns0"]):  # glibc: 512 bytes, or EDNS with 1200
+                out = hyprd.cli("exec", *env, "gl", "getent", "ahostsv4", alias).stdout
+                assert getent_addresses(out) == want, f"{alias} {env}\n{out}"
+
+        with ThreadPoolExecutor(len(POOLS)) as pool:
+            list(pool.map(check, POOLS))

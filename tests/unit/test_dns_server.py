@@ -260,6 +260,47 @@ def test_internal_askers_are_not_forwarded(env: Env) -> None:
         env.loop.run(fake.close())
 
 
+def test_unknown_askers_get_the_network_of_the_gateway_they_ask_and_nothing_leaks(env: Env) -> None:
+    """An address with no endpoint asking a network's gateway asks as a member of that network (UDP and TCP); the
+    host (asking from the gateway address itself) gets no bare names; neither has a bare name forwarded."""
+    fake = env.upstream("9.11", "answer")
+    gateway, newcomer = addr("1.1"), addr("1.77")
+    try:
+        env.upstreams(fake)
+        env.loop.run(env.server.set_listen_addresses({IPv4Address(LISTEN), IPv4Address(gateway)}, PORT))
+
+        def ask_gw(name: str, source: str, *, tcp: bool = False) -> dns.message.Message:
+            send = dns.query.tcp if tcp else dns.query.udp
+            return send(dns.message.make_query(name, "A"), gateway, port=PORT, timeout=3, source=source)
+
+        for tcp in (False, True):
+            assert addresses(ask_gw("web", newcomer, tcp=tcp)) == [addr("1.2")]
+            assert sorted(addresses(ask_gw("api", newcomer, tcp=tcp))) == [addr("1.3"), addr("1.4")]
+            assert ask_gw("vault", newcomer, tcp=tcp).rcode() == dns.rcode.NXDOMAIN  # not on app
+            assert ask_gw("nope", newcomer, tcp=tcp).rcode() == dns.rcode.NXDOMAIN
+            assert ask_gw("web", gateway, tcp=tcp).rcode() == dns.rcode.NXDOMAIN  # the host
+            assert ask_gw("web", HOST, tcp=tcp).rcode() == dns.rcode.NXDOMAIN  # outside app's subnet: the host
+            assert ask("web", source=newcomer, tcp=tcp).rcode() == dns.rcode.NXDOMAIN  # LISTEN is no gateway
+        assert addresses(ask_gw("outside.example", newcomer)) == ["192.0.2.10"]  # dotted: forwarded
+        assert fake.udp_queries == 1
+        # Once the newcomer is an endpoint (here: of the internal network only), its own networks count.
+        registered = snapshot()
+        vault2 = workload("vault2")
+        closed = registered.networks[1]
+        registered = Snapshot(
+            networks=registered.networks,
+            workloads=(*registered.workloads, vault2),
+            endpoints=(*registered.endpoints, endpoint(vault2, closed, newcomer)),
+        )
+        env.loop.run(env.server.set_records(build_records(registered)))
+        assert ask_gw("web", newcomer).rcode() == dns.rcode.NXDOMAIN
+        assert addresses(ask_gw("vault", newcomer)) == [addr("2.2")]
+        assert ask_gw("outside2.example", newcomer).rcode() == dns.rcode.NXDOMAIN  # internal only now
+        assert fake.udp_queries == 1
+    finally:
+        env.loop.run(fake.close())
+
+
 def test_listeners_follow_the_wanted_set(env: Env) -> None:
     second = IPv4Address(addr("0.54"))
     absent = IPv4Address("192.0.2.1")  # TEST-NET-1: not on this host, so binding waits in the background

@@ -1,21 +1,27 @@
-"""Record tables and the lookup rules: a pure function of (records, asker, name, type). No I/O.
+"""Record tables and the lookup rules: a pure function of (records, asker, where the query arrived, name, type).
 
 Askers are told apart by source IP (anti-spoofing makes it trustworthy). An endpoint address stands for its
-workload and all the networks that workload is attached to; any other address (a gateway, the host, an unknown
-source) is "the host", which gets `<name>.hypr` only.
+workload and all the networks that workload is attached to. Any other asker gets a scope from `scope_for`:
+- an unknown address inside the subnet of the network whose gateway the query arrived on (a workload whose record
+  does not exist yet, a VM that is still booting, something else plugged into the bridge) asks as a member of that
+  network, and of that network only (aardvark-dns's fallback to the listening network);
+- everyone else (the host, whose own queries come from a gateway address; loopback; any other address; a query that
+  arrived on an address that is no gateway) is "the host": no network at all.
 
 Rules, in order:
 1. `<name>.hypr` (and the bare zone `hypr`): authoritative. A known workload answers for everyone, with its address
    on a network it shares with the asker (lowest attach position first), else its first endpoint's address.
    Anything else under `.hypr` is NXDOMAIN and is never forwarded.
-2. `in-addr.arpa`: PTR `<name>.hypr` for every endpoint address; unknown addresses inside a hypr subnet are
-   NXDOMAIN (private reverse lookups do not leak upstream); other reverse names follow rule 4.
+2. `in-addr.arpa` names inside a hypr subnet are ours, for everyone: PTR `<name>.hypr` for every endpoint address,
+   NODATA for a name with records below it (`1.89.10.in-addr.arpa`), NXDOMAIN for the rest. Never forwarded:
+   private reverse lookups do not leak. Other reverse names follow rule 5.
 3. Bare names (workload name, its 12-character short ID, its aliases), each also as `<name>.<network name>`:
-   only for askers with an endpoint on a network the target is attached to, with the target's address(es) on the
-   shared network(s). One alias on several workloads gives all of their addresses.
-4. Everything else is forwarded, except: askers attached only to internal networks get NXDOMAIN (Podman's choice:
-   NXDOMAIN makes stub resolvers stop at once, where REFUSED sends them on to the next server), and single-label
-   names asked by a workload get NXDOMAIN (a short name is never sent to the internet, compose#3185).
+   only for askers with a network the target is attached to, with the target's address(es) on the shared
+   network(s). One alias on several workloads gives all of their addresses.
+4. A single-label name that rule 3 did not answer is NXDOMAIN, for every asker (a short name is never sent to the
+   internet, compose#3185). The root name is not a single label: it is forwarded like any other.
+5. Everything else is forwarded, except for askers attached only to internal networks: NXDOMAIN (Podman's choice:
+   NXDOMAIN makes stub resolvers stop at once, where REFUSED sends them on to the next server).
 
 Known names with a type we do not hold (AAAA, MX, ...) get NODATA: NOERROR with no answer.
 """
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from hypr.models import Endpoint, Snapshot, Workload
@@ -38,6 +44,7 @@ REVERSE_SUFFIX = ".in-addr.arpa"
 
 Scope = frozenset[str]  # ids of the networks an asker is attached to; empty for the host
 HOST: Scope = frozenset()
+Address = IPv4Address | str  # as sockets report it, or parsed
 
 
 class Outcome(enum.Enum):
@@ -64,12 +71,33 @@ class Records:
     reverse: Mapping[str, str]  # "2.0.88.10.in-addr.arpa" -> "web.hypr"
     subnets: tuple[IPv4Network, ...]  # every hypr subnet: reverse names inside them are ours
     internal: frozenset[str]  # ids of internal networks
-
-    def scope_of(self, asker: IPv4Address | str) -> Scope:
-        return self.scopes.get(str(asker), HOST)
+    gateways: Mapping[str, tuple[str, IPv4Network]] = field(default_factory=dict)  # gateway -> (network id, subnet)
+    reverse_inner: frozenset[str] = frozenset()  # "1.89.10.in-addr.arpa", ...: names with PTR records below them
 
 
 EMPTY = Records(scopes={}, hypr={}, scoped={}, reverse={}, subnets=(), internal=frozenset())
+
+
+def scope_for(records: Records, asker: Address, arrived_on: Address | None) -> Scope:
+    """Who `asker` is, for a query that arrived on the address `arrived_on` (None: not one of our gateways)."""
+    known = records.scopes.get(str(asker))
+    return known if known is not None else unknown_scope(records, str(asker), arrived_on)
+
+
+def unknown_scope(records: Records, asker: str, arrived_on: Address | None) -> Scope:
+    """The scope of an asker that is no endpoint: the network whose gateway the query arrived on when the asker's
+    address lies inside that network's subnet (and is not a gateway: the host asks from those), else the host."""
+    network = records.gateways.get(str(arrived_on)) if arrived_on is not None else None
+    if network is None or asker in records.gateways:
+        return HOST
+    network_id, subnet = network
+    try:
+        address = IPv4Address(asker)
+    except ValueError:  # not IPv4 (an IPv6 peer on a dual-stack socket): not on our networks
+        return HOST
+    if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+        return HOST
+    return frozenset((network_id,))
 
 
 def _published(snapshot: Snapshot) -> list[Workload]:
@@ -114,6 +142,8 @@ def build_records(snapshot: Snapshot) -> Records:
         reverse=reverse,
         subnets=tuple(n.subnet for n in snapshot.networks),
         internal=frozenset(n.id for n in snapshot.networks if n.internal),
+        gateways={str(n.gateway): (n.id, n.subnet) for n in snapshot.networks},
+        reverse_inner=frozenset(name.split(".", i)[i] for name in reverse for i in (1, 2, 3)),
     )
 
 
@@ -125,8 +155,11 @@ def normalise(qname: str) -> str:
     return qname.lower().rstrip(".")
 
 
-def lookup(records: Records, asker: IPv4Address | str, qname: str, qtype: str) -> Answer:
-    return lookup_scoped(records, records.scope_of(asker), normalise(qname), qtype.upper())
+def lookup(records: Records, asker: Address, arrived_on: Address | None, qname: str, qtype: str) -> Answer:
+    """The answer for `asker` asking (`qname`, `qtype`) on the listening address `arrived_on` (a network's
+    gateway; None or any other address for a listener that is no gateway)."""
+    scope = scope_for(records, asker, arrived_on)
+    return lookup_scoped(records, scope, normalise(qname), qtype.upper())
 
 
 def lookup_scoped(records: Records, scope: Scope, qname: str, qtype: str) -> Answer:
@@ -141,8 +174,10 @@ def lookup_scoped(records: Records, scope: Scope, qname: str, qtype: str) -> Ans
         addresses = _shared(records, scope, qname)
         if addresses:
             return _typed(qtype, Found(addresses=addresses))
-        if scope <= records.internal or "." not in qname:
+        if scope <= records.internal:
             return Outcome.NXDOMAIN
+    if qname and "." not in qname:
+        return Outcome.NXDOMAIN  # a bare name is never forwarded, whoever asks
     return Outcome.FORWARD
 
 
@@ -162,21 +197,24 @@ def _zone(records: Records, scope: Scope, qname: str, qtype: str) -> Answer:
 
 
 def _reverse(records: Records, qname: str, qtype: str) -> Answer | None:
+    """Ours when the name lies inside a hypr subnet, whatever is below it; None for other reverse names."""
     target = records.reverse.get(qname)
     if target is not None:
         return _typed(qtype, Found(pointers=(target,)))
-    address = _reverse_address(qname)
-    if address is not None and any(address in subnet for subnet in records.subnets):
-        return Outcome.NXDOMAIN
-    return None
-
-
-def _reverse_address(qname: str) -> IPv4Address | None:
-    octets = qname[: -len(REVERSE_SUFFIX)].split(".")
-    try:
-        return IPv4Address(".".join(reversed(octets))) if len(octets) == 4 else None
-    except ValueError:  # not an address (leading zeros, letters): not one of ours either
+    labels = qname[: -len(REVERSE_SUFFIX)].split(".")
+    octets: list[int] = []
+    for label in reversed(labels[-4:]):  # most significant first: `2.1.89.10` -> 10, 89, 1, 2
+        if not label.isdigit() or not label.isascii() or int(label) > 255 or (len(label) > 1 and label[0] == "0"):
+            break  # not an address label: the name is below the octets read so far
+        octets.append(int(label))
+    if not octets:
         return None
+    prefix = IPv4Network((bytes(octets + [0] * (4 - len(octets))), 8 * len(octets)))
+    if not any(prefix.subnet_of(subnet) for subnet in records.subnets):
+        return None
+    if len(octets) < 4 and len(octets) == len(labels) and qname in records.reverse_inner:
+        return Outcome.NODATA  # e.g. `1.89.10.in-addr.arpa`: PTR records exist below it
+    return Outcome.NXDOMAIN
 
 
 def _shared(records: Records, scope: Scope, qname: str) -> tuple[IPv4Address, ...]:

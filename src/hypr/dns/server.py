@@ -3,6 +3,11 @@
 Listeners are per address (each network's gateway), never 0.0.0.0. New records are one assignment: sockets are
 never re-bound for them. The UDP fast path keys finished replies on the query bytes after the ID plus the asker's
 scope, so a repeated question costs one dict lookup and one concatenation.
+
+The asker's scope comes from its source address and, for an address that is no endpoint, from the listener the
+query arrived on (`records.scope_for`). Every UDP reply, local or forwarded, goes through `wire.fit_udp`: it is
+the whole answer when that fits the asker's UDP size, else a TC reply without records (the asker retries over TCP,
+where nothing is cut below 65,535 bytes).
 """
 
 from __future__ import annotations
@@ -12,13 +17,13 @@ import errno
 import logging
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address
 from time import monotonic
 from typing import Any, cast
 
 from hypr.dns import wire
-from hypr.dns.records import EMPTY, HOST, TTL, Found, Outcome, Records, Scope, lookup_scoped
+from hypr.dns.records import EMPTY, TTL, Found, Outcome, Records, Scope, lookup_scoped, scope_for, unknown_scope
 from hypr.dns.upstream import Forwarder, Upstream
 from hypr.names import DNS_PORT
 
@@ -31,6 +36,7 @@ TCP_IDLE = 10.0  # RFC 7766 suggests seconds, not minutes: idle clients must not
 BIND_RETRY_FIRST = 0.05
 BIND_RETRY_MAX = 1.0
 BIND_RETRY_ERRNOS = (errno.EADDRNOTAVAIL, errno.EADDRINUSE)
+UNKNOWN_ASKERS = 4096  # scopes of askers that are no endpoint, remembered per listener until the records change
 
 Address = tuple[IPv4Address, int]
 
@@ -43,25 +49,34 @@ class _Turn:
     def __init__(self) -> None:
         self.next = 0
 
+    def advance(self, count: int) -> int:
+        """The index of the record that comes first this time, out of `count`."""
+        i = self.next % count
+        self.next = i + 1
+        return i
+
 
 class _Rotating:
-    """The UDP reply variants (one per rotation of the address list) of one query's bytes; served in turn.
+    """The UDP reply to one query's bytes whose A records are served rotated, one step per reply.
 
     The turn is shared by every packet asking the same question from the same scope: clients that send different
     bytes each time (dig's EDNS cookie, 0x20 case randomisation, a fresh resolver per lookup) still see the order
-    rotate, and so do TCP clients."""
+    rotate, and so do TCP clients. The records are kept once, not once per rotation: 60 addresses would otherwise
+    make 60 replies of a kilobyte for every distinct query."""
 
-    __slots__ = ("turn", "variants")
+    __slots__ = ("count", "head", "records", "tail", "turn")
 
-    def __init__(self, variants: tuple[bytes, ...], turn: _Turn) -> None:
-        self.variants = variants
+    def __init__(self, body: wire.Body, question: bytes, count: int, turn: _Turn) -> None:
+        start = 10 + len(question)  # flags, counts, question; then `count` A records of A_SIZE bytes, then OPT
+        end = start + count * A_SIZE
+        self.head, self.records, self.tail = body[:start], body[start:end], body[end:]
+        self.count = count
         self.turn = turn
 
     def take(self) -> bytes:
-        turn = self.turn
-        i = turn.next % len(self.variants)
-        turn.next = i + 1
-        return self.variants[i]
+        cut = self.turn.advance(self.count) * A_SIZE
+        records = self.records
+        return self.head + records[cut:] + records[:cut] + self.tail
 
 
 class _Fresh:
@@ -74,33 +89,43 @@ class _Fresh:
         self.until = until
 
 
-def _rotations(items: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    return [items[i:] + items[:i] for i in range(len(items))] or [items]
-
-
 def _qclass_ok(query: wire.Query) -> bool:
     return query.qclass in (wire.CLASS_IN, wire.CLASS_ANY)
 
 
-def local_replies(query: wire.Query, answer: Found | Outcome) -> tuple[bytes, ...]:
-    """Replies without their ID for a local answer, one per rotation of the addresses."""
+A_SIZE = len(wire.a_record(IPv4Address(0), TTL))  # every A record we write: a name pointer and 4 bytes of data
+
+
+def local_answer(query: wire.Query, answer: Found | Outcome) -> tuple[int, bool, list[bytes]]:
+    """(RCODE, authoritative, answer records in table order) of a local answer."""
     if answer is Outcome.NXDOMAIN:
-        return (wire.reply_after_id(query, wire.NXDOMAIN, [], authoritative=True),)
+        return wire.NXDOMAIN, True, []
     if answer is Outcome.REFUSED:
-        return (wire.reply_after_id(query, wire.REFUSED, [], authoritative=False),)
+        return wire.REFUSED, False, []
     if not isinstance(answer, Found):  # NODATA (FORWARD never reaches here)
-        return (wire.reply_after_id(query, wire.NOERROR, [], authoritative=True),)
+        return wire.NOERROR, True, []
     if answer.pointers:
-        rrs = [wire.ptr_record(p, TTL) for p in answer.pointers]
-        return (wire.reply_after_id(query, wire.NOERROR, rrs, authoritative=True),)
-    return tuple(
-        wire.reply_after_id(query, wire.NOERROR, [wire.a_record(a, TTL) for a in order], authoritative=True)
-        for order in _rotations(answer.addresses)
-    )
+        return wire.NOERROR, True, [wire.ptr_record(p, TTL) for p in answer.pointers]
+    return wire.NOERROR, True, [wire.a_record(a, TTL) for a in answer.addresses]
 
 
-def fit_udp(reply: bytes, query: wire.Query) -> bytes:
-    return reply if len(reply) <= query.udp_limit else wire.truncated(reply, query)
+def udp_reply(query: wire.Query, answer: Found | Outcome, turn: _Turn) -> wire.Body | _Rotating:
+    """The UDP reply (minus ID) to a local answer: the whole answer when it fits the asker's UDP size (then
+    several addresses rotate from reply to reply), else a TC reply without records."""
+    rcode, authoritative, records = local_answer(query, answer)
+    body = wire.fit_udp(wire.reply_after_id(query, rcode, records, authoritative=authoritative), query)
+    if isinstance(answer, Found) and len(answer.addresses) > 1 and not body[0] & (wire.TC >> 8):
+        return _Rotating(body, query.question, len(records), turn)
+    return body
+
+
+def tcp_reply(query: wire.Query, answer: Found | Outcome, turn: _Turn) -> wire.Body:
+    """The TCP reply (minus ID) to a local answer: never truncated below 65,535 bytes; rotated like UDP."""
+    rcode, authoritative, records = local_answer(query, answer)
+    if isinstance(answer, Found) and len(answer.addresses) > 1:
+        first = turn.advance(len(records))
+        records = records[first:] + records[:first]
+    return wire.fit_tcp(query, rcode, records, authoritative=authoritative)
 
 
 class _Udp:
@@ -109,10 +134,16 @@ class _Udp:
 
     BURST = 64  # datagrams per wake-up at most, so TCP clients and forwards are not starved under a flood
 
-    def __init__(self, server: DnsServer, sock: socket.socket) -> None:
+    def __init__(self, server: DnsServer, sock: socket.socket, local: str) -> None:
         self.server = server
         self.sock = sock
+        self.local = local  # the address we listen on: which network's gateway a query arrived on
         self.closed = False
+        # Asker address -> scope for `_askers_of`: its endpoint table itself until an asker that is no endpoint
+        # shows up, then a copy of it that also remembers such askers (so the fast path stays one lookup).
+        self._askers: Mapping[str, Scope] = EMPTY.scopes
+        self._askers_of = EMPTY
+        self._learned: dict[str, Scope] | None = None
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._read_ready)
 
@@ -123,7 +154,10 @@ class _Udp:
         sock = self.sock
         recvfrom, sendto = sock.recvfrom, sock.sendto
         server = self.server
-        replies, scopes = server.replies, server.records.scopes
+        replies, records = server.replies, server.records
+        if self._askers_of is not records:
+            self._askers, self._askers_of, self._learned = records.scopes, records, None
+        askers = self._askers
         for _ in range(self.BURST):
             try:
                 data, addr = recvfrom(65535)
@@ -132,18 +166,22 @@ class _Udp:
             except OSError as exc:  # ICMP errors queued on the socket (a client went away): keep serving
                 log.debug("udp receive: %r", exc)
                 continue
-            hit = replies.get((data[2:], scopes.get(addr[0], HOST)))
+            scope = askers.get(addr[0])
+            if scope is None:  # not an endpoint, not seen yet: the host, or a newcomer on this listener's network
+                scope = self._learn(addr[0], records)
+                askers = self._askers
+            hit = replies.get((data[2:], scope))
             if hit.__class__ is bytes:
                 reply = data[:2] + hit
             elif hit is None:
-                server.on_datagram(data, addr, self)
+                server.on_datagram(data, addr, self, scope)
                 continue
             elif hit.__class__ is _Rotating:
                 reply = data[:2] + hit.take()
             elif monotonic() < cast(_Fresh, hit).until:
                 reply = data[:2] + cast(_Fresh, hit).reply
             else:
-                server.on_datagram(data, addr, self)  # its TTLs moved on (or it expired): ask the cache again
+                server.on_datagram(data, addr, self, scope)  # its TTLs moved on (or it expired): ask the cache
                 continue
             try:
                 sendto(reply, addr)
@@ -151,6 +189,15 @@ class _Udp:
                 pass  # send buffer full: dropping a UDP reply is allowed, the client retries
             except OSError as exc:  # e.g. ECONNREFUSED from an earlier ICMP error, EPERM from a firewall
                 log.debug("udp send to %s: %r", addr, exc)
+
+    def _learn(self, asker: str, records: Records) -> Scope:
+        learned = self._learned
+        if learned is None or len(learned) >= len(records.scopes) + UNKNOWN_ASKERS:
+            # Bounded: a stream of new source addresses must not grow it forever.
+            learned = self._learned = dict(records.scopes)
+            self._askers = learned
+        scope = learned[asker] = unknown_scope(records, asker, self.local)
+        return scope
 
     def sendto(self, reply: bytes, addr: tuple[str | Any, int]) -> None:
         try:
@@ -215,7 +262,7 @@ class _Listener:
             if exc.errno in BIND_RETRY_ERRNOS:
                 return False
             raise
-        self.udp = _Udp(self.server, udp_sock)
+        self.udp = _Udp(self.server, udp_sock, str(self.address[0]))
         self.tcp = await asyncio.start_server(self.server.on_tcp, sock=tcp_sock)
         return True
 
@@ -252,7 +299,7 @@ class DnsServer:
         self.forwarder = Forwarder(upstreams, udp_timeout=udp_timeout)
         self.max_inflight = max_inflight
         self._listeners: dict[Address, _Listener] = {}
-        self.replies: dict[tuple[bytes, Scope], bytes | _Rotating | _Fresh] = {}  # UDP replies minus ID, by query
+        self.replies: dict[tuple[bytes, Scope], wire.Body | _Rotating | _Fresh] = {}  # UDP replies minus ID
         self._turns: dict[tuple[bytes, Scope], _Turn] = {}  # round-robin position by question and scope
         self._tasks: set[asyncio.Task[None]] = set()  # forwarded UDP queries in flight
         self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}  # TCP clients being served
@@ -292,9 +339,8 @@ class DnsServer:
 
     # -- UDP -------------------------------------------------------------------------------------------------
 
-    def on_datagram(self, data: bytes, addr: tuple[str | Any, int], transport: _Udp) -> None:
+    def on_datagram(self, data: bytes, addr: tuple[str | Any, int], transport: _Udp, scope: Scope) -> None:
         """A query the reply cache does not hold: parse, look up, answer or forward, remember local replies."""
-        scope = self.records.scope_of(addr[0])
         try:
             query = wire.parse_query(data)
         except wire.Malformed as exc:
@@ -305,16 +351,11 @@ class DnsServer:
         if answer is Outcome.FORWARD:
             self._forward_udp(data, query, scope, addr, transport)
             return
-        variants = tuple(fit_udp(r, query) for r in local_replies(query, answer))
-        if len(variants) == 1:
-            self._remember(data, scope, variants[0])
-            transport.sendto(data[:2] + variants[0], addr)
-        else:
-            rotating = _Rotating(variants, self._turn(query, scope))
-            self._remember(data, scope, rotating)
-            transport.sendto(data[:2] + rotating.take(), addr)
+        reply = udp_reply(query, answer, self._turn(query, scope))
+        self._remember(data, scope, reply)
+        transport.sendto(data[:2] + (reply.take() if isinstance(reply, _Rotating) else reply), addr)
 
-    def _remember(self, data: bytes, scope: Scope, reply: bytes | _Rotating | _Fresh) -> None:
+    def _remember(self, data: bytes, scope: Scope, reply: wire.Body | _Rotating | _Fresh) -> None:
         if len(self.replies) >= LOCAL_CACHE_SIZE:
             del self.replies[next(iter(self.replies))]  # bounded: random names must not grow it forever
         self.replies[(data[2:], scope)] = reply
@@ -338,10 +379,10 @@ class DnsServer:
     ) -> None:
         cached = self.forwarder.cache.get_until(query)
         if cached is not None:
-            reply = fit_udp(cached[0], query)
+            body = wire.fit_udp(wire.body_of(cached[0]), query)
             # `until` is on the cache's clock, time.monotonic, which the fast path compares with.
-            self._remember(data, scope, _Fresh(reply[2:], cached[1]))
-            transport.sendto(reply, addr)
+            self._remember(data, scope, _Fresh(body, cached[1]))
+            transport.sendto(data[:2] + body, addr)
             return
         if len(self._tasks) >= self.max_inflight:
             return  # overloaded (or a flood against a dead upstream): dropping is what a busy resolver does
@@ -352,7 +393,7 @@ class DnsServer:
     async def _relay_udp(self, data: bytes, query: wire.Query, addr: tuple[str | Any, int], transport: _Udp) -> None:
         reply = await self.forwarder.resolve(data, query)
         if not transport.is_closing():
-            transport.sendto(fit_udp(reply, query), addr)
+            transport.sendto(reply[:2] + wire.fit_udp(wire.body_of(reply), query), addr)
 
     # -- TCP -------------------------------------------------------------------------------------------------
 
@@ -368,14 +409,14 @@ class DnsServer:
             del self._connections[task]
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        asker = peer[0] if peer else ""
+        peer, local = writer.get_extra_info("peername"), writer.get_extra_info("sockname")
+        asker, arrived_on = (peer[0] if peer else ""), (local[0] if local else None)
         try:
             while True:
                 async with asyncio.timeout(TCP_IDLE):
                     (length,) = struct.unpack("!H", await reader.readexactly(2))
                     data = await reader.readexactly(length)
-                reply = await self._reply_tcp(data, asker)
+                reply = await self._reply_tcp(data, asker, arrived_on)
                 if reply is not None:
                     writer.write(struct.pack("!H", len(reply)) + reply)
                     await writer.drain()
@@ -384,16 +425,13 @@ class DnsServer:
         finally:
             writer.close()
 
-    async def _reply_tcp(self, data: bytes, asker: str) -> bytes | None:
+    async def _reply_tcp(self, data: bytes, asker: str, arrived_on: str | None) -> bytes | None:
         try:
             query = wire.parse_query(data)
         except wire.Malformed as exc:
             return exc.reply
-        scope = self.records.scope_of(asker)
+        scope = scope_for(self.records, asker, arrived_on)
         answer = self._answer(query, scope)
         if answer is Outcome.FORWARD:
             return await self.forwarder.resolve(data, query)
-        replies = local_replies(query, answer)
-        if len(replies) == 1:
-            return data[:2] + replies[0]
-        return data[:2] + _Rotating(replies, self._turn(query, scope)).take()
+        return data[:2] + tcp_reply(query, answer, self._turn(query, scope))

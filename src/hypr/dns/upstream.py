@@ -1,4 +1,5 @@
-"""Forwarding to the host's upstream resolvers: UDP first, TCP on truncation, quick failover, a small TTL cache.
+"""Forwarding to the host's upstream resolvers: UDP first, TCP on truncation (or on a reply cut short), quick
+failover, a small TTL cache.
 
 Forwarded answers are relayed as bytes: only the ID (and, from the cache, the question's letter case and the
 TTLs) are patched, so EDNS options, DNSSEC records and types we do not know pass through intact.
@@ -217,7 +218,9 @@ class Forwarder:
         outgoing = struct.pack("!H", ident) + data[2:]
         try:
             reply = await self._udp(upstream, outgoing, ident, query.question)
-            if wire.is_truncated(reply):
+            if wire.is_truncated(reply) or not wire.well_formed(reply):
+                # TC, or cut short without it (a middlebox that drops what is past 512 bytes): the whole answer
+                # over TCP. The client's own UDP limit is applied later, by the server (`wire.fit_udp`).
                 reply = await self._tcp(upstream, outgoing, ident, query.question)
         except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             log.debug("upstream %s:%d failed: %r", *upstream, exc)

@@ -1,14 +1,24 @@
-"""DNS wire format, only as much as hypr needs: parse a query, encode our small answers, read TTLs of a relayed one.
+"""DNS wire format, only as much as hypr needs: parse a query, encode our small answers, read TTLs of a relayed one,
+and make any reply fit the asker's transport.
 
 Pure functions over bytes. Forwarded answers are never re-encoded: `ttl_fields` finds their TTLs so a cache can
 patch them in place and everything else (EDNS options, DNSSEC records, unknown types) passes through untouched.
+
+Size rules (RFC 1035 4.2.1, RFC 2181 9, RFC 6891 6.2.3-6.2.5), for local and forwarded replies alike:
+- over UDP a reply may be as large as the asker's `udp_limit`: 512 bytes without EDNS, else the advertised EDNS
+  size, at least 512 and at most `MAX_UDP_SIZE`;
+- a larger one becomes header + question (+ an OPT record when the query had one) with TC set and no answer,
+  authority or additional records: never a cut record, never a partial RRset (`fit_udp`);
+- over TCP nothing is truncated up to the 65,535-byte ceiling of the 2-byte length prefix (`fit_tcp`).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from typing import NewType
 
 HEADER = struct.Struct("!HHHHHH")
 RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
@@ -50,9 +60,21 @@ TYPE_NAMES = {
 }
 
 PLAIN_UDP_LIMIT = 512  # RFC 1035: what a client without EDNS can take over UDP
-OUR_EDNS_SIZE = 1232  # the DNS flag day 2020 value: avoids IP fragmentation
+# The largest UDP reply we send, whatever size a client advertises (RFC 6891 6.2.5 lets a responder pick its own
+# limit). Our replies cross one local hop (bridge or tap): a datagram up to 4096 bytes is at most three IP
+# fragments there and arrives whole, so the large answers a client asked for with `+bufsize=4096` still come in
+# one round trip. Above it, a client claiming 65,535 would make us send 45-fragment datagrams: TCP instead.
+MAX_UDP_SIZE = 4096
+OUR_EDNS_SIZE = 1232  # what we advertise in our OPT records (DNS flag day 2020); our queries are far smaller
+MAX_TCP_MESSAGE = 65535  # the 2-byte length prefix of DNS over TCP
+ID_SIZE = 2
+OPT_SIZE = 11  # an OPT record without options: root name, type, class (size), TTL (flags), rdlength
 MAX_NAME = 255
 MAX_LABEL = 63
+
+Body = NewType("Body", bytes)
+"""A DNS message without its 2-byte ID: what reply tables keep, so that any client's ID can be put in front.
+Every size limit counts the ID too; a full message becomes a Body only through `body_of`."""
 
 
 class Malformed(Exception):
@@ -85,7 +107,11 @@ class Query:
 
     @property
     def udp_limit(self) -> int:
-        return PLAIN_UDP_LIMIT if self.edns_size is None else max(PLAIN_UDP_LIMIT, self.edns_size)
+        """The largest reply (ID included) this asker gets over UDP: 512 without EDNS; with EDNS its advertised
+        size, read as 512 when smaller (RFC 6891 6.2.5) and capped at MAX_UDP_SIZE."""
+        if self.edns_size is None:
+            return PLAIN_UDP_LIMIT
+        return min(MAX_UDP_SIZE, max(PLAIN_UDP_LIMIT, self.edns_size))
 
 
 def _error_reply(data: bytes, rcode: int) -> bytes:
@@ -144,8 +170,9 @@ def _edns(data: bytes, end: int, ancount: int, nscount: int, arcount: int) -> tu
     return size, bool(opt_flags & 0x8000)
 
 
-def opt_record() -> bytes:
-    return b"\x00" + RR_FIXED.pack(TYPE_OPT, OUR_EDNS_SIZE, 0, 0)
+def opt_record(dnssec_ok: bool = False) -> bytes:
+    """Our OPT record: no options, the DO bit copied from the query (RFC 3225 3)."""
+    return b"\x00" + RR_FIXED.pack(TYPE_OPT, OUR_EDNS_SIZE, 0x8000 if dnssec_ok else 0, 0)
 
 
 def encode_name(name: str) -> bytes:
@@ -168,22 +195,61 @@ def ptr_record(target: str, ttl: int) -> bytes:
     return b"\xc0\x0c" + RR_FIXED.pack(TYPE_PTR, CLASS_IN, ttl, len(rdata)) + rdata
 
 
-def reply_after_id(query: Query, rcode: int, answers: list[bytes], *, authoritative: bool) -> bytes:
-    """Everything of a reply but its 2-byte ID, so a cache can prepend any client's ID."""
+def reply_after_id(query: Query, rcode: int, answers: Sequence[bytes], *, authoritative: bool) -> Body:
+    """Everything of a reply but its 2-byte ID, so a cache can prepend any client's ID. Not size-checked: see
+    `fit_udp` and `fit_tcp`."""
     flags = QR | RA | (query.flags & RD) | rcode | (AA if authoritative else 0)
-    extra = [opt_record()] if query.edns_size is not None else []
-    counts = struct.pack("!HHHHH", flags, 1, len(answers), 0, len(extra))
-    return counts + query.question + b"".join(answers) + b"".join(extra)
+    extra = opt_record(query.dnssec_ok) if query.edns_size is not None else b""
+    counts = struct.pack("!HHHHH", flags, 1, len(answers), 0, 1 if extra else 0)
+    return Body(counts + query.question + b"".join(answers) + extra)
 
 
 def status_reply(query: Query, rcode: int) -> bytes:
     return struct.pack("!H", query.id) + reply_after_id(query, rcode, [], authoritative=False)
 
 
-def truncated(reply: bytes, query: Query) -> bytes:
-    """The reply cut to header + question with TC set: the client retries over TCP (RFC 7766)."""
-    ident, flags = struct.unpack_from("!HH", reply)
-    return HEADER.pack(ident, flags | TC, 1, 0, 0, 0) + query.question
+def body_of(message: bytes) -> Body:
+    return Body(message[ID_SIZE:])
+
+
+def fit_udp(body: Body, query: Query) -> Body:
+    """`body` when the whole message (ID included) fits the asker's UDP size, else `truncated_body`."""
+    if ID_SIZE + len(body) <= query.udp_limit:
+        return body
+    return truncated_body(body, query)
+
+
+def truncated_body(body: Body, query: Query) -> Body:
+    """Header (flags and RCODE kept, TC set) + the question, plus an OPT record when the query had one (RFC 6891
+    7: the reply's own OPT, options dropped, so an extended RCODE survives; else ours). No answer, authority or
+    additional records: the asker must retry over TCP and gets the whole answer there (RFC 2181 9)."""
+    (flags,) = struct.unpack_from("!H", body)
+    opt = b""
+    if query.edns_size is not None:
+        opt = _opt_of(body) or opt_record(query.dnssec_ok)
+    counts = struct.pack("!HHHHH", flags | TC, 1, 0, 0, 1 if opt else 0)
+    return Body(counts + query.question + opt)
+
+
+def truncated(message: bytes, query: Query) -> bytes:
+    """`truncated_body` of a whole message, its ID kept."""
+    return message[:ID_SIZE] + truncated_body(body_of(message), query)
+
+
+def fit_tcp(query: Query, rcode: int, answers: Sequence[bytes], *, authoritative: bool) -> Body:
+    """A reply for TCP: every answer up to the 65,535-byte ceiling. Only past it (about 4,000 A records) the
+    records that fit whole are sent, in the order given, with TC set: TCP has nothing larger to retry with."""
+    room = MAX_TCP_MESSAGE - ID_SIZE - 10 - len(query.question) - (OPT_SIZE if query.edns_size is not None else 0)
+    if sum(len(a) for a in answers) <= room:
+        return reply_after_id(query, rcode, answers, authoritative=authoritative)
+    kept: list[bytes] = []
+    for answer in answers:
+        if len(answer) > room:
+            break
+        room -= len(answer)
+        kept.append(answer)
+    body = reply_after_id(query, rcode, kept, authoritative=authoritative)
+    return Body(struct.pack("!H", struct.unpack_from("!H", body)[0] | TC) + body[2:])
 
 
 def with_id(reply: bytes, ident: int) -> bytes:
@@ -208,6 +274,34 @@ def _skip_name(data: bytes, offset: int) -> int:
         if length == 0:
             return offset + 1
         offset += 1 + length
+
+
+def _opt_of(body: Body) -> bytes | None:
+    """The OPT record of a reply body, without its options; None when it has none or cannot be read."""
+    try:
+        qdcount, ancount, nscount, arcount = struct.unpack_from("!HHHH", body, 2)
+        offset = 10
+        for _ in range(qdcount):
+            offset = _skip_name(body, offset) + 4
+        for index in range(ancount + nscount + arcount):
+            start = offset
+            offset = _skip_name(body, offset)
+            rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(body, offset)
+            if index >= ancount + nscount and rtype == TYPE_OPT and offset == start + 1 and body[start] == 0:
+                return b"\x00" + RR_FIXED.pack(TYPE_OPT, rclass, ttl, 0)
+            offset += RR_FIXED.size + rdlength
+    except (IndexError, struct.error, ValueError):
+        return None
+    return None
+
+
+def well_formed(reply: bytes) -> bool:
+    """Whether every record a reply announces is there, whole (a reply cut short without TC is not)."""
+    try:
+        ttl_fields(reply)
+    except ValueError:
+        return False
+    return True
 
 
 def ttl_fields(reply: bytes) -> list[tuple[int, int]]:
