@@ -147,3 +147,18 @@ def test_bad_bodies_are_400s_and_change_nothing(hyprd: Hyprd) -> None:
         assert http.get("/containers/json", params={"all": "1"}).json() == before
         aliases = http.get("/containers/box/json").json()["NetworkSettings"]["Networks"]
         assert set(aliases) == {"bridge"}
+
+
+def test_an_endpoint_row_without_its_interface_is_plugged_again_at_start_up(hyprd: Hyprd) -> None:
+    """What kill -9 in the middle of `network connect` (row written, interface not yet made) or of a forced
+    `network rm` leaves: after the restart the workload has every interface its rows say, and it works."""
+    hyprd.cli("network", "create", "--subnet", "10.71.0.0/24", "second")
+    hyprd.cli("run", "-d", "--name", "two", "--network", "bridge", "--network", "second", "busybox", "sleep", "600")
+    nets = json.loads(hyprd.cli("inspect", "two").stdout)[0]["NetworkSettings"]["Networks"]
+    hyprd.kill9()
+    run_in(hyprd.ns, "ip", "link", "del", nets["second"]["HostInterface"])  # its peer, eth1, goes with it
+    hyprd.start()
+    addrs = hyprd.cli("exec", "two", "ip", "-o", "-4", "addr").stdout
+    assert f" {nets['second']['IPAddress']}/24" in addrs
+    hyprd.cli("exec", "two", "ping", "-c1", "-W2", "10.71.0.1")
+    hyprd.cli("exec", "two", "ping", "-c1", "-W2", "10.88.0.1")

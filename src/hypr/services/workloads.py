@@ -321,7 +321,17 @@ def adopt_all(ctx: Context) -> None:
                 with ctx.store.transaction() as tx:
                     ctx.store.set_running(tx, workload.id, handle.pid, handle.start_time, handle.main_pid,
                                           workload.started_at or now_rfc3339())  # fmt: skip
+            _repair(ctx, snapshot, workload)
     refresh(ctx)
+
+
+def _repair(ctx: Context, snapshot: Snapshot, workload: Workload) -> None:
+    """A connect or disconnect cut short by a crash leaves a row without its interface, or the reverse (the
+    reconcile removes host links no row owns): plug whatever the rows say is missing (create is idempotent)."""
+    try:
+        ctx.runtime(workload.runtime).create(launch_spec(ctx, snapshot, workload))
+    except HyprError as exc:
+        log.error("repair the network of %s: %s", workload.name, exc.message)
 
 
 def exec_argv(ctx: Context, ref: str, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None) -> list[str]:
