@@ -59,7 +59,9 @@ def bind(host_ip: str, port: int, protocol: Protocol) -> socket.socket:
         if exc.errno == errno.EADDRINUSE:
             raise already_allocated(host_ip, port) from None
         if exc.errno == errno.EADDRNOTAVAIL:
-            raise InvalidParameter(f"Bind for {host_ip}:{port} failed: {host_ip} is not an address of this host") from None
+            raise InvalidParameter(
+                f"Bind for {host_ip}:{port} failed: {host_ip} is not an address of this host"
+            ) from None
         raise KernelError(f"reserve host port {host_ip}:{port}/{protocol}: {exc}") from exc
     if protocol == "tcp":
         sock.listen(1)  # a listening socket also blocks SO_REUSEADDR binds by others
