@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import docker
 import pytest
 from docker.types import IPAMConfig, IPAMPool
 
+from hypr.errors import HyprError
 from tests.integration.harness import Hyprd, links
 
 
@@ -29,3 +33,21 @@ def test_docker_py_networks(hyprd: Hyprd) -> None:
         assert client.networks.prune()["NetworksDeleted"] == ["spare"]
     finally:
         client.close()
+
+
+def test_info_tells_the_truth_and_unsupported_paths_say_so(hyprd: Hyprd) -> None:
+    import subprocess
+
+    hyprd.cli("run", "-d", "--name", "up1", "busybox", "sleep", "600")
+    hyprd.cli("run", "--name", "done1", "busybox", "true")
+    info = json.loads(
+        subprocess.run(["docker", "-H", f"unix://{hyprd.socket}", "info", "--format", "{{json .}}"],
+                       capture_output=True, text=True, check=True).stdout
+    )  # fmt: skip
+    assert (info["Containers"], info["ContainersRunning"], info["ContainersStopped"]) == (2, 1, 1)
+    assert info["NCPU"] == os.cpu_count() and info["MemTotal"] > 0 and info["Swarm"]["LocalNodeState"] == "inactive"
+    assert set(info["Runtimes"]) == {"sandbox", "vm"}
+    swarm = subprocess.run(["docker", "-H", f"unix://{hyprd.socket}", "service", "ls"], capture_output=True, text=True)
+    assert swarm.returncode != 0 and "not part of a swarm" in swarm.stderr
+    with hyprd.client() as client, pytest.raises(HyprError, match="GET /plugins is not implemented by hypr"):
+        client.request("GET", "/plugins")

@@ -110,4 +110,21 @@ def make_app(ctx: Context, call: Call) -> web.Application:
     for method, path, handler in [*Api(ctx, call).routes(), *ContainerApi(ctx, call).routes(), *image_api.routes()]:
         app.router.add_route(method, path, handler)
         app.router.add_route(method, r"/v{version:[0-9]+\.[0-9]+}" + path, handler)
+    app.router.add_route("*", "/{path:.*}", unsupported)  # last: whatever no route above takes
     return app
+
+
+SWARM = ("swarm", "services", "nodes", "tasks", "secrets", "configs")
+
+
+async def unsupported(request: web.Request) -> web.Response:
+    """Anything hypr does not implement says so by name, never a bare "Not Found". Swarm answers as a Docker
+    engine outside a swarm does (503), so clients that clean up after themselves carry on."""
+    path = request.match_info["path"]
+    parts = path.split("/")
+    if parts and parts[0].startswith("v") and parts[0][1:].replace(".", "").isdigit():
+        parts = parts[1:]
+    if parts and parts[0] in SWARM:
+        message = "This node is not part of a swarm"
+        return json_response({"message": message}, status=503)
+    return json_response({"message": f"{request.method} /{'/'.join(parts)} is not implemented by hypr"}, status=404)

@@ -27,15 +27,70 @@ def kvm_usable() -> bool:
     return " vmx" in flags or " svm" in flags
 
 
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _os_name() -> str:
+    for line in _read("/etc/os-release").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return "linux"
+
+
+def _mem_total() -> int:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def info(ctx: Context) -> dict[str, Any]:
+    """Docker's `GET /info`, told truthfully for this host (counts, CPUs, memory, kernel, runtimes, forwarding,
+    Swarm inactive), plus hypr's own section."""
     snapshot = ctx.store.snapshot()
     paths = ctx.settings.paths
+    states = [w.state for w in snapshot.workloads]
+    uname = os.uname()
+    registry = ctx.settings.registry
     return {
+        "ID": ctx.reconciler.alias.removeprefix("hypr:"),
         "ServerVersion": __version__,
-        "OperatingSystem": "linux",
-        "Driver": "hypr",
-        "Name": os.uname().nodename,
-        "Containers": len(snapshot.workloads),
+        "OperatingSystem": _os_name(),
+        "OSType": "linux",
+        "Architecture": uname.machine,
+        "KernelVersion": uname.release,
+        "Driver": "overlay",
+        "Name": uname.nodename,
+        "NCPU": os.cpu_count() or 1,
+        "MemTotal": _mem_total(),
+        "Containers": len(states),
+        "ContainersRunning": states.count("running"),
+        "ContainersPaused": 0,
+        "ContainersStopped": len(states) - states.count("running"),
+        "Images": len(snapshot.images),
+        "DockerRootDir": str(paths.data_dir),
+        "IPv4Forwarding": _read("/proc/sys/net/ipv4/ip_forward").strip() == "1",
+        "Runtimes": {"sandbox": {"path": "hypr-sandbox"}, "vm": {"path": "qemu-system-x86_64"}},
+        "DefaultRuntime": "sandbox",
+        "LoggingDriver": "json-file",
+        "Swarm": {
+            "NodeID": "",
+            "NodeAddr": "",
+            "LocalNodeState": "inactive",
+            "ControlAvailable": False,
+            "Error": "",
+            "RemoteManagers": None,
+        },
+        "RegistryConfig": {
+            "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"],
+            "IndexConfigs": {r: {"Name": r, "Secure": False, "Mirrors": []} for r in registry.insecure},
+            "Mirrors": list(registry.mirrors),
+        },
         "Networks": [n.name for n in snapshot.networks],
         "Hypr": {
             "DataDir": str(paths.data_dir),
