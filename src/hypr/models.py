@@ -104,6 +104,7 @@ class Workload:
     entrypoint: tuple[str, ...] = ()  # the first words of `command` that are the entrypoint (for inspect)
     exposed_ports: tuple[str, ...] = ()  # "80/tcp": the image's ExposedPorts and --expose
     resolver: Resolver = field(default_factory=lambda: Resolver())
+    confinement: Confinement = field(default_factory=lambda: Confinement())
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,40 @@ class Resolver:
     options: tuple[str, ...] | None = None  # None: the host's
     extra_hosts: tuple[tuple[str, str], ...] = ()  # (name, address or "host-gateway")
     domainname: str = ""
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A file system a sandbox sees besides its root: one of Docker's Binds, Mounts or Tmpfs, validated."""
+
+    type: Literal["bind", "tmpfs"]
+    target: str  # absolute, inside the workload
+    source: str = ""  # bind: an absolute host path
+    readonly: bool = False  # bind: recursively read-only
+    options: tuple[str, ...] = ()  # bind: a propagation ("rprivate"...), "nonrecursive"; tmpfs: size=, mode=, ...
+    create_source: bool = False  # `-v`: a missing host directory is made at start (Docker's Binds; --mount refuses)
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """How a sandbox is confined beyond Docker's defaults (docs/sandbox.md): Docker's HostConfig fields as asked
+    (echoed by inspect), and what they resolve to. The defaults are Docker's (hypr's no_new_privs aside)."""
+
+    privileged: bool = False
+    cap_add: tuple[str, ...] = ()  # "CAP_NET_ADMIN", ..., or "ALL"
+    cap_drop: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()  # as given
+    seccomp: str = ""  # "": the default profile; "unconfined"; or a profile's JSON (seccomp=<json>)
+    no_new_privileges: bool | None = None  # None: on, unless privileged
+    unmasked: bool = False  # systempaths=unconfined: no masked or read-only /proc paths
+    readonly_rootfs: bool = False
+    tmpfs: tuple[tuple[str, str], ...] = ()  # HostConfig.Tmpfs as given: (target, options)
+    binds: tuple[str, ...] = ()  # HostConfig.Binds as given
+    api_mounts: tuple[Mapping[str, Any], ...] = ()  # HostConfig.Mounts as given
+    mounts: tuple[Mount, ...] = ()  # all of the above, resolved, in the order they are mounted
+    pids_limit: int | None = None  # None: no limit
+    memory: int = 0  # bytes; 0: no limit
+    nano_cpus: int = 0  # 10^9 per CPU; 0: no limit
 
 
 @dataclass(frozen=True)

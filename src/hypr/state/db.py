@@ -13,7 +13,19 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, cast
 
-from hypr.models import Endpoint, Image, Network, PortMapping, Protocol, Resolver, Snapshot, Workload, WorkloadState
+from hypr.models import (
+    Confinement,
+    Endpoint,
+    Image,
+    Mount,
+    Network,
+    PortMapping,
+    Protocol,
+    Resolver,
+    Snapshot,
+    Workload,
+    WorkloadState,
+)
 from hypr.state.schema import MIGRATIONS
 
 
@@ -128,11 +140,12 @@ class Store:
         tx.execute(
             "INSERT INTO workloads (id, name, image, runtime, state, command, env, hostname, labels, created, extra,"
             " auto_remove, restart, cpus, memory_mb, image_id, user, workdir, stop_signal, entrypoint, exposed_ports,"
-            " resolver) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " resolver, confinement) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (w.id, w.name, w.image, w.runtime, w.state, _dump(w.command), _dump(w.env), w.hostname,
              _dump(w.labels), w.created, _dump(extra), int(w.auto_remove), w.restart, w.cpus, w.memory_mb,
              w.image_id, w.user, w.workdir, w.stop_signal, _dump(w.entrypoint), _dump(w.exposed_ports),
-             json.dumps(dataclasses.asdict(w.resolver), sort_keys=True)),
+             json.dumps(dataclasses.asdict(w.resolver), sort_keys=True),
+             json.dumps(dataclasses.asdict(w.confinement), sort_keys=True)),
         )  # fmt: skip
 
     def set_running(self, tx: sqlite3.Connection, workload_id: str, pid: int, pid_start: int, main_pid: int,
@@ -270,6 +283,7 @@ def _workload(row: sqlite3.Row) -> Workload:
         entrypoint=tuple(_load(row["entrypoint"])),
         exposed_ports=tuple(_load(row["exposed_ports"])),
         resolver=_resolver(_load(row["resolver"])),
+        confinement=_confinement(_load(row["confinement"])),
     )
 
 
@@ -281,6 +295,24 @@ def _resolver(data: dict[str, Any]) -> Resolver:
         dns=tuple(data.get("dns") or ()), search=words("search"), options=words("options"),
         extra_hosts=tuple((str(n), str(a)) for n, a in data.get("extra_hosts") or ()),
         domainname=str(data.get("domainname") or ""),
+    )  # fmt: skip
+
+
+def _confinement(data: dict[str, Any]) -> Confinement:
+    """The stored form is `dataclasses.asdict`; a row from before the column has `{}`: Docker's defaults."""
+    mounts = tuple(
+        Mount(type=m["type"], target=m["target"], source=m.get("source", ""), readonly=bool(m.get("readonly")),
+              options=tuple(m.get("options") or ()), create_source=bool(m.get("create_source")))
+        for m in data.get("mounts") or ()
+    )  # fmt: skip
+    return Confinement(
+        privileged=bool(data.get("privileged")), cap_add=tuple(data.get("cap_add") or ()),
+        cap_drop=tuple(data.get("cap_drop") or ()), security_opt=tuple(data.get("security_opt") or ()),
+        seccomp=str(data.get("seccomp") or ""), no_new_privileges=data.get("no_new_privileges"),
+        unmasked=bool(data.get("unmasked")), readonly_rootfs=bool(data.get("readonly_rootfs")),
+        tmpfs=tuple((str(t), str(o)) for t, o in data.get("tmpfs") or ()), binds=tuple(data.get("binds") or ()),
+        api_mounts=tuple(data.get("api_mounts") or ()), mounts=mounts, pids_limit=data.get("pids_limit"),
+        memory=int(data.get("memory") or 0), nano_cpus=int(data.get("nano_cpus") or 0),
     )  # fmt: skip
 
 

@@ -102,4 +102,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE workloads ADD COLUMN resolver TEXT NOT NULL DEFAULT '{}'
     """,
+    """
+    ALTER TABLE workloads ADD COLUMN confinement TEXT NOT NULL DEFAULT '{}'
+    """,
 )
