@@ -3,13 +3,13 @@
 1. pull + unpack of an image from a local registry: `hypr pull` vs `skopeo copy` + `umoci unpack` by hand
    (goal: hypr's bookkeeping adds <= 10%); a second pull of the cached image (goal: <= 100 ms, API round trip);
 2. `run -d` until the image's port answers: a sandbox vs a bare `unshare` + overlay mount + chroot of the same
-   rootfs in a prepared namespace (goal: hypr adds <= 150 ms); with --vm also a microVM vs the same QEMU command
-   line by hand, disk already built (goal: hypr adds <= 100 ms);
+   rootfs in a prepared namespace (goal: hypr adds <= 150 ms). The microVM case (the same QEMU command line by
+   hand, disk already built; goal: hypr adds <= 100 ms) is bench/vmboot.py: every VM boots from an image disk;
 3. disk: two images sharing a base layer store that layer's blob once.
 
 Runs as root inside throw-away namespaces with its own hyprd and registry (tests/integration/registry.py builds the
 images, cached per machine); removes everything after.
-    .venv/bin/python bench/images.py [--image nginx|httpd] [--samples 5] [--vm]
+    .venv/bin/python bench/images.py [--image nginx|httpd] [--samples 5]
 """
 
 from __future__ import annotations
@@ -165,7 +165,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--image", default="nginx", choices=sorted(PORTS))
     parser.add_argument("--samples", type=int, default=5)
-    parser.add_argument("--vm", action="store_true", help="also measure --runtime vm (slow under TCG)")
     args = parser.parse_args()
     images = reg.build_images([args.image, "alpha", "beta"])
     work = Path(tempfile.mkdtemp(prefix="hypr-bench-images-"))
@@ -179,8 +178,6 @@ def main() -> None:
                 print(f"image {args.image} ({ref}), {args.samples} samples, medians")
                 bench_pull(daemon, ns, ref, work, args.samples)
                 bench_run(daemon, ns, ref, PORTS[args.image], args.samples, work, "sandbox")
-                if args.vm:
-                    bench_run(daemon, ns, ref, PORTS[args.image], args.samples, work, "vm")
                 bench_disk(daemon, refs)
             finally:
                 for c in daemon.client().containers(all=True):
