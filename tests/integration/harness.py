@@ -77,6 +77,7 @@ class Hyprd:
     root: Path
     env_extra: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    private_mounts: bool = False  # started as `ip netns exec NS hyprd`: a mount namespace of its own each start
 
     @property
     def env(self) -> dict[str, str]:
@@ -103,11 +104,16 @@ class Hyprd:
     def start(self, *, wait: bool = True) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{self.ns}", HYPRD], env=self.env, stdout=log, stderr=log,
+                [*self._enter(), HYPRD], env=self.env, stdout=log, stderr=log,
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
         if wait:
             wait_until(self._ready, f"hyprd in {self.ns} to answer /_ping (log: {self.log})")
+
+    def _enter(self) -> list[str]:
+        if self.private_mounts:
+            return ["ip", "netns", "exec", self.ns]
+        return ["nsenter", f"--net=/run/netns/{self.ns}"]
 
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

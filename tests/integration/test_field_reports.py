@@ -4,12 +4,11 @@ input with its right value, and each kind is tried with more than that one input
 from __future__ import annotations
 
 import json
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.integration.dns_topology import OUTSIDE_ADDRESS, ZONE_SERVER, dns_daemon
-from tests.integration.harness import HYPRD, Hyprd, host_server, links, run_in, wait_until
+from tests.integration.harness import Hyprd, host_server, links, run_in
 from tests.integration.topology import HOST_LAN, INTERNET, topology
 
 
@@ -242,19 +241,8 @@ def test_every_network_shows_its_bridge_and_commands_that_cannot_run_exit_127_or
 # -- 7. a daemon whose mount namespace differs from the workloads' -----------------------------------------------------
 
 
-class PrivateMountHyprd(Hyprd):
-    """Started as `ip netns exec NS hyprd`: a mount namespace of its own, new at every start."""
-
-    def start(self, *, wait: bool = True) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, HYPRD], env=self.env, stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL)  # fmt: skip
-        if wait:
-            wait_until(self._ready, f"hyprd in {self.ns} to answer /_ping (log: {self.log})")
-
-
 def test_a_daemon_in_another_mount_namespace_keeps_workloads_whole(host_ns: str, tmp_root: Path) -> None:
-    daemon = PrivateMountHyprd(ns=host_ns, root=tmp_root)
+    daemon = Hyprd(ns=host_ns, root=tmp_root, private_mounts=True)
     daemon.start()
     try:
         daemon.cli("run", "-d", "--name", "up1", "busybox", "sleep", "600")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from hypr.errors import HyprError, InvalidParameter, KernelError, NotFound, RegistryError, Unavailable
 from hypr.images.reference import DEFAULT_REGISTRY, Reference
+from hypr.images.tools import run_tool
 
 SKOPEO = "skopeo"
 INSPECT_TIMEOUT = 60.0  # seconds for one manifest or config fetch
@@ -128,12 +129,8 @@ class Skopeo:
             Path(path).unlink(missing_ok=True)
 
     def _run(self, argv: Sequence[str], ref: Reference, timeout: float) -> bytes:
-        try:
-            done = subprocess.run([self.skopeo, *argv], capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        except FileNotFoundError:
-            raise Unavailable(f"pulling images needs {self.skopeo} (Debian package skopeo)") from None
-        except subprocess.TimeoutExpired:
-            raise RegistryError(f"registry {ref.registry} did not answer for {ref} within {timeout:.0f}s") from None
+        late = RegistryError(f"registry {ref.registry} did not answer for {ref} within {timeout:.0f}s")
+        done = run_tool([self.skopeo, *argv], timeout=timeout, package="skopeo", timed_out=late)
         if done.returncode != 0:
             raise pull_error(done.stderr.decode(errors="replace"), ref)
         return done.stdout

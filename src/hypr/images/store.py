@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
-from hypr.errors import KernelError, Unavailable
+from hypr.errors import KernelError
+from hypr.images.tools import run_tool
 
 UMOCI = "umoci"
 UNPACK_TIMEOUT = 3600.0
@@ -139,12 +139,8 @@ class ImageStore:
         (self.vm_disks / f"{hex_of(image_id)}.erofs").unlink(missing_ok=True)
 
     def _umoci(self, *argv: str, timeout: float = 120.0) -> None:
-        try:
-            done = subprocess.run([self.umoci, *argv], capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        except FileNotFoundError:
-            raise Unavailable(f"images need {self.umoci} (Debian package umoci)") from None
-        except subprocess.TimeoutExpired:
-            raise KernelError(f"umoci {argv[0]} timed out") from None
+        late = KernelError(f"umoci {argv[0]} timed out")
+        done = run_tool([self.umoci, *argv], timeout=timeout, package="umoci", timed_out=late)
         if done.returncode != 0:
             detail = done.stderr.decode(errors="replace").strip().splitlines()
             message = detail[-1] if detail else f"exit code {done.returncode}"

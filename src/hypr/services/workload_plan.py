@@ -100,7 +100,7 @@ def plan_workload_create(
 ) -> WorkloadPlan:
     if not isinstance(body, Mapping):
         raise InvalidParameter("invalid JSON: expected an object")
-    host_config = _mapping(body.get("HostConfig"), "HostConfig")
+    host_config = mapping(body.get("HostConfig"), "HostConfig")
     if name:
         check_name(name, snapshot)
     else:
@@ -112,7 +112,7 @@ def plan_workload_create(
     runtime = host_config.get("Runtime") or "sandbox"
     if runtime not in RUNTIMES:
         raise InvalidParameter(f"unknown or invalid runtime name: {runtime} (supported: {', '.join(RUNTIMES)})")
-    restart = _mapping(host_config.get("RestartPolicy"), "RestartPolicy").get("Name") or "no"
+    restart = mapping(host_config.get("RestartPolicy"), "RestartPolicy").get("Name") or "no"
     if restart not in RESTART_POLICIES:
         raise InvalidParameter(f"invalid restart policy '{restart}'")
     endpoints = _plan_endpoints(body, host_config, snapshot)
@@ -190,8 +190,8 @@ def _plan_endpoints(
     body: Mapping[str, Any], host_config: Mapping[str, Any], snapshot: Snapshot
 ) -> tuple[EndpointRequest, ...]:
     """Networks in attach order: NetworkMode first, then the rest of EndpointsConfig as given."""
-    configs = _mapping(
-        _mapping(body.get("NetworkingConfig"), "NetworkingConfig").get("EndpointsConfig"), "EndpointsConfig"
+    configs = mapping(
+        mapping(body.get("NetworkingConfig"), "NetworkingConfig").get("EndpointsConfig"), "EndpointsConfig"
     )
     mode = host_config.get("NetworkMode") or ""
     if not isinstance(mode, str):
@@ -208,8 +208,8 @@ def _plan_endpoints(
         if network.id in seen:
             continue
         seen.add(network.id)
-        config = _mapping(configs.get(ref), f"EndpointsConfig[{ref}]")
-        ip = _mapping(config.get("IPAMConfig"), "IPAMConfig").get("IPv4Address") or None
+        config = mapping(configs.get(ref), f"EndpointsConfig[{ref}]")
+        ip = mapping(config.get("IPAMConfig"), "IPAMConfig").get("IPv4Address") or None
         aliases = tuple(_strings(config.get("Aliases"), "Aliases"))
         priority = gw_priority(config.get("GwPriority"))
         requests.append(EndpointRequest(network=network, ip=ip, aliases=aliases, gw_priority=priority))
@@ -272,14 +272,6 @@ def _resources(host_config: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidParameter("Minimum memory limit allowed is 64MB")
         resources["memory_mb"] = memory // 2**20
     return resources
-
-
-def _mapping(value: Any, what: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidParameter(f"invalid {what}: expected an object")
-    return value
 
 
 def strings(value: Any, what: str) -> list[str]:
