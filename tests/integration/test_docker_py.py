@@ -51,3 +51,29 @@ def test_info_tells_the_truth_and_unsupported_paths_say_so(hyprd: Hyprd) -> None
     assert swarm.returncode != 0 and "not part of a swarm" in swarm.stderr
     with hyprd.client() as client, pytest.raises(HyprError, match="GET /plugins is not implemented by hypr"):
         client.request("GET", "/plugins")
+
+
+def test_ps_filters_and_limits_with_the_docker_cli(hyprd: Hyprd) -> None:
+    import subprocess
+
+    def ps(*argv: str) -> list[str]:
+        out = subprocess.run(["docker", "-H", f"unix://{hyprd.socket}", "ps", "--format", "{{.Names}}", *argv],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        return out.split()
+
+    hyprd.cli("network", "create", "filt")
+    hyprd.cli("run", "--name", "first", "busybox", "sh", "-c", "exit 3", rc=3)
+    hyprd.cli("run", "-d", "--name", "second", "--network", "filt", "-p", "8080:80", "--expose", "9000",
+              "busybox", "sleep", "600")  # fmt: skip
+    hyprd.cli("run", "--name", "third", "busybox", "true")
+    net_id = json.loads(hyprd.cli("network", "inspect", "filt").stdout)[0]["Id"]
+    assert ps("-a", "--filter", "exited=3") == ["first"]
+    assert ps("-a", "--filter", "exited=0") == ["third"]
+    assert ps("-a", "--filter", "before=third") == ["second", "first"]
+    assert ps("-a", "--filter", "since=first") == ["third", "second"]
+    assert ps("--filter", "expose=80") == ["second"] and ps("--filter", "expose=9000/tcp") == ["second"]
+    assert ps("--filter", "publish=8080") == ["second"] and ps("--filter", "publish=8081") == []
+    assert ps("--filter", "health=none") == ["second"] and ps("-a", "--filter", "volume=data") == []
+    assert ps("--filter", f"network={net_id[:10]}") == ["second"]
+    assert ps("-n", "2") == ["third", "second"] and ps("-l") == ["third"]
+    assert ps("-a", "--filter", "name=^/?sec") == ["second"]

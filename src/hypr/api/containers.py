@@ -50,7 +50,12 @@ class ContainerApi:
 
     async def list(self, request: web.Request) -> web.Response:
         snapshot = await self._snapshot()
-        found = workload_plan.list_workloads(snapshot, query_filters(request), all_states=query_bool(request, "all"))
+        limit = request.query.get("limit", "-1")
+        if not limit.lstrip("-").isdigit():
+            raise InvalidParameter(f"invalid limit: {limit}")
+        found = workload_plan.list_workloads(
+            snapshot, query_filters(request), all_states=query_bool(request, "all"), limit=int(limit)
+        )
         now = datetime.now(UTC)
         return json_response([shapes.container_summary(snapshot, w, now) for w in found])
 

@@ -316,20 +316,33 @@ def _env(value: Any) -> dict[str, str]:
     return env
 
 
-LIST_FILTERS = ("id", "name", "status", "label", "network", "ancestor")
+LIST_FILTERS = (
+    "id", "name", "status", "label", "network", "ancestor", "exited", "before", "since", "expose", "publish",
+    "health", "volume", "isolation", "is-task",
+)  # fmt: skip
+STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
 
-def list_workloads(snapshot: Snapshot, filters: Mapping[str, list[str]], *, all_states: bool) -> list[Workload]:
-    """`docker ps` semantics: running ones unless `all`, newest first, Docker's filters."""
-    for key in filters:
+def list_workloads(
+    snapshot: Snapshot, filters: Mapping[str, list[str]], *, all_states: bool, limit: int = -1
+) -> list[Workload]:
+    """`docker ps` semantics: running ones unless `all` (or a `limit`, as `ps -n`/`-l`), newest first, Docker's
+    filters. hypr has no health checks (every workload's health is `none`) and no volumes (`volume=` matches
+    nothing)."""
+    for key, values in filters.items():
         if key not in LIST_FILTERS:
             raise InvalidParameter(f"invalid filter '{key}'")
+        if key == "status" and any(v not in STATUSES for v in values):
+            raise InvalidParameter(f"invalid filter 'status={values[0]}'")
+    pivots = {key: [find_workload(snapshot, v) for v in filters.get(key, [])] for key in ("before", "since")}
     chosen = [
         w for w in snapshot.workloads
-        if (all_states or filters.get("status") or w.state == "running")
-        and all(_matches(snapshot, w, key, values) for key, values in filters.items() if values)
+        if (all_states or limit > 0 or filters.get("status") or filters.get("exited") or w.state == "running")
+        and all(_matches(snapshot, w, key, values) for key, values in filters.items() if values and key in _SIMPLE)
+        and all(p.created > w.created for p in pivots["before"]) and all(p.created < w.created for p in pivots["since"])
     ]  # fmt: skip
-    return sorted(chosen, key=lambda w: w.created, reverse=True)
+    chosen.sort(key=lambda w: w.created, reverse=True)
+    return chosen[:limit] if limit > 0 else chosen
 
 
 PATTERN_MAX = 1024  # characters in a `name` filter
@@ -353,6 +366,16 @@ def _compiled(pattern: str) -> Any:
     return re2.compile(pattern, options)
 
 
+def _ports_match(spec: str, ports: set[tuple[int, str]]) -> bool:
+    """`expose=`/`publish=`: a port, or a range, with an optional `/proto` (tcp by default)."""
+    text, _, proto = spec.partition("/")
+    first, _, last = text.partition("-")
+    if not first.isdigit() or (last and not last.isdigit()):
+        raise InvalidParameter(f"invalid filter port {spec!r}")
+    lo, hi = int(first), int(last or first)
+    return any(lo <= port <= hi and p == (proto or "tcp") for port, p in ports)
+
+
 def _matches(snapshot: Snapshot, w: Workload, key: str, values: list[str]) -> bool:
     if key == "id":
         return any(w.id.startswith(v) for v in values)
@@ -367,5 +390,26 @@ def _matches(snapshot: Snapshot, w: Workload, key: str, values: list[str]) -> bo
             v and w.image_id and w.image_id.removeprefix("sha256:").startswith(v.removeprefix("sha256:"))
             for v in values
         )
+    if key == "exited":
+        if not all(v.lstrip("-").isdigit() for v in values):
+            raise InvalidParameter(f"invalid filter 'exited={values[0]}'")
+        return w.state == "exited" and str(w.exit_code) in values
+    if key == "expose":
+        exposed = {(int(p.split("/")[0]), p.split("/")[1]) for p in w.exposed_ports}
+        exposed |= {(m.guest_port, m.protocol) for m in snapshot.ports_of(w.id)}
+        return any(_ports_match(v, exposed) for v in values)
+    if key == "publish":
+        return any(_ports_match(v, {(m.host_port, m.protocol) for m in snapshot.ports_of(w.id)}) for v in values)
+    if key == "health":
+        return "none" in values
+    if key == "volume":
+        return False
+    if key == "isolation":
+        return "default" in values
+    if key == "is-task":
+        return "false" in values
     networks = [snapshot.network(e.network_id) for e in snapshot.endpoints_of(w.id)]
-    return any(v in {n.name for n in networks} | {n.id for n in networks} for v in values)
+    return any(n.name == v or (len(v) >= 1 and n.id.startswith(v)) for n in networks for v in values)
+
+
+_SIMPLE = tuple(k for k in LIST_FILTERS if k not in ("before", "since"))
