@@ -193,9 +193,10 @@ def test_forged_ip_mac_and_arp_are_dropped(hyprd: Hyprd, topo: Topology) -> None
 
         check(udp("honest-1", open=True))
 
-        # Forged source IPv4 (the victim's), set by the guest itself: dropped towards the neighbour (bridged)
+        # Forged source IPv4 (the victim's), set in the guest itself: dropped towards the neighbour (bridged)
         # and towards the host and everything routed beyond it. One-way UDP: the servers would log it.
-        hyprd.cli("exec", "attacker", "ip", "addr", "add", f"{victim.ip}/32", "dev", "eth0")
+        # (Set from the namespace's side, as a guest kernel would: a confined sandbox has no NET_ADMIN to do it.)
+        enter(attacker.netns, "ip", "addr", "add", f"{victim.ip}/32", "dev", "eth0")
         forged_ping = Case(attacker.netns, ("icmp", neighbour.ip, 0), None, victim.ip)
         check([*udp("forged-ip", source=victim.ip, open=False), forged_ping])
 

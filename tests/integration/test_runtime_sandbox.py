@@ -55,7 +55,7 @@ class Host:
     ) -> LaunchSpec:
         atts = tuple(attachment(name, n, b, i) for i, b in enumerate(bridges))
         spec = LaunchSpec(
-            workload_id=f"{name}-id",
+            workload_id=f"{name}-{os.getpid()}-{next(_counter)}",  # crun's container and cgroup: unique per run
             name=name,
             hostname=name,
             image=image,
@@ -197,14 +197,24 @@ def test_exec_exit_code_env_workdir_and_namespaces(host: Host) -> None:
 
 
 def test_stop_start_keeps_address_and_reports_sigterm(host: Host) -> None:
-    spec = host.spec("cycle", 9)
+    spec = host.spec("cycle", 9, command=("sh", "-c", "trap 'exit 143' TERM; sleep 1000 & wait"))
     host.runtime.create(spec)
     handle = host.runtime.start(spec)
+    started = time.monotonic()
     assert host.runtime.stop(spec, handle, timeout=5) == 143
+    assert time.monotonic() - started < 3
     assert host.runtime.status(spec, handle) == (False, 143)
     handle = host.runtime.start(spec)
     assert "10.90.0.9/24" in host.run(spec, handle, "ip", "-o", "-4", "addr", "show", "eth0").stdout
     assert host.run(spec, handle, "ping", "-c1", "-W2", "10.90.0.1").returncode == 0
+
+
+def test_an_init_without_a_handler_ignores_sigterm_as_in_docker(host: Host) -> None:
+    """The command is PID 1 of its namespace: the kernel drops signals it has no handler for (SIGKILL aside)."""
+    spec = host.spec("pid1", 15)
+    host.runtime.create(spec)
+    handle = host.runtime.start(spec)
+    assert host.runtime.stop(spec, handle, timeout=0.5) == 137
 
 
 def test_stop_escalates_to_sigkill(host: Host) -> None:

@@ -228,7 +228,9 @@ def test_ip_lease_is_released_only_by_rm(hyprd: Hyprd) -> None:
 
 
 def test_logs_restart_kill_and_ps_json(hyprd: Hyprd) -> None:
-    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "echo one; echo two; echo three; sleep 600")
+    # PID 1 of its namespace, the shell ignores SIGTERM unless it traps it (as in Docker).
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c",
+              "trap 'exit 143' TERM; echo one; echo two; echo three; sleep 600 & wait")  # fmt: skip
     wait_until(lambda: "three" in hyprd.cli("logs", "talker").stdout, "the workload's output")
     assert hyprd.cli("logs", "--tail", "2", "talker").stdout.split() == ["two", "three"]
     [row] = [json.loads(line) for line in hyprd.cli("ps", "--format", "json").stdout.splitlines()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from hypr.models import OPT_BRIDGE_NAME, Endpoint, Network, Snapshot, Workload
+from hypr.models import OPT_BRIDGE_NAME, Confinement, Endpoint, Network, Snapshot, Workload
 from hypr.services.validation import parse_created
 
 
@@ -143,6 +143,7 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
             "RestartPolicy": {"Name": workload.restart, "MaximumRetryCount": 0},
             "Runtime": workload.runtime,
             "LogConfig": {"Type": "json-file", "Config": {}},  # docker-py streams logs only for these types
+            **confinement_shape(workload.confinement),
         },
         "Config": {
             "Hostname": workload.hostname,
@@ -166,6 +167,16 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
             "Networks": nets,
         },
     }
+
+
+def confinement_shape(c: Confinement) -> dict[str, Any]:
+    """Docker's HostConfig confinement fields, as the workload asked for them."""
+    return {
+        "Privileged": c.privileged, "CapAdd": list(c.cap_add) or None, "CapDrop": list(c.cap_drop) or None,
+        "SecurityOpt": list(c.security_opt) or None, "ReadonlyRootfs": c.readonly_rootfs,
+        "Tmpfs": dict(c.tmpfs) or None, "Binds": list(c.binds) or None, "Mounts": [dict(m) for m in c.api_mounts],
+        "PidsLimit": c.pids_limit, "Memory": c.memory, "NanoCpus": c.nano_cpus,
+    }  # fmt: skip
 
 
 def status_text(workload: Workload, now: datetime) -> str:

@@ -99,8 +99,19 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
 @click.option("--dns-option", multiple=True, help="resolv.conf option (default: the host's).")
 @click.option("--add-host", multiple=True, help="Add a host-to-IP mapping (host:ip, or host:host-gateway).")
 @click.option("--runtime", type=click.Choice(["sandbox", "vm"]), default="sandbox", show_default=True)
-@click.option("--cpus", type=float, default=None, help="vCPUs for --runtime vm (default 1).")
-@click.option("-m", "--memory", default=None, help="Memory for --runtime vm, e.g. 256m or 1g (default 256m).")
+@click.option("--cpus", type=float, default=None, help="CPUs: a sandbox's CPU limit, a VM's vCPUs (default 1).")
+@click.option("-m", "--memory", default=None, help="Memory limit, e.g. 256m or 1g (a VM's memory, default 256m).")
+@click.option("--pids-limit", type=int, default=None, help="Limit the number of tasks (-1: no limit).")
+@click.option("--privileged", is_flag=True, help="Turn confinement off (every capability and device, no seccomp).")
+@click.option("--cap-add", multiple=True, help="Add a Linux capability (or ALL).")
+@click.option("--cap-drop", multiple=True, help="Drop a Linux capability (or ALL).")
+@click.option("--security-opt", multiple=True,
+              help="seccomp=unconfined|PROFILE.json, no-new-privileges[=false], systempaths=unconfined.")  # fmt: skip
+@click.option("--read-only", is_flag=True, help="Mount the workload's root read-only.")
+@click.option("--tmpfs", multiple=True, help="Mount a tmpfs: PATH[:OPTIONS].")
+@click.option("-v", "--volume", multiple=True, help="Bind a host directory: /HOST:/PATH[:ro|rw,PROPAGATION].")
+@click.option("--mount", "mounts", multiple=True,
+              help="type=bind,source=/HOST,target=/PATH[,readonly] or type=tmpfs,target=/PATH[,tmpfs-size=..].")  # fmt: skip
 @click.option("--rm", "auto_remove", is_flag=True, help="Remove the workload when it exits.")
 @click.option("--restart", default="no", help="Restart policy: no, always, unless-stopped, on-failure.")
 @click.option("-i", "--interactive", is_flag=True, help="Accepted for compatibility.")
@@ -120,7 +131,10 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
 def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str, ...], ip: str | None,
         aliases: tuple[str, ...], publish: tuple[str, ...], env: tuple[str, ...], label: tuple[str, ...],
         hostname: str | None, domainname: str | None, dns: tuple[str, ...], dns_search: tuple[str, ...],
-        dns_option: tuple[str, ...], add_host: tuple[str, ...], runtime: str, cpus: float | None, memory: str | None, auto_remove: bool, restart: str,
+        dns_option: tuple[str, ...], add_host: tuple[str, ...], runtime: str, cpus: float | None, memory: str | None,
+        pids_limit: int | None, privileged: bool, cap_add: tuple[str, ...], cap_drop: tuple[str, ...],
+        security_opt: tuple[str, ...], read_only: bool, tmpfs: tuple[str, ...], volume: tuple[str, ...],
+        mounts: tuple[str, ...], auto_remove: bool, restart: str,
         gw_priority: int, interactive: bool, tty: bool, publish_all: bool, expose: tuple[str, ...], entrypoint: str | None,
         workdir: str | None, user: str | None, stop_signal: str | None, pull_policy: str, platform: str | None,
         image: str, command: tuple[str, ...]) -> None:  # fmt: skip
@@ -139,6 +153,8 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
     if memory:
         body["HostConfig"]["Memory"] = parse_bytes(memory)
     body["HostConfig"]["PublishAllPorts"] = publish_all
+    body["HostConfig"].update(confinement_fields(pids_limit, privileged, cap_add, cap_drop, security_opt, read_only,
+                                                 tmpfs, volume, mounts))  # fmt: skip
     for key, values in (("Dns", dns), ("DnsSearch", dns_search), ("DnsOptions", dns_option), ("ExtraHosts", add_host)):
         if values:
             body["HostConfig"][key] = list(values)
@@ -175,6 +191,80 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
     if auto_remove:
         client.remove(workload_id, force=True)
     ctx.exit(code)
+
+
+def confinement_fields(pids_limit: int | None, privileged: bool, cap_add: Sequence[str], cap_drop: Sequence[str],
+                       security_opt: Sequence[str], read_only: bool, tmpfs: Sequence[str], volume: Sequence[str],
+                       mounts: Sequence[str]) -> dict[str, Any]:  # fmt: skip
+    """The docker CLI's HostConfig for these flags (only the ones given: the daemon keeps Docker's defaults)."""
+    fields: dict[str, Any] = {}
+    if pids_limit is not None:
+        fields["PidsLimit"] = pids_limit
+    if privileged:
+        fields["Privileged"] = True
+    if read_only:
+        fields["ReadonlyRootfs"] = True
+    for key, values in (("CapAdd", cap_add), ("CapDrop", cap_drop), ("Binds", volume)):
+        if values:
+            fields[key] = list(values)
+    if security_opt:
+        fields["SecurityOpt"] = [security_option(o) for o in security_opt]
+    if tmpfs:
+        fields["Tmpfs"] = {path: options for path, _, options in (t.partition(":") for t in tmpfs)}
+    if mounts:
+        fields["Mounts"] = [parse_mount(m) for m in mounts]
+    return fields
+
+
+def security_option(option: str) -> str:
+    """As the docker CLI: `seccomp=FILE` sends the profile's content; `unconfined` is sent as it is."""
+    key, sep, value = option.partition("=")
+    if key != "seccomp" or not sep or value == "unconfined":
+        return option
+    try:
+        return "seccomp=" + Path(value).read_text()
+    except OSError as exc:
+        message = f"opening seccomp profile ({value}) failed: {exc.strerror}"
+        raise click.BadParameter(message, param_hint="--security-opt") from None
+
+
+_MOUNT_KEYS = {"src": "source", "dst": "target", "destination": "target", "ro": "readonly"}
+
+
+def parse_mount(text: str) -> dict[str, Any]:
+    """The docker CLI's `--mount` CSV: type, source/src, target/dst/destination, readonly/ro, bind-propagation,
+    bind-nonrecursive, tmpfs-size, tmpfs-mode."""
+    mount: dict[str, Any] = {"Type": "volume"}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        key = _MOUNT_KEYS.get(key.strip().lower(), key.strip().lower())
+        flag = value.lower() in ("", "1", "true") if key in ("readonly", "bind-nonrecursive") else None
+        if key in ("readonly", "bind-nonrecursive") and value.lower() not in ("", "0", "1", "true", "false"):
+            raise click.BadParameter(f"invalid value for {key}: {value!r}", param_hint="--mount")
+        if key == "type":
+            mount["Type"] = value
+        elif key == "source":
+            mount["Source"] = value
+        elif key == "target":
+            mount["Target"] = value
+        elif key == "readonly":
+            mount["ReadOnly"] = flag
+        elif key == "bind-propagation":
+            mount.setdefault("BindOptions", {})["Propagation"] = value
+        elif key == "bind-nonrecursive":
+            mount.setdefault("BindOptions", {})["NonRecursive"] = flag
+        elif key == "tmpfs-size":
+            mount.setdefault("TmpfsOptions", {})["SizeBytes"] = parse_bytes(value)
+        elif key == "tmpfs-mode":
+            try:
+                mount.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)
+            except ValueError:
+                raise click.BadParameter(f"invalid tmpfs-mode {value!r}", param_hint="--mount") from None
+        else:
+            raise click.BadParameter(f"unexpected key '{key}' in '{item}'", param_hint="--mount")
+        if not sep and key not in ("readonly", "bind-nonrecursive"):
+            raise click.BadParameter(f"invalid field '{item}' must be a key=value pair", param_hint="--mount")
+    return mount
 
 
 def start_failure_code(message: str) -> int | None:

@@ -1,4 +1,5 @@
-"""The few libc calls Python 3.11 lacks (setns, unshare, mount, umount2, pivot_root), through ctypes.
+"""The few libc calls Python 3.11 lacks (setns, unshare, mount, umount2, pivot_root, mount_setattr, prctl), through
+ctypes.
 
 Stdlib only: the shim imports this module too, and it must start fast without the hypr package.
 """
@@ -20,9 +21,22 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 0x2
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+PR_SET_CHILD_SUBREAPER = 36
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _SYS_PIVOT_ROOT = 155  # x86_64; glibc has no wrapper
+_SYS_MOUNT_SETATTR = 442  # x86_64 (and every architecture's new-syscall table); glibc 2.36 has no wrapper
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
 
 
 def _check(result: int, what: str) -> None:
@@ -52,6 +66,21 @@ def umount2(target: str, flags: int) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(_LIBC.syscall(_SYS_PIVOT_ROOT, os.fsencode(new_root), os.fsencode(put_old)), "pivot_root")
+
+
+def mount_setattr_rdonly(target: str) -> None:
+    """Make the mount at `target` and every mount below it read-only (Linux 5.12; `mount -o ro,remount` only changes
+    the top one)."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    result = _LIBC.syscall(
+        _SYS_MOUNT_SETATTR, -100, os.fsencode(target), AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr)
+    )
+    _check(result, f"mount_setattr {target}")
+
+
+def set_child_subreaper() -> None:
+    """Orphaned descendants are re-parented to this process (so it can wait for a container's init)."""
+    _check(_LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def proc_stat(pid: int) -> list[str] | None:

@@ -12,6 +12,8 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Protocol
 
+from hypr.models import Confinement
+
 
 @dataclass(frozen=True)
 class Attachment:
@@ -55,6 +57,8 @@ class LaunchSpec:
     search: tuple[str, ...] = ()  # resolv.conf `search` (the host's unless the workload set its own)
     dns_options: tuple[str, ...] = ()  # resolv.conf `options`
     domainname: str = ""  # the UTS domain name (Docker's Config.Domainname)
+    confinement: Confinement = field(default_factory=Confinement)  # sandbox: capabilities, seccomp, mounts, limits
+    runtime_dir: Path | None = None  # the daemon's runtime dir (socket, workloads' state): never visible inside
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
-"""The `sandbox` backend: a pinned network namespace with one veth per attachment, and a process running in
-fresh UTS + mount namespaces under a detached supervisor (shim.py).
+"""The `sandbox` backend: a pinned network namespace with one veth per attachment (ours), and the command confined
+by crun as Docker confines a container (docs/sandbox.md), under a detached supervisor (shim.py).
 
 State directory layout (one per workload, given by the daemon):
-    netns         the pinned network namespace (lives from create() to delete(), across stop/start)
-    launch.json   what the shim runs;  handle.json  the running supervisor, for adopt()
+    netns         the pinned network namespace (lives from create() to delete(), across stop/start); crun joins it
+    bundle/       config.json, generated from the workload (oci.py) at every start;  crun/  crun's state
+    launch.json   what the supervisor runs;  handle.json  the running supervisor, for adopt()
     log           stdout+stderr, appended;  exit_code  written by the supervisor when the command ends
-    hosts, resolv.conf             bind-mounted over /etc/hosts and /etc/resolv.conf
-    upper/, work/, rootfs/         the overlay for rootfs images (the workload's own writable layer)
+    hosts, resolv.conf, hostname   bind-mounted over /etc/hosts, /etc/resolv.conf and /etc/hostname
+    rootfs/       the root crun is given: an overlay of the image (upper/, work/: the workload's own layer), or
+                  the host's root read-only (the `host` image); mounted only in the supervisor's mount namespace
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import errno
 import json
 import os
+import platform
 import signal as _signal
 import subprocess
 import sys
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hypr.errors import Conflict, InvalidParameter, KernelError
-from hypr.runtime import files, handles, images, netns, proc, users, veth
+from hypr.runtime import crun, files, handles, images, netns, oci, proc, users, veth
 from hypr.runtime.base import Attachment, Handle, LaunchSpec
 from hypr.runtime.rtnl import Rtnl, default_route_add, delete_host_links
 
@@ -41,23 +44,41 @@ def _command(spec: LaunchSpec, image: images.Image) -> tuple[str, ...]:
     return spec.command or image.default_command
 
 
-def _credentials(spec: LaunchSpec, rootfs: Path | None) -> dict[str, object]:
-    """The user the command runs as, resolved against the image's /etc (the host's for the `host` image)."""
-    creds = users.resolve_user(rootfs, spec.user)
-    return {"uid": creds.uid, "gid": creds.gid, "groups": list(creds.groups), "home": creds.home}
+def _container(spec: LaunchSpec) -> str:
+    return spec.workload_id
 
 
-def _launch_config(spec: LaunchSpec, rootfs: Path | None, command: tuple[str, ...]) -> dict[str, object]:
+def _bundle_inputs(spec: LaunchSpec, image: images.Image, lower: Path | None, command: tuple[str, ...]) -> oci.Inputs:
+    """Everything config.json is made from: the workload, its user resolved against the image's /etc (the host's
+    for the `host` image), and what this host has (kernel, capabilities, seccomp profile, devices)."""
+    creds = users.resolve_user(lower, spec.user)
+    c = spec.confinement
+    env = oci.process_env(spec.env, spec.hostname, creds.home)
+    host_root = lower is None
+    hidden = tuple(str(d) for d in (spec.data_dir, spec.runtime_dir) if d is not None) if host_root else ()
+    needs_profile = not (c.privileged or c.seccomp)
+    return oci.Inputs(
+        workload_id=spec.workload_id,
+        process=oci.Process(command, env, spec.workdir or "/", creds.uid, creds.gid, creds.groups),
+        hostname=spec.hostname, domainname=spec.domainname, netns=str(_netns_path(spec)),
+        rootfs=str(spec.state_dir / "rootfs"), host_root=host_root,
+        files={f"/etc/{name}": str(spec.state_dir / name) for name in (files.HOSTS, files.RESOLV, files.HOSTNAME)},
+        confinement=c, hidden=hidden, seccomp_profile=crun.default_profile() if needs_profile else None,
+        arch=platform.machine(), kernel=crun.kernel(), available=crun.available_capabilities(),
+        devices=crun.host_devices() if c.privileged else (),
+    )  # fmt: skip
+
+
+def _launch_config(spec: LaunchSpec, bundle: Path, lower: Path | None, command: tuple[str, ...]) -> dict[str, object]:
     return {
-        **_credentials(spec, rootfs),
-        "netns": str(_netns_path(spec)),
+        "id": _container(spec),
+        "crun_root": str(crun.root_of(spec.state_dir)),
+        "bundle": str(bundle),
         "state_dir": str(spec.state_dir),
-        "hostname": spec.hostname,
-        "domainname": spec.domainname,
-        "rootfs": str(rootfs) if rootfs is not None else None,
-        "command": list(command),
-        "env": dict(spec.env),
-        "workdir": spec.workdir,
+        "rootfs": str(spec.state_dir / "rootfs"),
+        "lower": str(lower) if lower is not None else None,
+        "netns": str(_netns_path(spec)),
+        "argv0": command[0],
     }
 
 
@@ -92,6 +113,14 @@ class SandboxRuntime:
         guests = [att.guest_ifname for att in spec.attachments]
         if len(set(guests)) != len(guests):
             raise InvalidParameter(f"duplicate guest interface names: {guests}")
+        missing = [cap for cap in spec.confinement.cap_add if cap not in ("ALL", *crun.available_capabilities())]
+        if missing:
+            raise InvalidParameter(f"cannot add {', '.join(missing)}: hyprd itself does not hold it (its bounding set)")
+        for mount in spec.confinement.mounts:
+            if mount.type == "bind" and not mount.create_source and not os.path.exists(mount.source):
+                raise InvalidParameter(
+                    f'invalid mount config for type "bind": bind source path does not exist: {mount.source}'
+                )
 
     # -- network ------------------------------------------------------------------------------------------
     def _namespace_lost(self, spec: LaunchSpec) -> bool:
@@ -158,16 +187,24 @@ class SandboxRuntime:
     def start(self, spec: LaunchSpec) -> Handle:
         self.validate(spec)
         image = self._image(spec)
-        rootfs = images.ensure_busybox(self.image_cache) if image.builtin == images.BUSYBOX else image.rootfs
+        lower = images.ensure_busybox(self.image_cache) if image.builtin == images.BUSYBOX else image.rootfs
         if self._namespace_lost(spec):
             self.create(spec)
         files.write_all(spec)
         (spec.state_dir / "exit_code").unlink(missing_ok=True)
+        command = _command(spec, image)
+        bundle = crun.write_bundle(spec.state_dir, oci.config(_bundle_inputs(spec, image, lower, command)))
+        for mount in spec.confinement.mounts:
+            if mount.create_source:  # Docker's -v makes a missing host directory
+                try:
+                    os.makedirs(mount.source, exist_ok=True)
+                except OSError as exc:
+                    raise KernelError(f"bind source {mount.source}: {exc}") from exc
         launch = spec.state_dir / "launch.json"
-        launch.write_text(json.dumps(_launch_config(spec, rootfs, _command(spec, image))))
+        launch.write_text(json.dumps(_launch_config(spec, bundle, lower, command)))
         report = self._launch(spec, launch)
         if "error" in report:
-            cls = InvalidParameter if report.get("errno") == errno.ENOENT else KernelError
+            cls = InvalidParameter if report.get("errno") in (errno.ENOENT, errno.EACCES) else KernelError
             raise cls(str(report["error"]))
         handle = Handle(int(report["pid"]), int(report["start_time"]), int(report["main_pid"]))
         handles.save(spec.state_dir, handle)
@@ -189,33 +226,28 @@ class SandboxRuntime:
         return report
 
     def adopt(self, spec: LaunchSpec) -> Handle | None:
-        return handles.adopt(spec.state_dir)
+        """The supervisor, if it still runs. A container that outlived its supervisor (killed on its own) has no one
+        to record its exit: it is ended here, so nothing of a workload runs unowned."""
+        handle = handles.adopt(spec.state_dir)
+        if handle is None and crun.exists(spec.state_dir, _container(spec)):
+            crun.delete(spec.state_dir, _container(spec))
+        return handle
 
     def status(self, spec: LaunchSpec, handle: Handle) -> tuple[bool, int | None]:
         return handles.status(spec.state_dir, handle)
 
-    def _signal_group(self, handle: Handle, sig: int) -> None:
-        # The command's group is only ours while the command is still in the supervisor's session.
-        if proc.session_of(handle.main_pid) != handle.pid:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(handle.main_pid, sig)
-
     def kill(self, spec: LaunchSpec, handle: Handle, signal: _signal.Signals) -> None:
-        if not proc.alive(handle.pid, handle.start_time):
+        if not proc.alive(handle.pid, handle.start_time) or not crun.kill(spec.state_dir, _container(spec), signal):
             raise Conflict(f"Container {spec.name} is not running")
-        self._signal_group(handle, signal)
 
     def stop(self, spec: LaunchSpec, handle: Handle, timeout: float) -> int | None:
+        """The StopSignal to the container's init (as in Docker, an init without a handler for it ignores it), then
+        SIGKILL after `timeout`; the supervisor records the exit code."""
+        container = _container(spec)
         if proc.alive(handle.pid, handle.start_time):
-            sig = stop_signal(spec)
-            if sig == _signal.SIGTERM:  # the supervisor forwards SIGTERM to the command's process group
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(handle.pid, _signal.SIGTERM)
-            else:  # the image's StopSignal (nginx: SIGQUIT), straight to the command's group
-                self._signal_group(handle, sig)
+            crun.kill(spec.state_dir, container, stop_signal(spec))
             if not proc.wait_gone(handle.pid, handle.start_time, timeout):
-                self._signal_group(handle, _signal.SIGKILL)
+                crun.kill(spec.state_dir, container, _signal.SIGKILL)
                 if not proc.wait_gone(handle.pid, handle.start_time, KILL_GRACE):
                     raise KernelError(f"stop {spec.name}: supervisor {handle.pid} did not exit")
         return handles.exit_code(spec.state_dir)
@@ -223,14 +255,16 @@ class SandboxRuntime:
     def exec_argv(
         self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None
     ) -> list[str]:
-        main_start = proc.start_time_in_session(handle.main_pid, handle.pid)
-        if not proc.alive(handle.pid, handle.start_time) or main_start is None:
+        """`crun exec` through the supervisor script's exec entry (the CLI runs only hypr's own helpers): the
+        workload's user, capabilities and environment come from its bundle, with `env` over them."""
+        if not proc.alive(handle.pid, handle.start_time) or not crun.exists(spec.state_dir, _container(spec)):
             raise Conflict(f"Container {spec.name} is not running")
         if not argv:
             raise InvalidParameter("No exec command specified")
-        target = {"pid": handle.main_pid, "start_time": main_start, "argv": list(argv), "env": dict(env)}
-        target["workdir"] = workdir or spec.workdir
-        target.update(_credentials(spec, self._image(spec).rootfs))
+        target = {
+            "crun_root": str(crun.root_of(spec.state_dir)), "id": _container(spec),
+            "bundle": str(spec.state_dir / crun.BUNDLE), "argv": list(argv), "env": dict(env), "workdir": workdir or "",
+        }  # fmt: skip
         return [self.python, "-I", "-S", str(SHIM), "exec", json.dumps(target)]
 
     def log_path(self, spec: LaunchSpec) -> Path:
@@ -239,13 +273,21 @@ class SandboxRuntime:
     # -- removal ------------------------------------------------------------------------------------------
     def delete(self, spec: LaunchSpec) -> None:
         errors: list[str] = []
-        handle = self.adopt(spec)
+        container = _container(spec)
+        handle = handles.adopt(spec.state_dir)
         if handle is not None:
-            self._signal_group(handle, _signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(handle.pid, _signal.SIGKILL)
+            try:
+                crun.kill(spec.state_dir, container, _signal.SIGKILL)
+            except KernelError as exc:
+                errors.append(str(exc))
             if not proc.wait_gone(handle.pid, handle.start_time, KILL_GRACE):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(handle.pid, _signal.SIGKILL)
                 errors.append(f"supervisor {handle.pid} did not exit")
+        try:
+            crun.delete(spec.state_dir, container)  # a container left without its supervisor; its cgroup
+        except KernelError as exc:
+            errors.append(str(exc))
         self._remove_network(spec, errors)
         handles.remove_state(spec.state_dir, errors)
         if errors:

@@ -1,16 +1,16 @@
 """The workload supervisor, run as `python3 -I -S shim.py run <launch.json>` (stdlib only, so it starts fast).
 
-Process tree:  daemon --Popen--> launcher (exits at once) --fork--> supervisor (own session) --fork--> command
-The supervisor is not the daemon's child, so the workload outlives hyprd. It reports one JSON line on stdout
-({"pid", "start_time", "main_pid"} or {"error", "errno"}), forwards SIGTERM/SIGINT/SIGHUP to the command's process
-group, and when the command ends kills what is left of that group and writes its exit code to `exit_code`.
+Process tree:  daemon --Popen--> launcher (exits at once) --fork--> supervisor (own session, child subreaper)
+                 supervisor --spawn--> `crun run --detach` --> the container's init (re-parented to the supervisor)
+The supervisor is not the daemon's child, so the workload outlives hyprd. In a private mount namespace it mounts the
+workload's root (an overlay of the image, or the host's root read-only), then runs crun on the bundle the daemon
+wrote; crun confines the command (docs/sandbox.md). The command's stdout and stderr are the state dir's `log`.
+It reports one JSON line on stdout ({"pid", "start_time", "main_pid"} or {"error", "errno"}), also written to
+handle.json, forwards SIGTERM/SIGINT/SIGHUP to the container's init, reaps it (its wait status is the exit code:
+128+n for a signal), deletes the container (cgroup, crun state) and writes `exit_code`.
 
-The command's side enters the namespaces just before exec: network (the pinned netns file), then fresh UTS and
-mount namespaces, hostname, private /etc/hosts and /etc/resolv.conf, and for a rootfs image an overlay root
-(lower: the image, upper: the workload's state dir) entered with pivot_root.
-
-`python3 -I -S shim.py exec <json>` is the other entry point: join a running workload's namespaces and root,
-then exec a command there (the argv `Runtime.exec_argv` returns).
+`python3 -I -S shim.py exec <json>` is the other entry point: `crun exec` in a running workload with the workload's
+own user, capabilities and environment (from its bundle) plus the exec's; its exit code is the command's.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import contextlib
 import errno
 import json
 import os
+import select
 import signal
-import socket
 import sys
 from typing import Any
 
@@ -30,20 +30,21 @@ except ImportError:  # run as a script with -I: the package is not importable, t
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import _libc  # type: ignore[no-redef,import-not-found]
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EXIT_NOT_FOUND = 127
 EXIT_CANNOT_RUN = 126
+CRUN_FAILED = 255  # crun's own exit code when it could not run the command
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-_DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+# crun 1.8 refuses a hybrid cgroup hierarchy in which cgroup v2 holds any controller (this kernel puts hugetlb
+# there); the supervisor shows crun, in its own mount namespace only, an empty list, and crun uses the v1 ones.
+CGROUP_ROOT = "/sys/fs/cgroup"
+_UNIFIED_CONTROLLERS = f"{CGROUP_ROOT}/unified/cgroup.controllers"
 
 
-class _ExecFailed(OSError):
-    """The namespaces were ready but exec itself failed (not found, not executable)."""
-
-
-def _exit_code(status: int) -> int:
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
+class StartFailed(Exception):
+    def __init__(self, message: str, code: int, err: int) -> None:
+        super().__init__(message)
+        self.message, self.code, self.errno = message, code, err
 
 
 def _write_atomic(path: str, text: str) -> None:
@@ -53,187 +54,203 @@ def _write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _crun_binary() -> str:
+    for directory in SEARCH_PATH.split(":"):
+        candidate = os.path.join(directory, "crun")
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise StartFailed("crun is not installed (apt-get install crun)", EXIT_CANNOT_RUN, errno.ENOENT)
+
+
 def _unescape(field: str) -> str:
     """Mount points in mountinfo escape space, tab, newline and backslash as octal."""
     return field.encode().decode("unicode_escape").encode("latin-1").decode(errors="surrogateescape")
 
 
-def _drop_netns_pins() -> None:
-    """Unmount, in our private mount namespace, every namespace file we inherited.
+def _drop_netns_pins(keep: str) -> None:
+    """Unmount, in our private mount namespace, every namespace file we inherited but the workload's own.
 
-    Otherwise this workload would keep every other workload's namespace alive after its delete().
+    Otherwise this supervisor would keep every other workload's network namespace alive after its delete().
     """
-    with open("/proc/self/mountinfo") as f:
-        lines = f.read().splitlines()
-    for line in lines:
-        left, _, right = line.partition(" - ")
-        if right.split(" ", 1)[0] == "nsfs":
+    for target, _, fstype, _, _ in _mounts():
+        if fstype == "nsfs" and target != keep:
             try:
-                _libc.umount2(_unescape(left.split(" ")[4]), _libc.MNT_DETACH)
+                _libc.umount2(target, _libc.MNT_DETACH)
             except OSError as exc:
                 if exc.errno not in (errno.EINVAL, errno.ENOENT):
                     raise
 
 
-def _bind_file(source: str, target: str) -> None:
-    if not os.path.exists(target):
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
-    _libc.mount(source, target, None, _libc.MS_BIND)
+def _mounts(pid: str = "self") -> list[tuple[str, str, str, str, str]]:
+    """(mount point, mount options, fstype, source, super options) of each line of a mountinfo."""
+    found = []
+    with open(f"/proc/{pid}/mountinfo") as f:
+        for line in f:
+            left, _, right = line.rstrip("\n").partition(" - ")
+            fields, (fstype, source, superopts) = left.split(" "), [*right.split(" "), "", "", ""][:3]
+            found.append((_unescape(fields[4]), fields[5], fstype, source, superopts))
+    return found
 
 
-def _mount_dev(root: str) -> None:
-    dev = f"{root}/dev"
-    os.makedirs(dev, exist_ok=True)
-    _libc.mount("tmpfs", dev, "tmpfs", _libc.MS_NOSUID | _libc.MS_NOEXEC, "mode=755")
-    for node in _DEV_NODES:
-        _bind_file(f"/dev/{node}", f"{dev}/{node}")
-    os.makedirs(f"{dev}/shm")
-    _libc.mount("tmpfs", f"{dev}/shm", "tmpfs", _libc.MS_NOSUID | _libc.MS_NODEV, "mode=1777")
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1")):
-        os.symlink(target, f"{dev}/{name}")
-    os.symlink("/proc/self/fd/2", f"{dev}/stderr")
+def _mount_cgroups_as_pid1() -> None:
+    """The cgroup file systems PID 1 has under /sys/fs/cgroup, mounted again here (a bind from another mount
+    namespace is not allowed; a second mount of the same hierarchy is the same hierarchy)."""
+    wanted = sorted(
+        (m for m in _mounts("1") if m[0] == CGROUP_ROOT or m[0].startswith(CGROUP_ROOT + "/")),
+        key=lambda m: m[0].count("/"),
+    )
+    for point, options, fstype, source, superopts in wanted:
+        flags = _libc.MS_NOSUID | _libc.MS_NODEV | _libc.MS_NOEXEC
+        flags |= _libc.MS_RDONLY if "ro" in options.split(",") else 0
+        data = ",".join(o for o in superopts.split(",") if o not in ("rw", "ro"))
+        os.makedirs(point, exist_ok=True)
+        _libc.mount(source, point, fstype, flags, data or None)
+        combined = os.path.basename(point)
+        if fstype == "cgroup" and "," in combined:  # v1: systemd's links to combined ones (cpu -> cpu,cpuacct)
+            for name in combined.split(","):
+                with contextlib.suppress(FileExistsError):
+                    os.symlink(combined, f"{CGROUP_ROOT}/{name}")
 
 
-def _enter_rootfs(cfg: dict[str, Any]) -> None:
-    state, root = cfg["state_dir"], cfg["state_dir"] + "/rootfs"
-    for d in ("rootfs", "upper", "work"):
-        os.makedirs(f"{state}/{d}", exist_ok=True)
-    options = f"lowerdir={cfg['rootfs']},upperdir={state}/upper,workdir={state}/work"
-    _libc.mount("overlay", root, "overlay", 0, options)
-    for d in ("proc", "sys"):
-        os.makedirs(f"{root}/{d}", exist_ok=True)
-    plain = _libc.MS_NOSUID | _libc.MS_NODEV | _libc.MS_NOEXEC
-    _libc.mount("proc", f"{root}/proc", "proc", plain)
-    # A fresh sysfs shows this namespace's interfaces (a bind of the host's /sys would show the host's).
-    _libc.mount("sysfs", f"{root}/sys", "sysfs", plain | _libc.MS_RDONLY)
-    _mount_dev(root)
-    for name in ("hosts", "resolv.conf", "hostname"):
-        _bind_file(f"{state}/{name}", f"{root}/etc/{name}")
-    os.makedirs(f"{root}/tmp", mode=0o1777, exist_ok=True)
-    os.chdir(root)
-    _libc.pivot_root(".", ".")  # the old root ends up stacked under the new one; detach it
-    _libc.umount2(".", _libc.MNT_DETACH)
-    os.chdir("/")
+def _cgroup_view() -> None:
+    """crun needs the cgroup hierarchies under /sys/fs/cgroup. A daemon started by `ip netns exec` sees a fresh
+    sysfs without them: the supervisor mounts the host's (PID 1's) in its own mount namespace."""
+    if CGROUP_ROOT not in {m[0] for m in _mounts()}:
+        _mount_cgroups_as_pid1()
+    try:
+        with open(_UNIFIED_CONTROLLERS) as f:
+            controllers = f.read().strip()
+    except OSError:
+        return  # cgroup v2 only, or v1 only: crun takes it as it is
+    if controllers:
+        _libc.mount("/dev/null", _UNIFIED_CONTROLLERS, None, _libc.MS_BIND)
 
 
-def _enter_host_fs(cfg: dict[str, Any]) -> None:
-    state = cfg["state_dir"]
-    _libc.mount(f"{state}/hosts", "/etc/hosts", None, _libc.MS_BIND)
-    _libc.mount(f"{state}/resolv.conf", "/etc/resolv.conf", None, _libc.MS_BIND)
-    _libc.mount("sysfs", "/sys", "sysfs", _libc.MS_NOSUID | _libc.MS_NODEV | _libc.MS_NOEXEC | _libc.MS_RDONLY)
-    _drop_netns_pins()
-
-
-def _command_env(cfg: dict[str, Any]) -> dict[str, str]:
-    env = {"PATH": DEFAULT_PATH, "HOSTNAME": cfg["hostname"], "HOME": cfg.get("home") or "/root"}
-    env.update(cfg["env"])
-    return env
-
-
-def _enter_workdir(workdir: str) -> None:
-    """Docker creates a missing working directory (as root, before dropping to the user)."""
-    os.makedirs(workdir or "/", exist_ok=True)
-    os.chdir(workdir or "/")
-
-
-def _become_user(cfg: dict[str, Any]) -> None:
-    """Groups first, then gid, then uid: once the uid is not 0 nothing else may change."""
-    os.setgroups(cfg.get("groups") or [])
-    os.setgid(cfg.get("gid", 0))
-    os.setuid(cfg.get("uid", 0))
-
-
-def _become_workload(cfg: dict[str, Any], log_fd: int) -> None:
-    """In the command's process: namespaces, filesystem, stdio, then exec. Only returns by raising."""
-    os.setpgid(0, 0)
-    for sig in (*_FORWARDED, signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)  # Python ignores SIGPIPE; exec keeps ignored signals ignored
-    ns_fd = os.open(cfg["netns"], os.O_RDONLY)
-    _libc.setns(ns_fd, _libc.CLONE_NEWNET)
-    os.close(ns_fd)
-    _libc.unshare(_libc.CLONE_NEWUTS | _libc.CLONE_NEWNS)
-    socket.sethostname(cfg["hostname"])
-    if cfg.get("domainname"):  # the UTS namespace is ours: this is the workload's domain name only
-        with open("/proc/sys/kernel/domainname", "w") as f:
-            f.write(cfg["domainname"])
-    _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE)
-    if cfg["rootfs"]:
-        _enter_rootfs(cfg)
+def _mount_root(cfg: dict[str, Any]) -> None:
+    """The bundle's root: the image read-only under the workload's own upper dir, or the host's root read-only."""
+    state, root = cfg["state_dir"], cfg["rootfs"]
+    os.makedirs(root, exist_ok=True)
+    if cfg["lower"]:
+        for d in ("upper", "work"):
+            os.makedirs(f"{state}/{d}", exist_ok=True)
+        options = f"lowerdir={cfg['lower']},upperdir={state}/upper,workdir={state}/work"
+        _libc.mount("overlay", root, "overlay", 0, options)
     else:
-        _enter_host_fs(cfg)
-    _enter_workdir(cfg["workdir"])
-    _become_user(cfg)
-    null = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    argv = cfg["command"]
+        _libc.mount("/", root, None, _libc.MS_BIND | _libc.MS_REC)
+        _libc.mount_setattr_rdonly(root)
+
+
+def _prepare(cfg: dict[str, Any]) -> None:
+    _libc.unshare(_libc.CLONE_NEWNS)
+    _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE)  # nothing we mount reaches the host
+    _drop_netns_pins(cfg["netns"])
+    _cgroup_view()
+    _mount_root(cfg)
+
+
+def _spawn(argv: list[str], stdout: int) -> int:
+    null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        os.execvpe(argv[0], argv, _command_env(cfg))
-    except OSError as exc:
-        raise _ExecFailed(exc.errno, exc.strerror, exc.filename) from exc
+        actions = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, stdout, 1), (os.POSIX_SPAWN_DUP2, stdout, 2)]
+        return os.posix_spawn(argv[0], argv, {"PATH": SEARCH_PATH}, file_actions=actions)
+    finally:
+        os.close(null)
 
 
-def _failure_report(argv0: str, exc: BaseException) -> tuple[int, dict[str, Any]]:
-    """(exit code, report) for a command that never ran: 127 not found, 126 cannot run (Docker's codes)."""
-    err = exc.errno if isinstance(exc, OSError) and exc.errno else 0
-    if isinstance(exc, _ExecFailed) and err == errno.ENOENT:
-        return EXIT_NOT_FOUND, {"error": f'exec: "{argv0}": executable file not found in $PATH', "errno": err}
-    return EXIT_CANNOT_RUN, {"error": f"start {argv0}: {exc}", "errno": err}
+def _wait_for(pid: int) -> int:
+    """The exit status of our child `pid`, reaping every other child that ends meanwhile (as a subreaper we are
+    the parent of the container's orphans: a pid namespace's init cannot finish exiting while one is a zombie)."""
+    while True:
+        found, status = os.waitpid(-1, 0)
+        if found == pid:
+            return status
 
 
-def _run_command(cfg: dict[str, Any], log_fd: int, report_w: int) -> None:
-    code = EXIT_NOT_FOUND
-    try:
-        _become_workload(cfg, log_fd)
-    except BaseException as exc:
-        code, report = _failure_report(cfg["command"][0], exc)
-        os.write(report_w, json.dumps(report).encode())
-    os._exit(code)
+def _crun_error(path: str) -> str:
+    """The last error crun logged (JSON lines: {"msg", "level"})."""
+    message = ""
+    with contextlib.suppress(OSError), open(path) as f:
+        for line in f:
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if entry.get("level") == "error":
+                    message = str(entry.get("msg", ""))
+    return message
 
 
-def _await_exec(report_r: int) -> dict[str, Any] | None:
-    """The command's report pipe is close-on-exec: EOF with no data means exec succeeded."""
-    data = b""
-    while chunk := os.read(report_r, 4096):
-        data += chunk
-    os.close(report_r)
-    return json.loads(data) if data else None
+def classify(message: str, argv0: str) -> StartFailed:
+    """Docker's codes for a command that never ran: 127 not found, 126 cannot be run."""
+    if "not found" in message or ("No such file or directory" in message and "executable" in message):
+        return StartFailed(f'exec: "{argv0}": executable file not found in $PATH', EXIT_NOT_FOUND, errno.ENOENT)
+    if "Permission denied" in message and ("executable" in message or "exec" in message):
+        return StartFailed(f'exec: "{argv0}": permission denied', EXIT_CANNOT_RUN, errno.EACCES)
+    return StartFailed(f"start {argv0}: {message or 'crun failed'}", EXIT_CANNOT_RUN, 0)
+
+
+def _start_container(cfg: dict[str, Any], log_fd: int) -> int:
+    """`crun run --detach`; the container's init, re-parented to us once crun has exited."""
+    crun, state, container = _crun_binary(), cfg["state_dir"], cfg["id"]
+    base = [crun, "--root", cfg["crun_root"]]
+    if os.path.isdir(os.path.join(cfg["crun_root"], container)):  # left by a supervisor that was killed
+        _wait_for(_spawn([*base, "delete", "--force", container], log_fd))
+    errors, pid_file = f"{state}/crun.log", f"{state}/init.pid"
+    for path in (errors, pid_file):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    before = os.fstat(log_fd).st_size
+    argv = [*base, f"--log=file:{errors}", "--log-format=json", "run", "--detach", "--no-new-keyring",
+            "--bundle", cfg["bundle"], "--pid-file", pid_file, container]  # fmt: skip
+    status = _wait_for(_spawn(argv, log_fd))
+    if status != 0:
+        os.ftruncate(log_fd, before)  # crun's own complaint is ours to report, not the workload's output
+        raise classify(_crun_error(errors), cfg["argv0"])
+    with open(pid_file) as f:
+        return int(f.read().strip())
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
 
 
 def _supervise(cfg: dict[str, Any]) -> None:
     os.setsid()
+    os.chdir("/")
+    _libc.set_child_subreaper()
     state = cfg["state_dir"]
     log_fd = os.open(f"{state}/log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-    main: list[int] = []
+    try:
+        _prepare(cfg)
+        init = _start_container(cfg, log_fd)
+    except (OSError, StartFailed) as exc:
+        failure = exc if isinstance(exc, StartFailed) else StartFailed(f"start: {exc}", EXIT_CANNOT_RUN, exc.errno or 0)
+        _write_atomic(f"{state}/exit_code", f"{failure.code}\n")
+        sys.stdout.write(json.dumps({"error": failure.message, "errno": failure.errno}) + "\n")
+        return
+    me = {"pid": os.getpid(), "start_time": _libc.start_time(os.getpid()), "main_pid": init}
+    _write_atomic(f"{state}/handle.json", json.dumps(me))  # adoptable even if the daemon dies before it records it
 
     def forward(signum: int, _frame: object) -> None:
-        for group in main:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(init, signum)
 
     for sig in _FORWARDED:
         signal.signal(sig, forward)
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        os.close(report_r)
-        _run_command(cfg, log_fd, report_w)
-    os.close(report_w)
-    main.append(pid)
-    failure = _await_exec(report_r)
-    me = {"pid": os.getpid(), "start_time": _libc.start_time(os.getpid()), "main_pid": pid}
-    sys.stdout.write(json.dumps(failure or me) + "\n")
+    sys.stdout.write(json.dumps(me) + "\n")
     sys.stdout.flush()
     null = os.open("/dev/null", os.O_RDWR)
     for fd, target in ((0, null), (1, log_fd), (2, log_fd)):
         os.dup2(target, fd)  # let go of the daemon's pipe: it reads until EOF
-    _, status = os.waitpid(pid, 0)
-    # The workload ends with its main command, as in Docker: nothing of its group may linger.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    _write_atomic(f"{state}/exit_code", f"{_exit_code(status)}\n")
+    try:
+        code: int | None = _exit_code(_wait_for(init))
+    except ChildProcessError:  # not re-parented to us after all: wait for it to go, its code is lost
+        code = None
+        with contextlib.suppress(ProcessLookupError):
+            fd = os.pidfd_open(init)
+            select.select([fd], [], [])
+    crun = _crun_binary()
+    _wait_for(_spawn([crun, "--root", cfg["crun_root"], "delete", "--force", cfg["id"]], null))
+    _write_atomic(f"{state}/exit_code", "" if code is None else f"{code}\n")
 
 
 def run(config_path: str) -> None:
@@ -244,43 +261,55 @@ def run(config_path: str) -> None:
     try:
         _supervise(cfg)
     finally:
+        sys.stdout.flush()
         os._exit(0)
 
 
-def _join(cfg: dict[str, Any]) -> None:
-    pid = cfg["pid"]
-    fds = {kind: os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY) for kind in ("net", "uts", "mnt")}
-    root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY)
-    with open(f"/proc/{pid}/environ", "rb") as f:
-        inherited = dict(
-            item.decode(errors="surrogateescape").split("=", 1) for item in f.read().split(b"\0") if b"=" in item
-        )
-    if _libc.start_time(pid) != cfg["start_time"]:
-        raise ProcessLookupError(errno.ESRCH, "the workload is not running")
-    flags = {"net": _libc.CLONE_NEWNET, "uts": _libc.CLONE_NEWUTS, "mnt": _libc.CLONE_NEWNS}
-    for kind, fd in fds.items():
-        _libc.setns(fd, flags[kind])
-    os.fchdir(root)
-    os.chroot(".")
-    os.chdir(cfg["workdir"] or inherited.get("PWD") or "/")
-    _become_user(cfg)
-    inherited.update(cfg["env"])
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
-    try:
-        os.execvpe(cfg["argv"][0], cfg["argv"], inherited)
-    except OSError as exc:
-        raise _ExecFailed(exc.errno, exc.strerror, exc.filename) from exc
+def _exec_process(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The workload's own process object with the exec's command, working directory and environment."""
+    with open(os.path.join(cfg["bundle"], "config.json")) as f:
+        process: dict[str, Any] = json.load(f)["process"]
+    process["args"] = cfg["argv"]
+    if cfg.get("workdir"):
+        process["cwd"] = cfg["workdir"]
+    env = dict(item.split("=", 1) for item in process.get("env", []) if "=" in item)
+    env.update(cfg.get("env") or {})
+    process["env"] = [f"{k}={v}" for k, v in env.items()]
+    return process
 
 
 def exec_in(config: str) -> None:
     cfg = json.loads(config)
+    argv0 = cfg["argv"][0]
     try:
-        _join(cfg)
-    except OSError as exc:
-        code, report = _failure_report(cfg["argv"][0], exc)
-        sys.stderr.write(f"hypr exec: {report['error']}\n")
-        sys.exit(code)
+        crun = _crun_binary()
+        spec = os.memfd_create("process", 0)  # inherited by crun, which opens them by /proc/self/fd
+        os.write(spec, json.dumps(_exec_process(cfg)).encode())
+        errors = os.memfd_create("crun-log", 0)
+    except (OSError, StartFailed, ValueError, KeyError) as exc:
+        sys.stderr.write(f"hypr exec: {exc}\n")
+        sys.exit(EXIT_CANNOT_RUN)
+    argv = [crun, "--root", cfg["crun_root"], f"--log=file:/proc/self/fd/{errors}", "--log-format=json", "exec",
+            "--process", f"/proc/self/fd/{spec}", cfg["id"]]  # fmt: skip
+    child = os.posix_spawn(crun, argv, os.environ)  # stdio: ours, so the command's are the caller's
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+
+    for sig in _FORWARDED:
+        signal.signal(sig, forward)
+    _, status = os.waitpid(child, 0)
+    code = _exit_code(status)
+    if code == CRUN_FAILED:
+        message = _crun_error(f"/proc/self/fd/{errors}")
+        if message:  # crun's failure, not the command's own 255
+            failure = classify(message, argv0)
+            if "chdir" in message:
+                failure = StartFailed(f"{message}", EXIT_CANNOT_RUN, errno.ENOENT)
+            sys.stderr.write(f"hypr exec: {failure.message}\n")
+            code = failure.code
+    sys.exit(code)
 
 
 def main(argv: list[str]) -> None:

@@ -19,6 +19,7 @@ from hypr.errors import Conflict, InvalidParameter, NotFound
 from hypr.images import manifest as mf
 from hypr.models import BUILTIN_IMAGES, DEFAULT_NETWORK, Network, Resolver, Snapshot, Workload
 from hypr.ports import PortSpec, from_bindings
+from hypr.services.confinement import plan_confinement
 from hypr.services.images import find_image
 from hypr.services.network_plan import find_network
 from hypr.services.validation import label_matches, new_id, now_rfc3339, string_map
@@ -136,6 +137,7 @@ def plan_workload_create(
         user=_string(body, "User") or run.user, workdir=_string(body, "WorkingDir") or run.workdir,
         stop_signal=_string(body, "StopSignal") or run.stop_signal, exposed_ports=exposed,
         resolver=resolver_settings(host_config, _string(body, "Domainname")), **_resources(host_config),
+        confinement=plan_confinement(host_config, runtime),
     )  # fmt: skip
     return WorkloadPlan(workload=workload, endpoints=endpoints, ports=ports)
 

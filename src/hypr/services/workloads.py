@@ -66,7 +66,8 @@ def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchS
         labels=workload.labels, cpus=workload.cpus, memory_mb=workload.memory_mb,
         data_dir=ctx.settings.paths.data_dir, workdir=workload.workdir or "/", user=workload.user,
         rootfs=ctx.images.rootfs(workload.image_id) if workload.image_id else None, image_id=workload.image_id,
-        stop_signal=workload.stop_signal,
+        stop_signal=workload.stop_signal, confinement=workload.confinement,
+        runtime_dir=ctx.settings.paths.runtime_dir,
     )  # fmt: skip
 
 
