@@ -293,3 +293,20 @@ def test_unsupported_image_names_what_is_supported(tmp_path: Path) -> None:
     spec = LaunchSpec("w", "w", "w", "nginx:latest", ("x",), {}, (), None, tmp_path / "w", ALIAS)
     with pytest.raises(InvalidParameter, match="'host', 'busybox' or an absolute path"):
         runtime.validate(spec)
+
+
+def test_a_workload_from_before_crun_is_still_stopped_through_its_process_group(host: Host) -> None:
+    """Workloads outlive daemon upgrades: one still under the old supervisor (no crun container) is signalled as
+    then, on its command's process group."""
+    spec = host.spec("legacy", 16)
+    host.runtime.create(spec)
+    old = subprocess.Popen(["sleep", "1000"], start_new_session=True)  # a session leader and its own group
+    try:
+        start = _libc.start_time(old.pid)
+        assert start is not None
+        handle = Handle(old.pid, start, old.pid)
+        host.runtime.stop(spec, handle, timeout=5)
+        assert old.wait(timeout=5) == -15  # SIGTERM, not the SIGKILL after the timeout
+    finally:
+        old.kill()
+        old.wait()

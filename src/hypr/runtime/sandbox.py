@@ -236,18 +236,29 @@ class SandboxRuntime:
     def status(self, spec: LaunchSpec, handle: Handle) -> tuple[bool, int | None]:
         return handles.status(spec.state_dir, handle)
 
+    def _send(self, spec: LaunchSpec, handle: Handle, sig: int) -> bool:
+        """`crun kill`; False when the container no longer runs. A workload still under a supervisor from before
+        sandboxes ran on crun (workloads outlive daemon upgrades) has no container: its command's process group
+        gets the signal, as it did then."""
+        if crun.exists(spec.state_dir, _container(spec)):
+            return crun.kill(spec.state_dir, _container(spec), sig)
+        if proc.session_of(handle.main_pid) != handle.pid:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(handle.main_pid, sig)
+        return True
+
     def kill(self, spec: LaunchSpec, handle: Handle, signal: _signal.Signals) -> None:
-        if not proc.alive(handle.pid, handle.start_time) or not crun.kill(spec.state_dir, _container(spec), signal):
+        if not proc.alive(handle.pid, handle.start_time) or not self._send(spec, handle, signal):
             raise Conflict(f"Container {spec.name} is not running")
 
     def stop(self, spec: LaunchSpec, handle: Handle, timeout: float) -> int | None:
         """The StopSignal to the container's init (as in Docker, an init without a handler for it ignores it), then
         SIGKILL after `timeout`; the supervisor records the exit code."""
-        container = _container(spec)
         if proc.alive(handle.pid, handle.start_time):
-            crun.kill(spec.state_dir, container, stop_signal(spec))
+            self._send(spec, handle, stop_signal(spec))
             if not proc.wait_gone(handle.pid, handle.start_time, timeout):
-                crun.kill(spec.state_dir, container, _signal.SIGKILL)
+                self._send(spec, handle, _signal.SIGKILL)
                 if not proc.wait_gone(handle.pid, handle.start_time, KILL_GRACE):
                     raise KernelError(f"stop {spec.name}: supervisor {handle.pid} did not exit")
         return handles.exit_code(spec.state_dir)
@@ -277,7 +288,7 @@ class SandboxRuntime:
         handle = handles.adopt(spec.state_dir)
         if handle is not None:
             try:
-                crun.kill(spec.state_dir, container, _signal.SIGKILL)
+                self._send(spec, handle, _signal.SIGKILL)
             except KernelError as exc:
                 errors.append(str(exc))
             if not proc.wait_gone(handle.pid, handle.start_time, KILL_GRACE):
