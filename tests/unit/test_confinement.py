@@ -12,7 +12,7 @@ import pytest
 
 from hypr.errors import InvalidParameter
 from hypr.models import Confinement, Mount, Network, Snapshot
-from hypr.runtime import oci
+from hypr.runtime import oci, shim
 from hypr.services.confinement import plan_confinement
 from hypr.services.workload_plan import plan_workload_create
 
@@ -315,3 +315,17 @@ def test_the_host_image_is_read_only_with_private_tmp_and_run_and_hides_the_daem
 def test_process_env_puts_docker_defaults_under_the_workloads() -> None:
     env = oci.process_env({"PATH": "/opt/bin", "A": "1"}, "box", "/home/app")
     assert env == ("PATH=/opt/bin", "HOSTNAME=box", "HOME=/home/app", "A=1")
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "said"),
+    [
+        ("executable file `nosuch` not found in $PATH: No such file or directory", 127,
+         'exec: "nosuch": executable file not found in $PATH'),
+        ("open executable: Permission denied", 126, 'exec: "nosuch": permission denied'),
+        ("mount `/proc` to `proc`: Operation not permitted", 126, "start nosuch: mount `/proc`"),
+    ],
+)  # fmt: skip
+def test_crun_failures_become_dockers_exit_codes(message: str, code: int, said: str) -> None:
+    failure = shim.classify(message, "nosuch")
+    assert failure.code == code and failure.message.startswith(said)
