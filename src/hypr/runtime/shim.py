@@ -72,6 +72,7 @@ def _drop_netns_pins(keep: str) -> None:
 
     Otherwise this supervisor would keep every other workload's network namespace alive after its delete().
     """
+    keep = os.path.realpath(keep)  # mountinfo shows resolved paths
     for target, _, fstype, _, _ in _mounts():
         if fstype == "nsfs" and target != keep:
             try:
@@ -180,7 +181,7 @@ def _crun_error(path: str) -> str:
 
 def classify(message: str, argv0: str) -> StartFailed:
     """Docker's codes for a command that never ran: 127 not found, 126 cannot be run."""
-    if "not found" in message or ("No such file or directory" in message and "executable" in message):
+    if "executable file" in message and ("not found" in message or "No such file or directory" in message):
         return StartFailed(f'exec: "{argv0}": executable file not found in $PATH', EXIT_NOT_FOUND, errno.ENOENT)
     if "Permission denied" in message and ("executable" in message or "exec" in message):
         return StartFailed(f'exec: "{argv0}": permission denied', EXIT_CANNOT_RUN, errno.EACCES)
@@ -192,7 +193,11 @@ def _start_container(cfg: dict[str, Any], log_fd: int) -> int:
     crun, state, container = _crun_binary(), cfg["state_dir"], cfg["id"]
     base = [crun, "--root", cfg["crun_root"]]
     if os.path.isdir(os.path.join(cfg["crun_root"], container)):  # left by a supervisor that was killed
-        _wait_for(_spawn([*base, "delete", "--force", container], log_fd))
+        null = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            _wait_for(_spawn([*base, "delete", "--force", container], null))
+        finally:
+            os.close(null)
     errors, pid_file = f"{state}/crun.log", f"{state}/init.pid"
     for path in (errors, pid_file):
         with contextlib.suppress(FileNotFoundError):
