@@ -29,11 +29,15 @@ class ReconcileError(KernelError):
         self.errors = errors
 
 
+RECYCLE_AFTER = 200  # reconciles per netlink socket: pyroute2 0.9 keeps ~100 bytes per request on a socket
+
+
 class Reconciler:
     def __init__(self, alias: str, proc_sys: Path = Path("/proc/sys")) -> None:
         self.alias = alias
         self.proc_sys = proc_sys
         self.ipr = IPRoute()
+        self.uses = 0
         self.steps: list[tuple[str, Step]] = []
         self.broken: dict[str, str] = {}  # network ID -> why its bridge is not ours (as of the last reconcile)
         self.standing: set[str] = set()  # failures already reported: they do not fail every later operation
@@ -51,6 +55,7 @@ class Reconciler:
         """Converge everything; raise the failures this reconcile found that the previous one had not. A failure
         that stays (a foreign interface holding a network's bridge name) is raised once and then only logged, so
         one bad network never blocks operations on the others; operations on that network check `broken`."""
+        self._recycle()
         broken: dict[str, str] = {}
         errors = links.reconcile_bridges(self.ipr, snapshot.networks, self.alias, broken)
         self.broken = broken
@@ -71,6 +76,15 @@ class Reconciler:
                 log.debug("still failing: %s", error.message)
         if new:
             raise ReconcileError(new)
+
+    def _recycle(self) -> None:
+        """A fresh IPRoute now and then: what pyroute2 keeps per request is freed with its socket, so the daemon's
+        memory stays flat however many operations it serves (it grew ~3 MB per 1000 operations)."""
+        self.uses += 1
+        if self.uses >= RECYCLE_AFTER:
+            self.ipr.close()
+            self.ipr = IPRoute()
+            self.uses = 0
 
     def write_sysctl(self, key: str, value: str) -> None:
         path = self.proc_sys / key
