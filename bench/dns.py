@@ -4,7 +4,9 @@
 
 Prints queries per second and p99 latency for both, the ratio hypr/dnsmasq for local names, and hypr's qps for
 forwarded names answered from its cache (a fake upstream on loopback). Also the server's CPU time per answered
-query (user + system, from /proc): on a shared machine qps swing with the load, CPU per query much less.
+query (user + system, from /proc): on a shared machine qps swing with the load, CPU per query much less. As root,
+also hypr asked from a workload's address: bare names, and names under the host's search domain (`w001.corp.test`,
+answered as `w001`).
 Needs dnsperf and dnsmasq. As root it runs in a private network namespace of its own (`unshare --net`), so the
 host's namespace is never touched; otherwise it uses 127.0.77.0/24 on the current one.
 """
@@ -35,6 +37,7 @@ NAMES = 200
 SUBNET = IPv4Network("10.77.0.0/16")
 HYPR_ADDR, DNSMASQ_ADDR, UPSTREAM_ADDR = "127.0.77.1", "127.0.77.2", "127.0.77.3"
 PORT = 41053
+HOST_SEARCH = ("corp.test",)  # the host's search list, as the daemon reads it from resolv.conf
 
 
 def names() -> list[str]:
@@ -61,7 +64,7 @@ def snapshot() -> Snapshot:
 async def serve() -> None:
     fake = await FakeUpstream(UPSTREAM_ADDR, PORT, "answer").start()
     server = DnsServer([(UPSTREAM_ADDR, PORT)])
-    await server.set_records(build_records(snapshot()))
+    await server.set_records(build_records(snapshot(), HOST_SEARCH))
     await server.set_listen_addresses({IPv4Address(HYPR_ADDR)}, PORT)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -99,9 +102,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measured(pid: int, host: str, datafile: Path, seconds: int, clients: int) -> Result:
+def measured(pid: int, host: str, datafile: Path, seconds: int, clients: int, source: str | None = None) -> Result:
     before = cpu_seconds(pid)
-    result = dnsperf(host, datafile, seconds, clients)
+    result = dnsperf(host, datafile, seconds, clients, source)
     used = cpu_seconds(pid) - before
     result.cpu_us = used / max(1, result.completed) * 1e6
     return result
@@ -119,10 +122,11 @@ def wait_ready(host: str, name: str, deadline: float) -> None:
     raise RuntimeError(f"{host}:{PORT} did not answer {name}")
 
 
-def dnsperf(host: str, datafile: Path, seconds: int, clients: int) -> Result:
+def dnsperf(host: str, datafile: Path, seconds: int, clients: int, source: str | None = None) -> Result:
     out = subprocess.run(
         [
             "dnsperf",
+            *(["-a", source] if source else []),
             "-s",
             host,
             "-p",
@@ -234,6 +238,15 @@ def main() -> None:
             ]
             ours, theirs = median([r[0] for r in rounds]), median([r[1] for r in rounds])
             cached = measured(hypr.pid, HYPR_ADDR, forwarded, args.seconds, args.clients)
+            from_workload: list[tuple[str, Result]] = []
+            if os.environ.get("HYPR_BENCH_ISOLATED") == "1":  # our own namespace: a workload's address on lo
+                source = str(address(0))
+                subprocess.run(["ip", "addr", "add", f"{source}/32", "dev", "lo"], check=True)
+                bare, searched = query_file(directory, ""), query_file(directory, "." + HOST_SEARCH[0])
+                for label, datafile in (("bare names", bare), (f"name.{HOST_SEARCH[0]}", searched)):
+                    from_workload.append(
+                        (label, measured(hypr.pid, HYPR_ADDR, datafile, args.seconds, args.clients, source))
+                    )
         finally:
             stop(hypr)
             stop(dnsmasq)
@@ -252,6 +265,11 @@ def main() -> None:
         f"forwarded names, from hypr's cache: {cached.qps:.0f} qps  p99 {cached.p99_ms:.2f} ms  lost {cached.lost}"
         f"  cpu {cached.cpu_us:.1f} us/q"
     )
+    for label, result in from_workload:
+        print(
+            f"from a workload, {label}: {result.qps:.0f} qps  p99 {result.p99_ms:.2f} ms  lost {result.lost}"
+            f"  cpu {result.cpu_us:.1f} us/q"
+        )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import IO, Any, TypeVar
 from aiohttp import web
 
 from hypr import names
-from hypr.api.server import make_app
+from hypr.api.server import API_IDLE, LIMITS, ApiSite, make_app
 from hypr.config import Paths, Settings, settings_from_env
 from hypr.dns import DnsServer
 from hypr.errors import HyprError, KernelError
@@ -163,11 +163,14 @@ class Daemon:
             log.error("start-up reconcile: %s", exc.message)
             if not any(n.builtin for n in self.store.snapshot().networks):
                 raise
-        runner = web.AppRunner(make_app(self.ctx, self.call), access_log=None)
+        app = make_app(self.ctx, self.call)
+        # keepalive_timeout: a connection without a whole request head for API_IDLE seconds is closed (aiohttp
+        # starts that timer on connect and after every answer, never during a request: long streams stay).
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=API_IDLE)
         await runner.setup()
         socket_path = self.settings.paths.socket
         socket_path.unlink(missing_ok=True)  # stale: we hold the lock, so nobody else serves it
-        site = web.UnixSite(runner, str(socket_path))
+        site = ApiSite(runner, str(socket_path), app[LIMITS])  # at most API_MAX_CONNECTIONS, oldest idle out
         previous = os.umask(0o117)  # the socket is born 0660: root and the socket's group only, never a window wider
         try:
             await site.start()

@@ -4,10 +4,11 @@
       vbr*  gateways :41003 (and :53)            eth0 198.18.0.2  zone server (answers *.example.test)
       inet0 198.18.0.1/24  <── veth ──>              198.18.0.3  blackhole (reads queries, never answers)
                                                      198.18.0.4  blackhole
+                                                     198.18.0.5  second zone server (answers differently)
 
 The fake servers run in a subprocess inside the internet namespace (`python -m tests.integration.dns_topology`)
-and append one line per query they receive (`udp|tcp <name> <type>`) to a log file, so tests can assert what was
-forwarded and what never left hypr. `stranger()` plugs a namespace of our own into a network's bridge: an asker
+and append one line per query they receive (`udp|tcp <name> <type> <server>`) to a log file, so tests can assert
+what was forwarded, to which server, and what never left hypr. `stranger()` plugs a namespace of our own into a network's bridge: an asker
 hypr has no endpoint for. Everything is removed in `finally`, also when a test fails.
 """
 
@@ -29,8 +30,10 @@ from tests.integration.harness import Hyprd, leftover_mounts, leftover_processes
 
 ZONE_SERVER = "198.18.0.2"
 BLACKHOLES = ("198.18.0.3", "198.18.0.4")
+SECOND_ZONE = "198.18.0.5"  # another upstream, for `--dns`: the same zone, other answers
 HOST_SIDE = "198.18.0.1"
 OUTSIDE_ADDRESS = "198.51.100.7"  # what the zone server answers for *.example.test
+SECOND_ADDRESS = "198.51.100.8"  # what the second zone server answers for *.example.test
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -94,14 +97,17 @@ def ip_of(hyprd: Hyprd, name: str, network: str) -> str:
         return str(client.container(name)["NetworkSettings"]["Networks"][network]["IPAddress"])
 
 
-def run_workload(hyprd: Hyprd, name: str, network: str, *aliases: str, image: str = "busybox") -> None:
+def run_workload(
+    hyprd: Hyprd, name: str, network: str, *aliases: str, image: str = "busybox", **host_config: object
+) -> None:
     """`hypr run -d --name NAME --network NETWORK [--network-alias A]... busybox sleep 600`, through the API
     (no CLI process to start: the shared topology is set up several times faster). `image="host"` gives a
-    workload with the host's file system, hence glibc's resolver (`getent`), and its own /etc/resolv.conf."""
+    workload with the host's file system, hence glibc's resolver (`getent`), and its own /etc/resolv.conf.
+    `host_config`: more HostConfig fields (`Dns=[...]`, `DnsSearch=[...]`, `DnsOptions=[...]`)."""
     body = {
         "Image": image,
         "Cmd": ["sleep", "600"],
-        "HostConfig": {"NetworkMode": network},
+        "HostConfig": {"NetworkMode": network, **host_config},
         "NetworkingConfig": {"EndpointsConfig": {network: {"Aliases": list(aliases)}}},
     }
     with hyprd.client() as client:
@@ -157,12 +163,13 @@ class Internet:
     ns: str
     log: Path
 
-    def queries(self) -> list[str]:
-        """`udp|tcp name type` for every query the fake servers received, in order."""
-        return [line for line in self.log.read_text().splitlines() if line != "ready"]
+    def queries(self, server: str | None = None) -> list[str]:
+        """`udp|tcp name type` for every query the fake servers (or the one at `server`) received, in order."""
+        lines = [line.split() for line in self.log.read_text().splitlines() if line != "ready"]
+        return [" ".join(f[:3]) for f in lines if server is None or f[3] == server]
 
-    def asked(self, name: str) -> list[str]:
-        return [q for q in self.queries() if q.split()[1] == name]
+    def asked(self, name: str, server: str | None = None) -> list[str]:
+        return [q for q in self.queries(server) if q.split()[1] == name]
 
 
 @contextmanager
@@ -176,10 +183,11 @@ def internet(host_ns: str) -> Iterator[Internet]:
             sh("ip", "-n", host_ns, "link", "add", "inet0", "type", "veth", "peer", "name", "eth0", "netns", ns)
             sh("ip", "-n", host_ns, "addr", "add", f"{HOST_SIDE}/24", "dev", "inet0")
             sh("ip", "-n", host_ns, "link", "set", "inet0", "up")
-            for address in (ZONE_SERVER, *BLACKHOLES):
+            for address in (ZONE_SERVER, *BLACKHOLES, SECOND_ZONE):
                 sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
             sh("ip", "-n", ns, "link", "set", "eth0", "up")
-            argv = [f"{ZONE_SERVER}=zone", *(f"{b}=blackhole" for b in BLACKHOLES), "--log", str(log)]
+            servers = [f"{ZONE_SERVER}=zone", *(f"{b}=blackhole" for b in BLACKHOLES), f"{SECOND_ZONE}=second"]
+            argv = [*servers, "--log", str(log)]
             proc = subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-m", "tests.integration.dns_topology", *argv],
                 cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.DEVNULL,
@@ -206,11 +214,19 @@ def internet(host_ns: str) -> Iterator[Internet]:
 
 
 @contextmanager
-def dns_daemon(upstreams: str = f"{ZONE_SERVER}:53") -> Iterator[tuple[Hyprd, Internet]]:
-    """A daemon whose upstream list (HYPR_DNS_UPSTREAMS) points into a fresh internet namespace."""
+def dns_daemon(
+    upstreams: str = f"{ZONE_SERVER}:53", resolv_conf: str | None = None
+) -> Iterator[tuple[Hyprd, Internet]]:
+    """A daemon whose upstream list (HYPR_DNS_UPSTREAMS) points into a fresh internet namespace. `resolv_conf`:
+    the text of the host's resolv.conf it reads (HYPR_RESOLV_CONF; its search list reaches workloads and DNS),
+    in `<root>/resolv.conf`; by default the real /etc/resolv.conf."""
     with netns("hyprt") as ns, internet(ns) as net:
         root = Path(tempfile.mkdtemp(prefix="hyprt-"))
-        daemon = Hyprd(ns=ns, root=root, env_extra={"HYPR_DNS_UPSTREAMS": upstreams})
+        env = {"HYPR_DNS_UPSTREAMS": upstreams}
+        if resolv_conf is not None:
+            (root / "resolv.conf").write_text(resolv_conf)
+            env["HYPR_RESOLV_CONF"] = str(root / "resolv.conf")
+        daemon = Hyprd(ns=ns, root=root, env_extra=env)
         try:
             daemon.start()
             yield daemon, net
@@ -239,12 +255,13 @@ def _serve(listen: list[tuple[str, str]], log_path: Path) -> None:
 
     class Zone(FakeUpstream):
         """By name: tc.* truncated over UDP, big.* ~3 kB of TXT, cut.* the same cut at 512 bytes over UDP without TC
-        (a middlebox that drops the rest), *.example.test A (other types: no answer), else NXDOMAIN."""
+        (a middlebox that drops the rest), *.example.test A (other types: no answer), else NXDOMAIN. The second
+        zone server answers *.example.test A with SECOND_ADDRESS instead."""
 
         def reply(self, data: bytes, *, over_tcp: bool) -> bytes | None:
             query = DNSRecord.parse(data)
             name = str(query.q.qname).lower().rstrip(".")
-            log.write(f"{'tcp' if over_tcp else 'udp'} {name} {QTYPE[query.q.qtype]}\n")
+            log.write(f"{'tcp' if over_tcp else 'udp'} {name} {QTYPE[query.q.qtype]} {self.host}\n")
             if self.mode == "blackhole":
                 return None
             mode: Mode = "answer"
@@ -261,11 +278,13 @@ def _serve(listen: list[tuple[str, str]], log_path: Path) -> None:
                     out.header.rcode = RCODE.NXDOMAIN
                 packed: bytes = out.pack()
                 return packed
-            return fake_answer(data, mode, over_tcp=over_tcp, address=OUTSIDE_ADDRESS)
+            address = SECOND_ADDRESS if self.address == SECOND_ADDRESS else OUTSIDE_ADDRESS
+            return fake_answer(data, mode, over_tcp=over_tcp, address=address)
 
     async def main() -> None:
         for host, mode in listen:
-            await Zone(host, 53, "blackhole" if mode == "blackhole" else "answer").start()
+            address = SECOND_ADDRESS if mode == "second" else OUTSIDE_ADDRESS
+            await Zone(host, 53, "blackhole" if mode == "blackhole" else "answer", address).start()
         log.write("ready\n")
         await asyncio.Event().wait()
 
@@ -274,7 +293,7 @@ def _serve(listen: list[tuple[str, str]], log_path: Path) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="fake upstream DNS servers for the DNS integration tests")
-    parser.add_argument("listen", nargs="+", help="ADDRESS=zone|blackhole")
+    parser.add_argument("listen", nargs="+", help="ADDRESS=zone|second|blackhole")
     parser.add_argument("--log", type=Path, required=True)
     args = parser.parse_args()
     _serve([(address, mode) for address, _, mode in (item.partition("=") for item in args.listen)], args.log)

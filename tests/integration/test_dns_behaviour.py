@@ -26,6 +26,8 @@ from tests.integration.dns_topology import (
     BLACKHOLES,
     HOST_SIDE,
     OUTSIDE_ADDRESS,
+    SECOND_ADDRESS,
+    SECOND_ZONE,
     ZONE_SERVER,
     Dig,
     Internet,
@@ -38,7 +40,7 @@ from tests.integration.dns_topology import (
     stranger,
     workload_netns,
 )
-from tests.integration.harness import Hyprd, run_in, sh
+from tests.integration.harness import Hyprd, run_in, sh, wait_until
 
 DNS_PORT = 41003
 APP_GW, OTHER_GW, SEALED_GW, DEFAULT_GW = "10.40.0.1", "10.41.0.1", "10.42.0.1", "10.88.0.1"
@@ -441,3 +443,131 @@ def test_large_alias_pools_reach_dig_nslookup_and_getent_inside_workloads() -> N
 
         with ThreadPoolExecutor(len(POOLS)) as pool:
             list(pool.map(check, POOLS))
+
+
+# -- the workload's resolver configuration (field report 4): search domains ------------------------------------------
+
+SEARCH_GW = "10.46.0.1"
+
+
+def resolv_of(hyprd: Hyprd, *run_args: str) -> str:
+    return hyprd.cli("run", "--rm", *run_args, "busybox", "cat", "/etc/resolv.conf").stdout
+
+
+def test_peers_under_search_domains_for_busybox_and_glibc() -> None:
+    """With search domains in a workload's resolv.conf, busybox nslookup asks only `peer.<domain>` for a bare
+    `peer` (and glibc does so first with ndots above 0). Those names are answered as the peer, for the host's
+    search list (no flag) and for `--dns-search`, and never forwarded; other names under the domains still are."""
+    conf = f"nameserver {ZONE_SERVER}\nsearch corp.test example.test\n"
+    with dns_daemon(resolv_conf=conf) as (hyprd, net):
+        create_network(hyprd, "n1", "10.46.0.0/24")
+        create_network(hyprd, "n2", "10.47.0.0/24")
+        run_workload(hyprd, "pa1", "n1", "svc")
+        run_workload(hyprd, "far", "n2")
+        run_workload(hyprd, "mine", "n1", DnsSearch=["own.test"])  # --dns-search, for dig from its namespace
+        pa1 = ip_of(hyprd, "pa1", "n1")
+        assert "search corp.test example.test\n" in resolv_of(hyprd, "--network", "n1")
+        assert "search own.test\n" in resolv_of(hyprd, "--network", "n1", "--dns-search", "own.test")
+
+        def nslookup(name: str, *run_args: str) -> list[str]:
+            out = hyprd.cli("run", "--rm", "--network", "n1", *run_args, "busybox", "nslookup", name, rc=None).stdout
+            return list(dict.fromkeys(nslookup_addresses(out)))  # one answer per search domain: the same peer
+
+        def getent(name: str, *run_args: str, db: str = "hosts") -> str:
+            out = hyprd.cli("run", "--rm", "--network", "n1", *run_args, "host", "getent", db, name, rc=None)
+            return out.stdout
+
+        # busybox nslookup: the host's search list, then --dns-search, then none at all
+        assert nslookup("pa1") == [pa1]
+        assert nslookup("svc") == [pa1]  # aliases too
+        assert nslookup("pa1", "--dns-search", "other.test") == [pa1]
+        assert nslookup("pa1", "--dns-search", "other.test", "--dns-search", "corp.test") == [pa1]
+        assert nslookup("pa1", "--dns-search", ".") == [pa1]  # asked as it is
+        # glibc: ndots:2 makes it try the search list first; ndots:0 (hypr's default) asks `pa1` as it is first
+        for args in ((), ("--dns-option", "ndots:2"), ("--dns-search", "other.test", "--dns-option", "ndots:2")):
+            assert getent("pa1", *args).split()[:1] == [pa1], args
+            assert getent("svc", *args, db="ahostsv4").split()[:1] == [pa1], args
+        assert getent("pa1.corp.test").split()[:1] == [pa1]
+        assert getent("pa1.other.test", "--dns-search", "other.test").split()[:1] == [pa1]
+        # dig from workloads' own namespaces: each asker's own list, or the host's
+        asker = workload_netns(hyprd, "mine")
+        assert dig(asker, SEARCH_GW, "pa1.own.test").data == [pa1]
+        assert dig(asker, SEARCH_GW, "+tcp", "SVC.Own.Test").data == [pa1]
+        assert dig(asker, SEARCH_GW, "AAAA", "pa1.own.test").status == "NOERROR"  # NODATA, as `pa1` has
+        assert dig(workload_netns(hyprd, "pa1"), SEARCH_GW, "pa1.corp.test").data == [pa1]
+        assert dig(workload_netns(hyprd, "pa1"), SEARCH_GW, "pa1.own.test").status == "NXDOMAIN"  # forwarded
+        # an unknown asker on the bridge is taken for a workload with the host's list
+        with stranger(hyprd, SEARCH_GW, "10.46.0.250") as ns:
+            assert dig(ns, SEARCH_GW, "pa1.example.test").data == [pa1]
+        # other names under the domains are forwarded as before; a peer of another network is no name of ours
+        assert OUTSIDE_ADDRESS in nslookup("intranet")  # intranet.example.test, from the zone server
+        assert net.asked("intranet.corp.test") and net.asked("intranet.example.test")
+        assert nslookup("far") == [OUTSIDE_ADDRESS]  # far.example.test from upstream: far is on n2, not ours to give
+        assert net.asked("far.corp.test") and net.asked("far.example.test")
+        never = {f"{n}.{d}" for n in ("pa1", "svc") for d in ("corp.test", "example.test", "other.test")}
+        asked = {q.split()[1] for q in net.queries()}
+        assert not (never | {"svc.own.test"}) & asked, sorted(never & asked)
+        assert "pa1.own.test" in asked  # asked by pa1 itself, whose domains do not include own.test
+
+        # The host's resolv.conf changes: DNS follows it at once, as new workloads' resolv.conf does.
+        (hyprd.root / "resolv.conf").write_text(f"nameserver {ZONE_SERVER}\nsearch new.test\n")
+        wait_until(lambda: dig(workload_netns(hyprd, "pa1"), SEARCH_GW, "pa1.new.test").data == [pa1], "new.test")
+        forwarded_before = len(net.asked("pa1.new.test"))  # while the daemon had not seen the change yet
+        assert "search new.test\n" in resolv_of(hyprd, "--network", "n1")
+        assert nslookup("pa1") == [pa1]
+        assert dig(workload_netns(hyprd, "pa1"), SEARCH_GW, "pa1.corp.test").status == "NXDOMAIN"  # forwarded now
+        assert dig(asker, SEARCH_GW, "pa1.own.test").data == [pa1]  # its own list does not change
+        assert len(net.asked("pa1.new.test")) == forwarded_before
+
+
+# -- --dns: the servers the gateway forwards a workload's outside names to ---------------------------------------------
+
+FWD_GW = "10.48.0.1"
+
+
+def test_dns_flag_sends_that_workloads_outside_names_to_its_own_servers() -> None:
+    """`--dns X` (HostConfig.Dns, compose `dns:`): hypr's gateway stays the only nameserver, so peers and `.hypr`
+    keep working, and the outside names of that workload go to X instead of the daemon's upstreams, with failover
+    and a cache of their own; a workload without --dns still uses the daemon's."""
+    with dns_daemon() as (hyprd, net):
+        create_network(hyprd, "f1", "10.48.0.0/24")
+        run_workload(hyprd, "own", "f1", Dns=[SECOND_ZONE])
+        run_workload(hyprd, "plain", "f1")
+        run_workload(hyprd, "gl", "f1", image="host", Dns=[SECOND_ZONE])
+        run_workload(hyprd, "fo", "f1", Dns=[BLACKHOLES[0], SECOND_ZONE])
+        own, plain, fo = (workload_netns(hyprd, n) for n in ("own", "plain", "fo"))
+        resolv = hyprd.cli("exec", "own", "cat", "/etc/resolv.conf").stdout
+        assert f"nameserver {FWD_GW}\n" in resolv and SECOND_ZONE not in resolv
+
+        def busybox(who: str, name: str) -> list[str]:
+            return nslookup_addresses(hyprd.cli("exec", who, "nslookup", name, rc=None).stdout)
+
+        for _ in range(2):  # the second time from hypr's cache: still each asker's own upstream's answer
+            assert busybox("own", "b1.example.test") == [SECOND_ADDRESS]
+            assert busybox("plain", "b1.example.test") == [OUTSIDE_ADDRESS]
+            assert dig(own, FWD_GW, "b1.example.test").data == [SECOND_ADDRESS]
+            assert dig(own, FWD_GW, "+tcp", "b1.example.test").data == [SECOND_ADDRESS]
+            assert dig(plain, FWD_GW, "+tcp", "b1.example.test").data == [OUTSIDE_ADDRESS]
+            assert dig(hyprd.ns, FWD_GW, "b1.example.test").data == [OUTSIDE_ADDRESS]  # the host: the daemon's
+        assert net.asked("b1.example.test", SECOND_ZONE) and net.asked("b1.example.test", ZONE_SERVER)
+        assert hyprd.cli("exec", "gl", "getent", "hosts", "b2.example.test").stdout.split()[:1] == [SECOND_ADDRESS]
+        assert dig(own, FWD_GW, "only2.example.test").data == [SECOND_ADDRESS]
+        assert net.asked("b2.example.test", ZONE_SERVER) == [] and net.asked("only2.example.test", ZONE_SERVER) == []
+        # local names are hypr's whatever the workload's servers: peers, .hypr, reverse names
+        assert busybox("own", "plain") == [ip_of(hyprd, "plain", "f1")]
+        assert dig(own, FWD_GW, "plain.hypr").data == [ip_of(hyprd, "plain", "f1")]
+        assert not net.asked("plain", SECOND_ZONE) and not net.asked("plain.hypr", SECOND_ZONE)
+        # failover between its own servers: the dead first one costs one timeout, then is tried last
+        first = dig(fo, FWD_GW, "b3.example.test")
+        assert first.data == [SECOND_ADDRESS] and first.msec < 800, first.text
+        later = dig(fo, FWD_GW, "b4.example.test")
+        assert later.data == [SECOND_ADDRESS] and later.msec < 350, later.text
+        assert net.asked("b3.example.test", BLACKHOLES[0]) and not net.asked("b4.example.test", BLACKHOLES[0])
+        assert net.asked("b3.example.test", ZONE_SERVER) == [] and net.asked("b4.example.test", ZONE_SERVER) == []
+        # the CLI flag, for a workload's first instruction
+        out = hyprd.cli(
+            "run", "--rm", "--network", "f1", "--dns", SECOND_ZONE, "busybox", "nslookup", "b5.example.test"
+        )
+        assert nslookup_addresses(out.stdout) == [SECOND_ADDRESS] and not net.asked("b5.example.test", ZONE_SERVER)
+        out = hyprd.cli("run", "--rm", "--network", "f1", "busybox", "nslookup", "b5.example.test")
+        assert nslookup_addresses(out.stdout) == [OUTSIDE_ADDRESS]

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
 from hypr.dns.records import HOST as HOST_SCOPE
-from hypr.dns.records import Found, Outcome, Records, build_records, lookup, scope_for
-from hypr.models import Endpoint, Network, Snapshot, Workload
+from hypr.dns.records import (
+    Found,
+    Outcome,
+    Records,
+    build_records,
+    lookup,
+    scope_for,
+    search_domains,
+    valid_name,
+)
+from hypr.models import Endpoint, Network, Resolver, Snapshot, Workload
 
 APP, DATA, SECRET, BRIDGE = "a" * 64, "b" * 64, "c" * 64, "d" * 64
 
@@ -259,3 +269,213 @@ def test_records_are_frozen() -> None:
 
 def test_build_is_deterministic() -> None:
     assert build_records(SNAPSHOT) == build_records(SNAPSHOT)
+
+
+# -- search domains (field report 4: busybox nslookup asks only `peer.<search domain>`) -------------------------------
+
+HOST_SEARCH = ("Corp.Test.", "example.test")  # the host's resolv.conf: normalised when the records are built
+OWN, NONE_OF_ITS_OWN, INTERNAL_OWN = wl("own"), wl("nosearch"), wl("sealed")
+SEARCH_SNAPSHOT = Snapshot(
+    networks=SNAPSHOT.networks,
+    workloads=(
+        WEB,
+        DB,
+        API1,
+        API2,
+        VAULT,
+        dataclasses.replace(OWN, resolver=Resolver(search=("dev.test",))),
+        dataclasses.replace(NONE_OF_ITS_OWN, resolver=Resolver(search=())),  # `--dns-search .`
+        dataclasses.replace(INTERNAL_OWN, resolver=Resolver(search=("in.test",))),
+    ),
+    endpoints=(
+        *(e for e in SNAPSHOT.endpoints if e.workload_id in {WEB.id, DB.id, API1.id, API2.id, VAULT.id}),
+        ep(OWN, APP, "10.89.1.20", 0),
+        ep(NONE_OF_ITS_OWN, APP, "10.89.1.21", 0),
+        ep(INTERNAL_OWN, SECRET, "10.89.3.20", 0),
+    ),
+)
+SEARCH_RECORDS = build_records(SEARCH_SNAPSHOT, HOST_SEARCH)
+API1_IP, OWN_IP, NOSEARCH_IP, SEALED_IP = "10.89.1.3", "10.89.1.20", "10.89.1.21", "10.89.3.20"
+
+
+@pytest.mark.parametrize(
+    ("asker", "arrived_on", "qname", "qtype", "expected"),
+    [
+        # the host's search list, for a workload without its own: `X.<D>` is X, for every name X it may see
+        (API1_IP, None, "web.corp.test", "A", a("10.89.1.2")),
+        (API1_IP, None, "WEB.Corp.Test.", "A", a("10.89.1.2")),
+        (API1_IP, None, "web.example.test", "A", a("10.89.1.2")),  # every domain of the list
+        (API1_IP, None, "api.corp.test", "A", a("10.89.1.3", "10.89.1.4")),  # aliases: all members
+        (API1_IP, None, "frontend.corp.test", "A", a("10.89.1.2")),
+        (API1_IP, None, "web.app.corp.test", "A", a("10.89.1.2")),  # `name.network` too
+        (API1_IP, None, f"{WEB.id[:12]}.corp.test", "A", a("10.89.1.2")),  # the short ID
+        (API1_IP, None, "api1.corp.test", "A", a("10.89.1.3")),  # its own name
+        (API1_IP, None, "web.corp.test", "AAAA", Outcome.NODATA),  # as X would be: NODATA, not forwarded
+        (API1_IP, None, "web.corp.test", "MX", Outcome.NODATA),
+        # anything else under D is forwarded as before
+        (API1_IP, None, "db.corp.test", "A", Outcome.FORWARD),  # db is on Data-Net, api1 is not
+        (API1_IP, None, "intranet.corp.test", "A", Outcome.FORWARD),
+        (API1_IP, None, "corp.test", "A", Outcome.FORWARD),
+        (API1_IP, None, "x.web.corp.test", "A", Outcome.FORWARD),  # `x.web` is no name of ours
+        (API1_IP, None, "web.corp.test.evil", "A", Outcome.FORWARD),  # D must be the end of the name
+        (API1_IP, None, "webcorp.test", "A", Outcome.FORWARD),  # ... at a label boundary
+        (API1_IP, None, "web.dev.test", "A", Outcome.FORWARD),  # not one of its search domains
+        ("10.89.2.3", None, "web.corp.test", "A", a("10.89.2.2")),  # db sees web on Data-Net
+        ("10.89.2.3", None, "api.corp.test", "A", Outcome.FORWARD),  # ... but not api
+        # its own list replaces the host's (`--dns-search dev.test`)
+        (OWN_IP, None, "web.dev.test", "A", a("10.89.1.2")),
+        (OWN_IP, None, "web.corp.test", "A", Outcome.FORWARD),
+        (OWN_IP, None, "web", "A", a("10.89.1.2")),
+        # `--dns-search .`: no search domains at all
+        (NOSEARCH_IP, None, "web.corp.test", "A", Outcome.FORWARD),
+        (NOSEARCH_IP, None, "web", "A", a("10.89.1.2")),
+        # an internal network: its names under its domains, nothing forwarded
+        (SEALED_IP, None, "vault.in.test", "A", a("10.89.3.2")),
+        (SEALED_IP, None, "web.in.test", "A", Outcome.NXDOMAIN),
+        (SEALED_IP, None, "vault.corp.test", "A", Outcome.NXDOMAIN),
+        # the host has no names to see: its `X.<D>` is forwarded as any dotted name
+        (HOST, None, "web.corp.test", "A", Outcome.FORWARD),
+        (APP_GW, APP_GW, "web.corp.test", "A", Outcome.FORWARD),
+        # an unknown asker on a bridge is taken for a workload with the host's resolver settings
+        (NEWCOMER, APP_GW, "web.corp.test", "A", a("10.89.1.2")),
+        (NEWCOMER, APP_GW, "db.corp.test", "A", Outcome.FORWARD),
+        (SEALED_NEWCOMER, SECRET_GW, "vault.example.test", "A", a("10.89.3.2")),
+        (SEALED_NEWCOMER, SECRET_GW, "web.example.test", "A", Outcome.NXDOMAIN),
+        # the rules before still come first
+        (API1_IP, None, "web.hypr", "A", a("10.89.1.2")),
+        (API1_IP, None, "nope", "A", Outcome.NXDOMAIN),
+        (API1_IP, None, "2.1.89.10.in-addr.arpa", "PTR", Found(pointers=("web.hypr",))),
+    ],
+)
+def test_search_domains(asker: str, arrived_on: str | None, qname: str, qtype: str, expected: object) -> None:
+    assert lookup(SEARCH_RECORDS, asker, arrived_on, qname, qtype) == expected
+
+
+@pytest.mark.parametrize("asker", [API1_IP, OWN_IP, SEALED_IP, NEWCOMER, SEALED_NEWCOMER])
+def test_our_names_under_a_search_domain_are_never_forwarded(asker: str) -> None:
+    """The reverse: `X.<D>` never goes upstream when X is a name the asker sees and D one of its search domains;
+    under a domain that is not one of its own, the same name is an ordinary dotted name."""
+    arrived_on = {NEWCOMER: APP_GW, SEALED_NEWCOMER: SECRET_GW}.get(asker)
+    scope = scope_for(SEARCH_RECORDS, asker, arrived_on)
+    visible = {name for network in scope.networks for name in SEARCH_RECORDS.scoped[network]}
+    assert visible and scope.search
+    for name in visible:
+        expected = lookup(SEARCH_RECORDS, asker, arrived_on, name, "A")
+        assert isinstance(expected, Found)
+        for domain in scope.search:
+            for qtype in ("A", "AAAA", "TXT"):
+                got = lookup(SEARCH_RECORDS, asker, arrived_on, f"{name}.{domain}", qtype)
+                assert got == lookup(SEARCH_RECORDS, asker, arrived_on, name, qtype), (name, domain, qtype)
+        if scope.networks - SEARCH_RECORDS.internal:
+            assert lookup(SEARCH_RECORDS, asker, arrived_on, f"{name}.elsewhere.test", "A") is Outcome.FORWARD
+
+
+def test_search_lists_are_normalised_and_part_of_the_scope() -> None:
+    assert SEARCH_RECORDS.host_search == ("corp.test", "example.test")
+    assert search_domains(["A.Test.", "a.test", "", ".", "x" * 64 + ".test", "bad label.test", "b.test"]) == (
+        "a.test",
+        "b.test",
+    )
+    api1, own = scope_for(SEARCH_RECORDS, API1_IP, None), scope_for(SEARCH_RECORDS, OWN_IP, None)
+    assert api1.networks == own.networks == frozenset({APP})
+    assert (api1.search, own.search) == (("corp.test", "example.test"), ("dev.test",))
+    assert api1 != own and hash(api1) != hash(own)  # the server's reply caches tell them apart
+    assert scope_for(SEARCH_RECORDS, "10.89.1.4", None) is api1  # the same settings: one scope object
+    assert scope_for(SEARCH_RECORDS, NEWCOMER, APP_GW).search == ("corp.test", "example.test")
+    assert scope_for(RECORDS, NEWCOMER, APP_GW).search == ()
+
+
+# -- --dns: the workload's own upstreams ------------------------------------------------------------------------------
+
+
+def test_own_dns_servers_are_the_scopes_upstreams() -> None:
+    snapshot = Snapshot(
+        networks=SNAPSHOT.networks,
+        workloads=(
+            dataclasses.replace(OWN, resolver=Resolver(dns=("198.18.0.5", "2001:db8::53", "198.18.0.5"))),
+            dataclasses.replace(NONE_OF_ITS_OWN, resolver=Resolver(dns=(APP_GW,))),  # our gateway: the default
+            dataclasses.replace(INTERNAL_OWN, resolver=Resolver(dns=("198.18.0.5",))),
+            API1,
+        ),
+        endpoints=(
+            ep(OWN, APP, OWN_IP, 0),
+            ep(NONE_OF_ITS_OWN, APP, NOSEARCH_IP, 0),
+            ep(INTERNAL_OWN, SECRET, SEALED_IP, 0),
+            ep(API1, APP, API1_IP, 0),
+        ),
+    )
+    records = build_records(snapshot)
+    own = scope_for(records, OWN_IP, None)
+    assert own.upstreams == (("198.18.0.5", 53), ("2001:db8::53", 53))
+    assert scope_for(records, NOSEARCH_IP, None).upstreams is None
+    assert scope_for(records, API1_IP, None).upstreams is None
+    assert own != scope_for(records, API1_IP, None)  # forwarded replies are never shared between the two
+    assert lookup(records, OWN_IP, None, "example.com", "A") is Outcome.FORWARD
+    # an internal network forwards nothing, whatever its servers
+    assert lookup(records, SEALED_IP, None, "example.com", "A") is Outcome.NXDOMAIN
+
+
+# -- names that cannot be DNS names (issue 13 item 10) ----------------------------------------------------------------
+
+LONG = "l" * 63
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        ("web", True),
+        (LONG, True),
+        (LONG + "x", False),  # 64: one label too long
+        (".".join([LONG] * 3) + "." + "x" * 61, True),  # 253 characters
+        (".".join([LONG] * 3) + "." + "x" * 62, False),  # 254
+        ("a" * 300, False),
+        ("a.b_c-d", True),
+        ("a..b", False),
+        (".a", False),
+        ("", False),
+        ("with space", False),
+        ("ünï", False),
+        ("a/b", False),
+        ("Upper", False),  # names are lower-cased before they are checked
+    ],
+)
+def test_valid_name(name: str, valid: bool) -> None:
+    assert valid_name(name) is valid
+
+
+def test_names_that_cannot_be_dns_names_are_left_out_and_break_nothing_else() -> None:
+    long64, long300, dotted = "a" * 64, "b" * 300, "c" * 60 + "." + "d" * 63
+    bad_net = Network("e" * 64, "n" * 70, "vbre", IPv4Network("10.89.9.0/24"), IPv4Address("10.89.9.1"))
+    w64, w300, wok, wdots = wl(long64), wl(long300), wl("fine"), wl(dotted)
+    snapshot = Snapshot(
+        networks=(*SNAPSHOT.networks, bad_net),
+        workloads=(w64, w300, wok, wdots),
+        endpoints=(
+            ep(w64, APP, "10.89.1.64", 0, ("alias64", "x" * 64, "sp ace", "ü")),
+            ep(w300, APP, "10.89.1.65", 0),
+            ep(wok, APP, "10.89.1.66", 0, ("ok",)),
+            ep(wok, bad_net.id, "10.89.9.2", 1),
+            ep(wdots, APP, "10.89.1.67", 0),
+        ),
+    )
+    records = build_records(snapshot)
+    # no `.hypr` name and no PTR for a name that is no DNS name; its address's reverse name is simply unknown
+    assert long64 not in records.hypr and long300 not in records.hypr
+    assert lookup(records, HOST, None, "64.1.89.10.in-addr.arpa", "PTR") is Outcome.NXDOMAIN
+    assert lookup(records, HOST, None, "65.1.89.10.in-addr.arpa", "PTR") is Outcome.NXDOMAIN
+    # everything else about those workloads still works: their aliases, short IDs, their own lookups
+    asker = "10.89.1.66"
+    assert lookup(records, asker, None, "alias64", "A") == a("10.89.1.64")
+    assert lookup(records, asker, None, w300.id[:12], "A") == a("10.89.1.65")
+    assert lookup(records, "10.89.1.65", None, "fine", "A") == a("10.89.1.66")
+    assert lookup(records, "10.89.1.65", None, "fine.hypr", "A") == a("10.89.1.66")
+    # a 124-character dotted name is fine: all of its forms (`.hypr`, PTR, `name.network`) are published
+    assert lookup(records, asker, None, dotted, "A") == a("10.89.1.67")
+    assert lookup(records, HOST, None, "67.1.89.10.in-addr.arpa", "PTR") == Found(pointers=(dotted + ".hypr",))
+    assert lookup(records, asker, None, dotted + ".app", "A") == a("10.89.1.67")
+    # a network name that is no DNS label gives no `name.network` forms; bare names on it still work
+    assert lookup(records, "10.89.9.2", None, "fine", "A") == a("10.89.1.66", "10.89.9.2")
+    assert lookup(records, "10.89.9.2", None, "fine." + "n" * 70, "A") is Outcome.FORWARD
+    for table in records.scoped.values():
+        assert all(valid_name(name) for name in table)
+    assert all(valid_name(target) for target in records.reverse.values())

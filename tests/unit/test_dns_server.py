@@ -3,7 +3,10 @@ run of at least 100,000 random and mutated packets after which the server must s
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
+import logging
 import os
 import random
 import socket
@@ -23,8 +26,11 @@ import dns.rdatatype
 import pytest
 
 from hypr.dns import DnsServer, build_records
+from hypr.dns import records as records_module
+from hypr.dns import server as server_module
+from hypr.dns.records import Found, Outcome, Records, Scope
 from hypr.dns.testing import FakeUpstream, LoopThread, Mode, fake_answer
-from hypr.models import Endpoint, Network, Snapshot, Workload
+from hypr.models import Endpoint, Network, Resolver, Snapshot, Workload
 
 PORT = 41003
 # One /16 of loopback per test process, so parallel runs (and other engineers' tests) never collide.
@@ -415,3 +421,187 @@ def fuzz_tcp(rng: random.Random) -> None:
                 conn.sendall(struct.pack("!H", length) + body)
     reply = dns.query.tcp(dns.message.make_query("web.hypr", "A"), FUZZ_LISTEN, port=PORT, timeout=3)
     assert addresses(reply) == [f"{BASE}.1.2"]
+
+
+# -- --dns: a workload's own upstreams ---------------------------------------------------------------------------
+
+MINE = addr("1.30")  # a workload on "app" with its own --dns servers
+
+
+def with_own_dns(*servers: str) -> Snapshot:
+    base = snapshot()
+    mine = dataclasses.replace(workload("mine"), resolver=Resolver(dns=servers))
+    return Snapshot(
+        networks=base.networks,
+        workloads=(*base.workloads, mine),
+        endpoints=(*base.endpoints, endpoint(mine, base.networks[0], MINE)),
+    )
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_own_dns_servers_get_that_workloads_outside_names(env: Env, monkeypatch: pytest.MonkeyPatch, tcp: bool) -> None:
+    monkeypatch.setattr(records_module, "UPSTREAM_PORT", 5300)  # --dns holds addresses; the fakes are on 5300
+    default = env.upstream("9.20", "answer")
+    own = env.loop.run(FakeUpstream(addr("9.21"), 5300, "answer", "192.0.2.77").start())
+    dead = env.upstream("9.22", "blackhole")
+    try:
+        env.upstreams(default)
+        env.loop.run(env.server.set_records(build_records(with_own_dns(addr("9.21")))))
+        for _ in range(3):  # the first from upstream, the rest from the cache and the reply table: never mixed
+            assert addresses(ask("Own.example.", source=MINE, tcp=tcp)) == ["192.0.2.77"]
+            assert addresses(ask("own.example.", source=PEER, tcp=tcp)) == ["192.0.2.10"]
+            assert addresses(ask("own.example.", source=HOST, tcp=tcp)) == ["192.0.2.10"]
+        assert own.udp_queries + own.tcp_queries == 1 and default.udp_queries + default.tcp_queries == 1
+        assert addresses(ask("web", source=MINE, tcp=tcp)) == [addr("1.2")]  # local names stay local
+        assert addresses(ask("only-mine.example.", source=MINE, tcp=tcp)) == ["192.0.2.77"]
+        assert default.udp_queries + default.tcp_queries == 1  # the default upstream never saw its names
+        # failover between its own servers, as between the daemon's: the dead one costs one timeout
+        env.loop.run(env.server.set_records(build_records(with_own_dns(addr("9.22"), addr("9.21")))))
+        started = time.monotonic()
+        assert addresses(ask("failover.example.", source=MINE, tcp=tcp)) == ["192.0.2.77"]
+        assert time.monotonic() - started < 0.8 and dead.udp_queries == 1
+        assert addresses(ask("failover2.example.", source=MINE, tcp=tcp)) == ["192.0.2.77"]
+        assert dead.udp_queries == 1  # tried last for a while
+    finally:
+        for fake in (default, own, dead):
+            env.loop.run(fake.close())
+
+
+# -- TCP limits (issue 13 item 11) ------------------------------------------------------------------------------
+
+
+def tcp_connect(source: str) -> socket.socket:
+    conn = socket.create_connection((LISTEN, PORT), timeout=3, source_address=(source, 0))
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # no TIME_WAIT pile-up
+    return conn
+
+
+def closed_by_server(conn: socket.socket, within: float) -> bool:
+    conn.settimeout(within)
+    try:
+        return conn.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
+def tcp_ask(conn: socket.socket, name: str) -> dns.message.Message:
+    conn.settimeout(3)
+    query = dns.message.make_query(name, "A")
+    dns.query.send_tcp(conn, query)
+    reply, _ = dns.query.receive_tcp(conn, time.time() + 3)
+    return reply
+
+
+def test_tcp_clients_that_send_nothing_or_too_slowly_are_closed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "TCP_IDLE", 0.5)
+    idle, slow, busy = tcp_connect(HOST), tcp_connect(HOST), tcp_connect(PEER)
+    try:
+        slow.sendall(b"\x00")  # half a length prefix, then nothing (slow-loris)
+        assert addresses(tcp_ask(busy, "web.hypr")) == [addr("1.2")]
+        for _ in range(3):  # a client that keeps asking keeps its connection
+            time.sleep(0.3)
+            assert addresses(tcp_ask(busy, "web.hypr")) == [addr("1.2")]
+        assert closed_by_server(idle, 1.0) and closed_by_server(slow, 1.0)
+        assert closed_by_server(busy, 1.5)  # ... until it stops
+    finally:
+        for conn in (idle, slow, busy):
+            conn.close()
+
+
+def test_one_source_cannot_hold_more_than_its_share(env: Env) -> None:
+    """Connections over the per-source cap close that source's oldest idle one; other askers never notice."""
+    held = [tcp_connect(HOST) for _ in range(server_module.MAX_TCP_PER_SOURCE + 10)]
+    try:
+        fresh = held[-1]
+        assert addresses(tcp_ask(fresh, "web.hypr")) == [addr("1.2")]
+        assert all(closed_by_server(conn, 1.0) for conn in held[:10])  # the oldest made room
+        assert not any(closed_by_server(conn, 0.05) for conn in held[10:])
+        assert len(env.server._connections) == server_module.MAX_TCP_PER_SOURCE
+        other = tcp_connect(PEER)
+        assert addresses(tcp_ask(other, "web")) == [addr("1.2")]
+        other.close()
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_many_idle_clients_never_lock_tcp_out(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the global cap a newcomer closes the connection idle longest; a connection waiting for an upstream is
+    never closed for it, and one that cannot be made room for is refused at once (no hang)."""
+    monkeypatch.setattr(server_module, "MAX_TCP_CLIENTS", 12)
+    monkeypatch.setattr(server_module, "MAX_TCP_PER_SOURCE", 4)
+    dead = env.upstream("9.30", "blackhole")
+    env.upstreams(dead)
+    sources = [addr(f"0.{100 + i}") for i in range(6)]
+    held: list[socket.socket] = []
+    try:
+        waiting = tcp_connect(sources[0])  # asks a name the dead upstream never answers: busy for ~0.4 s
+        dns.query.send_tcp(waiting, dns.message.make_query("slow.example.", "A"))
+        time.sleep(0.05)
+        held = [tcp_connect(source) for source in sources for _ in range(4)]
+        time.sleep(0.05)
+        assert len(env.server._connections) == 12
+        for asker in (HOST, PEER):
+            started = time.monotonic()
+            conn = tcp_connect(asker)
+            assert addresses(tcp_ask(conn, "web.hypr")) == [addr("1.2")]
+            assert time.monotonic() - started < 0.5
+            conn.close()
+        reply, _ = dns.query.receive_tcp(waiting, time.time() + 3)  # still there, answered SERVFAIL
+        assert reply.rcode() == dns.rcode.SERVFAIL
+        waiting.close()
+    finally:
+        for conn in held:
+            conn.close()
+        env.loop.run(dead.close())
+
+
+def test_a_client_that_never_reads_its_replies_is_closed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "TCP_WRITE", 0.3)
+    big = env.upstream("9.31", "big")
+    env.upstreams(big)
+    conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.bind((HOST, 0))
+        conn.connect((LISTEN, PORT))
+        query = dns.message.make_query("big.example.", "TXT").to_wire()
+        conn.settimeout(5)
+        sent = 0
+        with contextlib.suppress(OSError):  # the server closes on us while we are still sending
+            for _ in range(4000):  # ~12 MB of replies asked for and never read
+                conn.sendall(struct.pack("!H", len(query)) + query)
+                sent += 1
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and env.server._connections:
+            time.sleep(0.05)
+        assert not env.server._connections, f"still served after {sent} unread replies"
+    finally:
+        conn.close()
+        env.loop.run(big.close())
+
+
+# -- no input makes the server raise (issue 13 item 10) -------------------------------------------------------------
+
+
+def test_an_unforeseen_failure_is_servfail_for_that_query_only_and_logged_once(
+    env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = server_module.lookup_scoped
+
+    def failing(records: Records, scope: Scope, qname: str, qtype: str) -> Found | Outcome:
+        if qname.startswith("boom"):
+            raise RuntimeError("a bug")
+        return real(records, scope, qname, qtype)
+
+    monkeypatch.setattr(server_module, "lookup_scoped", failing)
+    caplog.set_level(logging.DEBUG, logger="hypr.dns.server")
+    for i in range(200):
+        assert ask(f"boom{i}.hypr", tcp=i % 10 == 0).rcode() == dns.rcode.SERVFAIL
+        if i % 50 == 0:
+            assert addresses(ask("web.hypr")) == [addr("1.2")]
+    failures = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info is not None, [r.getMessage() for r in failures]
+    assert env.server.faults.count == 200

@@ -127,3 +127,19 @@ def test_truncated_reply_is_header_and_question() -> None:
     cut = wire.truncated(full, query)
     message = dns.message.from_wire(cut)
     assert message.flags & dns.flags.TC and not message.answer and message.rcode() == dns.rcode.NOERROR
+
+
+def test_answer_cache_keeps_answers_of_different_upstreams_apart() -> None:
+    """A workload with `--dns X` must never get an answer fetched from the daemon's upstreams, nor the reverse."""
+    cache = AnswerCache(clock=Clock())
+    packet = make_query("shared.example.")
+    query = wire.parse_query(packet)
+    own = (("198.18.0.5", 53),)
+    cache.put(query, fake_answer(packet, "answer", over_tcp=False, address="192.0.2.1"))
+    cache.put(query, fake_answer(packet, "answer", over_tcp=False, address="192.0.2.5"), own)
+    default, mine = cache.get(query), cache.get(query, own)
+    assert default is not None and mine is not None
+    assert dns.message.from_wire(default).answer[0][0].address == "192.0.2.1"
+    assert dns.message.from_wire(mine).answer[0][0].address == "192.0.2.5"
+    assert cache.get(query, (("198.18.0.6", 53),)) is None
+    assert cache.get(query, (("198.18.0.5", 53), ("198.18.0.6", 53))) is None

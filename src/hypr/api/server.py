@@ -2,14 +2,26 @@
 
 Handlers only parse the request, hand the work to a service on the daemon's worker thread, and shape the answer.
 Every `HyprError` becomes `{"message": ...}` with its status, in one middleware.
+
+Connections are limited (`ConnectionLimits`, issue 13 item 11) so that clients that connect and send nothing, or
+send too slowly, cannot lock the API out: a connection must send a whole request head within API_IDLE seconds
+of connecting or of its last answer (aiohttp's keep-alive timer), and its body within API_BODY_TIMEOUT. At most
+API_MAX_CONNECTIONS are served at once; a new one past that closes the connection idle longest (one that has no
+request in progress), and is refused with a 503 only when every connection is in a request. A request in progress
+is never timed out: `logs -f`, `wait`, a pull stream as long as they need to.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import platform
+from collections.abc import Callable
+from os import PathLike
+from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from hypr import __version__
 from hypr.api import shapes
@@ -31,6 +43,125 @@ from hypr.services import network_plan, networks, system
 from hypr.services.context import Context
 
 log = logging.getLogger(__name__)
+
+API_MAX_CONNECTIONS = 1024  # connections served at once (each costs a descriptor and a few kB)
+API_IDLE = 10.0  # seconds a connection may sit without a whole request head (after connecting or an answer)
+API_BODY_TIMEOUT = 30.0  # seconds to send a request body (at most 16 MB: milliseconds over a unix socket)
+API_BACKLOG = 1024  # connections waiting to be accepted: a burst of clients must not get EAGAIN from connect()
+FORGET = 60.0  # seconds after which a closed connection's bookkeeping goes
+_REFUSED_BODY = b'{"message": "too many connections, every one with a request running"}'
+REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_REFUSED_BODY), _REFUSED_BODY)
+)
+
+
+class _Refused(asyncio.Protocol):
+    """A connection past the cap when none can be closed for it: a 503, then closed."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.write(REFUSED)
+        transport.close()
+
+
+class ConnectionLimits:
+    """The API socket's connection cap, and which connections are idle (no request in progress) and since when.
+    `middleware` marks requests; `protocol_factory` makes room for new connections (see the module docstring)."""
+
+    def __init__(self, cap: int = API_MAX_CONNECTIONS, body_timeout: float = API_BODY_TIMEOUT) -> None:
+        self.cap = cap
+        self.body_timeout = body_timeout
+        self.busy: set[RequestHandler] = set()  # connections with a request in progress
+        self.since: dict[RequestHandler, float] = {}  # when each was accepted or last answered
+        self.refused = 0
+        self.closed_for_room = 0
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        protocol = request.protocol
+        self.busy.add(protocol)
+        try:
+            return await self._handle(request, handler)
+        except ConnectionError:
+            if protocol.transport is not None:
+                raise
+            # The client went away (mid-body, or leaving a `logs -f` stream): nobody to answer, nothing to log.
+            return web.Response(status=400)
+        finally:
+            self.busy.discard(protocol)
+            self.since[protocol] = asyncio.get_running_loop().time()
+
+    async def _handle(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.content.is_eof():
+            result: web.StreamResponse = await handler(request)
+            return result
+        # The body is still on its way: the deadline runs until its last byte arrives, then stops. Handlers read
+        # their body before they start any work, so only a client that sends too slowly is cut off.
+        running = True
+
+        def arrived() -> None:
+            if running:
+                deadline.reschedule(None)
+
+        try:
+            async with asyncio.timeout(self.body_timeout) as deadline:
+                request.content.on_eof(arrived)
+                result = await handler(request)
+            return result
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+        finally:
+            running = False
+        message = f"request body not received within {self.body_timeout:g} s"
+        response = json_response({"message": message}, status=408)
+        response.force_close()
+        return response
+
+    def protocol_factory(self, server: web.Server) -> Callable[[], asyncio.Protocol]:
+        """The protocol factory for the listening socket: aiohttp's, once there is room for one more."""
+        loop = asyncio.get_running_loop()
+
+        def make() -> asyncio.Protocol:
+            live = [h for h in server.connections if h.transport is not None]
+            now = loop.time()
+            if len(self.since) > 2 * max(self.cap, len(live)):
+                # Forget closed connections (a handler only just made has no transport yet either: keep those).
+                self.since = {h: t for h, t in self.since.items() if h.transport is not None or now - t < FORGET}
+            if len(live) >= self.cap:
+                idle = [h for h in live if h not in self.busy]
+                if not idle:
+                    self.refused += 1
+                    return _Refused()
+                oldest = min(idle, key=lambda h: self.since.get(h, now))
+                oldest.force_close()
+                self.closed_for_room += 1
+            handler = server()
+            self.since[handler] = now
+            return handler
+
+        return make
+
+
+class ApiSite(web.BaseSite):
+    """aiohttp's UnixSite, with `ConnectionLimits` deciding who is served."""
+
+    def __init__(self, runner: web.BaseRunner, path: str | PathLike[str], limits: ConnectionLimits) -> None:
+        super().__init__(runner, backlog=API_BACKLOG)
+        self.path = path
+        self.limits = limits
+
+    @property
+    def name(self) -> str:
+        return f"http://unix:{self.path}:"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        factory = self.limits.protocol_factory(server)
+        self._server = await asyncio.get_running_loop().create_unix_server(factory, self.path, backlog=self._backlog)
 
 
 class Api:
@@ -94,8 +225,15 @@ class Api:
         return json_response({"NetworksDeleted": deleted})
 
 
-def make_app(ctx: Context, call: Call) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=16 * 1024 * 1024)
+LIMITS = web.AppKey("limits", ConnectionLimits)
+
+
+def make_app(ctx: Context, call: Call, limits: ConnectionLimits | None = None) -> web.Application:
+    """The API. Serve it with `ApiSite(runner, path, app[LIMITS])` and a runner with
+    `keepalive_timeout=API_IDLE`, so the connection limits hold."""
+    limits = limits if limits is not None else ConnectionLimits()
+    app = web.Application(middlewares=[errors_middleware, limits.middleware], client_max_size=16 * 1024 * 1024)
+    app[LIMITS] = limits
     image_api = ImageApi(ctx, call)
 
     async def images_start_up(_app: web.Application) -> None:

@@ -1,6 +1,6 @@
 """hypr's DNS: `<workload>.hypr` everywhere, scoped bare names, forwarding to the host's resolvers.
 
-records = build_records(snapshot)          # pure
+records = build_records(snapshot, host_search)  # pure; host_search: the host's resolv.conf search domains
 server = DnsServer(load_upstreams(skip=gateways))
 await server.set_records(records)          # one assignment, no re-bind
 await server.set_listen_addresses(gateways)  # port 41003; absent addresses are retried in the background

@@ -18,21 +18,31 @@ Rules, in order:
 3. Bare names (workload name, its 12-character short ID, its aliases), each also as `<name>.<network name>`:
    only for askers with a network the target is attached to, with the target's address(es) on the shared
    network(s). One alias on several workloads gives all of their addresses.
-4. A single-label name that rule 3 did not answer is NXDOMAIN, for every asker (a short name is never sent to the
-   internet, compose#3185). The root name is not a single label: it is forwarded like any other.
-5. Everything else is forwarded, except for askers attached only to internal networks: NXDOMAIN (Podman's choice:
-   NXDOMAIN makes stub resolvers stop at once, where REFUSED sends them on to the next server).
+4. `X.<D>`, where D is one of the asker's search domains (its own `--dns-search`, else the host's) and X a name
+   rule 3 gives that asker: answered as X is (stub resolvers such as busybox's nslookup only ask `peer.<domain>`
+   for a bare `peer` when resolv.conf has a search list). Never forwarded. Other names under D follow rule 6.
+5. A single-label name that rules 3-4 did not answer is NXDOMAIN, for every asker (a short name is never sent to
+   the internet, compose#3185). The root name is not a single label: it is forwarded like any other.
+6. Everything else is forwarded (to the asker's own `--dns` servers when it has some, else the daemon's), except
+   for askers attached only to internal networks: NXDOMAIN (Podman's choice: NXDOMAIN makes stub resolvers stop at
+   once, where REFUSED sends them on to the next server).
 
 Known names with a type we do not hold (AAAA, MX, ...) get NODATA: NOERROR with no answer.
+
+Only names that are DNS names are published: every label 1-63 characters of letters, digits, `-` and `_`, the
+whole at most 253 characters (`valid_name`). A workload name, alias or network name that is not (too long, empty
+labels, spaces, non-ASCII) gives no record of that form; everything else about the workload is published as usual.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, ip_address
 
+from hypr.dns.upstream import Upstream
 from hypr.models import Endpoint, Snapshot, Workload
 
 ZONE = "hypr"
@@ -41,10 +51,60 @@ ZONE = "hypr"
 TTL = 5
 SHORT_ID = 12
 REVERSE_SUFFIX = ".in-addr.arpa"
+MAX_NAME_TEXT = 253  # a name's text without the trailing dot: 255 bytes on the wire
+_LABEL = re.compile(r"[a-z0-9_-]{1,63}\Z", re.ASCII)
+UPSTREAM_PORT = 53
 
-Scope = frozenset[str]  # ids of the networks an asker is attached to; empty for the host
-HOST: Scope = frozenset()
+
+class Scope(frozenset[str]):
+    """Who an asker is, for the lookup rules and for every reply cache: `networks`, the ids of the networks it
+    speaks for (empty for the host); `search`, the search domains its resolver appends (normalised, in order); and
+    `upstreams`, its own servers for forwarded names (None: the daemon's).
+
+    The set's members are the network ids plus one tagged member per search domain and per upstream, so that two
+    scopes are equal exactly when all three are, and the server's hot path hashes it in C (a frozenset caches its
+    hash). Make them with `make_scope`."""
+
+    __slots__ = ("networks", "search", "upstreams")
+    networks: frozenset[str]
+    search: tuple[str, ...]
+    upstreams: tuple[Upstream, ...] | None
+
+
+def make_scope(
+    networks: Iterable[str] = (), search: Sequence[str] = (), upstreams: Sequence[Upstream] | None = None
+) -> Scope:
+    nets = frozenset(networks)
+    members = set(nets)
+    members.update(f"\x00search {i} {domain}" for i, domain in enumerate(search))
+    if upstreams:
+        members.update(f"\x00dns {i} {host} {port}" for i, (host, port) in enumerate(upstreams))
+    scope = Scope(members)
+    scope.networks = nets
+    scope.search = tuple(search)
+    scope.upstreams = tuple(upstreams) if upstreams else None
+    return scope
+
+
+HOST: Scope = make_scope()
 Address = IPv4Address | str  # as sockets report it, or parsed
+
+
+def valid_name(name: str) -> bool:
+    """Whether `name` (lower case, no trailing dot) can be a DNS name we publish: labels of 1-63 letters, digits,
+    `-` or `_`, at most 253 characters in all. Anything else is left out of DNS, never half-encoded."""
+    return 0 < len(name) <= MAX_NAME_TEXT and all(_LABEL.match(label) for label in name.split("."))
+
+
+def search_domains(domains: Iterable[str]) -> tuple[str, ...]:
+    """Search domains as a stub resolver appends them, normalised (lower case, no trailing dot); ones that cannot
+    be DNS names (and duplicates) are dropped: no query can end in them."""
+    found: list[str] = []
+    for domain in domains:
+        normal = domain.lower().rstrip(".")
+        if valid_name(normal) and normal not in found:
+            found.append(normal)
+    return tuple(found)
 
 
 class Outcome(enum.Enum):
@@ -65,7 +125,7 @@ Answer = Found | Outcome
 
 @dataclass(frozen=True)
 class Records:
-    scopes: Mapping[str, Scope]  # endpoint address (text, as sockets report it) -> the asker's networks
+    scopes: Mapping[str, Scope]  # endpoint address (text, as sockets report it) -> that asker's scope
     hypr: Mapping[str, tuple[tuple[str, IPv4Address], ...]]  # workload name -> (network id, address) by position
     scoped: Mapping[str, Mapping[str, tuple[IPv4Address, ...]]]  # network id -> name -> addresses
     reverse: Mapping[str, str]  # "2.0.88.10.in-addr.arpa" -> "web.hypr"
@@ -73,6 +133,8 @@ class Records:
     internal: frozenset[str]  # ids of internal networks
     gateways: Mapping[str, tuple[str, IPv4Network]] = field(default_factory=dict)  # gateway -> (network id, subnet)
     reverse_inner: frozenset[str] = frozenset()  # "1.89.10.in-addr.arpa", ...: names with PTR records below them
+    newcomers: Mapping[str, Scope] = field(default_factory=dict)  # network id -> scope of an unknown asker on it
+    host_search: tuple[str, ...] = ()  # the host's search domains these tables were built with
 
 
 EMPTY = Records(scopes={}, hypr={}, scoped={}, reverse={}, subnets=(), internal=frozenset())
@@ -97,7 +159,8 @@ def unknown_scope(records: Records, asker: str, arrived_on: Address | None) -> S
         return HOST
     if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
         return HOST
-    return frozenset((network_id,))
+    scope = records.newcomers.get(network_id)
+    return scope if scope is not None else make_scope((network_id,), records.host_search)
 
 
 def _published(snapshot: Snapshot) -> list[Workload]:
@@ -107,13 +170,34 @@ def _published(snapshot: Snapshot) -> list[Workload]:
 
 
 def _bare_names(workload: Workload, endpoint: Endpoint) -> set[str]:
+    """The names a workload answers to on one endpoint, as DNS names; those that cannot be are left out."""
     names = {workload.name, workload.id[:SHORT_ID], *endpoint.aliases}
-    return {n.lower().rstrip(".") for n in names if n}
+    return {n for n in (name.lower().rstrip(".") for name in names if isinstance(name, str)) if valid_name(n)}
 
 
-def build_records(snapshot: Snapshot) -> Records:
-    network_names = {n.id: n.name.lower() for n in snapshot.networks}
+def own_upstreams(workload: Workload, gateways: Iterable[str]) -> tuple[Upstream, ...] | None:
+    """A workload's `--dns` servers as upstreams (port 53), without our own gateways (the gateway is its only
+    nameserver already: forwarding to it would be asking ourselves); None when none are left: the daemon's."""
+    ours = set(gateways)
+    found: list[Upstream] = []
+    for server in workload.resolver.dns:
+        try:
+            address = str(ip_address(server.strip("[]")))
+        except ValueError:
+            continue  # validated when the workload was made; never let one bad row break the records
+        if address not in ours and (address, UPSTREAM_PORT) not in found:
+            found.append((address, UPSTREAM_PORT))
+    return tuple(found) or None
+
+
+def build_records(snapshot: Snapshot, host_search: Sequence[str] = ()) -> Records:
+    """The record tables for `snapshot`. `host_search`: the host's resolv.conf search domains, which workloads
+    without `--dns-search` have in their resolv.conf (and unknown askers are assumed to have)."""
+    host = search_domains(host_search)
+    network_names = {n.id: n.name.lower().rstrip(".") for n in snapshot.networks}
+    gateways = [str(n.gateway) for n in snapshot.networks]
     scopes: dict[str, Scope] = {}
+    interned: dict[Scope, Scope] = {}
     hypr: dict[str, tuple[tuple[str, IPv4Address], ...]] = {}
     scoped: dict[str, dict[str, list[IPv4Address]]] = {n.id: {} for n in snapshot.networks}
     reverse: dict[str, str] = {}
@@ -121,16 +205,24 @@ def build_records(snapshot: Snapshot) -> Records:
         endpoints = [e for e in snapshot.endpoints_of(workload.id) if e.network_id in network_names]
         if not endpoints:
             continue
-        own = workload.name.lower()
-        hypr[own] = tuple((e.network_id, e.ip) for e in endpoints)
-        networks = frozenset(e.network_id for e in endpoints)
+        own = workload.name.lower().rstrip(".")
+        target = f"{own}.{ZONE}"
+        published = valid_name(target)  # `<name>.hypr` and its PTR records only for a name that is a DNS name
+        if published:
+            hypr[own] = tuple((e.network_id, e.ip) for e in endpoints)
+        resolver = workload.resolver
+        search = host if resolver.search is None else search_domains(resolver.search)
+        scope = make_scope((e.network_id for e in endpoints), search, own_upstreams(workload, gateways))
+        scope = interned.setdefault(scope, scope)
         for endpoint in endpoints:
-            scopes[str(endpoint.ip)] = networks
-            reverse[reverse_name(endpoint.ip)] = f"{own}.{ZONE}"
+            scopes[str(endpoint.ip)] = scope
+            if published:
+                reverse[reverse_name(endpoint.ip)] = target
             table = scoped[endpoint.network_id]
             bare = _bare_names(workload, endpoint)
             # `<name>.<network>` for every bare name: compose service names are aliases (`db.myproj_default`).
-            names = bare | {f"{n}.{network_names[endpoint.network_id]}" for n in bare}
+            network = network_names[endpoint.network_id]
+            names = bare | {f"{n}.{network}" for n in bare if valid_name(f"{n}.{network}")}
             for name in names:
                 addresses = table.setdefault(name, [])
                 if endpoint.ip not in addresses:
@@ -144,6 +236,8 @@ def build_records(snapshot: Snapshot) -> Records:
         internal=frozenset(n.id for n in snapshot.networks if n.internal),
         gateways={str(n.gateway): (n.id, n.subnet) for n in snapshot.networks},
         reverse_inner=frozenset(name.split(".", i)[i] for name in reverse for i in (1, 2, 3)),
+        newcomers={n.id: make_scope((n.id,), host) for n in snapshot.networks},
+        host_search=host,
     )
 
 
@@ -170,15 +264,28 @@ def lookup_scoped(records: Records, scope: Scope, qname: str, qtype: str) -> Ans
         answer = _reverse(records, qname, qtype)
         if answer is not None:
             return answer
-    if scope:
-        addresses = _shared(records, scope, qname)
+    networks = scope.networks
+    if networks:
+        addresses = _shared(records, networks, qname)
+        if not addresses and scope.search:
+            addresses = _searched(records, scope, qname)
         if addresses:
             return _typed(qtype, Found(addresses=addresses))
-        if scope <= records.internal:
+        if networks <= records.internal:
             return Outcome.NXDOMAIN
     if qname and "." not in qname:
         return Outcome.NXDOMAIN  # a bare name is never forwarded, whoever asks
     return Outcome.FORWARD
+
+
+def _searched(records: Records, scope: Scope, qname: str) -> tuple[IPv4Address, ...]:
+    """Rule 4: `X.<D>` for a search domain D of the asker's, answered as X when X is a name it may see."""
+    for domain in scope.search:
+        if len(qname) > len(domain) + 1 and qname.endswith(domain) and qname[-len(domain) - 1] == ".":
+            addresses = _shared(records, scope.networks, qname[: -len(domain) - 1])
+            if addresses:
+                return addresses
+    return ()
 
 
 def _typed(qtype: str, found: Found) -> Answer:
@@ -192,7 +299,7 @@ def _zone(records: Records, scope: Scope, qname: str, qtype: str) -> Answer:
     endpoints = records.hypr.get(qname[: -len(ZONE) - 1])
     if not endpoints:
         return Outcome.NXDOMAIN
-    shared = [ip for network, ip in endpoints if network in scope]
+    shared = [ip for network, ip in endpoints if network in scope.networks]
     return _typed(qtype, Found(addresses=(shared[0] if shared else endpoints[0][1],)))
 
 
@@ -217,9 +324,9 @@ def _reverse(records: Records, qname: str, qtype: str) -> Answer | None:
     return Outcome.NXDOMAIN
 
 
-def _shared(records: Records, scope: Scope, qname: str) -> tuple[IPv4Address, ...]:
+def _shared(records: Records, networks: frozenset[str], qname: str) -> tuple[IPv4Address, ...]:
     found: list[IPv4Address] = []
-    for network in sorted(scope):  # sorted: the same asker always sees the same base order
+    for network in sorted(networks):  # sorted: the same asker always sees the same base order
         for address in records.scoped.get(network, {}).get(qname, ()):
             if address not in found:
                 found.append(address)

@@ -8,6 +8,15 @@ The asker's scope comes from its source address and, for an address that is no e
 query arrived on (`records.scope_for`). Every UDP reply, local or forwarded, goes through `wire.fit_udp`: it is
 the whole answer when that fits the asker's UDP size, else a TC reply without records (the asker retries over TCP,
 where nothing is cut below 65,535 bytes).
+
+No input makes the server raise: a query whose handling fails for a reason nobody foresaw gets SERVFAIL, and the
+failure is logged once, then counted at most once a minute (a workload must not be able to flood the log).
+
+TCP clients are limited so that no one can lock TCP out for the others (RFC 7766 6.2): each must send its next
+whole query within TCP_IDLE seconds of connecting or of our last reply, and take each reply within TCP_WRITE;
+one source address holds at most MAX_TCP_PER_SOURCE connections and everyone together MAX_TCP_CLIENTS. At either
+cap a new connection first closes the one that has waited longest without our doing anything for it (the oldest
+idle, slow or stalled one; never one waiting for an upstream answer), and is refused only when there is none.
 """
 
 from __future__ import annotations
@@ -32,7 +41,11 @@ log = logging.getLogger(__name__)
 LOCAL_CACHE_SIZE = 8192
 MAX_INFLIGHT = 512  # forwarded queries waiting on upstreams; beyond this we drop (the client retries)
 MAX_TCP_CLIENTS = 256
-TCP_IDLE = 10.0  # RFC 7766 suggests seconds, not minutes: idle clients must not hold connections
+MAX_TCP_PER_SOURCE = 16  # one address (a workload) cannot hold more than this many TCP connections
+TCP_IDLE = 5.0  # seconds for a client's next whole query (RFC 7766: seconds, not minutes); slow-loris ends here
+TCP_WRITE = 5.0  # seconds for a client to take a reply: one that never reads does not hold its connection
+TCP_BACKLOG = 1024  # connections the kernel queues for accept: a burst of clients is queued, not dropped
+FAULT_LOG_EVERY = 60.0  # seconds between log lines about queries that failed unexpectedly
 BIND_RETRY_FIRST = 0.05
 BIND_RETRY_MAX = 1.0
 BIND_RETRY_ERRNOS = (errno.EADDRNOTAVAIL, errno.EADDRINUSE)
@@ -87,6 +100,48 @@ class _Fresh:
     def __init__(self, reply: bytes, until: float) -> None:
         self.reply = reply
         self.until = until
+
+
+class _Faults:
+    """Unexpected failures while answering: the first is logged with its traceback, later ones are counted and
+    reported at most once every FAULT_LOG_EVERY seconds, whatever rate a client sends them at."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.next_report = 0.0
+
+    def report(self, what: str) -> None:
+        self.count += 1
+        now = monotonic()
+        if self.count == 1:
+            log.exception("dns: %s failed; answered SERVFAIL (further failures are counted)", what)
+        elif now >= self.next_report:
+            log.error("dns: %d queries failed unexpectedly so far (latest: %s); answered SERVFAIL", self.count, what)
+        else:
+            return
+        self.next_report = now + FAULT_LOG_EVERY
+
+
+def _servfail(data: bytes) -> bytes | None:
+    """A SERVFAIL for a query we could not answer, built as defensively as possible; None to stay silent."""
+    try:
+        return wire.status_reply(wire.parse_query(data), wire.SERVFAIL)
+    except Exception:
+        return None
+
+
+class _TcpClient:
+    """One TCP connection: where from, and since when it has waited for the client (accepted, query read, reply
+    written). `busy` while its answer is being fetched upstream: then the wait is ours, and it is never closed
+    to make room."""
+
+    __slots__ = ("busy", "since", "source", "writer")
+
+    def __init__(self, source: str, writer: asyncio.StreamWriter) -> None:
+        self.source = source
+        self.writer = writer
+        self.since = monotonic()
+        self.busy = False
 
 
 def _qclass_ok(query: wire.Query) -> bool:
@@ -226,7 +281,7 @@ def _bound_socket(kind: socket.SocketKind, address: Address) -> socket.socket:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart while old clients linger
         sock.bind((str(address[0]), address[1]))
         if kind == socket.SOCK_STREAM:
-            sock.listen(128)
+            sock.listen(TCP_BACKLOG)
     except OSError:
         sock.close()
         raise
@@ -263,7 +318,7 @@ class _Listener:
                 return False
             raise
         self.udp = _Udp(self.server, udp_sock, str(self.address[0]))
-        self.tcp = await asyncio.start_server(self.server.on_tcp, sock=tcp_sock)
+        self.tcp = await asyncio.start_server(self.server.on_tcp, sock=tcp_sock, backlog=TCP_BACKLOG)
         return True
 
     async def keep_trying(self) -> None:
@@ -302,7 +357,9 @@ class DnsServer:
         self.replies: dict[tuple[bytes, Scope], wire.Body | _Rotating | _Fresh] = {}  # UDP replies minus ID
         self._turns: dict[tuple[bytes, Scope], _Turn] = {}  # round-robin position by question and scope
         self._tasks: set[asyncio.Task[None]] = set()  # forwarded UDP queries in flight
-        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}  # TCP clients being served
+        self._connections: dict[asyncio.Task[Any], _TcpClient] = {}  # TCP clients being served
+        self._by_source: dict[str, dict[asyncio.Task[Any], _TcpClient]] = {}  # the same, by source address
+        self.faults = _Faults()
 
     # -- control ---------------------------------------------------------------------------------------------
 
@@ -333,14 +390,24 @@ class DnsServer:
         await self.set_listen_addresses(set())
         for task in self._tasks:
             task.cancel()
-        for writer in self._connections.values():
-            writer.close()  # not cancel(): asyncio's stream callback reports cancelled handlers as errors
+        for client in self._connections.values():
+            client.writer.close()  # not cancel(): asyncio's stream callback reports cancelled handlers as errors
         await asyncio.gather(*self._tasks, *self._connections, return_exceptions=True)
 
     # -- UDP -------------------------------------------------------------------------------------------------
 
     def on_datagram(self, data: bytes, addr: tuple[str | Any, int], transport: _Udp, scope: Scope) -> None:
-        """A query the reply cache does not hold: parse, look up, answer or forward, remember local replies."""
+        """A query the reply table does not hold: parse, look up, answer or forward, remember local replies.
+        Never raises: whatever goes wrong, the asker gets SERVFAIL and the other queries are answered."""
+        try:
+            self._on_datagram(data, addr, transport, scope)
+        except Exception:
+            self.faults.report(f"a UDP query from {addr[0]}")
+            reply = _servfail(data)
+            if reply is not None:
+                transport.sendto(reply, addr)
+
+    def _on_datagram(self, data: bytes, addr: tuple[str | Any, int], transport: _Udp, scope: Scope) -> None:
         try:
             query = wire.parse_query(data)
         except wire.Malformed as exc:
@@ -377,7 +444,7 @@ class DnsServer:
     def _forward_udp(
         self, data: bytes, query: wire.Query, scope: Scope, addr: tuple[str | Any, int], transport: _Udp
     ) -> None:
-        cached = self.forwarder.cache.get_until(query)
+        cached = self.forwarder.cache.get_until(query, scope.upstreams)
         if cached is not None:
             body = wire.fit_udp(wire.body_of(cached[0]), query)
             # `until` is on the cache's clock, time.monotonic, which the fast path compares with.
@@ -386,52 +453,102 @@ class DnsServer:
             return
         if len(self._tasks) >= self.max_inflight:
             return  # overloaded (or a flood against a dead upstream): dropping is what a busy resolver does
-        task = asyncio.create_task(self._relay_udp(data, query, addr, transport))
+        task = asyncio.create_task(self._relay_udp(data, query, scope, addr, transport))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _relay_udp(self, data: bytes, query: wire.Query, addr: tuple[str | Any, int], transport: _Udp) -> None:
-        reply = await self.forwarder.resolve(data, query)
+    async def _relay_udp(
+        self, data: bytes, query: wire.Query, scope: Scope, addr: tuple[str | Any, int], transport: _Udp
+    ) -> None:
+        try:
+            reply = await self.forwarder.resolve(data, query, scope.upstreams)
+            reply = reply[:2] + wire.fit_udp(wire.body_of(reply), query)
+        except Exception:
+            self.faults.report(f"forwarding a UDP query from {addr[0]}")
+            reply = wire.status_reply(query, wire.SERVFAIL)
         if not transport.is_closing():
-            transport.sendto(reply[:2] + wire.fit_udp(wire.body_of(reply), query), addr)
+            transport.sendto(reply, addr)
 
     # -- TCP -------------------------------------------------------------------------------------------------
 
     async def on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if task is None or len(self._connections) >= MAX_TCP_CLIENTS:
+        peer = writer.get_extra_info("peername")
+        client = _TcpClient(str(peer[0]) if peer else "", writer)
+        if task is None or not self._make_room(client.source):
             writer.close()  # a connection flood must not exhaust our file descriptors
             return
-        self._connections[task] = writer
+        self._connections[task] = client
+        self._by_source.setdefault(client.source, {})[task] = client
         try:
-            await self._serve_tcp(reader, writer)
+            await self._serve_tcp(reader, writer, client)
         finally:
-            del self._connections[task]
+            self._forget(task)
 
-    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer, local = writer.get_extra_info("peername"), writer.get_extra_info("sockname")
-        asker, arrived_on = (peer[0] if peer else ""), (local[0] if local else None)
+    def _forget(self, task: asyncio.Task[Any]) -> _TcpClient | None:
+        client = self._connections.pop(task, None)
+        if client is not None:
+            same = self._by_source[client.source]
+            del same[task]
+            if not same:
+                del self._by_source[client.source]
+        return client
+
+    def _make_room(self, source: str) -> bool:
+        """Whether a new connection from `source` may be served: under both caps, or once the connection that has
+        waited longest on its client (of that source for the per-source cap) is closed. False when every one
+        that would have to go is waiting for an upstream answer. Costs a scan only at a cap."""
+        same = self._by_source.get(source, {})
+        if len(same) >= MAX_TCP_PER_SOURCE and not self._drop_oldest_idle(same):
+            return False
+        return len(self._connections) < MAX_TCP_CLIENTS or self._drop_oldest_idle(self._connections)
+
+    def _drop_oldest_idle(self, clients: Mapping[asyncio.Task[Any], _TcpClient]) -> bool:
+        idle = [(client.since, task) for task, client in clients.items() if not client.busy]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda pair: pair[0])[1]
+        dropped = self._forget(oldest)
+        if dropped is not None:
+            dropped.writer.close()  # its read fails at once and its task ends quietly
+        return True
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: _TcpClient) -> None:
+        local = writer.get_extra_info("sockname")
+        arrived_on = local[0] if local else None
         try:
             while True:
-                async with asyncio.timeout(TCP_IDLE):
+                async with asyncio.timeout(TCP_IDLE):  # the whole next query: idle and slow clients alike
                     (length,) = struct.unpack("!H", await reader.readexactly(2))
                     data = await reader.readexactly(length)
-                reply = await self._reply_tcp(data, asker, arrived_on)
+                client.since = monotonic()
+                client.busy = True
+                try:
+                    reply = await self._reply_tcp(data, client.source, arrived_on)
+                finally:
+                    client.busy = False
                 if reply is not None:
                     writer.write(struct.pack("!H", len(reply)) + reply)
-                    await writer.drain()
+                    async with asyncio.timeout(TCP_WRITE):
+                        await writer.drain()
+                client.since = monotonic()
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            pass  # the client finished, went idle or went away: close quietly
+            pass  # the client finished, went idle, was too slow, went away, or made room for another: close quietly
         finally:
             writer.close()
 
     async def _reply_tcp(self, data: bytes, asker: str, arrived_on: str | None) -> bytes | None:
+        """The reply to one query over TCP; never raises (SERVFAIL when something unforeseen fails)."""
         try:
-            query = wire.parse_query(data)
-        except wire.Malformed as exc:
-            return exc.reply
-        scope = scope_for(self.records, asker, arrived_on)
-        answer = self._answer(query, scope)
-        if answer is Outcome.FORWARD:
-            return await self.forwarder.resolve(data, query)
-        return data[:2] + tcp_reply(query, answer, self._turn(query, scope))
+            try:
+                query = wire.parse_query(data)
+            except wire.Malformed as exc:
+                return exc.reply
+            scope = scope_for(self.records, asker, arrived_on)
+            answer = self._answer(query, scope)
+            if answer is Outcome.FORWARD:
+                return await self.forwarder.resolve(data, query, scope.upstreams)
+            return data[:2] + tcp_reply(query, answer, self._turn(query, scope))
+        except Exception:
+            self.faults.report(f"a TCP query from {asker}")
+            return _servfail(data)

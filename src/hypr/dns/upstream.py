@@ -3,6 +3,10 @@ failover, a small TTL cache.
 
 Forwarded answers are relayed as bytes: only the ID (and, from the cache, the question's letter case and the
 TTLs) are patched, so EDNS options, DNSSEC records and types we do not know pass through intact.
+
+A query may name its own servers (a workload's `--dns`): they are asked instead of the daemon's, with the same
+failover, and their answers are cached apart (the cache key holds the server list), so askers with different
+upstreams never see each other's answers.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from hypr.dns import wire
 log = logging.getLogger(__name__)
 
 Upstream = tuple[str, int]  # (address, port)
+Servers = tuple[Upstream, ...] | None  # a query's own upstreams; None: the forwarder's (the daemon's)
+CacheKey = tuple[bytes, bool, bool, Servers]
 
 RESOLV_CONF = Path("/etc/resolv.conf")
 # systemd-resolved's real upstream list, used when /etc/resolv.conf only names its stub (127.0.0.53).
@@ -97,20 +103,21 @@ class AnswerCache:
     def __init__(self, size: int = 4096, clock: Callable[[], float] = time.monotonic) -> None:
         self._size = size
         self._clock = clock
-        self._entries: OrderedDict[tuple[bytes, bool, bool], _Cached] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, _Cached] = OrderedDict()
 
     @staticmethod
-    def key(query: wire.Query) -> tuple[bytes, bool, bool]:
-        return query.key, query.edns_size is not None, query.dnssec_ok
+    def key(query: wire.Query, servers: Servers = None) -> CacheKey:
+        return query.key, query.edns_size is not None, query.dnssec_ok, servers
 
-    def get(self, query: wire.Query) -> bytes | None:
-        found = self.get_until(query)
+    def get(self, query: wire.Query, servers: Servers = None) -> bytes | None:
+        found = self.get_until(query, servers)
         return None if found is None else found[0]
 
-    def get_until(self, query: wire.Query) -> tuple[bytes, float] | None:
+    def get_until(self, query: wire.Query, servers: Servers = None) -> tuple[bytes, float] | None:
         """The reply (with the query's ID, question case and counted-down TTLs) and until when (clock time) those
-        exact bytes stay right: the next whole second of its age, or its expiry. A server may replay them until."""
-        key = self.key(query)
+        exact bytes stay right: the next whole second of its age, or its expiry. A server may replay them until.
+        `servers`: the upstreams the answer must have come from (None: the daemon's)."""
+        key = self.key(query, servers)
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -126,11 +133,11 @@ class AnswerCache:
             struct.pack_into("!I", out, offset, max(0, ttl - elapsed))
         return bytes(out), min(entry.expires, entry.stored + elapsed + 1)
 
-    def put(self, query: wire.Query, reply: bytes) -> None:
+    def put(self, query: wire.Query, reply: bytes, servers: Servers = None) -> None:
         ttl, fields = cache_ttl(reply)
         if ttl <= 0 or self._size <= 0:
             return
-        key = self.key(query)
+        key = self.key(query, servers)
         now = self._clock()
         self._entries[key] = _Cached(reply, now + ttl, now, fields)
         self._entries.move_to_end(key)
@@ -194,22 +201,24 @@ class Forwarder:
         self._dead_until.clear()
         self.cache.clear()
 
-    def _order(self) -> list[Upstream]:
+    def _order(self, servers: Servers = None) -> list[Upstream]:
         now = self._clock()
-        alive = [u for u in self.upstreams if self._dead_until.get(u, 0.0) <= now]
-        return alive + [u for u in self.upstreams if u not in alive]
+        upstreams = self.upstreams if servers is None else list(servers)
+        alive = [u for u in upstreams if self._dead_until.get(u, 0.0) <= now]
+        return alive + [u for u in upstreams if u not in alive]
 
-    async def resolve(self, data: bytes, query: wire.Query) -> bytes:
-        """The reply to `data` (a parsed client query), with the client's ID."""
-        cached = self.cache.get(query)
+    async def resolve(self, data: bytes, query: wire.Query, servers: Servers = None) -> bytes:
+        """The reply to `data` (a parsed client query), with the client's ID. `servers`: the asker's own upstreams
+        (a workload's `--dns`), asked instead of the daemon's; None for the daemon's."""
+        cached = self.cache.get(query, servers)
         if cached is not None:
             return cached
-        for upstream in self._order():
+        for upstream in self._order(servers):
             reply = await self._ask(upstream, data, query)
             if reply is None:
                 continue
             self._dead_until.pop(upstream, None)
-            self.cache.put(query, reply)
+            self.cache.put(query, reply, servers)
             return wire.with_id(reply, query.id)
         return wire.status_reply(query, wire.SERVFAIL)
 

@@ -176,12 +176,19 @@ def opt_record(dnssec_ok: bool = False) -> bytes:
 
 
 def encode_name(name: str) -> bytes:
+    """`name` in wire format. ValueError for what is no DNS name (an empty or 64-byte label, more than 255 bytes,
+    characters beyond latin-1): never a malformed name on the wire. Records only hold valid names
+    (`records.valid_name`); this is the last line."""
     out = bytearray()
     for label in name.split(".") if name else ():
-        raw = label.encode("latin-1")
+        raw = label.encode("latin-1")  # UnicodeEncodeError is a ValueError
+        if not 0 < len(raw) <= MAX_LABEL:
+            raise ValueError(f"not a DNS label: {label[:80]!r}")
         out.append(len(raw))
         out += raw
     out.append(0)
+    if len(out) > MAX_NAME:
+        raise ValueError(f"name longer than {MAX_NAME} bytes")
     return bytes(out)
 
 

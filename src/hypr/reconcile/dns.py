@@ -16,38 +16,55 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from hypr.dns import DnsServer, Records, build_records, load_upstreams
+from hypr.dns.records import search_domains
 from hypr.dns.upstream import Upstream
 from hypr.errors import KernelError
 from hypr.models import Snapshot
+from hypr.runtime.files import host_resolver
 
 log = logging.getLogger(__name__)
 HANDOVER_TIMEOUT = 10.0
 
 
 class Upstreams:
-    """Where forwarded names go: fixed (HYPR_DNS_UPSTREAMS), or the host's resolv.conf, re-read when it changes
-    (DHCP, VPNs) so the server follows the host without a restart."""
+    """What DNS takes from the host's resolv.conf (HYPR_RESOLV_CONF), re-read when the file changes (DHCP, VPNs)
+    so the server follows the host without a restart: where forwarded names go (fixed by HYPR_DNS_UPSTREAMS, else
+    its nameservers without our own gateways), and its search domains, which workloads without `--dns-search`
+    carry in their resolv.conf (so `peer.<domain>` must be answered as `peer`) whichever upstreams are used."""
 
     def __init__(self, fixed: Sequence[Upstream], resolv_conf: Path) -> None:
         self.fixed = list(fixed)
         self.resolv_conf = resolv_conf
-        self.seen: tuple[float, frozenset[str]] | None = None
+        self.seen: tuple[tuple[int, int, int] | None, frozenset[str]] | None = None
+        self.upstreams: list[Upstream] = []
+        self.search: tuple[str, ...] = ()
+
+    def refresh(self, gateways: set[IPv4Address]) -> tuple[bool, bool]:
+        """Re-read the file when it (or our gateways) changed since the last look: (the upstream list changed or
+        was never handed out, the search list changed)."""
+        try:
+            st = self.resolv_conf.stat()
+            stamp: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            stamp = None
+        seen = (stamp, frozenset(map(str, gateways)))
+        if seen == self.seen:
+            return False, False
+        first = self.seen is None
+        self.seen = seen
+        try:
+            text = self.resolv_conf.read_text(errors="replace")
+        except OSError:
+            text = ""
+        upstreams = self.fixed or load_upstreams(skip={str(g) for g in gateways}, path=self.resolv_conf)
+        search = search_domains(host_resolver(text)[0])
+        changed = (first or upstreams != self.upstreams, search != self.search)
+        self.upstreams, self.search = upstreams, search
+        return changed
 
     def changed(self, gateways: set[IPv4Address]) -> list[Upstream] | None:
         """The upstream list when it may differ from the last one handed out, else None."""
-        if self.fixed:
-            return None if self.seen else self._remember(0.0, gateways, self.fixed)
-        try:
-            mtime = self.resolv_conf.stat().st_mtime
-        except FileNotFoundError:
-            mtime = 0.0
-        if self.seen == (mtime, frozenset(map(str, gateways))):
-            return None
-        return self._remember(mtime, gateways, load_upstreams(skip={str(g) for g in gateways}, path=self.resolv_conf))
-
-    def _remember(self, mtime: float, gateways: set[IPv4Address], upstreams: list[Upstream]) -> list[Upstream]:
-        self.seen = (mtime, frozenset(map(str, gateways)))
-        return upstreams
+        return list(self.upstreams) if self.refresh(gateways)[0] else None
 
 
 class DnsStep:
@@ -56,27 +73,37 @@ class DnsStep:
         self.loop = loop
         self.upstreams = upstreams
         self.gateways: set[IPv4Address] = set()
+        self.snapshot: Snapshot | None = None  # the last one handed to the server: rebuilt from when search changes
 
     async def follow_upstreams(self) -> None:
-        """Called now and then between changes: pick up an edited resolv.conf."""
-        fresh = self.upstreams.changed(self.gateways)
-        if fresh is not None:
+        """Called now and then between changes: pick up an edited resolv.conf (its nameservers and its search
+        list; the records hold the latter, so they are rebuilt from the last snapshot when it changes)."""
+        upstreams, search = self.upstreams.refresh(self.gateways)
+        if upstreams:
+            fresh = self.upstreams.upstreams
             log.info("DNS upstreams: %s", ", ".join(f"{h}:{p}" for h, p in fresh) or "none")
             await self.server.set_upstreams(fresh)
+        if search:
+            log.info("DNS: the host's search domains: %s", " ".join(self.upstreams.search) or "none")
+        if self.snapshot is not None and self.server.records.host_search != self.upstreams.search:
+            await self.server.set_records(build_records(self.snapshot, self.upstreams.search))
 
     def __call__(self, snapshot: Snapshot) -> None:
-        records = build_records(snapshot)
+        records = build_records(snapshot, self.upstreams.search)
         gateways = {n.gateway for n in snapshot.networks}
         self.gateways = gateways
-        handover = asyncio.run_coroutine_threadsafe(self._apply(records, gateways), self.loop)
+        handover = asyncio.run_coroutine_threadsafe(self._apply(snapshot, records, gateways), self.loop)
         try:
             handover.result(timeout=HANDOVER_TIMEOUT)
         except TimeoutError as exc:
             raise KernelError("hand the DNS records to the server: timed out") from exc
 
-    async def _apply(self, records: Records, gateways: set[IPv4Address]) -> None:
-        await self.follow_upstreams()  # our own gateways are never upstreams: the list depends on them
+    async def _apply(self, snapshot: Snapshot, records: Records, gateways: set[IPv4Address]) -> None:
+        self.snapshot = snapshot
         await self.server.set_records(records)
+        # Our own gateways are never upstreams, so the list depends on them; and when the host's search list
+        # changed since `records` were built on the worker, they are built again with the new one.
+        await self.follow_upstreams()
         await self.server.set_listen_addresses(gateways)
 
 
