@@ -48,7 +48,7 @@ def _container(spec: LaunchSpec) -> str:
     return spec.workload_id
 
 
-def _bundle_inputs(spec: LaunchSpec, image: images.Image, lower: Path | None, command: tuple[str, ...]) -> oci.Inputs:
+def _bundle_inputs(spec: LaunchSpec, lower: Path | None, command: tuple[str, ...]) -> oci.Inputs:
     """Everything config.json is made from: the workload, its user resolved against the image's /etc (the host's
     for the `host` image), and what this host has (kernel, capabilities, seccomp profile, devices)."""
     creds = users.resolve_user(lower, spec.user)
@@ -193,7 +193,7 @@ class SandboxRuntime:
         files.write_all(spec)
         (spec.state_dir / "exit_code").unlink(missing_ok=True)
         command = _command(spec, image)
-        bundle = crun.write_bundle(spec.state_dir, oci.config(_bundle_inputs(spec, image, lower, command)))
+        bundle = crun.write_bundle(spec.state_dir, oci.config(_bundle_inputs(spec, lower, command)))
         for mount in spec.confinement.mounts:
             if mount.create_source:  # Docker's -v makes a missing host directory
                 try:
