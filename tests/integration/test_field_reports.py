@@ -4,11 +4,12 @@ input with its right value, and each kind is tried with more than that one input
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.integration.dns_topology import OUTSIDE_ADDRESS, ZONE_SERVER, dns_daemon
-from tests.integration.harness import Hyprd, host_server, links, run_in
+from tests.integration.harness import Hyprd, host_server, links, run_in, vm_marks
 from tests.integration.topology import HOST_LAN, INTERNET, topology
 
 
@@ -267,3 +268,23 @@ def test_a_daemon_in_another_mount_namespace_keeps_workloads_whole(host_ns: str,
             daemon.cli("rm", "-f", name, rc=None)
         daemon.stop()
     assert [link for link in links(host_ns) if link.startswith("hv")] == []
+
+
+def _vm(test: Callable[..., None]) -> Callable[..., None]:
+    for mark in vm_marks():
+        test = mark(test)
+    return test
+
+
+@_vm
+def test_a_vm_resolves_its_peers_on_its_first_instruction_and_picks_the_external_gateway(hyprd: Hyprd) -> None:
+    hyprd.cli("network", "create", "--internal", "int9")
+    hyprd.cli("network", "create", "pub9")
+    hyprd.cli("run", "-d", "--name", "pa9", "--network", "pub9", "busybox", "sleep", "600")
+    script = "nslookup pa9 | tail -n +3; ip route | grep default; cat /etc/resolv.conf"
+    out = hyprd.cli("run", "--rm", "--runtime", "vm", "--network", "int9", "--network", "pub9", "--dns-search",
+                    "corp.test", "busybox", "sh", "-c", script, timeout=240).stdout  # fmt: skip
+    ip = json.loads(hyprd.cli("inspect", "pa9").stdout)[0]["NetworkSettings"]["Networks"]["pub9"]["IPAddress"]
+    assert ip in out, out
+    assert f"default via {gateway_of(hyprd, 'pub9')}" in out
+    assert "search corp.test" in out
