@@ -288,9 +288,20 @@ def create_pulling(client: Client, body: dict[str, Any], name: str | None, polic
     except NotFound as exc:
         if policy == "never" or builtin or not exc.message.startswith("No such image"):
             raise
-    click.echo(f"Unable to find image '{image}' locally", err=True)
+    click.echo(f"Unable to find image '{_shown(image)}' locally", err=True)
     _pull_to_stderr(client, image, platform)
     return client.create_container(body, name)
+
+
+def _shown(image: str) -> str:
+    """As docker shows a name it is about to pull: `nginx` -> `nginx:latest`."""
+    from hypr.images.reference import parse  # only on this path: the CLI imports little at start
+
+    try:
+        ref = parse(image)
+    except HyprError:
+        return image
+    return f"{ref.familiar_name}@{ref.digest}" if ref.digest else ref.tagged
 
 
 def _pull_to_stderr(client: Client, image: str, platform: str | None) -> None:
