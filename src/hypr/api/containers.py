@@ -14,7 +14,7 @@ from aiohttp import web
 from hypr.api import shapes
 from hypr.api.common import Call, Handler, json_response, query_bool, query_filters, read_json, read_object
 from hypr.errors import InvalidParameter, NotFound
-from hypr.services import workload_plan, workloads
+from hypr.services import validation, workload_plan, workloads
 from hypr.services.context import Context
 
 POLL = 0.1  # seconds between looks at a log file or a workload's state while following
@@ -159,7 +159,7 @@ class ContainerApi:
 
     async def exec_argv(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        cmd = tuple(workload_plan.strings(body.get("Cmd"), "Cmd"))
+        cmd = tuple(validation.strings(body.get("Cmd"), "Cmd"))
         env = workload_plan.exec_env(body.get("Env"))
         workdir = body.get("WorkingDir") or None
         if workdir is not None and not isinstance(workdir, str):
@@ -169,11 +169,11 @@ class ContainerApi:
 
     async def connect(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        config = workload_plan.mapping(body.get("EndpointConfig"), "EndpointConfig")
-        ip = workload_plan.mapping(config.get("IPAMConfig"), "IPAMConfig").get("IPv4Address") or None
+        config = validation.mapping(body.get("EndpointConfig"), "EndpointConfig")
+        ip = validation.mapping(config.get("IPAMConfig"), "IPAMConfig").get("IPv4Address") or None
         if ip is not None and not isinstance(ip, str):
             raise InvalidParameter("invalid IPv4Address: expected a string")
-        aliases = tuple(workload_plan.strings(config.get("Aliases"), "Aliases"))
+        aliases = tuple(validation.strings(config.get("Aliases"), "Aliases"))
         priority = workload_plan.gw_priority(config.get("GwPriority"))
         await self.call(workloads.connect, self.ctx, request.match_info["ref"], _container(body), ip, aliases, priority)
         return web.Response(status=200)

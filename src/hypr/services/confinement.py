@@ -18,6 +18,7 @@ from typing import Any
 from hypr.errors import InvalidParameter
 from hypr.models import Confinement, Mount
 from hypr.runtime.oci import CAPABILITIES
+from hypr.services.validation import flag, strings
 
 # Fields of a sandbox's confinement; a microVM has its own kernel and honours none of them.
 SANDBOX_ONLY = (
@@ -71,9 +72,9 @@ def plan_confinement(host_config: Mapping[str, Any], runtime: str) -> Confinemen
                     f"HostConfig.{key} is not supported with --runtime {runtime}: a microVM has its own kernel and "
                     "file systems (confinement, bind mounts and tmpfs are sandboxes' only)"
                 )
-    seccomp, nnp, unmasked = security_options(_strings(host_config.get("SecurityOpt"), "SecurityOpt"))
+    seccomp, nnp, unmasked = security_options(strings(host_config.get("SecurityOpt"), "SecurityOpt"))
     tmpfs = _tmpfs_map(host_config.get("Tmpfs"))
-    binds = tuple(_strings(host_config.get("Binds"), "Binds"))
+    binds = tuple(strings(host_config.get("Binds"), "Binds"))
     api_mounts = _objects(host_config.get("Mounts"), "Mounts")
     mounts = [*(parse_bind(b) for b in binds), *(parse_mount(m) for m in api_mounts)]
     mounts += [Mount("tmpfs", _target(t, "Tmpfs"), options=_tmpfs_options(o, f"Tmpfs[{t}]")) for t, o in tmpfs]
@@ -83,12 +84,12 @@ def plan_confinement(host_config: Mapping[str, Any], runtime: str) -> Confinemen
             raise InvalidParameter(f"Duplicate mount point: {mount.target}")
         seen.add(mount.target)
     return Confinement(
-        privileged=_flag(host_config, "Privileged"),
+        privileged=flag(host_config, "Privileged"),
         cap_add=capabilities(host_config.get("CapAdd"), "CapAdd"),
         cap_drop=capabilities(host_config.get("CapDrop"), "CapDrop"),
-        security_opt=tuple(_strings(host_config.get("SecurityOpt"), "SecurityOpt")),
+        security_opt=tuple(strings(host_config.get("SecurityOpt"), "SecurityOpt")),
         seccomp=seccomp, no_new_privileges=nnp, unmasked=unmasked,
-        readonly_rootfs=_flag(host_config, "ReadonlyRootfs"),
+        readonly_rootfs=flag(host_config, "ReadonlyRootfs"),
         tmpfs=tmpfs, binds=binds, api_mounts=api_mounts,
         mounts=tuple(sorted(mounts, key=lambda m: m.target.count("/"))),  # parents before what is mounted in them
         pids_limit=_pids_limit(host_config.get("PidsLimit")),
@@ -110,7 +111,7 @@ def _refuse_not_honoured(host_config: Mapping[str, Any]) -> None:
 def capabilities(value: Any, what: str) -> tuple[str, ...]:
     """Docker's spelling: `NET_ADMIN`, `CAP_NET_ADMIN`, any case, or `ALL`; normalised to `CAP_NET_ADMIN`."""
     found = []
-    for name in _strings(value, what):
+    for name in strings(value, what):
         upper = name.strip().upper()
         if upper == "ALL":
             found.append("ALL")
@@ -296,21 +297,6 @@ def _non_negative(host_config: Mapping[str, Any], key: str) -> int:
     value = host_config.get(key) or 0
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise InvalidParameter(f"invalid {key}: expected a non-negative integer")
-    return value
-
-
-def _flag(config: Mapping[str, Any], key: str) -> bool:
-    value = config.get(key)
-    if value is not None and not isinstance(value, bool):
-        raise InvalidParameter(f"invalid {key}: expected a boolean, not {value!r}")
-    return bool(value)
-
-
-def _strings(value: Any, what: str) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidParameter(f"invalid {what}: expected a list of strings")
     return value
 
 

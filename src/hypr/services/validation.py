@@ -72,3 +72,29 @@ def label_matches(labels: Mapping[str, str], want: str) -> bool:
     """A `label` filter value: `k` (present) or `k=v` (equal)."""
     key, sep, value = want.partition("=")
     return key in labels and (not sep or labels[key] == value)
+
+
+def strings(value: Any, what: str) -> list[str]:
+    """A list of strings, Docker's []string; a bare string is refused (it would be split or silently wrapped)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidParameter(f"invalid {what}: expected a list of strings")
+    return value
+
+
+def mapping(value: Any, what: str) -> Mapping[str, Any]:
+    """A JSON object; an absent one is empty."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidParameter(f"invalid {what}: expected an object")
+    return value
+
+
+def flag(config: Mapping[str, Any], key: str) -> bool:
+    """A boolean field: absent is false, anything but a JSON boolean is refused (Docker's "false" is not false)."""
+    value = config.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise InvalidParameter(f"invalid {key}: expected a boolean, not {value!r}")
+    return bool(value)

@@ -22,7 +22,7 @@ from hypr.ports import PortSpec, from_bindings
 from hypr.services.confinement import plan_confinement
 from hypr.services.images import find_image
 from hypr.services.network_plan import find_network
-from hypr.services.validation import label_matches, new_id, now_rfc3339, string_map
+from hypr.services.validation import flag, label_matches, mapping, new_id, now_rfc3339, string_map, strings
 
 RUNTIMES = ("sandbox", "vm")
 MAX_PORTS = 16_384  # published ports per workload: each holds a socket and a map element
@@ -121,7 +121,7 @@ def plan_workload_create(
     entrypoint, command = _command(body, run)
     exposed = tuple(sorted(set(run.exposed_ports) | set(_exposed(body.get("ExposedPorts")))))
     ports = tuple(from_bindings(host_config.get("PortBindings")))
-    if _flag(host_config, "PublishAllPorts"):
+    if flag(host_config, "PublishAllPorts"):
         ports = _publish_all(ports, exposed)
     if len(ports) > MAX_PORTS:
         raise InvalidParameter(f"too many published ports: {len(ports)} (at most {MAX_PORTS} per workload)")
@@ -133,7 +133,7 @@ def plan_workload_create(
         id=new_id(), name=name, image=image, runtime=runtime, command=command, entrypoint=entrypoint,
         env={**_env(list(run.env)), **_env(body.get("Env"))}, hostname=str(body.get("Hostname") or name)[:63],
         labels={**dict(run.labels), **string_map("labels", body.get("Labels"))}, created=now_rfc3339(),
-        auto_remove=_flag(host_config, "AutoRemove"), restart=restart, image_id=pulled.id if pulled else "",
+        auto_remove=flag(host_config, "AutoRemove"), restart=restart, image_id=pulled.id if pulled else "",
         user=_string(body, "User") or run.user, workdir=_string(body, "WorkingDir") or run.workdir,
         stop_signal=_string(body, "StopSignal") or run.stop_signal, exposed_ports=exposed,
         resolver=resolver_settings(host_config, _string(body, "Domainname")), **_resources(host_config),
@@ -172,13 +172,6 @@ def _publish_all(ports: tuple[PortSpec, ...], exposed: tuple[str, ...]) -> tuple
         if (spec.guest_port, spec.protocol) not in taken
     ]
     return tuple(sorted((*ports, *extra)))
-
-
-def _flag(config: Mapping[str, Any], key: str) -> bool:
-    value = config.get(key)
-    if value is not None and not isinstance(value, bool):
-        raise InvalidParameter(f"invalid {key}: expected a boolean, not {value!r}")
-    return bool(value)
 
 
 def _string(body: Mapping[str, Any], key: str) -> str:
@@ -274,23 +267,6 @@ def _resources(host_config: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidParameter("Minimum memory limit allowed is 64MB")
         resources["memory_mb"] = memory // 2**20
     return resources
-
-
-def strings(value: Any, what: str) -> list[str]:
-    """A list of strings, Docker's []string; a bare string is refused (it would be split or silently wrapped)."""
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidParameter(f"invalid {what}: expected a list of strings")
-    return value
-
-
-def mapping(value: Any, what: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidParameter(f"invalid {what}: expected an object")
-    return value
 
 
 def _strings(value: Any, what: str) -> list[str]:
