@@ -115,7 +115,7 @@ def test_exec_runs_as_the_image_user_in_its_workdir(hyprd: Hyprd, images_registr
     # 10 s wait for SIGKILL; an init without a handler would ignore it, as in Docker).
     started = time.monotonic()
     hyprd.cli("stop", "c1")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 8  # SIGKILL would come only after the 10 s timeout
 
 
 def test_publish_all_maps_every_exposed_port_to_a_free_host_port(hyprd: Hyprd, images_registry: Registry) -> None:
