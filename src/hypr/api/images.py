@@ -127,18 +127,13 @@ class ImageApi:
         self.pulls[key] = future
         return future
 
-    async def pull_for_run(self, text: str) -> None:
-        """A pull without a client stream (compose and `--pull` go through the API like docker does; kept for
-        callers inside the daemon)."""
-        await self._pull(text, None, None, lambda _m: None)
-
     async def push(self, request: web.Request) -> web.Response:
         raise InvalidParameter("pushing images is not supported by hypr")
 
     # -- read -----------------------------------------------------------------------------------------------------
     async def list(self, request: web.Request) -> web.Response:
         snapshot = await self.call(self.ctx.store.snapshot)
-        found = images.list_images(snapshot, query_filters(request), all_images=query_bool(request, "all"))
+        found = images.list_images(snapshot, query_filters(request))  # `all`: hypr keeps no intermediate images
         return json_response([image_summary(snapshot, i) for i in found])
 
     async def inspect(self, request: web.Request) -> web.Response:
@@ -184,11 +179,6 @@ def _unix(created: str) -> int:
         return 0
 
 
-def _labels(image: Image) -> dict[str, str] | None:
-    labels = dict(mf.run_config(dict(image.config)).labels)
-    return labels or None
-
-
 def image_summary(snapshot: Snapshot, image: Image) -> dict[str, Any]:
     return {
         "Id": image.id,
@@ -199,7 +189,7 @@ def image_summary(snapshot: Snapshot, image: Image) -> dict[str, Any]:
         "Size": image.size,
         "SharedSize": -1,
         "VirtualSize": image.size,
-        "Labels": _labels(image) or {},
+        "Labels": images.labels(image),
         "Containers": len(images.users_of(snapshot, image.id)),
     }
 

@@ -61,7 +61,7 @@ class ImageStore:
         return self.rootfs(image_id).is_dir()
 
     def read_blob(self, digest: str) -> bytes:
-        return (self.layout / "blobs" / "sha256" / hex_of(digest)).read_bytes()
+        return self.blob_path(digest).read_bytes()
 
     def blob_path(self, digest: str) -> Path:
         return self.layout / "blobs" / "sha256" / hex_of(digest)

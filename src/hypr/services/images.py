@@ -374,7 +374,7 @@ def prune(ctx: Context, filters: Mapping[str, list[str]]) -> tuple[list[dict[str
         i for i in snapshot.images
         if not users_of(snapshot, i.id)
         and (not dangling_only or not i.repo_tags)
-        and all(label_matches(_labels(i), v) for v in filters.get("label", []))
+        and all(label_matches(labels(i), v) for v in filters.get("label", []))
     ]  # fmt: skip
     report: list[dict[str, str]] = []
     with ctx.store.transaction() as tx:
@@ -384,7 +384,8 @@ def prune(ctx: Context, filters: Mapping[str, list[str]]) -> tuple[list[dict[str
     return report, sum(i.size for i in doomed)
 
 
-def _labels(image: Image) -> dict[str, str]:
+def labels(image: Image) -> dict[str, str]:
+    """The image config's labels (filters, `docker images` output)."""
     return dict(mf.run_config(dict(image.config)).labels)
 
 
@@ -402,7 +403,7 @@ def garbage(ctx: Context, in_flight: InFlight) -> Garbage:
     """On the worker: files no row owns (read from the directory listing and the layout's index)."""
     snapshot = ctx.store.snapshot()
     known = {i.id for i in snapshot.images}
-    wanted_tags = {t for i in snapshot.images for t in ctx.store.layout_tags(i.id)}
+    wanted_tags = ctx.store.layout_tags()
     rootfs = tuple(f"sha256:{h}" for h in ctx.images.orphan_rootfs(known) if f"sha256:{h}" not in in_flight)
     tags = tuple(t for t in ctx.images.tags() if t not in wanted_tags and t not in in_flight)
     disks = tuple(f"sha256:{h}" for h in ctx.images.orphan_disks(known))
@@ -429,7 +430,7 @@ def collect_garbage(store: ImageStore, found: Garbage, in_flight: InFlight) -> N
 LIST_FILTERS = ("dangling", "reference", "label", "before", "since")
 
 
-def list_images(snapshot: Snapshot, filters: Mapping[str, list[str]], *, all_images: bool = False) -> list[Image]:
+def list_images(snapshot: Snapshot, filters: Mapping[str, list[str]]) -> list[Image]:
     """`docker images`: newest first, Docker's filters (`reference` is a glob over familiar names)."""
     for key in filters:
         if key not in LIST_FILTERS:
@@ -447,7 +448,7 @@ def _matches(snapshot: Snapshot, image: Image, filters: Mapping[str, list[str]])
     refs = filters.get("reference", [])
     if refs and not any(_reference_matches(pattern, t) for pattern in refs for t in image.repo_tags):
         return False
-    if not all(label_matches(_labels(image), v) for v in filters.get("label", [])):
+    if not all(label_matches(labels(image), v) for v in filters.get("label", [])):
         return False
     for key, newer in (("before", False), ("since", True)):
         for value in filters.get(key, []):

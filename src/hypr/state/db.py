@@ -107,9 +107,9 @@ class Store:
             for row in self.conn.execute("SELECT * FROM images ORDER BY pulled, id")
         )  # fmt: skip
 
-    def layout_tags(self, image_id: str) -> list[str]:
-        query = "SELECT layout_tag FROM image_digests WHERE image_id=?"
-        return [row[0] for row in self.conn.execute(query, (image_id,))]
+    def layout_tags(self) -> set[str]:
+        """Every image's layout names (the hex of each manifest digest an image was pulled by)."""
+        return {row[0] for row in self.conn.execute("SELECT layout_tag FROM image_digests")}
 
     def last_ip(self, network_id: str) -> int | None:
         row = self.conn.execute("SELECT last_ip FROM networks WHERE id=?", (network_id,)).fetchone()
