@@ -400,6 +400,8 @@ def test_prune_removes_dangling_then_unused_images(hyprd: Hyprd, images_registry
     assert "Total reclaimed space" in hyprd.cli("image", "prune", "-a", "-f").stdout
     assert len(image_ids(hyprd)) == 1  # beta is in use
     hyprd.cli("rm", "-f", "b1")
+    hyprd.cli("image", "prune", "-a", "-f", "--filter", "until=1")  # only images created before 1970: none
+    assert len(image_ids(hyprd)) == 1
     hyprd.cli("image", "prune", "-a", "-f")
     assert_nothing_pulled(hyprd)
 

@@ -204,3 +204,17 @@ def test_registry_auth_header_is_base64url_json() -> None:
     assert Credentials.from_header(base64.urlsafe_b64encode(b"{}").decode()) is None
     with pytest.raises(InvalidParameter):
         Credentials.from_header("%%%")
+
+
+def test_an_images_creation_time_reads_nanoseconds_and_falls_back_to_the_pull() -> None:
+    from datetime import UTC, datetime
+
+    from hypr.models import Image
+    from hypr.services.images import created_at
+
+    def image(created: str) -> Image:
+        return Image(id="sha256:" + "0" * 64, config={}, size=0, created=created, pulled="2026-01-02T03:04:05.000001Z")
+
+    assert created_at(image("2025-05-06T07:08:09.123456789Z")) == datetime(2025, 5, 6, 7, 8, 9, 123456, UTC)
+    assert created_at(image("2025-05-06T07:08:09Z")) == datetime(2025, 5, 6, 7, 8, 9, tzinfo=UTC)
+    assert created_at(image("")) == datetime(2026, 1, 2, 3, 4, 5, 1, UTC)

@@ -10,10 +10,12 @@ Docker's rules for removal (`docker rmi`) and pruning are followed; messages are
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,7 @@ from hypr.images.reference import Reference
 from hypr.images.registry import Credentials, Skopeo
 from hypr.images.store import ImageStore, hex_of, tree_size
 from hypr.models import Image, Snapshot
-from hypr.services.validation import label_matches, now_rfc3339
+from hypr.services.validation import label_matches, now_rfc3339, parse_until
 
 if TYPE_CHECKING:
     from hypr.models import Workload
@@ -369,12 +371,14 @@ def prune(ctx: Context, filters: Mapping[str, list[str]]) -> tuple[list[dict[str
         if key not in PRUNE_FILTERS:
             raise InvalidParameter(f"invalid filter '{key}'")
     dangling_only = [v.lower() for v in filters.get("dangling", ["true"])] != ["false"]
+    untils = [parse_until(v, datetime.now(UTC)) for v in filters.get("until", [])]
     snapshot = ctx.store.snapshot()
     doomed = [
         i for i in snapshot.images
         if not users_of(snapshot, i.id)
         and (not dangling_only or not i.repo_tags)
         and all(label_matches(labels(i), v) for v in filters.get("label", []))
+        and all(created_at(i) < until for until in untils)
     ]  # fmt: skip
     report: list[dict[str, str]] = []
     with ctx.store.transaction() as tx:
@@ -382,6 +386,17 @@ def prune(ctx: Context, filters: Mapping[str, list[str]]) -> tuple[list[dict[str
             report += [{"Untagged": familiar(t)} for t in image.repo_tags]
             report += _delete(ctx, tx, image)
     return report, sum(i.size for i in doomed)
+
+
+def created_at(image: Image) -> datetime:
+    """The image config's `created` (RFC 3339, often with nanoseconds; Python reads six digits), else when it was
+    pulled. Docker's `until` compares against it."""
+    for text in (image.created, image.pulled):
+        try:
+            return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+    return datetime.fromtimestamp(0, UTC)
 
 
 def labels(image: Image) -> dict[str, str]:
