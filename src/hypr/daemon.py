@@ -78,6 +78,10 @@ def secure_dirs(paths: Paths) -> None:
     for path, mode in ((paths.data_dir, 0o700), (paths.runtime_dir, 0o711), (paths.workloads, 0o700)):
         path.mkdir(parents=True, exist_ok=True)
         os.chmod(path, mode)
+
+
+def secure_database(paths: Paths) -> None:
+    """The database and its WAL files: 0600 (they are made with the process umask)."""
     for db_file in paths.data_dir.glob(paths.db.name + "*"):
         os.chmod(db_file, 0o600)
 
@@ -90,7 +94,7 @@ class Daemon:
         secure_dirs(settings.paths)
         self.locks = [lock_file(settings.paths.data_dir / "hyprd.lock"), lock_file(settings.paths.pidfile)]
         self.store = Store(settings.paths.db)
-        secure_dirs(settings.paths)  # the database files exist now
+        secure_database(settings.paths)
         self.reconciler = Reconciler(names.owner_alias(self.store.instance_id()))
         self.ctx = Context(
             settings=settings,
