@@ -216,3 +216,15 @@ def test_a_300_character_name_no_longer_breaks_ptr(live: Live) -> None:
                 assert reply.header.rcode == 3 and not reply.rr
             else:
                 assert [str(r.rdata) for r in reply.rr] == ["c" * 63 + ".hypr."]
+
+
+def test_a_question_name_of_256_octets_is_formerr_and_255_is_read() -> None:
+    """RFC 1035 3.1: a name is at most 255 octets on the wire, its root label's zero included (encode_name counts
+    it; the reader did not, and took a 256-octet question that dnspython refuses)."""
+    labels = ["a" * 63, "b" * 63, "c" * 63, "d" * 62]  # 64 + 64 + 64 + 63 + 1 = 256 octets
+    too_long = raw_query(".".join(labels), 1, ident=1)
+    with pytest.raises(wire.Malformed):
+        wire.parse_query(too_long)
+    fits = raw_query(".".join([*labels[:3], "d" * 61]), 1, ident=2)  # 255 octets
+    assert wire.parse_query(fits).qname.endswith("d" * 61)
+    assert len(wire.encode_name(".".join([*labels[:3], "d" * 61]))) == 255

@@ -132,7 +132,7 @@ def read_name(data: bytes, offset: int) -> tuple[str, int]:
         if length > MAX_LABEL:
             raise ValueError("compressed or oversized label in question")
         total += length + 1
-        if total > MAX_NAME or offset + 1 + length > len(data):
+        if total + 1 > MAX_NAME or offset + 1 + length > len(data):  # + 1: the root label's zero (RFC 1035 3.1)
             raise ValueError("name too long or truncated")
         labels.append(data[offset + 1 : offset + 1 + length].decode("latin-1").lower())
         offset += 1 + length
