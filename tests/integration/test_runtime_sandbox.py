@@ -182,6 +182,17 @@ def test_exit_code_logs_env_and_hostname(host: Host) -> None:
     assert host.runtime.log_path(spec).read_text() == "hi from short\n"
 
 
+def test_exit_code_of_an_init_that_ends_before_crun_does(host: Host) -> None:
+    """An init that exits at once can be reaped while the supervisor still waits for `crun run --detach`; its
+    code must survive that (CI once saw None here)."""
+    for code in range(20):
+        spec = host.spec(f"b{code:02d}", 20 + code, command=("sh", "-c", f"exit {code}"))
+        host.runtime.create(spec)
+        handle = host.runtime.start(spec)
+        assert proc.wait_gone(handle.pid, handle.start_time, 10)
+        assert host.runtime.status(spec, handle) == (False, code)
+
+
 def test_exec_exit_code_env_workdir_and_namespaces(host: Host) -> None:
     spec = host.spec("exec", 8, image="host")
     host.runtime.create(spec)

@@ -158,13 +158,20 @@ def _spawn(argv: list[str], stdout: int) -> int:
         os.close(null)
 
 
+_reaped: dict[int, int] = {}  # wait statuses of children reaped while waiting for another one
+
+
 def _wait_for(pid: int) -> int:
     """The exit status of our child `pid`, reaping every other child that ends meanwhile (as a subreaper we are
-    the parent of the container's orphans: a pid namespace's init cannot finish exiting while one is a zombie)."""
-    while True:
+    the parent of the container's orphans: a pid namespace's init cannot finish exiting while one is a zombie).
+    Their statuses are kept: a short-lived init can end before `crun run --detach` does, be re-parented to us as a
+    zombie and be reaped while we wait for crun, and its exit code must not be lost."""
+    while pid not in _reaped:
         found, status = os.waitpid(-1, 0)
-        if found == pid:
-            return status
+        if len(_reaped) >= 64:  # bounded: any orphan re-parented to us lands here too
+            del _reaped[next(iter(_reaped))]
+        _reaped[found] = status
+    return _reaped.pop(pid)
 
 
 def _crun_error(path: str) -> str:
