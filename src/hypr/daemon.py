@@ -141,7 +141,9 @@ class Daemon:
             await asyncio.sleep(REFRESH_INTERVAL)
             await self.dns_step.follow_upstreams()
             snapshot = await self.call(self.store.snapshot)
-            if self.ctx.restarts or any(w.state == "running" for w in snapshot.workloads):
+            if self.ctx.restarts or any(
+                w.state == "running" or (w.state == "exited" and w.auto_remove) for w in snapshot.workloads
+            ):
                 try:
                     await self.call(workloads.refresh, self.ctx)
                 except HyprError as exc:

@@ -105,6 +105,18 @@ class Workload:
     exposed_ports: tuple[str, ...] = ()  # "80/tcp": the image's ExposedPorts and --expose
     resolver: Resolver = field(default_factory=lambda: Resolver())
     confinement: Confinement = field(default_factory=lambda: Confinement())
+    stdio: Stdio = field(default_factory=lambda: Stdio())
+
+
+@dataclass(frozen=True)
+class Stdio:
+    """Docker's Config.Tty, OpenStdin and StdinOnce: how the workload's standard streams are wired. Without a TTY,
+    stdout and stderr are two pipes kept apart; with one, a pty carries both. OpenStdin: stdin is a pipe the
+    supervisor holds, fed by attach; StdinOnce: it is closed when the first attached client closes its stdin."""
+
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,9 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
             "Image": workload.image,
             "Labels": dict(workload.labels),
             "StopSignal": workload.stop_signal or None,
-            "Tty": True,  # logs are one raw stream, as Docker serves them for TTY containers
+            "Tty": workload.stdio.tty,
+            "OpenStdin": workload.stdio.open_stdin,
+            "StdinOnce": workload.stdio.stdin_once,
             "ExposedPorts": {k: {} for k in sorted({*ports, *workload.exposed_ports})},
         },
         "NetworkSettings": {

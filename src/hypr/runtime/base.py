@@ -12,7 +12,7 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Protocol
 
-from hypr.models import Confinement
+from hypr.models import Confinement, Stdio
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class LaunchSpec:
     domainname: str = ""  # the UTS domain name (Docker's Config.Domainname)
     confinement: Confinement = field(default_factory=Confinement)  # sandbox: capabilities, seccomp, mounts, limits
     runtime_dir: Path | None = None  # the daemon's runtime dir (socket, workloads' state): never visible inside
+    stdio: Stdio = field(default_factory=Stdio)  # TTY or two pipes; stdin held open for attach
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,11 @@ class Runtime(Protocol):
         """An argv that runs `argv` inside the workload when run by root on this machine; its exit code is
         the command's."""
 
-    def log_path(self, spec: LaunchSpec) -> Path: ...
+    def log_path(self, spec: LaunchSpec) -> Path:
+        """The workload's output: `log.json` in Docker's json-file format (runtime/relay.py), or a raw log."""
+
+    def attach_socket(self, spec: LaunchSpec) -> Path | None:
+        """The supervisor's attach socket (runtime/relay.py) while it runs; None for a runtime without one."""
 
     def attach(self, spec: LaunchSpec, att: Attachment) -> None:
         """Hot-plug one more endpoint (the workload may be running)."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hypr.errors import Conflict, InvalidParameter, KernelError
-from hypr.runtime import crun, files, handles, images, netns, oci, proc, users, veth
+from hypr.runtime import crun, files, handles, images, netns, oci, proc, relay, users, veth
 from hypr.runtime.base import Attachment, Handle, LaunchSpec
 from hypr.runtime.rtnl import Rtnl, default_route_add, delete_host_links
 
@@ -53,13 +53,14 @@ def _bundle_inputs(spec: LaunchSpec, lower: Path | None, command: tuple[str, ...
     for the `host` image), and what this host has (kernel, capabilities, seccomp profile, devices)."""
     creds = users.resolve_user(lower, spec.user)
     c = spec.confinement
-    env = oci.process_env(spec.env, spec.hostname, creds.home)
+    # Docker sets TERM for a TTY unless the image or the workload did.
+    env = oci.process_env({**({"TERM": "xterm"} if spec.stdio.tty else {}), **spec.env}, spec.hostname, creds.home)
     host_root = lower is None
     hidden = tuple(str(d) for d in (spec.data_dir, spec.runtime_dir) if d is not None) if host_root else ()
     needs_profile = not (c.privileged or c.seccomp)
     return oci.Inputs(
         workload_id=spec.workload_id,
-        process=oci.Process(command, env, spec.workdir or "/", creds.uid, creds.gid, creds.groups),
+        process=oci.Process(command, env, spec.workdir or "/", creds.uid, creds.gid, creds.groups, spec.stdio.tty),
         hostname=spec.hostname, domainname=spec.domainname, netns=str(_netns_path(spec)),
         rootfs=str(spec.state_dir / "rootfs"), host_root=host_root,
         files={f"/etc/{name}": str(spec.state_dir / name) for name in (files.HOSTS, files.RESOLV, files.HOSTNAME)},
@@ -79,6 +80,9 @@ def _launch_config(spec: LaunchSpec, bundle: Path, lower: Path | None, command: 
         "lower": str(lower) if lower is not None else None,
         "netns": str(_netns_path(spec)),
         "argv0": command[0],
+        "tty": spec.stdio.tty,
+        "open_stdin": spec.stdio.open_stdin,
+        "stdin_once": spec.stdio.stdin_once,
     }
 
 
@@ -279,7 +283,10 @@ class SandboxRuntime:
         return [self.python, "-I", "-S", str(SHIM), "exec", json.dumps(target)]
 
     def log_path(self, spec: LaunchSpec) -> Path:
-        return spec.state_dir / "log"
+        return spec.state_dir / relay.LOG
+
+    def attach_socket(self, spec: LaunchSpec) -> Path | None:
+        return spec.state_dir / relay.ATTACH_SOCK
 
     # -- removal ------------------------------------------------------------------------------------------
     def delete(self, spec: LaunchSpec) -> None:

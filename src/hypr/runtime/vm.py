@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hypr.errors import Conflict, InvalidParameter, KernelError
-from hypr.runtime import _libc, handles, images, proc, users, vm_disk, vm_initramfs, vm_kernel, vm_tap
+from hypr.runtime import _libc, handles, images, proc, relay, users, vm_disk, vm_initramfs, vm_kernel, vm_tap
 from hypr.runtime.base import Attachment, Handle, LaunchSpec
 from hypr.runtime.rtnl import Rtnl, delete_host_links
 from hypr.runtime.sandbox import stop_signal
@@ -120,6 +120,8 @@ class VmRuntime:
             raise InvalidParameter("No command specified")
         if not 0 < len(spec.hostname) <= HOSTNAME_MAX:
             raise InvalidParameter(f"invalid hostname {spec.hostname!r}: 1 to {HOSTNAME_MAX} characters")
+        if spec.stdio.tty or spec.stdio.open_stdin:  # the guest's output is one virtio-serial port, no stdin
+            raise InvalidParameter("Tty and OpenStdin (-t, -i) are not supported by the vm runtime; use a sandbox")
         if len(spec.attachments) > vm_kernel.MAX_ATTACHMENTS:
             raise InvalidParameter(f"a VM can be attached to at most {vm_kernel.MAX_ATTACHMENTS} networks")
         if spec.memory_mb < MIN_MEMORY_MB:
@@ -214,6 +216,10 @@ class VmRuntime:
         vm_initramfs.write_initrd(base, config, state / vm_kernel.INITRD)
         for stale in (vm_kernel.EXIT_CODE, vm_kernel.PIDFILE, vm_kernel.AGENT_SOCK, vm_kernel.CONTROL_SOCK):
             (state / stale).unlink(missing_ok=True)
+        log = state / vm_kernel.LOG
+        (state / relay.LOG_START).write_text(
+            f"{log.stat().st_size if log.exists() else 0}\n"
+        )  # attach replays from here
         accel, khz = self.accel()
         argv = vm_kernel.qemu_argv(spec, kernel, disk=disk, accel=accel, tsc_khz=khz, qemu=self.qemu)
         try:
@@ -303,6 +309,9 @@ class VmRuntime:
 
     def log_path(self, spec: LaunchSpec) -> Path:
         return spec.state_dir / vm_kernel.LOG
+
+    def attach_socket(self, spec: LaunchSpec) -> Path | None:
+        return None
 
     def console_path(self, spec: LaunchSpec) -> Path:
         return spec.state_dir / vm_kernel.CONSOLE

@@ -3,6 +3,7 @@ Passed explicitly; there is no module-level state."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -26,6 +27,9 @@ class Context:
     ports: PortHolder = field(default_factory=PortHolder)
     # Restart policy bookkeeping, per workload: (restarts in a row, monotonic time of the next one; inf: running).
     restarts: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # Workloads whose --rm removal waits: an attach still streams their output, or a wait has yet to read their exit
+    # code (Docker removes an auto-remove container once its streams are done). Workload id -> holders.
+    holds: Counter[str] = field(default_factory=Counter)
     images: ImageStore = field(init=False)  # pulled images on disk, under <data dir>/images
     registry: Skopeo = field(init=False)
     _resolv: tuple[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...]]] | None = None

@@ -17,7 +17,7 @@ import re2
 
 from hypr.errors import Conflict, InvalidParameter, NotFound
 from hypr.images import manifest as mf
-from hypr.models import BUILTIN_IMAGES, DEFAULT_NETWORK, Network, Resolver, Snapshot, Workload
+from hypr.models import BUILTIN_IMAGES, DEFAULT_NETWORK, Network, Resolver, Snapshot, Stdio, Workload
 from hypr.ports import PortSpec, from_bindings
 from hypr.services.confinement import plan_confinement
 from hypr.services.images import find_image
@@ -137,9 +137,14 @@ def plan_workload_create(
         user=_string(body, "User") or run.user, workdir=_string(body, "WorkingDir") or run.workdir,
         stop_signal=_string(body, "StopSignal") or run.stop_signal, exposed_ports=exposed,
         resolver=resolver_settings(host_config, _string(body, "Domainname")), **_resources(host_config),
-        confinement=plan_confinement(host_config, runtime),
+        confinement=plan_confinement(host_config, runtime), stdio=_stdio(body),
     )  # fmt: skip
     return WorkloadPlan(workload=workload, endpoints=endpoints, ports=ports)
+
+
+def _stdio(body: Mapping[str, Any]) -> Stdio:
+    """Docker's Tty, OpenStdin and StdinOnce (false unless asked for; AttachStdin/-out/-err are the client's)."""
+    return Stdio(tty=flag(body, "Tty"), open_stdin=flag(body, "OpenStdin"), stdin_once=flag(body, "StdinOnce"))
 
 
 def _command(body: Mapping[str, Any], run: mf.RunConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:

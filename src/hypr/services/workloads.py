@@ -67,7 +67,7 @@ def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchS
         data_dir=ctx.settings.paths.data_dir, workdir=workload.workdir or "/", user=workload.user,
         rootfs=ctx.images.rootfs(workload.image_id) if workload.image_id else None, image_id=workload.image_id,
         stop_signal=workload.stop_signal, confinement=workload.confinement,
-        runtime_dir=ctx.settings.paths.runtime_dir,
+        runtime_dir=ctx.settings.paths.runtime_dir, stdio=workload.stdio,
     )  # fmt: skip
 
 
@@ -276,12 +276,17 @@ def parse_signal(text: str) -> signals.Signals:
 
 
 def refresh(ctx: Context) -> None:
-    """Notice workloads that ended on their own: record the exit, then --rm them, or restart them as their policy
-    says, after Docker's back-off (100 ms, doubling up to a minute; reset once a run lasted 10 s)."""
+    """Notice workloads that ended on their own: record the exit, then --rm them (once no attach or wait holds
+    them), or restart them as their policy says, after Docker's back-off (100 ms, doubling up to a minute; reset
+    once a run lasted 10 s)."""
     snapshot = ctx.store.snapshot()
     now = time.monotonic()
     for workload in snapshot.workloads:
         handle = handle_of(workload)
+        if workload.state == "exited" and workload.auto_remove:
+            if not ctx.holds[workload.id]:
+                _delete(ctx, workload)
+            continue
         if workload.state == "exited" and ctx.restarts.get(workload.id, (0, math.inf))[1] <= now:
             log.info("restarting %s (policy %s)", workload.name, workload.restart)
             start(ctx, workload.id)
@@ -295,7 +300,8 @@ def refresh(ctx: Context) -> None:
             ctx.store.set_exited(tx, workload.id, code, now_rfc3339())
         ctx.converge()  # its names leave DNS
         if workload.auto_remove:
-            _delete(ctx, workload)
+            if not ctx.holds[workload.id]:
+                _delete(ctx, workload)
         elif restarts(workload.restart, code):
             ran_for = (
                 (datetime.now(UTC) - parse_created(workload.started_at)).total_seconds() if workload.started_at else 0
@@ -350,6 +356,36 @@ def log_path(ctx: Context, ref: str) -> Path:
     snapshot = ctx.store.snapshot()
     workload = find_workload(snapshot, ref)
     return ctx.runtime(workload.runtime).log_path(launch_spec(ctx, snapshot, workload))
+
+
+@dataclass(frozen=True)
+class StreamTarget:
+    """What an attach, logs or wait stream needs of a workload, looked up once."""
+
+    workload: Workload
+    log: Path  # log.json (sandbox) or the raw log (vm)
+    attach_socket: Path | None  # the supervisor's (sandbox); None when the runtime has none
+    state_dir: Path
+
+
+def stream_target(ctx: Context, ref: str) -> StreamTarget:
+    snapshot = ctx.store.snapshot()
+    workload = find_workload(snapshot, ref)
+    spec = launch_spec(ctx, snapshot, workload)
+    runtime = ctx.runtime(workload.runtime)
+    return StreamTarget(workload, runtime.log_path(spec), runtime.attach_socket(spec), spec.state_dir)
+
+
+def hold(ctx: Context, workload_id: str) -> None:
+    """Keep an exited --rm workload (see Context.holds) until `release`."""
+    ctx.holds[workload_id] += 1
+
+
+def release(ctx: Context, workload_id: str) -> None:
+    ctx.holds[workload_id] -= 1
+    if ctx.holds[workload_id] <= 0:
+        del ctx.holds[workload_id]
+    refresh(ctx)  # an --rm workload that ended meanwhile goes now
 
 
 # -- network connect / disconnect -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from hypr.models import (
     Protocol,
     Resolver,
     Snapshot,
+    Stdio,
     Workload,
     WorkloadState,
 )
@@ -140,12 +141,13 @@ class Store:
         tx.execute(
             "INSERT INTO workloads (id, name, image, runtime, state, command, env, hostname, labels, created, extra,"
             " auto_remove, restart, cpus, memory_mb, image_id, user, workdir, stop_signal, entrypoint, exposed_ports,"
-            " resolver, confinement) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " resolver, confinement, stdio) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (w.id, w.name, w.image, w.runtime, w.state, _dump(w.command), _dump(w.env), w.hostname,
              _dump(w.labels), w.created, _dump(extra), int(w.auto_remove), w.restart, w.cpus, w.memory_mb,
              w.image_id, w.user, w.workdir, w.stop_signal, _dump(w.entrypoint), _dump(w.exposed_ports),
              json.dumps(dataclasses.asdict(w.resolver), sort_keys=True),
-             json.dumps(dataclasses.asdict(w.confinement), sort_keys=True)),
+             json.dumps(dataclasses.asdict(w.confinement), sort_keys=True),
+             json.dumps(dataclasses.asdict(w.stdio), sort_keys=True)),
         )  # fmt: skip
 
     def set_running(self, tx: sqlite3.Connection, workload_id: str, pid: int, pid_start: int, main_pid: int,
@@ -284,7 +286,11 @@ def _workload(row: sqlite3.Row) -> Workload:
         exposed_ports=tuple(_load(row["exposed_ports"])),
         resolver=_resolver(_load(row["resolver"])),
         confinement=_confinement(_load(row["confinement"])),
+        stdio=Stdio(**{k: bool(v) for k, v in _load(row["stdio"]).items() if k in _STDIO}),
     )
+
+
+_STDIO = {f.name for f in dataclasses.fields(Stdio)}
 
 
 def _resolver(data: dict[str, Any]) -> Resolver:

@@ -105,4 +105,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE workloads ADD COLUMN confinement TEXT NOT NULL DEFAULT '{}'
     """,
+    """
+    ALTER TABLE workloads ADD COLUMN stdio TEXT NOT NULL DEFAULT '{}'
+    """,
 )
