@@ -150,3 +150,42 @@ def test_wait_conditions_and_docker_py_auto_remove(hyprd: Hyprd) -> None:
         container.remove()
     finally:
         client.close()
+
+
+def test_docker_exec(hyprd: Hyprd) -> None:
+    docker_cli(hyprd, "run", "-d", "--name", "box", "busybox", "sleep", "600")
+    done = docker_cli(hyprd, "exec", "-e", "X=1", "-w", "/tmp", "box", "sh", "-c", 'echo "$X $(pwd)"; echo e >&2; exit 4',
+                      rc=4)  # fmt: skip
+    assert (done.stdout, done.stderr) == (b"1 /tmp\n", b"e\n")
+    assert docker_cli(hyprd, "exec", "-i", "box", "cat", stdin=b"through stdin\n").stdout == b"through stdin\n"
+    assert docker_cli(hyprd, "exec", "-u", "nobody", "box", "id", "-u").stdout == b"65534\n"
+    assert docker_cli(hyprd, "exec", "box", "no-such-program", rc=None).returncode in (126, 127)
+    docker_cli(hyprd, "exec", "-d", "box", "sh", "-c", "echo detached > /tmp/d")
+    wait_until(
+        lambda: docker_cli(hyprd, "exec", "box", "cat", "/tmp/d", rc=None).stdout == b"detached\n", "the -d exec"
+    )
+    env = {**os.environ, "DOCKER_HOST": f"unix://{hyprd.socket}"}
+    code, out = in_terminal(["docker", "exec", "-it", "box", "sh"], env,
+                            [(b"", b"tty; echo $((6*7))\r"), (b"42", b"exit 5\r")])  # fmt: skip
+    assert code == 5 and b"/dev/pts/" in out, out
+
+
+def test_docker_py_exec_run_stream_demux(hyprd: Hyprd) -> None:
+    client = docker.DockerClient(base_url=f"unix://{hyprd.socket}", version="auto")
+    try:
+        container = client.containers.run("busybox", ["sleep", "600"], detach=True)
+        result = container.exec_run(["sh", "-c", "echo out; echo err >&2"], stream=True, demux=True)
+        chunks = list(result.output)
+        assert b"".join(o for o, _ in chunks if o) == b"out\n" and b"".join(e for _, e in chunks if e) == b"err\n"
+        code, _ = container.exec_run(["sh", "-c", "exit 3"])
+        assert code == 3
+        exec_id = client.api.exec_create(container.id, ["true"])["Id"]
+        client.api.exec_start(exec_id)
+        info = client.api.exec_inspect(exec_id)
+        assert (info["ExitCode"], info["Running"], info["ProcessConfig"]["entrypoint"]) == (0, False, "true")
+        with pytest.raises(docker.errors.APIError) as unknown:
+            client.api.exec_inspect("nope")
+        assert unknown.value.status_code == 404
+        container.remove(force=True)
+    finally:
+        client.close()

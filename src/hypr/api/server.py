@@ -37,6 +37,7 @@ from hypr.api.common import (
     read_json,
 )
 from hypr.api.containers import ContainerApi
+from hypr.api.execs import ExecApi
 from hypr.api.images import ImageApi
 from hypr.errors import HyprError
 from hypr.services import network_plan, networks, system
@@ -245,7 +246,8 @@ def make_app(ctx: Context, call: Call, limits: ConnectionLimits | None = None) -
             log.exception("image store start-up failed")
 
     app.on_startup.append(images_start_up)
-    for method, path, handler in [*Api(ctx, call).routes(), *ContainerApi(ctx, call).routes(), *image_api.routes()]:
+    routes = [*Api(ctx, call).routes(), *ContainerApi(ctx, call).routes(), *ExecApi(ctx, call).routes()]
+    for method, path, handler in [*routes, *image_api.routes()]:
         app.router.add_route(method, path, handler)
         app.router.add_route(method, r"/v{version:[0-9]+\.[0-9]+}" + path, handler)
     app.router.add_route("*", "/{path:.*}", unsupported)  # last: whatever no route above takes

@@ -63,6 +63,19 @@ class LaunchSpec:
 
 
 @dataclass(frozen=True)
+class ExecOptions:
+    """Docker's exec settings beyond the command: User ("" is the workload's), Privileged (every capability),
+    Tty (a pty whose master goes to `console_socket`, a unix socket path)."""
+
+    user: str = ""
+    privileged: bool = False
+    console_socket: str | None = None
+
+
+NO_OPTIONS = ExecOptions()
+
+
+@dataclass(frozen=True)
 class Handle:
     """A running workload. (pid, start_time) names the supervisor for good, even after pid reuse."""
 
@@ -96,10 +109,12 @@ class Runtime(Protocol):
     def kill(self, spec: LaunchSpec, handle: Handle, signal: _signal.Signals) -> None: ...
 
     def exec_argv(
-        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None
-    ) -> list[str]:
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
+        options: ExecOptions = NO_OPTIONS,
+    ) -> list[str]:  # fmt: skip
         """An argv that runs `argv` inside the workload when run by root on this machine; its exit code is
-        the command's."""
+        the command's. Its stdin, stdout and stderr are the exec's (with `options.console_socket`, a pty's
+        master is sent there instead, as crun's --console-socket does)."""
 
     def log_path(self, spec: LaunchSpec) -> Path:
         """The workload's output: `log.json` in Docker's json-file format (runtime/relay.py), or a raw log."""

@@ -27,7 +27,7 @@ from typing import Any
 
 from hypr.errors import Conflict, InvalidParameter, KernelError
 from hypr.runtime import crun, files, handles, images, netns, oci, proc, relay, users, veth
-from hypr.runtime.base import Attachment, Handle, LaunchSpec
+from hypr.runtime.base import NO_OPTIONS, Attachment, ExecOptions, Handle, LaunchSpec
 from hypr.runtime.rtnl import Rtnl, default_route_add, delete_host_links
 
 SHIM = Path(__file__).with_name("shim.py")
@@ -268,18 +268,29 @@ class SandboxRuntime:
         return handles.exit_code(spec.state_dir)
 
     def exec_argv(
-        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None
-    ) -> list[str]:
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
+        options: ExecOptions = NO_OPTIONS,
+    ) -> list[str]:  # fmt: skip
         """`crun exec` through the supervisor script's exec entry (the CLI runs only hypr's own helpers): the
-        workload's user, capabilities and environment come from its bundle, with `env` over them."""
+        workload's user, capabilities and environment come from its bundle, with `env` over them; `options.user`
+        is resolved against the image's /etc, `options.privileged` gives every capability hyprd holds."""
         if not proc.alive(handle.pid, handle.start_time) or not crun.exists(spec.state_dir, _container(spec)):
             raise Conflict(f"Container {spec.name} is not running")
         if not argv:
             raise InvalidParameter("No exec command specified")
-        target = {
+        target: dict[str, Any] = {
             "crun_root": str(crun.root_of(spec.state_dir)), "id": _container(spec),
             "bundle": str(spec.state_dir / crun.BUNDLE), "argv": list(argv), "env": dict(env), "workdir": workdir or "",
         }  # fmt: skip
+        if options.user:
+            image = self._image(spec)
+            lower = images.ensure_busybox(self.image_cache) if image.builtin == images.BUSYBOX else image.rootfs
+            creds = users.resolve_user(lower, options.user)
+            target["user"] = {"uid": creds.uid, "gid": creds.gid, "additionalGids": list(creds.groups)}
+        if options.privileged:
+            target["capabilities"] = list(crun.available_capabilities())
+        if options.console_socket:
+            target["console_socket"] = options.console_socket
         return [self.python, "-I", "-S", str(SHIM), "exec", json.dumps(target)]
 
     def log_path(self, spec: LaunchSpec) -> Path:

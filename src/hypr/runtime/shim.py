@@ -390,7 +390,15 @@ def _exec_process(cfg: dict[str, Any]) -> dict[str, Any]:
         process["cwd"] = cfg["workdir"]
     env = dict(item.split("=", 1) for item in process.get("env", []) if "=" in item)
     env.update(cfg.get("env") or {})
+    if cfg.get("console_socket") and "TERM" not in env:
+        env["TERM"] = "xterm"  # as Docker sets it for `exec -t`
     process["env"] = [f"{k}={v}" for k, v in env.items()]
+    if cfg.get("user"):
+        process["user"] = cfg["user"]
+    if cfg.get("capabilities") is not None:
+        caps = cfg["capabilities"]
+        process["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
+    process["terminal"] = bool(cfg.get("console_socket"))
     return process
 
 
@@ -405,8 +413,9 @@ def exec_in(config: str) -> None:
     except (OSError, StartFailed, ValueError, KeyError) as exc:
         sys.stderr.write(f"hypr exec: {exc}\n")
         sys.exit(EXIT_CANNOT_RUN)
+    console = ["--tty", "--console-socket", cfg["console_socket"]] if cfg.get("console_socket") else []
     argv = [crun, "--root", cfg["crun_root"], f"--log=file:/proc/self/fd/{errors}", "--log-format=json", "exec",
-            "--process", f"/proc/self/fd/{spec}", cfg["id"]]  # fmt: skip
+            *console, "--process", f"/proc/self/fd/{spec}", cfg["id"]]  # fmt: skip
     child = os.posix_spawn(crun, argv, os.environ)  # stdio: ours, so the command's are the caller's
 
     def forward(signum: int, _frame: object) -> None:

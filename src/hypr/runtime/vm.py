@@ -33,7 +33,7 @@ from pathlib import Path
 
 from hypr.errors import Conflict, InvalidParameter, KernelError
 from hypr.runtime import _libc, handles, images, proc, relay, users, vm_disk, vm_initramfs, vm_kernel, vm_tap
-from hypr.runtime.base import Attachment, Handle, LaunchSpec
+from hypr.runtime.base import NO_OPTIONS, Attachment, ExecOptions, Handle, LaunchSpec
 from hypr.runtime.rtnl import Rtnl, delete_host_links
 from hypr.runtime.sandbox import stop_signal
 
@@ -295,8 +295,18 @@ class VmRuntime:
         return handles.exit_code(spec.state_dir)
 
     def exec_argv(
-        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None
-    ) -> list[str]:
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
+        options: ExecOptions = NO_OPTIONS,
+    ) -> list[str]:  # fmt: skip
+        """Over the guest agent (vmexec.py): the output comes when the command has ended, without stdin."""
+        for name, given in (
+            ("Tty", options.console_socket),
+            ("User", options.user),
+            ("Privileged", options.privileged),
+        ):
+            if given:
+                raise InvalidParameter(f"exec with {name} is not supported by the vm runtime (the guest agent runs "
+                                       "commands as the workload's user, without a terminal)")  # fmt: skip
         if not proc.alive(handle.pid, handle.start_time):
             raise Conflict(f"Container {spec.name} is not running")
         if not argv:
