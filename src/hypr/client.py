@@ -165,12 +165,6 @@ class Client:
         params = {"follow": "1" if follow else "0", "tail": tail, "stdout": "1", "stderr": "1"}
         return self.stream("GET", f"/containers/{_quote(ref)}/logs", params=params)
 
-    def exec_argv(
-        self, ref: str, cmd: list[str], *, env: list[str] | None = None, workdir: str | None = None
-    ) -> list[str]:
-        body = {"Cmd": cmd, "Env": env or [], "WorkingDir": workdir or ""}
-        return list(self.request("POST", f"/containers/{_quote(ref)}/hypr-exec", body=body)["Argv"])
-
     # -- images -------------------------------------------------------------------------------------------------
 
     def pull(self, ref: str, *, platform: str | None = None) -> Iterator[dict[str, Any]]:

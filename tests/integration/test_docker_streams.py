@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.integration.harness import Hyprd, wait_until
+from tests.integration.harness import HYPR, Hyprd, wait_until
 
 
 def docker_cli(hyprd: Hyprd, *argv: str, rc: int | None = 0, stdin: bytes | None = None,
@@ -189,3 +189,19 @@ def test_docker_py_exec_run_stream_demux(hyprd: Hyprd) -> None:
         container.remove(force=True)
     finally:
         client.close()
+
+
+def test_the_hypr_cli_on_the_same_streams(hyprd: Hyprd) -> None:
+    done = hyprd.cli("run", "--name", "h1", "busybox", "sh", "-c", "echo out; echo err >&2; exit 2", rc=2)
+    assert (done.stdout, done.stderr) == ("out\n", "err\n")
+    logs = hyprd.cli("logs", "-t", "--tail", "1", "h1")
+    assert logs.stdout == "" and logs.stderr.endswith(" err\n")
+    assert hyprd.cli("logs", "--since", "1h", "h1").stdout == "out\n"
+    assert hyprd.cli("logs", "--until", "2000-01-01T00:00:00Z", "h1").stdout == ""
+    piped = subprocess.run([HYPR, "-H", f"unix://{hyprd.socket}", "run", "--rm", "-i", "busybox", "wc", "-c"], input=b"12345",
+                           capture_output=True, env=hyprd.env, timeout=60)  # fmt: skip
+    assert piped.stdout.split() == [b"5"]
+    hyprd.cli("run", "-d", "--name", "h2", "busybox", "sleep", "600")
+    done = hyprd.cli("exec", "-e", "X=1", "-w", "/tmp", "h2", "sh", "-c", 'echo "$X $(pwd)"; echo e >&2; exit 4', rc=4)
+    assert (done.stdout, done.stderr) == ("1 /tmp\n", "e\n")
+    assert sorted(names(hyprd)) == ["h1", "h2"]  # the --rm one is gone

@@ -45,7 +45,6 @@ class ContainerApi:
             ("GET", "/containers/{ref}/logs", self.logs),
             ("POST", "/containers/{ref}/attach", self.attach),
             ("POST", "/containers/{ref}/resize", self.resize),
-            ("POST", "/containers/{ref}/hypr-exec", self.exec_argv),
             ("POST", "/containers/{ref}/rename", self.rename),
             ("DELETE", "/containers/{ref}", self.remove),
             ("POST", "/networks/{ref}/connect", self.connect),
@@ -332,16 +331,6 @@ class ContainerApi:
             await link[1].drain()
             link[1].close()
         return web.Response(status=200)
-
-    async def exec_argv(self, request: web.Request) -> web.Response:
-        body = await read_object(request)
-        cmd = tuple(validation.strings(body.get("Cmd"), "Cmd"))
-        env = workload_plan.exec_env(body.get("Env"))
-        workdir = body.get("WorkingDir") or None
-        if workdir is not None and not isinstance(workdir, str):
-            raise InvalidParameter("invalid WorkingDir: expected a string")
-        argv = await self.call(workloads.exec_argv, self.ctx, request.match_info["ref"], cmd, env, workdir)
-        return json_response({"Argv": argv})
 
     async def connect(self, request: web.Request) -> web.Response:
         body = await read_object(request)

@@ -47,10 +47,11 @@ class Query:
 
 def parse_query(stdout: bool, stderr: bool, since: str, until: str, tail: str, timestamps: bool) -> Query:
     """Docker's checks and messages."""
+    count = tail_count(tail)
     if not (stdout or stderr):
         raise InvalidParameter("Bad parameters: you must choose at least one stream")
     streams = frozenset(s for s, on in ((STDOUT, stdout), (STDERR, stderr)) if on)
-    return Query(streams, unix_time(since, "since"), unix_time(until, "until"), tail_count(tail), timestamps)
+    return Query(streams, unix_time(since, "since"), unix_time(until, "until"), count, timestamps)
 
 
 def unix_time(text: str, name: str) -> str:
