@@ -2,8 +2,9 @@
 to the same hyprd socket (docker speaks the Engine API, which hyprd serves), with 5 running workloads.
 
 Goal (issue #16): hypr's median wall time <= 2.5x docker's, for each command. Rounds alternate the commands so
-that machine load hits all of them alike. Also printed, for scale: the bare interpreter (`python -c pass`), the
-floor of any Python CLI, and `hypr --version` (start-up and imports, no daemon call).
+that machine load hits all of them alike. Also printed, for scale: the bare interpreter (`python -c pass`) and the
+interpreter with click imported, the floor of any Python CLI and of any click CLI, and `hypr --version` (start-up
+and imports, no daemon call).
 
 Root only (a throw-away network namespace with its own hyprd, removed afterwards). Needs the docker CLI (not the
 docker daemon):
@@ -13,6 +14,7 @@ docker daemon):
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -26,10 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.integration.harness import HYPR, Hyprd, netns
 
+# As installed by pip, hypr's modules have their bytecode cached; a PYTHONDONTWRITEBYTECODE left in the environment
+# (some CI and sandbox set-ups have it) would make every command compile them again.
+ENV = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
 
 def timed(argv: list[str]) -> float:
     began = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
     return time.perf_counter() - began
 
 
@@ -69,6 +75,7 @@ def measure(daemon: Hyprd, docker: str, rounds: int, workloads: int) -> int:
         "hypr version": [HYPR, "-H", host, "version"],
         "docker version": [docker, "-H", host, "version"],
         "hypr --version (no daemon call)": [HYPR, "--version"],
+        "python -c 'import click' (floor)": [sys.executable, "-c", "import click"],
         "python -c pass (the floor)": [sys.executable, "-c", "pass"],
     }
     for argv in commands.values():  # warm-up: page cache, .pyc files, the daemon's first answers

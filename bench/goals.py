@@ -16,7 +16,8 @@ def goal_line(what: str, value: float, goal: float, *, at_least: bool = False, u
     met = value >= goal if at_least else value <= goal
     sign = ">=" if at_least else "<="
     shown = f"{value:.2f}{unit}" if unit == "x" else f"{value:.0f}{unit}"
-    return f"GOAL  {what:<62} {shown:>9}   goal {sign} {goal:g}{unit:<3}  {'met' if met else 'NOT met'}"
+    target = f"{sign} {goal:g}{unit}"
+    return f"GOAL  {what:<62} {shown:>9}   goal {target:<9}  {'met' if met else 'NOT met'}"
 
 
 def report(what: str, value: float, goal: float, *, at_least: bool = False, unit: str = "x") -> bool:
