@@ -31,3 +31,10 @@ def test_version_imports_no_command_module_nor_http_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert eval(out) == ["hypr.cli.context", "hypr.cli.main", "hypr.cli.output"]
+
+
+def test_the_workload_commands_import_no_models() -> None:
+    """`ps`, `run -d busybox` and the like: hypr.models and hypr.ports load only when ports or a pull need them."""
+    code = "import sys, hypr.cli.workloads; print(sorted(m for m in sys.modules if m in ('hypr.models', 'hypr.ports')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert eval(out) == []

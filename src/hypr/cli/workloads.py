@@ -154,13 +154,16 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
         workdir: str | None, user: str | None, stop_signal: str | None, pull_policy: str, platform: str | None,
         image: str, command: tuple[str, ...]) -> None:  # fmt: skip
     """Create and start a workload (pulling its image first when it is missing)."""
-    from hypr.ports import parse_publish  # here, not at the top: only `run` pays for it
+    specs: list[Any] = []
+    exposed: dict[str, Any] = {}
+    if publish or expose:  # hypr.ports (and the models it imports) only when ports are given: start-up time
+        from hypr.ports import parse_publish
 
-    try:
-        specs = [spec for item in publish for spec in parse_publish(item)]
-        exposed: dict[str, Any] = {f"{s.guest_port}/{s.protocol}": {} for item in expose for s in parse_publish(item)}
-    except HyprError as exc:
-        raise click.BadParameter(exc.message, param_hint="-p") from None
+        try:
+            specs = [spec for item in publish for spec in parse_publish(item)]
+            exposed = {f"{s.guest_port}/{s.protocol}": {} for item in expose for s in parse_publish(item)}
+        except HyprError as exc:
+            raise click.BadParameter(exc.message, param_hint="-p") from None
     body = run_body(image, command, networks, ip, aliases, specs, env, label, hostname, runtime, restart)
     if gw_priority:
         first = next(iter(body["NetworkingConfig"]["EndpointsConfig"].values()))
@@ -297,20 +300,24 @@ def start_failure_code(message: str) -> int | None:
 def create_pulling(client: Client, body: dict[str, Any], name: str | None, policy: str, platform: str | None) -> str:
     """docker run's order: create; if the image is missing (404 `No such image`), pull it to stderr and create
     again. `--pull always` pulls first; `never` only creates."""
-    from hypr.models import BUILTIN_IMAGES
-
     image = str(body["Image"])
-    builtin = image in BUILTIN_IMAGES or image.startswith("/")
-    if policy == "always" and not builtin:
+    if policy == "always" and not _builtin(image):
         _pull_to_stderr(client, image, platform)
     try:
         return client.create_container(body, name)
     except NotFound as exc:
-        if policy == "never" or builtin or not exc.message.startswith("No such image"):
+        if policy == "never" or _builtin(image) or not exc.message.startswith("No such image"):
             raise
     click.echo(f"Unable to find image '{_shown(image)}' locally", err=True)
     _pull_to_stderr(client, image, platform)
     return client.create_container(body, name)
+
+
+def _builtin(image: str) -> bool:
+    """An image that is never pulled: hypr's own (`host`, `busybox`) or a root filesystem directory."""
+    from hypr.models import BUILTIN_IMAGES  # only when a pull is in question: the models cost start-up time
+
+    return image in BUILTIN_IMAGES or image.startswith("/")
 
 
 def _shown(image: str) -> str:
@@ -334,8 +341,6 @@ def run_body(image: str, command: Sequence[str], networks: Sequence[str], ip: st
              specs: Sequence[Any], env: Sequence[str], label: Sequence[str], hostname: str | None, runtime: str,
              restart: str) -> dict[str, Any]:  # fmt: skip
     """Docker's container-create body, as the docker CLI builds it (API >= 1.44: every network in EndpointsConfig)."""
-    from hypr.ports import to_bindings
-
     endpoints: dict[str, Any] = {}
     for index, network in enumerate(networks or ["bridge"]):
         config: dict[str, Any] = {}
@@ -352,12 +357,20 @@ def run_body(image: str, command: Sequence[str], networks: Sequence[str], ip: st
         "Hostname": hostname or "",
         "HostConfig": {
             "NetworkMode": (networks or ["bridge"])[0],
-            "PortBindings": to_bindings(specs),
+            "PortBindings": _bindings(specs),
             "Runtime": runtime,
             "RestartPolicy": {"Name": restart},
         },
         "NetworkingConfig": {"EndpointsConfig": endpoints},
     }
+
+
+def _bindings(specs: Sequence[Any]) -> dict[str, Any]:
+    if not specs:
+        return {}
+    from hypr.ports import to_bindings
+
+    return to_bindings(specs)
 
 
 def parse_bytes(text: str) -> int:
