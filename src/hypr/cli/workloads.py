@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import re
 import sys
-import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from hypr import stream_client
-from hypr.cli.context import client_of, for_each, inspect_each, parse_filters, parse_pairs
+from hypr.cli.context import (
+    client_of,
+    for_each,
+    inspect_each,
+    network_names,
+    parse_filters,
+    parse_pairs,
+    workload_names,
+)
 from hypr.cli.output import echo_json_lines, short_id, table
-from hypr.client import Client
 from hypr.errors import HyprError, NotFound
-from hypr.models import BUILTIN_IMAGES
-from hypr.ports import parse_publish, to_bindings
+
+if TYPE_CHECKING:
+    from hypr.client import Client
 
 
 class RunCommand(click.Command):
@@ -77,7 +79,13 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
 @click.command("run", cls=RunCommand, context_settings={"allow_interspersed_args": False})
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the ID.")
 @click.option("--name", help="Assign a name to the workload.")
-@click.option("--network", "networks", multiple=True, help="Connect to a network (repeatable; first = default route).")
+@click.option(
+    "--network",
+    "networks",
+    multiple=True,
+    shell_complete=network_names,
+    help="Connect to a network (repeatable; first = default route).",
+)
 @click.option("--ip", help="IPv4 address on the first network.")
 @click.option("--network-alias", "aliases", multiple=True, help="Network-scoped alias on the first network.")
 @click.option("--gw-priority", type=int, default=0, help="Gateway priority of the first network (highest wins).")
@@ -131,11 +139,16 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
         workdir: str | None, user: str | None, stop_signal: str | None, pull_policy: str, platform: str | None,
         image: str, command: tuple[str, ...]) -> None:  # fmt: skip
     """Create and start a workload (pulling its image first when it is missing)."""
-    try:
-        specs = [spec for item in publish for spec in parse_publish(item)]
-        exposed: dict[str, Any] = {f"{s.guest_port}/{s.protocol}": {} for item in expose for s in parse_publish(item)}
-    except HyprError as exc:
-        raise click.BadParameter(exc.message, param_hint="-p") from None
+    specs: list[Any] = []
+    exposed: dict[str, Any] = {}
+    if publish or expose:  # hypr.ports (and the models it imports) only when ports are given: start-up time
+        from hypr.ports import parse_publish
+
+        try:
+            specs = [spec for item in publish for spec in parse_publish(item)]
+            exposed = {f"{s.guest_port}/{s.protocol}": {} for item in expose for s in parse_publish(item)}
+        except HyprError as exc:
+            raise click.BadParameter(exc.message, param_hint="-p") from None
     body = run_body(image, command, networks, ip, aliases, specs, env, label, hostname, runtime, restart)
     if gw_priority:
         first = next(iter(body["NetworkingConfig"]["EndpointsConfig"].values()))
@@ -189,6 +202,10 @@ def _start(ctx: click.Context, client: Client, workload_id: str, auto_remove: bo
 def foreground(ctx: click.Context, client: Client, workload_id: str, *, interactive: bool, tty: bool,
                auto_remove: bool) -> int:  # fmt: skip
     """Attach (stdin too with -i), wait for the exit (its removal with --rm), start; the workload's exit code."""
+    import json
+
+    from hypr import stream_client
+
     params = {"stream": "1", "stdout": "1", "stderr": "1", "stdin": "1" if interactive else "0"}
     path = f"/containers/{stream_client.quote(workload_id)}"
     attached = stream_client.request(client.socket, "POST", f"{path}/attach", params=params, upgrade=True)
@@ -237,7 +254,8 @@ def security_option(option: str) -> str:
     if key != "seccomp" or not sep or value == "unconfined":
         return option
     try:
-        return "seccomp=" + Path(value).read_text()
+        with open(value) as profile:
+            return "seccomp=" + profile.read()
     except OSError as exc:
         message = f"opening seccomp profile ({value}) failed: {exc.strerror}"
         raise click.BadParameter(message, param_hint="--security-opt") from None
@@ -295,17 +313,23 @@ def create_pulling(client: Client, body: dict[str, Any], name: str | None, polic
     """docker run's order: create; if the image is missing (404 `No such image`), pull it to stderr and create
     again. `--pull always` pulls first; `never` only creates."""
     image = str(body["Image"])
-    builtin = image in BUILTIN_IMAGES or image.startswith("/")
-    if policy == "always" and not builtin:
+    if policy == "always" and not _builtin(image):
         _pull_to_stderr(client, image, platform)
     try:
         return client.create_container(body, name)
     except NotFound as exc:
-        if policy == "never" or builtin or not exc.message.startswith("No such image"):
+        if policy == "never" or _builtin(image) or not exc.message.startswith("No such image"):
             raise
     click.echo(f"Unable to find image '{_shown(image)}' locally", err=True)
     _pull_to_stderr(client, image, platform)
     return client.create_container(body, name)
+
+
+def _builtin(image: str) -> bool:
+    """An image that is never pulled: hypr's own (`host`, `busybox`) or a root filesystem directory."""
+    from hypr.models import BUILTIN_IMAGES  # only when a pull is in question: the models cost start-up time
+
+    return image in BUILTIN_IMAGES or image.startswith("/")
 
 
 def _shown(image: str) -> str:
@@ -345,12 +369,20 @@ def run_body(image: str, command: Sequence[str], networks: Sequence[str], ip: st
         "Hostname": hostname or "",
         "HostConfig": {
             "NetworkMode": (networks or ["bridge"])[0],
-            "PortBindings": to_bindings(specs),
+            "PortBindings": _bindings(specs),
             "Runtime": runtime,
             "RestartPolicy": {"Name": restart},
         },
         "NetworkingConfig": {"EndpointsConfig": endpoints},
     }
+
+
+def _bindings(specs: Sequence[Any]) -> dict[str, Any]:
+    if not specs:
+        return {}
+    from hypr.ports import to_bindings
+
+    return to_bindings(specs)
 
 
 def parse_bytes(text: str) -> int:
@@ -407,12 +439,14 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, filters: tup
 @click.option("-w", "--workdir", help="Working directory inside the workload.")
 @click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>]).")
 @click.option("--privileged", is_flag=True, help="Give the command every capability.")
-@click.argument("name")
+@click.argument("name", shell_complete=workload_names)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def exec_(ctx: click.Context, detach: bool, interactive: bool, tty: bool, env: tuple[str, ...], workdir: str | None,
           user: str | None, privileged: bool, name: str, command: tuple[str, ...]) -> None:  # fmt: skip
     """Run a command in a running workload; its exit code becomes ours (Docker's exec API)."""
+    from hypr import stream_client
+
     argv = list(command[1:] if command and command[0] == "--" else command)
     if not argv:
         raise click.UsageError("exec needs a command")
@@ -442,7 +476,7 @@ def exec_(ctx: click.Context, detach: bool, interactive: bool, tty: bool, env: t
 
 @click.command("stop")
 @click.option("-t", "--time", "timeout", type=float, default=None, help="Seconds to wait before killing it.")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
 @click.pass_context
 def stop(ctx: click.Context, timeout: float | None, refs: tuple[str, ...]) -> None:
     """Stop one or more running workloads."""
@@ -450,7 +484,7 @@ def stop(ctx: click.Context, timeout: float | None, refs: tuple[str, ...]) -> No
 
 
 @click.command("start")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
 @click.pass_context
 def start(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Start one or more stopped workloads."""
@@ -459,7 +493,7 @@ def start(ctx: click.Context, refs: tuple[str, ...]) -> None:
 
 @click.command("restart")
 @click.option("-t", "--time", "timeout", type=float, default=None, help="Seconds to wait before killing it.")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
 @click.pass_context
 def restart(ctx: click.Context, timeout: float | None, refs: tuple[str, ...]) -> None:
     """Restart one or more workloads."""
@@ -468,7 +502,7 @@ def restart(ctx: click.Context, timeout: float | None, refs: tuple[str, ...]) ->
 
 @click.command("kill")
 @click.option("-s", "--signal", "sig", default="KILL", help="Signal to send.")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
 @click.pass_context
 def kill(ctx: click.Context, sig: str, refs: tuple[str, ...]) -> None:
     """Kill one or more running workloads."""
@@ -477,7 +511,7 @@ def kill(ctx: click.Context, sig: str, refs: tuple[str, ...]) -> None:
 
 @click.command("rm")
 @click.option("-f", "--force", is_flag=True, help="Kill a running workload first.")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
 @click.pass_context
 def rm(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
     """Remove one or more workloads."""
@@ -485,7 +519,7 @@ def rm(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
 
 
 @click.command("rename")
-@click.argument("ref")
+@click.argument("ref", shell_complete=workload_names)
 @click.argument("new_name")
 @click.pass_context
 def rename(ctx: click.Context, ref: str, new_name: str) -> None:
@@ -499,10 +533,12 @@ def rename(ctx: click.Context, ref: str, new_name: str) -> None:
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
 @click.option("--since", default="", help="Since a timestamp (RFC 3339 or Unix) or a duration (e.g. 42m).")
 @click.option("--until", default="", help="Until a timestamp (RFC 3339 or Unix) or a duration (e.g. 42m).")
-@click.argument("ref")
+@click.argument("ref", shell_complete=workload_names)
 @click.pass_context
 def logs(ctx: click.Context, follow: bool, tail: str, timestamps: bool, since: str, until: str, ref: str) -> None:
     """Show a workload's output: its stdout on ours, its stderr on ours (as docker logs)."""
+    from hypr import stream_client
+
     params = {"stdout": "1", "stderr": "1", "follow": "1" if follow else "0", "tail": tail,
               "timestamps": "1" if timestamps else "0", "since": unix_time(since), "until": unix_time(until)}  # fmt: skip
     for stream, data in stream_client.logs(client_of(ctx).socket, ref, params):
@@ -516,6 +552,10 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, 
 
 def unix_time(text: str, now: float | None = None) -> str:
     """The docker CLI's --since/--until: a Unix time, an RFC 3339 date, or a Go duration before now ("1h30m")."""
+    import re
+    import time
+    from datetime import UTC, datetime
+
     if not text:
         return ""
     if re.fullmatch(r"\d+(\.\d+)?", text):
@@ -534,7 +574,7 @@ def unix_time(text: str, now: float | None = None) -> str:
 
 
 @click.command("inspect")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
 @click.pass_context
 def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Display detailed information on one or more workloads."""
@@ -542,7 +582,7 @@ def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
 
 
 @click.command("port")
-@click.argument("ref")
+@click.argument("ref", shell_complete=workload_names)
 @click.argument("port", required=False)
 @click.pass_context
 def port(ctx: click.Context, ref: str, port: str | None) -> None:
