@@ -2,11 +2,12 @@
 `POST /exec/{id}/resize`.
 
 An exec instance lives in the daemon's memory (the newest MAX_EXECS of them), as Docker keeps them only while the
-daemon runs. Start runs the runtime's exec helper (`crun exec` in a sandbox through shim.py, the guest agent in a VM
-through vmexec.py) as the daemon's child: without a TTY its stdin, stdout and stderr are pipes relayed over the
-hijacked connection as Docker's frames; with one, the helper passes `--tty --console-socket` to crun, which sends
-the pty's master here, and the raw bytes go both ways (resize: TIOCSWINSZ on it). `Detach` starts it and answers at
-once. The exit code is the helper's, which is the command's (126/127 when it could not be run, as Docker's).
+daemon runs. Start runs the runtime's exec process (`crun exec` itself in a sandbox, the guest agent's client
+vmexec.py for a VM) as the daemon's child: without a TTY its stdin, stdout and stderr are pipes relayed over the
+hijacked connection as Docker's frames; with one, crun gets `--tty --console-socket` and sends the pty's master
+here, and the raw bytes go both ways (resize: TIOCSWINSZ on it). `Detach` starts it and answers at once. The exit
+code is the command's; when the command never ran (not found, not executable) it is Docker's 127/126, with the
+reason on stderr.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from aiohttp import web
 from hypr.api import streams
 from hypr.api.common import Call, Handler, json_response, read_object
 from hypr.errors import Conflict, InvalidParameter, NotFound
-from hypr.runtime.base import ExecOptions
+from hypr.runtime.base import ExecOptions, ExecProcess
 from hypr.services import validation, workload_plan, workloads
 from hypr.services.context import Context
 
@@ -212,6 +213,7 @@ class _Runner:
         self.instance = instance
         self.background = background
         self.process: asyncio.subprocess.Process | None = None
+        self.plan: ExecProcess | None = None
         self.console_dir = ""
 
     async def spawn(self, api: ExecApi) -> None:
@@ -221,21 +223,23 @@ class _Runner:
             self.console_dir = tempfile.mkdtemp(prefix="hypr-exec-")  # short: a socket path has 108 bytes
             options = ExecOptions(e.options.user, e.options.privileged, os.path.join(self.console_dir, "c.sock"))
         try:
-            argv = await api.call(workloads.exec_argv, api.ctx, e.workload_id, e.argv, e.env, e.workdir, options)
+            self.plan = await api.call(
+                workloads.exec_process, api.ctx, e.workload_id, e.argv, e.env, e.workdir, options
+            )
             if e.tty:
-                await self._spawn_tty(argv, options.console_socket or "")
+                await self._spawn_tty(self.plan, options.console_socket or "")
             else:
                 pipe, null = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
                 self.process = await asyncio.create_subprocess_exec(
-                    *argv, stdin=pipe if e.stdin else null, stdout=pipe if e.stdout else null,
-                    stderr=pipe if e.stderr else null, start_new_session=True,
+                    *self.plan.argv, stdin=pipe if e.stdin else null, stdout=pipe if e.stdout else null,
+                    stderr=pipe if e.stderr else null, start_new_session=True, pass_fds=self.plan.pass_fds,
                 )  # fmt: skip
         except BaseException:
             self._cleanup()
             raise
         e.running, e.pid = True, self.process.pid if self.process else 0
 
-    async def _spawn_tty(self, argv: list[str], path: str) -> None:
+    async def _spawn_tty(self, plan: ExecProcess, path: str) -> None:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             listener.bind(path)
@@ -243,8 +247,9 @@ class _Runner:
             listener.setblocking(False)
             null = asyncio.subprocess.DEVNULL
             self.process = await asyncio.create_subprocess_exec(
-                *argv, stdin=null, stdout=null, stderr=asyncio.subprocess.PIPE, start_new_session=True
-            )
+                *plan.argv, stdin=null, stdout=null, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+                pass_fds=plan.pass_fds,
+            )  # fmt: skip
             loop = asyncio.get_running_loop()
             accept = asyncio.ensure_future(loop.sock_accept(listener))
             ended = asyncio.ensure_future(self.process.wait())
@@ -283,7 +288,7 @@ class _Runner:
         if hijack is not None:
             watch.add(asyncio.create_task(hijack.lost.wait()))
         await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
-        reap = self._reap(ended, pumps, feeder)
+        reap = self._reap(ended, pumps, feeder, hijack)
         if ended.done():
             await reap
         else:
@@ -293,8 +298,9 @@ class _Runner:
             waiter.cancel()
 
     async def _reap(
-        self, ended: asyncio.Task[int], pumps: list[asyncio.Task[None]], feeder: asyncio.Task[None] | None
-    ) -> None:
+        self, ended: asyncio.Task[int], pumps: list[asyncio.Task[None]], feeder: asyncio.Task[None] | None,
+        hijack: streams.Hijack | None,
+    ) -> None:  # fmt: skip
         e = self.instance
         try:
             code = await ended
@@ -302,6 +308,12 @@ class _Runner:
                 await asyncio.wait(pumps, timeout=5.0)  # output still in the pipes
             for task in [*pumps, *([feeder] if feeder else [])]:
                 task.cancel()
+            failure = self.plan.failure(code) if self.plan is not None else None
+            if failure is not None:  # the command never ran: Docker's code, and why on stderr
+                code, message = failure
+                if hijack is not None:
+                    data = message.encode()
+                    await hijack.write(data if e.tty else streams.frame(streams.STDERR, data))
             e.exit_code = code
         finally:
             e.running = False
@@ -370,6 +382,9 @@ class _Runner:
                 await process.stdin.drain()
 
     def _cleanup(self) -> None:
+        if self.plan is not None and not self.instance.running:
+            self.plan.close()
+            self.plan = None
         master, self.instance.master = self.instance.master, None
         if master is not None and not self.instance.running:
             os.close(master)

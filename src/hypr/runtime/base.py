@@ -6,7 +6,7 @@ Services depend on this module only; backends (`sandbox`, later `vm`) implement 
 from __future__ import annotations
 
 import signal as _signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
@@ -75,6 +75,26 @@ class ExecOptions:
 NO_OPTIONS = ExecOptions()
 
 
+def _no_failure(code: int) -> tuple[int, str] | None:
+    return None
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ExecProcess:
+    """An exec ready to run, for a caller that runs it itself (the API): `argv` run by root with `pass_fds`
+    inherited (same numbers); `failure(exit code)` is (Docker's code, message) when the command never ran (the
+    runtime's own failure), else None; `close()` once it has ended."""
+
+    argv: list[str]
+    pass_fds: tuple[int, ...] = ()
+    failure: Callable[[int], tuple[int, str] | None] = _no_failure
+    close: Callable[[], None] = _nothing
+
+
 @dataclass(frozen=True)
 class Handle:
     """A running workload. (pid, start_time) names the supervisor for good, even after pid reuse."""
@@ -115,6 +135,13 @@ class Runtime(Protocol):
         """An argv that runs `argv` inside the workload when run by root on this machine; its exit code is
         the command's. Its stdin, stdout and stderr are the exec's (with `options.console_socket`, a pty's
         master is sent there instead, as crun's --console-socket does)."""
+
+    def exec_process(
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
+        options: ExecOptions = NO_OPTIONS,
+    ) -> ExecProcess:  # fmt: skip
+        """The same exec as `exec_argv`, as cheap to start as the runtime can make it (no helper process when the
+        runtime's own tool can be run directly)."""
 
     def log_path(self, spec: LaunchSpec) -> Path:
         """The workload's output: `log.json` in Docker's json-file format (runtime/relay.py), or a raw log."""

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from hypr.errors import Conflict, InvalidParameter, KernelError
-from hypr.runtime import crun, files, handles, images, netns, oci, proc, relay, users, veth
-from hypr.runtime.base import NO_OPTIONS, Attachment, ExecOptions, Handle, LaunchSpec
+from hypr.runtime import crun, files, handles, images, netns, oci, proc, relay, shim, users, veth
+from hypr.runtime.base import NO_OPTIONS, Attachment, ExecOptions, ExecProcess, Handle, LaunchSpec
 from hypr.runtime.rtnl import Rtnl, default_route_add, delete_host_links
 
 SHIM = Path(__file__).with_name("shim.py")
@@ -267,13 +267,13 @@ class SandboxRuntime:
                     raise KernelError(f"stop {spec.name}: supervisor {handle.pid} did not exit")
         return handles.exit_code(spec.state_dir)
 
-    def exec_argv(
+    def _exec_target(
         self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
-        options: ExecOptions = NO_OPTIONS,
-    ) -> list[str]:  # fmt: skip
-        """`crun exec` through the supervisor script's exec entry (the CLI runs only hypr's own helpers): the
-        workload's user, capabilities and environment come from its bundle, with `env` over them; `options.user`
-        is resolved against the image's /etc, `options.privileged` gives every capability hyprd holds."""
+        options: ExecOptions,
+    ) -> dict[str, Any]:  # fmt: skip
+        """What `shim.py exec` takes (see shim.exec_process): the workload's container and the exec's settings;
+        `options.user` is resolved against the image's /etc, `options.privileged` gives every capability hyprd
+        holds."""
         if not proc.alive(handle.pid, handle.start_time) or not crun.exists(spec.state_dir, _container(spec)):
             raise Conflict(f"Container {spec.name} is not running")
         if not argv:
@@ -291,7 +291,41 @@ class SandboxRuntime:
             target["capabilities"] = list(crun.available_capabilities())
         if options.console_socket:
             target["console_socket"] = options.console_socket
+        return target
+
+    def exec_argv(
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
+        options: ExecOptions = NO_OPTIONS,
+    ) -> list[str]:  # fmt: skip
+        """`crun exec` through the supervisor script's exec entry: the workload's user, capabilities and
+        environment come from its bundle, with `env` over them."""
+        target = self._exec_target(spec, handle, argv, env, workdir, options)
         return [self.python, "-I", "-S", str(SHIM), "exec", json.dumps(target)]
+
+    def exec_process(
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
+        options: ExecOptions = NO_OPTIONS,
+    ) -> ExecProcess:  # fmt: skip
+        """`crun exec` itself, without the helper's Python start-up: the process object and crun's log are memfds
+        inherited by crun (it opens them by /proc/self/fd); crun's own failure (its exit code 255 with an error
+        logged) becomes Docker's 127/126 and message, as the helper makes it."""
+        target = self._exec_target(spec, handle, argv, env, workdir, options)
+        process = os.memfd_create("process", os.MFD_CLOEXEC)
+        errors = os.memfd_create("crun-log", os.MFD_CLOEXEC)
+        os.write(process, json.dumps(shim.exec_process(target)).encode())
+
+        def failure(code: int) -> tuple[int, str] | None:
+            message = shim.crun_error(f"/proc/self/fd/{errors}") if code == shim.CRUN_FAILED else ""
+            if not message:
+                return None
+            found = shim.classify(message, argv[0])
+            return (found.code, f"hypr exec: {message if 'chdir' in message else found.message}\n")
+
+        def close() -> None:
+            os.close(process)
+            os.close(errors)
+
+        return ExecProcess(shim.exec_command(crun.binary(), target, process, errors), (process, errors), failure, close)
 
     def log_path(self, spec: LaunchSpec) -> Path:
         return spec.state_dir / relay.LOG

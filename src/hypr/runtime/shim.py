@@ -180,7 +180,7 @@ def _wait_for(pid: int) -> int:
     return _reaped.pop(pid)
 
 
-def _crun_error(path: str) -> str:
+def crun_error(path: str) -> str:
     """The last error crun logged (JSON lines: {"msg", "level"})."""
     message = ""
     with contextlib.suppress(OSError), open(path) as f:
@@ -287,7 +287,7 @@ def _start_container(cfg: dict[str, Any], stdio: Stdio) -> int:
     status = _wait_for(_spawn(argv, *stdio.spawn_fds()))
     if status != 0:  # crun's own complaint is ours to report (crun.log), not the workload's output
         stdio.close_console()
-        raise classify(_crun_error(errors), cfg["argv0"])
+        raise classify(crun_error(errors), cfg["argv0"])
     stdio.started()
     with open(pid_file) as f:
         return int(f.read().strip())
@@ -381,7 +381,7 @@ def run(config_path: str) -> None:
         os._exit(0)
 
 
-def _exec_process(cfg: dict[str, Any]) -> dict[str, Any]:
+def exec_process(cfg: dict[str, Any]) -> dict[str, Any]:
     """The workload's own process object with the exec's command, working directory and environment."""
     with open(os.path.join(cfg["bundle"], "config.json")) as f:
         process: dict[str, Any] = json.load(f)["process"]
@@ -402,20 +402,25 @@ def _exec_process(cfg: dict[str, Any]) -> dict[str, Any]:
     return process
 
 
+def exec_command(crun: str, cfg: dict[str, Any], process: int, errors: int) -> list[str]:
+    """`crun exec` with the process object and crun's log in the inherited descriptors `process` and `errors`."""
+    console = ["--tty", "--console-socket", cfg["console_socket"]] if cfg.get("console_socket") else []
+    return [crun, "--root", cfg["crun_root"], f"--log=file:/proc/self/fd/{errors}", "--log-format=json", "exec",
+            *console, "--process", f"/proc/self/fd/{process}", cfg["id"]]  # fmt: skip
+
+
 def exec_in(config: str) -> None:
     cfg = json.loads(config)
     argv0 = cfg["argv"][0]
     try:
         crun = _crun_binary()
         spec = os.memfd_create("process", 0)  # inherited by crun, which opens them by /proc/self/fd
-        os.write(spec, json.dumps(_exec_process(cfg)).encode())
+        os.write(spec, json.dumps(exec_process(cfg)).encode())
         errors = os.memfd_create("crun-log", 0)
     except (OSError, StartFailed, ValueError, KeyError) as exc:
         sys.stderr.write(f"hypr exec: {exc}\n")
         sys.exit(EXIT_CANNOT_RUN)
-    console = ["--tty", "--console-socket", cfg["console_socket"]] if cfg.get("console_socket") else []
-    argv = [crun, "--root", cfg["crun_root"], f"--log=file:/proc/self/fd/{errors}", "--log-format=json", "exec",
-            *console, "--process", f"/proc/self/fd/{spec}", cfg["id"]]  # fmt: skip
+    argv = exec_command(crun, cfg, spec, errors)
     child = os.posix_spawn(crun, argv, os.environ)  # stdio: ours, so the command's are the caller's
 
     def forward(signum: int, _frame: object) -> None:
@@ -427,7 +432,7 @@ def exec_in(config: str) -> None:
     _, status = os.waitpid(child, 0)
     code = _exit_code(status)
     if code == CRUN_FAILED:
-        message = _crun_error(f"/proc/self/fd/{errors}")
+        message = crun_error(f"/proc/self/fd/{errors}")
         if message:  # crun's failure, not the command's own 255
             failure = classify(message, argv0)
             if "chdir" in message:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from hypr.errors import Conflict, InvalidParameter, KernelError
 from hypr.runtime import _libc, handles, images, proc, relay, users, vm_disk, vm_initramfs, vm_kernel, vm_tap
-from hypr.runtime.base import NO_OPTIONS, Attachment, ExecOptions, Handle, LaunchSpec
+from hypr.runtime.base import NO_OPTIONS, Attachment, ExecOptions, ExecProcess, Handle, LaunchSpec
 from hypr.runtime.rtnl import Rtnl, delete_host_links
 from hypr.runtime.sandbox import stop_signal
 
@@ -316,6 +316,12 @@ class VmRuntime:
             raise InvalidParameter(f"invalid environment variable names: {bad}")
         target = {"argv": list(argv), "env": dict(env), "workdir": workdir}
         return [self.python, "-I", "-S", str(VMEXEC), str(spec.state_dir), json.dumps(target)]
+
+    def exec_process(
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
+        options: ExecOptions = NO_OPTIONS,
+    ) -> ExecProcess:  # fmt: skip
+        return ExecProcess(self.exec_argv(spec, handle, argv, env, workdir, options))
 
     def log_path(self, spec: LaunchSpec) -> Path:
         return spec.state_dir / vm_kernel.LOG

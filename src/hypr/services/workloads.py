@@ -20,7 +20,7 @@ from typing import Any
 from hypr import names
 from hypr.errors import Conflict, Forbidden, HyprError, InvalidParameter, KernelError
 from hypr.models import Endpoint, Network, Snapshot, Workload
-from hypr.runtime.base import NO_OPTIONS, Attachment, ExecOptions, Handle, LaunchSpec, Runtime
+from hypr.runtime.base import NO_OPTIONS, Attachment, ExecOptions, ExecProcess, Handle, LaunchSpec, Runtime
 from hypr.services import addresses
 from hypr.services.context import Context
 from hypr.services.network_plan import find_network
@@ -341,19 +341,19 @@ def _repair(ctx: Context, snapshot: Snapshot, workload: Workload) -> None:
         log.error("repair the network of %s: %s", workload.name, exc.message)
 
 
-def exec_argv(
+def exec_process(
     ctx: Context, ref: str, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
     options: ExecOptions = NO_OPTIONS,
-) -> list[str]:  # fmt: skip
+) -> ExecProcess:  # fmt: skip
     snapshot = ctx.store.snapshot()
     workload = find_workload(snapshot, ref)
     handle = handle_of(workload)
     if workload.state != "running" or handle is None:
-        raise Conflict(f"container {workload.id} is not running")
+        raise Conflict(f"Container {workload.id} is not running")
     if not argv:
         raise InvalidParameter("No exec command specified")
     spec = launch_spec(ctx, snapshot, workload)
-    return ctx.runtime(workload.runtime).exec_argv(spec, handle, argv, env, workdir, options)
+    return ctx.runtime(workload.runtime).exec_process(spec, handle, argv, env, workdir, options)
 
 
 def log_path(ctx: Context, ref: str) -> Path:
