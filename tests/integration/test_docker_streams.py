@@ -205,3 +205,11 @@ def test_the_hypr_cli_on_the_same_streams(hyprd: Hyprd) -> None:
     done = hyprd.cli("exec", "-e", "X=1", "-w", "/tmp", "h2", "sh", "-c", 'echo "$X $(pwd)"; echo e >&2; exit 4', rc=4)
     assert (done.stdout, done.stderr) == ("1 /tmp\n", "e\n")
     assert sorted(names(hyprd)) == ["h1", "h2"]  # the --rm one is gone
+
+
+def test_rm_also_when_the_command_cannot_start(hyprd: Hyprd) -> None:
+    done = docker_cli(hyprd, "run", "--rm", "busybox", "no-such-command", rc=127)
+    assert b"executable file not found" in done.stderr
+    wait_until(lambda: names(hyprd) == [], "the --rm container that never started to go")
+    docker_cli(hyprd, "run", "--name", "kept", "busybox", "no-such-command", rc=127)
+    assert names(hyprd) == ["kept"]

@@ -134,11 +134,12 @@ class ContainerApi:
             if condition == "not-running" and workload.state != "running":
                 code = workload.exit_code
             else:
-                code = await self._next_exit(workload, since=workload.started_at if condition == "next-exit" else None)
+                since = workload.started_at if condition == "next-exit" else None
+                code = await self._next_exit(request, workload, since)
             held = False
             await self.call(workloads.release, self.ctx, workload.id)
             if condition == "removed":
-                await self._removed(workload.id)
+                await self._removed(request, workload.id)
         finally:
             if held:
                 await self.call(workloads.release, self.ctx, workload.id)
@@ -146,10 +147,11 @@ class ContainerApi:
         await response.write_eof()
         return response
 
-    async def _next_exit(self, workload: Workload, since: str | None) -> int | None:
+    async def _next_exit(self, request: web.Request, workload: Workload, since: str | None) -> int | None:
         """The exit code of the first run that ends, started after `since` (a run's started_at) unless None.
-        Looks at each state change: a start (signalled by the start handler) or the supervisor's end (a pidfd)."""
-        while True:
+        Looks at each state change: a start (signalled by the start handler) or the supervisor's end (a pidfd).
+        A client that has gone away ends the wait (ConnectionResetError)."""
+        while _connected(request):
             snapshot = await self._snapshot()
             try:
                 now = workload_plan.find_workload(snapshot, workload.id)
@@ -161,9 +163,10 @@ class ContainerApi:
                 await streams.process_gone(now.pid)
                 continue
             await self._changed(POLL)
+        return None  # not reached: _connected raises
 
-    async def _removed(self, workload_id: str) -> None:
-        while True:
+    async def _removed(self, request: web.Request, workload_id: str) -> None:
+        while _connected(request):
             snapshot = await self._snapshot()
             if workload_id not in {w.id for w in snapshot.workloads}:
                 return
@@ -364,6 +367,13 @@ def _timeout(request: web.Request) -> float:
     except ValueError:
         raise InvalidParameter(f"invalid stop timeout: {request.query['t']}") from None
     return float("inf") if seconds < 0 else seconds
+
+
+def _connected(request: web.Request) -> bool:
+    """True while the client is there; raises ConnectionResetError once it is gone (nobody is left to answer)."""
+    if request.transport is None or request.transport.is_closing():
+        raise ConnectionResetError("the client went away")
+    return True
 
 
 def _size(request: web.Request) -> tuple[int, int]:

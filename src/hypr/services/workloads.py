@@ -212,6 +212,8 @@ def start(ctx: Context, ref: str) -> bool:
         with ctx.store.transaction() as tx:
             ctx.store.restore_state(tx, workload)
         ctx.converge()
+        if workload.auto_remove:  # as Docker: an --rm workload that cannot start is removed (its client waits)
+            _delete(ctx, workload)
         raise
     with ctx.store.transaction() as tx:
         ctx.store.set_running(tx, workload.id, handle.pid, handle.start_time, handle.main_pid, now_rfc3339())
