@@ -133,7 +133,10 @@ def test_tty_run_gets_a_real_terminal(hyprd: Hyprd) -> None:
     env = {**os.environ, "DOCKER_HOST": f"unix://{hyprd.socket}"}
     code, out = in_terminal(["docker", "run", "--rm", "-t", "busybox", "sh", "-c", "tty; stty size"], env, [])
     assert code == 0 and b"/dev/pts/" in out and b"not a tty" not in out, out
-    wait_until(lambda: names(hyprd) == [], "the --rm container to go")
+    code, out = in_terminal(["docker", "run", "--rm", "-it", "busybox", "sh"], env,
+                            [(b"", b"echo hi-$((6*7))\r"), (b"hi-42", b"exit 3\r")])  # fmt: skip
+    assert code == 3 and b"hi-42" in out, out
+    wait_until(lambda: names(hyprd) == [], "the --rm containers to go")
 
 
 def test_wait_conditions_and_docker_py_auto_remove(hyprd: Hyprd) -> None:
