@@ -328,7 +328,11 @@ class SandboxRuntime:
         return ExecProcess(shim.exec_command(crun.binary(), target, process, errors), (process, errors), failure, close)
 
     def log_path(self, spec: LaunchSpec) -> Path:
-        return spec.state_dir / relay.LOG
+        """`log.json`; a workload started by a supervisor from before the streams were kept apart (workloads outlive
+        daemon upgrades) still has its one raw `log`."""
+        path = spec.state_dir / relay.LOG
+        legacy = spec.state_dir / "log"
+        return legacy if not path.exists() and legacy.exists() else path
 
     def attach_socket(self, spec: LaunchSpec) -> Path | None:
         return spec.state_dir / relay.ATTACH_SOCK
