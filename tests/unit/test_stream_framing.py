@@ -115,3 +115,29 @@ def test_detach_keys_parse_docker_s_notation() -> None:
     assert streams.parse_detach_keys("ctrl-a,x") == b"\x01x"
     with pytest.raises(InvalidParameter, match="Invalid detach keys"):
         streams.parse_detach_keys("ctrl-aa")
+
+
+def test_the_client_demuxes_frames_fed_in_any_pieces() -> None:
+    from hypr.stream_client import Demuxer
+
+    wire = streams.frame(1, b"out\n") + streams.frame(2, b"err\n") + streams.frame(1, b"")
+    for cut in range(len(wire) + 1):
+        demux = Demuxer()
+        got = demux.feed(wire[:cut]) + demux.feed(wire[cut:])
+        assert got == [(1, b"out\n"), (2, b"err\n"), (1, b"")]
+
+
+def test_the_client_reads_chunked_bodies() -> None:
+    from hypr.stream_client import _chunks
+
+    assert _chunks(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n") == ([b"abc", b"de"], None)
+    assert _chunks(b"3\r\nabc\r\n5\r\nde") == ([b"abc"], b"5\r\nde")
+
+
+def test_cli_times_for_since_and_until() -> None:
+    from hypr.cli.workloads import unix_time
+
+    assert unix_time("") == "" and unix_time("1700000000.5") == "1700000000.5"
+    assert unix_time("10m", now=1000.0) == "400.000000000"
+    assert unix_time("1h30m", now=10000.0) == "4600.000000000"
+    assert unix_time("2023-11-14T22:13:20Z") == "1700000000.000000000"
