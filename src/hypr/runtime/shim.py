@@ -23,8 +23,6 @@ import select
 import signal
 import socket
 import sys
-import tempfile
-import traceback
 from typing import Any
 
 try:
@@ -214,7 +212,8 @@ class Stdio:
         self.console: socket.socket | None = None
         self.console_dir = ""
         if self.tty:
-            self.console_dir = tempfile.mkdtemp(prefix="hypr-console-")  # short: a socket path has 108 bytes
+            self.console_dir = f"/tmp/hypr-console-{os.urandom(8).hex()}"  # short: a socket path has 108 bytes
+            os.mkdir(self.console_dir, 0o700)  # (not tempfile: its imports cost every start milliseconds)
             self.console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
             self.console.bind(self.console_path)
             self.console.listen(1)
@@ -337,6 +336,8 @@ def _supervise(cfg: dict[str, Any]) -> None:
     try:
         streams.run(wake, lambda: _reap_ready(init))
     except Exception:  # a bug in the relay must not orphan the workload: say why, then wait for it to end
+        import traceback
+
         with open(f"{state}/supervisor.log", "a") as f:
             traceback.print_exc(file=f)
         while not _reap_ready(init):
