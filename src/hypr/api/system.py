@@ -39,8 +39,8 @@ class SystemApi:
             ("POST", "/containers/{ref}/pause", self.pause),
             ("POST", "/containers/{ref}/unpause", self.unpause),
             ("POST", "/containers/{ref}/update", self.update),
-            # `docker rm --link /web/db`: the client sends the link's name, slashes and all, after /containers/
-            ("DELETE", r"/containers/{link:/[^/]+/[^/]+}", self.remove_link),
+            # `docker rm --link /web/db`: the link's name (<container>/<alias>) after /containers/
+            ("DELETE", r"/containers/{link:/?[^/]+/[^/]+}", self.remove_link),
         ]
 
     async def _snapshot(self) -> Snapshot:

@@ -109,8 +109,8 @@ def check_filters(filters: Mapping[str, list[str]]) -> None:
 
 
 def matches(event: Event, filters: Mapping[str, list[str]]) -> bool:
-    """Docker's event filters: values of one key are ORed, keys ANDed. `container`/`network` match the ID (or a
-    prefix of it) or the name; `label` is `key` or `key=value` on the actor's attributes."""
+    """Docker's event filters: values of one key are ORed, keys ANDed. `container`/`network` match a prefix of the
+    actor's ID or name; `label` is `key` or `key=value` on the actor's attributes."""
     for key, values in filters.items():
         if not values:
             continue
@@ -135,13 +135,11 @@ def _action_matches(action: str, wanted: str) -> bool:
 
 
 def _object_matches(event: Event, key: str, values: Iterable[str]) -> bool:
-    if event.type == key:
-        ident, name = event.id, event.attributes.get("name", "")
-    elif key == "container" and event.type == "network":
-        ident, name = event.attributes.get("container", ""), ""
-    else:
-        return False
-    return any(v and (ident.startswith(v) or name == v.removeprefix("/")) for v in values)
+    """Docker's fuzzy name match: a value is a prefix of the actor's ID or of its `name` attribute, whatever the
+    event's type (so `container=web` keeps no network event, as in Docker)."""
+    del key
+    name = event.attributes.get("name", "")
+    return any(v and (event.id.startswith(v) or name.startswith(v)) for v in values)
 
 
 def _label(attributes: Mapping[str, str], spec: str) -> bool:

@@ -492,8 +492,8 @@ def _matches(snapshot: Snapshot, w: Workload, key: str, values: list[str]) -> bo
         return any(w.id.startswith(v) for v in values)
     if key == "name":
         return any(_search(v.removeprefix("/"), w.name) for v in values)
-    if key == "status":
-        return w.state in values
+    if key == "status":  # a paused workload's status is `paused`, not `running` (Docker's)
+        return ("paused" if w.state == "running" and w.paused else w.state) in values
     if key == "label":
         return all(label_matches(w.labels, v) for v in values)
     if key == "ancestor":

@@ -253,6 +253,9 @@ def _delete(ctx: Context, workload: Workload) -> None:
         with contextlib.suppress(HyprError):
             ctx.runtime(workload.runtime).pause(spec, handle_of(workload) or Handle(0, 0, 0), paused=False)
     ctx.runtime(workload.runtime).delete(spec)
+    if workload.state == "running":  # rm -f: killed here, as Docker reports it
+        event(ctx, workload, "kill", signal=str(int(signals.SIGKILL)))
+        event(ctx, workload, "die", exitCode="137")
     ctx.ports.release(snapshot.ports_of(workload.id))
     ctx.restarts.pop(workload.id, None)
     with ctx.store.transaction() as tx:
@@ -399,7 +402,7 @@ def refresh(ctx: Context) -> None:
         ctx.converge()  # its names leave DNS
         event(ctx, workload, "die", exitCode=str(code if code is not None else -1))
         if workload.auto_remove:
-            _delete(ctx, workload)
+            _delete(ctx, replace(workload, state="exited"))
         elif restarts(workload.restart, code):
             ran_for = (
                 (datetime.now(UTC) - parse_created(workload.started_at)).total_seconds() if workload.started_at else 0
