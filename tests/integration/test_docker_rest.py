@@ -131,10 +131,10 @@ def test_endpoint_settings_are_kept_and_used(hyprd: Hyprd) -> None:
     docker_cli(hyprd, "network", "create", "second")
     docker_cli(hyprd, "network", "connect", "--driver-opt", "com.example.x=1", "second", "app")
     docker_cli(hyprd, "start", "app")
-    seen = docker_cli(hyprd, "exec", "app", "sh", "-c", "ip link show eth0; getent hosts database", rc=None).stdout
+    seen = docker_cli(hyprd, "exec", "app", "sh", "-c", "ip addr show eth0; getent hosts database", rc=None).stdout
     if not seen:  # the exec route belongs to the streams half: read the same from the workload's files
         seen = _sandbox_view(hyprd, "app")
-    assert "02:aa:bb:cc:dd:ee" in seen and "database" in seen
+    assert "02:aa:bb:cc:dd:ee" in seen and "database" in seen and "169.254.10.10/16" in seen
     inspect = json.loads(docker_cli(hyprd, "inspect", "app").stdout)[0]
     eps = inspect["NetworkSettings"]["Networks"]
     assert eps["eps"]["MacAddress"] == "02:aa:bb:cc:dd:ee"
@@ -157,7 +157,7 @@ def _sandbox_view(hyprd: Hyprd, name: str) -> str:
     state = hyprd.root / "run" / "workloads" / cid
     if not state.is_dir():
         state = next(p for p in hyprd.root.rglob(cid) if p.is_dir())
-    link = subprocess.run(["nsenter", f"--net={state / 'netns'}", "ip", "link", "show", "eth0"],
+    link = subprocess.run(["nsenter", f"--net={state / 'netns'}", "ip", "addr", "show", "eth0"],
                           capture_output=True, text=True).stdout  # fmt: skip
     return link + (state / "hosts").read_text()
 
@@ -286,7 +286,8 @@ def test_docker_py_network_modes_and_pause(hyprd: Hyprd) -> None:
         alone.reload()
         assert alone.status == "paused"
         alone.unpause()
-        assert [c.name for c in client.containers.list(filters={"name": f"/{alone.name}"})] == [alone.name]
+        for pattern in (f"/{alone.name}", f"^/{alone.name}$", f"^{alone.name}$", alone.name[1:]):
+            assert [c.name for c in client.containers.list(filters={"name": pattern})] == [alone.name], pattern
         assert "host" in {n.name for n in client.networks.list()}
         assert client.containers.prune()["ContainersDeleted"] is None
         alone.remove(force=True)

@@ -27,6 +27,7 @@ class Attachment:
     gateway: IPv4Address
     mac: str
     mtu: int = 1500
+    link_local: tuple[IPv4Address, ...] = ()  # Docker's LinkLocalIPs: more addresses on the guest end (/16)
 
 
 @dataclass(frozen=True)

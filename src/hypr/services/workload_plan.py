@@ -241,12 +241,20 @@ def endpoint_request(network: Network, raw: Any, what: str) -> EndpointRequest:
             "invalid endpoint settings:\nuser specified IP address is supported only when connecting to networks "
             "with user configured subnets"
         )
-    link_local = tuple(_address(a, "LinkLocalIPs") for a in _strings(ipam_config.get("LinkLocalIPs"), "LinkLocalIPs"))
+    link_local = tuple(_link_local(a) for a in _strings(ipam_config.get("LinkLocalIPs"), "LinkLocalIPs"))
     return EndpointRequest(
         network=network, ip=ip, aliases=tuple(_strings(config.get("Aliases"), "Aliases")),
         gw_priority=gw_priority(config.get("GwPriority")), mac=_mac(config.get("MacAddress"), "MacAddress"),
         driver_opts=string_map("DriverOpts", config.get("DriverOpts")), link_local_ips=link_local,
     )  # fmt: skip
+
+
+def _link_local(text: str) -> str:
+    """A LinkLocalIPs entry: an IPv4 address (hypr's namespaces have no IPv6)."""
+    address = _address(text, "LinkLocalIPs")
+    if ipaddress.ip_address(address).version != 4:
+        raise InvalidParameter(f"invalid LinkLocalIPs {text}: hypr's networks are IPv4-only")
+    return address
 
 
 _MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
@@ -491,7 +499,8 @@ def _matches(snapshot: Snapshot, w: Workload, key: str, values: list[str]) -> bo
     if key == "id":
         return any(w.id.startswith(v) for v in values)
     if key == "name":
-        return any(_search(v.removeprefix("/"), w.name) for v in values)
+        # Docker matches against "/<name>"; a pattern written without the slash (`^web`) matches too.
+        return any(_search(v, "/" + w.name) or _search(v, w.name) for v in values)
     if key == "status":  # a paused workload's status is `paused`, not `running` (Docker's)
         return ("paused" if w.state == "running" and w.paused else w.state) in values
     if key == "label":

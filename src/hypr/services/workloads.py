@@ -71,6 +71,7 @@ def attachment(network: Network, endpoint: Endpoint) -> Attachment:
     return Attachment(
         host_ifname=endpoint.host_ifname, bridge=network.bridge, guest_ifname=f"eth{endpoint.position}",
         ip=endpoint.ip, prefixlen=network.subnet.prefixlen, gateway=network.gateway, mac=endpoint.mac, mtu=network.mtu,
+        link_local=tuple(IPv4Address(a) for a in endpoint.link_local_ips),
     )  # fmt: skip
 
 
