@@ -27,6 +27,7 @@ class Attachment:
     gateway: IPv4Address
     mac: str
     mtu: int = 1500
+    link_local: tuple[IPv4Address, ...] = ()  # Docker's LinkLocalIPs: more addresses on the guest end (/16)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,12 @@ class LaunchSpec:
     domainname: str = ""  # the UTS domain name (Docker's Config.Domainname)
     confinement: Confinement = field(default_factory=Confinement)  # sandbox: capabilities, seccomp, mounts, limits
     runtime_dir: Path | None = None  # the daemon's runtime dir (socket, workloads' state): never visible inside
+    # Docker's network modes: "" (its own namespace with `attachments`), "none" (its own, only lo), "host" (the
+    # daemon's namespace), "container" (another workload's namespace, pinned at `shared_netns`). For "host" and
+    # "container" there are no attachments and nothing of the namespace is the workload's to change or remove.
+    network_mode: str = ""
+    shared_netns: Path | None = None
+    resolv_conf: str | None = None  # host mode: the host's resolv.conf, copied as Docker does
     stdio: Stdio = field(default_factory=Stdio)  # TTY or two pipes; stdin held open for attach
 
 
@@ -148,6 +155,9 @@ class Runtime(Protocol):
 
     def attach_socket(self, spec: LaunchSpec) -> Path | None:
         """The supervisor's attach socket (runtime/relay.py) while it runs; None for a runtime without one."""
+
+    def pause(self, spec: LaunchSpec, handle: Handle, *, paused: bool) -> None:
+        """Freeze (True) or thaw (False) every process of the workload; InvalidParameter when the backend cannot."""
 
     def attach(self, spec: LaunchSpec, att: Attachment) -> None:
         """Hot-plug one more endpoint (the workload may be running)."""
