@@ -284,9 +284,11 @@ class ContainerApi:
                   "replay": replay}  # fmt: skip
         link = await streams.open_supervisor(target.attach_socket, header) if target.attach_socket else None
         if link is not None:
-            await streams.Relay(hijack, workload.stdio.tty, detach_keys).run(*link, stdin)
-            return
-        # No supervisor to talk to: a VM, or a run that has ended already. Its output is in the log.
+            relayed = streams.Relay(hijack, workload.stdio.tty, detach_keys)
+            await relayed.run(*link, stdin)
+            if relayed.served or relayed.detached or hijack.lost.is_set():
+                return
+        # No supervisor to talk to (a VM), or it ended before it served us: the run's output is in the log.
         offset = 0 if past else _log_start(target.state_dir) if waited else None
         await self._send_log(hijack, target, offset, wanted, follow=True)
 

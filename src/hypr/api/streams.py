@@ -24,6 +24,7 @@ from hypr.errors import InvalidParameter
 
 HEADER = struct.Struct(">BxxxL")
 STDOUT, STDERR = 1, 2
+ACK = 0  # runtime/relay.py: the supervisor took the attach header
 RAW = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 DEFAULT_DETACH = b"\x10\x11"  # ctrl-p, ctrl-q
@@ -231,6 +232,7 @@ class Relay:
         self.tty = tty
         self.scanner = DetachScanner(detach_keys)
         self.detached = False
+        self.served = False  # the supervisor took our header (its empty frame of stream 0 came)
 
     async def run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stdin: bool) -> None:
         output = asyncio.create_task(self._output(reader))
@@ -249,6 +251,9 @@ class Relay:
     async def _output(self, reader: asyncio.StreamReader) -> None:
         while (item := await read_frame(reader)) is not None and not self.hijack.lost.is_set():
             stream, data = item
+            if stream == ACK:
+                self.served = True
+                continue
             await self.hijack.write(data if self.tty else frame(stream, data))
 
     async def _input(self, writer: asyncio.StreamWriter, stdin: bool) -> None:

@@ -11,8 +11,10 @@ The attach protocol on `attach.sock` (one client a connection):
             then messages: 1 byte type, 4 bytes big-endian length, payload:
             b"i" stdin data;  b"c" the client's stdin ended;  b"r" resize, payload b"<rows> <cols>"
     server: Docker's multiplexed frames (1 byte stream: 1 stdout 2 stderr, 3 zero bytes, 4 bytes big-endian length,
-            payload), first the replayed output ("run": since this run started, at `log_start`'s offset; "all": the
-            whole log), then live output; closed when the workload has ended and its output is drained.
+            payload): first an empty frame of stream 0 (the header was taken: a client that does not get it was
+            not served, and reads the log instead), then the replayed output ("run": since this run started, at
+            `log_start`'s offset; "all": the whole log), then live output; closed when the workload has ended and
+            its output is drained (clients still connecting then are served first).
 stdin is a pipe held here when the workload has OpenStdin (the pty with a TTY): what clients send is written to it;
 with StdinOnce it is closed when a client's stdin ends.
 """
@@ -36,6 +38,7 @@ LOG = "log.json"
 LOG_START = "log_start"  # the byte offset in log.json where the current run's output begins
 ATTACH_SOCK = "attach.sock"
 STDOUT, STDERR = 1, 2
+ACK = 0  # the stream of the empty frame that tells a client its header was taken
 NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 LINE_MAX = 16384  # bytes of one line logged as one record
 CLIENT_BUFFER_MAX = 8 << 20  # output queued for a client that does not read: past this it is dropped
@@ -239,6 +242,7 @@ class Relay:
             header = {}
         wanted = {s for s, key in ((STDOUT, "stdout"), (STDERR, "stderr")) if header.get(key)}
         client.streams, client.stdin = wanted, bool(header.get("stdin"))
+        self._queue(client, frame(ACK, b""))
         replay = header.get("replay", "none")
         if replay in ("run", "all") and wanted:
             offset = 0 if replay == "all" else _log_start(self.state_dir)
@@ -288,15 +292,31 @@ class Relay:
         client.sock.close()
 
     def _close_all(self) -> None:
-        """Give every client what is queued for it (a moment at most), then close."""
+        """Serve the clients still connecting (accepted, or their header read, only now), give every client what
+        is queued for it (a moment at most), then close."""
         deadline = time.monotonic() + 2.0
+        while True:
+            before = len(self.clients)
+            self._accept()
+            if len(self.clients) == before:
+                break
+        self.listener.close()
         for client in list(self.clients.values()):
             client.sock.setblocking(True)
             client.sock.settimeout(max(0.01, deadline - time.monotonic()))
             with contextlib.suppress(OSError):
+                while client.streams is None and b"\n" not in client.inbuf:
+                    data = client.sock.recv(65536)
+                    if not data:
+                        break
+                    client.inbuf += data
+                line, found, client.inbuf = client.inbuf.partition(b"\n")
+                if client.streams is None and found:
+                    self._start(client, line)
+                client.sock.setblocking(True)
+                client.sock.settimeout(max(0.01, deadline - time.monotonic()))
                 client.sock.sendall(client.out)
             self._drop(client)
-        self.listener.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.state_dir, ATTACH_SOCK))
 
