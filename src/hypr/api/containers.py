@@ -170,12 +170,18 @@ class ContainerApi:
     async def connect(self, request: web.Request) -> web.Response:
         body = await read_object(request)
         config = validation.mapping(body.get("EndpointConfig"), "EndpointConfig")
-        ip = validation.mapping(config.get("IPAMConfig"), "IPAMConfig").get("IPv4Address") or None
+        ipam_config = validation.mapping(config.get("IPAMConfig"), "IPAMConfig")
+        ip = ipam_config.get("IPv4Address") or None
         if ip is not None and not isinstance(ip, str):
             raise InvalidParameter("invalid IPv4Address: expected a string")
+        ip6 = ipam_config.get("IPv6Address") or None
+        if ip6 is not None and not isinstance(ip6, str):
+            raise InvalidParameter("invalid IPv6Address: expected a string")
         aliases = tuple(validation.strings(config.get("Aliases"), "Aliases"))
         priority = workload_plan.gw_priority(config.get("GwPriority"))
-        await self.call(workloads.connect, self.ctx, request.match_info["ref"], _container(body), ip, aliases, priority)
+        await self.call(
+            workloads.connect, self.ctx, request.match_info["ref"], _container(body), ip, aliases, priority, ip6
+        )
         return web.Response(status=200)
 
     async def disconnect(self, request: web.Request) -> web.Response:

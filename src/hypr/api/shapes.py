@@ -15,7 +15,7 @@ def network_inspect(network: Network, snapshot: Snapshot, *, containers: bool = 
         config["IPRange"] = str(network.ip_range)
     if network.aux_addresses:
         config["AuxiliaryAddresses"] = {k: str(v) for k, v in network.aux_addresses.items()}
-    ipam: dict[str, Any] = {"Driver": "default", "Config": [config]}
+    ipam: dict[str, Any] = {"Driver": "default", "Config": [config, *_ipam_config6(network)]}
     # Docker echoes IPAM.Options exactly as sent, and leaves the key out when none was sent (docker-py checks).
     if network.ipam_options is not None:
         ipam["Options"] = dict(network.ipam_options)
@@ -26,7 +26,7 @@ def network_inspect(network: Network, snapshot: Snapshot, *, containers: bool = 
         "Scope": "local",
         "Driver": network.driver,
         "EnableIPv4": True,
-        "EnableIPv6": False,
+        "EnableIPv6": network.ipv6,
         "IPAM": ipam,
         "Internal": network.internal,
         "Attachable": False,
@@ -48,7 +48,7 @@ def _containers(network: Network, snapshot: Snapshot) -> dict[str, Any]:
             "EndpointID": e.id,
             "MacAddress": e.mac,
             "IPv4Address": f"{e.ip}/{network.subnet.prefixlen}",
-            "IPv6Address": "",
+            "IPv6Address": _ip6_text(e, network),
         }
         for e in snapshot.endpoints
         if e.network_id == network.id
@@ -70,7 +70,7 @@ def port_bindings(snapshot: Snapshot, workload_id: str) -> dict[str, list[dict[s
 def endpoint_settings(snapshot: Snapshot, endpoint: Endpoint, workload: Workload) -> dict[str, Any]:
     network = snapshot.network(endpoint.network_id)
     return {
-        "IPAMConfig": {"IPv4Address": str(endpoint.ip)} if endpoint.static_ip else None,
+        "IPAMConfig": _endpoint_ipam(endpoint),
         "Links": None,
         "Aliases": list(endpoint.aliases) or None,
         "DriverOpts": None,
@@ -83,9 +83,45 @@ def endpoint_settings(snapshot: Snapshot, endpoint: Endpoint, workload: Workload
         "Gateway": str(network.gateway),
         "IPAddress": str(endpoint.ip),
         "IPPrefixLen": network.subnet.prefixlen,
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        **_endpoint_ip6(endpoint, network),
+    }
+
+
+# -- IPv6 (dual-stack networks) ---------------------------------------------------------------------------------
+
+
+def _ipam_config6(network: Network) -> list[dict[str, Any]]:
+    if network.subnet6 is None:
+        return []
+    config: dict[str, Any] = {"Subnet": str(network.subnet6), "Gateway": str(network.gateway6)}
+    if network.ip_range6 is not None:
+        config["IPRange"] = str(network.ip_range6)
+    return [config]
+
+
+def _ip6_text(endpoint: Endpoint, network: Network) -> str:
+    if endpoint.ip6 is None or network.subnet6 is None:
+        return ""
+    return f"{endpoint.ip6}/{network.subnet6.prefixlen}"
+
+
+def _endpoint_ipam(endpoint: Endpoint) -> dict[str, str] | None:
+    """Docker's EndpointSettings.IPAMConfig: the addresses the user asked for, null when none was."""
+    config = {}
+    if endpoint.static_ip:
+        config["IPv4Address"] = str(endpoint.ip)
+    if endpoint.static_ip6 and endpoint.ip6 is not None:
+        config["IPv6Address"] = str(endpoint.ip6)
+    return config or None
+
+
+def _endpoint_ip6(endpoint: Endpoint, network: Network) -> dict[str, Any]:
+    if endpoint.ip6 is None or network.subnet6 is None:
+        return {"IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0}
+    return {
+        "IPv6Gateway": str(network.gateway6),
+        "GlobalIPv6Address": str(endpoint.ip6),
+        "GlobalIPv6PrefixLen": network.subnet6.prefixlen,
     }
 
 

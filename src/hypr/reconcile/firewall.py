@@ -22,12 +22,12 @@ import json
 import logging
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from hypr.errors import Conflict, KernelError
-from hypr.models import Network, PortMapping, Snapshot
+from hypr.models import Endpoint, Network, PortMapping, Snapshot
 from hypr.names import DNS_PORT, TABLE
 from hypr.reconcile import libnft
 from hypr.reconcile.nft import Chain, Hook, NamedSet, Rule, Table, anonymous_set, quote, script
@@ -86,6 +86,12 @@ def sysctls(snapshot: Snapshot) -> list[tuple[str, str]]:
         # drop a neighbour's `host:P`, which br_netfilter DNATs in bridge prerouting and then bridges.
         wanted.append(("net/bridge/bridge-nf-call-iptables", "1"))
     wanted += [(f"net/ipv4/conf/{n.bridge}/route_localnet", "1") for n in _sorted_networks(snapshot) if not n.internal]
+    if any(n.ipv6 for n in snapshot.networks):
+        # As Docker does for IPv6 networks. On a host that takes its own IPv6 address from router advertisements,
+        # forwarding turns RA processing off unless the uplink has accept_ra=2 (docs/ipv6.md).
+        wanted.append(("net/ipv6/conf/all/forwarding", "1"))
+        if any(not n.icc and n.ipv6 for n in snapshot.networks):
+            wanted.append(("net/bridge/bridge-nf-call-ip6tables", "1"))
     return wanted
 
 
@@ -176,6 +182,15 @@ def _prerouting(networks: list[Network], settings: FirewallSettings) -> Iterator
                 f"redirect to :{settings.dns_port}",
                 "dns" if proto == "udp" else "",
             )
+    for n in networks:
+        if n.gateway6 is not None:
+            # dnat, not redirect: IPv6 redirect picks some address of the interface, we want the gateway's.
+            for proto in ("udp", "tcp"):
+                yield Rule(
+                    (f"iifname {quote(n.bridge)}", f"ip6 daddr {n.gateway6}", f"{proto} dport {DNS}"),
+                    f"dnat ip6 to [{n.gateway6}]:{settings.dns_port}",
+                    "dns over ipv6" if proto == "udp" else "",
+                )
     # A lookup miss in a map ends the rule without a match, so each map costs one rule whatever its size.
     yield Rule((f"ip daddr != {LOOPBACK}",), _DNAT_ADDR, "published on one address")
     yield Rule(("fib daddr type local", f"ip daddr != {LOOPBACK}"), _DNAT_ANY, "published on all addresses")
@@ -190,6 +205,14 @@ def _output(networks: list[Network], settings: FirewallSettings) -> Iterator[Rul
                 f"dnat ip to {n.gateway}:{settings.dns_port}",
                 "host queries the gateway" if proto == "udp" else "",
             )
+    for n in networks:
+        if n.gateway6 is not None:
+            for proto in ("udp", "tcp"):
+                yield Rule(
+                    (f"ip6 daddr {n.gateway6}", f"{proto} dport {DNS}"),
+                    f"dnat ip6 to [{n.gateway6}]:{settings.dns_port}",
+                    "host queries the gateway over ipv6" if proto == "udp" else "",
+                )
     yield Rule((), _DNAT_ADDR, "host to a port published on one address")
     yield Rule(("fib daddr type local",), _DNAT_ANY, "host to a port published on all addresses")
 
@@ -203,6 +226,10 @@ def _postrouting(networks: list[Network]) -> Iterator[Rule]:
         yield Rule(("ct status dnat", f"ip saddr {n.subnet}", out), "masquerade", "hairpin")
         if n.masquerade:
             yield Rule((f"ip saddr {n.subnet}", f"oifname != {quote(n.bridge)}"), "masquerade", "egress")
+        if n.subnet6 is not None:
+            yield Rule(("ct status dnat", f"ip6 saddr {n.subnet6}", out), "masquerade", "hairpin over ipv6")
+            if n.masquerade and not n.routed6:
+                yield Rule((f"ip6 saddr {n.subnet6}", f"oifname != {quote(n.bridge)}"), "masquerade", "egress (nat66)")
 
 
 def _forward(networks: list[Network]) -> Iterator[Rule]:
@@ -219,6 +246,11 @@ def _forward(networks: list[Network]) -> Iterator[Rule]:
     for n in networks:
         if not n.internal:
             yield Rule((f"oifname {quote(n.bridge)}", "ct status dnat"), "accept", "published ports")
+    for n in networks:
+        if n.routed6 and n.subnet6 is not None and not n.internal:
+            # gateway_mode_ipv6=routed: the subnet is reachable as it is; Docker lets ICMPv6 in (ping, PMTU).
+            yield Rule((f"oifname {quote(n.bridge)}", f"ip6 daddr {n.subnet6}", "meta l4proto ipv6-icmp"), "accept",
+                       "routed ipv6: icmp in")  # fmt: skip
     for n in networks:
         yield Rule((f"oifname {quote(n.bridge)}",), "drop", "nothing else in, from other bridges or hosts")
     for n in networks:
@@ -268,6 +300,14 @@ def _host_closed(n: Network, settings: FirewallSettings) -> Iterator[Rule]:
     yield Rule((b, "ct state established,related"), "accept")
     yield Rule((b, f"ip daddr {n.gateway}", "meta l4proto { tcp, udp }", f"th dport {dns_ports}"), "accept", "dns")
     yield Rule((b, f"ip daddr {n.gateway}", "icmp type echo-request"), "accept", "ping the gateway")
+    if n.gateway6 is not None:
+        yield Rule(
+            (b, f"ip6 daddr {n.gateway6}", "meta l4proto { tcp, udp }", f"th dport {dns_ports}"),
+            "accept",
+            "dns over ipv6",
+        )
+        yield Rule((b, "icmpv6 type { echo-request, nd-neighbor-solicit, nd-neighbor-advert }"), "accept",
+                   "ping the gateway, neighbour discovery")  # fmt: skip
     yield Rule((b,), "drop", "no other host services")
 
 
@@ -284,6 +324,10 @@ def _bridge_table(snapshot: Snapshot, settings: FirewallSettings) -> Table:
             "port_macs", "ifname . ether_addr", tuple(f"{quote(e.host_ifname)} . {e.mac.lower()}" for e in endpoints)
         ),
         NamedSet("port_ips", "ifname . ipv4_addr", tuple(f"{quote(e.host_ifname)} . {e.ip}" for e in endpoints)),
+        NamedSet("ports6", "ifname", tuple(quote(e.host_ifname) for e in endpoints if e.ip6 is not None)),
+        NamedSet("port_ip6s", "ifname . ipv6_addr", _ip6_elements(endpoints, str)),
+        # The target of a neighbour advertisement, as nft 1.0.6 reads it: raw bits (it has no `icmpv6 taddr`).
+        NamedSet("port_nd_targets", f"typeof iifname . {_ND_TARGET}", _ip6_elements(endpoints, _hex)),
     )
     chains = (
         Chain("spoof", _SPOOF),
@@ -297,19 +341,50 @@ def _bridge_table(snapshot: Snapshot, settings: FirewallSettings) -> Table:
     return Table("bridge", settings.table, sets, chains)
 
 
-# A guest controls its NIC; these make its source MAC and IPv4 address trustworthy (DNS scoping relies on it).
+_ND_TARGET = "@th,64,128"  # RFC 4861 4.4: the target address follows type, code, checksum and 32 flag bits
+
+
+def link_local(mac: str) -> IPv6Address:
+    """The modified EUI-64 link-local address (RFC 4291 appendix A) the kernel gives an interface with `mac`."""
+    octets = [int(part, 16) for part in mac.split(":")]
+    eui = bytes([octets[0] ^ 0x02, *octets[1:3], 0xFF, 0xFE, *octets[3:6]])
+    return IPv6Address(b"\xfe\x80" + bytes(6) + eui)
+
+
+def _hex(address: IPv6Address) -> str:
+    return f"0x{int(address):032x}"
+
+
+def _ip6_elements(endpoints: list[Endpoint], show: Callable[[IPv6Address], str]) -> tuple[str, ...]:
+    """Each dual-stack port with its own addresses: its IPv6 address and its link-local one."""
+    return tuple(
+        f"{quote(e.host_ifname)} . {show(address)}"
+        for e in endpoints
+        if e.ip6 is not None
+        for address in (e.ip6, link_local(e.mac))
+    )
+
+
+# A guest controls its NIC; these make its source MAC and IP addresses trustworthy (DNS scoping relies on it).
 _SPOOF = (
-    Rule(("ether type != { ip, arp }",), "drop", "ipv4 and arp only"),
+    Rule(("ether type != { ip, arp, ip6 }",), "drop", "ipv4, arp and ipv6 only"),
     Rule(("iifname . ether saddr != @port_macs",), "drop", "forged mac"),
     Rule(("ether type ip", "iifname . ip saddr != @port_ips"), "drop", "forged ip"),
     Rule(("ether type arp", "iifname . arp saddr ether != @port_macs"), "drop", "forged arp sender mac"),
     Rule(("ether type arp", "iifname . arp saddr ip != @port_ips"), "drop", "forged arp sender ip"),
-)
+    Rule(("ether type ip6", "iifname != @ports6"), "drop", "ipv6 only from dual-stack endpoints"),
+    Rule(("icmpv6 type { nd-router-advert, nd-redirect }",), "drop", "guests are no routers"),
+    # The unspecified source is only for duplicate address detection (RFC 4862 5.4.2) and its MLD report.
+    Rule(("ip6 saddr ::", "icmpv6 type != { nd-neighbor-solicit, mld2-listener-report }"), "drop", "unspecified source"),
+    Rule(("ip6 saddr != ::", "iifname . ip6 saddr != @port_ip6s"), "drop", "forged ipv6"),
+    Rule(("icmpv6 type nd-neighbor-advert", f"iifname . {_ND_TARGET} != @port_nd_targets"), "drop",
+         "forged neighbour advertisement"),
+)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------- other tables
 
-# Hooks that traffic to, from and through our bridges passes. ip6 is left out: hypr networks are IPv4-only.
+# Hooks that traffic to, from and through our bridges passes.
 _OUR_HOOKS = frozenset({"prerouting", "input", "forward", "output", "postrouting"})
 _OUR_FAMILIES = frozenset({"ip", "inet", "bridge"})
 

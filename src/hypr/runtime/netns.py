@@ -115,6 +115,20 @@ def enter(path: Path) -> Namespace:
     return _in_thread(join)
 
 
+def write_sysctls(ns: Namespace, settings: list[tuple[str, str]]) -> None:
+    """Write sysctls (path under /proc/sys, value) of the namespace `ns`: /proc/sys/net shows the namespace of
+    the thread that opens it, so a fresh thread joins it first."""
+
+    def write() -> None:
+        _libc.setns(ns.fd, _libc.CLONE_NEWNET)
+        for key, value in settings:
+            with open(f"/proc/sys/{key}", "w") as f:
+                f.write(value)
+
+    if settings:
+        _in_thread(write)
+
+
 def pin(source: str, path: Path) -> None:
     """Pin the namespace `source` names (`/proc/<pid>/ns/net`) at `path` again: a daemon started in another mount
     namespace does not see the pins the previous one made, but a running workload still holds its namespace."""

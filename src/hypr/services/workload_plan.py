@@ -51,6 +51,7 @@ class EndpointRequest:
     ip: str | None  # a static address asked for, or None for the next free one
     aliases: tuple[str, ...]
     gw_priority: int = 0
+    ip6: str | None = None  # a static IPv6 address asked for (dual-stack networks), or None for the next free one
 
 
 @dataclass(frozen=True)
@@ -204,11 +205,27 @@ def _plan_endpoints(
             continue
         seen.add(network.id)
         config = mapping(configs.get(ref), f"EndpointsConfig[{ref}]")
-        ip = mapping(config.get("IPAMConfig"), "IPAMConfig").get("IPv4Address") or None
+        ipam_config = mapping(config.get("IPAMConfig"), "IPAMConfig")
+        ip = ipam_config.get("IPv4Address") or None
+        ip6 = static_ip6(network, ipam_config.get("IPv6Address") or None)
         aliases = tuple(_strings(config.get("Aliases"), "Aliases"))
         priority = gw_priority(config.get("GwPriority"))
-        requests.append(EndpointRequest(network=network, ip=ip, aliases=aliases, gw_priority=priority))
+        requests.append(EndpointRequest(network=network, ip=ip, aliases=aliases, gw_priority=priority, ip6=ip6))
     return tuple(requests)
+
+
+def static_ip6(network: Network, value: Any) -> str | None:
+    """Docker's IPAMConfig.IPv6Address: only on a network with IPv6 (Docker's message)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidParameter("invalid IPv6Address: expected a string")
+    if not network.ipv6:
+        raise InvalidParameter(
+            f"invalid endpoint settings:\nuser specified IP address is supported only when connecting to networks "
+            f"with user configured subnets: {network.name} has no IPv6 subnet"
+        )
+    return value
 
 
 def _address(value: str, what: str) -> str:

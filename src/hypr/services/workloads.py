@@ -25,7 +25,13 @@ from hypr.services import addresses
 from hypr.services.context import Context
 from hypr.services.network_plan import find_network
 from hypr.services.validation import new_id, now_rfc3339, parse_created
-from hypr.services.workload_plan import EndpointRequest, check_name, find_workload, plan_workload_create
+from hypr.services.workload_plan import (
+    EndpointRequest,
+    check_name,
+    find_workload,
+    plan_workload_create,
+    static_ip6,
+)
 
 log = logging.getLogger(__name__)
 KILL_GRACE = 5.0  # seconds a SIGKILLed workload may take to be reaped before `kill` returns anyway
@@ -44,6 +50,7 @@ def attachment(network: Network, endpoint: Endpoint) -> Attachment:
     return Attachment(
         host_ifname=endpoint.host_ifname, bridge=network.bridge, guest_ifname=f"eth{endpoint.position}",
         ip=endpoint.ip, prefixlen=network.subnet.prefixlen, gateway=network.gateway, mac=endpoint.mac, mtu=network.mtu,
+        ip6=endpoint.ip6, prefixlen6=network.subnet6.prefixlen if network.subnet6 else 64, gateway6=network.gateway6,
     )  # fmt: skip
 
 
@@ -142,12 +149,18 @@ def _insert_endpoint(
 ) -> Endpoint:
     network = request.network
     ip = addresses.reserve(ctx.store, network, request.ip) if request.ip else addresses.allocate(ctx.store, network)
+    ip6 = None
+    if request.ip6:
+        ip6 = addresses.reserve6(ctx.store, network, request.ip6)
+    elif network.ipv6:
+        ip6 = addresses.allocate6(ctx.store, network)
     endpoint_id = new_id()
     endpoint = Endpoint(
         id=endpoint_id, workload_id=workload.id, network_id=network.id, ip=ip, mac=names.mac_for(ip),
         host_ifname=names.tap_name(taken) if workload.runtime == "vm" else names.host_ifname(endpoint_id),
         position=position,
         aliases=request.aliases, static_ip=request.ip is not None, gw_priority=request.gw_priority,
+        ip6=ip6, static_ip6=request.ip6 is not None,
     )  # fmt: skip
     ctx.store.insert_endpoint(tx, endpoint)
     return endpoint
@@ -356,7 +369,13 @@ def log_path(ctx: Context, ref: str) -> Path:
 
 
 def connect(
-    ctx: Context, network_ref: str, workload_ref: str, ip: str | None, aliases: tuple[str, ...], gw_priority: int = 0
+    ctx: Context,
+    network_ref: str,
+    workload_ref: str,
+    ip: str | None,
+    aliases: tuple[str, ...],
+    gw_priority: int = 0,
+    ip6: str | None = None,
 ) -> Endpoint:
     snapshot = ctx.store.snapshot()
     network = find_network(snapshot, network_ref)
@@ -366,7 +385,7 @@ def connect(
         raise Forbidden(f"endpoint with name {workload.name} already exists in network {network.name}")
     check_usable(ctx, [network])
     position = max((e.position for e in current), default=-1) + 1
-    request = EndpointRequest(network, ip, aliases, gw_priority)
+    request = EndpointRequest(network, ip, aliases, gw_priority, static_ip6(network, ip6))
     with ctx.store.transaction() as tx:
         endpoint = _insert_endpoint(ctx, tx, workload, request, position, _taken_ifnames(ctx, snapshot, workload))
     try:
