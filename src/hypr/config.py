@@ -130,9 +130,15 @@ def registry_config(env: dict[str, str]) -> RegistryConfig:
 
 
 def parse_upstreams(text: str) -> tuple[tuple[str, int], ...]:
-    """`1.1.1.1,9.9.9.9:5353` -> ((host, port), ...)."""
+    """`1.1.1.1,9.9.9.9:5353,2001:db8::53,[2001:db8::54]:5353` -> ((host, port), ...)."""
     upstreams = []
     for item in filter(None, (part.strip() for part in text.split(","))):
-        host, _, port = item.partition(":")
+        if item.startswith("["):  # [2001:db8::53]:5353
+            host, _, port = item[1:].partition("]")
+            port = port.removeprefix(":")
+        elif item.count(":") > 1:  # a bare IPv6 address
+            host, port = item, ""
+        else:
+            host, _, port = item.partition(":")
         upstreams.append((host, int(port or 53)))
     return tuple(upstreams)

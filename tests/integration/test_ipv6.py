@@ -146,3 +146,27 @@ body = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + socket.inet_pton(socket.AF_
 body += struct.pack("!BB", 2, 1) + mac
 s.sendto(body, ("ff02::1", 0, 0, socket.if_nametoindex("eth0")))
 """
+
+
+def dig(ns: str, server: str, *query: str) -> list[str]:
+    out = enter(ns, "dig", "+short", "+tries=1", "+time=3", f"@{server}", *query).stdout
+    return out.split()
+
+
+def test_dns_aaaa_and_ptr_over_ipv6_scoped_by_the_askers_v6_source(hyprd: Hyprd) -> None:
+    create6(hyprd, "one", "fd00:1::/64")
+    create6(hyprd, "two", "fd00:2::/64")
+    web, peer, stranger = start(hyprd, "web", "one"), start(hyprd, "peer", "one"), start(hyprd, "stranger", "two")
+    ns_peer, ns_stranger = netns_of(hyprd, peer), netns_of(hyprd, stranger)
+    assert ip6_of(web, "one") == "fd00:1::2"
+    # Asked over IPv6 at the gateway's port 53 (redirected to the server), as over IPv4.
+    assert dig(ns_peer, "fd00:1::1", "AAAA", "web") == ["fd00:1::2"]
+    assert dig(ns_peer, "fd00:1::1", "A", "web") == [web["NetworkSettings"]["Networks"]["one"]["IPAddress"]]
+    assert dig(ns_peer, "fd00:1::1", "AAAA", "web.hypr") == ["fd00:1::2"]
+    assert dig(ns_peer, "fd00:1::1", "-x", "fd00:1::2") == ["web.hypr."]
+    # Over IPv4 too, and the scope follows the asker: `web` is not a name on network two.
+    assert dig(ns_peer, peer["NetworkSettings"]["Networks"]["one"]["Gateway"], "AAAA", "web") == ["fd00:1::2"]
+    assert dig(ns_stranger, "fd00:2::1", "AAAA", "web") == []
+    status = enter(ns_stranger, "dig", "+tries=1", "+time=3", "@fd00:2::1", "AAAA", "web").stdout
+    assert "status: NXDOMAIN" in status
+    assert dig(ns_stranger, "fd00:2::1", "AAAA", "web.hypr") == ["fd00:1::2"]
