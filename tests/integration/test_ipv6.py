@@ -170,3 +170,38 @@ def test_dns_aaaa_and_ptr_over_ipv6_scoped_by_the_askers_v6_source(hyprd: Hyprd)
     status = enter(ns_stranger, "dig", "+tries=1", "+time=3", "@fd00:2::1", "AAAA", "web").stdout
     assert "status: NXDOMAIN" in status
     assert dig(ns_stranger, "fd00:2::1", "AAAA", "web.hypr") == ["fd00:1::2"]
+
+
+def test_docker_cli_and_docker_py_create_inspect_connect_with_ip6(hyprd: Hyprd) -> None:
+    import subprocess
+
+    import docker
+    from docker.types import IPAMConfig, IPAMPool
+
+    def cli(*argv: str) -> str:
+        return subprocess.run(["docker", "-H", f"unix://{hyprd.socket}", *argv], capture_output=True, text=True,
+                              check=True, timeout=60).stdout  # fmt: skip
+
+    cli("network", "create", "--ipv6", "--subnet", "fd00:c1::/64", "--subnet", "10.77.0.0/24", "clinet")
+    [inspected] = json.loads(cli("network", "inspect", "clinet"))
+    assert inspected["EnableIPv6"] is True
+    assert {c["Subnet"] for c in inspected["IPAM"]["Config"]} == {"fd00:c1::/64", "10.77.0.0/24"}
+    cli("run", "-d", "--name", "clirun", "--network", "clinet", "--ip6", "fd00:c1::42", "busybox", "sleep", "600")
+    settings = json.loads(cli("inspect", "clirun"))[0]["NetworkSettings"]["Networks"]["clinet"]
+    assert settings["GlobalIPv6Address"] == "fd00:c1::42" and settings["IPAMConfig"]["IPv6Address"] == "fd00:c1::42"
+    client = docker.DockerClient(base_url=f"unix://{hyprd.socket}", version="auto")
+    try:
+        ipam = IPAMConfig(pool_configs=[IPAMPool(subnet="fd00:d0::/64", gateway="fd00:d0::fe")])
+        net = client.networks.create("pynet6", driver="bridge", enable_ipv6=True, ipam=ipam)
+        assert net.attrs["EnableIPv6"] is True
+        assert {"Subnet": "fd00:d0::/64", "Gateway": "fd00:d0::fe"} in net.attrs["IPAM"]["Config"]
+        net.connect("clirun", ipv6_address="fd00:d0::7")
+        container = client.containers.get("clirun")
+        endpoint = container.attrs["NetworkSettings"]["Networks"]["pynet6"]
+        assert (endpoint["GlobalIPv6Address"], endpoint["IPv6Gateway"]) == ("fd00:d0::7", "fd00:d0::fe")
+        ns = str(hyprd.root / "run" / "workloads" / container.id / "netns")
+        check([Case(ns, ("icmp", "fd00:d0::fe", 0), "pong from fd00:d0::fe")])  # connected while running
+        with pytest.raises(docker.errors.APIError, match="no configured subnet"):
+            client.networks.get("clinet").connect(client.containers.create("busybox", "true"), ipv6_address="fd00:9::1")
+    finally:
+        client.close()
