@@ -81,7 +81,7 @@ class Endpoint:
 @dataclass(frozen=True)
 class PortMapping:
     workload_id: str
-    host_ip: IPv4Address  # 0.0.0.0 means every host address
+    host_ip: IPv4Address | IPv6Address  # 0.0.0.0: every host address, both families (Docker's ""); ::: every IPv6 one
     host_port: int
     guest_port: int
     protocol: Protocol = "tcp"
@@ -207,6 +207,12 @@ class Snapshot:
         return sorted(
             self.endpoints_of(workload_id),
             key=lambda e: (-e.gw_priority, self.network(e.network_id).internal, self.network(e.network_id).name),
+        )
+
+    def port_network(self, workload_id: str) -> Network | None:
+        """The network a workload's published ports reach it on: the first without `internal` in gateway order."""
+        return next(
+            (n for n in (self.network(e.network_id) for e in self.gateway_order(workload_id)) if not n.internal), None
         )
 
 

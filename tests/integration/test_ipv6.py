@@ -11,10 +11,11 @@ import pytest
 
 from hypr.errors import InvalidParameter
 from tests.integration.harness import Hyprd
-from tests.integration.topology import Case, Topology, check, enter, server, topology
+from tests.integration.topology import CLIENT, HOST_LAN, Case, Topology, check, enter, server, topology
 
 INTERNET6 = "2001:db8:ffff::2"  # the "internet" namespace, behind the host's uplink
 HOST_UPLINK6 = "2001:db8:ffff::1"
+HOST_LAN6, CLIENT6 = "2001:db8:fffe::1", "2001:db8:fffe::2"  # the host towards the remote client, and the client
 
 
 @pytest.fixture
@@ -23,6 +24,11 @@ def topo(hyprd: Hyprd) -> Iterator[Topology]:
         enter(made.host, "ip", "addr", "add", f"{HOST_UPLINK6}/64", "dev", "up0", "nodad")
         enter(made.internet, "ip", "addr", "add", f"{INTERNET6}/64", "dev", "eth0", "nodad")
         enter(made.host, "ip", "-6", "route", "add", "default", "via", INTERNET6)
+        enter(made.host, "ip", "addr", "add", f"{HOST_LAN6}/64", "dev", "lan0", "nodad")
+        enter(made.client, "ip", "addr", "add", f"{CLIENT6}/64", "dev", "eth0", "nodad")
+        # Remote hosts that route our subnets through us must still reach nothing but published ports.
+        enter(made.client, "ip", "-6", "route", "add", "fd00::/8", "via", HOST_LAN6)
+        enter(made.internet, "ip", "-6", "route", "add", "fd00::/8", "via", HOST_UPLINK6)
         yield made
 
 
@@ -34,10 +40,13 @@ def create6(hyprd: Hyprd, name: str, subnet6: str | None = None, **extra: Any) -
     return inspected
 
 
-def start(hyprd: Hyprd, name: str, network: str, ip6: str | None = None) -> dict[str, Any]:
+def start(
+    hyprd: Hyprd, name: str, network: str, ip6: str | None = None, ports: dict[str, Any] | None = None
+) -> dict[str, Any]:
     config: dict[str, Any] = {"IPAMConfig": {"IPv6Address": ip6}} if ip6 else {}
     body = {
-        "Image": "busybox", "Cmd": ["sleep", "600"], "HostConfig": {"NetworkMode": network},
+        "Image": "busybox", "Cmd": ["sleep", "600"],
+        "HostConfig": {"NetworkMode": network, "PortBindings": ports or {}},
         "NetworkingConfig": {"EndpointsConfig": {network: config}},
     }  # fmt: skip
     with hyprd.client() as client:
@@ -205,3 +214,47 @@ def test_docker_cli_and_docker_py_create_inspect_connect_with_ip6(hyprd: Hyprd) 
             client.networks.get("clinet").connect(client.containers.create("busybox", "true"), ipv6_address="fd00:9::1")
     finally:
         client.close()
+
+
+def test_published_ports_answer_over_ipv6(hyprd: Hyprd, topo: Topology) -> None:
+    create6(hyprd, "one", "fd00:1::/64")
+    create_v4 = {"Name": "plain", "IPAM": {"Config": [{"Subnet": "10.91.0.0/24"}]}}
+    with hyprd.client() as client:
+        client.create_network(create_v4)
+    web = start(
+        hyprd,
+        "web",
+        "one",
+        ports={"80/tcp": [{"HostPort": "8080"}], "81/tcp": [{"HostIp": HOST_LAN6, "HostPort": "8443"}]},
+    )
+    old = start(hyprd, "old", "plain", ports={"80/tcp": [{"HostPort": "9090"}]})
+    assert web["NetworkSettings"]["Ports"]["80/tcp"] == [
+        {"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "::", "HostPort": "8080"},
+    ]  # fmt: skip
+    assert old["NetworkSettings"]["Ports"]["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "9090"}]
+    # Held on both families: a host process cannot take [::]:8080, but [::]:9090 is free (old has no IPv6).
+    taken = enter(hyprd.ns, "python3", "-c", _BIND6.format(port=8080), rc=None)
+    assert "Address already in use" in taken.stderr
+    enter(hyprd.ns, "python3", "-c", _BIND6.format(port=9090))
+    with hyprd.client() as client, pytest.raises(InvalidParameter, match="has no IPv6"):
+        client.create_container(
+            {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": "plain",
+             "PortBindings": {"80/tcp": [{"HostIp": "::", "HostPort": "7070"}]}}}, "nope"
+        )  # fmt: skip
+    with server(netns_of(hyprd, web), "web", "80/tcp", "81/tcp"):
+        check([
+            Case(topo.client, ("tcp", HOST_LAN6, 8080), f"web 80/tcp from {CLIENT6}"),  # a remote host, over IPv6
+            Case(topo.client, ("tcp", HOST_LAN, 8080), f"web 80/tcp from {CLIENT}"),  # and over IPv4
+            Case(topo.client, ("tcp", HOST_LAN6, 8443), f"web 81/tcp from {CLIENT6}"),  # one IPv6 address only
+            Case(topo.client, ("tcp", HOST_LAN, 8443), None),
+            Case(hyprd.ns, ("tcp", HOST_UPLINK6, 8080), "web 80/tcp"),  # the host itself, to one of its addresses
+            Case(topo.client, ("tcp", "fd00:1::2", 80), None),  # the workload itself is not reachable from outside
+        ])  # fmt: skip
+
+
+_BIND6 = """
+import socket
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+s.bind(("::", {port}))
+"""

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
 from pathlib import Path
 
 import pytest
@@ -53,7 +53,7 @@ def attach(w: Workload, net: Network, host: int, position: int = 0) -> Endpoint:
 
 
 def port(w: Workload, host: int, guest: int, proto: Protocol = "tcp", host_ip: str = "0.0.0.0") -> PortMapping:
-    return PortMapping(w.id, IPv4Address(host_ip), host, guest, proto)
+    return PortMapping(w.id, ip_address(host_ip), host, guest, proto)
 
 
 DEFAULT = network(0, "192.0.2.0/24")
@@ -119,7 +119,11 @@ def scenario_icc_disabled() -> Snapshot:
         networks=(net,),
         workloads=(WEB, DB),
         endpoints=(attach(WEB, net, 2), attach(DB, net, 3)),
-        ports=(port(WEB, 8080, 80),),
+        ports=(
+            port(WEB, 8080, 80),
+            port(WEB, 8443, 443, host_ip="2001:db8:ffff::1"),
+            port(CACHE, 9000, 90, host_ip="::"),
+        ),
     )
 
 
@@ -150,7 +154,11 @@ def scenario_dual_stack() -> Snapshot:
             attach6(CACHE, routed, 2),
             attach(CACHE, DEFAULT, 2, position=1),
         ),
-        ports=(port(WEB, 8080, 80),),
+        ports=(
+            port(WEB, 8080, 80),
+            port(WEB, 8443, 443, host_ip="2001:db8:ffff::1"),
+            port(CACHE, 9000, 90, host_ip="::"),
+        ),
     )
 
 
@@ -176,7 +184,8 @@ TITLES = {
     "one on an internal network only is skipped",
     "icc-disabled": "`app` with `enable_icc=false` and `enable_ip_masquerade=false`",
     "dual-stack": "IPv6: `app` dual-stack with NAT66, internal `backend` dual-stack, `edge` with "
-    "`gateway_mode_ipv6=routed` and icc off; `cache` also on the IPv4-only `bridge`",
+    "`gateway_mode_ipv6=routed` and icc off; `cache` also on the IPv4-only `bridge`; `8080:80` on both families, "
+    "`[2001:db8:ffff::1]:8443:443`; `[::]:9000:90` of cache is skipped (its gateway network, `bridge`, has no IPv6)",
 }
 
 

@@ -60,10 +60,13 @@ def _containers(network: Network, snapshot: Snapshot) -> dict[str, Any]:
 
 def port_bindings(snapshot: Snapshot, workload_id: str) -> dict[str, list[dict[str, str]]]:
     ports: dict[str, list[dict[str, str]]] = {}
+    target = snapshot.port_network(workload_id)
     for p in snapshot.ports_of(workload_id):
         ports.setdefault(f"{p.guest_port}/{p.protocol}", []).append(
             {"HostIp": str(p.host_ip), "HostPort": str(p.host_port)}
         )
+        if str(p.host_ip) == "0.0.0.0" and target is not None and target.ipv6:  # forwarded on both families
+            ports[f"{p.guest_port}/{p.protocol}"].append({"HostIp": "::", "HostPort": str(p.host_port)})
     return ports
 
 

@@ -37,11 +37,15 @@ log = logging.getLogger(__name__)
 DNS = 53
 LOOPBACK = "127.0.0.0/8"
 ANY = IPv4Address("0.0.0.0")
+ANY6 = IPv6Address("::")
+LOOPBACK6 = IPv6Address("::1")
 # The output hook rejects `priority dstnat` in nft 1.0.6; -100 is its numeric value.
 OUTPUT_NAT_PRIORITY = "-100"
 
 _MAP_ANY = "published_any"  # proto . port -> workload ip . port, for host_ip 0.0.0.0
 _MAP_ADDR = "published_addr"  # host ip . proto . port -> workload ip . port, for a given host_ip
+_MAP_ANY6 = "published_any6"  # the same for IPv6: host_ip 0.0.0.0 (both families) or ::, to the workload's IPv6
+_MAP_ADDR6 = "published_addr6"
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,20 @@ class Published:
 
     mapping: PortMapping
     target: IPv4Address
+    target6: IPv6Address | None = None  # on a dual-stack network: where IPv6 traffic to the port goes
 
     @property
-    def key(self) -> tuple[str, IPv4Address, int]:
-        return (self.mapping.protocol, self.mapping.host_ip, self.mapping.host_port)
+    def keys(self) -> list[tuple[str, IPv4Address | IPv6Address, int]]:
+        """What the mapping occupies: its host address, and `::` too for one on every address of both families."""
+        m = self.mapping
+        keys: list[tuple[str, IPv4Address | IPv6Address, int]] = [(m.protocol, m.host_ip, m.host_port)]
+        if m.host_ip == ANY and self.target6 is not None:
+            keys.append((m.protocol, ANY6, m.host_port))
+        return keys
+
+    @property
+    def ipv6(self) -> bool:
+        return self.target6 is not None and (self.mapping.host_ip == ANY or self.mapping.host_ip.version == 6)
 
 
 # ---------------------------------------------------------------------------------------------------------- plan
@@ -99,28 +113,32 @@ def published_ports(snapshot: Snapshot) -> list[Published]:
     """Mappings with their target: the workload's first endpoint on a non-internal network. Mappings of
     workloads without one are skipped (the service layer refuses them). Two mappings of one host port conflict."""
     networks = {n.id: n for n in snapshot.networks}
-    found: dict[tuple[str, IPv4Address, int], Published] = {}
+    found: dict[tuple[str, IPv4Address | IPv6Address, int], Published] = {}
+    kept: list[Published] = []
     for mapping in sorted(snapshot.ports, key=_mapping_order):
-        target = _target(snapshot, networks, mapping.workload_id)
-        if target is None:
+        endpoint = _target(snapshot, networks, mapping.workload_id)
+        if endpoint is None:
             continue
-        entry = Published(mapping, target)
-        if entry.key in found:
+        entry = Published(mapping, endpoint.ip, endpoint.ip6)
+        if mapping.host_ip.version == 6 and entry.target6 is None:
+            continue  # an IPv6 host address for a workload without IPv6 (the service layer refuses it)
+        if any(key in found for key in entry.keys):
             raise Conflict(f"Bind for {mapping.host_ip}:{mapping.host_port} failed: port is already allocated")
-        found[entry.key] = entry
-    return list(found.values())
+        found.update(dict.fromkeys(entry.keys, entry))
+        kept.append(entry)
+    return kept
 
 
-def _mapping_order(m: PortMapping) -> tuple[str, int, int, int, str]:
-    return (m.protocol, int(m.host_ip), m.host_port, m.guest_port, m.workload_id)
+def _mapping_order(m: PortMapping) -> tuple[str, int, int, int, int, str]:
+    return (m.protocol, m.host_ip.version, int(m.host_ip), m.host_port, m.guest_port, m.workload_id)
 
 
-def _target(snapshot: Snapshot, networks: dict[str, Network], workload_id: str) -> IPv4Address | None:
+def _target(snapshot: Snapshot, networks: dict[str, Network], workload_id: str) -> Endpoint | None:
     """Published ports reach the workload on its gateway network, or its first network with a way in."""
     for endpoint in snapshot.gateway_order(workload_id):
         network = networks.get(endpoint.network_id)
         if network is not None and not network.internal:
-            return endpoint.ip
+            return endpoint
     return None
 
 
@@ -137,13 +155,19 @@ def _natural(name: str) -> tuple[tuple[int, str], ...]:
 
 
 def _inet_table(networks: list[Network], published: list[Published], settings: FirewallSettings) -> Table:
-    sets = (
+    sets: tuple[NamedSet, ...] = (
         NamedSet(_MAP_ADDR, "ipv4_addr . inet_proto . inet_service", _addr_elements(published), _TARGET),
         NamedSet(_MAP_ANY, "inet_proto . inet_service", _any_elements(published), _TARGET),
     )
+    dual = any(n.ipv6 for n in networks)  # an IPv4-only host's ruleset has no IPv6 maps at all
+    if dual:
+        sets += (
+            NamedSet(_MAP_ADDR6, "ipv6_addr . inet_proto . inet_service", _addr6_elements(published), _TARGET6),
+            NamedSet(_MAP_ANY6, "inet_proto . inet_service", _any6_elements(published), _TARGET6),
+        )
     chains = (
-        Chain("prerouting", tuple(_prerouting(networks, settings)), Hook("nat", "prerouting", "dstnat")),
-        Chain("output", tuple(_output(networks, settings)), Hook("nat", "output", OUTPUT_NAT_PRIORITY)),
+        Chain("prerouting", tuple(_prerouting(networks, settings, dual)), Hook("nat", "prerouting", "dstnat")),
+        Chain("output", tuple(_output(networks, settings, dual)), Hook("nat", "output", OUTPUT_NAT_PRIORITY)),
         Chain("postrouting", tuple(_postrouting(networks)), Hook("nat", "postrouting", "srcnat")),
         Chain("forward", tuple(_forward(networks)), Hook("filter", "forward", "filter")),
         Chain("input", tuple(_input(networks, settings)), Hook("filter", "input", "filter")),
@@ -152,13 +176,30 @@ def _inet_table(networks: list[Network], published: list[Published], settings: F
 
 
 _TARGET = "ipv4_addr . inet_service"
+_TARGET6 = "ipv6_addr . inet_service"
+
+
+def _addr6_elements(published: list[Published]) -> tuple[str, ...]:
+    return tuple(
+        f"{p.mapping.host_ip} . {p.mapping.protocol} . {p.mapping.host_port} : {p.target6} . {p.mapping.guest_port}"
+        for p in published
+        if p.ipv6 and p.mapping.host_ip not in (ANY, ANY6)
+    )
+
+
+def _any6_elements(published: list[Published]) -> tuple[str, ...]:
+    return tuple(
+        f"{p.mapping.protocol} . {p.mapping.host_port} : {p.target6} . {p.mapping.guest_port}"
+        for p in published
+        if p.ipv6 and p.mapping.host_ip in (ANY, ANY6)
+    )
 
 
 def _addr_elements(published: list[Published]) -> tuple[str, ...]:
     return tuple(
         f"{p.mapping.host_ip} . {p.mapping.protocol} . {p.mapping.host_port} : {p.target} . {p.mapping.guest_port}"
         for p in published
-        if p.mapping.host_ip != ANY
+        if p.mapping.host_ip != ANY and p.mapping.host_ip.version == 4
     )
 
 
@@ -172,9 +213,18 @@ def _any_elements(published: list[Published]) -> tuple[str, ...]:
 
 _DNAT_ADDR = f"dnat ip to ip daddr . meta l4proto . th dport map @{_MAP_ADDR}"
 _DNAT_ANY = f"dnat ip to meta l4proto . th dport map @{_MAP_ANY}"
+_DNAT_ADDR6 = f"dnat ip6 to ip6 daddr . meta l4proto . th dport map @{_MAP_ADDR6}"
+_DNAT_ANY6 = f"dnat ip6 to meta l4proto . th dport map @{_MAP_ANY6}"
 
 
-def _prerouting(networks: list[Network], settings: FirewallSettings) -> Iterator[Rule]:
+def _published6() -> Iterator[Rule]:
+    """IPv6 has no route_localnet: traffic to ::1 cannot be DNAT'd out of the host (the kernel drops packets from
+    ::1 on any other interface), so loopback stays out of these rules (reconcile/ports.py proxies [::1])."""
+    yield Rule((f"ip6 daddr != {LOOPBACK6}",), _DNAT_ADDR6, "published on one ipv6 address")
+    yield Rule(("fib daddr type local", f"ip6 daddr != {LOOPBACK6}"), _DNAT_ANY6, "published on all ipv6 addresses")
+
+
+def _prerouting(networks: list[Network], settings: FirewallSettings, dual: bool = False) -> Iterator[Rule]:
     for n in networks:
         for proto in ("udp", "tcp"):
             yield Rule(
@@ -194,9 +244,11 @@ def _prerouting(networks: list[Network], settings: FirewallSettings) -> Iterator
     # A lookup miss in a map ends the rule without a match, so each map costs one rule whatever its size.
     yield Rule((f"ip daddr != {LOOPBACK}",), _DNAT_ADDR, "published on one address")
     yield Rule(("fib daddr type local", f"ip daddr != {LOOPBACK}"), _DNAT_ANY, "published on all addresses")
+    if dual:
+        yield from _published6()
 
 
-def _output(networks: list[Network], settings: FirewallSettings) -> Iterator[Rule]:
+def _output(networks: list[Network], settings: FirewallSettings, dual: bool = False) -> Iterator[Rule]:
     # redirect on the output hook would rewrite to 127.0.0.1, where the DNS server does not listen.
     for n in networks:
         for proto in ("udp", "tcp"):
@@ -215,6 +267,8 @@ def _output(networks: list[Network], settings: FirewallSettings) -> Iterator[Rul
                 )
     yield Rule((), _DNAT_ADDR, "host to a port published on one address")
     yield Rule(("fib daddr type local",), _DNAT_ANY, "host to a port published on all addresses")
+    if dual:
+        yield from _published6()
 
 
 def _postrouting(networks: list[Network]) -> Iterator[Rule]:

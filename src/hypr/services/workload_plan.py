@@ -60,6 +60,19 @@ class WorkloadPlan:
     endpoints: tuple[EndpointRequest, ...]
     ports: tuple[PortSpec, ...]
 
+    @property
+    def reached_over_ipv6(self) -> bool:
+        """Its published ports are forwarded over IPv6 too: its gateway network has IPv6."""
+        target = port_target(self.endpoints)
+        return target is not None and target.ipv6
+
+
+def port_target(endpoints: tuple[EndpointRequest, ...]) -> Network | None:
+    """The network published ports reach the workload on: the first without `internal` in gateway order (the
+    highest GwPriority, then by name: Snapshot.gateway_order's rule)."""
+    ordered = sorted(endpoints, key=lambda e: (-e.gw_priority, e.network.internal, e.network.name))
+    return next((e.network for e in ordered if not e.network.internal), None)
+
 
 def find_workload(snapshot: Snapshot, ref: str) -> Workload:
     """Docker's order: full ID, exact name (with or without the leading /), then a unique ID prefix."""
@@ -129,6 +142,12 @@ def plan_workload_create(
     if ports and all(e.network.internal for e in endpoints):
         raise InvalidParameter(
             "cannot publish ports: the workload is attached only to internal networks, which have no way in or out"
+        )
+    target = port_target(endpoints)
+    v6 = next((p for p in ports if p.host_ip.version == 6), None)
+    if v6 is not None and target is not None and not target.ipv6:
+        raise InvalidParameter(
+            f"cannot publish on [{v6.host_ip}]: network {target.name}, which carries the published ports, has no IPv6"
         )
     workload = Workload(
         id=new_id(), name=name, image=image, runtime=runtime, command=command, entrypoint=entrypoint,

@@ -116,7 +116,7 @@ def create(ctx: Context, name: str | None, body: Any) -> Workload:
     check_usable(ctx, (request.network for request in plan.endpoints))
     runtime = ctx.runtime(workload.runtime)
     runtime.validate(launch_spec(ctx, snapshot, workload))
-    mappings = ctx.ports.reserve(workload.id, plan.ports)
+    mappings = ctx.ports.reserve(workload.id, plan.ports, ipv6=plan.reached_over_ipv6)
     try:
         with ctx.store.transaction() as tx:
             ctx.store.insert_workload(tx, workload, {})

@@ -9,7 +9,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
 from typing import Any, cast
 
@@ -361,7 +361,7 @@ def _endpoint(row: sqlite3.Row) -> Endpoint:
 def _port(row: sqlite3.Row) -> PortMapping:
     return PortMapping(
         workload_id=row["workload_id"],
-        host_ip=IPv4Address(row["host_ip"]),
+        host_ip=ip_address(row["host_ip"]),
         host_port=row["host_port"],
         guest_port=row["guest_port"],
         protocol=cast(Protocol, row["protocol"]),
