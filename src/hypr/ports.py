@@ -18,13 +18,22 @@ from hypr.models import Protocol
 ANY = IPv4Address("0.0.0.0")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class PortSpec:
     guest_port: int
     protocol: Protocol
     host_ip: IPv4Address | IPv6Address = ANY  # ANY: both families (Docker's HostIp ""); `::`: every IPv6 address
     host_port: int = 0  # 0: a free port chosen at create time
     host_port_end: int = 0  # with host_port, a range to choose the first free port from; 0: just host_port
+
+    def __lt__(self, other: PortSpec) -> bool:
+        return self.sort_key < other.sort_key
+
+    @property
+    def sort_key(self) -> tuple[int, str, int, int, int, int]:
+        """Guest port, protocol, then host address (IPv4 before IPv6) and ports: addresses of both families sort."""
+        ip = self.host_ip
+        return (self.guest_port, self.protocol, ip.version, int(ip), self.host_port, self.host_port_end)
 
     @property
     def host_ports(self) -> range:

@@ -221,17 +221,16 @@ def test_published_ports_answer_over_ipv6(hyprd: Hyprd, topo: Topology) -> None:
     create_v4 = {"Name": "plain", "IPAM": {"Config": [{"Subnet": "10.91.0.0/24"}]}}
     with hyprd.client() as client:
         client.create_network(create_v4)
-    web = start(
-        hyprd,
-        "web",
-        "one",
-        ports={"80/tcp": [{"HostPort": "8080"}], "81/tcp": [{"HostIp": HOST_LAN6, "HostPort": "8443"}]},
-    )
-    old = start(hyprd, "old", "plain", ports={"80/tcp": [{"HostPort": "9090"}]})
+    web = start(hyprd, "web", "one", ports={
+        "80/tcp": [{"HostPort": "8080"}, {"HostIp": "::1", "HostPort": "8081"}],
+        "81/tcp": [{"HostIp": HOST_LAN6, "HostPort": "8443"}],
+    })  # fmt: skip
+    old = start(hyprd, "old", "plain", ports={"80/tcp": [{"HostPort": "9090"}, {"HostIp": "::1", "HostPort": "9091"}]})
     assert web["NetworkSettings"]["Ports"]["80/tcp"] == [
         {"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "::", "HostPort": "8080"},
+        {"HostIp": "::1", "HostPort": "8081"},
     ]  # fmt: skip
-    assert old["NetworkSettings"]["Ports"]["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "9090"}]
+    assert old["NetworkSettings"]["Ports"]["80/tcp"][0] == {"HostIp": "0.0.0.0", "HostPort": "9090"}
     # Held on both families: a host process cannot take [::]:8080, but [::]:9090 is free (old has no IPv6).
     taken = enter(hyprd.ns, "python3", "-c", _BIND6.format(port=8080), rc=None)
     assert "Address already in use" in taken.stderr
@@ -241,8 +240,10 @@ def test_published_ports_answer_over_ipv6(hyprd: Hyprd, topo: Topology) -> None:
             {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": "plain",
              "PortBindings": {"80/tcp": [{"HostIp": "::", "HostPort": "7070"}]}}}, "nope"
         )  # fmt: skip
-    with server(netns_of(hyprd, web), "web", "80/tcp", "81/tcp"):
+    with server(netns_of(hyprd, web), "web", "80/tcp", "81/tcp"), server(netns_of(hyprd, old), "old", "80/tcp"):
         check([
+            Case(hyprd.ns, ("tcp", "::1", 8081), "web 80/tcp from fd00:1::1"),  # [::1]: relayed (no route_localnet)
+            Case(hyprd.ns, ("tcp", "::1", 9091), "old 80/tcp from 10.91.0.1"),  # ... to IPv4 for a v4-only one
             Case(topo.client, ("tcp", HOST_LAN6, 8080), f"web 80/tcp from {CLIENT6}"),  # a remote host, over IPv6
             Case(topo.client, ("tcp", HOST_LAN, 8080), f"web 80/tcp from {CLIENT}"),  # and over IPv4
             Case(topo.client, ("tcp", HOST_LAN6, 8443), f"web 81/tcp from {CLIENT6}"),  # one IPv6 address only
@@ -250,6 +251,11 @@ def test_published_ports_answer_over_ipv6(hyprd: Hyprd, topo: Topology) -> None:
             Case(hyprd.ns, ("tcp", HOST_UPLINK6, 8080), "web 80/tcp"),  # the host itself, to one of its addresses
             Case(topo.client, ("tcp", "fd00:1::2", 80), None),  # the workload itself is not reachable from outside
         ])  # fmt: skip
+    with hyprd.client() as client:
+        client.remove("web", force=True)
+    enter(hyprd.ns, "python3", "-c", _BIND6.format(port=8080))  # released: both families and [::1]
+    reuse = "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind("  # as servers do: TIME_WAIT stays
+    enter(hyprd.ns, "python3", "-c", _BIND6.replace('"::"', '"::1"').replace("s.bind(", reuse).format(port=8081))
 
 
 _BIND6 = """

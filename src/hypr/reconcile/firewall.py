@@ -183,7 +183,7 @@ def _addr6_elements(published: list[Published]) -> tuple[str, ...]:
     return tuple(
         f"{p.mapping.host_ip} . {p.mapping.protocol} . {p.mapping.host_port} : {p.target6} . {p.mapping.guest_port}"
         for p in published
-        if p.ipv6 and p.mapping.host_ip not in (ANY, ANY6)
+        if p.ipv6 and p.mapping.host_ip not in (ANY, ANY6, LOOPBACK6)  # [::1] is relayed: reconcile/proxy.py
     )
 
 

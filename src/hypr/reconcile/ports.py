@@ -20,6 +20,7 @@ from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 from hypr.errors import Conflict, InvalidParameter, KernelError
 from hypr.models import PortMapping, Protocol, Snapshot
 from hypr.ports import PortSpec
+from hypr.reconcile.proxy import LoopbackProxy
 
 log = logging.getLogger(__name__)
 Key = tuple[str, int, Protocol]  # (host ip, host port, protocol)
@@ -101,6 +102,10 @@ def _bind_one(host_ip: str, port: int, protocol: Protocol) -> socket.socket:
     try:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if host_ip == "::1" and protocol == "tcp":
+            # Relayed connections (reconcile/proxy.py) leave TIME_WAIT entries on this port: without this a port
+            # published again within a minute could not be held. Still exclusive: we listen at once.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host_ip, port))
     except OSError as exc:
         sock.close()
@@ -164,6 +169,7 @@ class PortHolder:
         self.held: dict[Key, Held] = {}
         self.udp_applied: set[Key] = set()  # UDP mappings as of the last converge: a change flushes their flows
         self.unheld: set[Key] = set()  # published ports someone else holds (warned about once)
+        self.proxy: LoopbackProxy | None = None  # relays TCP on [::1] (set by the daemon once its loop runs)
 
     def reserve(self, workload_id: str, specs: Iterable[PortSpec], *, ipv6: bool = False) -> list[PortMapping]:
         """Bind every requested port (choosing free ones for host port 0); all or nothing. `ipv6`: the workload
@@ -186,6 +192,8 @@ class PortHolder:
 
     def release(self, mappings: Iterable[PortMapping]) -> None:
         for m in mappings:
+            if self.proxy is not None:
+                self.proxy.stop(_key(m.host_ip, m.host_port, m.protocol))
             sock = self.held.pop(_key(m.host_ip, m.host_port, m.protocol), None)
             if sock is not None:
                 sock.close()
@@ -213,10 +221,29 @@ class PortHolder:
                 if key not in self.unheld:
                     log.warning("published port [::]:%d/%s is not reserved: %s", key[1], key[2], exc.message)
                     self.unheld.add(key)
+        self._relay_loopback6(snapshot, wanted)
         udp = {key for key in wanted if key[2] == "udp"}
         if udp != self.udp_applied:
             flush_udp_conntrack(port for _ip, port, _proto in udp ^ self.udp_applied)
             self.udp_applied = udp
+
+    def _relay_loopback6(self, snapshot: Snapshot, wanted: dict[Key, PortMapping]) -> None:
+        """TCP ports on [::1] are relayed to the workload's address on its gateway network (its IPv6 one if it
+        has one); see reconcile/proxy.py for why they cannot be DNAT'd."""
+        if self.proxy is None:
+            return
+        relayed = {k for k in wanted if k[0] == "::1" and k[2] == "tcp" and k in self.held}
+        for key in self.proxy.keys() - relayed:
+            self.proxy.stop(key)
+        for key in relayed:
+            mapping = wanted[key]
+            network = snapshot.port_network(mapping.workload_id)
+            endpoint = next(
+                (e for e in snapshot.endpoints_of(mapping.workload_id) if network and e.network_id == network.id), None
+            )
+            address = None if endpoint is None else (endpoint.ip6 or endpoint.ip)
+            self.proxy.retarget(key, None if address is None else (str(address), mapping.guest_port))
+            self.proxy.serve(key, self.held[key].socks[0])
 
     def close(self) -> None:
         for sock in self.held.values():

@@ -25,6 +25,7 @@ from hypr.services.network_plan import find_network
 from hypr.services.validation import flag, label_matches, mapping, new_id, now_rfc3339, string_map, strings
 
 RUNTIMES = ("sandbox", "vm")
+LOOPBACK6 = ipaddress.IPv6Address("::1")
 MAX_PORTS = 16_384  # published ports per workload: each holds a socket and a map element
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -143,8 +144,12 @@ def plan_workload_create(
         raise InvalidParameter(
             "cannot publish ports: the workload is attached only to internal networks, which have no way in or out"
         )
+    if any(p.host_ip == LOOPBACK6 and p.protocol == "udp" for p in ports):
+        raise InvalidParameter(
+            "cannot publish UDP on [::1]: IPv6 cannot forward loopback traffic (use 127.0.0.1 or [::])"
+        )
     target = port_target(endpoints)
-    v6 = next((p for p in ports if p.host_ip.version == 6), None)
+    v6 = next((p for p in ports if p.host_ip.version == 6 and p.host_ip != LOOPBACK6), None)  # [::1] is relayed
     if v6 is not None and target is not None and not target.ipv6:
         raise InvalidParameter(
             f"cannot publish on [{v6.host_ip}]: network {target.name}, which carries the published ports, has no IPv6"
