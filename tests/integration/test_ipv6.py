@@ -4,13 +4,17 @@ internal networks, NAT66, anti-spoofing of IPv6 sources and neighbour advertisem
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hypr.errors import InvalidParameter
-from tests.integration.harness import Hyprd
+from tests.integration.conftest import remove_all_workloads
+from tests.integration.harness import Hyprd, netns, sh
 from tests.integration.topology import CLIENT, HOST_LAN, Case, Topology, check, enter, server, topology
 
 INTERNET6 = "2001:db8:ffff::2"  # the "internet" namespace, behind the host's uplink
@@ -264,3 +268,43 @@ s = socket.socket(socket.AF_INET6)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
 s.bind(("::", {port}))
 """
+
+
+UPSTREAM6 = "2001:db8:53::2"
+_UPSTREAM = r"""
+import socket, sys
+from dnslib import A, QTYPE, RR, DNSRecord
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 53))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(4096)
+    query = DNSRecord.parse(data)
+    reply = query.reply()
+    if query.q.qtype == QTYPE.A:
+        reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A("192.0.2.53"), ttl=60))
+    s.sendto(reply.pack(), peer)
+"""
+
+
+def test_names_are_forwarded_to_an_ipv6_upstream(tmp_path: Path) -> None:
+    with netns("hyprt") as host, netns("hyprup") as up:
+        sh("ip", "-n", host, "link", "add", "up6", "type", "veth", "peer", "name", "eth0", "netns", up)
+        sh("ip", "-n", host, "addr", "add", "2001:db8:53::1/64", "dev", "up6", "nodad")
+        sh("ip", "-n", up, "addr", "add", f"{UPSTREAM6}/64", "dev", "eth0", "nodad")
+        sh("ip", "-n", host, "link", "set", "up6", "up")
+        sh("ip", "-n", up, "link", "set", "eth0", "up")
+        server = subprocess.Popen(["ip", "netns", "exec", up, sys.executable, "-c", _UPSTREAM, UPSTREAM6],
+                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        daemon = Hyprd(ns=host, root=tmp_path, env_extra={"HYPR_DNS_UPSTREAMS": f"[{UPSTREAM6}]:53"})
+        try:
+            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+            daemon.start()
+            create6(daemon, "one", "fd00:1::/64")
+            asker = start(daemon, "asker", "one")
+            assert dig(netns_of(daemon, asker), "fd00:1::1", "A", "up.example") == ["192.0.2.53"]
+        finally:
+            server.kill()
+            server.wait()
+            remove_all_workloads(daemon)
+            daemon.stop()
