@@ -308,3 +308,37 @@ def test_names_are_forwarded_to_an_ipv6_upstream(tmp_path: Path) -> None:
             server.wait()
             remove_all_workloads(daemon)
             daemon.stop()
+
+
+def test_compose_enable_ipv6_with_an_ipv6_pool_and_ipv6_address(hyprd: Hyprd, tmp_path: Path) -> None:
+    file = tmp_path / "hypr-compose.yml"
+    file.write_text("""
+services:
+  db:
+    image: busybox
+    command: [sleep, "600"]
+    networks:
+      back: {ipv6_address: "fd00:c0::db"}
+  api:
+    image: busybox
+    command: [sleep, "600"]
+    networks: [back]
+networks:
+  back:
+    enable_ipv6: true
+    ipam:
+      config:
+        - subnet: 10.93.0.0/24
+        - subnet: fd00:c0::/64
+""")
+    hyprd.cli("compose", "--progress", "plain", "-f", str(file), "-p", "six", "up", "-d")
+    with hyprd.client() as client:
+        net = client.network("six_back")
+        db = client.container("six-db-1")
+    assert net["EnableIPv6"] is True
+    assert [c["Subnet"] for c in net["IPAM"]["Config"]] == ["10.93.0.0/24", "fd00:c0::/64"]
+    assert ip6_of(db, "six_back") == "fd00:c0::db"
+    api_ns = netns_of(hyprd, {"Id": json.loads(hyprd.cli("inspect", "six-api-1").stdout)[0]["Id"]})
+    assert dig(api_ns, "fd00:c0::1", "AAAA", "db") == ["fd00:c0::db"]  # the service name, over IPv6
+    check([Case(api_ns, ("icmp", "fd00:c0::db", 0), "pong from fd00:c0::db")])
+    hyprd.cli("compose", "--progress", "plain", "-f", str(file), "-p", "six", "down")
