@@ -278,19 +278,26 @@ def auto_subnet6(pool: DefaultPool6, taken: Iterable[IPv6Network]) -> IPv6Networ
     return IPv6Network((candidate, pool.size))
 
 
-def next_address6(pool: Pool6, last: int | None, in_use: Callable[[int], bool], used: int) -> IPv6Address | None:
-    """Next-after-last, as for IPv4, but never walked address by address over the subnet: with `used` addresses
-    taken, a free one lies at most `used + len(reserved)` steps after the cursor, so the walk is bounded by what
-    is in use (one step while the cursor has not wrapped, the /64 case for all practical purposes). None when the
-    pool is exhausted."""
+def next_address6(
+    pool: Pool6, last: int | None, in_use: Callable[[int], bool], used: Callable[[], int]
+) -> IPv6Address | None:
+    """Next-after-last, as for IPv4, but never walked address by address over the subnet. The address after the
+    cursor is free unless the cursor wrapped (never, for a /64 in practice): one look-up. Past a taken one, a free
+    address lies at most `used() + len(reserved)` steps on (`used`: addresses taken on the network, counted only
+    then), so the walk is bounded by what is in use, not by the size of the subnet. None when the pool is full."""
     lo, hi = pool.bounds
     reserved = pool.reserved
     size = hi - lo + 1
     start = lo if last is None or not lo <= last < hi else last + 1
-    for step in range(min(size, used + len(reserved) + 1)):
+    limit = None
+    step = 0
+    while limit is None or step < limit:
         candidate = lo + (start - lo + step) % size
         if candidate not in reserved and not in_use(candidate):
             return IPv6Address(candidate)
+        if limit is None:
+            limit = min(size, used() + len(reserved) + 1)
+        step += 1
     return None
 
 

@@ -262,9 +262,17 @@ def test_next_address6_is_bounded_by_what_is_in_use() -> None:
         calls.append(ip)
         return ip in {int(IPv6Address("fd00::2")), int(IPv6Address("fd00::3"))}
 
-    assert ipam_.next_address6(pool, None, in_use, used=2) == IPv6Address("fd00::4")
-    assert len(calls) == 3  # ::2 and ::3 taken, ::4 free; the gateway is skipped without asking
+    counted: list[int] = []
+
+    def used() -> int:
+        counted.append(1)
+        return 2
+
+    assert ipam_.next_address6(pool, None, in_use, used) == IPv6Address("fd00::4")
+    assert len(calls) == 3 and len(counted) == 1  # ::2, ::3 taken, ::4 free; the gateway skipped without asking
+    assert ipam_.next_address6(pool, int(IPv6Address("fd00::4")), lambda ip: False, used) == IPv6Address("fd00::5")
+    assert len(counted) == 1  # the common case: one look-up, no count
     last = int(IPv6Address("fd00::ffff:ffff:ffff:ffff"))
-    assert ipam_.next_address6(pool, last, lambda ip: False, used=0) == IPv6Address("fd00::2")  # wraps, skips ::, ::1
+    assert ipam_.next_address6(pool, last, lambda ip: False, used) == IPv6Address("fd00::2")  # wraps, skips ::, ::1
     tiny = ipam_.Pool6(IPv6Network("fd00::/126"), IPv6Address("fd00::1"))
-    assert ipam_.next_address6(tiny, None, lambda ip: True, used=2) is None
+    assert ipam_.next_address6(tiny, None, lambda ip: True, lambda: 2) is None

@@ -33,11 +33,12 @@ def pool6_of(network: Network) -> ipam.Pool6:
 
 
 def allocate6(store: Store, network: Network) -> IPv6Address:
-    """The next free IPv6 address (next-after-last; the walk is bounded by the addresses in use, so a /64 costs
-    what a /120 does); call inside the transaction that inserts the endpoint owning it."""
+    """The next free IPv6 address (next-after-last: one look-up while the cursor has not wrapped; after that the
+    walk is bounded by the addresses in use, so a /64 costs what a /120 does); call inside the transaction that
+    inserts the endpoint owning it."""
     found = ipam.next_address6(
         pool6_of(network), store.last_ip6(network.id), lambda ip: store.ip6_in_use(network.id, ip),
-        store.ip6_count(network.id),
+        lambda: store.ip6_count(network.id),
     )  # fmt: skip
     if found is None:
         raise Unavailable(f"no available IPv6 addresses on this network's address pools: {network.name} ({network.id})")
