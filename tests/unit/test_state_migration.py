@@ -1,4 +1,4 @@
-"""A database made before IPv6 (schema version 7) is migrated in place: its rows survive as IPv4-only networks and
+"""A database made before IPv6 is migrated in place: its rows survive as IPv4-only networks and
 endpoints, and IPv6 rows can be added next to them. Pure SQLite, no root."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypr.models import Endpoint, Network, Workload
 from hypr.state import Store
 from hypr.state.schema import MIGRATIONS
 
-BEFORE_IPV6 = 7  # migrations that existed before the IPv6 columns
+BEFORE_IPV6 = next(i for i, m in enumerate(MIGRATIONS) if "subnet6" in m)  # the migrations before IPv6
 
 
 def old_database(path: Path) -> None:

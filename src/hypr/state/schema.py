@@ -105,6 +105,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE workloads ADD COLUMN confinement TEXT NOT NULL DEFAULT '{}'
     """,
+    """
+    ALTER TABLE workloads ADD COLUMN network_mode TEXT NOT NULL DEFAULT '';
+    ALTER TABLE workloads ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workloads ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE endpoints ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE networks ADD COLUMN attachable INTEGER NOT NULL DEFAULT 0
+    """,
     # IPv6 (dual-stack networks). Addresses are stored as text: SQLite integers are 64-bit. `last_ip6` is the
     # allocation cursor (next-after-last); the unique index keeps one owner per address (NULLs never clash).
     """
