@@ -342,3 +342,20 @@ networks:
     assert dig(api_ns, "fd00:c0::1", "AAAA", "db") == ["fd00:c0::db"]  # the service name, over IPv6
     check([Case(api_ns, ("icmp", "fd00:c0::db", 0), "pong from fd00:c0::db")])
     hyprd.cli("compose", "--progress", "plain", "-f", str(file), "-p", "six", "down")
+
+
+def test_default_network_is_dual_stack_with_hypr_default_subnet6(tmp_path: Path) -> None:
+    with netns("hyprt") as host:
+        daemon = Hyprd(ns=host, root=tmp_path, env_extra={"HYPR_DEFAULT_SUBNET6": "fd00:88::/64"})
+        try:
+            daemon.start()
+            with daemon.client() as client:
+                bridge = client.network("bridge")
+                assert bridge["EnableIPv6"] is True
+                assert bridge["IPAM"]["Config"][1] == {"Subnet": "fd00:88::/64", "Gateway": "fd00:88::1"}
+            info = start(daemon, "plain", "bridge")
+            assert ip6_of(info, "bridge") == "fd00:88::2"
+            check([Case(netns_of(daemon, info), ("icmp", "fd00:88::1", 0), "pong from fd00:88::1")])
+        finally:
+            remove_all_workloads(daemon)
+            daemon.stop()
