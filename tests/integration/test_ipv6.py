@@ -359,3 +359,17 @@ def test_default_network_is_dual_stack_with_hypr_default_subnet6(tmp_path: Path)
         finally:
             remove_all_workloads(daemon)
             daemon.stop()
+
+
+def test_routed_gateway_mode_has_no_nat66_and_opens_only_published_ports(hyprd: Hyprd, topo: Topology) -> None:
+    create6(hyprd, "edge", "2001:db8:77::/64", Options={"com.docker.network.bridge.gateway_mode_ipv6": "routed"})
+    enter(topo.internet, "ip", "-6", "route", "add", "2001:db8:77::/64", "via", HOST_UPLINK6)
+    web = start(hyprd, "web", "edge", ports={"80/tcp": [{"HostPort": "8080"}]})
+    ns = netns_of(hyprd, web)
+    with server(ns, "web", "80/tcp", "81/tcp"), server(topo.internet, "internet", "80/tcp"):
+        check([
+            Case(topo.internet, ("tcp", "2001:db8:77::2", 80), f"web 80/tcp from {INTERNET6}"),  # published: open
+            Case(topo.internet, ("tcp", "2001:db8:77::2", 81), None),  # not published: closed
+            Case(topo.internet, ("icmp", "2001:db8:77::2", 0), "pong from 2001:db8:77::2"),
+            Case(ns, ("tcp", INTERNET6, 80), "internet 80/tcp from 2001:db8:77::2"),  # out with its own address
+        ])  # fmt: skip

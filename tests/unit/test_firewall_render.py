@@ -151,7 +151,7 @@ def scenario_dual_stack() -> Snapshot:
         endpoints=(
             attach6(WEB, app, 2),
             attach6(DB, internal, 3),
-            attach6(CACHE, routed, 2),
+            replace(attach6(CACHE, routed, 2), gw_priority=1),  # edge carries cache's ports
             attach(CACHE, DEFAULT, 2, position=1),
         ),
         ports=(
@@ -185,7 +185,7 @@ TITLES = {
     "icc-disabled": "`app` with `enable_icc=false` and `enable_ip_masquerade=false`",
     "dual-stack": "IPv6: `app` dual-stack with NAT66, internal `backend` dual-stack, `edge` with "
     "`gateway_mode_ipv6=routed` and icc off; `cache` also on the IPv4-only `bridge`; `8080:80` on both families, "
-    "`[2001:db8:ffff::1]:8443:443`; `[::]:9000:90` of cache is skipped (its gateway network, `bridge`, has no IPv6)",
+    "`[2001:db8:ffff::1]:8443:443`; cache's `[::]:9000:90` on routed `edge`: DNAT'd, and port 90 open on its address",
 }
 
 

@@ -46,6 +46,7 @@ _MAP_ANY = "published_any"  # proto . port -> workload ip . port, for host_ip 0.
 _MAP_ADDR = "published_addr"  # host ip . proto . port -> workload ip . port, for a given host_ip
 _MAP_ANY6 = "published_any6"  # the same for IPv6: host_ip 0.0.0.0 (both families) or ::, to the workload's IPv6
 _MAP_ADDR6 = "published_addr6"
+_ROUTED_OPEN = "routed_open"  # workload ipv6 . proto . guest port: published ports of routed IPv6 networks
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Published:
     mapping: PortMapping
     target: IPv4Address
     target6: IPv6Address | None = None  # on a dual-stack network: where IPv6 traffic to the port goes
+    routed6: bool = False  # that network has gateway_mode_ipv6=routed: the guest port is open on target6 itself
 
     @property
     def keys(self) -> list[tuple[str, IPv4Address | IPv6Address, int]]:
@@ -119,7 +121,7 @@ def published_ports(snapshot: Snapshot) -> list[Published]:
         endpoint = _target(snapshot, networks, mapping.workload_id)
         if endpoint is None:
             continue
-        entry = Published(mapping, endpoint.ip, endpoint.ip6)
+        entry = Published(mapping, endpoint.ip, endpoint.ip6, networks[endpoint.network_id].routed6)
         if mapping.host_ip.version == 6 and entry.target6 is None:
             continue  # an IPv6 host address for a workload without IPv6 (the service layer refuses it)
         if any(key in found for key in entry.keys):
@@ -164,12 +166,13 @@ def _inet_table(networks: list[Network], published: list[Published], settings: F
         sets += (
             NamedSet(_MAP_ADDR6, "ipv6_addr . inet_proto . inet_service", _addr6_elements(published), _TARGET6),
             NamedSet(_MAP_ANY6, "inet_proto . inet_service", _any6_elements(published), _TARGET6),
+            NamedSet(_ROUTED_OPEN, "ipv6_addr . inet_proto . inet_service", _routed_elements(published)),
         )
     chains = (
         Chain("prerouting", tuple(_prerouting(networks, settings, dual)), Hook("nat", "prerouting", "dstnat")),
         Chain("output", tuple(_output(networks, settings, dual)), Hook("nat", "output", OUTPUT_NAT_PRIORITY)),
         Chain("postrouting", tuple(_postrouting(networks)), Hook("nat", "postrouting", "srcnat")),
-        Chain("forward", tuple(_forward(networks)), Hook("filter", "forward", "filter")),
+        Chain("forward", tuple(_forward(networks, dual)), Hook("filter", "forward", "filter")),
         Chain("input", tuple(_input(networks, settings)), Hook("filter", "input", "filter")),
     )
     return Table("inet", settings.table, sets, chains)
@@ -185,6 +188,15 @@ def _addr6_elements(published: list[Published]) -> tuple[str, ...]:
         for p in published
         if p.ipv6 and p.mapping.host_ip not in (ANY, ANY6, LOOPBACK6)  # [::1] is relayed: reconcile/proxy.py
     )
+
+
+def _routed_elements(published: list[Published]) -> tuple[str, ...]:
+    found = {
+        f"{p.target6} . {p.mapping.protocol} . {p.mapping.guest_port}"
+        for p in published
+        if p.routed6 and p.ipv6 and p.mapping.host_ip != LOOPBACK6
+    }
+    return tuple(sorted(found))
 
 
 def _any6_elements(published: list[Published]) -> tuple[str, ...]:
@@ -286,7 +298,7 @@ def _postrouting(networks: list[Network]) -> Iterator[Rule]:
                 yield Rule((f"ip6 saddr {n.subnet6}", f"oifname != {quote(n.bridge)}"), "masquerade", "egress (nat66)")
 
 
-def _forward(networks: list[Network]) -> Iterator[Rule]:
+def _forward(networks: list[Network], dual: bool = False) -> Iterator[Rule]:
     """Rules grouped by kind, not by network: every 'into bridge X' drop must come before any egress accept,
     or traffic from bridge A to bridge B would be accepted as A's egress."""
     yield Rule(("ct state established,related",), "accept")
@@ -305,6 +317,9 @@ def _forward(networks: list[Network]) -> Iterator[Rule]:
             # gateway_mode_ipv6=routed: the subnet is reachable as it is; Docker lets ICMPv6 in (ping, PMTU).
             yield Rule((f"oifname {quote(n.bridge)}", f"ip6 daddr {n.subnet6}", "meta l4proto ipv6-icmp"), "accept",
                        "routed ipv6: icmp in")  # fmt: skip
+    if dual:
+        # Docker's routed mode: a published port is open on the workload's own IPv6 address (no DNAT needed).
+        yield Rule((f"ip6 daddr . meta l4proto . th dport @{_ROUTED_OPEN}",), "accept", "routed ipv6: published ports")
     for n in networks:
         yield Rule((f"oifname {quote(n.bridge)}",), "drop", "nothing else in, from other bridges or hosts")
     for n in networks:
