@@ -373,3 +373,42 @@ def test_routed_gateway_mode_has_no_nat66_and_opens_only_published_ports(hyprd: 
             Case(topo.internet, ("icmp", "2001:db8:77::2", 0), "pong from 2001:db8:77::2"),
             Case(ns, ("tcp", INTERNET6, 80), "internet 80/tcp from 2001:db8:77::2"),  # out with its own address
         ])  # fmt: skip
+
+
+_LISTEN = r"""
+import socket, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.settimeout(0.2)
+print("ready", flush=True)
+seen, deadline = set(), time.monotonic() + 4
+while time.monotonic() < deadline:
+    try:
+        seen.add(s.recv(2048)[0])
+    except TimeoutError:
+        pass
+print(sorted(seen), flush=True)
+"""
+_ADVERTISE = r"""
+import socket, struct
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+to = ("ff02::1", 0, 0, socket.if_nametoindex("eth0"))
+# A router advertisement (RFC 4861 4.2): hop limit 64, router lifetime 1800 s, no options; then an echo request.
+s.sendto(struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0), to)
+s.sendto(struct.pack("!BBHHH", 128, 0, 0, 7, 1) + b"control", to)
+"""
+
+
+def test_router_advertisements_from_a_guest_are_dropped(hyprd: Hyprd) -> None:
+    create6(hyprd, "one", "fd00:1::/64")
+    a, b = start(hyprd, "wa", "one"), start(hyprd, "wb", "one")
+    listener = subprocess.Popen(["nsenter", f"--net={netns_of(hyprd, b)}", sys.executable, "-S", "-c", _LISTEN],
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        enter(netns_of(hyprd, a), sys.executable, "-S", "-c", _ADVERTISE)
+        seen = listener.stdout.readline().strip()
+    finally:
+        listener.kill()
+        listener.wait()
+    assert "128" in seen and "134" not in seen  # the echo request crossed the bridge, the advertisement did not
