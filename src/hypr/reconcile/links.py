@@ -99,11 +99,9 @@ def ensure_bridge(
         index = existing.index if existing is not None else ipr.get_links(ifname=network.bridge)[0]["index"]
         ipr.link("set", index=index, ifalias=alias, mtu=network.mtu, address=mac, state="up")
         _converge_addresses(ipr, index, IPv4Interface(f"{network.gateway}/{network.subnet.prefixlen}"))
-        want6 = None
-        if network.subnet6 is not None:
+        if network.subnet6 is not None:  # (a network's families never change: IPv4-only bridges cost nothing here)
             _enable_ipv6(proc_sys, network.bridge)
-            want6 = IPv6Interface(f"{network.gateway6}/{network.subnet6.prefixlen}")
-        _converge_addresses6(ipr, index, want6)
+            _converge_addresses6(ipr, index, IPv6Interface(f"{network.gateway6}/{network.subnet6.prefixlen}"))
     except OSError as exc:
         raise KernelError(f"enable IPv6 on bridge {network.bridge} for network {network.name}: {exc}") from exc
     except NetlinkError as exc:
@@ -125,7 +123,7 @@ def _enable_ipv6(proc_sys: Path, bridge: str) -> None:
         path.write_text("0")
 
 
-def _converge_addresses6(ipr: IPRoute, index: int, want: IPv6Interface | None) -> None:
+def _converge_addresses6(ipr: IPRoute, index: int, want: IPv6Interface) -> None:
     """The gateway's global address (nodad: usable at once), nothing else global; link-local is the kernel's."""
     have = {
         IPv6Interface(f"{a.get('address')}/{a['prefixlen']}")
@@ -134,7 +132,7 @@ def _converge_addresses6(ipr: IPRoute, index: int, want: IPv6Interface | None) -
     }
     for stale in have - {want}:
         ipr.addr("del", index=index, address=str(stale.ip), prefixlen=stale.network.prefixlen)
-    if want is not None and want not in have:
+    if want not in have:
         ipr.addr("add", index=index, address=str(want.ip), prefixlen=want.network.prefixlen, flags=IFA_F_NODAD)
 
 
