@@ -82,7 +82,9 @@ class Response:
         else:
             self._left = int(length) if length is not None else -1  # -1: until the connection ends
         self._chunked = chunked and self._left is None
-        self.reusable = self._left != -1 and self.headers.get("connection", "").lower() != "close"
+        connection = self.headers.get("connection", "").lower()
+        persistent = connection == "keep-alive" if version == "HTTP/1.0" else connection != "close"  # RFC 9112 9.3
+        self.reusable = self._left != -1 and persistent
         self.done = self._left == 0
 
     def chunks(self) -> Iterator[bytes]:
