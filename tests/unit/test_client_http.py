@@ -102,7 +102,7 @@ def test_the_body_is_json_with_its_length_and_params_are_encoded(peer) -> None: 
 def test_quoting_is_urllib_s() -> None:
     from urllib.parse import quote as reference
 
-    for text in ("a b/c:d@e", "é+&=?#%", "nginx:1.25", "~._-", "127.0.0.1:5000/app@sha256:ab"):
+    for text in ("a b/c:d@e", "é+&=?#%", "nginx:1.25", "~._-", "127.0.0.1:5000/app@sha256:ab", '{"label":["a=b c"]}'):
         for safe in ("", "/:@"):
             assert quote(text, safe) == reference(text, safe=safe)
 
