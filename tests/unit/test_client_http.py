@@ -171,3 +171,14 @@ def test_a_response_cut_short_is_unavailable(peer) -> None:  # type: ignore[no-u
 def test_no_daemon_is_unavailable(tmp_path: Path) -> None:
     with Client(f"unix://{tmp_path / 'none.sock'}") as client, pytest.raises(Unavailable, match="Is hyprd running"):
         client.ping()
+
+
+def test_the_default_socket_is_the_daemon_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client computes it without importing hypr.config (start-up time): both must agree."""
+    from hypr.client import socket_from_host
+    from hypr.config import paths_from_env
+
+    monkeypatch.delenv("HYPR_RUNTIME_DIR", raising=False)
+    assert socket_from_host(None) == str(paths_from_env().socket)
+    monkeypatch.setenv("HYPR_RUNTIME_DIR", "/tmp/x")
+    assert socket_from_host(None) == str(paths_from_env().socket) == "/tmp/x/hypr.sock"
