@@ -14,7 +14,8 @@ Rules, in order:
    Anything else under `.hypr` is NXDOMAIN and is never forwarded.
 2. `in-addr.arpa` names inside a hypr subnet are ours, for everyone: PTR `<name>.hypr` for every endpoint address,
    NODATA for a name with records below it (`1.89.10.in-addr.arpa`), NXDOMAIN for the rest. Never forwarded:
-   private reverse lookups do not leak. Other reverse names follow rule 5.
+   private reverse lookups do not leak. Other reverse names follow rule 5. `ip6.arpa` names inside a hypr IPv6
+   subnet likewise (NODATA for any name shorter than an address).
 3. Bare names (workload name, its 12-character short ID, its aliases), each also as `<name>.<network name>`:
    only for askers with a network the target is attached to, with the target's address(es) on the shared
    network(s). One alias on several workloads gives all of their addresses.
@@ -27,7 +28,9 @@ Rules, in order:
    for askers attached only to internal networks: NXDOMAIN (Podman's choice: NXDOMAIN makes stub resolvers stop at
    once, where REFUSED sends them on to the next server).
 
-Known names with a type we do not hold (AAAA, MX, ...) get NODATA: NOERROR with no answer.
+Addresses are A and AAAA records: an endpoint on a dual-stack network answers both, and its IPv6 source address
+identifies it exactly as its IPv4 one does. Known names with a type we do not hold (MX, ..., or AAAA for a workload
+without IPv6) get NODATA: NOERROR with no answer.
 
 Only names that are DNS names are published: every label 1-63 characters of letters, digits, `-` and `_`, the
 whole at most 253 characters (`valid_name`). A workload name, alias or network name that is not (too long, empty
