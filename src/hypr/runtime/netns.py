@@ -77,8 +77,9 @@ def _open(path: Path) -> Namespace:
 
 
 def _ipv4_only() -> None:
-    """Interfaces made from now on in this thread's namespace get no IPv6 (networks are IPv4-only, as Docker
-    does for them): no link-local chatter flooded across the bridge each time a workload comes up.
+    """Interfaces made from now on in this thread's namespace get no IPv6 (as Docker does for IPv4-only
+    networks): no link-local chatter flooded across the bridge each time a workload comes up. A dual-stack
+    endpoint turns it on for its own interface (veth.ipv6_sysctls).
 
     /proc/sys/net shows the namespace of the task that opens it, i.e. this thread's new namespace.
     """
