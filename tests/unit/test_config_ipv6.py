@@ -29,3 +29,20 @@ def test_ipv6_is_off_for_the_default_network_unless_asked(tmp_path: Path) -> Non
     assert (settings.default_subnet6, settings.default_gateway6, settings.pool6) == ("", "", "")
     six = settings_from_env({**env, "HYPR_DEFAULT_SUBNET6": "fd00:88::/64", "HYPR_DEFAULT_GATEWAY6": "fd00:88::fe"})
     assert (six.default_subnet6, six.default_gateway6) == ("fd00:88::/64", "fd00:88::fe")
+
+
+def test_cli_pairs_gateways_and_ranges_with_the_subnet_of_their_family() -> None:
+    import click
+    import pytest
+
+    from hypr.cli.network import ipam_configs
+
+    assert ipam_configs(("fd00:1::/64", "10.9.0.0/24"), ("10.9.0.254", "fd00:1::fe"), ("fd00:1::100/120",), ()) == [
+        {"Subnet": "10.9.0.0/24", "Gateway": "10.9.0.254"},
+        {"Subnet": "fd00:1::/64", "Gateway": "fd00:1::fe", "IPRange": "fd00:1::100/120"},
+    ]
+    assert ipam_configs((), (), (), ()) == []
+    with pytest.raises(click.UsageError, match="one --subnet per address family"):
+        ipam_configs(("10.1.0.0/24", "10.2.0.0/24"), (), (), ())
+    with pytest.raises(click.UsageError, match="no --subnet of its family"):
+        ipam_configs(("10.1.0.0/24",), ("fd00::1",), (), ())
