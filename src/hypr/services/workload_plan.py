@@ -189,11 +189,11 @@ def _command(body: Mapping[str, Any], run: mf.RunConfig) -> tuple[tuple[str, ...
     """(entrypoint, whole argv), Docker's rules: an Entrypoint in the request replaces the image's and drops the
     image's Cmd; a Cmd in the request replaces the image's Cmd. `[""]` or `[]` as Entrypoint means none."""
     if body.get("Entrypoint") is not None:
-        entrypoint = tuple(e for e in _strings(body.get("Entrypoint"), "Entrypoint") if e)
-        cmd = tuple(_strings(body.get("Cmd"), "Cmd"))
+        entrypoint = tuple(e for e in _str_slice(body.get("Entrypoint"), "Entrypoint") if e)
+        cmd = tuple(_str_slice(body.get("Cmd"), "Cmd"))
     else:
         entrypoint = run.entrypoint
-        cmd = tuple(_strings(body.get("Cmd"), "Cmd")) or run.cmd
+        cmd = tuple(_str_slice(body.get("Cmd"), "Cmd")) or run.cmd
     return entrypoint, entrypoint + cmd
 
 
@@ -261,9 +261,9 @@ def endpoint_request(network: Network, raw: Any, what: str) -> EndpointRequest:
     if ip is not None and not isinstance(ip, str):
         raise InvalidParameter("invalid IPv4Address: expected a string")
     ip6 = static_ip6(network, ipam_config.get("IPv6Address") or None)
-    link_local = tuple(_link_local(a) for a in _strings(ipam_config.get("LinkLocalIPs"), "LinkLocalIPs"))
+    link_local = tuple(_link_local(a) for a in strings(ipam_config.get("LinkLocalIPs"), "LinkLocalIPs"))
     return EndpointRequest(
-        network=network, ip=ip, aliases=tuple(_strings(config.get("Aliases"), "Aliases")),
+        network=network, ip=ip, aliases=tuple(strings(config.get("Aliases"), "Aliases")),
         gw_priority=gw_priority(config.get("GwPriority")), mac=_mac(config.get("MacAddress"), "MacAddress"),
         driver_opts=string_map("DriverOpts", config.get("DriverOpts")), link_local_ips=link_local, ip6=ip6,
     )  # fmt: skip
@@ -357,7 +357,7 @@ def plan_links(value: Any, snapshot: Snapshot) -> tuple[tuple[str, str], ...]:
     """Docker's legacy links, `name:alias` or `name` (alias = name): (linked workload's id, alias). The linked
     workload must exist; the alias is what the linking workload resolves (its /etc/hosts, as Docker writes it)."""
     links = []
-    for item in _strings(value, "Links"):
+    for item in strings(value, "Links"):
         name, _, alias = item.partition(":")
         target = find_workload(snapshot, name.removeprefix("/"))
         alias = alias.rsplit("/", 1)[-1] or target.name
@@ -397,17 +397,17 @@ def _address(value: str, what: str) -> str:
 def resolver_settings(host_config: Mapping[str, Any], domainname: str) -> Resolver:
     """Docker's HostConfig.Dns / DnsSearch / DnsOptions / ExtraHosts and Config.Domainname, validated.
     `--dns-search .` means no search domains (Docker's); ExtraHosts are `name:address` or `name:host-gateway`."""
-    dns = tuple(_address(s, "dns") for s in _strings(host_config.get("Dns"), "Dns"))
-    search_raw = _strings(host_config.get("DnsSearch"), "DnsSearch")
+    dns = tuple(_address(s, "dns") for s in strings(host_config.get("Dns"), "Dns"))
+    search_raw = strings(host_config.get("DnsSearch"), "DnsSearch")
     search = None if not search_raw else tuple(s for s in search_raw if s != ".")
     for domain in search or ():
         if not _DOMAIN.match(domain):
             raise InvalidParameter(f"invalid DNS search domain {domain!r}")
-    options_raw = _strings(host_config.get("DnsOptions"), "DnsOptions")
+    options_raw = strings(host_config.get("DnsOptions"), "DnsOptions")
     if any(not o or any(c.isspace() for c in o) for o in options_raw):
         raise InvalidParameter(f"invalid DNS option in {options_raw!r}")
     extra = []
-    for item in _strings(host_config.get("ExtraHosts"), "ExtraHosts"):
+    for item in strings(host_config.get("ExtraHosts"), "ExtraHosts"):
         name, sep, address = item.partition(":") if ":" in item else item.partition("=")
         if not sep or not name or not _DOMAIN.match(name):
             raise InvalidParameter(f"invalid extra host {item!r}: expected name:address")
@@ -445,7 +445,8 @@ def _resources(host_config: Mapping[str, Any]) -> dict[str, Any]:
     return resources
 
 
-def _strings(value: Any, what: str) -> list[str]:
+def _str_slice(value: Any, what: str) -> list[str]:
+    """Docker's StrSlice (Cmd, Entrypoint): a list of strings, or one string taken as a one-item list."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -462,7 +463,7 @@ def exec_env(value: Any) -> dict[str, str]:
 
 def _env(value: Any) -> dict[str, str]:
     env = {}
-    for item in _strings(value, "Env"):
+    for item in strings(value, "Env"):
         key, sep, val = item.partition("=")
         if not key or "\0" in item:
             raise InvalidParameter(f"invalid environment variable: {item!r}")
