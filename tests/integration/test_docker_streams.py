@@ -216,3 +216,18 @@ def test_rm_also_when_the_command_cannot_start(hyprd: Hyprd) -> None:
     wait_until(lambda: names(hyprd) == [], "the --rm container that never started to go")
     docker_cli(hyprd, "run", "--name", "kept", "busybox", "no-such-command", rc=127)
     assert names(hyprd) == ["kept"]
+
+
+def test_a_slow_reader_gets_all_of_a_big_output(hyprd: Hyprd) -> None:
+    """An attached client that reads slowly slows the workload down (as in Docker); nothing is lost."""
+    env = {**os.environ, "DOCKER_HOST": f"unix://{hyprd.socket}"}
+    script = "head -c 20000000 /dev/zero | tr '\\0' x; echo end >&2"
+    attached = subprocess.Popen(["docker", "run", "--rm", "busybox", "sh", "-c", script], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert attached.stdout is not None
+    time.sleep(3)  # nothing read meanwhile: far more than the pipes and buffers hold is waiting
+    received = 0
+    while chunk := attached.stdout.read(65536):
+        received += len(chunk)
+    _, err = attached.communicate(timeout=60)
+    assert (received, err, attached.returncode) == (20000000, b"end\n", 0)

@@ -41,7 +41,8 @@ STDOUT, STDERR = 1, 2
 ACK = 0  # the stream of the empty frame that tells a client its header was taken
 NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 LINE_MAX = 16384  # bytes of one line logged as one record
-CLIENT_BUFFER_MAX = 8 << 20  # output queued for a client that does not read: past this it is dropped
+CLIENT_BUFFER_MAX = 4 << 20  # output queued for a slow client: past this the workload's output is not read
+# (as in Docker, an attached client that reads slowly slows the workload down) until it is half drained
 STDIN_BUFFER_MAX = 1 << 20  # stdin queued for a workload that does not read: clients are not read meanwhile
 DRAIN_AFTER_EXIT = 2.0  # seconds output may still arrive after the init ended
 DRAIN_IDLE = 0.2  # after the init ended: this long without any output ends the drain
@@ -128,6 +129,7 @@ class Relay:
         self.stdin_once = stdin_once
         self.sel = selectors.DefaultSelector()
         self.outputs: dict[int, int] = {}  # fd -> stream
+        self.paused = False  # the outputs are not read while a client has too much queued
         self.stdin_fd: int | None = None
         self.stdin_buf = bytearray()
         self.stdin_closing = False
@@ -161,7 +163,7 @@ class Relay:
             if timeout is not None and timeout <= 0:
                 break
             events = self.sel.select(timeout)
-            if not events and deadline is not None:
+            if not events and deadline is not None and not self.paused:
                 break
             for key, mask in events:
                 self._dispatch(key, mask)
@@ -197,7 +199,8 @@ class Relay:
                 raise
             data = b""
         if not data:
-            self.sel.unregister(fd)
+            with contextlib.suppress(KeyError):
+                self.sel.unregister(fd)
             del self.outputs[fd]
             if fd != self.stdin_fd:
                 os.close(fd)
@@ -267,9 +270,6 @@ class Relay:
         client.inbuf = buf
 
     def _queue(self, client: Client, data: bytes) -> None:
-        if len(client.out) + len(data) > CLIENT_BUFFER_MAX:
-            self._drop(client)
-            return
         client.out += data
         self._send(client)
 
@@ -284,12 +284,27 @@ class Relay:
         del client.out[:sent]
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.out else 0)
         self.sel.modify(client.sock, events, "client")
+        self._flow()
 
     def _drop(self, client: Client) -> None:
         self.clients.pop(client.sock.fileno(), None)
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(client.sock)
         client.sock.close()
+        self._flow()
+
+    def _flow(self) -> None:
+        """Stop reading the workload's output while a client has CLIENT_BUFFER_MAX queued; go on at half."""
+        queued = max((len(c.out) for c in self.clients.values()), default=0)
+        if not self.paused and queued > CLIENT_BUFFER_MAX:
+            self.paused = True
+            for fd in self.outputs:
+                with contextlib.suppress(KeyError, ValueError):
+                    self.sel.unregister(fd)
+        elif self.paused and queued <= CLIENT_BUFFER_MAX // 2:
+            self.paused = False
+            for fd in self.outputs:
+                self.sel.register(fd, selectors.EVENT_READ, "output")
 
     def _close_all(self) -> None:
         """Serve the clients still connecting (accepted, or their header read, only now), give every client what
