@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := python3 python3-venv python3-pip nftables libnftables1 iproute2 util-linux procps psmisc \
 	dnsmasq-base dnsperf iperf3 bind9-dnsutils busybox-static netcat-openbsd curl tcpdump iputils-ping \
 	qemu-system-x86 skopeo umoci docker-registry mmdebstrap erofs-utils apache2-utils \
-	crun golang-github-containers-common
+	crun golang-github-containers-common etcd-server etcd-client
 PYTEST_ARGS ?=
 
 .PHONY: setup apt venv compose-schema kernel run stop-demo test lint unit integration bench bench-images bench-vm clean

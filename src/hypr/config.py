@@ -53,6 +53,11 @@ class Settings:
     dns_upstreams: tuple[tuple[str, int], ...] = ()  # HYPR_DNS_UPSTREAMS; empty: the host's resolv.conf
     configure_resolved: bool = True  # HYPR_CONFIGURE_RESOLVED=0: leave systemd-resolved alone
     registry: RegistryConfig = field(default_factory=RegistryConfig)  # insecure registries and docker.io mirrors
+    # Multi-host overlay networks (docs/overlay.md); empty cluster_store: a single host, no etcd needed.
+    cluster_store: str = ""  # etcd://HOST:PORT[,HOST:PORT...]
+    advertise_addr: str = ""  # this host's underlay address (VXLAN tunnel endpoint)
+    node_name: str = ""  # default: the host name
+    cluster_ttl: int = 15  # seconds: a host silent this long is dead, its endpoints and addresses released
 
 
 def paths_from_env(env: dict[str, str] | None = None) -> Paths:
@@ -73,7 +78,36 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         dns_upstreams=parse_upstreams(env.get("HYPR_DNS_UPSTREAMS", "")),
         configure_resolved=env.get("HYPR_CONFIGURE_RESOLVED", "1") != "0",
         registry=registry_config(env),
+        **cluster_config(env),
     )
+
+
+def cluster_config(env: dict[str, str]) -> dict[str, Any]:
+    """dockerd's `cluster-store` and `cluster-advertise` keys of daemon.json (plus hypr's `node-name` and
+    `cluster-ttl`), overridden by HYPR_CLUSTER_STORE, HYPR_ADVERTISE_ADDR, HYPR_NODE_NAME and HYPR_CLUSTER_TTL."""
+    data = _config_file(env)
+    ttl = env.get("HYPR_CLUSTER_TTL") or data.get("cluster-ttl") or 15
+    try:
+        ttl = int(ttl)
+    except ValueError:
+        raise ValueError(f"cluster TTL {ttl!r}: expected whole seconds") from None
+    return {
+        "cluster_store": str(env.get("HYPR_CLUSTER_STORE") or data.get("cluster-store") or ""),
+        "advertise_addr": str(env.get("HYPR_ADVERTISE_ADDR") or data.get("cluster-advertise") or ""),
+        "node_name": str(env.get("HYPR_NODE_NAME") or data.get("node-name") or ""),
+        "cluster_ttl": ttl,
+    }
+
+
+def _config_file(env: dict[str, str]) -> dict[str, Any]:
+    path = Path(env.get("HYPR_CONFIG_FILE") or DEFAULT_CONFIG_FILE)
+    try:
+        loaded = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def _words(text: str) -> tuple[str, ...]:

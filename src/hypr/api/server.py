@@ -38,7 +38,7 @@ from hypr.api.common import (
 )
 from hypr.api.containers import ContainerApi
 from hypr.api.images import ImageApi
-from hypr.errors import HyprError
+from hypr.errors import HyprError, Unavailable
 from hypr.services import network_plan, networks, system
 from hypr.services.context import Context
 
@@ -175,6 +175,7 @@ class Api:
             ("HEAD", "/_ping", self.ping),
             ("GET", "/version", self.version),
             ("GET", "/info", self.info),
+            ("GET", "/hypr/nodes", self.node_list),
             ("GET", "/networks", self.network_list),
             ("POST", "/networks/create", self.network_create),
             ("POST", "/networks/prune", self.network_prune),
@@ -200,6 +201,12 @@ class Api:
 
     async def info(self, request: web.Request) -> web.Response:
         return json_response(await self.call(system.info, self.ctx))
+
+    async def node_list(self, request: web.Request) -> web.Response:
+        cluster = self.ctx.cluster
+        if cluster is None:
+            raise Unavailable("this hyprd is not part of a cluster: start it with --cluster-store etcd://HOST:PORT")
+        return json_response(await self.call(cluster.nodes))
 
     async def network_list(self, request: web.Request) -> web.Response:
         filters = query_filters(request)

@@ -11,6 +11,7 @@ from hypr import __version__
 from hypr.cli.context import client_of
 from hypr.cli.images import COMMANDS as IMAGE_COMMANDS
 from hypr.cli.network import network
+from hypr.cli.node import node
 from hypr.cli.output import echo_json
 from hypr.cli.workloads import COMMANDS
 from hypr.client import API_PREFIX
@@ -79,6 +80,7 @@ def info(ctx: click.Context, fmt: str) -> None:
 
 
 cli.add_command(network)
+cli.add_command(node)
 for command in (*COMMANDS, *IMAGE_COMMANDS):
     cli.add_command(command)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hypr.config import Settings
 from hypr.errors import InvalidParameter
@@ -15,6 +16,9 @@ from hypr.reconcile.ports import PortHolder
 from hypr.runtime.base import Runtime
 from hypr.runtime.files import host_resolver
 from hypr.state import Store
+
+if TYPE_CHECKING:
+    from hypr.cluster.agent import Cluster
 
 
 @dataclass
@@ -28,6 +32,7 @@ class Context:
     restarts: dict[str, tuple[int, float]] = field(default_factory=dict)
     images: ImageStore = field(init=False)  # pulled images on disk, under <data dir>/images
     registry: Skopeo = field(init=False)
+    cluster: Cluster | None = None  # set when hyprd runs with --cluster-store (overlay networks)
     _resolv: tuple[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...]]] | None = None
 
     def host_resolver(self) -> tuple[tuple[str, ...], tuple[str, ...]]:

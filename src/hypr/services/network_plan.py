@@ -17,6 +17,7 @@ from hypr.models import (
     OPT_ICC,
     OPT_MASQUERADE,
     OPT_MTU,
+    OVERLAY,
     HostRoute,
     HostView,
     Network,
@@ -71,7 +72,7 @@ def plan_network_create(body: Any, snapshot: Snapshot, host: HostView) -> Networ
     if any(n.name == name for n in snapshot.networks):
         raise Conflict(f"network with name {name} already exists")
     driver = body.get("Driver") or DRIVER
-    if driver != DRIVER:
+    if driver not in (DRIVER, OVERLAY):
         raise NotFound(f"could not find plugin {driver} in v1 plugin registry: plugin not found")
     if body.get("EnableIPv6"):
         raise InvalidParameter("IPv6 networks are not supported by hypr yet")
@@ -84,7 +85,7 @@ def plan_network_create(body: Any, snapshot: Snapshot, host: HostView) -> Networ
         aux_addresses=aux, internal=parse_bool("Internal", body.get("Internal", False)), mtu=_plan_mtu(options),
         icc=parse_bool(OPT_ICC, options.get(OPT_ICC, True)),
         masquerade=parse_bool(OPT_MASQUERADE, options.get(OPT_MASQUERADE, True)),
-        labels=labels, options=options, ipam_options=ipam_options, created=now_rfc3339(),
+        labels=labels, options=options, ipam_options=ipam_options, created=now_rfc3339(), driver=driver,
     )  # fmt: skip
 
 
@@ -172,6 +173,11 @@ def find_network(snapshot: Snapshot, ref: str) -> Network:
     return prefixed[0]
 
 
+def scope(network: Network) -> str:
+    """Docker's Scope: `global` for networks kept in the cluster store (overlays), else `local`."""
+    return "global" if network.driver == OVERLAY else "local"
+
+
 def in_use(snapshot: Snapshot, network_id: str) -> bool:
     return any(e.network_id == network_id for e in snapshot.endpoints)
 
@@ -200,7 +206,7 @@ def _list_match(snapshot: Snapshot, n: Network, key: str, values: list[str]) -> 
     if key == "name":
         return any(v in n.name for v in values)
     if key == "scope":
-        return "local" in values
+        return scope(n) in values
     if key == "type":
         for v in values:
             if v not in ("custom", "builtin"):

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from hypr.errors import Forbidden, HyprError
-from hypr.models import Network
+from hypr.errors import Forbidden, HyprError, Unavailable
+from hypr.models import OVERLAY, Network, Snapshot
 from hypr.services import network_plan as plan
 from hypr.services import workloads
 from hypr.services.context import Context
 
 
 def create(ctx: Context, body: Any) -> Network:
-    network = plan.plan_network_create(body, ctx.store.snapshot(), ctx.reconciler.host_view())
+    snapshot = ctx.store.snapshot()
+    network = plan.plan_network_create(body, snapshot, ctx.reconciler.host_view())
+    if network.driver == OVERLAY:
+        network = _create_overlay(ctx, body, snapshot, network)
     with ctx.store.transaction() as tx:
         ctx.store.insert_network(tx, network)
     try:
@@ -29,6 +33,21 @@ def create(ctx: Context, body: Any) -> Network:
             ctx.converge()
         raise
     return network
+
+
+def _create_overlay(ctx: Context, body: Any, snapshot: Snapshot, network: Network) -> Network:
+    """Planned against every overlay in the cluster (their subnets too), then written to etcd; the local row
+    follows, as on every other host when the watch brings it."""
+    if ctx.cluster is None:
+        raise Forbidden(
+            "overlay networks need a cluster: start hyprd with --cluster-store etcd://HOST:PORT --advertise-addr IP"
+        )
+    state = ctx.cluster.fresh_state()
+    known = {n.id for n in snapshot.networks}
+    others = tuple(dataclasses.replace(n, bridge="") for n in state.networks.values() if n.id not in known)
+    wider = dataclasses.replace(snapshot, networks=snapshot.networks + others)
+    network = plan.plan_network_create(body, wider, ctx.reconciler.host_view())
+    return ctx.cluster.create_network(ctx.cluster.plan_network(network))
 
 
 def ensure_default(ctx: Context) -> None:
@@ -54,6 +73,10 @@ def remove(ctx: Context, ref: str, *, force: bool = False) -> Network:
             )
         for endpoint in [e for e in snapshot.endpoints if e.network_id == network.id]:
             workloads.disconnect(ctx, network.id, endpoint.workload_id, force=True)
+    if network.driver == OVERLAY:
+        if ctx.cluster is None:
+            raise Unavailable(f"network {network.name} is an overlay: this hyprd has no cluster store")
+        ctx.cluster.remove_network(network)
     with ctx.store.transaction() as tx:
         ctx.store.delete_network(tx, network.id)
     ctx.converge()
@@ -61,7 +84,8 @@ def remove(ctx: Context, ref: str, *, force: bool = False) -> Network:
 
 
 def prune(ctx: Context, filters: Mapping[str, list[str]]) -> list[str]:
-    doomed = plan.prune_candidates(ctx.store.snapshot(), filters, datetime.now(UTC))
+    # Overlays live in the cluster store: a prune on one host must not take them from every other.
+    doomed = [n for n in plan.prune_candidates(ctx.store.snapshot(), filters, datetime.now(UTC)) if n.driver != OVERLAY]
     if not doomed:
         return []
     with ctx.store.transaction() as tx:

@@ -19,7 +19,7 @@ from typing import Any
 
 from hypr import names
 from hypr.errors import Conflict, Forbidden, HyprError, InvalidParameter, KernelError
-from hypr.models import Endpoint, Network, Snapshot, Workload
+from hypr.models import OVERLAY, Endpoint, Network, Snapshot, Workload
 from hypr.runtime.base import Attachment, Handle, LaunchSpec, Runtime
 from hypr.services import addresses
 from hypr.services.context import Context
@@ -141,7 +141,12 @@ def _insert_endpoint(
     ctx: Context, tx: Any, workload: Workload, request: EndpointRequest, position: int, taken: set[str]
 ) -> Endpoint:
     network = request.network
-    ip = addresses.reserve(ctx.store, network, request.ip) if request.ip else addresses.allocate(ctx.store, network)
+    if network.driver == OVERLAY:
+        ip = addresses.lease_overlay(ctx.cluster, ctx.store, network, request.ip, workload.id)
+    elif request.ip:
+        ip = addresses.reserve(ctx.store, network, request.ip)
+    else:
+        ip = addresses.allocate(ctx.store, network)
     endpoint_id = new_id()
     endpoint = Endpoint(
         id=endpoint_id, workload_id=workload.id, network_id=network.id, ip=ip, mac=names.mac_for(ip),
