@@ -207,3 +207,44 @@ def test_etcd_down_changes_fail_clearly_traffic_flows(own: Cluster) -> None:
                "overlay changes to work again", timeout=20)  # fmt: skip
     wait_until(lambda: visible(c, "ove2"), "ove2 on host c")
     check([Case(ea.netns, ("icmp", ec.ip, 0), f"pong from {ec.ip}")])
+
+
+def test_published_ports_inspect_and_vxlan_only_from_members(three: Cluster) -> None:
+    a, c = three.hosts["a"], three.hosts["c"]
+    overlay(a, "ovpub", "--subnet", "10.148.0.0/24")
+    wait_until(lambda: visible(c, "ovpub"), "ovpub on host c")
+    c.cli("run", "-d", "--name", "pub-c", "--network", "ovpub", "-p", "8081:8080", "busybox", "sleep", "600")
+    run(a, "pub-a", "ovpub")
+    pub_c, pub_a = workload(c, "pub-c"), workload(a, "pub-a")
+    listed = json.loads(a.cli("network", "inspect", "ovpub").stdout)[0]["Containers"]
+    wait_until(
+        lambda: (
+            {e["Name"] for e in json.loads(a.cli("network", "inspect", "ovpub").stdout)[0]["Containers"].values()}
+            == {"pub-a", "pub-c"}
+        ),
+        "network inspect on host a to list host c's endpoint",
+    )
+    assert listed  # at least its own
+    vni = _vni(a, "ovpub")
+    u = three.underlay
+    for argv in (
+        ["link", "add", "rogue", "type", "vxlan", "id", vni, "local", UNDERLAY, "remote", three.addrs["a"],
+         "dstport", "4789", "nolearning"],
+        ["addr", "add", "10.148.0.250/24", "dev", "rogue"],
+        ["link", "set", "rogue", "up"],
+        ["neigh", "add", pub_a.ip, "lladdr", pub_a.macs["ovpub"], "dev", "rogue", "nud", "permanent"],
+    ):  # fmt: skip
+        sh("ip", "-n", u, *argv)
+    with server(pub_c.netns, "pub-c", "8080/tcp"), server(pub_a.netns, "pub-a", "9002/udp") as target:
+        check([
+            Case(u, ("tcp", three.addrs["c"], 8081), "pub-c 8080/tcp"),  # published on the host that runs it
+            Case(u, ("tcp", three.addrs["a"], 8081), None),  # and only there
+            Case(u, ("udp", pub_a.ip, 9002), None, source="10.148.0.250", payload="rogue1"),
+        ])  # fmt: skip
+        assert target.got("rogue1") == []  # 198.18.0.1 is no member: its VXLAN is dropped on host a
+        # The same packet without the allowlist does arrive: the check above can fail.
+        sh("ip", "netns", "exec", a.ns, "nft", "delete", "table", "inet", "hypr_vxlan")
+        check([Case(u, ("udp", pub_a.ip, 9002), None, source="10.148.0.250", payload="rogue2")])
+        target.wait_for("rogue2")
+    run(a, "pub-a2", "ovpub")  # any change converges: the allowlist is back
+    assert "198.18.0.13" in sh("ip", "netns", "exec", a.ns, "nft", "list", "table", "inet", "hypr_vxlan").stdout

@@ -215,7 +215,7 @@ class Api:
         return json_response([shapes.network_inspect(n, snapshot) for n in found])
 
     async def network_inspect(self, request: web.Request) -> web.Response:
-        snapshot = await self.call(self.ctx.store.snapshot)
+        snapshot = await self.call(self.ctx.cluster_view)  # an overlay lists the endpoints of every host
         network = network_plan.find_network(snapshot, request.match_info["ref"])
         return json_response(shapes.network_inspect(network, snapshot))
 

@@ -134,7 +134,6 @@ class OverlayPlane:
         self.node = node
         self.advertise = advertise
         self.programmed: dict[str, frozenset[Entry]] = {}
-        self.members: frozenset[str] | None = None
 
     def converge(self, snapshot: Snapshot, state: ClusterState | None) -> None:
         """Devices always (the bridge may have been re-made); entries and the allowlist only once the registry has
@@ -224,10 +223,8 @@ class OverlayPlane:
                 self.programmed.pop(name, None)
 
     def _allow(self, members: frozenset[str], errors: list[str]) -> None:
-        if members == self.members:
-            return
+        """Re-applied on every converge (one small nft transaction): a table someone deleted comes back."""
         try:
             libnft.run(render_allowlist(members))
-            self.members = members
         except libnft.NftError as exc:
             errors.append(f"apply the VXLAN allowlist: {exc}")

@@ -11,6 +11,7 @@ from hypr.config import Settings
 from hypr.errors import InvalidParameter
 from hypr.images.registry import Skopeo
 from hypr.images.store import ImageStore
+from hypr.models import Snapshot
 from hypr.reconcile.kernel import Reconciler
 from hypr.reconcile.ports import PortHolder
 from hypr.runtime.base import Runtime
@@ -53,6 +54,11 @@ class Context:
     def converge(self) -> None:
         """Bring the kernel in line with the database, as it is now."""
         self.reconciler.reconcile(self.store.snapshot())
+
+    def cluster_view(self) -> Snapshot:
+        """The database's snapshot plus, in a cluster, other hosts' running endpoints on our overlay networks."""
+        snapshot = self.store.snapshot()
+        return snapshot if self.cluster is None else self.cluster.with_remote(snapshot)
 
     def runtime(self, name: str) -> Runtime:
         try:
