@@ -137,6 +137,8 @@ class Daemon:
             cluster.publish(snapshot)
             plane.converge(snapshot, cluster.state)
 
+        served: list[Snapshot | None] = [None]  # what the DNS step last got from here
+
         def on_state(networks_changed: bool) -> None:
             """A new registry read, on the worker: a network came or went -> the whole converge; otherwise only
             the VXLAN entries and the DNS records (the bench's 1000 endpoints must not re-render the firewall)."""
@@ -145,9 +147,11 @@ class Daemon:
                     self.ctx.converge()
                     return
                 snapshot = self.store.snapshot()
-                plane.converge(snapshot, cluster.state)
-                if self.dns_step is not None:
-                    self.dns_step(cluster.with_remote(snapshot))
+                plane.converge(snapshot, cluster.state, full=False)
+                names = cluster.with_remote(snapshot)
+                if self.dns_step is not None and names != served[0]:  # most registry changes rename nothing
+                    self.dns_step(names)
+                    served[0] = names
             except HyprError as exc:
                 log.error("apply the cluster's state: %s", exc.message)
 

@@ -57,6 +57,7 @@ class Cluster:
         self.state: reg.ClusterState | None = None  # the last registry read; None until the first one
         self.lease = 0
         self.published: dict[str, str] = {}  # endpoint key -> the value this host last wrote there
+        self.kvs: dict[str, bytes] = {}  # the registry as last read and watched (watch thread only)
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.submit: Callable[[Callable[[], None]], None] = lambda fn: fn()
@@ -108,7 +109,7 @@ class Cluster:
     # -- the registry, read ----------------------------------------------------------------------------------------
 
     def _watch_forever(self) -> None:
-        kv.watch_forever(self.etcd, reg.ROOT, self.refresh, self.stop)
+        kv.watch_forever(self.etcd, reg.ROOT, self.refresh, self._changed, self.stop)
 
     def refresh(self) -> int | None:
         """Read the whole registry (on the calling thread), then apply it on the worker. The revision read."""
@@ -117,14 +118,30 @@ class Cluster:
         except HyprError as exc:
             log.debug("%s", exc.message)
             return None
-        self.state = reg.parse_state(revision, ((k.key, k.value) for k in kvs))
-        if self.pending.acquire(blocking=False):  # one apply queued at a time; it reads the newest state
-            self.submit(self._apply)
+        self.kvs = {k.key: k.value for k in kvs}
+        self._parsed(revision)
         return revision
 
+    def _changed(self, changes: list[kv.Change]) -> None:
+        """A batch from the watch: applied to the copy of the registry, no read needed."""
+        for key, value in changes:
+            if value is None:
+                self.kvs.pop(key, None)
+            else:
+                self.kvs[key] = value
+        self._parsed(self.state.revision + 1 if self.state else 0)
+
+    def _parsed(self, revision: int) -> None:
+        self.state = reg.parse_state(revision, self.kvs.items())
+        if self.pending.acquire(blocking=False):  # one apply queued at a time; it reads the newest state
+            self.submit(self._apply)
+
     def _apply(self) -> None:
+        """On the worker: mirror the definitions, let the daemon converge, and retry any publish that failed
+        while etcd was away (a workload removed meanwhile leaves a key behind until then)."""
         self.pending.release()
         self.on_state(self.mirror())
+        self.publish(self.db.snapshot())
 
     def mirror(self) -> bool:
         """Overlay definitions in etcd -> rows in the local database. True when a row was added or removed."""
@@ -236,7 +253,8 @@ class Cluster:
                     break
                 ip = found
             key = reg.endpoint_key(network.id, ip)
-            value = reg.RemoteEndpoint(network.id, ip, self.node, self.settings.advertise,
+            # with its MAC already: other hosts can program their VXLAN entries from the claim alone
+            value = reg.RemoteEndpoint(network.id, ip, self.node, self.settings.advertise, mac=names.mac_for(ip),
                                        workload_id=workload_id).to_json()  # fmt: skip
             if self.etcd.txn([kv.absent(key)], [kv.put(key, value, self.lease)], f"lease {ip} on {network.name}"):
                 self.published[key] = value
@@ -300,6 +318,10 @@ class Cluster:
     def _put_ours(self, key: str, value: str) -> None:
         """Create the key, or take over one this node wrote (under an older lease); never another node's."""
         put = kv.put(key, value, self.lease)
+        previous = self.published.get(key)  # written under this lease: one request replaces it
+        if previous is not None and self.etcd.txn([kv.value_is(key, previous)], [put], f"publish {key}"):
+            self.published[key] = value
+            return
         if not self.etcd.txn([kv.absent(key)], [put], f"publish {key}"):
             current = self._owner_value(key)
             if current == "":

@@ -134,10 +134,13 @@ class OverlayPlane:
         self.node = node
         self.advertise = advertise
         self.programmed: dict[str, frozenset[Entry]] = {}
+        self.members: frozenset[str] = frozenset()  # as last applied
 
-    def converge(self, snapshot: Snapshot, state: ClusterState | None) -> None:
+    def converge(self, snapshot: Snapshot, state: ClusterState | None, *, full: bool = True) -> None:
         """Devices always (the bridge may have been re-made); entries and the allowlist only once the registry has
-        been read: before that (etcd down at start) the kernel keeps what it has, so traffic keeps flowing."""
+        been read: before that (etcd down at start) the kernel keeps what it has, so traffic keeps flowing.
+        `full` (every reconcile) re-applies the allowlist even when the members did not change, so a table someone
+        deleted comes back; a registry change alone re-applies it only when they did."""
         errors: list[str] = []
         overlays = [n for n in snapshot.networks if n.driver == OVERLAY and vni_of(n) is not None]
         indexes: dict[str, int] = {}
@@ -156,7 +159,9 @@ class OverlayPlane:
                     except NetlinkError as exc:
                         self.programmed.pop(name, None)  # read back from the kernel next time
                         errors.append(f"program {name}: {exc}")
-            self._allow(state.members() | {self.advertise}, errors)
+            members = state.members() | {self.advertise}
+            if full or members != self.members:
+                self._allow(members, errors)
         if errors:
             raise KernelError("; ".join(errors))
 
@@ -223,8 +228,8 @@ class OverlayPlane:
                 self.programmed.pop(name, None)
 
     def _allow(self, members: frozenset[str], errors: list[str]) -> None:
-        """Re-applied on every converge (one small nft transaction): a table someone deleted comes back."""
         try:
             libnft.run(render_allowlist(members))
+            self.members = members
         except libnft.NftError as exc:
             errors.append(f"apply the VXLAN allowlist: {exc}")

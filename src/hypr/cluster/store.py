@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 TIMEOUT = 2.0  # seconds per request: a change made while etcd is down fails this fast
 
 
+Change = tuple[str, bytes | None]  # (key, new value); None: deleted
+
+
 @dataclass(frozen=True)
 class KeyValue:
     key: str
@@ -147,8 +150,8 @@ class EtcdStore:
     def revoke(self, lease: int) -> None:
         self._post("/kv/lease/revoke", {"ID": str(lease)}, "revoke the node's lease")
 
-    def watch(self, prefix: str, revision: int, stop: threading.Event) -> Iterator[list[dict[str, Any]]]:
-        """Batches of events under `prefix` from `revision` on, until the stream breaks (etcd went away: the
+    def watch(self, prefix: str, revision: int, stop: threading.Event) -> Iterator[list[Change]]:
+        """Batches of changes under `prefix` from `revision` on, until the stream breaks (etcd went away: the
         caller reads everything again and watches anew) or `stop` is set."""
         client = self.clients[self.current]
         request = {"create_request": {"key": _b64(prefix), "range_end": _prefix_end(prefix),
@@ -164,23 +167,34 @@ class EtcdStore:
                     if result.get("canceled") or result.get("compact_revision"):
                         return
                     if result.get("events"):
-                        yield result["events"]
+                        yield [_change(event) for event in result["events"]]
         except (requests.RequestException, ValueError) as exc:
             log.debug("watch %s ended: %s", prefix, exc)
 
 
+def _change(event: dict[str, Any]) -> Change:
+    kv = event["kv"]
+    value = None if event.get("type") == "DELETE" else base64.b64decode(kv.get("value", ""))
+    return base64.b64decode(kv["key"]).decode(), value
+
+
 def watch_forever(
-    store: EtcdStore, prefix: str, on_change: Callable[[], int | None], stop: threading.Event, retry: float = 0.5
+    store: EtcdStore,
+    prefix: str,
+    on_reset: Callable[[], int | None],
+    on_changes: Callable[[list[Change]], None],
+    stop: threading.Event,
+    retry: float = 0.5,
 ) -> None:
-    """Run in a thread: call `on_change()` (which reads the whole prefix and returns the revision it saw, or None
-    when etcd was unreachable) at start, after every batch of events and after every reconnect."""
+    """Run in a thread: `on_reset()` reads the whole prefix (returning the revision it saw, or None when etcd was
+    unreachable) at start and after every reconnect; `on_changes` gets every batch of changes in between."""
     while not stop.is_set():
-        revision = on_change()
+        revision = on_reset()
         if revision is None:
             stop.wait(retry)
             continue
-        for _ in store.watch(prefix, revision + 1, stop):
+        for changes in store.watch(prefix, revision + 1, stop):
             if stop.is_set():
                 return
-            revision = on_change() or revision
+            on_changes(changes)
         stop.wait(retry)
