@@ -25,3 +25,6 @@ def ls(ctx: click.Context, fmt: str) -> None:
     rows = [(n["ID"][:12] + (" *" if n["Self"] else ""), n["Name"], n["Addr"], n["Status"], n["LastSeen"])
             for n in found]  # fmt: skip
     click.echo(table(("ID", "HOSTNAME", "ADDRESS", "STATUS", "LAST SEEN"), rows))
+
+
+COMMANDS = (node,)
