@@ -137,7 +137,7 @@ class Daemon:
             cluster.publish(snapshot)
             plane.converge(snapshot, cluster.state)
 
-        served: list[Snapshot | None] = [None]  # what the DNS step last got from here
+        served: list[object] = [None]  # (snapshot, remote endpoints) the DNS step last got from here
 
         def on_state(networks_changed: bool) -> None:
             """A new registry read, on the worker: a network came or went -> the whole converge; otherwise only
@@ -148,10 +148,10 @@ class Daemon:
                     return
                 snapshot = self.store.snapshot()
                 plane.converge(snapshot, cluster.state, full=False)
-                names = cluster.with_remote(snapshot)
-                if self.dns_step is not None and names != served[0]:  # most registry changes rename nothing
-                    self.dns_step(names)
-                    served[0] = names
+                seen = (snapshot, cluster.remote(snapshot))
+                if self.dns_step is not None and seen != served[0]:  # most registry changes rename nothing
+                    self.dns_step(cluster.with_remote(snapshot))
+                    served[0] = seen
             except HyprError as exc:
                 log.error("apply the cluster's state: %s", exc.message)
 

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
@@ -57,7 +57,10 @@ class Cluster:
         self.state: reg.ClusterState | None = None  # the last registry read; None until the first one
         self.lease = 0
         self.published: dict[str, str] = {}  # endpoint key -> the value this host last wrote there
-        self.kvs: dict[str, bytes] = {}  # the registry as last read and watched (watch thread only)
+        self.kvs: dict[str, bytes] = {}  # the registry as last read and watched, under kvs_lock
+        self.revision = 0
+        self.kvs_lock = threading.Lock()
+        self.rows: dict[reg.RemoteEndpoint, tuple[Workload, Endpoint]] = {}  # with_remote's rows, kept between calls
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.submit: Callable[[Callable[[], None]], None] = lambda fn: fn()
@@ -118,28 +121,35 @@ class Cluster:
         except HyprError as exc:
             log.debug("%s", exc.message)
             return None
-        self.kvs = {k.key: k.value for k in kvs}
-        self._parsed(revision)
+        with self.kvs_lock:
+            self.kvs = {k.key: k.value for k in kvs}
+            self.revision = revision
+        self._schedule()
         return revision
 
     def _changed(self, changes: list[kv.Change]) -> None:
         """A batch from the watch: applied to the copy of the registry, no read needed."""
-        for key, value in changes:
-            if value is None:
-                self.kvs.pop(key, None)
-            else:
-                self.kvs[key] = value
-        self._parsed(self.state.revision + 1 if self.state else 0)
+        with self.kvs_lock:
+            for key, value in changes:
+                if value is None:
+                    self.kvs.pop(key, None)
+                else:
+                    self.kvs[key] = value
+            self.revision += 1
+        self._schedule()
 
-    def _parsed(self, revision: int) -> None:
-        self.state = reg.parse_state(revision, self.kvs.items())
-        if self.pending.acquire(blocking=False):  # one apply queued at a time; it reads the newest state
+    def _schedule(self) -> None:
+        """Parsing waits for the worker: a burst of batches (1000 endpoints) is parsed and applied once."""
+        if self.pending.acquire(blocking=False):  # one apply queued at a time; it reads the newest copy
             self.submit(self._apply)
 
     def _apply(self) -> None:
         """On the worker: mirror the definitions, let the daemon converge, and retry any publish that failed
         while etcd was away (a workload removed meanwhile leaves a key behind until then)."""
         self.pending.release()
+        with self.kvs_lock:
+            items, revision = list(self.kvs.items()), self.revision
+        self.state = reg.parse_state(revision, items)
         self.on_state(self.mirror())
         self.publish(self.db.snapshot())
 
@@ -346,26 +356,22 @@ class Cluster:
         state = self.state
         if state is None:
             return snapshot
-        overlays = {n.id for n in snapshot.networks if n.driver == reg.OVERLAY}
-        remote = [e for e in state.endpoints if e.node != self.node and e.running and e.network_id in overlays]
+        rows = {e: self.rows.get(e) or _rows(e) for e in self.remote(snapshot)}
+        self.rows = rows
+        workloads = {w.id: w for w, _ in rows.values()}
         return dataclasses.replace(
             snapshot,
-            workloads=snapshot.workloads + tuple(_workloads(remote)),
-            endpoints=snapshot.endpoints
-            + tuple(
-                Endpoint(
-                    id=e.endpoint_id,
-                    workload_id=e.workload_id,
-                    network_id=e.network_id,
-                    ip=e.ip,
-                    mac=e.mac,
-                    host_ifname="",
-                    position=0,
-                    aliases=e.aliases,
-                )
-                for e in remote
-            ),
+            workloads=snapshot.workloads + tuple(workloads.values()),
+            endpoints=snapshot.endpoints + tuple(e for _, e in rows.values()),
         )
+
+    def remote(self, snapshot: Snapshot) -> tuple[reg.RemoteEndpoint, ...]:
+        """Other hosts' running endpoints on the overlay networks `snapshot` has."""
+        state = self.state
+        if state is None:
+            return ()
+        overlays = {n.id for n in snapshot.networks if n.driver == reg.OVERLAY}
+        return tuple(e for e in state.endpoints if e.node != self.node and e.running and e.network_id in overlays)
 
     def nodes(self) -> list[dict[str, Any]]:
         state = self.fresh_state()
@@ -376,11 +382,12 @@ class Cluster:
         ]  # fmt: skip
 
 
-def _workloads(remote: Iterable[reg.RemoteEndpoint]) -> list[Workload]:
-    seen: dict[str, Workload] = {}
-    for e in remote:
-        seen.setdefault(e.workload_id, Workload(id=e.workload_id, name=e.name, image="", state="running"))
-    return list(seen.values())
+def _rows(e: reg.RemoteEndpoint) -> tuple[Workload, Endpoint]:
+    """A remote endpoint as the rows DNS and inspect read: its workload (running, by name) and the endpoint."""
+    workload = Workload(id=e.workload_id, name=e.name, image="", state="running")
+    endpoint = Endpoint(id=e.endpoint_id, workload_id=e.workload_id, network_id=e.network_id, ip=e.ip, mac=e.mac,
+                        host_ifname="", position=0, aliases=e.aliases)  # fmt: skip
+    return workload, endpoint
 
 
 def _free_bridge(snapshot: Snapshot, interfaces: frozenset[str]) -> str:

@@ -18,6 +18,7 @@ import errno
 import logging
 import socket
 import struct
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -207,13 +208,15 @@ class OverlayPlane:
         )
 
     def _program(self, rtnl: Rtnl, name: str, index: int, wanted: frozenset[Entry]) -> None:
+        began = time.perf_counter()
         have = self.programmed.get(name, frozenset())
         requests = [r for e in sorted(have - wanted, key=str) for r in entry_requests(index, e, add=False)]
         requests += [r for e in sorted(wanted - have, key=str) for r in entry_requests(index, e, add=True)]
         for start in range(0, len(requests), BATCH):
             rtnl.batch(requests[start : start + BATCH])
         if requests:
-            log.debug("%s: %d entries (+%d -%d)", name, len(wanted), len(wanted - have), len(have - wanted))
+            log.debug("%s: programmed %d entries (+%d -%d) in %.1f ms", name, len(wanted), len(wanted - have),
+                      len(have - wanted), (time.perf_counter() - began) * 1000)  # fmt: skip
         self.programmed[name] = wanted
 
     def _remove_stale_devices(self, keep: set[str], errors: list[str]) -> None:
