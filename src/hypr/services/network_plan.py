@@ -103,7 +103,8 @@ def _refuse_unsupported(body: Mapping[str, Any]) -> None:
         )
     if body.get("Ingress"):
         raise InvalidParameter("--ingress is not supported by hypr: it is a swarm routing-mesh network")
-    if body.get("Scope") not in (None, "", "local"):
+    overlay_scope = body.get("Driver") == OVERLAY and body.get("Scope") in ("global", "swarm")  # cluster-wide anyway
+    if body.get("Scope") not in (None, "", "local") and not overlay_scope:
         raise InvalidParameter(f"--scope {body['Scope']} is not supported by hypr: its networks are local")
     if body.get("EnableIPv4") is False:
         raise InvalidParameter("--ipv4=false is not supported by hypr: its networks are IPv4 networks")
