@@ -16,7 +16,7 @@ from tests.integration.cluster_topology import TTL, UNDERLAY, Cluster, cluster, 
 from tests.integration.harness import Hyprd, sh, wait_until
 from tests.integration.topology import Case, check, server, workload
 
-pytestmark = [needs_etcd, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 
 
 def dig(netns: str, server_ip: str, name: str) -> list[str]:
@@ -80,6 +80,7 @@ def three(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         _reap(root)
 
 
+@needs_etcd
 def test_nodes_and_global_scope(clean: Cluster) -> None:
     three = clean
     a, b, c = three.hosts["a"], three.hosts["b"], three.hosts["c"]
@@ -99,6 +100,7 @@ def test_nodes_and_global_scope(clean: Cluster) -> None:
     wait_until(lambda: not visible(a, "ovscope") and not visible(c, "ovscope"), "ovscope gone everywhere")
 
 
+@needs_etcd
 def test_cross_host_reachability_names_and_isolation(clean: Cluster) -> None:
     three = clean
     a, b, c = three.hosts["a"], three.hosts["b"], three.hosts["c"]
@@ -134,6 +136,7 @@ def _vni(host: Hyprd, network: str) -> str:
     return str(info["Options"]["com.docker.network.driver.overlay.vxlanid_list"])
 
 
+@needs_etcd
 def test_egress_from_own_host_and_internal_has_no_way_out(clean: Cluster) -> None:
     three = clean
     a, c = three.hosts["a"], three.hosts["c"]
@@ -154,6 +157,7 @@ def test_egress_from_own_host_and_internal_has_no_way_out(clean: Cluster) -> Non
         assert internet.got("probe") and all("198.18.0.11" in line for line in internet.got("probe"))
 
 
+@needs_etcd
 def test_concurrent_runs_get_distinct_addresses(clean: Cluster) -> None:
     three = clean
     a = three.hosts["a"]
@@ -183,6 +187,7 @@ def own(tmp_root: Path) -> Iterator[Cluster]:
             remove_workloads(c)
 
 
+@needs_etcd
 def test_dead_host_is_forgotten_and_a_restarted_host_converges(own: Cluster) -> None:
     a, b, c = own.hosts["a"], own.hosts["b"], own.hosts["c"]
     overlay(a, "ovd", "--subnet", "10.146.0.0/24")
@@ -212,6 +217,7 @@ def test_dead_host_is_forgotten_and_a_restarted_host_converges(own: Cluster) -> 
     own.hosts.pop("b")  # its namespace is gone: nothing to clean through it
 
 
+@needs_etcd
 def test_etcd_down_changes_fail_clearly_traffic_flows(own: Cluster) -> None:
     a, c = own.hosts["a"], own.hosts["c"]
     overlay(a, "ove", "--subnet", "10.147.0.0/24")
@@ -235,6 +241,7 @@ def test_etcd_down_changes_fail_clearly_traffic_flows(own: Cluster) -> None:
     check([Case(ea.netns, ("icmp", ec.ip, 0), f"pong from {ec.ip}")])
 
 
+@needs_etcd
 def test_published_ports_inspect_and_vxlan_only_from_members(clean: Cluster) -> None:
     three = clean
     a, c = three.hosts["a"], three.hosts["c"]
@@ -275,3 +282,13 @@ def test_published_ports_inspect_and_vxlan_only_from_members(clean: Cluster) -> 
         target.wait_for("rogue2")
     run(a, "pub-a2", "ovpub")  # any change converges: the allowlist is back
     assert "198.18.0.13" in sh("ip", "netns", "exec", a.ns, "nft", "list", "table", "inet", "hypr_vxlan").stdout
+
+
+def test_without_a_cluster_store_nothing_needs_etcd(hyprd: Hyprd) -> None:
+    refused = hyprd.cli("network", "create", "-d", "overlay", "ov", rc=1)
+    assert "overlay networks need a cluster: start hyprd with --cluster-store" in refused.stderr
+    refused = hyprd.cli("node", "ls", rc=1)
+    assert "this hyprd is not part of a cluster" in refused.stderr
+    hyprd.cli("network", "create", "plain")  # a bridge network as ever
+    assert "local" in hyprd.cli("network", "ls", "--filter", "scope=local").stdout
+    assert hyprd.cli("network", "ls", "-q", "--filter", "scope=global").stdout.strip() == ""
