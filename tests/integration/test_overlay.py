@@ -234,6 +234,11 @@ def test_etcd_down_changes_fail_clearly_traffic_flows(own: Cluster) -> None:
     c.cli("run", "-d", "--name", "local-ok", "busybox", "sleep", "600")  # a local network needs no etcd
     time.sleep(TTL + 1)  # past the lease's TTL: nothing expires while etcd itself is down
     check([Case(ea.netns, ("icmp", ec.ip, 0), f"pong from {ec.ip}"), Case(ec.netns, ("icmp", ea.ip, 0), "pong")])
+    # a daemon restarted while etcd is away starts, and keeps the kernel's entries: traffic still flows
+    a.stop()
+    a.start(wait=False)
+    wait_until(a._ready, "host a's hyprd to start without etcd", timeout=60)
+    check([Case(ea.netns, ("icmp", ec.ip, 0), f"pong from {ec.ip}"), Case(ec.netns, ("icmp", ea.ip, 0), "pong")])
     own.etcd.start()
     wait_until(lambda: a.cli("network", "create", "-d", "overlay", "ove2", rc=None).returncode == 0,
                "overlay changes to work again", timeout=20)  # fmt: skip
