@@ -26,6 +26,7 @@ from ipaddress import IPv4Address
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError as PyrNetlinkError
 
+from hypr import names
 from hypr.cluster.registry import OVERLAY, ClusterState, vni_of
 from hypr.errors import KernelError
 from hypr.models import Network, Snapshot
@@ -35,7 +36,6 @@ from hypr.runtime.rtnl import NLM_F_CREATE, NLM_F_REPLACE, NetlinkError, Request
 log = logging.getLogger(__name__)
 
 VXLAN_PORT = 4789  # IANA (RFC 7348)
-VXLAN_PREFIX = "hvx"
 TABLE = "hypr_vxlan"  # `table inet hypr_vxlan`: only the VXLAN allowlist, so the main table's renderer is untouched
 BATCH = 256  # netlink messages per datagram
 
@@ -48,12 +48,6 @@ NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
 NTF_MASTER = 0x04
 _NDMSG = struct.Struct("=BBHiHBB")
-
-
-def vxlan_name(vni: int) -> str:
-    name = f"{VXLAN_PREFIX}{vni}"
-    assert len(name) <= 15
-    return name
 
 
 @dataclass(frozen=True)
@@ -72,7 +66,7 @@ def plan_entries(snapshot: Snapshot, state: ClusterState, node: str) -> dict[str
         vni = vni_of(network)
         if network.driver != OVERLAY or vni is None:
             continue
-        wanted[vxlan_name(vni)] = frozenset(
+        wanted[names.vxlan_name(vni)] = frozenset(
             Entry(e.ip, e.mac, e.vtep)
             for e in state.endpoints
             if e.network_id == network.id and e.node != node and e.mac and e.vtep
@@ -147,7 +141,7 @@ class OverlayPlane:
         indexes: dict[str, int] = {}
         for network in overlays:
             try:
-                indexes[vxlan_name(vni_of(network) or 0)] = self._ensure_device(network)
+                indexes[names.vxlan_name(vni_of(network) or 0)] = self._ensure_device(network)
             except KernelError as exc:
                 errors.append(exc.message)
         self._remove_stale_devices(set(indexes), errors)
@@ -168,7 +162,7 @@ class OverlayPlane:
 
     def _ensure_device(self, network: Network) -> int:
         vni = vni_of(network) or 0
-        name = vxlan_name(vni)
+        name = names.vxlan_name(vni)
         try:
             found = self.ipr.get_links(ifname=name)
         except PyrNetlinkError as exc:
@@ -222,7 +216,7 @@ class OverlayPlane:
     def _remove_stale_devices(self, keep: set[str], errors: list[str]) -> None:
         for msg in self.ipr.get_links():
             name = msg.get("ifname") or ""
-            if name.startswith(VXLAN_PREFIX) and name not in keep and (msg.get("ifalias") or "") == self.alias:
+            if name.startswith(names.VXLAN_PREFIX) and name not in keep and (msg.get("ifalias") or "") == self.alias:
                 try:
                     self.ipr.link("del", index=msg["index"])
                 except PyrNetlinkError as exc:
