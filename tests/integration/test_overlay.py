@@ -97,6 +97,9 @@ def test_nodes_and_global_scope(clean: Cluster) -> None:
     assert inspect["Scope"] == "global" and inspect["IPAM"]["Config"][0]["Gateway"] == "10.140.0.1"
     assert inspect["Options"]["com.docker.network.driver.overlay.vxlanid_list"].isdigit()
     b.cli("network", "rm", "ovscope")
+    # host a may not have heard yet: its address claim is refused all the same (the network is gone in etcd)
+    late = a.cli("run", "-d", "--name", "late", "--network", "ovscope", "busybox", "sleep", "60", rc=None)
+    assert late.returncode != 0 and "not found" in late.stderr, late.stderr
     wait_until(lambda: not visible(a, "ovscope") and not visible(c, "ovscope"), "ovscope gone everywhere")
 
 

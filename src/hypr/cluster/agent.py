@@ -25,7 +25,7 @@ from hypr import ipam, names
 from hypr.cluster import registry as reg
 from hypr.cluster import store as kv
 from hypr.cluster.store import EtcdStore
-from hypr.errors import Conflict, Forbidden, HyprError, InvalidParameter, Unavailable
+from hypr.errors import Conflict, Forbidden, HyprError, InvalidParameter, NotFound, Unavailable
 from hypr.models import OPT_MTU, Endpoint, Network, Snapshot, Workload
 from hypr.state import Store
 
@@ -221,10 +221,6 @@ class Cluster:
             used |= {reg.vni_of(n) for n in state.networks.values()} | {vni}
         raise Unavailable("no free VXLAN network identifier")
 
-    def taken_subnets(self) -> list[Any]:
-        """Subnets of every overlay in the cluster (a new local or overlay network must not overlap them)."""
-        return [n.subnet for n in self.fresh_state().networks.values()]
-
     def remove_network(self, network: Network) -> None:
         """Only while no host has an endpoint on it (Docker's rule), checked in the same transaction."""
         keys = (reg.NAMES + network.name, f"{reg.VNIS}{reg.vni_of(network)}",
@@ -266,9 +262,13 @@ class Cluster:
             # with its MAC already: other hosts can program their VXLAN entries from the claim alone
             value = reg.RemoteEndpoint(network.id, ip, self.node, self.settings.advertise, mac=names.mac_for(ip),
                                        workload_id=workload_id).to_json()  # fmt: skip
-            if self.etcd.txn([kv.absent(key)], [kv.put(key, value, self.lease)], f"lease {ip} on {network.name}"):
+            # the network must still exist: a removal elsewhere checks for endpoints in the same serialised store
+            compare = [kv.absent(key), kv.present(reg.NETWORKS + network.id)]
+            if self.etcd.txn(compare, [kv.put(key, value, self.lease)], f"lease {ip} on {network.name}"):
                 self.published[key] = value
                 return ip
+            if not self.etcd.get_prefix(reg.NETWORKS + network.id)[1]:
+                raise NotFound(f"network {network.name} not found: it was removed from the cluster")
             if requested is not None:
                 raise InvalidParameter("Address already in use")
             taken.add(int(ip))

@@ -86,6 +86,11 @@ def absent(key: str) -> dict[str, Any]:
     return {"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"}
 
 
+def present(key: str) -> dict[str, Any]:
+    """Compare: the key exists."""
+    return {"key": _b64(key), "result": "GREATER", "target": "CREATE", "create_revision": "0"}
+
+
 def value_is(key: str, value: str) -> dict[str, Any]:
     return {"key": _b64(key), "result": "EQUAL", "target": "VALUE", "value": _b64(value)}
 
