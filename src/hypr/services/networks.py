@@ -18,7 +18,7 @@ from hypr.services.context import Context
 
 def create(ctx: Context, body: Any) -> Network:
     snapshot = ctx.store.snapshot()
-    network = plan.plan_network_create(body, snapshot, ctx.reconciler.host_view())
+    network = plan.plan_network_create(body, snapshot, ctx.reconciler.host_view(), ctx.pool6())
     if network.driver == OVERLAY:
         network = _create_overlay(ctx, body, snapshot, network)
     with ctx.store.transaction() as tx:
@@ -48,7 +48,7 @@ def _create_overlay(ctx: Context, body: Any, snapshot: Snapshot, network: Networ
     known = {n.id for n in snapshot.networks}
     others = tuple(dataclasses.replace(n, bridge="") for n in state.networks.values() if n.id not in known)
     wider = dataclasses.replace(snapshot, networks=snapshot.networks + others)
-    network = plan.plan_network_create(body, wider, ctx.reconciler.host_view())
+    network = plan.plan_network_create(body, wider, ctx.reconciler.host_view(), ctx.pool6())
     return ctx.cluster.create_network(ctx.cluster.plan_network(network))
 
 
@@ -57,8 +57,9 @@ def ensure_default(ctx: Context) -> None:
     if any(n.builtin for n in ctx.store.snapshot().networks):
         return
     network = plan.plan_default_network(
-        ctx.settings.default_subnet, ctx.settings.default_gateway, ctx.reconciler.host_view()
-    )
+        ctx.settings.default_subnet, ctx.settings.default_gateway, ctx.reconciler.host_view(),
+        ctx.settings.default_subnet6, ctx.settings.default_gateway6,
+    )  # fmt: skip
     with ctx.store.transaction() as tx:
         ctx.store.insert_network(tx, network)
 
