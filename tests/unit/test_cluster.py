@@ -164,3 +164,13 @@ def test_bad_cluster_flags(argv: list[str], message: str) -> None:
 
 def test_no_cluster_store_means_no_cluster() -> None:
     assert apply_flags(Settings(paths=Paths(Path("/d"), Path("/r"))), []).cluster_store == ""
+
+
+def test_overlay_plans_keep_the_driver_and_refuse_ipv6() -> None:
+    from hypr.models import HostView
+    from hypr.services.network_plan import plan_network_create, scope
+
+    planned = plan_network_create({"Name": "ov", "Driver": "overlay", "Scope": "swarm"}, Snapshot(), HostView())
+    assert planned.driver == "overlay" and scope(planned) == "global"
+    with pytest.raises(InvalidParameter, match="IPv6 on overlay networks"):
+        plan_network_create({"Name": "ov", "Driver": "overlay", "EnableIPv6": True}, Snapshot(), HostView())
