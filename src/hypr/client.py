@@ -273,6 +273,10 @@ class Client:
     def info(self) -> dict[str, Any]:
         return dict(self.request("GET", "/info"))
 
+    def nodes(self) -> list[dict[str, Any]]:
+        """The hosts of this daemon's cluster (overlay networks; hypr's own path)."""
+        return list(self.request("GET", "/hypr/nodes"))
+
     # -- networks -----------------------------------------------------------------------------------------------
 
     def networks(self, filters: Mapping[str, list[str]] | None = None) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ WorkloadState = Literal["created", "running", "exited"]
 DEFAULT_NETWORK = "bridge"
 BUILTIN_IMAGES = ("host", "busybox")  # run without a pull; absolute paths name root filesystem directories
 DRIVER = "bridge"
+OVERLAY = "overlay"  # multi-host, kept in the cluster store (hypr/cluster/)
 
 # Driver options we honour (Docker's keys).
 OPT_BRIDGE_NAME = "com.docker.network.bridge.name"

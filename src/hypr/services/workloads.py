@@ -21,7 +21,7 @@ from typing import Any
 
 from hypr import names
 from hypr.errors import Conflict, Forbidden, HyprError, InvalidParameter, KernelError, NotFound
-from hypr.models import Endpoint, Network, Snapshot, Workload
+from hypr.models import OVERLAY, Endpoint, Network, Snapshot, Workload
 from hypr.runtime.base import NO_OPTIONS, Attachment, ExecOptions, ExecProcess, Handle, LaunchSpec, Runtime
 from hypr.services import addresses
 from hypr.services.context import Context
@@ -213,7 +213,12 @@ def _insert_endpoint(
     ctx: Context, tx: Any, workload: Workload, request: EndpointRequest, position: int, taken: set[str]
 ) -> Endpoint:
     network = request.network
-    ip = addresses.reserve(ctx.store, network, request.ip) if request.ip else addresses.allocate(ctx.store, network)
+    if network.driver == OVERLAY:
+        ip = addresses.lease_overlay(ctx.cluster, ctx.store, network, request.ip, workload.id)
+    elif request.ip:
+        ip = addresses.reserve(ctx.store, network, request.ip)
+    else:
+        ip = addresses.allocate(ctx.store, network)
     ip6 = None
     if request.ip6:
         ip6 = addresses.reserve6(ctx.store, network, request.ip6)
