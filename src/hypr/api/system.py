@@ -33,6 +33,7 @@ class SystemApi:
         return [
             ("GET", "/events", self.events),
             ("GET", "/system/df", self.df),
+            ("POST", "/build/prune", self.build_prune),
             ("POST", "/containers/prune", self.prune),
             ("GET", "/containers/{ref}/top", self.top),
             ("GET", "/containers/{ref}/stats", self.stats),
@@ -157,6 +158,10 @@ class SystemApi:
             raise InvalidParameter(f"No such container: {request.match_info['link']}")
         await self.call(lifecycle.remove_link, self.ctx, request.match_info["link"])
         return web.Response(status=204)
+
+    async def build_prune(self, request: web.Request) -> web.Response:
+        """hypr builds no images, so it has no build cache: nothing to prune (`docker system prune` asks)."""
+        return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
 
     # -- system df ---------------------------------------------------------------------------------------------
 
