@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Callable
 
 import docker
 import pytest
 
-from tests.integration.harness import Hyprd, run_in, wait_until
+from tests.integration.harness import Hyprd, run_in, vm_marks, wait_until
 
 
 def docker_cli(hyprd: Hyprd, *argv: str, rc: int | None = 0, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -293,3 +294,28 @@ def test_docker_py_network_modes_and_pause(hyprd: Hyprd) -> None:
         alone.remove(force=True)
     finally:
         client.close()
+
+
+def _vm_test(test: Callable[..., None]) -> Callable[..., None]:
+    """A test that boots microVMs carries vm_marks (skipped cleanly without QEMU or a guest kernel)."""
+    for mark in vm_marks():
+        test = mark(test)
+    return test
+
+
+@pytest.mark.slow
+@_vm_test
+def test_vm_stats_top_and_refusals(hyprd: Hyprd) -> None:
+    docker_cli(hyprd, "run", "-d", "--name", "vm1", "--runtime", "vm", "--memory", "128m", "busybox", "sleep", "600")
+    docker_cli(hyprd, "run", "-d", "--name", "vmnone", "--runtime", "vm", "--memory", "128m", "--network", "none",
+               "busybox", "sleep", "600")  # fmt: skip
+    one = json.loads(_api(hyprd, "/containers/vm1/stats?stream=false"))
+    assert one["cpu_stats"]["cpu_usage"]["total_usage"] > 0 and one["pids_stats"]["current"] >= 1
+    assert one["memory_stats"]["usage"] > 0 and one["memory_stats"]["limit"] == 128 * 2**20
+    assert "eth0" in one["networks"]  # the TAP's counters
+    qemu = docker_cli(hyprd, "inspect", "-f", "{{.State.Pid}}", "vm1").stdout.strip()
+    top = docker_cli(hyprd, "top", "vm1").stdout.splitlines()
+    assert len(top) == 2 and qemu in top[1].split()
+    assert "not supported for VMs" in refused(hyprd, "pause", "vm1")
+    assert json.loads(_api(hyprd, "/containers/vmnone/stats?stream=false&one-shot=true"))["networks"] == {}
+    assert docker_cli(hyprd, "inspect", "-f", "{{.State.Running}}", "vmnone").stdout.strip() == "true"
