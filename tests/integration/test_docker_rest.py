@@ -305,7 +305,7 @@ def _vm_test(test: Callable[..., None]) -> Callable[..., None]:
 
 @pytest.mark.slow
 @_vm_test
-def test_vm_stats_top_and_refusals(hyprd: Hyprd) -> None:
+def test_vm_stats_top_pause(hyprd: Hyprd) -> None:
     docker_cli(hyprd, "run", "-d", "--name", "vm1", "--runtime", "vm", "--memory", "128m", "busybox", "sleep", "600")
     docker_cli(hyprd, "run", "-d", "--name", "vmnone", "--runtime", "vm", "--memory", "128m", "--network", "none",
                "busybox", "sleep", "600")  # fmt: skip
@@ -313,9 +313,17 @@ def test_vm_stats_top_and_refusals(hyprd: Hyprd) -> None:
     assert one["cpu_stats"]["cpu_usage"]["total_usage"] > 0 and one["pids_stats"]["current"] >= 1
     assert one["memory_stats"]["usage"] > 0 and one["memory_stats"]["limit"] == 128 * 2**20
     assert "eth0" in one["networks"]  # the TAP's counters
+    assert "not supported for VMs" in refused(hyprd, "run", "-d", "--runtime", "vm", "--network", "host", "busybox",
+                                              "true")  # fmt: skip
     qemu = docker_cli(hyprd, "inspect", "-f", "{{.State.Pid}}", "vm1").stdout.strip()
     top = docker_cli(hyprd, "top", "vm1").stdout.splitlines()
     assert len(top) == 2 and qemu in top[1].split()
-    assert "not supported for VMs" in refused(hyprd, "pause", "vm1")
+    # pause: QEMU's stop over its monitor; unpause: cont, and the guest answers again.
+    docker_cli(hyprd, "pause", "vm1")
+    assert docker_cli(hyprd, "inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "vm1").stdout.split() == [
+        "paused", "true"]  # fmt: skip
+    assert "already paused" in refused(hyprd, "pause", "vm1")
+    docker_cli(hyprd, "unpause", "vm1")
+    assert hyprd.cli("exec", "vm1", "echo", "back", timeout=180).stdout.strip() == "back"
     assert json.loads(_api(hyprd, "/containers/vmnone/stats?stream=false&one-shot=true"))["networks"] == {}
     assert docker_cli(hyprd, "inspect", "-f", "{{.State.Running}}", "vmnone").stdout.strip() == "true"
