@@ -291,7 +291,12 @@ def test_docker_py_network_modes_and_pause(hyprd: Hyprd) -> None:
             assert [c.name for c in client.containers.list(filters={"name": pattern})] == [alone.name], pattern
         assert "host" in {n.name for n in client.networks.list()}
         assert client.containers.prune()["ContainersDeleted"] is None
+        # Streamed stats: each sample paired with the one before; the stream ends when the container goes.
+        samples = alone.stats(stream=True, decode=True)
+        first, second = next(samples), next(samples)
+        assert second["precpu_stats"] == first["cpu_stats"] and second["preread"] == first["read"]
         alone.remove(force=True)
+        assert sum(1 for _ in samples) <= 1
     finally:
         client.close()
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from hypr.api import shapes
 from hypr.api.common import Call, Handler, json_response, query_bool, query_filters, read_json
 from hypr.api.images import image_summary
-from hypr.errors import Conflict, InvalidParameter
+from hypr.errors import Conflict, HyprError, InvalidParameter
 from hypr.models import Snapshot, Workload
 from hypr.services import events, lifecycle, stats, workloads
 from hypr.services.context import Context
@@ -112,7 +112,11 @@ class SystemApi:
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         while True:
-            current = await self._sample(ref)
+            try:
+                current = await self._sample(ref)
+            except HyprError:  # removed (or gone) while streaming: the stream ends, as Docker's does
+                await response.write_eof()
+                return response
             await response.write(json.dumps(stats.with_previous(current, previous)).encode() + b"\n")
             previous = current
             await asyncio.sleep(STATS_INTERVAL)
