@@ -142,6 +142,12 @@ def test_endpoint_settings_are_kept_and_used(hyprd: Hyprd) -> None:
     assert eps["eps"]["IPAMConfig"]["LinkLocalIPs"] == ["169.254.10.10"]
     assert eps["second"]["DriverOpts"] == {"com.example.x": "1"}
     assert inspect["HostConfig"]["Links"] == ["/db:/app/database"]
+    # The alias in the linking workload's DNS view (nslookup asks the resolver, never /etc/hosts), and only there.
+    db_ip = docker_cli(hyprd, "inspect", "-f", "{{.NetworkSettings.Networks.eps.IPAddress}}", "db").stdout.strip()
+    linked = output_of(hyprd, "--network", "eps", "--link", "db:database", "busybox", "nslookup", "database")
+    assert db_ip in linked.split("\n\n", 1)[-1]
+    unlinked = output_of(hyprd, "--network", "eps", "busybox", "nslookup", "database")
+    assert db_ip not in unlinked.split("\n\n", 1)[-1]
     docker_cli(hyprd, "rm", "--link", "/app/database")
     assert docker_cli(hyprd, "inspect", "-f", "{{.HostConfig.Links}}", "app").stdout.strip() == "[]"
     # -P: every exposed port on an ephemeral host port.
