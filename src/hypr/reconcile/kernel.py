@@ -57,7 +57,7 @@ class Reconciler:
         one bad network never blocks operations on the others; operations on that network check `broken`."""
         self._recycle()
         broken: dict[str, str] = {}
-        errors = links.reconcile_bridges(self.ipr, snapshot.networks, self.alias, broken)
+        errors = links.reconcile_bridges(self.ipr, snapshot.networks, self.alias, broken, self.proc_sys)
         self.broken = broken
         errors += links.reconcile_ports(self.ipr, snapshot, self.alias)
         for name, step in self.steps:

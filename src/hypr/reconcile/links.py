@@ -10,7 +10,8 @@ import errno
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
+from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -24,6 +25,9 @@ from hypr.runtime.rtnl import Rtnl, bridge_port_set
 log = logging.getLogger(__name__)
 GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)
 MAIN_TABLE = 254
+IFA_F_NODAD = 0x02  # linux/if_addr.h: the gateway is ours alone, so it is usable at once (no DAD wait)
+# IPv6 routes every interface has, never a clash: link-local and multicast.
+_NOT_ROUTES6 = (IPv6Network("fe80::/10"), IPv6Network("ff00::/8"))
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,13 @@ def host_view(ipr: IPRoute, alias: str) -> HostView:
         for msg in ipr.get_routes(family=2, table=MAIN_TABLE)
         if msg.get("oif") not in ours
     )
-    return HostView(routes=routes, interfaces=frozenset(link.name for link in all_links))
+    routes6 = (
+        HostRoute(IPv6Network((msg.get("dst") or "::", msg["dst_len"])), _name_of(all_links, msg.get("oif")))
+        for msg in ipr.get_routes(family=10, table=MAIN_TABLE)
+        if msg.get("oif") not in ours
+    )
+    kept6 = tuple(r for r in routes6 if not any(r.dst.subnet_of(n) for n in _NOT_ROUTES6))  # type: ignore[arg-type]
+    return HostView(routes=routes + kept6, interfaces=frozenset(link.name for link in all_links))
 
 
 def _name_of(all_links: Iterable[Link], index: Any) -> str:
@@ -72,7 +82,9 @@ def half_made(existing: Link, network: Network) -> bool:
     return not existing.alias and existing.kind == "bridge" and existing.mac == names.mac_for(network.gateway)
 
 
-def ensure_bridge(ipr: IPRoute, network: Network, alias: str, existing: Link | None) -> None:
+def ensure_bridge(
+    ipr: IPRoute, network: Network, alias: str, existing: Link | None, proc_sys: Path = Path("/proc/sys")
+) -> None:
     """Create or repair `network.bridge`: ours, the gateway address only, the right MTU, up. The bridge is born
     with our MAC, so a crash before the alias is set leaves one we recognise and adopt (see half_made)."""
     if existing is not None and existing.alias != alias and not half_made(existing, network):
@@ -87,6 +99,11 @@ def ensure_bridge(ipr: IPRoute, network: Network, alias: str, existing: Link | N
         index = existing.index if existing is not None else ipr.get_links(ifname=network.bridge)[0]["index"]
         ipr.link("set", index=index, ifalias=alias, mtu=network.mtu, address=mac, state="up")
         _converge_addresses(ipr, index, IPv4Interface(f"{network.gateway}/{network.subnet.prefixlen}"))
+        if network.subnet6 is not None:  # (a network's families never change: IPv4-only bridges cost nothing here)
+            _enable_ipv6(proc_sys, network.bridge)
+            _converge_addresses6(ipr, index, IPv6Interface(f"{network.gateway6}/{network.subnet6.prefixlen}"))
+    except OSError as exc:
+        raise KernelError(f"enable IPv6 on bridge {network.bridge} for network {network.name}: {exc}") from exc
     except NetlinkError as exc:
         raise KernelError(f"set up bridge {network.bridge} for network {network.name}: {exc}") from exc
 
@@ -99,6 +116,26 @@ def _converge_addresses(ipr: IPRoute, index: int, want: IPv4Interface) -> None:
         ipr.addr("add", index=index, address=str(want.ip), prefixlen=want.network.prefixlen)
 
 
+def _enable_ipv6(proc_sys: Path, bridge: str) -> None:
+    """A host (or a namespace) may have IPv6 off for new interfaces; a dual-stack bridge needs it on."""
+    path = proc_sys / "net/ipv6/conf" / bridge / "disable_ipv6"
+    if path.read_text().strip() != "0":
+        path.write_text("0")
+
+
+def _converge_addresses6(ipr: IPRoute, index: int, want: IPv6Interface) -> None:
+    """The gateway's global address (nodad: usable at once), nothing else global; link-local is the kernel's."""
+    have = {
+        IPv6Interface(f"{a.get('address')}/{a['prefixlen']}")
+        for a in ipr.get_addr(family=10, index=index)
+        if not IPv6Interface(f"{a.get('address')}/128").ip.is_link_local
+    }
+    for stale in have - {want}:
+        ipr.addr("del", index=index, address=str(stale.ip), prefixlen=stale.network.prefixlen)
+    if want not in have:
+        ipr.addr("add", index=index, address=str(want.ip), prefixlen=want.network.prefixlen, flags=IFA_F_NODAD)
+
+
 def remove_link(ipr: IPRoute, name: str) -> None:
     """Delete a link we own; one already gone counts as removed."""
     try:
@@ -109,7 +146,11 @@ def remove_link(ipr: IPRoute, name: str) -> None:
 
 
 def reconcile_bridges(
-    ipr: IPRoute, networks: Iterable[Network], alias: str, broken: dict[str, str] | None = None
+    ipr: IPRoute,
+    networks: Iterable[Network],
+    alias: str,
+    broken: dict[str, str] | None = None,
+    proc_sys: Path = Path("/proc/sys"),
 ) -> list[KernelError]:
     """Every network has its bridge; every bridge of ours without a network goes. Returns the failures; `broken`
     receives network ID -> why, for networks whose bridge could not be made ours (so callers can refuse to use
@@ -119,7 +160,7 @@ def reconcile_bridges(
     errors: list[KernelError] = []
     for name, network in sorted(wanted.items()):
         try:
-            ensure_bridge(ipr, network, alias, present.get(name))
+            ensure_bridge(ipr, network, alias, present.get(name), proc_sys)
         except KernelError as exc:
             errors.append(exc)
             if broken is not None:
