@@ -275,10 +275,10 @@ def endpoint_request(network: Network, raw: Any, what: str) -> EndpointRequest:
 
 
 def _link_local(text: str) -> str:
-    """A LinkLocalIPs entry: an IPv4 address (hypr's namespaces have no IPv6)."""
+    """A LinkLocalIPs entry: an IPv4 address (added as /16); IPv6 ones are refused by name."""
     address = _address(text, "LinkLocalIPs")
     if ipaddress.ip_address(address).version != 4:
-        raise InvalidParameter(f"invalid LinkLocalIPs {text}: hypr's networks are IPv4-only")
+        raise InvalidParameter(f"invalid LinkLocalIPs {text}: only IPv4 link-local addresses are supported by hypr")
     return address
 
 

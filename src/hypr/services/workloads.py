@@ -40,19 +40,20 @@ KILL_GRACE = 5.0  # seconds a SIGKILLed workload may take to be reaped before `k
 RESTART_FIRST_DELAY, RESTART_MAX_DELAY, RESTART_RESET = 0.1, 60.0, 10.0  # seconds (Docker's back-off)
 
 
-def event(ctx: Context, workload: Workload, action: str, **extra: str) -> None:
+def event(ctx: Context, workload: Workload, action: str, snapshot: Snapshot | None = None, **extra: str) -> None:
     """A container event as Docker's: its labels, image and name as attributes. A start joins its networks and a
-    death leaves them, as Docker reports (network connect / disconnect)."""
+    death leaves them, as Docker reports (network connect / disconnect); `snapshot`: the rows as they were, for a
+    workload already deleted."""
     if action == "die":
-        _network_events(ctx, workload, "disconnect")
+        _network_events(ctx, workload, "disconnect", snapshot)
     ctx.events.emit("container", action, workload.id,
                     {**workload.labels, "image": workload.image, "name": workload.name, **extra})  # fmt: skip
     if action == "start":
         _network_events(ctx, workload, "connect")
 
 
-def _network_events(ctx: Context, workload: Workload, action: str) -> None:
-    snapshot = ctx.store.snapshot()
+def _network_events(ctx: Context, workload: Workload, action: str, snapshot: Snapshot | None = None) -> None:
+    snapshot = snapshot or ctx.store.snapshot()
     for endpoint in snapshot.endpoints_of(workload.id):
         network = snapshot.network(endpoint.network_id)
         ctx.events.emit("network", action, network.id, {"container": workload.id, "name": network.name,
@@ -267,14 +268,14 @@ def _delete(ctx: Context, workload: Workload) -> None:
         with contextlib.suppress(HyprError):
             ctx.runtime(workload.runtime).pause(spec, handle_of(workload) or Handle(0, 0, 0), paused=False)
     ctx.runtime(workload.runtime).delete(spec)
-    if workload.state == "running":  # rm -f: killed here, as Docker reports it
-        event(ctx, workload, "kill", signal=str(int(signals.SIGKILL)))
-        event(ctx, workload, "die", exitCode="137")
     ctx.ports.release(snapshot.ports_of(workload.id))
     ctx.restarts.pop(workload.id, None)
     with ctx.store.transaction() as tx:
         ctx.store.delete_workload(tx, workload.id)
     ctx.converge()
+    if workload.state == "running":  # rm -f: killed here, as Docker reports it
+        event(ctx, workload, "kill", signal=str(int(signals.SIGKILL)))
+        event(ctx, workload, "die", snapshot, exitCode="137")
     event(ctx, workload, "destroy")
 
 
