@@ -14,7 +14,7 @@ import pytest
 
 from hypr.errors import InvalidParameter
 from tests.integration.conftest import remove_all_workloads
-from tests.integration.harness import Hyprd, netns, sh
+from tests.integration.harness import Hyprd, netns, sh, wait_until
 from tests.integration.topology import CLIENT, HOST_LAN, Case, Topology, check, enter, server, topology
 
 INTERNET6 = "2001:db8:ffff::2"  # the "internet" namespace, behind the host's uplink
@@ -245,6 +245,9 @@ def test_published_ports_answer_over_ipv6(hyprd: Hyprd, topo: Topology) -> None:
              "PortBindings": {"80/tcp": [{"HostIp": "::", "HostPort": "7070"}]}}}, "nope"
         )  # fmt: skip
     with server(netns_of(hyprd, web), "web", "80/tcp", "81/tcp"), server(netns_of(hyprd, old), "old", "80/tcp"):
+        # Known race (in the closing note of #15): a TCP SYN to a workload's IPv6 address in its first ~100 ms can be
+        # lost and the probe times out before the retransmit; one answered ping first keeps this test on ports.
+        wait_until(lambda: enter(hyprd.ns, "ping", "-6", "-c1", "-W1", "fd00:1::2", rc=None).returncode == 0, "ping6")
         check([
             Case(hyprd.ns, ("tcp", "::1", 8081), "web 80/tcp from fd00:1::1"),  # [::1]: relayed (no route_localnet)
             Case(hyprd.ns, ("tcp", "::1", 9091), "old 80/tcp from 10.91.0.1"),  # ... to IPv4 for a v4-only one
