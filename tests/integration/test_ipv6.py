@@ -129,6 +129,8 @@ def test_spoofed_ipv6_source_and_forged_neighbour_advertisement_are_dropped(hypr
     create6(hyprd, "one", "fd00:1::/64")
     a, b = start(hyprd, "wa", "one"), start(hyprd, "wb", "one")
     ns_a, ns_b = netns_of(hyprd, a), netns_of(hyprd, b)
+    # The IPv6 first-packet race of a fresh workload (see test_published_ports_answer_over_ipv6).
+    wait_until(lambda: enter(ns_a, "ping", "-6", "-c1", "-W1", "fd00:1::3", rc=None).returncode == 0, "ping6")
     # A second address on a's interface, not given by IPAM: packets from it must not get out of the port.
     enter(ns_a, "ip", "addr", "add", "fd00:1::99/64", "dev", "eth0", "nodad")
     with server(ns_b, "wb", "80/tcp") as srv:
