@@ -106,7 +106,8 @@ class Daemon:
             },
             ports=PortHolder(),
         )
-        self.reconciler.add_step("firewall", self.apply_firewall)
+        self.firewall = firewall.Applier()
+        self.reconciler.add_step("firewall", self.apply_firewall, self.firewall.forget)
         self.reconciler.add_step("ports", self.ctx.ports.converge)
 
     def apply_firewall(self, snapshot: Snapshot) -> None:
@@ -118,7 +119,7 @@ class Daemon:
                 self.reconciler.write_sysctl(key, value)
             except KernelError as exc:
                 problems.append(exc.message)
-        firewall.apply(firewall.render(snapshot))
+        self.firewall(firewall.tables(snapshot))
         if problems:
             raise KernelError("; ".join(problems))
 

@@ -30,7 +30,7 @@ from hypr.errors import Conflict, KernelError
 from hypr.models import Network, PortMapping, Snapshot
 from hypr.names import DNS_PORT, TABLE
 from hypr.reconcile import libnft
-from hypr.reconcile.nft import Chain, Hook, NamedSet, Rule, Table, anonymous_set, quote, script
+from hypr.reconcile.nft import Chain, Hook, NamedSet, Rule, Table, anonymous_set, quote, script, update
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,15 @@ class Published:
 
 def render(snapshot: Snapshot, settings: FirewallSettings | None = None) -> str:
     """The whole nft script for `snapshot`: same input, byte-identical output."""
+    return script(tables(snapshot, settings))
+
+
+def tables(snapshot: Snapshot, settings: FirewallSettings | None = None) -> tuple[Table, Table]:
+    """`table inet hypr` and `table bridge hypr` for `snapshot`, as values (`render` writes them out)."""
     settings = settings or FirewallSettings()
     networks = _sorted_networks(snapshot)
     published = published_ports(snapshot)
-    tables = (_inet_table(networks, published, settings), _bridge_table(snapshot, settings))
-    return script(tables)
+    return (_inet_table(networks, published, settings), _bridge_table(snapshot, settings))
 
 
 def sysctls(snapshot: Snapshot) -> list[tuple[str, str]]:
@@ -369,6 +373,31 @@ def _locate(text: str) -> libnft.NftError | None:
         except libnft.NftError as exc:
             return exc
     return None
+
+
+class Applier:
+    """Applies rendered tables: the whole script the first time and after `forget()` (a full reconcile) or a
+    failure, otherwise only the difference from the tables it applied last (`nft.update`). If the kernel drifted
+    (someone deleted our table), the update is refused as a whole and the full script is applied instead."""
+
+    def __init__(self) -> None:
+        self.applied: tuple[Table, ...] | None = None
+
+    def forget(self) -> None:
+        self.applied = None
+
+    def __call__(self, wanted: tuple[Table, ...]) -> None:
+        previous, self.applied = self.applied, None
+        text = None if previous is None else update(previous, wanted)
+        if text:
+            try:
+                libnft.run(text)
+            except libnft.NftError as exc:
+                log.warning("firewall update refused (%s); replacing the tables", str(exc).strip().splitlines()[0])
+                text = None
+        if text is None:
+            apply(script(wanted))
+        self.applied = wanted
 
 
 def remove(settings: FirewallSettings | None = None) -> None:

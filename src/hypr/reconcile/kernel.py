@@ -3,6 +3,11 @@
 Called at start-up and after every change, always from the daemon's single worker thread, so there is one netlink
 socket and no concurrent applies. Failures of one step do not stop the others; they are collected and raised
 together at the end.
+
+Two modes, one result. The full reconcile reads the kernel and repairs whatever differs (start-up, and any
+converge after one that failed). After a clean converge, the next one is incremental: links are looked at only for
+the rows that changed since the last snapshot converged, and the steps apply only their own difference (the
+firewall by set element and by chain). tests/integration/test_incremental.py checks that both give the same kernel.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ log = logging.getLogger(__name__)
 
 # A later step of the reconcile (firewall, DNS, ports), run after the links exist.
 Step = Callable[[Snapshot], None]
+# Told before a full reconcile to forget what it applied last, so it re-applies everything (a step without one
+# always does).
+Reset = Callable[[], None]
 
 
 class ReconcileError(KernelError):
@@ -39,27 +47,51 @@ class Reconciler:
         self.ipr = IPRoute()
         self.uses = 0
         self.steps: list[tuple[str, Step]] = []
+        self.resets: list[Reset] = []
+        self.applied: Snapshot | None = None  # converged without an error: the next converge may be incremental
         self.broken: dict[str, str] = {}  # network ID -> why its bridge is not ours (as of the last reconcile)
         self.standing: set[str] = set()  # failures already reported: they do not fail every later operation
 
     def close(self) -> None:
         self.ipr.close()
 
-    def add_step(self, name: str, step: Step) -> None:
+    def add_step(self, name: str, step: Step, reset: Reset | None = None) -> None:
         self.steps.append((name, step))
+        if reset is not None:
+            self.resets.append(reset)
 
     def host_view(self) -> HostView:
         return links.host_view(self.ipr, self.alias)
 
-    def reconcile(self, snapshot: Snapshot) -> None:
+    def reconcile(self, snapshot: Snapshot, *, full: bool = False) -> None:
         """Converge everything; raise the failures this reconcile found that the previous one had not. A failure
         that stays (a foreign interface holding a network's bridge name) is raised once and then only logged, so
-        one bad network never blocks operations on the others; operations on that network check `broken`."""
+        one bad network never blocks operations on the others; operations on that network check `broken`.
+        Incremental after a clean converge unless `full`; any failure makes the next one full."""
         self._recycle()
-        broken: dict[str, str] = {}
-        errors = links.reconcile_bridges(self.ipr, snapshot.networks, self.alias, broken)
-        self.broken = broken
-        errors += links.reconcile_ports(self.ipr, snapshot, self.alias)
+        previous, self.applied = self.applied, None
+        if full or previous is None:
+            for reset in self.resets:
+                reset()
+            broken: dict[str, str] = {}
+            errors = links.reconcile_bridges(self.ipr, snapshot.networks, self.alias, broken)
+            self.broken = broken
+            errors += links.reconcile_ports(self.ipr, snapshot, self.alias)
+        else:
+            errors = links.update(self.ipr, links.delta(previous, snapshot), self.alias, self.broken)
+        errors += self._run_steps(snapshot)
+        if not errors:
+            self.applied = snapshot
+        new = [e for e in errors if e.message not in self.standing]
+        self.standing = {e.message for e in errors}
+        for error in errors:
+            if error not in new:
+                log.debug("still failing: %s", error.message)
+        if new:
+            raise ReconcileError(new)
+
+    def _run_steps(self, snapshot: Snapshot) -> list[KernelError]:
+        errors: list[KernelError] = []
         for name, step in self.steps:
             try:
                 step(snapshot)
@@ -69,13 +101,7 @@ class Reconciler:
             except Exception as exc:  # a bug in one step must not stop the others (nor leave the kernel half-done)
                 log.exception("reconcile %s failed", name)
                 errors.append(KernelError(f"reconcile {name}: {exc!r}"))
-        new = [e for e in errors if e.message not in self.standing]
-        self.standing = {e.message for e in errors}
-        for error in errors:
-            if error not in new:
-                log.debug("still failing: %s", error.message)
-        if new:
-            raise ReconcileError(new)
+        return errors
 
     def _recycle(self) -> None:
         """A fresh IPRoute now and then: what pyroute2 keeps per request is freed with its socket, so the daemon's
