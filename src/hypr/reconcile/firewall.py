@@ -281,14 +281,14 @@ def _host_closed(n: Network, settings: FirewallSettings) -> Iterator[Rule]:
 def _bridge_table(snapshot: Snapshot, settings: FirewallSettings) -> Table:
     networks = {n.id: n for n in snapshot.networks}
     endpoints = sorted((e for e in snapshot.endpoints if e.network_id in networks), key=lambda e: e.host_ifname)
-    ports = tuple(quote(e.host_ifname) for e in endpoints)
+    ports = tuple(quote(e.host_ifname) for e in endpoints)  # quoted once: this runs per workload per converge
     sets = (
         NamedSet("ports", "ifname", ports),
-        NamedSet(
-            "port_macs", "ifname . ether_addr", tuple(f"{quote(e.host_ifname)} . {e.mac.lower()}" for e in endpoints)
-        ),
-        NamedSet("port_ips", "ifname . ipv4_addr", tuple(f"{quote(e.host_ifname)} . {e.ip}" for e in endpoints)),
-    )
+        NamedSet("port_macs", "ifname . ether_addr",
+                 tuple(f"{port} . {e.mac.lower()}" for port, e in zip(ports, endpoints, strict=True))),
+        NamedSet("port_ips", "ifname . ipv4_addr",
+                 tuple(f"{port} . {e.ip}" for port, e in zip(ports, endpoints, strict=True))),
+    )  # fmt: skip
     chains = (
         Chain("spoof", _SPOOF),
         Chain(
