@@ -138,6 +138,14 @@ def verdict(met: bool) -> str:
     return "met" if met else "NOT met"
 
 
+def goal(what: str, value: float, limit: float, unit: str = "x", note: str = "") -> None:
+    """One line per goal, in bench/goals.py's format when that module is there (`make bench | grep ^GOAL`)."""
+    shown = f"{value:.2f}{unit}" if unit in ("x", " s") else f"{value:.0f}{unit}"
+    target = f"<= {limit:g}{unit}"
+    line = f"GOAL  {what:<62} {shown:>9}   goal {target:<9}  {verdict(value <= limit)}"
+    print(f"{line}  [{note}]" if note else line, flush=True)
+
+
 def in_netns(ns: str) -> int:
     """Enter `ns` (this thread); returns a descriptor of the namespace we came from."""
     back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
@@ -230,19 +238,17 @@ def main() -> None:
                     rss_big = rss_kb(daemon.pid())
                     shim = supervisor_rss(client)
                     for name in small:
-                        ratio = big[name] / small[name]
-                        print(f"{name} {args.size} vs {args.base}: {ratio:.2f}x (goal <= {RATIO_GOAL}x) "
-                              f"{verdict(ratio <= RATIO_GOAL)}  [{small[name]:.0f} -> {big[name]:.0f} ms]")  # fmt: skip
+                        goal(f"scale: {name}, {args.size} vs {args.base} workloads (median)", big[name] / small[name],
+                             RATIO_GOAL, note=f"{small[name]:.0f} -> {big[name]:.0f} ms")  # fmt: skip
                     per = (rss_big - rss_small) / (args.size - args.base)
-                    print(f"hyprd RSS at {args.size} workloads: {rss_big / 1024:.0f} MB (goal <= 150 MB) "
-                          f"{verdict(rss_big <= RSS_GOAL)}  [{per:.1f} kB per workload; "
-                          f"supervisor {shim / 1024:.1f} MB each]")  # fmt: skip
+                    goal(f"scale: hyprd RSS at {args.size} workloads", rss_big / 1024, RSS_GOAL / 1024, " MB",
+                         f"{per:.1f} kB per workload; supervisor {shim / 1024:.1f} MB each")  # fmt: skip
                     if not args.no_restart and not args.profile:
                         took, stats = restart_under_flood(daemon, client, args.size, args.networks)
                         lost = _lost(stats)
-                        print(f"restart with {args.size} workloads to ping + all names: {took:.2f} s "
-                              f"(goal <= {STARTUP_GOAL} s) {verdict(took <= STARTUP_GOAL and lost == 0)}  "
-                              f"[flood: {stats}]")  # fmt: skip
+                        goal(f"scale: restart at {args.size} workloads to _ping + every name", took, STARTUP_GOAL,
+                             " s", f"flood: {stats}")  # fmt: skip
+                        goal("scale: packets lost by the flood across the restart", lost, 0, "", stats)
                     for i in range(args.size):
                         client.remove(f"w{i}", force=True)
             finally:
@@ -252,11 +258,11 @@ def main() -> None:
 
 
 def _lost(stats: str) -> int:
-    """Packets lost, from ping's `N packets transmitted, M received` (-1 when it is not there)."""
+    """Packets lost, from ping's `N packets transmitted, M received` (no such line counts as all lost)."""
     try:
         sent, received = (int(part.split()[0]) for part in stats.split(",")[:2])
     except (ValueError, IndexError):
-        return -1
+        return 10**9
     return sent - received
 
 

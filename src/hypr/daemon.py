@@ -128,14 +128,24 @@ class Daemon:
         return await loop.run_in_executor(self.worker, lambda: fn(*args, **kwargs))
 
     def start_up(self) -> None:
-        """Runs on the worker: the default network exists, and the kernel matches the database."""
+        """Runs on the worker: the default network exists, and the kernel matches the database (a full reconcile:
+        links, firewall, held ports, DNS records). The API and DNS serve from here on."""
         networks.ensure_default(self.ctx)
         self.ctx.converge()
+
+    def adopt(self) -> None:
+        """Runs on the worker right after start-up, while the API already answers: running workloads are ours again
+        (and their interfaces repaired), and other tables' drop policies are checked. At 1000 workloads this takes
+        seconds; every operation queues behind it on the worker, so none sees a workload not yet adopted, and the
+        workloads' networking never depended on it (the kernel state was converged before)."""
         try:
             firewall.check_foreign_drops()
         except HyprError as exc:
             log.warning("could not check other tables for drop policies: %s", exc.message)
-        workloads.adopt_all(self.ctx)
+        try:
+            workloads.adopt_all(self.ctx)
+        except HyprError as exc:
+            log.error("re-adopt workloads: %s", exc.message)
 
     async def refresh_forever(self) -> None:
         while True:
@@ -182,6 +192,8 @@ class Daemon:
         finally:
             os.umask(previous)
         log.info("hyprd ready on %s (data %s)", socket_path, self.settings.paths.data_dir)
+        # Submitted now, not from a task: the worker's next job, before any API call's.
+        asyncio.get_running_loop().run_in_executor(self.worker, self.adopt)
         refresher = asyncio.create_task(self.refresh_forever())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
