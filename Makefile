@@ -62,6 +62,8 @@ bench: setup
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/dns.py
 	$(BIN)/python bench/images.py
+	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/vmboot.py 3
 
 bench-images: setup
 	$(BIN)/python bench/images.py

@@ -25,6 +25,8 @@ import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from goals import report
+
 from hypr.runtime import _libc, vm_initramfs, vm_kernel
 from hypr.runtime.base import Attachment, LaunchSpec
 from hypr.runtime.vm import VmRuntime
@@ -135,7 +137,10 @@ def main() -> int:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     ns = f"hyprvm-bench-{os.getpid()}"
     root = Path(tempfile.mkdtemp(prefix="hyprvm-bench-"))
-    env = {**os.environ, "HYPR_DATA_DIR": str(root / "data"), "HYPR_RUNTIME_DIR": str(root / "run")}
+    # Without PYTHONDONTWRITEBYTECODE (set in some CI and sandbox set-ups): an installed hypr has its bytecode
+    # cached, and the CLI would otherwise compile its modules on every call.
+    base_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = {**base_env, "HYPR_DATA_DIR": str(root / "data"), "HYPR_RUNTIME_DIR": str(root / "run")}
     hypr = [str(BIN / "hypr"), "-H", f"unix://{root / 'run' / 'hypr.sock'}"]
     back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     daemon: subprocess.Popen[bytes] | None = None
@@ -189,7 +194,8 @@ def main() -> int:
         )
         added = med(full_qemu) - med(hand_qemu)
         print(f"  hypr adds before QEMU starts: {added:+.0f} ms, {added - med(cli):+.0f} ms without the CLI's start-up")
-        print("  (goal: <= 50 ms; boots themselves vary by +-1 s under TCG, so compare the QEMU-start column)")
+        print("  (boots themselves vary by +-1 s under TCG, so the goal compares the QEMU-start column)")
+        report("vm: hypr run -d --runtime vm adds over QEMU by hand (to QEMU start)", added, 50, unit=" ms")
         return 0
     finally:
         if daemon is not None:

@@ -1,24 +1,33 @@
-"""The Python client for hyprd's API (the CLI and the tests use it). HTTP over the daemon's unix socket."""
+"""The Python client for hyprd's API (the CLI and the tests use it). HTTP/1.1 over the daemon's unix socket.
+
+The HTTP is a few lines over `socket`, not httpx or http.client: every `hypr` command pays for what the client
+imports, and those two cost 120 ms and 40 ms of a command's start (http.client pulls in email and ssl). What is
+spoken is exactly what hyprd (aiohttp) needs: requests with a JSON or empty body, responses framed by
+Content-Length, chunked transfer coding or the connection's end (RFC 9112 6.3). A connection is kept for the
+next request unless the daemon closes it; a stream (logs, pull) has a connection of its own.
+"""
 
 from __future__ import annotations
 
 import json
-import urllib.parse
+import os
+import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import quote, urlencode
 
-import httpx
-
-from hypr.config import paths_from_env
 from hypr.errors import HyprError, Unavailable, from_status
 
 API_PREFIX = "/v1.56"
+DEFAULT_SOCKET = "/run/hypr/hypr.sock"  # config.Paths.socket for the default runtime dir (config imports too much)
+READ_SIZE = 65536
 
 
 def socket_from_host(host: str | None) -> str:
     """`-H unix:///path` (or a bare path) -> the socket path; default from HYPR_RUNTIME_DIR."""
     if not host:
-        return str(paths_from_env().socket)
+        runtime_dir = os.environ.get("HYPR_RUNTIME_DIR")
+        return f"{runtime_dir}/hypr.sock" if runtime_dir else DEFAULT_SOCKET
     if host.startswith("unix://"):
         return host[len("unix://") :]
     if host.startswith("/"):
@@ -26,15 +35,135 @@ def socket_from_host(host: str | None) -> str:
     raise Unavailable(f"unsupported host {host!r}: only unix:// sockets are supported")
 
 
+class ProtocolError(OSError):
+    """The daemon's answer was not HTTP/1.1 we can read (or the connection ended inside it)."""
+
+
+class Closed(ProtocolError):
+    """The connection ended before any byte of a response."""
+
+
+class Response:
+    """One HTTP/1.1 response read from `stream`: status line and headers at once, the body on demand."""
+
+    def __init__(self, stream: Any, method: str) -> None:
+        self._stream = stream  # a buffered binary reader over the socket
+        line = stream.readline(65537)
+        if not line:
+            raise Closed("connection closed before the response")
+        version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
+        code, _, self.reason = rest.partition(" ")
+        if not version.startswith("HTTP/1.") or not code.isdigit():
+            raise ProtocolError(f"not an HTTP/1.1 status line: {line[:80]!r}")
+        self.status = int(code)
+        self.headers: dict[str, str] = {}
+        while (line := stream.readline(65537)) not in (b"\r\n", b"\n"):
+            if not line:
+                raise ProtocolError("connection closed inside the response headers")
+            name, _, value = line.decode("latin-1").partition(":")
+            self.headers[name.strip().lower()] = value.strip()
+        chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        length = self.headers.get("content-length")
+        if method == "HEAD" or self.status in (204, 304) or 100 <= self.status < 200:
+            self._left: int | None = 0
+        elif chunked:
+            self._left = None
+        else:
+            self._left = int(length) if length is not None else -1  # -1: until the connection ends
+        self._chunked = chunked and self._left is None
+        self.reusable = self._left != -1 and self.headers.get("connection", "").lower() != "close"
+        self.done = self._left == 0
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body as it arrives (transfer coding removed); the response is `done` once this is exhausted."""
+        if self._chunked:
+            yield from self._dechunk()
+        elif self._left is not None and self._left >= 0:
+            while self._left > 0:
+                data = self._stream.read1(min(self._left, READ_SIZE))
+                if not data:
+                    raise ProtocolError("connection closed inside the response body")
+                self._left -= len(data)
+                yield data
+        else:
+            while data := self._stream.read1(READ_SIZE):
+                yield data
+        self.done = True
+
+    def _dechunk(self) -> Iterator[bytes]:
+        while True:
+            line = self._stream.readline(65537)
+            size_text = line.split(b";", 1)[0].strip()
+            if not line.endswith(b"\n") or not size_text:
+                raise ProtocolError("connection closed inside a chunked body")
+            size = int(size_text, 16)
+            if size == 0:
+                while self._stream.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields: none that we use
+                return
+            data = self._stream.read(size)
+            if len(data) < size:
+                raise ProtocolError("connection closed inside a chunk")
+            self._stream.readline(65537)  # the CRLF after the chunk
+            yield data
+
+    def read(self) -> bytes:
+        return b"".join(self.chunks())
+
+    def message(self, body: bytes) -> str:
+        """The error text of a >= 400 answer: Docker's `{"message": ...}`, else the body, else the reason."""
+        try:
+            return str(json.loads(body)["message"])
+        except (ValueError, KeyError, TypeError):
+            return body.decode("utf-8", "replace") or self.reason
+
+
+class _Connection:
+    def __init__(self, path: str, timeout: float | None) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.settimeout(timeout)
+            self.sock.connect(path)
+        except BaseException:
+            self.sock.close()
+            raise
+        self.stream = self.sock.makefile("rb")
+
+    def alive(self) -> bool:
+        """Whether an idle kept connection can carry another request: the daemon has not closed it (EOF) or
+        sent anything unasked."""
+        try:
+            self.sock.settimeout(0)  # with a timeout, recv would wait for data first
+            self.sock.recv(1, socket.MSG_PEEK)  # b"": the daemon closed it; bytes: it sent something unasked
+        except BlockingIOError:
+            return True
+        except OSError:
+            pass
+        return False
+
+    def close(self) -> None:
+        self.stream.close()
+        self.sock.close()
+
+
+def _request_bytes(method: str, target: str, body: bytes | None) -> bytes:
+    head = f"{method} {target} HTTP/1.1\r\nHost: hypr\r\nAccept: */*\r\nUser-Agent: hypr\r\n"
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    elif method in ("POST", "PUT", "PATCH"):
+        head += "Content-Length: 0\r\n"
+    return (head + "\r\n").encode("latin-1") + (body or b"")
+
+
 class Client:
     def __init__(self, host: str | None = None, *, timeout: float = 120.0) -> None:
         self.socket = socket_from_host(host)
-        self.http = httpx.Client(
-            transport=httpx.HTTPTransport(uds=self.socket), base_url="http://hypr" + API_PREFIX, timeout=timeout
-        )
+        self.timeout = timeout
+        self._idle: list[_Connection] = []  # kept connections (list.pop/append: safe across threads)
 
     def close(self) -> None:
-        self.http.close()
+        while self._idle:
+            self._idle.pop().close()
 
     def __enter__(self) -> Client:
         return self
@@ -42,38 +171,79 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _send(
+        self, method: str, path: str, body: Any, params: Mapping[str, Any] | None, timeout: float | None, *,
+        keep: bool,
+    ) -> tuple[_Connection, Response]:  # fmt: skip
+        """Send one request on a kept connection (`keep`) or a new one; the response's head read."""
+        target = API_PREFIX + path + ("?" + urlencode(params) if params else "")
+        payload = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        request = _request_bytes(method, target, payload)
+        while keep and self._idle:
+            kept = self._idle.pop()
+            if not kept.alive():
+                kept.close()
+                continue
+            try:
+                kept.sock.settimeout(timeout)
+                kept.sock.sendall(request)
+                return kept, Response(kept.stream, method)
+            except (BrokenPipeError, ConnectionResetError, Closed):
+                # The daemon closed it just now (its idle timeout) and answered nothing: the request goes again,
+                # once, on a new connection, as browsers and urllib3 do for a kept connection.
+                kept.close()
+                break
+            except (OSError, ValueError) as exc:
+                kept.close()
+                raise self._unreachable(exc) from exc
+        connection = None
+        try:
+            connection = _Connection(self.socket, timeout)
+            connection.sock.sendall(request)
+            return connection, Response(connection.stream, method)
+        except (OSError, ValueError) as exc:
+            if connection is not None:
+                connection.close()
+            raise self._unreachable(exc) from exc
+
     def request(
         self, method: str, path: str, *, body: Any = None, params: Mapping[str, Any] | None = None, wait: bool = False
     ) -> Any:
         """`wait`: the call may legitimately take as long as a workload runs (no timeout)."""
+        connection, response = self._send(method, path, body, params, None if wait else self.timeout, keep=True)
         try:
-            if wait:
-                response = self.http.request(method, path, json=body, params=params, timeout=None)
-            else:
-                response = self.http.request(method, path, json=body, params=params)
-        except httpx.TransportError as exc:
+            content = response.read()
+        except (OSError, ValueError) as exc:
+            connection.close()
             raise self._unreachable(exc) from exc
-        if response.status_code >= 400:
-            raise from_status(response.status_code, _message(response))
-        if not response.content:
+        if response.reusable:
+            self._idle.append(connection)
+        else:
+            connection.close()
+        if response.status >= 400:
+            raise from_status(response.status, response.message(content))
+        if not content:
             return None
         if response.headers.get("content-type", "").startswith("application/json"):
-            return response.json()
-        return response.text
+            return json.loads(content)
+        return content.decode("utf-8", "replace")
 
     def stream(self, method: str, path: str, *, params: Mapping[str, Any] | None = None) -> Iterator[bytes]:
+        """The response body as it arrives, on a connection of its own (closed when the stream ends or is
+        dropped), without a timeout: a followed log may be quiet for hours."""
+        connection, response = self._send(method, path, None, params, None, keep=False)
         try:
-            with self.http.stream(method, path, params=params, timeout=None) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise from_status(response.status_code, _message(response))
-                yield from response.iter_raw()
-        except httpx.TransportError as exc:
+            if response.status >= 400:
+                raise from_status(response.status, response.message(response.read()))
+            yield from response.chunks()
+        except (OSError, ValueError) as exc:
             raise self._unreachable(exc) from exc
+        finally:
+            connection.close()
 
-    def _unreachable(self, exc: Exception) -> HyprError:
+    def _unreachable(self, exc: BaseException) -> HyprError:
         cause = exc.__cause__ or exc.__context__ or exc
-        if isinstance(cause, PermissionError) or "Permission denied" in str(exc):
+        if isinstance(exc, PermissionError) or isinstance(cause, PermissionError) or "Permission denied" in str(exc):
             return Unavailable(
                 f"permission denied while trying to connect to the hypr daemon socket at unix://{self.socket}"
             )
@@ -212,15 +382,8 @@ class Client:
 
 def _path(ref: str) -> str:
     """Image names keep their slashes in the path, as the docker client sends them."""
-    return urllib.parse.quote(ref, safe="/:@")
+    return quote(ref, safe="/:@")
 
 
 def _quote(ref: str) -> str:
-    return urllib.parse.quote(ref, safe="")
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        return str(response.json()["message"])
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return response.text or response.reason_phrase
+    return quote(ref, safe="")

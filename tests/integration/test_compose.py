@@ -275,7 +275,7 @@ services:
   api:
     image: busybox
     networks: [front, 5]
-    cap_add: [NET_ADMIN]
+    shm_size: 64m
 networks:
   front:
 """,
@@ -286,5 +286,38 @@ networks:
     file.write_text(file.read_text().replace("  front:\n", "  front:\n    enable_ipv6: true\n"))
     _, err = compose(hyprd, file, "up", "-d", rc=1)
     assert "networks.front: enable_ipv6 is not supported yet" in err
-    assert "services.api: unsupported key ignored: cap_add" in err
+    assert "services.api: unsupported key ignored: shm_size" in err
     assert hyprd.cli("ps", "-a", "-q").stdout == ""
+
+
+def test_confinement_keys_and_bind_volumes_reach_the_sandbox(hyprd: Hyprd, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "greeting").write_text("hello from the host\n")
+    file = write(
+        tmp_path,
+        """
+name: locked
+services:
+  app:
+    image: busybox
+    command: [sleep, "1000"]
+    read_only: true
+    cap_drop: [NET_RAW]
+    pids_limit: 32
+    tmpfs: [/scratch]
+    volumes: [./data:/data:ro, {type: bind, source: ./out, target: /out}]
+""",
+    )
+    compose(hyprd, file, "up", "-d")
+
+    def run(script: str) -> tuple[int, str]:
+        proc = hyprd.cli("exec", "locked-app-1", "sh", "-c", script, rc=None)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    assert run("cat /data/greeting") == (0, "hello from the host\n")
+    assert run("touch /data/x")[0] != 0 and run("touch /etc/x")[0] != 0  # ro bind, read-only root
+    assert run("touch /scratch/x && echo made > /out/made")[0] == 0
+    assert (tmp_path / "out" / "made").read_text() == "made\n"  # the missing host directory was created
+    assert "permission denied" in run("ping -c1 -W1 127.0.0.1")[1]  # NET_RAW dropped
+    assert run("cat /sys/fs/cgroup/pids/pids.max")[1].strip() == "32"
+    compose(hyprd, file, "down")

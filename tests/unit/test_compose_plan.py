@@ -166,3 +166,60 @@ def test_plan_down() -> None:
     assert plan.plan_down("p", p, networks, containers, remove_orphans=True).workloads[0] == "p-old-1"
     no_file = plan.plan_down("p", None, networks, containers)
     assert no_file.workloads == ("p-api-1", "p-db-1", "p-old-1", "p-web-1") and no_file.networks == ("p_frontend",)
+
+
+CONFINED = """
+services:
+  app:
+    image: busybox
+    privileged: false
+    read_only: true
+    cap_add: [NET_ADMIN]
+    cap_drop: [ALL]
+    security_opt: ["no-new-privileges:true"]
+    pids_limit: 64
+    tmpfs: ["/run:size=1m", /cache]
+    volumes:
+      - ./data:/data:ro
+      - ../shared:/shared
+      - /etc/hostname:/h
+      - ~/x:/x
+      - {type: bind, source: ./conf, target: /conf, read_only: true, bind: {propagation: rslave}}
+      - {type: tmpfs, target: /scratch, tmpfs: {size: 2m, mode: 0o1777}}
+"""
+
+
+def test_confinement_and_mounts_map_onto_host_config() -> None:
+    host = plan.container_body(project(CONFINED).service("app"), project(CONFINED))["HostConfig"]
+    assert host["ReadonlyRootfs"] is True and host["Privileged"] is False
+    assert host["CapAdd"] == ["NET_ADMIN"] and host["CapDrop"] == ["ALL"] and host["PidsLimit"] == 64
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host["Tmpfs"] == {"/run": "size=1m", "/cache": ""}
+    assert host["Binds"] == [
+        "/srv/p/data:/data:ro", "/srv/shared:/shared", "/etc/hostname:/h", f"{Path.home()}/x:/x",
+        "/srv/p/conf:/conf:ro,rslave",
+    ]  # fmt: skip
+    assert host["Mounts"] == [
+        {
+            "Type": "tmpfs",
+            "Target": "/scratch",
+            "ReadOnly": False,
+            "TmpfsOptions": {"SizeBytes": 2 << 20, "Mode": 0o1777},
+        }
+    ]
+    assert "Binds" not in plan.container_body(project().service("api"), project())["HostConfig"]
+
+
+@pytest.mark.parametrize(
+    ("volume", "message"),
+    [
+        ("data:/data", "named volume 'data' is not supported"),
+        ("/only-a-target", "anonymous volume '/only-a-target' is not supported"),
+        ("{type: volume, source: v, target: /v}", "volume type 'volume' is not supported"),
+        ("{type: tmpfs, target: /t, tmpfs: {size: lots}}", "invalid size 'lots'"),
+    ],
+)
+def test_volumes_hypr_cannot_give_are_refused_by_name(volume: str, message: str) -> None:
+    text = f"services:\n  app:\n    image: busybox\n    volumes: [{volume}]\n"
+    with pytest.raises(ComposeError, match=message):
+        project(text)

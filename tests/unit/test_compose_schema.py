@@ -69,7 +69,6 @@ networks: {n: {attachable: true}}
 """)
     assert schema.unsupported_keys(config) == [
         "(top level): unsupported key ignored: volumes",
-        "services.a: unsupported keys ignored: cap_add, volumes",
         "services.a.networks.n: unsupported key ignored: ipv6_address",
     ]
 

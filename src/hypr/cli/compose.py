@@ -237,3 +237,6 @@ def ls(ctx: click.Context, all_: bool) -> None:
         files = next((c["Labels"].get(plan.CONFIG_FILES, "") for c in members), "")
         rows.append((name, status, files))
     click.echo(table(("NAME", "STATUS", "CONFIG FILES"), rows))
+
+
+COMMANDS = (compose,)

@@ -20,6 +20,29 @@ def client_of(ctx: click.Context) -> Client:
     return root.obj
 
 
+def _matching(names: Iterable[str], incomplete: str) -> list[str]:
+    return sorted({name for name in names if name.startswith(incomplete)})
+
+
+def workload_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion: every workload's name (running or not), as docker completes container names. Nothing
+    when the daemon cannot be asked: completion must never print an error into the shell."""
+    try:
+        found = client_of(ctx).containers(all=True)
+    except HyprError:
+        return []
+    return _matching((c["Names"][0].lstrip("/") for c in found if c.get("Names")), incomplete)
+
+
+def network_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion: every network's name."""
+    try:
+        found = client_of(ctx).networks()
+    except HyprError:
+        return []
+    return _matching((n["Name"] for n in found), incomplete)
+
+
 def parse_pairs(what: str, items: Iterable[str], *, allow_empty: bool = False) -> dict[str, str]:
     pairs = {}
     for item in items:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hypr.cli.context import client_of, inspect_each, parse_filters
 from hypr.cli.output import echo_json_lines, table
-from hypr.client import Client
 from hypr.errors import HyprError
+
+if TYPE_CHECKING:
+    from hypr.client import Client
 
 
 def pull_image(client: Client, ref: str, *, platform: str | None = None, quiet: bool = False) -> None:

@@ -9,29 +9,41 @@ import click
 
 from hypr import __version__
 from hypr.cli.context import client_of
-from hypr.cli.images import COMMANDS as IMAGE_COMMANDS
-from hypr.cli.network import network
-from hypr.cli.output import echo_json
-from hypr.cli.workloads import COMMANDS
-from hypr.client import API_PREFIX
 from hypr.errors import HyprError, Unavailable
+
+# Where each command lives. A command's module (and what it imports) loads only when that command runs, or for
+# help and completion of the command list: every `hypr` call pays for what it imports. A command missing here is
+# still found (every module is loaded to look for it); tests/unit/test_cli_lazy.py keeps this list complete.
+COMMAND_MODULES = {
+    **dict.fromkeys(
+        ("exec", "inspect", "kill", "logs", "port", "ps", "rename", "restart", "rm", "run", "start", "stop"),
+        "hypr.cli.workloads",
+    ),
+    **dict.fromkeys(("image", "images", "pull", "rmi", "tag"), "hypr.cli.images"),
+    "network": "hypr.cli.network",
+    "compose": "hypr.cli.compose",
+    "completion": "hypr.cli.completion",
+}
+
+
+def commands_of(module: str) -> dict[str, click.Command]:
+    """The top-level commands a CLI module defines: its COMMANDS."""
+    commands: tuple[click.Command, ...] = importlib.import_module(module).COMMANDS
+    return {command.name: command for command in commands if command.name}
 
 
 class LazyGroup(click.Group):
-    """Commands with heavy imports (compose: YAML, JSON schema) load only when used: every `hypr` call pays for
-    what it imports, and most calls are not compose."""
-
-    lazy = {"compose": "hypr.cli.compose"}
-
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self.lazy])
+        return sorted({*super().list_commands(ctx), *COMMAND_MODULES})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in self.lazy:
-            command = getattr(importlib.import_module(self.lazy[name]), name)
-            assert isinstance(command, click.Command)
-            return command
-        return super().get_command(ctx, name)
+        command = super().get_command(ctx, name)
+        if command is None and name in COMMAND_MODULES:
+            command = commands_of(COMMAND_MODULES[name]).get(name)
+        if command is None:
+            for module in sorted(set(COMMAND_MODULES.values())):
+                command = commands_of(module).get(name) or command
+        return command
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,6 +57,8 @@ def cli(host: str | None) -> None:
 @click.pass_context
 def version(ctx: click.Context) -> None:
     """Show the client and daemon versions."""
+    from hypr.client import API_PREFIX
+
     click.echo("Client:")
     click.echo(f" Version:     {__version__}")
     click.echo(f" API version: {API_PREFIX[2:]}")
@@ -63,6 +77,8 @@ def info(ctx: click.Context, fmt: str) -> None:
     """Show where hyprd keeps its state and what this host supports."""
     data = client_of(ctx).info()
     if fmt == "json":
+        from hypr.cli.output import echo_json
+
         echo_json(data)
         return
     hypr = data["Hypr"]
@@ -76,11 +92,6 @@ def info(ctx: click.Context, fmt: str) -> None:
     click.echo(f"Runtime dir:      {hypr['RuntimeDir']}")
     click.echo(f"Socket:           {hypr['Socket']}")
     click.echo(f"Instance:         {hypr['Instance']}")
-
-
-cli.add_command(network)
-for command in (*COMMANDS, *IMAGE_COMMANDS):
-    cli.add_command(command)
 
 
 def main() -> None:

@@ -6,7 +6,15 @@ from typing import Any
 
 import click
 
-from hypr.cli.context import client_of, for_each, inspect_each, parse_filters, parse_pairs
+from hypr.cli.context import (
+    client_of,
+    for_each,
+    inspect_each,
+    network_names,
+    parse_filters,
+    parse_pairs,
+    workload_names,
+)
 from hypr.cli.output import echo_json_lines, natural_key, short_id, table
 
 
@@ -91,7 +99,7 @@ def _ls_json(n: dict[str, Any], no_trunc: bool) -> dict[str, str]:
 
 
 @network.command("inspect")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=network_names)
 @click.pass_context
 def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Display detailed information on one or more networks."""
@@ -99,7 +107,7 @@ def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
 
 
 @network.command("rm")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=network_names)
 @click.option("-f", "--force", is_flag=True, help="Disconnect workloads and remove the network anyway.")
 @click.pass_context
 def rm(ctx: click.Context, refs: tuple[str, ...], force: bool) -> None:
@@ -128,8 +136,8 @@ def prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
 @click.option("--ip", help="IPv4 address.")
 @click.option("--alias", multiple=True, help="Network-scoped alias for the workload.")
 @click.option("--gw-priority", type=int, default=0, help="Highest priority network carries the default route.")
-@click.argument("network_ref", metavar="NETWORK")
-@click.argument("workload", metavar="WORKLOAD")
+@click.argument("network_ref", metavar="NETWORK", shell_complete=network_names)
+@click.argument("workload", metavar="WORKLOAD", shell_complete=workload_names)
 @click.pass_context
 def connect(ctx: click.Context, ip: str | None, alias: tuple[str, ...], gw_priority: int, network_ref: str,
             workload: str) -> None:  # fmt: skip
@@ -139,9 +147,12 @@ def connect(ctx: click.Context, ip: str | None, alias: tuple[str, ...], gw_prior
 
 @network.command("disconnect")
 @click.option("-f", "--force", is_flag=True, help="Force the workload to disconnect.")
-@click.argument("network_ref", metavar="NETWORK")
-@click.argument("workload", metavar="WORKLOAD")
+@click.argument("network_ref", metavar="NETWORK", shell_complete=network_names)
+@click.argument("workload", metavar="WORKLOAD", shell_complete=workload_names)
 @click.pass_context
 def disconnect(ctx: click.Context, force: bool, network_ref: str, workload: str) -> None:
     """Disconnect a workload from a network."""
     client_of(ctx).disconnect(network_ref, workload, force=force)
+
+
+COMMANDS = (network,)

@@ -5,17 +5,24 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from hypr.cli.context import client_of, for_each, inspect_each, parse_filters, parse_pairs
+from hypr.cli.context import (
+    client_of,
+    for_each,
+    inspect_each,
+    network_names,
+    parse_filters,
+    parse_pairs,
+    workload_names,
+)
 from hypr.cli.output import echo_json_lines, short_id, table
-from hypr.client import Client
 from hypr.errors import HyprError, NotFound
-from hypr.models import BUILTIN_IMAGES
-from hypr.ports import parse_publish, to_bindings
+
+if TYPE_CHECKING:
+    from hypr.client import Client
 
 
 class RunCommand(click.Command):
@@ -33,6 +40,8 @@ EXEC_HELPERS = ("shim.py", "vmexec.py")
 
 
 def trusted_exec_argv(target: Sequence[str]) -> list[str]:
+    from pathlib import Path  # here: pathlib costs every command its import, and only exec and run need it
+
     helpers = Path(__file__).resolve().parent.parent / "runtime"
     if len(target) < 5 or list(target[1:3]) != ["-I", "-S"] or Path(target[3]).name not in EXEC_HELPERS:
         raise click.ClickException("the daemon answered exec with something that is not one of hypr's exec helpers")
@@ -85,7 +94,13 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
 @click.command("run", cls=RunCommand, context_settings={"allow_interspersed_args": False})
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the ID.")
 @click.option("--name", help="Assign a name to the workload.")
-@click.option("--network", "networks", multiple=True, help="Connect to a network (repeatable; first = default route).")
+@click.option(
+    "--network",
+    "networks",
+    multiple=True,
+    shell_complete=network_names,
+    help="Connect to a network (repeatable; first = default route).",
+)
 @click.option("--ip", help="IPv4 address on the first network.")
 @click.option("--network-alias", "aliases", multiple=True, help="Network-scoped alias on the first network.")
 @click.option("--gw-priority", type=int, default=0, help="Gateway priority of the first network (highest wins).")
@@ -139,11 +154,16 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
         workdir: str | None, user: str | None, stop_signal: str | None, pull_policy: str, platform: str | None,
         image: str, command: tuple[str, ...]) -> None:  # fmt: skip
     """Create and start a workload (pulling its image first when it is missing)."""
-    try:
-        specs = [spec for item in publish for spec in parse_publish(item)]
-        exposed: dict[str, Any] = {f"{s.guest_port}/{s.protocol}": {} for item in expose for s in parse_publish(item)}
-    except HyprError as exc:
-        raise click.BadParameter(exc.message, param_hint="-p") from None
+    specs: list[Any] = []
+    exposed: dict[str, Any] = {}
+    if publish or expose:  # hypr.ports (and the models it imports) only when ports are given: start-up time
+        from hypr.ports import parse_publish
+
+        try:
+            specs = [spec for item in publish for spec in parse_publish(item)]
+            exposed = {f"{s.guest_port}/{s.protocol}": {} for item in expose for s in parse_publish(item)}
+        except HyprError as exc:
+            raise click.BadParameter(exc.message, param_hint="-p") from None
     body = run_body(image, command, networks, ip, aliases, specs, env, label, hostname, runtime, restart)
     if gw_priority:
         first = next(iter(body["NetworkingConfig"]["EndpointsConfig"].values()))
@@ -222,7 +242,8 @@ def security_option(option: str) -> str:
     if key != "seccomp" or not sep or value == "unconfined":
         return option
     try:
-        return "seccomp=" + Path(value).read_text()
+        with open(value) as profile:
+            return "seccomp=" + profile.read()
     except OSError as exc:
         message = f"opening seccomp profile ({value}) failed: {exc.strerror}"
         raise click.BadParameter(message, param_hint="--security-opt") from None
@@ -280,17 +301,23 @@ def create_pulling(client: Client, body: dict[str, Any], name: str | None, polic
     """docker run's order: create; if the image is missing (404 `No such image`), pull it to stderr and create
     again. `--pull always` pulls first; `never` only creates."""
     image = str(body["Image"])
-    builtin = image in BUILTIN_IMAGES or image.startswith("/")
-    if policy == "always" and not builtin:
+    if policy == "always" and not _builtin(image):
         _pull_to_stderr(client, image, platform)
     try:
         return client.create_container(body, name)
     except NotFound as exc:
-        if policy == "never" or builtin or not exc.message.startswith("No such image"):
+        if policy == "never" or _builtin(image) or not exc.message.startswith("No such image"):
             raise
     click.echo(f"Unable to find image '{_shown(image)}' locally", err=True)
     _pull_to_stderr(client, image, platform)
     return client.create_container(body, name)
+
+
+def _builtin(image: str) -> bool:
+    """An image that is never pulled: hypr's own (`host`, `busybox`) or a root filesystem directory."""
+    from hypr.models import BUILTIN_IMAGES  # only when a pull is in question: the models cost start-up time
+
+    return image in BUILTIN_IMAGES or image.startswith("/")
 
 
 def _shown(image: str) -> str:
@@ -330,12 +357,20 @@ def run_body(image: str, command: Sequence[str], networks: Sequence[str], ip: st
         "Hostname": hostname or "",
         "HostConfig": {
             "NetworkMode": (networks or ["bridge"])[0],
-            "PortBindings": to_bindings(specs),
+            "PortBindings": _bindings(specs),
             "Runtime": runtime,
             "RestartPolicy": {"Name": restart},
         },
         "NetworkingConfig": {"EndpointsConfig": endpoints},
     }
+
+
+def _bindings(specs: Sequence[Any]) -> dict[str, Any]:
+    if not specs:
+        return {}
+    from hypr.ports import to_bindings
+
+    return to_bindings(specs)
 
 
 def parse_bytes(text: str) -> int:
@@ -389,7 +424,7 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, filters: tup
 @click.option("-t", "--tty", is_flag=True, help="Accepted for compatibility.")
 @click.option("-e", "--env", multiple=True, help="Set environment variables (K=V).")
 @click.option("-w", "--workdir", help="Working directory inside the workload.")
-@click.argument("name")
+@click.argument("name", shell_complete=workload_names)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def exec_(ctx: click.Context, interactive: bool, tty: bool, env: tuple[str, ...], workdir: str | None, name: str,
@@ -405,7 +440,7 @@ def exec_(ctx: click.Context, interactive: bool, tty: bool, env: tuple[str, ...]
 
 @click.command("stop")
 @click.option("-t", "--time", "timeout", type=float, default=None, help="Seconds to wait before killing it.")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
 @click.pass_context
 def stop(ctx: click.Context, timeout: float | None, refs: tuple[str, ...]) -> None:
     """Stop one or more running workloads."""
@@ -413,7 +448,7 @@ def stop(ctx: click.Context, timeout: float | None, refs: tuple[str, ...]) -> No
 
 
 @click.command("start")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
 @click.pass_context
 def start(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Start one or more stopped workloads."""
@@ -422,7 +457,7 @@ def start(ctx: click.Context, refs: tuple[str, ...]) -> None:
 
 @click.command("restart")
 @click.option("-t", "--time", "timeout", type=float, default=None, help="Seconds to wait before killing it.")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
 @click.pass_context
 def restart(ctx: click.Context, timeout: float | None, refs: tuple[str, ...]) -> None:
     """Restart one or more workloads."""
@@ -431,7 +466,7 @@ def restart(ctx: click.Context, timeout: float | None, refs: tuple[str, ...]) ->
 
 @click.command("kill")
 @click.option("-s", "--signal", "sig", default="KILL", help="Signal to send.")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
 @click.pass_context
 def kill(ctx: click.Context, sig: str, refs: tuple[str, ...]) -> None:
     """Kill one or more running workloads."""
@@ -440,7 +475,7 @@ def kill(ctx: click.Context, sig: str, refs: tuple[str, ...]) -> None:
 
 @click.command("rm")
 @click.option("-f", "--force", is_flag=True, help="Kill a running workload first.")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
 @click.pass_context
 def rm(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
     """Remove one or more workloads."""
@@ -448,7 +483,7 @@ def rm(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
 
 
 @click.command("rename")
-@click.argument("ref")
+@click.argument("ref", shell_complete=workload_names)
 @click.argument("new_name")
 @click.pass_context
 def rename(ctx: click.Context, ref: str, new_name: str) -> None:
@@ -459,7 +494,7 @@ def rename(ctx: click.Context, ref: str, new_name: str) -> None:
 @click.command("logs")
 @click.option("-f", "--follow", is_flag=True, help="Follow log output.")
 @click.option("-n", "--tail", default="all", help="Number of lines to show from the end.")
-@click.argument("ref")
+@click.argument("ref", shell_complete=workload_names)
 @click.pass_context
 def logs(ctx: click.Context, follow: bool, tail: str, ref: str) -> None:
     """Show a workload's output."""
@@ -469,7 +504,7 @@ def logs(ctx: click.Context, follow: bool, tail: str, ref: str) -> None:
 
 
 @click.command("inspect")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
 @click.pass_context
 def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
     """Display detailed information on one or more workloads."""
@@ -477,7 +512,7 @@ def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
 
 
 @click.command("port")
-@click.argument("ref")
+@click.argument("ref", shell_complete=workload_names)
 @click.argument("port", required=False)
 @click.pass_context
 def port(ctx: click.Context, ref: str, port: str | None) -> None:

@@ -5,13 +5,13 @@ cannot express (undefined networks and services, dependency cycles, `ipv4_addres
 from __future__ import annotations
 
 import ipaddress
-import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hypr.compose.confinement import host_config, parse_bytes
 from hypr.compose.errors import ComposeError
 from hypr.errors import HyprError
 from hypr.ports import PortSpec, parse_publish
@@ -80,6 +80,7 @@ class ServiceSpec:
     dns_opt: tuple[str, ...] = ()
     extra_hosts: tuple[str, ...] = ()  # "name:address"
     domainname: str = ""
+    confinement: dict[str, Any] = field(default_factory=dict)  # HostConfig fields: Privileged, Binds, Tmpfs, ...
 
 
 @dataclass(frozen=True)
@@ -206,17 +207,6 @@ def _ports(raw: Sequence[Any], where: str) -> tuple[PortSpec, ...]:
     return tuple(specs)
 
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)b?$", re.IGNORECASE)
-
-
-def _bytes(value: Any, where: str) -> int:
-    match = _SIZE.match(str(value))
-    if not match:
-        raise ComposeError(f"{where}: invalid size {value!r}")
-    units = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
-    return int(float(match[1]) * units[match[2].lower()])
-
-
 def _restart(value: Any, where: str) -> tuple[str, int]:
     name, _, retries = str(value or "no").partition(":")
     if name not in ("no", "always", "on-failure", "unless-stopped") or (retries and not retries.isdigit()):
@@ -340,13 +330,13 @@ def build_project(
             restart=restart, restart_retries=retries, runtime=_runtime(raw, default_runtime, where),
             labels=_str_map(raw.get("labels")),
             cpus=float(raw["cpus"]) if raw.get("cpus") is not None else None,
-            memory=_bytes(raw["mem_limit"], f"{where}.mem_limit") if raw.get("mem_limit") is not None else None,
+            memory=parse_bytes(raw["mem_limit"], f"{where}.mem_limit") if raw.get("mem_limit") is not None else None,
             pull_policy=_pull_policy(raw.get("pull_policy"), f"{where}.pull_policy"),
             user=str(raw.get("user") or ""), working_dir=str(raw.get("working_dir") or ""),
             stop_signal=str(raw.get("stop_signal") or ""), expose=_expose(raw.get("expose") or [], f"{where}.expose"),
             dns=_one_or_many(raw.get("dns")), dns_search=_one_or_many(raw.get("dns_search")),
             dns_opt=_one_or_many(raw.get("dns_opt")), extra_hosts=_extra_hosts(raw.get("extra_hosts")),
-            domainname=str(raw.get("domainname") or ""),
+            domainname=str(raw.get("domainname") or ""), confinement=host_config(raw, working_dir, where),
         )  # fmt: skip
     used = sorted({a.network for s in services.values() for a in s.networks})
     networks = {key: _network(key, declared.get(key), name) for key in used}

@@ -114,6 +114,7 @@ def container_body(service: ServiceSpec, project: Project) -> dict[str, Any]:
         host_config["NanoCpus"] = int(service.cpus * 1e9)
     if service.memory:
         host_config["Memory"] = service.memory
+    host_config.update(service.confinement)
     body: dict[str, Any] = {
         "Image": service.image,
         "Cmd": list(service.command) if service.command is not None else [],

@@ -1,0 +1,103 @@
+"""The CLI against docker's: `hypr ps` and `hypr version` vs `docker ps` and `docker version`, both CLIs talking
+to the same hyprd socket (docker speaks the Engine API, which hyprd serves), with 5 running workloads.
+
+Goal (issue #16): hypr's median wall time <= 2.5x docker's, for each command. Rounds alternate the commands so
+that machine load hits all of them alike. Also printed, for scale: the bare interpreter (`python -c pass`) and the
+interpreter with click imported, the floor of any Python CLI and of any click CLI, and `hypr --version` (start-up
+and imports, no daemon call).
+
+Root only (a throw-away network namespace with its own hyprd, removed afterwards). Needs the docker CLI (not the
+docker daemon):
+    .venv/bin/python bench/cli.py [--rounds 31] [--workloads 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from goals import median_ms, report
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.integration.harness import HYPR, Hyprd, netns
+
+# As installed by pip, hypr's modules have their bytecode cached; a PYTHONDONTWRITEBYTECODE left in the environment
+# (some CI and sandbox set-ups have it) would make every command compile them again.
+ENV = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+
+def timed(argv: list[str]) -> float:
+    began = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    return time.perf_counter() - began
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--workloads", type=int, default=5)
+    args = parser.parse_args()
+    docker = shutil.which("docker")
+    if docker is None:
+        sys.exit("the docker CLI is not installed")
+    root = Path(tempfile.mkdtemp(prefix="hypr-bench-cli-"))
+    try:
+        with netns("hyprcli") as ns:
+            daemon = Hyprd(ns=ns, root=root)
+            daemon.start()
+            try:
+                with daemon.client() as client:
+                    for i in range(args.workloads):
+                        body = {"Image": "busybox", "Cmd": ["sleep", "3600"], "HostConfig": {"NetworkMode": "bridge"}}
+                        client.start(client.create_container(body, f"w{i}"))
+                return measure(daemon, docker, args.rounds, args.workloads)
+            finally:
+                with daemon.client() as client:
+                    for i in range(args.workloads):
+                        client.remove(f"w{i}", force=True)
+                daemon.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def measure(daemon: Hyprd, docker: str, rounds: int, workloads: int) -> int:
+    host = f"unix://{daemon.socket}"
+    commands = {
+        "hypr ps": [HYPR, "-H", host, "ps"],
+        "docker ps": [docker, "-H", host, "ps"],
+        "hypr version": [HYPR, "-H", host, "version"],
+        "docker version": [docker, "-H", host, "version"],
+        "hypr --version (no daemon call)": [HYPR, "--version"],
+        "python -c 'import click' (floor)": [sys.executable, "-c", "import click"],
+        "python -c pass (the floor)": [sys.executable, "-c", "pass"],
+    }
+    for argv in commands.values():  # warm-up: page cache, .pyc files, the daemon's first answers
+        timed(argv)
+    times: dict[str, list[float]] = {label: [] for label in commands}
+    for _ in range(rounds):
+        for label, argv in commands.items():
+            times[label].append(timed(argv))
+    print(f"CLI wall time, {rounds} alternating rounds, {workloads} running workloads, medians:")
+    for label, samples in times.items():
+        print(f"  {label:<34} {median_ms(samples):7.1f} ms")
+    met = [
+        report(
+            f"cli: hypr {word} / docker {word} (same socket, median wall)",
+            median_ms(times[f"hypr {word}"]) / median_ms(times[f"docker {word}"]),
+            2.5,
+        )
+        for word in ("ps", "version")
+    ]
+    del met  # a goal not met is a finding printed above, not a failure of the bench
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
