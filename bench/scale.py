@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from goals import goal_line
+
 from hypr.client import Client
 from hypr.dns import wire
 from hypr.runtime import _libc
@@ -134,15 +136,9 @@ def measure(client: Client, samples: int) -> dict[str, float]:
     return result
 
 
-def verdict(met: bool) -> str:
-    return "met" if met else "NOT met"
-
-
 def goal(what: str, value: float, limit: float, unit: str = "x", note: str = "") -> None:
-    """One line per goal, in bench/goals.py's format when that module is there (`make bench | grep ^GOAL`)."""
-    shown = f"{value:.2f}{unit}" if unit in ("x", " s") else f"{value:.0f}{unit}"
-    target = f"<= {limit:g}{unit}"
-    line = f"GOAL  {what:<62} {shown:>9}   goal {target:<9}  {verdict(value <= limit)}"
+    """One GOAL line (bench/goals.py), with what the figure is made of after it."""
+    line = goal_line(what, value, limit, unit=unit)
     print(f"{line}  [{note}]" if note else line, flush=True)
 
 
@@ -241,14 +237,14 @@ def main() -> None:
                         goal(f"scale: {name}, {args.size} vs {args.base} workloads (median)", big[name] / small[name],
                              RATIO_GOAL, note=f"{small[name]:.0f} -> {big[name]:.0f} ms")  # fmt: skip
                     per = (rss_big - rss_small) / (args.size - args.base)
-                    goal(f"scale: hyprd RSS at {args.size} workloads", rss_big / 1024, RSS_GOAL / 1024, " MB",
+                    goal(f"scale: hyprd RSS at {args.size} workloads", rss_big / 1024, RSS_GOAL / 1024, "MB",
                          f"{per:.1f} kB per workload; supervisor {shim / 1024:.1f} MB each")  # fmt: skip
                     if not args.no_restart and not args.profile:
                         took, stats = restart_under_flood(daemon, client, args.size, args.networks)
                         lost = _lost(stats)
-                        goal(f"scale: restart at {args.size} workloads to _ping + every name", took, STARTUP_GOAL,
-                             " s", f"flood: {stats}")  # fmt: skip
-                        goal("scale: packets lost by the flood across the restart", lost, 0, "", stats)
+                        goal(f"scale: restart at {args.size} workloads to _ping + every name (s)", took, STARTUP_GOAL,
+                             "x", f"flood: {stats}")  # fmt: skip
+                        goal("scale: ping flood packets lost across the restart", lost, 0, "", stats)
                     for i in range(args.size):
                         client.remove(f"w{i}", force=True)
             finally:
