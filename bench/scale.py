@@ -186,11 +186,15 @@ def restart_under_flood(daemon: BenchDaemon, client: Client, size: int, networks
     back = in_netns(daemon.ns)
     try:
         wait_until(daemon._ready, "hyprd to answer /_ping", timeout=120, interval=0.01)
+        print(f"  restart: _ping after {time.monotonic() - began:.2f} s", flush=True)
         wait_until(lambda: names_resolve(gateways, size, networks), "every name to resolve", timeout=120, interval=0.01)
     finally:
         _libc.setns(back, _libc.CLONE_NEWNET)
         os.close(back)
     took = time.monotonic() - began
+    for line in daemon.log.read_text().splitlines()[-400:]:
+        if "full reconcile" in line or "re-adopted" in line or "hyprd ready" in line:
+            print("  hyprd:", line, flush=True)
     out, _ = flood.communicate(timeout=120)
     stats = next((line for line in out.splitlines() if "transmitted" in line), out.strip())
     return took, stats

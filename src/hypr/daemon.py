@@ -13,6 +13,7 @@ import os
 import resource
 import signal
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -142,10 +143,12 @@ class Daemon:
             firewall.check_foreign_drops()
         except HyprError as exc:
             log.warning("could not check other tables for drop policies: %s", exc.message)
+        began = time.monotonic()
         try:
             workloads.adopt_all(self.ctx)
         except HyprError as exc:
             log.error("re-adopt workloads: %s", exc.message)
+        log.info("running workloads re-adopted in %.2f s", time.monotonic() - began)
 
     async def refresh_forever(self) -> None:
         while True:

@@ -13,6 +13,7 @@ firewall by set element and by chain). tests/integration/test_incremental.py che
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,7 +71,10 @@ class Reconciler:
         Incremental after a clean converge unless `full`; any failure makes the next one full."""
         self._recycle()
         previous, self.applied = self.applied, None
-        if full or previous is None:
+        whole = full or previous is None
+        took: dict[str, float] = {}
+        began = time.monotonic()
+        if previous is None or full:
             for reset in self.resets:
                 reset()
             broken: dict[str, str] = {}
@@ -79,7 +83,11 @@ class Reconciler:
             errors += links.reconcile_ports(self.ipr, snapshot, self.alias)
         else:
             errors = links.update(self.ipr, links.delta(previous, snapshot), self.alias, self.broken)
-        errors += self._run_steps(snapshot)
+        took["links"] = time.monotonic() - began
+        errors += self._run_steps(snapshot, took)
+        if whole:  # rare (start-up, repair) and the one that grows with everything: say where its time went
+            log.info("full reconcile of %d networks, %d endpoints: %s", len(snapshot.networks),
+                     len(snapshot.endpoints), ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in took.items()))  # fmt: skip
         if not errors:
             self.applied = snapshot
         new = [e for e in errors if e.message not in self.standing]
@@ -90,9 +98,10 @@ class Reconciler:
         if new:
             raise ReconcileError(new)
 
-    def _run_steps(self, snapshot: Snapshot) -> list[KernelError]:
+    def _run_steps(self, snapshot: Snapshot, took: dict[str, float]) -> list[KernelError]:
         errors: list[KernelError] = []
         for name, step in self.steps:
+            began = time.monotonic()
             try:
                 step(snapshot)
             except KernelError as exc:
@@ -101,6 +110,7 @@ class Reconciler:
             except Exception as exc:  # a bug in one step must not stop the others (nor leave the kernel half-done)
                 log.exception("reconcile %s failed", name)
                 errors.append(KernelError(f"reconcile {name}: {exc!r}"))
+            took[name] = time.monotonic() - began
         return errors
 
     def _recycle(self) -> None:

@@ -38,7 +38,10 @@ class Link:
 
 
 def links(ipr: IPRoute) -> list[Link]:
-    return [_link(msg) for msg in ipr.get_links()]
+    """Every link of the calling thread's namespace (`ipr` acts there too). Through our own dump parser: pyroute2
+    takes ~0.5 ms per link, and every endpoint is a link, so a full reconcile at 1000 workloads took seconds."""
+    with Rtnl() as rtnl:
+        return [Link(i.index, i.name, i.kind, i.alias, i.master, i.mac) for i in rtnl.links()]
 
 
 def _link(msg: Any) -> Link:
