@@ -5,7 +5,8 @@ published ports) is converged one by one, incrementally after the first, in a th
 runtime that plugs and unplugs the endpoints' host links as the real one does (and sometimes leaves one behind, as
 a failed connect does). Then a full reconcile of the last snapshot runs on top: it must find nothing to change in
 the links, and `table inet hypr` / `table bridge hypr` must list the same as the incremental path left them.
-DNS needs no such test: its records are rebuilt whole from each snapshot (a pure function, tests/unit).
+DNS has its own: the daemon's RecordsBuilder, which reuses unchanged workloads' parts, is checked against a build
+from nothing on random changes in tests/unit/test_dns_names.py.
 """
 
 from __future__ import annotations
