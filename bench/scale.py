@@ -193,7 +193,7 @@ def restart_under_flood(daemon: BenchDaemon, client: Client, size: int, networks
         os.close(back)
     took = time.monotonic() - began
     for line in daemon.log.read_text().splitlines()[-400:]:
-        if "full reconcile" in line or "re-adopted" in line or "hyprd ready" in line:
+        if any(what in line for what in ("full reconcile", "re-adopted", "hyprd ready", "starting", "database read")):
             print("  hyprd:", line, flush=True)
     out, _ = flood.communicate(timeout=120)
     stats = next((line for line in out.splitlines() if "transmitted" in line), out.strip())

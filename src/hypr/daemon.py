@@ -108,21 +108,31 @@ class Daemon:
             ports=PortHolder(),
         )
         self.firewall = firewall.Applier()
-        self.reconciler.add_step("firewall", self.apply_firewall, self.firewall.forget)
+        self.sysctls_set: set[tuple[str, str]] = set()  # as of the last converge; a full reconcile writes them all
+        self.reconciler.add_step("firewall", self.apply_firewall, self.forget_firewall)
         self.reconciler.add_step("ports", self.ctx.ports.converge)
 
     def apply_firewall(self, snapshot: Snapshot) -> None:
         """Sysctls, then the table. A sysctl that cannot be written (a bridge that failed to come up, a module
         that is not loaded) is reported, but never keeps the rules of every other network from being applied."""
         problems = []
-        for key, value in firewall.sysctls(snapshot):
+        wanted = firewall.sysctls(snapshot)
+        done = self.sysctls_set
+        self.sysctls_set = set()
+        for key, value in wanted:
             try:
-                self.reconciler.write_sysctl(key, value)
+                if (key, value) not in done:  # a new bridge starts with its defaults: it is not in `done`
+                    self.reconciler.write_sysctl(key, value)
+                self.sysctls_set.add((key, value))
             except KernelError as exc:
                 problems.append(exc.message)
         self.firewall(firewall.tables(snapshot))
         if problems:
             raise KernelError("; ".join(problems))
+
+    def forget_firewall(self) -> None:
+        self.firewall.forget()
+        self.sysctls_set = set()
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -131,7 +141,9 @@ class Daemon:
     def start_up(self) -> None:
         """Runs on the worker: the default network exists, and the kernel matches the database (a full reconcile:
         links, firewall, held ports, DNS records). The API and DNS serve from here on."""
+        began = time.monotonic()
         networks.ensure_default(self.ctx)
+        log.info("database read in %.2f s", time.monotonic() - began)
         self.ctx.converge()
 
     def adopt(self) -> None:
@@ -219,6 +231,7 @@ class Daemon:
 
 
 def run(settings: Settings) -> int:
+    log.info("hyprd starting (data %s)", settings.paths.data_dir)  # start-up at scale is timed from here
     try:
         daemon = Daemon(settings)
     except AlreadyRunning as exc:

@@ -198,12 +198,12 @@ def build_records(snapshot: Snapshot, host_search: Sequence[str] = ()) -> Record
 
 @dataclass(frozen=True)
 class _Part:
-    """One workload's share of the tables: its `<name>.hypr` entry, its scope, and per endpoint (address, PTR name
-    or "" when its name is no DNS name, network id, the names it answers to there)."""
+    """One workload's share of the tables: its `<name>.hypr` entry, its scope, and per endpoint (address, as text,
+    PTR name or "" when its name is no DNS name, network id, the names it answers to there)."""
 
     hypr: tuple[str, tuple[tuple[str, IPv4Address], ...]] | None
     scope: Scope
-    endpoints: tuple[tuple[IPv4Address, str, str, frozenset[str]], ...]
+    endpoints: tuple[tuple[IPv4Address, str, str, str, frozenset[str]], ...]
 
 
 class RecordsBuilder:
@@ -243,8 +243,8 @@ class RecordsBuilder:
             if part.hypr is not None:
                 hypr[part.hypr[0]] = part.hypr[1]
             scope = interned.setdefault(part.scope, part.scope)
-            for ip, pointer, network_id, names in part.endpoints:
-                scopes[str(ip)] = scope
+            for ip, text, pointer, network_id, names in part.endpoints:
+                scopes[text] = scope
                 if part.hypr is not None:
                     reverse[pointer] = f"{part.hypr[0]}.{ZONE}"
                 table = scoped[network_id]
@@ -285,7 +285,7 @@ def _part(
         network = network_names[endpoint.network_id]
         names = bare | {f"{n}.{network}" for n in bare if valid_name(f"{n}.{network}")}
         pointer = reverse_name(endpoint.ip) if published else ""
-        found.append((endpoint.ip, pointer, endpoint.network_id, frozenset(names)))
+        found.append((endpoint.ip, str(endpoint.ip), pointer, endpoint.network_id, frozenset(names)))
     hypr = (own, tuple((e.network_id, e.ip) for e in endpoints)) if published else None
     return _Part(hypr=hypr, scope=scope, endpoints=tuple(found))
 

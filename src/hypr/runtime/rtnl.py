@@ -276,6 +276,19 @@ class Rtnl:
                         found.append(_link_info(data[offset + _HDR.size : offset + length]))
                 offset += (length + 3) & ~3
 
+    def link(self, name: str = "", index: int = 0) -> LinkInfo | None:
+        """One link by name or index (one request, statistics left out), or None when there is no such link."""
+        body = ifinfo(index) + attr(IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
+        if name:
+            body += attr(IFLA_IFNAME, _str(name))
+        try:
+            (reply,) = self.batch([Request(f"look up link {name or index}", RTM_GETLINK, 0, body)])
+        except NetlinkError as exc:
+            if exc.errno == errno.ENODEV:
+                return None
+            raise
+        return _link_info(reply)
+
     def link_index(self, name: str) -> int | None:
         """The index of `name` in this socket's namespace, or None when there is no such link."""
         try:
