@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from goals import median_ms, report
+from goals import median_ms, not_measured, report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -45,8 +45,10 @@ def main() -> int:
     parser.add_argument("--workloads", type=int, default=5)
     args = parser.parse_args()
     docker = shutil.which("docker")
-    if docker is None:
-        sys.exit("the docker CLI is not installed")
+    if docker is None:  # not an apt package we install: docker.io would bring (and start) dockerd too
+        for word in ("ps", "version"):
+            not_measured(f"cli: hypr {word} / docker {word} (same socket, median wall)", "no docker CLI")
+        return 0
     root = Path(tempfile.mkdtemp(prefix="hypr-bench-cli-"))
     try:
         with netns("hyprcli") as ns:

@@ -26,5 +26,10 @@ def report(what: str, value: float, goal: float, *, at_least: bool = False, unit
     return value >= goal if at_least else value <= goal
 
 
+def not_measured(what: str, why: str) -> None:
+    """A goal this run could not measure (a tool missing): said on the same kind of line, never silently left out."""
+    print(f"GOAL  {what:<62} NOT measured: {why}", flush=True)
+
+
 def median_ms(seconds: Sequence[float]) -> float:
     return statistics.median(seconds) * 1000

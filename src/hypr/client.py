@@ -14,13 +14,24 @@ import os
 import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from hypr.errors import HyprError, Unavailable, from_status
 
 API_PREFIX = "/v1.56"
 DEFAULT_SOCKET = "/run/hypr/hypr.sock"  # config.Paths.socket for the default runtime dir (config imports too much)
 READ_SIZE = 65536
+UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")  # RFC 3986 2.3
+
+
+def quote(text: str, safe: str = "") -> str:
+    """Percent-encoding of a path segment or query value (RFC 3986 2.1), UTF-8 first; what urllib.parse.quote
+    does, without importing urllib.parse (and ipaddress with it) into every command."""
+    keep = UNRESERVED | frozenset(safe.encode())
+    return "".join(chr(b) if b in keep else f"%{b:02X}" for b in text.encode())
+
+
+def urlencode(params: Mapping[str, Any]) -> str:
+    return "&".join(f"{quote(str(key))}={quote(str(value))}" for key, value in params.items())
 
 
 def socket_from_host(host: str | None) -> str:
@@ -71,7 +82,9 @@ class Response:
         else:
             self._left = int(length) if length is not None else -1  # -1: until the connection ends
         self._chunked = chunked and self._left is None
-        self.reusable = self._left != -1 and self.headers.get("connection", "").lower() != "close"
+        connection = self.headers.get("connection", "").lower()
+        persistent = connection == "keep-alive" if version == "HTTP/1.0" else connection != "close"  # RFC 9112 9.3
+        self.reusable = self._left != -1 and persistent
         self.done = self._left == 0
 
     def chunks(self) -> Iterator[bytes]:

@@ -45,6 +45,7 @@ class Network:
     ipam_options: Mapping[str, str] | None = None  # None: the client sent none
     created: str = ""  # RFC 3339 with nanoseconds, UTC
     driver: str = DRIVER
+    attachable: bool = False  # Docker's --attachable: stored and shown (every local network takes any workload)
 
     @property
     def builtin(self) -> bool:
@@ -65,6 +66,8 @@ class Endpoint:
     aliases: tuple[str, ...] = ()  # --network-alias, compose service name and aliases
     static_ip: bool = False
     gw_priority: int = 0  # Docker's GwPriority: the highest carries the default route
+    driver_opts: Mapping[str, str] = field(default_factory=dict)  # Docker's DriverOpts, as given (shown by inspect)
+    link_local_ips: tuple[str, ...] = ()  # IPAMConfig.LinkLocalIPs: extra addresses on the guest interface
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,20 @@ class Workload:
     exposed_ports: tuple[str, ...] = ()  # "80/tcp": the image's ExposedPorts and --expose
     resolver: Resolver = field(default_factory=lambda: Resolver())
     confinement: Confinement = field(default_factory=lambda: Confinement())
+    # Docker's network modes: "" (bridge networks, its endpoints), "none" (only lo), "host" (the daemon's network
+    # namespace), "container:<workload id>" (that workload's network namespace).
+    network_mode: str = ""
+    paused: bool = False  # running, its processes frozen (Docker's pause)
+    links: tuple[tuple[str, str], ...] = ()  # legacy --link: (linked workload's id, alias)
+    publish_all: bool = False  # -P, as asked (the ports it gave are port mappings)
+    mac_address: str = ""  # Config.MacAddress as asked (the endpoint of NetworkMode carries it)
+    # Networks removed while it was stopped (Docker keeps the config, not the endpoint): starting it fails by name.
+    lost_networks: tuple[str, ...] = ()
+
+    @property
+    def shares_network(self) -> bool:
+        """True when it has no network namespace of its own (host or container:<id>)."""
+        return self.network_mode == "host" or self.network_mode.startswith("container:")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ def test_docker_py_networks(hyprd: Hyprd) -> None:
         net = client.networks.create("pynet", driver="bridge", ipam=ipam, labels={"made-by": "docker-py"})
         assert len(net.id) == 64 and "vbr1" in links(hyprd.ns)
         assert net.attrs["IPAM"]["Config"] == [{"Subnet": "10.66.0.0/24", "Gateway": "10.66.0.254"}]
-        assert {n.name for n in client.networks.list()} == {"bridge", "pynet"}
+        assert {n.name for n in client.networks.list()} == {"bridge", "host", "none", "pynet"}
         assert [n.name for n in client.networks.list(filters={"label": "made-by=docker-py"})] == ["pynet"]
         with pytest.raises(docker.errors.APIError) as conflict:
             client.networks.create("pynet")

@@ -29,7 +29,8 @@ def test_default_network_is_vbr0_and_owned(hyprd: Hyprd) -> None:
     assert info["address"] == "02:42:0a:58:00:01"  # fixed (from the gateway), so ports coming and going never move it
     assert "UP" in info["flags"]  # type: ignore[operator]
     with hyprd.client() as client:
-        [net] = client.networks()
+        net, host, none = client.networks()  # Docker lists its host and none networks too
+        assert (host["Driver"], none["Driver"]) == ("host", "null")
         assert net["Name"] == "bridge" and net["Options"]["com.docker.network.bridge.name"] == "vbr0"
         with pytest.raises(Forbidden, match="pre-defined"):
             client.remove_network("bridge")
@@ -51,7 +52,7 @@ def test_create_inspect_remove_moves_the_kernel(hyprd: Hyprd) -> None:
     assert json.loads(hyprd.cli("network", "inspect", net_id[:5]).stdout)[0]["Name"] == "app"
     ls = hyprd.cli("network", "ls").stdout.splitlines()
     assert ls[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
-    assert [line.split()[1] for line in ls[1:]] == ["app", "bridge"]
+    assert [line.split()[1] for line in ls[1:]] == ["app", "bridge", "host", "none"]
     assert hyprd.cli("network", "ls", "-q", "--filter", "label=tier=web").stdout.split() == [net_id[:12]]
     hyprd.cli("network", "rm", "app")
     assert "vbr1" not in links(hyprd.ns)
@@ -164,7 +165,7 @@ def test_two_daemons_side_by_side(hyprd: Hyprd, tmp_path: Path) -> None:
             assert bridge_addrs(other_ns, "vbr0") == ["10.77.0.1/16"]
             assert links(hyprd.ns, "bridge") == ["vbr0"]
             with hyprd.client() as client:
-                assert [n["Name"] for n in client.networks()] == ["bridge"]
+                assert [n["Name"] for n in client.networks()] == ["bridge", "host", "none"]
         finally:
             other.stop()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hypr.client import Client
+from hypr.client import Client, quote
 from hypr.errors import Conflict, NotFound, Unavailable
 
 
@@ -94,9 +94,17 @@ def test_the_body_is_json_with_its_length_and_params_are_encoded(peer) -> None: 
     client, requests, _ = peer(keep_answering(answer("201 Created", b'{"Id": "abc"}')))
     assert client.create_container({"Image": "busybox", "Cmd": ["echo", "hé"]}, name="a b") == "abc"
     head, _, body = requests[0].partition(b"\r\n\r\n")
-    assert head.startswith(b"POST /v1.56/containers/create?name=a+b HTTP/1.1\r\n")
+    assert head.startswith(b"POST /v1.56/containers/create?name=a%20b HTTP/1.1\r\n")
     assert b"Content-Type: application/json" in head
     assert body == '{"Image":"busybox","Cmd":["echo","hé"]}'.encode()
+
+
+def test_quoting_is_urllib_s() -> None:
+    from urllib.parse import quote as reference
+
+    for text in ("a b/c:d@e", "é+&=?#%", "nginx:1.25", "~._-", "127.0.0.1:5000/app@sha256:ab", '{"label":["a=b c"]}'):
+        for safe in ("", "/:@"):
+            assert quote(text, safe) == reference(text, safe=safe)
 
 
 def test_errors_map_to_their_status(peer) -> None:  # type: ignore[no-untyped-def]
@@ -163,3 +171,14 @@ def test_a_response_cut_short_is_unavailable(peer) -> None:  # type: ignore[no-u
 def test_no_daemon_is_unavailable(tmp_path: Path) -> None:
     with Client(f"unix://{tmp_path / 'none.sock'}") as client, pytest.raises(Unavailable, match="Is hyprd running"):
         client.ping()
+
+
+def test_the_default_socket_is_the_daemon_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client computes it without importing hypr.config (start-up time): both must agree."""
+    from hypr.client import socket_from_host
+    from hypr.config import paths_from_env
+
+    monkeypatch.delenv("HYPR_RUNTIME_DIR", raising=False)
+    assert socket_from_host(None) == str(paths_from_env().socket)
+    monkeypatch.setenv("HYPR_RUNTIME_DIR", "/tmp/x")
+    assert socket_from_host(None) == str(paths_from_env().socket) == "/tmp/x/hypr.sock"

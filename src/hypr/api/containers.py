@@ -13,7 +13,7 @@ from aiohttp import web
 
 from hypr.api import shapes
 from hypr.api.common import Call, Handler, json_response, query_bool, query_filters, read_json, read_object
-from hypr.errors import InvalidParameter, NotFound
+from hypr.errors import Conflict, InvalidParameter, NotFound
 from hypr.services import validation, workload_plan, workloads
 from hypr.services.context import Context
 
@@ -104,6 +104,8 @@ class ContainerApi:
         return web.Response(status=204)
 
     async def remove(self, request: web.Request) -> web.Response:
+        if query_bool(request, "link"):  # `rm --link` names /<container>/<alias> (api/system.py); this is no link
+            raise Conflict("Conflict, cannot remove the default link name of the container")
         await self.call(workloads.remove, self.ctx, request.match_info["ref"], force=query_bool(request, "force"))
         return web.Response(status=204)
 
@@ -169,13 +171,8 @@ class ContainerApi:
 
     async def connect(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        config = validation.mapping(body.get("EndpointConfig"), "EndpointConfig")
-        ip = validation.mapping(config.get("IPAMConfig"), "IPAMConfig").get("IPv4Address") or None
-        if ip is not None and not isinstance(ip, str):
-            raise InvalidParameter("invalid IPv4Address: expected a string")
-        aliases = tuple(validation.strings(config.get("Aliases"), "Aliases"))
-        priority = workload_plan.gw_priority(config.get("GwPriority"))
-        await self.call(workloads.connect, self.ctx, request.match_info["ref"], _container(body), ip, aliases, priority)
+        ref, config = request.match_info["ref"], body.get("EndpointConfig")
+        await self.call(workloads.connect, self.ctx, ref, _container(body), config)
         return web.Response(status=200)
 
     async def disconnect(self, request: web.Request) -> web.Response:

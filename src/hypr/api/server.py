@@ -38,7 +38,8 @@ from hypr.api.common import (
 )
 from hypr.api.containers import ContainerApi
 from hypr.api.images import ImageApi
-from hypr.errors import HyprError
+from hypr.api.system import SystemApi
+from hypr.errors import Forbidden, HyprError
 from hypr.services import network_plan, networks, system
 from hypr.services.context import Context
 
@@ -205,11 +206,19 @@ class Api:
         filters = query_filters(request)
         snapshot = await self.call(self.ctx.store.snapshot)
         found = network_plan.list_networks(snapshot, filters)
-        return json_response([shapes.network_inspect(n, snapshot) for n in found])
+        predefined = network_plan.list_predefined(snapshot, filters)
+        return json_response([
+            *(shapes.network_inspect(n, snapshot) for n in found),
+            *(shapes.predefined_inspect(snapshot, name) for name in predefined),
+        ])  # fmt: skip
 
     async def network_inspect(self, request: web.Request) -> web.Response:
         snapshot = await self.call(self.ctx.store.snapshot)
-        network = network_plan.find_network(snapshot, request.match_info["ref"])
+        ref = request.match_info["ref"]
+        predefined = network_plan.find_predefined(snapshot, ref)
+        if predefined is not None:
+            return json_response(shapes.predefined_inspect(snapshot, predefined))
+        network = network_plan.find_network(snapshot, ref)
         return json_response(shapes.network_inspect(network, snapshot))
 
     async def network_create(self, request: web.Request) -> web.Response:
@@ -217,6 +226,10 @@ class Api:
         return json_response({"Id": network.id, "Warning": ""}, status=201)
 
     async def network_remove(self, request: web.Request) -> web.Response:
+        snapshot = await self.call(self.ctx.store.snapshot)
+        predefined = network_plan.find_predefined(snapshot, request.match_info["ref"])
+        if predefined is not None:
+            raise Forbidden(f"{predefined} is a pre-defined network and cannot be removed")
         await self.call(networks.remove, self.ctx, request.match_info["ref"], force=query_bool(request, "force"))
         return web.Response(status=204)
 
@@ -245,7 +258,13 @@ def make_app(ctx: Context, call: Call, limits: ConnectionLimits | None = None) -
             log.exception("image store start-up failed")
 
     app.on_startup.append(images_start_up)
-    for method, path, handler in [*Api(ctx, call).routes(), *ContainerApi(ctx, call).routes(), *image_api.routes()]:
+    every = [
+        *Api(ctx, call).routes(),
+        *ContainerApi(ctx, call).routes(),
+        *image_api.routes(),
+        *SystemApi(ctx, call).routes(),
+    ]
+    for method, path, handler in every:
         app.router.add_route(method, path, handler)
         app.router.add_route(method, r"/v{version:[0-9]+\.[0-9]+}" + path, handler)
     app.router.add_route("*", "/{path:.*}", unsupported)  # last: whatever no route above takes

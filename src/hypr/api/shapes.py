@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hypr.models import OPT_BRIDGE_NAME, Confinement, Endpoint, Network, Snapshot, Workload
+from hypr.services.network_plan import PREDEFINED_DRIVERS, predefined_id
 from hypr.services.validation import parse_created
 
 
@@ -29,7 +30,7 @@ def network_inspect(network: Network, snapshot: Snapshot, *, containers: bool = 
         "EnableIPv6": False,
         "IPAM": ipam,
         "Internal": network.internal,
-        "Attachable": False,
+        "Attachable": network.attachable,
         "Ingress": False,
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": False,
@@ -38,6 +39,23 @@ def network_inspect(network: Network, snapshot: Snapshot, *, containers: bool = 
         "Options": {OPT_BRIDGE_NAME: network.bridge, **network.options},
         "Labels": dict(network.labels),
     }
+
+
+def predefined_inspect(snapshot: Snapshot, name: str) -> dict[str, Any]:
+    """Docker's `host` and `none` networks: no IPAM config, the workloads in that network mode as members."""
+    members = {
+        w.id: {"Name": w.name, "EndpointID": "", "MacAddress": "", "IPv4Address": "", "IPv6Address": ""}
+        for w in snapshot.workloads
+        if w.network_mode == name and w.state == "running"
+    }
+    return {
+        "Name": name, "Id": predefined_id(snapshot, name),
+        "Created": next((n.created for n in snapshot.networks if n.builtin), ""), "Scope": "local",
+        "Driver": PREDEFINED_DRIVERS[name], "EnableIPv4": True, "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": None, "Config": None}, "Internal": False, "Attachable": False,
+        "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": members, "Options": {},
+        "Labels": {},
+    }  # fmt: skip
 
 
 def _containers(network: Network, snapshot: Snapshot) -> dict[str, Any]:
@@ -69,11 +87,14 @@ def port_bindings(snapshot: Snapshot, workload_id: str) -> dict[str, list[dict[s
 
 def endpoint_settings(snapshot: Snapshot, endpoint: Endpoint, workload: Workload) -> dict[str, Any]:
     network = snapshot.network(endpoint.network_id)
+    ipam: dict[str, Any] = {"IPv4Address": str(endpoint.ip)} if endpoint.static_ip else {}
+    if endpoint.link_local_ips:
+        ipam["LinkLocalIPs"] = list(endpoint.link_local_ips)
     return {
-        "IPAMConfig": {"IPv4Address": str(endpoint.ip)} if endpoint.static_ip else None,
-        "Links": None,
+        "IPAMConfig": ipam or None,
+        "Links": links_of(snapshot, workload) or None,
         "Aliases": list(endpoint.aliases) or None,
-        "DriverOpts": None,
+        "DriverOpts": dict(endpoint.driver_opts) or None,
         "GwPriority": endpoint.gw_priority,
         "HostInterface": endpoint.host_ifname,  # hypr's: the veth host end or TAP on the network's bridge
         "DNSNames": [workload.name, workload.id[:12], *endpoint.aliases],
@@ -89,19 +110,45 @@ def endpoint_settings(snapshot: Snapshot, endpoint: Endpoint, workload: Workload
     }
 
 
+def links_of(snapshot: Snapshot, workload: Workload) -> list[str]:
+    """Docker's HostConfig.Links form: `/<linked name>:/<linking name>/<alias>`."""
+    names = {w.id: w.name for w in snapshot.workloads}
+    return [f"/{names[t]}:/{workload.name}/{alias}" for t, alias in workload.links if t in names]
+
+
 def networks_of(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
-    return {
+    """NetworkSettings.Networks: the endpoints, or in none/host mode that network with no address (Docker's); a
+    workload sharing another's namespace has none of its own."""
+    if workload.network_mode in PREDEFINED_DRIVERS:
+        return {workload.network_mode: {
+            **{k: None for k in ("IPAMConfig", "Links", "Aliases", "DriverOpts", "DNSNames")}, "MacAddress": "",
+            "GwPriority": 0, "NetworkID": predefined_id(snapshot, workload.network_mode), "EndpointID": "",
+            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+        }}  # fmt: skip
+    found = {
         snapshot.network(e.network_id).name: endpoint_settings(snapshot, e, workload)
         for e in snapshot.endpoints_of(workload.id)
     }
+    for name in workload.lost_networks:  # removed while it was stopped: the config stays, with no endpoint
+        found[name] = {**{k: None for k in ("IPAMConfig", "Links", "Aliases", "DriverOpts", "DNSNames")},
+                       "MacAddress": "", "GwPriority": 0, "NetworkID": "", "EndpointID": "", "Gateway": "",
+                       "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+                       "GlobalIPv6PrefixLen": 0}  # fmt: skip
+    return found
+
+
+def network_mode(snapshot: Snapshot, workload: Workload) -> str:
+    """HostConfig.NetworkMode: none/host/container:<id>, else the first network's name, as Docker echoes it."""
+    return workload.network_mode or next(iter(networks_of(snapshot, workload)), "bridge")
 
 
 def state_of(workload: Workload) -> dict[str, Any]:
     running = workload.state == "running"
     return {
-        "Status": workload.state,
+        "Status": "paused" if running and workload.paused else workload.state,
         "Running": running,
-        "Paused": False,
+        "Paused": running and workload.paused,
         "Restarting": False,
         "OOMKilled": False,
         "Dead": False,
@@ -110,7 +157,7 @@ def state_of(workload: Workload) -> dict[str, Any]:
         "Error": "",
         "StartedAt": workload.started_at or "0001-01-01T00:00:00Z",
         "FinishedAt": workload.finished_at or "0001-01-01T00:00:00Z",
-    }
+    }  # Docker's State.Health exists only for workloads with a health check: hypr has none, so it is absent
 
 
 def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
@@ -118,55 +165,65 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
     nets = networks_of(snapshot, workload)
     gateway = snapshot.gateway_order(workload.id)[:1]
     first: dict[str, Any] = nets.get(snapshot.network(gateway[0].network_id).name, {}) if gateway else {}
-    return {
-        "Id": workload.id,
-        "Created": workload.created,
-        "Path": workload.command[0] if workload.command else "",
-        "Args": list(workload.command[1:]),
-        "State": state_of(workload),
-        "Image": workload.image_id or workload.image,  # Docker: the image ID here, the name in Config.Image
-        "Name": "/" + workload.name,
-        "RestartCount": 0,
-        "Driver": workload.runtime,
-        "Platform": "linux",
-        "HostConfig": {
-            "NetworkMode": next(iter(nets), "bridge"),
-            "PortBindings": {
-                k: [{"HostIp": "" if b["HostIp"] == "0.0.0.0" else b["HostIp"], "HostPort": b["HostPort"]} for b in v]
-                for k, v in ports.items()
+    return with_defaults(
+        {
+            "Id": workload.id,
+            "Created": workload.created,
+            "Path": workload.command[0] if workload.command else "",
+            "Args": list(workload.command[1:]),
+            "State": state_of(workload),
+            "Image": workload.image_id or workload.image,  # Docker: the image ID here, the name in Config.Image
+            "Name": "/" + workload.name,
+            "RestartCount": 0,
+            "Driver": workload.runtime,
+            "Platform": "linux",
+            "HostConfig": {
+                "NetworkMode": network_mode(snapshot, workload),
+                "Links": links_of(snapshot, workload) or None,
+                "PublishAllPorts": workload.publish_all,
+                "PortBindings": {
+                    k: [
+                        {"HostIp": "" if b["HostIp"] == "0.0.0.0" else b["HostIp"], "HostPort": b["HostPort"]}
+                        for b in v
+                    ]
+                    for k, v in ports.items()
+                },
+                "AutoRemove": workload.auto_remove,
+                "Dns": list(workload.resolver.dns),
+                "DnsSearch": list(workload.resolver.search or []),
+                "DnsOptions": list(workload.resolver.options or []),
+                "ExtraHosts": [f"{n}:{a}" for n, a in workload.resolver.extra_hosts] or None,
+                "RestartPolicy": {"Name": workload.restart, "MaximumRetryCount": 0},
+                "Runtime": workload.runtime,
+                "LogConfig": {"Type": "json-file", "Config": {}},  # docker-py streams logs only for these types
+                **confinement_shape(workload.confinement),
             },
-            "AutoRemove": workload.auto_remove,
-            "Dns": list(workload.resolver.dns),
-            "DnsSearch": list(workload.resolver.search or []),
-            "DnsOptions": list(workload.resolver.options or []),
-            "ExtraHosts": [f"{n}:{a}" for n, a in workload.resolver.extra_hosts] or None,
-            "RestartPolicy": {"Name": workload.restart, "MaximumRetryCount": 0},
-            "Runtime": workload.runtime,
-            "LogConfig": {"Type": "json-file", "Config": {}},  # docker-py streams logs only for these types
-            **confinement_shape(workload.confinement),
-        },
-        "Config": {
-            "Hostname": workload.hostname,
-            "Domainname": workload.resolver.domainname,
-            "User": workload.user,
-            "Env": [f"{k}={v}" for k, v in workload.env.items()],
-            "Cmd": list(workload.command[len(workload.entrypoint) :]),
-            "Entrypoint": list(workload.entrypoint) or None,
-            "WorkingDir": workload.workdir,
-            "Image": workload.image,
-            "Labels": dict(workload.labels),
-            "StopSignal": workload.stop_signal or None,
-            "Tty": True,  # logs are one raw stream, as Docker serves them for TTY containers
-            "ExposedPorts": {k: {} for k in sorted({*ports, *workload.exposed_ports})},
-        },
-        "NetworkSettings": {
-            "Ports": ports,
-            "IPAddress": first.get("IPAddress", ""),
-            "Gateway": first.get("Gateway", ""),
-            "MacAddress": first.get("MacAddress", ""),
-            "Networks": nets,
-        },
-    }
+            "Config": {
+                "Hostname": workload.hostname,
+                "Domainname": workload.resolver.domainname,
+                "User": workload.user,
+                "Env": [f"{k}={v}" for k, v in workload.env.items()],
+                "Cmd": list(workload.command[len(workload.entrypoint) :]),
+                "Entrypoint": list(workload.entrypoint) or None,
+                "WorkingDir": workload.workdir,
+                "Image": workload.image,
+                "Labels": dict(workload.labels),
+                "StopSignal": workload.stop_signal or None,
+                "Tty": True,  # logs are one raw stream, as Docker serves them for TTY containers
+                "ExposedPorts": {k: {} for k in sorted({*ports, *workload.exposed_ports})},
+                **({"MacAddress": workload.mac_address} if workload.mac_address else {}),
+            },
+            "NetworkSettings": {
+                "Ports": ports,
+                "IPAddress": first.get("IPAddress", ""),
+                "IPPrefixLen": first.get("IPPrefixLen", 0),
+                "Gateway": first.get("Gateway", ""),
+                "MacAddress": first.get("MacAddress", ""),
+                "EndpointID": first.get("EndpointID", ""),
+                "Networks": nets,
+            },
+        }
+    )
 
 
 def confinement_shape(c: Confinement) -> dict[str, Any]:
@@ -180,9 +237,10 @@ def confinement_shape(c: Confinement) -> dict[str, Any]:
 
 
 def status_text(workload: Workload, now: datetime) -> str:
-    """Docker's STATUS column: `Up 5 minutes`, `Exited (0) 3 seconds ago`, `Created`."""
+    """Docker's STATUS column: `Up 5 minutes`, `Up 5 minutes (Paused)`, `Exited (0) 3 seconds ago`, `Created`."""
     if workload.state == "running":
-        return "Up " + human_duration(now - parse_created(workload.started_at))
+        up = "Up " + human_duration(now - parse_created(workload.started_at))
+        return up + " (Paused)" if workload.paused else up
     if workload.state == "exited":
         ago = human_duration(now - parse_created(workload.finished_at)) if workload.finished_at else "a moment"
         return f"Exited ({workload.exit_code if workload.exit_code is not None else -1}) {ago} ago"
@@ -211,13 +269,66 @@ def container_summary(snapshot: Snapshot, workload: Workload, now: datetime) -> 
         "ImageID": workload.image_id,
         "Command": " ".join(workload.command),
         "Created": int(parse_created(workload.created).timestamp()),
-        "State": workload.state,
+        "State": "paused" if workload.state == "running" and workload.paused else workload.state,
         "Status": status_text(workload, now),
         "Ports": [
             {"IP": str(p.host_ip), "PrivatePort": p.guest_port, "PublicPort": p.host_port, "Type": p.protocol}
             for p in snapshot.ports_of(workload.id)
         ],
         "Labels": dict(workload.labels),
-        "HostConfig": {"NetworkMode": next(iter(networks_of(snapshot, workload)), "bridge")},
+        "HostConfig": {"NetworkMode": network_mode(snapshot, workload)},
         "NetworkSettings": {"Networks": networks_of(snapshot, workload)},
     }
+
+
+# Every key Docker's container inspect has (API 1.56), at the value Docker gives when unset, so that any
+# `docker inspect --format '{{.X.Y}}'` template that works against Docker works against hypr ("map has no entry"
+# otherwise). What hypr knows is filled in by container_inspect; these are what it does not have.
+INSPECT_DEFAULTS: dict[str, Any] = {
+    "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": "", "MountLabel": "", "ProcessLabel": "",
+    "AppArmorProfile": "", "ExecIDs": None, "SizeRw": None, "SizeRootFs": None,
+    "GraphDriver": {"Data": None, "Name": "overlay2"}, "Mounts": [],
+    "State": {"Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
+              "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "", "StartedAt": "0001-01-01T00:00:00Z",
+              "FinishedAt": "0001-01-01T00:00:00Z"},
+    "HostConfig": {
+        "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}}, "NetworkMode": "",
+        "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "AutoRemove": False,
+        "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": [0, 0], "Annotations": None, "CapAdd": None,
+        "CapDrop": None, "CgroupnsMode": "private", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
+        "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "",
+        "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None,
+        "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864, "Runtime": "sandbox", "Isolation": "",
+        "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0,
+        "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
+        "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
+        "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None, "DeviceRequests": None,
+        "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None, "OomKillDisable": None,
+        "PidsLimit": None, "Ulimits": [], "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0,
+        "IOMaximumBandwidth": 0, "MaskedPaths": None, "ReadonlyPaths": None,
+    },
+    "Config": {
+        "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+        "AttachStderr": False, "ExposedPorts": {}, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": [],
+        "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None,
+        "Labels": {},
+    },
+    "NetworkSettings": {
+        "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": False,
+        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None,
+        "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+        "Networks": {},
+    },
+}  # fmt: skip
+
+
+def with_defaults(shape: dict[str, Any], defaults: dict[str, Any] = INSPECT_DEFAULTS) -> dict[str, Any]:
+    """`shape` with every key of `defaults` it lacks (one level of nesting deep, as Docker's objects are)."""
+    merged = dict(shape)
+    for key, default in defaults.items():
+        if key not in merged:
+            merged[key] = default
+        elif isinstance(default, dict) and isinstance(merged[key], dict) and key not in ("Ports", "Networks"):
+            merged[key] = {**default, **merged[key]}
+    return merged

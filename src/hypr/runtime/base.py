@@ -27,6 +27,7 @@ class Attachment:
     gateway: IPv4Address
     mac: str
     mtu: int = 1500
+    link_local: tuple[IPv4Address, ...] = ()  # Docker's LinkLocalIPs: more addresses on the guest end (/16)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,12 @@ class LaunchSpec:
     domainname: str = ""  # the UTS domain name (Docker's Config.Domainname)
     confinement: Confinement = field(default_factory=Confinement)  # sandbox: capabilities, seccomp, mounts, limits
     runtime_dir: Path | None = None  # the daemon's runtime dir (socket, workloads' state): never visible inside
+    # Docker's network modes: "" (its own namespace with `attachments`), "none" (its own, only lo), "host" (the
+    # daemon's namespace), "container" (another workload's namespace, pinned at `shared_netns`). For "host" and
+    # "container" there are no attachments and nothing of the namespace is the workload's to change or remove.
+    network_mode: str = ""
+    shared_netns: Path | None = None
+    resolv_conf: str | None = None  # host mode: the host's resolv.conf, copied as Docker does
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,9 @@ class Runtime(Protocol):
         the command's."""
 
     def log_path(self, spec: LaunchSpec) -> Path: ...
+
+    def pause(self, spec: LaunchSpec, handle: Handle, *, paused: bool) -> None:
+        """Freeze (True) or thaw (False) every process of the workload; InvalidParameter when the backend cannot."""
 
     def attach(self, spec: LaunchSpec, att: Attachment) -> None:
         """Hot-plug one more endpoint (the workload may be running)."""

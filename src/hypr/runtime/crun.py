@@ -79,6 +79,14 @@ def kill(state_dir: Path, container: str, signal: int) -> bool:
     raise KernelError(f"crun kill {container}: {done.stderr.strip()}")
 
 
+def freeze(state_dir: Path, container: str, *, frozen: bool) -> None:
+    """`crun pause` / `crun resume`: the container's cgroup freezer (Docker's pause)."""
+    verb = "pause" if frozen else "resume"
+    done = _crun(state_dir, verb, container)
+    if done.returncode != 0:
+        raise KernelError(f"crun {verb} {container}: {done.stderr.strip()}")
+
+
 def delete(state_dir: Path, container: str) -> None:
     """`crun delete --force`: kills what still runs in the container's cgroup, removes the cgroup and the state."""
     if not exists(state_dir, container):

@@ -67,5 +67,5 @@ def write_in_place(path: Path, text: str) -> None:
 
 def write_all(spec: LaunchSpec) -> None:
     write_in_place(spec.state_dir / HOSTS, render_hosts(spec))
-    write_in_place(spec.state_dir / RESOLV, render_resolv(spec))
+    write_in_place(spec.state_dir / RESOLV, render_resolv(spec) if spec.resolv_conf is None else spec.resolv_conf)
     write_in_place(spec.state_dir / HOSTNAME, spec.hostname + "\n")

@@ -90,7 +90,7 @@ class Inputs:
     process: Process
     hostname: str
     domainname: str
-    netns: str  # the pinned network namespace, joined by path
+    netns: str | None  # the pinned network namespace, joined by path; None: the caller's (Docker's host mode)
     rootfs: str  # the root the supervisor mounts (an overlay, or the host's root read-only)
     host_root: bool  # the `host` image: a read-only view of the host's root with private /tmp and /run
     files: Mapping[str, str]  # /etc/hosts, /etc/resolv.conf, /etc/hostname -> the state dir's files
@@ -263,14 +263,15 @@ def _seccomp_for(inputs: Inputs) -> dict[str, Any] | None:
 def config(inputs: Inputs) -> dict[str, Any]:
     c = inputs.confinement
     confined = not (c.privileged or c.unmasked)
+    own_network = [{"type": "network", "path": inputs.netns}] if inputs.netns is not None else []
     linux: dict[str, Any] = {
         "namespaces": [
-            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"},
-            {"type": "network", "path": inputs.netns},
+            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}, *own_network,
         ],
         "cgroupsPath": f"{CGROUP_PARENT}/{inputs.workload_id}",
         "resources": resources(c),
-        "sysctl": dict(SYSCTLS),
+        # Network sysctls are per namespace: in the host's (host mode) they would change the host.
+        "sysctl": dict(SYSCTLS) if own_network else {},
         "maskedPaths": [*(MASKED_PATHS if confined else ()), *inputs.hidden],
         "readonlyPaths": list(READONLY_PATHS if confined else ()),
     }  # fmt: skip

@@ -28,7 +28,7 @@ from typing import Any
 from hypr.errors import Conflict, InvalidParameter, KernelError
 from hypr.runtime import crun, files, handles, images, netns, oci, proc, users, veth
 from hypr.runtime.base import Attachment, Handle, LaunchSpec
-from hypr.runtime.rtnl import Rtnl, default_route_add, delete_host_links
+from hypr.runtime.rtnl import Rtnl, default_route_add, delete_host_links, link_up
 
 SHIM = Path(__file__).with_name("shim.py")
 HOSTNAME_MAX = 64
@@ -37,7 +37,25 @@ KILL_GRACE = 5.0  # after SIGKILL, how long the supervisor may take to record th
 
 
 def _netns_path(spec: LaunchSpec) -> Path:
+    """The workload's own network namespace (also for `none`)."""
     return spec.state_dir / "netns"
+
+
+def _shares(spec: LaunchSpec) -> bool:
+    """Host or container mode: the namespace is someone else's, never made, plugged or removed here."""
+    return spec.network_mode in ("host", "container")
+
+
+def _joined(spec: LaunchSpec) -> Path | None:
+    """The namespace crun joins: its own, the owner's (container mode), or None: the supervisor's, which is the
+    daemon's (host mode)."""
+    if spec.network_mode == "host":
+        return None
+    if spec.network_mode == "container":
+        if spec.shared_netns is None or not netns.is_netns(spec.shared_netns):
+            raise Conflict(f"cannot join network namespace of a non running container: {spec.name}'s owner is gone")
+        return spec.shared_netns
+    return _netns_path(spec)
 
 
 def _command(spec: LaunchSpec, image: images.Image) -> tuple[str, ...]:
@@ -57,10 +75,11 @@ def _bundle_inputs(spec: LaunchSpec, lower: Path | None, command: tuple[str, ...
     host_root = lower is None
     hidden = tuple(str(d) for d in (spec.data_dir, spec.runtime_dir) if d is not None) if host_root else ()
     needs_profile = not (c.privileged or c.seccomp)
+    joined = _joined(spec)
     return oci.Inputs(
         workload_id=spec.workload_id,
         process=oci.Process(command, env, spec.workdir or "/", creds.uid, creds.gid, creds.groups),
-        hostname=spec.hostname, domainname=spec.domainname, netns=str(_netns_path(spec)),
+        hostname=spec.hostname, domainname=spec.domainname, netns=None if joined is None else str(joined),
         rootfs=str(spec.state_dir / "rootfs"), host_root=host_root,
         files={f"/etc/{name}": str(spec.state_dir / name) for name in (files.HOSTS, files.RESOLV, files.HOSTNAME)},
         confinement=c, hidden=hidden, seccomp_profile=crun.default_profile() if needs_profile else None,
@@ -77,7 +96,7 @@ def _launch_config(spec: LaunchSpec, bundle: Path, lower: Path | None, command: 
         "state_dir": str(spec.state_dir),
         "rootfs": str(spec.state_dir / "rootfs"),
         "lower": str(lower) if lower is not None else None,
-        "netns": str(_netns_path(spec)),
+        "netns": str(_joined(spec) or ""),
         "argv0": command[0],
     }
 
@@ -128,7 +147,7 @@ class SandboxRuntime:
         mount namespace took the pin with it while the workload was stopped). A running workload still holds its
         namespace: it is pinned again from its process, never replaced."""
         path = _netns_path(spec)
-        if netns.is_netns(path):
+        if _shares(spec) or netns.is_netns(path):
             return False
         handle = self.adopt(spec)
         if handle is not None and proc.alive(handle.pid, handle.start_time):
@@ -142,11 +161,15 @@ class SandboxRuntime:
     def create(self, spec: LaunchSpec) -> None:
         """Idempotent. A namespace made here is removed again if plugging fails; one that existed is never."""
         spec.state_dir.mkdir(parents=True, exist_ok=True)
+        if _shares(spec):
+            files.write_all(spec)
+            return
         fresh = self._namespace_lost(spec)
         if fresh:  # host ends left from the lost namespace would keep the new peers from being made
             delete_host_links(spec.attachments, [])
         try:
             with netns.create(_netns_path(spec)) as ns, Rtnl() as host:
+                ns.rtnl.batch([link_up(index=veth.LOOPBACK_INDEX)])  # `none` has lo alone, up
                 for i, att in enumerate(spec.attachments):
                     veth.plug(host, ns, att, alias=spec.owner_alias, default_route=i == 0)
         except (OSError, KernelError) as exc:
@@ -281,6 +304,12 @@ class SandboxRuntime:
     def log_path(self, spec: LaunchSpec) -> Path:
         return spec.state_dir / "log"
 
+    def pause(self, spec: LaunchSpec, handle: Handle, *, paused: bool) -> None:
+        """The cgroup freezer, through crun (Docker's pause): the processes stay, they get no CPU time."""
+        if not proc.alive(handle.pid, handle.start_time) or not crun.exists(spec.state_dir, _container(spec)):
+            raise Conflict(f"Container {spec.name} is not running")
+        crun.freeze(spec.state_dir, _container(spec), frozen=paused)
+
     # -- removal ------------------------------------------------------------------------------------------
     def delete(self, spec: LaunchSpec) -> None:
         errors: list[str] = []
@@ -306,6 +335,8 @@ class SandboxRuntime:
 
     def _remove_network(self, spec: LaunchSpec, errors: list[str]) -> None:
         """Host ends first (their peers go with them, synchronously), then the namespace pin."""
+        if _shares(spec):
+            return
         delete_host_links(spec.attachments, errors)
         try:
             netns.remove(_netns_path(spec))

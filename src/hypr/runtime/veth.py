@@ -13,6 +13,7 @@ from hypr.runtime.netns import Namespace
 from hypr.runtime.rtnl import Request, Rtnl
 
 LOOPBACK_INDEX = 1  # always 1 in a network namespace
+LINK_LOCAL_PREFIX = 16  # 169.254.0.0/16 (RFC 3927)
 
 
 def host_plan(att: Attachment, *, bridge_index: int, peer_ns_fd: int, alias: str) -> list[Request]:
@@ -33,6 +34,7 @@ def host_plan(att: Attachment, *, bridge_index: int, peer_ns_fd: int, alias: str
 def guest_plan(att: Attachment, *, index: int, default_route: bool) -> list[Request]:
     plan = [
         rtnl.addr_add(index, att.ip, att.prefixlen),
+        *(rtnl.addr_add(index, extra, LINK_LOCAL_PREFIX) for extra in att.link_local),
         rtnl.link_up(index=index),
         rtnl.link_up(index=LOOPBACK_INDEX),
     ]

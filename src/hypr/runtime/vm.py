@@ -304,6 +304,12 @@ class VmRuntime:
     def log_path(self, spec: LaunchSpec) -> Path:
         return spec.state_dir / vm_kernel.LOG
 
+    def pause(self, spec: LaunchSpec, handle: Handle, *, paused: bool) -> None:
+        raise InvalidParameter(
+            f"{'pause' if paused else 'unpause'} is not supported for VMs: hypr starts QEMU without a monitor "
+            "to stop and continue it through"
+        )
+
     def console_path(self, spec: LaunchSpec) -> Path:
         return spec.state_dir / vm_kernel.CONSOLE
 

@@ -14,6 +14,7 @@ from hypr.reconcile.kernel import Reconciler
 from hypr.reconcile.ports import PortHolder
 from hypr.runtime.base import Runtime
 from hypr.runtime.files import host_resolver
+from hypr.services.events import EventLog
 from hypr.state import Store
 
 
@@ -26,6 +27,7 @@ class Context:
     ports: PortHolder = field(default_factory=PortHolder)
     # Restart policy bookkeeping, per workload: (restarts in a row, monotonic time of the next one; inf: running).
     restarts: dict[str, tuple[int, float]] = field(default_factory=dict)
+    events: EventLog = field(default_factory=EventLog)  # Docker's event stream (GET /events)
     images: ImageStore = field(init=False)  # pulled images on disk, under <data dir>/images
     registry: Skopeo = field(init=False)
     _resolv: tuple[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...]]] | None = None

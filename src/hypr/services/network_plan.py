@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from ipaddress import IPv4Address, IPv4Network
@@ -75,6 +76,7 @@ def plan_network_create(body: Any, snapshot: Snapshot, host: HostView) -> Networ
         raise NotFound(f"could not find plugin {driver} in v1 plugin registry: plugin not found")
     if body.get("EnableIPv6"):
         raise InvalidParameter("IPv6 networks are not supported by hypr yet")
+    _refuse_unsupported(body)
     options = string_map("options", body.get("Options"))
     labels = string_map("labels", body.get("Labels"))
     subnet, gateway, ip_range, aux, ipam_options = _plan_ipam(body.get("IPAM"), snapshot, host)
@@ -85,7 +87,25 @@ def plan_network_create(body: Any, snapshot: Snapshot, host: HostView) -> Networ
         icc=parse_bool(OPT_ICC, options.get(OPT_ICC, True)),
         masquerade=parse_bool(OPT_MASQUERADE, options.get(OPT_MASQUERADE, True)),
         labels=labels, options=options, ipam_options=ipam_options, created=now_rfc3339(),
+        attachable=parse_bool("Attachable", body.get("Attachable", False)),
     )  # fmt: skip
+
+
+def _refuse_unsupported(body: Mapping[str, Any]) -> None:
+    """Network create fields hypr cannot honour, refused by name (never stored and ignored)."""
+    config_from = body.get("ConfigFrom")
+    if body.get("ConfigOnly") or (isinstance(config_from, Mapping) and config_from.get("Network")):
+        raise InvalidParameter(
+            "--config-only and --config-from are not supported by hypr: config-only networks carry settings for "
+            "swarm-scoped and macvlan/ipvlan networks, which hypr does not have; create the bridge network with its "
+            "settings instead"
+        )
+    if body.get("Ingress"):
+        raise InvalidParameter("--ingress is not supported by hypr: it is a swarm routing-mesh network")
+    if body.get("Scope") not in (None, "", "local"):
+        raise InvalidParameter(f"--scope {body['Scope']} is not supported by hypr: its networks are local")
+    if body.get("EnableIPv4") is False:
+        raise InvalidParameter("--ipv4=false is not supported by hypr: its networks are IPv4 networks")
 
 
 def _plan_ipam(
@@ -173,7 +193,10 @@ def find_network(snapshot: Snapshot, ref: str) -> Network:
 
 
 def in_use(snapshot: Snapshot, network_id: str) -> bool:
-    return any(e.network_id == network_id for e in snapshot.endpoints)
+    """True when a running workload is attached. A stopped one keeps its config, not an endpoint, in Docker: its
+    network can be removed or pruned (starting it afterwards fails by the network's name)."""
+    running = {w.id for w in snapshot.workloads if w.state == "running"}
+    return any(e.network_id == network_id and e.workload_id in running for e in snapshot.endpoints)
 
 
 def check_filters(filters: Mapping[str, Iterable[str]], allowed: Iterable[str]) -> None:
@@ -207,6 +230,47 @@ def _list_match(snapshot: Snapshot, n: Network, key: str, values: list[str]) -> 
                 raise InvalidParameter(f"invalid filter: 'type'='{v}'")
         return ("builtin" if n.builtin else "custom") in values
     return True
+
+
+# Docker's other predefined networks: no bridge, no addresses; a workload joins them by network mode only.
+PREDEFINED_DRIVERS = {"host": "host", "none": "null"}
+
+
+def predefined_id(snapshot: Snapshot, name: str) -> str:
+    """A stable 64-hex ID for `host`/`none`, derived from the default bridge's (so it is per daemon, as Docker's)."""
+    bridge = next((n.id for n in snapshot.networks if n.builtin), "")
+    return hashlib.sha256(f"{bridge}/{name}".encode()).hexdigest()
+
+
+def find_predefined(snapshot: Snapshot, ref: str) -> str | None:
+    """`host` or `none` when `ref` names one of them (name, ID or unique ID prefix of theirs), else None."""
+    for name in PREDEFINED_DRIVERS:
+        ident = predefined_id(snapshot, name)
+        if ref in (name, ident) or (len(ref) >= 1 and ident.startswith(ref) and not _prefix_taken(snapshot, ref)):
+            return name
+    return None
+
+
+def _prefix_taken(snapshot: Snapshot, ref: str) -> bool:
+    return any(n.id.startswith(ref) or n.name == ref for n in snapshot.networks)
+
+
+def list_predefined(snapshot: Snapshot, filters: Mapping[str, list[str]]) -> list[str]:
+    """`host` and `none` as `network ls` filters see them: builtin, local, no labels, never dangling."""
+    check_filters(filters, LIST_FILTERS)
+
+    def match(name: str, key: str, values: list[str]) -> bool:
+        if key == "dangling":
+            return False in {parse_bool("dangling", v) for v in values}
+        if key == "driver":
+            return PREDEFINED_DRIVERS[name] in values
+        if key == "id":
+            return any(v in predefined_id(snapshot, name) for v in values)
+        if key == "name":
+            return any(v in name for v in values)
+        return ("local" if key == "scope" else "builtin") in values if key in ("scope", "type") else False
+
+    return [n for n in PREDEFINED_DRIVERS if all(match(n, k, v) for k, v in filters.items() if v)]
 
 
 def prune_candidates(snapshot: Snapshot, filters: Mapping[str, list[str]], now: datetime) -> list[Network]:

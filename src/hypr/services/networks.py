@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from hypr.errors import Forbidden, HyprError
-from hypr.models import Network
+from hypr.models import Network, Snapshot
 from hypr.services import network_plan as plan
 from hypr.services import workloads
 from hypr.services.context import Context
@@ -20,6 +21,7 @@ def create(ctx: Context, body: Any) -> Network:
         ctx.store.insert_network(tx, network)
     try:
         ctx.converge()
+        ctx.events.emit("network", "create", network.id, {"name": network.name, "type": network.driver})
     except HyprError:
         # The kernel refused it (or something else is off): the network must not exist half-made. Take the row
         # back and converge again, so a retry starts from where the user left off.
@@ -52,20 +54,37 @@ def remove(ctx: Context, ref: str, *, force: bool = False) -> Network:
             raise Forbidden(
                 f"error while removing network: network {network.name} id {network.id} has active endpoints"
             )
-        for endpoint in [e for e in snapshot.endpoints if e.network_id == network.id]:
+        running = {w.id for w in snapshot.workloads if w.state == "running"}
+        for endpoint in [e for e in snapshot.endpoints if e.network_id == network.id and e.workload_id in running]:
             workloads.disconnect(ctx, network.id, endpoint.workload_id, force=True)
+    snapshot = ctx.store.snapshot()
     with ctx.store.transaction() as tx:
+        _forget_members(ctx, tx, snapshot, network)
         ctx.store.delete_network(tx, network.id)
     ctx.converge()
+    ctx.events.emit("network", "destroy", network.id, {"name": network.name, "type": network.driver})
     return network
 
 
+def _forget_members(ctx: Context, tx: Any, snapshot: Snapshot, network: Network) -> None:
+    """Stopped members keep the network's name in their config (Docker's), not their endpoint: the address goes
+    back to the pool, and the reconcile removes the host end with the bridge."""
+    for endpoint in [e for e in snapshot.endpoints if e.network_id == network.id]:
+        member = snapshot.workload(endpoint.workload_id)
+        ctx.store.set_settings(tx, replace(member, lost_networks=(*member.lost_networks, network.name)))
+        ctx.store.delete_endpoint(tx, endpoint.id)
+
+
 def prune(ctx: Context, filters: Mapping[str, list[str]]) -> list[str]:
-    doomed = plan.prune_candidates(ctx.store.snapshot(), filters, datetime.now(UTC))
+    snapshot = ctx.store.snapshot()
+    doomed = plan.prune_candidates(snapshot, filters, datetime.now(UTC))
     if not doomed:
         return []
     with ctx.store.transaction() as tx:
         for network in doomed:
+            _forget_members(ctx, tx, snapshot, network)
             ctx.store.delete_network(tx, network.id)
     ctx.converge()
+    for network in doomed:
+        ctx.events.emit("network", "destroy", network.id, {"name": network.name, "type": network.driver})
     return [n.name for n in doomed]

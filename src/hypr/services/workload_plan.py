@@ -5,6 +5,7 @@ The plan names everything the transaction will write; addresses are chosen later
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import random
@@ -51,6 +52,9 @@ class EndpointRequest:
     ip: str | None  # a static address asked for, or None for the next free one
     aliases: tuple[str, ...]
     gw_priority: int = 0
+    mac: str | None = None  # EndpointSettings.MacAddress (or the container's Config.MacAddress), else derived
+    driver_opts: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    link_local_ips: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,13 +120,19 @@ def plan_workload_create(
     restart = mapping(host_config.get("RestartPolicy"), "RestartPolicy").get("Name") or "no"
     if restart not in RESTART_POLICIES:
         raise InvalidParameter(f"invalid restart policy '{restart}'")
-    endpoints = _plan_endpoints(body, host_config, snapshot)
+    mode = network_mode(host_config, snapshot)
+    check_network_mode(mode, body, host_config, runtime)
+    mac = _mac(body.get("MacAddress"), "MacAddress")
+    endpoints = _plan_endpoints(body, host_config, snapshot, mac) if not mode else ()
+    links = plan_links(host_config.get("Links"), snapshot)
     run = mf.run_config(dict(pulled.config)) if pulled is not None else mf.RunConfig()
     entrypoint, command = _command(body, run)
     exposed = tuple(sorted(set(run.exposed_ports) | set(_exposed(body.get("ExposedPorts")))))
-    ports = tuple(from_bindings(host_config.get("PortBindings")))
-    if flag(host_config, "PublishAllPorts"):
+    ports = tuple(from_bindings(host_config.get("PortBindings"))) if mode != "host" else ()
+    if flag(host_config, "PublishAllPorts") and mode != "host":
         ports = _publish_all(ports, exposed)
+    if ports and mode == "none":
+        raise InvalidParameter("conflicting options: port publishing and the none network mode (it has no way in)")
     if len(ports) > MAX_PORTS:
         raise InvalidParameter(f"too many published ports: {len(ports)} (at most {MAX_PORTS} per workload)")
     if ports and all(e.network.internal for e in endpoints):
@@ -131,15 +141,23 @@ def plan_workload_create(
         )
     workload = Workload(
         id=new_id(), name=name, image=image, runtime=runtime, command=command, entrypoint=entrypoint,
-        env={**_env(list(run.env)), **_env(body.get("Env"))}, hostname=str(body.get("Hostname") or name)[:63],
+        env={**_env(list(run.env)), **_env(body.get("Env"))}, hostname=_hostname(body, name, mode),
         labels={**dict(run.labels), **string_map("labels", body.get("Labels"))}, created=now_rfc3339(),
         auto_remove=flag(host_config, "AutoRemove"), restart=restart, image_id=pulled.id if pulled else "",
         user=_string(body, "User") or run.user, workdir=_string(body, "WorkingDir") or run.workdir,
         stop_signal=_string(body, "StopSignal") or run.stop_signal, exposed_ports=exposed,
         resolver=resolver_settings(host_config, _string(body, "Domainname")), **_resources(host_config),
-        confinement=plan_confinement(host_config, runtime),
+        confinement=plan_confinement(host_config, runtime), network_mode=mode, links=links,
+        publish_all=flag(host_config, "PublishAllPorts"), mac_address=mac or "",
     )  # fmt: skip
     return WorkloadPlan(workload=workload, endpoints=endpoints, ports=ports)
+
+
+def _hostname(body: Mapping[str, Any], name: str, mode: str) -> str:
+    """ "" means the host's (host mode) or the namespace owner's (container mode), found at each start."""
+    if mode.startswith("container:"):
+        return ""
+    return str(body.get("Hostname") or ("" if mode == "host" else name))[:63]
 
 
 def _command(body: Mapping[str, Any], run: mf.RunConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -182,33 +200,156 @@ def _string(body: Mapping[str, Any], key: str) -> str:
 
 
 def _plan_endpoints(
-    body: Mapping[str, Any], host_config: Mapping[str, Any], snapshot: Snapshot
+    body: Mapping[str, Any], host_config: Mapping[str, Any], snapshot: Snapshot, mac: str | None
 ) -> tuple[EndpointRequest, ...]:
-    """Networks in attach order: NetworkMode first, then the rest of EndpointsConfig as given."""
-    configs = mapping(
-        mapping(body.get("NetworkingConfig"), "NetworkingConfig").get("EndpointsConfig"), "EndpointsConfig"
-    )
+    """Networks in attach order: NetworkMode first, then the rest of EndpointsConfig as given. The container's
+    MacAddress (API < 1.44) goes to the first one, as Docker moves it to the endpoint of NetworkMode."""
+    configs = endpoints_config(body)
     mode = host_config.get("NetworkMode") or ""
-    if not isinstance(mode, str):
-        raise InvalidParameter(f"invalid NetworkMode {mode!r}: expected a string")
-    if mode in ("host", "none") or mode.startswith("container:"):
-        raise InvalidParameter(f"network mode {mode} is not supported by hypr; attach to a bridge network")
     order = [mode] if mode and mode != "default" else []
     order += [ref for ref in configs if ref not in order]
     if not order:
         order = [DEFAULT_NETWORK]
-    requests, seen = [], set()
+    requests: list[EndpointRequest] = []
+    seen = set()
     for ref in order:
         network = find_network(snapshot, DEFAULT_NETWORK if ref == "default" else ref)
         if network.id in seen:
             continue
         seen.add(network.id)
-        config = mapping(configs.get(ref), f"EndpointsConfig[{ref}]")
-        ip = mapping(config.get("IPAMConfig"), "IPAMConfig").get("IPv4Address") or None
-        aliases = tuple(_strings(config.get("Aliases"), "Aliases"))
-        priority = gw_priority(config.get("GwPriority"))
-        requests.append(EndpointRequest(network=network, ip=ip, aliases=aliases, gw_priority=priority))
+        request = endpoint_request(network, configs.get(ref), f"EndpointsConfig[{ref}]")
+        if mac and not requests and request.mac is None:
+            request = dataclasses.replace(request, mac=mac)
+        requests.append(request)
     return tuple(requests)
+
+
+def endpoints_config(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    return mapping(mapping(body.get("NetworkingConfig"), "NetworkingConfig").get("EndpointsConfig"), "EndpointsConfig")
+
+
+def endpoint_request(network: Network, raw: Any, what: str) -> EndpointRequest:
+    """One of Docker's EndpointSettings (create's EndpointsConfig entry or connect's EndpointConfig), validated."""
+    config = mapping(raw, what)
+    ipam_config = mapping(config.get("IPAMConfig"), "IPAMConfig")
+    ip = ipam_config.get("IPv4Address") or None
+    if ip is not None and not isinstance(ip, str):
+        raise InvalidParameter("invalid IPv4Address: expected a string")
+    if ipam_config.get("IPv6Address"):
+        # Docker's words for a static address of a family the network has no subnet of (IPv4-only networks).
+        raise InvalidParameter(
+            "invalid endpoint settings:\nuser specified IP address is supported only when connecting to networks "
+            "with user configured subnets"
+        )
+    link_local = tuple(_link_local(a) for a in _strings(ipam_config.get("LinkLocalIPs"), "LinkLocalIPs"))
+    return EndpointRequest(
+        network=network, ip=ip, aliases=tuple(_strings(config.get("Aliases"), "Aliases")),
+        gw_priority=gw_priority(config.get("GwPriority")), mac=_mac(config.get("MacAddress"), "MacAddress"),
+        driver_opts=string_map("DriverOpts", config.get("DriverOpts")), link_local_ips=link_local,
+    )  # fmt: skip
+
+
+def _link_local(text: str) -> str:
+    """A LinkLocalIPs entry: an IPv4 address (hypr's namespaces have no IPv6)."""
+    address = _address(text, "LinkLocalIPs")
+    if ipaddress.ip_address(address).version != 4:
+        raise InvalidParameter(f"invalid LinkLocalIPs {text}: hypr's networks are IPv4-only")
+    return address
+
+
+_MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
+
+
+def _mac(value: Any, what: str) -> str | None:
+    """A unicast Ethernet address, lower-cased; None when unset."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _MAC.match(value):
+        raise InvalidParameter(f"invalid {what} {value!r}: expected six hex octets (02:42:ac:11:00:02)")
+    if int(value[:2], 16) & 1:
+        raise InvalidParameter(f"invalid {what} {value}: a multicast address cannot name an interface")
+    return value.lower()
+
+
+def network_mode(host_config: Mapping[str, Any], snapshot: Snapshot) -> str:
+    """Docker's NetworkMode as hypr keeps it: "" for bridge networks (the mode then names the first network),
+    "none", "host", or "container:<workload id>" (resolved now, so a rename keeps it; a chain is followed to the
+    workload that owns the namespace, as Docker joins the namespace itself)."""
+    mode = host_config.get("NetworkMode") or ""
+    if not isinstance(mode, str):
+        raise InvalidParameter(f"invalid NetworkMode {mode!r}: expected a string")
+    if mode in ("none", "host"):
+        return mode
+    if not mode.startswith("container:"):
+        return ""
+    ref = mode.partition(":")[2]
+    if not ref:
+        raise InvalidParameter("--net: invalid net mode: invalid container format container:<name|id>")
+    target = find_workload(snapshot, ref)
+    while target.network_mode.startswith("container:"):
+        target = snapshot.workload(target.network_mode.partition(":")[2])
+    return "host" if target.network_mode == "host" else f"container:{target.id}"
+
+
+def check_network_mode(mode: str, body: Mapping[str, Any], host_config: Mapping[str, Any], runtime: str) -> None:
+    """Docker's ValidateNetMode (runconfig's messages), and what a VM cannot share."""
+    if not mode:
+        return
+    if runtime == "vm" and mode != "none":
+        kind = "host" if mode == "host" else "container:<name|id>"
+        raise InvalidParameter(
+            f"network mode {kind} is not supported for VMs: a VM has its own kernel and network stack; "
+            "attach it to a bridge network"
+        )
+    shared = mode != "none"
+    container = mode.startswith("container:")
+    others = [ref for ref in endpoints_config(body) if ref not in (mode, host_config.get("NetworkMode"))]
+    if others:
+        raise InvalidParameter(
+            "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+            if mode == "none" else
+            "container sharing network namespace with another container or host cannot be connected to any other "
+            "network"
+        )  # fmt: skip
+    conflicts = (
+        (container and bool(body.get("Hostname")), "conflicting options: hostname and the network mode"),
+        (mode == "host" and bool(host_config.get("Links")),
+         "conflicting options: host type networking can't be used with links. This would result in undefined "
+         "behavior"),
+        (container and bool(host_config.get("Links")),
+         "conflicting options: container type network can't be used with links. This would result in undefined "
+         "behavior"),
+        (container and bool(host_config.get("Dns")), "conflicting options: dns and the network mode"),
+        (container and bool(host_config.get("ExtraHosts")),
+         "conflicting options: custom host-to-IP mapping and the network mode"),
+        (shared and bool(body.get("MacAddress")), "conflicting options: mac-address and the network mode"),
+        (container and (bool(host_config.get("PortBindings")) or flag(host_config, "PublishAllPorts")),
+         "conflicting options: port publishing and the container type network mode"),
+        (container and bool(body.get("ExposedPorts")),
+         "conflicting options: port exposing and the container type network mode"),
+    )  # fmt: skip
+    for hit, message in conflicts:
+        if hit:
+            raise InvalidParameter(message)
+
+
+def plan_links(value: Any, snapshot: Snapshot) -> tuple[tuple[str, str], ...]:
+    """Docker's legacy links, `name:alias` or `name` (alias = name): (linked workload's id, alias). The linked
+    workload must exist; the alias is what the linking workload resolves (its /etc/hosts, as Docker writes it)."""
+    links = []
+    for item in _strings(value, "Links"):
+        name, _, alias = item.partition(":")
+        target = find_workload(snapshot, name.removeprefix("/"))
+        alias = alias.rsplit("/", 1)[-1] or target.name
+        if not _DOMAIN.match(alias):
+            raise InvalidParameter(f"invalid link alias {alias!r}")
+        if target.network_mode == "host":
+            raise InvalidParameter(
+                "conflicting options: host type networking can't be used with links. This would result in "
+                "undefined behavior"
+            )
+        links.append((target.id, alias))
+    return tuple(links)
 
 
 def _address(value: str, what: str) -> str:
@@ -358,9 +499,10 @@ def _matches(snapshot: Snapshot, w: Workload, key: str, values: list[str]) -> bo
     if key == "id":
         return any(w.id.startswith(v) for v in values)
     if key == "name":
-        return any(_search(v.removeprefix("/"), w.name) for v in values)
-    if key == "status":
-        return w.state in values
+        # Docker matches against "/<name>"; a pattern written without the slash (`^web`) matches too.
+        return any(_search(v, "/" + w.name) or _search(v, w.name) for v in values)
+    if key == "status":  # a paused workload's status is `paused`, not `running` (Docker's)
+        return ("paused" if w.state == "running" and w.paused else w.state) in values
     if key == "label":
         return all(label_matches(w.labels, v) for v in values)
     if key == "ancestor":

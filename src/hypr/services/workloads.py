@@ -6,9 +6,11 @@ namespaces, links and processes; `ctx.converge()` derives firewall and DNS from 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal as signals
+import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -18,18 +20,43 @@ from pathlib import Path
 from typing import Any
 
 from hypr import names
-from hypr.errors import Conflict, Forbidden, HyprError, InvalidParameter, KernelError
+from hypr.errors import Conflict, Forbidden, HyprError, InvalidParameter, KernelError, NotFound
 from hypr.models import Endpoint, Network, Snapshot, Workload
 from hypr.runtime.base import Attachment, Handle, LaunchSpec, Runtime
 from hypr.services import addresses
 from hypr.services.context import Context
 from hypr.services.network_plan import find_network
 from hypr.services.validation import new_id, now_rfc3339, parse_created
-from hypr.services.workload_plan import EndpointRequest, check_name, find_workload, plan_workload_create
+from hypr.services.workload_plan import (
+    EndpointRequest,
+    check_name,
+    endpoint_request,
+    find_workload,
+    plan_workload_create,
+)
 
 log = logging.getLogger(__name__)
 KILL_GRACE = 5.0  # seconds a SIGKILLed workload may take to be reaped before `kill` returns anyway
 RESTART_FIRST_DELAY, RESTART_MAX_DELAY, RESTART_RESET = 0.1, 60.0, 10.0  # seconds (Docker's back-off)
+
+
+def event(ctx: Context, workload: Workload, action: str, **extra: str) -> None:
+    """A container event as Docker's: its labels, image and name as attributes. A start joins its networks and a
+    death leaves them, as Docker reports (network connect / disconnect)."""
+    if action == "die":
+        _network_events(ctx, workload, "disconnect")
+    ctx.events.emit("container", action, workload.id,
+                    {**workload.labels, "image": workload.image, "name": workload.name, **extra})  # fmt: skip
+    if action == "start":
+        _network_events(ctx, workload, "connect")
+
+
+def _network_events(ctx: Context, workload: Workload, action: str) -> None:
+    snapshot = ctx.store.snapshot()
+    for endpoint in snapshot.endpoints_of(workload.id):
+        network = snapshot.network(endpoint.network_id)
+        ctx.events.emit("network", action, network.id, {"container": workload.id, "name": network.name,
+                                                         "type": network.driver})  # fmt: skip
 
 
 def restarts(policy: str, exit_code: int | None) -> bool:
@@ -44,6 +71,7 @@ def attachment(network: Network, endpoint: Endpoint) -> Attachment:
     return Attachment(
         host_ifname=endpoint.host_ifname, bridge=network.bridge, guest_ifname=f"eth{endpoint.position}",
         ip=endpoint.ip, prefixlen=network.subnet.prefixlen, gateway=network.gateway, mac=endpoint.mac, mtu=network.mtu,
+        link_local=tuple(IPv4Address(a) for a in endpoint.link_local_ips),
     )  # fmt: skip
 
 
@@ -54,7 +82,8 @@ def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchS
     own = workload.resolver
     search, options = ctx.host_resolver()
     extra = _extra_hosts(own.extra_hosts, attachments[0].gateway if attachments else None)
-    return LaunchSpec(
+    extra += _link_hosts(snapshot, workload)
+    spec = LaunchSpec(
         workload_id=workload.id, name=workload.name, hostname=workload.hostname or workload.name,
         image=workload.image, command=workload.command, env=workload.env, attachments=attachments,
         nameserver=attachments[0].gateway if attachments else None,
@@ -67,8 +96,48 @@ def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchS
         data_dir=ctx.settings.paths.data_dir, workdir=workload.workdir or "/", user=workload.user,
         rootfs=ctx.images.rootfs(workload.image_id) if workload.image_id else None, image_id=workload.image_id,
         stop_signal=workload.stop_signal, confinement=workload.confinement,
-        runtime_dir=ctx.settings.paths.runtime_dir,
+        runtime_dir=ctx.settings.paths.runtime_dir, network_mode=workload.network_mode.partition(":")[0],
     )  # fmt: skip
+    return _shared_network(ctx, snapshot, workload, spec)
+
+
+def _shared_network(ctx: Context, snapshot: Snapshot, workload: Workload, spec: LaunchSpec) -> LaunchSpec:
+    """Host mode: the host's hostname and resolv.conf (Docker copies it). Container mode: the namespace owner's
+    namespace, hostname, /etc/hosts entries and nameserver, as Docker shares them."""
+    if workload.network_mode == "host":
+        try:
+            resolv = ctx.settings.resolv_conf.read_text(errors="replace")
+        except OSError:
+            resolv = ""
+        return replace(spec, hostname=workload.hostname or socket.gethostname(), resolv_conf=resolv)
+    if not workload.network_mode.startswith("container:"):
+        return spec
+    owner_id = workload.network_mode.partition(":")[2]
+    owner = next((w for w in snapshot.workloads if w.id == owner_id), None)
+    if owner is None:  # removed since: nothing to join (start refuses it by name)
+        return replace(spec, shared_netns=None)
+    peer = launch_spec(ctx, snapshot, owner)
+    own = tuple((peer.hostname, att.ip) for att in peer.attachments)
+    return replace(
+        spec, hostname=peer.hostname, hosts=tuple(dict.fromkeys((*peer.hosts, *own))), nameserver=peer.nameserver, search=peer.search,
+        dns_options=peer.dns_options, shared_netns=peer.shared_netns or peer.state_dir / "netns",
+        network_mode="host" if peer.network_mode == "host" else "container", resolv_conf=peer.resolv_conf,
+    )  # fmt: skip
+
+
+def _link_hosts(snapshot: Snapshot, workload: Workload) -> tuple[tuple[str, IPv4Address | IPv6Address], ...]:
+    """Legacy links as Docker writes them into /etc/hosts: the alias and the linked workload's name, at its address
+    on a network the two share (else its first)."""
+    found: list[tuple[str, IPv4Address | IPv6Address]] = []
+    mine = {e.network_id for e in snapshot.endpoints_of(workload.id)}
+    for target_id, alias in workload.links:
+        endpoints = snapshot.endpoints_of(target_id)
+        if not endpoints:
+            continue
+        endpoint = next((e for e in endpoints if e.network_id in mine), endpoints[0])
+        target = snapshot.workload(target_id)
+        found += [(name, endpoint.ip) for name in dict.fromkeys((alias, target.name))]
+    return tuple(found)
 
 
 def _extra_hosts(
@@ -127,6 +196,7 @@ def create(ctx: Context, name: str | None, body: Any) -> Workload:
     except HyprError:
         _delete(ctx, workload)
         raise
+    event(ctx, workload, "create")
     return workload
 
 
@@ -144,10 +214,11 @@ def _insert_endpoint(
     ip = addresses.reserve(ctx.store, network, request.ip) if request.ip else addresses.allocate(ctx.store, network)
     endpoint_id = new_id()
     endpoint = Endpoint(
-        id=endpoint_id, workload_id=workload.id, network_id=network.id, ip=ip, mac=names.mac_for(ip),
+        id=endpoint_id, workload_id=workload.id, network_id=network.id, ip=ip, mac=request.mac or names.mac_for(ip),
         host_ifname=names.tap_name(taken) if workload.runtime == "vm" else names.host_ifname(endpoint_id),
         position=position,
         aliases=request.aliases, static_ip=request.ip is not None, gw_priority=request.gw_priority,
+        driver_opts=request.driver_opts, link_local_ips=request.link_local_ips,
     )  # fmt: skip
     ctx.store.insert_endpoint(tx, endpoint)
     return endpoint
@@ -161,6 +232,7 @@ def rename(ctx: Context, ref: str, new_name: str) -> None:
     with ctx.store.transaction() as tx:
         ctx.store.rename_workload(tx, workload.id, new_name.removeprefix("/"))
     ctx.converge()
+    event(ctx, replace(workload, name=new_name.removeprefix("/")), "rename", oldName="/" + workload.name)
 
 
 def remove(ctx: Context, ref: str, *, force: bool = False) -> Workload:
@@ -178,12 +250,19 @@ def _delete(ctx: Context, workload: Workload) -> None:
     """Runtime objects first (processes, namespace, links), then the rows, then firewall and DNS."""
     snapshot = ctx.store.snapshot()
     spec = launch_spec(ctx, snapshot, workload)
+    if workload.paused:  # thawed first, so that every process can be killed and reaped
+        with contextlib.suppress(HyprError):
+            ctx.runtime(workload.runtime).pause(spec, handle_of(workload) or Handle(0, 0, 0), paused=False)
     ctx.runtime(workload.runtime).delete(spec)
+    if workload.state == "running":  # rm -f: killed here, as Docker reports it
+        event(ctx, workload, "kill", signal=str(int(signals.SIGKILL)))
+        event(ctx, workload, "die", exitCode="137")
     ctx.ports.release(snapshot.ports_of(workload.id))
     ctx.restarts.pop(workload.id, None)
     with ctx.store.transaction() as tx:
         ctx.store.delete_workload(tx, workload.id)
     ctx.converge()
+    event(ctx, workload, "destroy")
 
 
 # -- lifecycle ------------------------------------------------------------------------------------------------------
@@ -195,6 +274,7 @@ def start(ctx: Context, ref: str) -> bool:
     workload = find_workload(snapshot, ref)
     if workload.state == "running":
         return False
+    check_startable(snapshot, workload)
     runtime = ctx.runtime(workload.runtime)
     check_usable(ctx, (snapshot.network(e.network_id) for e in snapshot.endpoints_of(workload.id)))
     spec = launch_spec(ctx, snapshot, workload)
@@ -215,7 +295,21 @@ def start(ctx: Context, ref: str) -> bool:
         raise
     with ctx.store.transaction() as tx:
         ctx.store.set_running(tx, workload.id, handle.pid, handle.start_time, handle.main_pid, now_rfc3339())
+    event(ctx, workload, "start")
     return True
+
+
+def check_startable(snapshot: Snapshot, workload: Workload) -> None:
+    """A network removed while it was stopped, or a namespace owner that does not run: Docker's errors."""
+    if workload.lost_networks:
+        raise NotFound(f"network {workload.lost_networks[0]} not found")
+    if workload.network_mode.startswith("container:"):
+        owner_id = workload.network_mode.partition(":")[2]
+        owner = next((w for w in snapshot.workloads if w.id == owner_id), None)
+        if owner is None:
+            raise NotFound(f"No such container: {owner_id}")
+        if owner.state != "running":
+            raise Conflict(f"cannot join network namespace of a non running container: {owner.name} is {owner.state}")
 
 
 @dataclass(frozen=True)
@@ -238,6 +332,10 @@ def stop_target(ctx: Context, ref: str) -> Stopping | None:
     handle = handle_of(workload)
     if workload.state != "running" or handle is None:
         return None
+    if workload.paused:  # Docker stops a paused container: thawed, so it can see the signal
+        ctx.runtime(workload.runtime).pause(launch_spec(ctx, snapshot, workload), handle, paused=False)
+        with ctx.store.transaction() as tx:
+            ctx.store.set_paused(tx, workload.id, False)
     return Stopping(workload.id, ctx.runtime(workload.runtime), launch_spec(ctx, snapshot, workload), handle)
 
 
@@ -246,6 +344,9 @@ def mark_stopped(ctx: Context, workload_id: str, code: int | None) -> None:
     with ctx.store.transaction() as tx:
         ctx.store.set_exited(tx, workload_id, code, now_rfc3339())
     ctx.converge()  # its names leave DNS
+    workload = ctx.store.snapshot().workload(workload_id)
+    event(ctx, workload, "die", exitCode=str(code if code is not None else -1))
+    event(ctx, workload, "stop")
 
 
 def kill(ctx: Context, ref: str, signal: str = "KILL") -> None:
@@ -255,7 +356,13 @@ def kill(ctx: Context, ref: str, signal: str = "KILL") -> None:
     if workload.state != "running" or handle is None:
         raise Conflict(f"Cannot kill container: {ref}: Container {workload.id} is not running")
     runtime, spec, sig = ctx.runtime(workload.runtime), launch_spec(ctx, snapshot, workload), parse_signal(signal)
+    if workload.paused:
+        if sig != signals.SIGKILL:
+            raise Conflict(f"Cannot kill container: {ref}: Container {workload.id} is paused. Unpause the container "
+                           "before stopping or killing")  # fmt: skip
+        runtime.pause(spec, handle, paused=False)
     runtime.kill(spec, handle, sig)
+    event(ctx, workload, "kill", signal=str(int(sig)))
     if sig == signals.SIGKILL:  # cannot be caught: the workload is gone in moments, so report it gone
         deadline = time.monotonic() + KILL_GRACE
         while runtime.status(spec, handle)[0] and time.monotonic() < deadline:
@@ -294,8 +401,9 @@ def refresh(ctx: Context) -> None:
         with ctx.store.transaction() as tx:
             ctx.store.set_exited(tx, workload.id, code, now_rfc3339())
         ctx.converge()  # its names leave DNS
+        event(ctx, workload, "die", exitCode=str(code if code is not None else -1))
         if workload.auto_remove:
-            _delete(ctx, workload)
+            _delete(ctx, replace(workload, state="exited"))
         elif restarts(workload.restart, code):
             ran_for = (
                 (datetime.now(UTC) - parse_created(workload.started_at)).total_seconds() if workload.started_at else 0
@@ -355,18 +463,19 @@ def log_path(ctx: Context, ref: str) -> Path:
 # -- network connect / disconnect -------------------------------------------------------------------------------------
 
 
-def connect(
-    ctx: Context, network_ref: str, workload_ref: str, ip: str | None, aliases: tuple[str, ...], gw_priority: int = 0
-) -> Endpoint:
+def connect(ctx: Context, network_ref: str, workload_ref: str, config: Any = None) -> Endpoint:
+    """Docker's network connect; `config` is its EndpointConfig (IPAMConfig, Aliases, MacAddress, DriverOpts,
+    GwPriority), validated here."""
     snapshot = ctx.store.snapshot()
-    network = find_network(snapshot, network_ref)
     workload = find_workload(snapshot, workload_ref)
+    check_connectable(workload, network_ref)
+    network = find_network(snapshot, network_ref)
+    request = endpoint_request(network, config, "EndpointConfig")
     current = snapshot.endpoints_of(workload.id)
     if any(e.network_id == network.id for e in current):
         raise Forbidden(f"endpoint with name {workload.name} already exists in network {network.name}")
     check_usable(ctx, [network])
     position = max((e.position for e in current), default=-1) + 1
-    request = EndpointRequest(network, ip, aliases, gw_priority)
     with ctx.store.transaction() as tx:
         endpoint = _insert_endpoint(ctx, tx, workload, request, position, _taken_ifnames(ctx, snapshot, workload))
     try:
@@ -379,13 +488,46 @@ def connect(
             ctx.store.delete_endpoint(tx, endpoint.id)
         ctx.converge()
         raise
+    ctx.events.emit("network", "connect", network.id, {"container": workload.id, "name": network.name,
+                                                        "type": network.driver})  # fmt: skip
     return endpoint
+
+
+NO_NETWORK = "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+HOST_NETWORK = "container cannot be disconnected from host network or connected to host network"
+SHARED_NETWORK = (
+    "container sharing network namespace with another container or host cannot be connected to any other network"
+)
+
+
+def check_connectable(workload: Workload, network_ref: str) -> None:
+    """Docker's rules (runconfig's messages): the `host` network takes no one new, a workload in host or container
+    mode shares a namespace it cannot add to, and one in `none` mode stays alone."""
+    if network_ref == "host" or workload.network_mode == "host":
+        raise InvalidParameter(HOST_NETWORK)
+    if workload.network_mode.startswith("container:"):
+        raise InvalidParameter(SHARED_NETWORK)
+    if network_ref == "none" or workload.network_mode == "none":
+        raise InvalidParameter(NO_NETWORK)
 
 
 def disconnect(ctx: Context, network_ref: str, workload_ref: str, *, force: bool = False) -> None:
     snapshot = ctx.store.snapshot()
-    network = find_network(snapshot, network_ref)
     workload = find_workload(snapshot, workload_ref)
+    if network_ref == "host" or workload.network_mode == "host":
+        raise InvalidParameter(HOST_NETWORK)
+    if network_ref in workload.lost_networks:  # removed while it was stopped: only the config goes
+        with ctx.store.transaction() as tx:
+            ctx.store.set_settings(tx, replace(workload, lost_networks=tuple(
+                n for n in workload.lost_networks if n != network_ref)))  # fmt: skip
+        return
+    if workload.network_mode.startswith("container:"):
+        raise InvalidParameter(SHARED_NETWORK)
+    if workload.network_mode == "none" or network_ref == "none":
+        raise Forbidden(f"container {workload.id} is not connected to network {network_ref}"
+                        if workload.network_mode != "none" else
+                        f"container {workload.name} is in network mode none: it has no network to leave")  # fmt: skip
+    network = find_network(snapshot, network_ref)
     endpoint = next((e for e in snapshot.endpoints_of(workload.id) if e.network_id == network.id), None)
     if endpoint is None:
         raise Forbidden(f"container {workload.id} is not connected to network {network.name}")
@@ -400,3 +542,5 @@ def disconnect(ctx: Context, network_ref: str, workload_ref: str, *, force: bool
     with ctx.store.transaction() as tx:
         ctx.store.delete_endpoint(tx, endpoint.id)
     ctx.converge()
+    ctx.events.emit("network", "disconnect", network.id, {"container": workload.id, "name": network.name,
+                                                           "type": network.driver})  # fmt: skip

@@ -194,12 +194,12 @@ class Store:
     def insert_network(self, tx: sqlite3.Connection, n: Network) -> None:
         tx.execute(
             "INSERT INTO networks (id, name, driver, bridge, subnet, gateway, ip_range, aux_addresses, internal, mtu,"
-            " icc, masquerade, labels, options, ipam_options, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " icc, masquerade, labels, options, ipam_options, created, attachable) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 n.id, n.name, n.driver, n.bridge, str(n.subnet), str(n.gateway),
                 None if n.ip_range is None else str(n.ip_range),
                 _dump({k: str(v) for k, v in n.aux_addresses.items()}), int(n.internal), n.mtu, int(n.icc),
-                int(n.masquerade), _dump(n.labels), _dump(n.options), _dump(n.ipam_options), n.created,
+                int(n.masquerade), _dump(n.labels), _dump(n.options), _dump(n.ipam_options), n.created, int(n.attachable),
             ),
         )  # fmt: skip
 
@@ -210,18 +210,25 @@ class Store:
         tx.execute(
             "INSERT INTO workloads (id, name, image, runtime, state, command, env, hostname, labels, created, extra,"
             " auto_remove, restart, cpus, memory_mb, image_id, user, workdir, stop_signal, entrypoint, exposed_ports,"
-            " resolver, confinement) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " resolver, confinement, network_mode, settings) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (w.id, w.name, w.image, w.runtime, w.state, _dump(w.command), _dump(w.env), w.hostname,
              _dump(w.labels), w.created, _dump(extra), int(w.auto_remove), w.restart, w.cpus, w.memory_mb,
              w.image_id, w.user, w.workdir, w.stop_signal, _dump(w.entrypoint), _dump(w.exposed_ports),
              json.dumps(dataclasses.asdict(w.resolver), sort_keys=True),
-             json.dumps(dataclasses.asdict(w.confinement), sort_keys=True)),
+             json.dumps(dataclasses.asdict(w.confinement), sort_keys=True), w.network_mode, _settings(w)),
         )  # fmt: skip
+
+    def set_settings(self, tx: sqlite3.Connection, w: Workload) -> None:
+        """The workload's Docker settings that change after create (links, lost networks, restart policy)."""
+        tx.execute("UPDATE workloads SET settings=?, restart=? WHERE id=?", (_settings(w), w.restart, w.id))
+
+    def set_paused(self, tx: sqlite3.Connection, workload_id: str, paused: bool) -> None:
+        tx.execute("UPDATE workloads SET paused=? WHERE id=?", (int(paused), workload_id))
 
     def set_running(self, tx: sqlite3.Connection, workload_id: str, pid: int, pid_start: int, main_pid: int,
                     started_at: str) -> None:  # fmt: skip
         tx.execute(
-            "UPDATE workloads SET state='running', pid=?, pid_start=?, main_pid=?, exit_code=NULL, started_at=?,"
+            "UPDATE workloads SET state='running', paused=0, pid=?, pid_start=?, main_pid=?, exit_code=NULL, started_at=?,"
             " finished_at='' WHERE id=?",
             (pid, pid_start, main_pid, started_at, workload_id),
         )
@@ -244,7 +251,7 @@ class Store:
 
     def set_exited(self, tx: sqlite3.Connection, workload_id: str, exit_code: int | None, finished_at: str) -> None:
         tx.execute(
-            "UPDATE workloads SET state='exited', pid=NULL, pid_start=NULL, main_pid=NULL, exit_code=?, finished_at=?"
+            "UPDATE workloads SET state='exited', paused=0, pid=NULL, pid_start=NULL, main_pid=NULL, exit_code=?, finished_at=?"
             " WHERE id=?",
             (exit_code, finished_at, workload_id),
         )
@@ -291,9 +298,10 @@ class Store:
         """Records the address and moves the network's allocation cursor in the same transaction."""
         tx.execute(
             "INSERT INTO endpoints (id, workload_id, network_id, ip, mac, host_ifname, position, aliases, static_ip,"
-            " gw_priority) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " gw_priority, settings) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (e.id, e.workload_id, e.network_id, int(e.ip), e.mac, e.host_ifname, e.position, _dump(e.aliases),
-             int(e.static_ip), e.gw_priority),
+             int(e.static_ip), e.gw_priority,
+             _dump({"driver_opts": dict(e.driver_opts), "link_local_ips": list(e.link_local_ips)})),
         )  # fmt: skip
         if not e.static_ip:
             tx.execute("UPDATE networks SET last_ip=? WHERE id=?", (int(e.ip), e.network_id))
@@ -340,7 +348,16 @@ def _network(row: sqlite3.Row) -> Network:
         options=_load(row["options"]),
         ipam_options=_load(row["ipam_options"]),
         created=row["created"],
+        attachable=bool(row["attachable"]),
     )
+
+
+def _settings(w: Workload) -> str:
+    """The settings column: Docker's create options hypr keeps but that have no column of their own."""
+    return json.dumps(
+        {"links": [list(link) for link in w.links], "publish_all": w.publish_all, "mac_address": w.mac_address,
+         "lost_networks": list(w.lost_networks)}, sort_keys=True,
+    )  # fmt: skip
 
 
 def _workload(row: sqlite3.Row) -> Workload:
@@ -373,7 +390,19 @@ def _workload(row: sqlite3.Row) -> Workload:
         exposed_ports=tuple(_load(row["exposed_ports"])),
         resolver=_resolver(_load(row["resolver"])),
         confinement=_confinement(_load(row["confinement"])),
+        network_mode=row["network_mode"],
+        paused=bool(row["paused"]),
+        **_workload_settings(_load(row["settings"])),
     )
+
+
+def _workload_settings(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "links": tuple((str(t), str(a)) for t, a in data.get("links") or ()),
+        "publish_all": bool(data.get("publish_all")),
+        "mac_address": str(data.get("mac_address") or ""),
+        "lost_networks": tuple(data.get("lost_networks") or ()),
+    }
 
 
 def _resolver(data: dict[str, Any]) -> Resolver:
@@ -417,6 +446,8 @@ def _endpoint(row: sqlite3.Row) -> Endpoint:
         aliases=tuple(_load(row["aliases"])),
         static_ip=bool(row["static_ip"]),
         gw_priority=row["gw_priority"],
+        driver_opts=dict(_load(row["settings"]).get("driver_opts") or {}),
+        link_local_ips=tuple(_load(row["settings"]).get("link_local_ips") or ()),
     )
 
 

@@ -105,4 +105,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE workloads ADD COLUMN confinement TEXT NOT NULL DEFAULT '{}'
     """,
+    """
+    ALTER TABLE workloads ADD COLUMN network_mode TEXT NOT NULL DEFAULT '';
+    ALTER TABLE workloads ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workloads ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE endpoints ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE networks ADD COLUMN attachable INTEGER NOT NULL DEFAULT 0
+    """,
 )
