@@ -200,15 +200,18 @@ def restart_under_flood(daemon: BenchDaemon, client: Client, size: int, networks
     return took, stats
 
 
-def supervisor_rss(client: Client) -> float:
-    """Median RSS (kB) of the per-sandbox supervisors: the parent of each workload's main process."""
-    values = []
+def supervisor_memory(client: Client) -> tuple[float, float]:
+    """Median RSS and PSS (kB) of the per-sandbox supervisors (the parent of each workload's main process): PSS
+    shares the interpreter's pages among them, so it is what each one really adds."""
+    rss, pss = [], []
     for summary in client.containers()[:20]:
         pid = client.container(summary["Id"])["State"]["Pid"]
         status = Path(f"/proc/{pid}/status").read_text()
         ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
-        values.append(rss_kb(ppid))
-    return statistics.median(values) if values else 0.0
+        rss.append(rss_kb(ppid))
+        rollup = Path(f"/proc/{ppid}/smaps_rollup").read_text().splitlines()
+        pss.append(next(int(line.split()[1]) for line in rollup if line.startswith("Pss:")))
+    return (statistics.median(rss), statistics.median(pss)) if rss else (0.0, 0.0)
 
 
 def main() -> None:
@@ -236,13 +239,13 @@ def main() -> None:
                     populate(client, args.base, args.size, args.networks)
                     big = measure(client, args.samples)
                     rss_big = rss_kb(daemon.pid())
-                    shim = supervisor_rss(client)
+                    shim_rss, shim_pss = supervisor_memory(client)
                     for name in small:
                         goal(f"scale: {name}, {args.size} vs {args.base} workloads (median)", big[name] / small[name],
                              RATIO_GOAL, note=f"{small[name]:.0f} -> {big[name]:.0f} ms")  # fmt: skip
                     per = (rss_big - rss_small) / (args.size - args.base)
                     goal(f"scale: hyprd RSS at {args.size} workloads", rss_big / 1024, RSS_GOAL / 1024, "MB",
-                         f"{per:.1f} kB per workload; supervisor {shim / 1024:.1f} MB each")  # fmt: skip
+                         f"{per:.1f} kB per workload; supervisor RSS {shim_rss / 1024:.1f} MB, PSS {shim_pss / 1024:.1f} MB each")  # fmt: skip
                     if not args.no_restart and not args.profile:
                         took, stats = restart_under_flood(daemon, client, args.size, args.networks)
                         lost = _lost(stats)
