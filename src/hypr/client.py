@@ -294,11 +294,13 @@ class Client:
 
     def connect(
         self, network: str, container: str, *, ip: str | None = None, aliases: list[str] | None = None,
-        gw_priority: int = 0,
+        gw_priority: int = 0, ip6: str | None = None,
     ) -> None:  # fmt: skip
         config: dict[str, Any] = {"Aliases": aliases or [], "GwPriority": gw_priority}
         if ip:
             config["IPAMConfig"] = {"IPv4Address": ip}
+        if ip6:
+            config.setdefault("IPAMConfig", {})["IPv6Address"] = ip6
         self.request(
             "POST", f"/networks/{_quote(network)}/connect", body={"Container": container, "EndpointConfig": config}
         )

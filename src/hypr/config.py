@@ -53,6 +53,11 @@ class Settings:
     dns_upstreams: tuple[tuple[str, int], ...] = ()  # HYPR_DNS_UPSTREAMS; empty: the host's resolv.conf
     configure_resolved: bool = True  # HYPR_CONFIGURE_RESOLVED=0: leave systemd-resolved alone
     registry: RegistryConfig = field(default_factory=RegistryConfig)  # insecure registries and docker.io mirrors
+    # IPv6 (docs/ipv6.md): the default network's IPv6 subnet and gateway ("": IPv4 only, Docker's default), and
+    # where `--ipv6` networks without a subnet take theirs ("": a ULA /48 derived from the instance ID).
+    default_subnet6: str = ""
+    default_gateway6: str = ""
+    pool6: str = ""
 
 
 def paths_from_env(env: dict[str, str] | None = None) -> Paths:
@@ -73,7 +78,30 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         dns_upstreams=parse_upstreams(env.get("HYPR_DNS_UPSTREAMS", "")),
         configure_resolved=env.get("HYPR_CONFIGURE_RESOLVED", "1") != "0",
         registry=registry_config(env),
+        default_subnet6=env.get("HYPR_DEFAULT_SUBNET6") or "",
+        default_gateway6=env.get("HYPR_DEFAULT_GATEWAY6") or "",
+        pool6=env.get("HYPR_DEFAULT_POOL6") or _daemon_json_pool6(env),
     )
+
+
+def _daemon_json(env: dict[str, str]) -> dict[str, Any]:
+    path = Path(env.get("HYPR_CONFIG_FILE") or DEFAULT_CONFIG_FILE)
+    try:
+        loaded = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _daemon_json_pool6(env: dict[str, str]) -> str:
+    """The first IPv6 entry of daemon.json's `default-address-pools` (Docker's key: `{"base": "fd..::/48",
+    "size": 64}`) as `base,size`; "" when there is none."""
+    for entry in _daemon_json(env).get("default-address-pools") or []:
+        if isinstance(entry, dict) and ":" in str(entry.get("base", "")):
+            return f"{entry['base']},{entry.get('size', 64)}"
+    return ""
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -102,9 +130,15 @@ def registry_config(env: dict[str, str]) -> RegistryConfig:
 
 
 def parse_upstreams(text: str) -> tuple[tuple[str, int], ...]:
-    """`1.1.1.1,9.9.9.9:5353` -> ((host, port), ...)."""
+    """`1.1.1.1,9.9.9.9:5353,2001:db8::53,[2001:db8::54]:5353` -> ((host, port), ...)."""
     upstreams = []
     for item in filter(None, (part.strip() for part in text.split(","))):
-        host, _, port = item.partition(":")
+        if item.startswith("["):  # [2001:db8::53]:5353
+            host, _, port = item[1:].partition("]")
+            port = port.removeprefix(":")
+        elif item.count(":") > 1:  # a bare IPv6 address
+            host, port = item, ""
+        else:
+            host, _, port = item.partition(":")
         upstreams.append((host, int(port or 53)))
     return tuple(upstreams)

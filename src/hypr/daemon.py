@@ -31,6 +31,7 @@ from hypr.reconcile import firewall
 from hypr.reconcile.dns import DnsStep, ResolvedStep, Upstreams
 from hypr.reconcile.kernel import Reconciler
 from hypr.reconcile.ports import PortHolder
+from hypr.reconcile.proxy import LoopbackProxy
 from hypr.runtime.sandbox import SandboxRuntime
 from hypr.runtime.vm import VmRuntime
 from hypr.services import networks, workloads
@@ -187,6 +188,7 @@ class Daemon:
 
     async def serve(self) -> None:
         dns = self.start_dns()
+        self.ctx.ports.proxy = LoopbackProxy(asyncio.get_running_loop())
         try:
             await self.call(self.start_up)
         except HyprError as exc:

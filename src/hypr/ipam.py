@@ -6,9 +6,10 @@ address is handed out twice (UNIQUE (network_id, ip)).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
+from ipaddress import AddressValueError, IPv4Address, IPv4Network, IPv6Address, IPv6Network, NetmaskValueError
 
 from hypr.errors import Forbidden, InvalidParameter
 
@@ -142,6 +143,169 @@ def check_static(pool: Pool, text: str, in_use: Callable[[int], bool]) -> IPv4Ad
         addr = IPv4Address(text)
     except AddressValueError:
         raise InvalidParameter(f"invalid IPv4 address: {text}") from None
+    if addr not in pool.subnet:
+        raise InvalidParameter(f"no configured subnet contains IP address {addr}")
+    if int(addr) in pool.reserved or in_use(int(addr)):
+        raise InvalidParameter("Address already in use")
+    return addr
+
+
+# -- IPv6 ------------------------------------------------------------------------------------------------------------
+
+# Docker's default for IPv6 networks without a subnet: a /64 out of a unique local (RFC 4193) /48. The /48 is
+# derived from the daemon's instance ID (RFC 4193's "pseudo-random global ID"), so two hosts do not pick the same.
+POOL6_SIZE = 64
+OVERLAP6 = "invalid pool request: Pool overlaps with other one on this address space"
+
+SPECIAL6 = (
+    (IPv6Network("::/127"), "unspecified and loopback (RFC 4291)"),
+    (IPv6Network("::ffff:0:0/96"), "IPv4-mapped (RFC 4291)"),
+    (IPv6Network("fe80::/10"), "link-local (RFC 4291)"),
+    (IPv6Network("ff00::/8"), "multicast (RFC 4291)"),
+)
+
+
+@dataclass(frozen=True)
+class Pool6:
+    """One network's IPv6 address space. No broadcast in IPv6; the subnet-router anycast address (the subnet's
+    first) and the gateway are never handed out."""
+
+    subnet: IPv6Network
+    gateway: IPv6Address
+    ip_range: IPv6Network | None = None
+
+    @property
+    def reserved(self) -> frozenset[int]:
+        return frozenset({int(self.subnet.network_address), int(self.gateway)})
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        space = self.ip_range or self.subnet
+        return int(space.network_address), int(space.broadcast_address)
+
+
+@dataclass(frozen=True)
+class DefaultPool6:
+    """Where `--ipv6` networks without a subnet get theirs: `size`-long prefixes out of `base` (Docker's
+    `default-address-pools` entry with an IPv6 base)."""
+
+    base: IPv6Network
+    size: int = POOL6_SIZE
+
+    @classmethod
+    def parse(cls, text: str) -> DefaultPool6:
+        """`fd12:3456:789a::/48` or `fd12:3456:789a::/48,64` (base, then the size of each network's prefix)."""
+        base_text, _, size_text = text.partition(",")
+        try:
+            base = IPv6Network(base_text.strip())
+            size = int(size_text) if size_text.strip() else POOL6_SIZE
+        except ValueError as exc:
+            raise ValueError(f"invalid IPv6 address pool {text!r}: {exc}") from None
+        if not base.prefixlen <= size <= 126:
+            raise ValueError(f"invalid IPv6 address pool {text!r}: the size must be between /{base.prefixlen} and /126")
+        return cls(base, size)
+
+
+def ula_pool(seed: str) -> DefaultPool6:
+    """fdXX:XXXX:XXXX::/48 with the 40-bit global ID taken from a hash of `seed` (the daemon's instance ID)."""
+    global_id = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:5], "big")
+    return DefaultPool6(IPv6Network(((0xFD << 120) | (global_id << 80), 48)))
+
+
+def parse_subnet6(text: str) -> IPv6Network:
+    try:
+        net = IPv6Network(text, strict=False)
+    except (AddressValueError, NetmaskValueError, ValueError):
+        raise InvalidParameter(f"invalid subnet {text}: invalid CIDR block notation") from None
+    if "/" not in text:
+        raise InvalidParameter(f"invalid subnet {text}: invalid CIDR block notation")
+    if net.network_address != IPv6Address(text.split("/")[0]):
+        raise InvalidParameter(f"invalid subnet {text}: it should be {net}")
+    if net.prefixlen > 126:
+        raise InvalidParameter(f"invalid subnet {text}: a bridge network needs at least a /126")
+    for block, what in SPECIAL6:
+        if net.overlaps(block):
+            raise InvalidParameter(f"invalid subnet {text}: it overlaps {block}, {what}, which no network can use")
+    return net
+
+
+def parse_ip_range6(text: str, subnet: IPv6Network) -> IPv6Network:
+    try:
+        net = IPv6Network(text, strict=False)
+    except (AddressValueError, NetmaskValueError, ValueError):
+        raise InvalidParameter(f"invalid ip-range {text}: invalid CIDR block notation") from None
+    if not net.subnet_of(subnet):
+        raise InvalidParameter(f"invalid ip-range {text}: it should be within subnet {subnet}")
+    return net
+
+
+def parse_address6(text: str, subnet: IPv6Network, what: str) -> IPv6Address:
+    try:
+        addr = IPv6Address(text)
+    except AddressValueError:
+        raise InvalidParameter(f"invalid {what} {text}: invalid address") from None
+    if addr not in subnet:
+        raise InvalidParameter(f"invalid {what} {text}: it should be within subnet {subnet}")
+    if addr == subnet.network_address:
+        raise InvalidParameter(f"invalid {what} {text}: it is the subnet-router anycast address of {subnet}")
+    return addr
+
+
+def check_overlap6(subnet: IPv6Network, taken: Iterable[IPv6Network]) -> None:
+    if any(subnet.overlaps(other) for other in taken):
+        raise Forbidden(OVERLAP6)
+
+
+def auto_subnet6(pool: DefaultPool6, taken: Iterable[IPv6Network]) -> IPv6Network:
+    """The first `pool.size` prefix of `pool.base` that overlaps nothing in `taken`. Each taken network rules out
+    at most one run of candidates, so this skips past it instead of walking prefix by prefix: the cost grows with
+    the networks that exist, never with the size of the pool."""
+    busy = sorted((n for n in taken if n.overlaps(pool.base)), key=lambda n: int(n.network_address))
+    step = 1 << (128 - pool.size)
+    candidate = int(pool.base.network_address)
+    end = int(pool.base.broadcast_address)
+    for other in busy:
+        lo, hi = int(other.network_address), int(other.broadcast_address)
+        if hi < candidate:
+            continue
+        if lo >= candidate + step:
+            break
+        candidate = (hi // step + 1) * step  # the first prefix after the one(s) `other` touches
+    if candidate + step - 1 > end:
+        raise Forbidden(
+            "could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network"
+        )
+    return IPv6Network((candidate, pool.size))
+
+
+def next_address6(
+    pool: Pool6, last: int | None, in_use: Callable[[int], bool], used: Callable[[], int]
+) -> IPv6Address | None:
+    """Next-after-last, as for IPv4, but never walked address by address over the subnet. The address after the
+    cursor is free unless the cursor wrapped (never, for a /64 in practice): one look-up. Past a taken one, a free
+    address lies at most `used() + len(reserved)` steps on (`used`: addresses taken on the network, counted only
+    then), so the walk is bounded by what is in use, not by the size of the subnet. None when the pool is full."""
+    lo, hi = pool.bounds
+    reserved = pool.reserved
+    size = hi - lo + 1
+    start = lo if last is None or not lo <= last < hi else last + 1
+    limit = None
+    step = 0
+    while limit is None or step < limit:
+        candidate = lo + (start - lo + step) % size
+        if candidate not in reserved and not in_use(candidate):
+            return IPv6Address(candidate)
+        if limit is None:
+            limit = min(size, used() + len(reserved) + 1)
+        step += 1
+    return None
+
+
+def check_static6(pool: Pool6, text: str, in_use: Callable[[int], bool]) -> IPv6Address:
+    try:
+        addr = IPv6Address(text)
+    except AddressValueError:
+        raise InvalidParameter(f"invalid IPv6 address: {text}") from None
     if addr not in pool.subnet:
         raise InvalidParameter(f"no configured subnet contains IP address {addr}")
     if int(addr) in pool.reserved or in_use(int(addr)):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any, Literal
 
 Protocol = Literal["tcp", "udp"]
@@ -25,6 +25,7 @@ OPT_MTU = "com.docker.network.driver.mtu"
 OPT_ICC = "com.docker.network.bridge.enable_icc"
 OPT_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade"
 OPT_HOST_BINDING = "com.docker.network.bridge.host_binding_ipv4"
+OPT_GATEWAY_MODE6 = "com.docker.network.bridge.gateway_mode_ipv6"  # "nat" (default) or "routed"
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,20 @@ class Network:
     ipam_options: Mapping[str, str] | None = None  # None: the client sent none
     created: str = ""  # RFC 3339 with nanoseconds, UTC
     driver: str = DRIVER
+    # IPv6 (dual-stack): None for an IPv4-only network.
+    subnet6: IPv6Network | None = None
+    gateway6: IPv6Address | None = None
+    ip_range6: IPv6Network | None = None
+    routed6: bool = False  # gateway_mode_ipv6=routed: no NAT66, the subnet is routed as it is
     attachable: bool = False  # Docker's --attachable: stored and shown (every local network takes any workload)
 
     @property
     def builtin(self) -> bool:
         return self.name == DEFAULT_NETWORK
+
+    @property
+    def ipv6(self) -> bool:
+        return self.subnet6 is not None
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,8 @@ class Endpoint:
     aliases: tuple[str, ...] = ()  # --network-alias, compose service name and aliases
     static_ip: bool = False
     gw_priority: int = 0  # Docker's GwPriority: the highest carries the default route
+    ip6: IPv6Address | None = None  # on a dual-stack network
+    static_ip6: bool = False  # --ip6 / ipv6_address
     driver_opts: Mapping[str, str] = field(default_factory=dict)  # Docker's DriverOpts, as given (shown by inspect)
     link_local_ips: tuple[str, ...] = ()  # IPAMConfig.LinkLocalIPs: extra addresses on the guest interface
 
@@ -73,7 +85,7 @@ class Endpoint:
 @dataclass(frozen=True)
 class PortMapping:
     workload_id: str
-    host_ip: IPv4Address  # 0.0.0.0 means every host address
+    host_ip: IPv4Address | IPv6Address  # 0.0.0.0: every host address, both families (Docker's ""); ::: every IPv6 one
     host_port: int
     guest_port: int
     protocol: Protocol = "tcp"
@@ -243,12 +255,18 @@ class Snapshot:
             key=lambda e: (-e.gw_priority, self.network(e.network_id).internal, self.network(e.network_id).name),
         )
 
+    def port_network(self, workload_id: str) -> Network | None:
+        """The network a workload's published ports reach it on: the first without `internal` in gateway order."""
+        return next(
+            (n for n in (self.network(e.network_id) for e in self.gateway_order(workload_id)) if not n.internal), None
+        )
+
 
 @dataclass(frozen=True)
 class HostRoute:
     """A route in the daemon's namespace that hypr does not own; new subnets must not overlap it."""
 
-    dst: IPv4Network
+    dst: IPv4Network | IPv6Network
     dev: str
 
     def __str__(self) -> str:

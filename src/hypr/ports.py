@@ -1,6 +1,6 @@
 """Published ports, pure: the `-p` grammar and Docker's PortBindings map, both ways.
 
-Forms (Docker's): `G`, `H:G`, `IP:H:G`, `IP::G`, each with `/tcp` or `/udp`, equal-length ranges
+Forms (Docker's): `G`, `H:G`, `IP:H:G`, `IP::G` (an IPv6 IP in brackets: `[::1]:8080:80`), each with `/tcp` or `/udp`, equal-length ranges
 `8000-8002:80-82`, and a host range for one guest port `8000-8010:80` (the first free port of the range is
 published, as Docker does). A host port of 0 means "pick a free one" (the daemon does, by binding).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from ipaddress import AddressValueError, IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, cast
 
 from hypr.errors import InvalidParameter
@@ -18,13 +18,22 @@ from hypr.models import Protocol
 ANY = IPv4Address("0.0.0.0")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class PortSpec:
     guest_port: int
     protocol: Protocol
-    host_ip: IPv4Address = ANY
+    host_ip: IPv4Address | IPv6Address = ANY  # ANY: both families (Docker's HostIp ""); `::`: every IPv6 address
     host_port: int = 0  # 0: a free port chosen at create time
     host_port_end: int = 0  # with host_port, a range to choose the first free port from; 0: just host_port
+
+    def __lt__(self, other: PortSpec) -> bool:
+        return self.sort_key < other.sort_key
+
+    @property
+    def sort_key(self) -> tuple[int, str, int, int, int, int]:
+        """Guest port, protocol, then host address (IPv4 before IPv6) and ports: addresses of both families sort."""
+        ip = self.host_ip
+        return (self.guest_port, self.protocol, ip.version, int(ip), self.host_port, self.host_port_end)
 
     @property
     def host_ports(self) -> range:
@@ -72,13 +81,13 @@ def parse_publish(spec: str) -> list[PortSpec]:
     return [PortSpec(g, cast(Protocol, proto), host_ip, h) for g, h in zip(guests, hosts, strict=True)]
 
 
-def _parse_host_ip(text: str, spec: str) -> IPv4Address:
+def _parse_host_ip(text: str, spec: str) -> IPv4Address | IPv6Address:
     text = text.strip("[]")
     if not text:
         return ANY
     try:
-        return IPv4Address(text)
-    except AddressValueError:
+        return ip_address(text)
+    except ValueError:
         raise InvalidParameter(f"invalid IP address {text!r} in port specification {spec!r}") from None
 
 

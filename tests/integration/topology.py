@@ -45,12 +45,19 @@ name, specs = sys.argv[1], sys.argv[2:]
 sel = selectors.DefaultSelector()
 for spec in specs:
     port, proto = spec.split("/")
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", int(port)))
-    if proto == "tcp":
-        s.listen(64)
-    sel.register(s, selectors.EVENT_READ, (int(port), proto))
+    for family, any_address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind((any_address, int(port)))
+        except OSError:  # no IPv6 in this namespace
+            s.close()
+            continue
+        if proto == "tcp":
+            s.listen(64)
+        sel.register(s, selectors.EVENT_READ, (int(port), proto))
 print("ready", flush=True)
 while True:
     for key, _ in sel.select():
@@ -84,22 +91,24 @@ def checksum(data):
     return ~(total + (total >> 16)) & 0xFFFF
 
 def ping(s, host, ident):
-    header = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + payload.encode()
-    s.sendto(header[:2] + struct.pack("!H", checksum(header)) + header[4:], (host, 0))
+    v6 = ":" in host  # ICMPv6: echo 128/129, no IP header on receive, the kernel fills the checksum in
+    header = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, ident, 1) + payload.encode()
+    s.sendto(header if v6 else header[:2] + struct.pack("!H", checksum(header)) + header[4:], (host, 0))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         s.settimeout(max(deadline - time.monotonic(), 0.001))
         data, peer = s.recvfrom(2048)
-        icmp = data[(data[0] & 15) * 4:]
-        if icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident and peer[0] == host:
+        icmp = data if v6 else data[(data[0] & 15) * 4:]
+        if icmp[0] == (129 if v6 else 0) and struct.unpack("!H", icmp[4:6])[0] == ident and peer[0] == host:
             return f"pong from {peer[0]}"
     raise TimeoutError("timed out")
 
 def probe(i, proto, host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     if proto == "icmp":
-        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        s = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if ":" in host else socket.IPPROTO_ICMP)
     else:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+        s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
     s.settimeout(timeout)
     try:
         if source:

@@ -56,7 +56,6 @@ def test_model_of_the_seed() -> None:
         (("networks: [frontend], depends_on: [api]", "networks: [nope]"), "refers to undefined network nope"),
         (("depends_on: [api]", "depends_on: [ghost]"), 'depends on undefined service "ghost"'),
         (("ipv4_address: 10.5.1.9", "ipv4_address: 10.6.0.9"), "10.6.0.9 is not in the subnet of network backend"),
-        (("internal: true", "enable_ipv6: true"), "networks.backend: enable_ipv6 is not supported yet"),
         (("x-hypr: {runtime: vm}", "x-hypr: {runtime: kata}"), "unknown runtime 'kata'"),
         (('restart: "on-failure:3"', "restart: sometimes"), "invalid restart policy 'sometimes'"),
         (("db: {image: busybox,", "db: {"), "service 'db' has neither an image"),

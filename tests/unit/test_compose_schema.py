@@ -63,13 +63,13 @@ services:
     volumes: [data:/data]
     cap_add: [NET_ADMIN]
     x-custom: 1
-    networks: {n: {ipv6_address: "::1", aliases: [b]}}
+    networks: {n: {link_local_ips: ["fe80::9"], aliases: [b]}}
     ports: [{target: 80, mode: host}]
 networks: {n: {attachable: true}}
 """)
     assert schema.unsupported_keys(config) == [
         "(top level): unsupported key ignored: volumes",
-        "services.a.networks.n: unsupported key ignored: ipv6_address",
+        "services.a.networks.n: unsupported key ignored: link_local_ips",
     ]
 
 

@@ -479,3 +479,60 @@ def test_names_that_cannot_be_dns_names_are_left_out_and_break_nothing_else() ->
     for table in records.scoped.values():
         assert all(valid_name(name) for name in table)
     assert all(valid_name(target) for target in records.reverse.values())
+
+
+# -- IPv6 ------------------------------------------------------------------------------------------------------------
+
+
+def _dual_stack() -> Records:
+    from ipaddress import IPv6Address, IPv6Network
+
+    app = dataclasses.replace(
+        net(APP, "app", "10.89.1.0/24"), subnet6=IPv6Network("fd00:1::/64"), gateway6=IPv6Address("fd00:1::1")
+    )
+    data = net(DATA, "data", "10.89.2.0/24")
+    web, db, other = wl("web"), wl("db"), wl("other")
+    endpoints = (
+        dataclasses.replace(ep(web, APP, "10.89.1.2"), ip6=IPv6Address("fd00:1::2")),
+        dataclasses.replace(ep(db, APP, "10.89.1.3", aliases=("sql",)), ip6=IPv6Address("fd00:1::3")),
+        ep(other, DATA, "10.89.2.2"),
+    )
+    return build_records(Snapshot(networks=(app, data), workloads=(web, db, other), endpoints=endpoints))
+
+
+@pytest.mark.parametrize(
+    ("asker", "arrived_on", "qname", "qtype", "expected"),
+    [
+        ("fd00:1::2", "fd00:1::1", "db", "AAAA", ("fd00:1::3",)),  # scoped by the v6 source, as for v4
+        ("fd00:1::2", "fd00:1::1", "sql", "A", ("10.89.1.3",)),
+        ("10.89.1.2", "10.89.1.1", "db", "AAAA", ("fd00:1::3",)),
+        ("10.89.2.2", "10.89.2.1", "db", "AAAA", Outcome.NXDOMAIN),  # not on a shared network
+        ("10.89.2.2", "10.89.2.1", "db.hypr", "AAAA", ("fd00:1::3",)),  # .hypr answers for everyone
+        ("10.89.2.2", "10.89.2.1", "other.hypr", "AAAA", Outcome.NODATA),  # IPv4 only: the name exists
+        ("fd00:1::2", "fd00:1::1", "db.hypr", "ANY", ("10.89.1.3",)),
+        ("fd00:1::2", "fd00:1::1", "db", "MX", Outcome.NODATA),
+        ("fd00:1::9", "fd00:1::1", "db", "AAAA", ("fd00:1::3",)),  # a newcomer on the subnet asks as a member
+        ("fd00:9::9", "fd00:1::1", "db", "AAAA", Outcome.NXDOMAIN),  # outside the subnet: the host
+    ],
+)
+def test_aaaa_records_scoped_by_the_askers_ipv6_address(
+    asker: str, arrived_on: str, qname: str, qtype: str, expected: tuple[str, ...] | Outcome
+) -> None:
+    from ipaddress import ip_address
+
+    answer = lookup(_dual_stack(), asker, arrived_on, qname, qtype)
+    if isinstance(expected, Outcome):
+        assert answer is expected
+    else:
+        assert answer == Found(addresses=tuple(ip_address(a) for a in expected))
+
+
+def test_ptr_under_ip6_arpa() -> None:
+    from ipaddress import IPv6Address
+
+    records = _dual_stack()
+    name = IPv6Address("fd00:1::3").reverse_pointer
+    assert lookup(records, "fd00:1::2", None, name, "PTR") == Found(pointers=("db.hypr",))
+    assert lookup(records, "fd00:1::2", None, IPv6Address("fd00:1::77").reverse_pointer, "PTR") is Outcome.NXDOMAIN
+    assert lookup(records, "fd00:1::2", None, name.split(".", 4)[4], "PTR") is Outcome.NODATA  # inside our /64
+    assert lookup(records, "fd00:1::2", None, IPv6Address("2001:db8::1").reverse_pointer, "PTR") is Outcome.FORWARD

@@ -143,3 +143,11 @@ def test_answer_cache_keeps_answers_of_different_upstreams_apart() -> None:
     assert dns.message.from_wire(mine).answer[0][0].address == "192.0.2.5"
     assert cache.get(query, (("198.18.0.6", 53),)) is None
     assert cache.get(query, (("198.18.0.5", 53), ("198.18.0.6", 53))) is None
+
+
+def test_upstreams_from_the_environment_take_ipv6_addresses() -> None:
+    from hypr.config import parse_upstreams
+
+    assert parse_upstreams("1.1.1.1, 9.9.9.9:5353,2001:db8::53,[2001:db8::54]:5353") == (
+        ("1.1.1.1", 53), ("9.9.9.9", 5353), ("2001:db8::53", 53), ("2001:db8::54", 5353),
+    )  # fmt: skip

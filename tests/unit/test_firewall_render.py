@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
 from pathlib import Path
 
 import pytest
@@ -55,7 +55,7 @@ def attach(w: Workload, net: Network, host: int, position: int = 0) -> Endpoint:
 
 
 def port(w: Workload, host: int, guest: int, proto: Protocol = "tcp", host_ip: str = "0.0.0.0") -> PortMapping:
-    return PortMapping(w.id, IPv4Address(host_ip), host, guest, proto)
+    return PortMapping(w.id, ip_address(host_ip), host, guest, proto)
 
 
 DEFAULT = network(0, "192.0.2.0/24")
@@ -121,12 +121,47 @@ def scenario_icc_disabled() -> Snapshot:
         networks=(net,),
         workloads=(WEB, DB),
         endpoints=(attach(WEB, net, 2), attach(DB, net, 3)),
-        ports=(port(WEB, 8080, 80),),
+        ports=(
+            port(WEB, 8080, 80),
+            port(WEB, 8443, 443, host_ip="2001:db8:ffff::1"),
+            port(CACHE, 9000, 90, host_ip="::"),
+        ),
     )
 
 
 def scenario_empty() -> Snapshot:
     return Snapshot()
+
+
+def dual(net: Network, subnet6: str, **kw: object) -> Network:
+    six = IPv6Network(subnet6)
+    return replace(net, subnet6=six, gateway6=six.network_address + 1, **kw)  # type: ignore[arg-type]
+
+
+def attach6(w: Workload, net: Network, host: int, position: int = 0) -> Endpoint:
+    assert net.subnet6 is not None
+    return replace(attach(w, net, host, position), ip6=net.subnet6.network_address + host)
+
+
+def scenario_dual_stack() -> Snapshot:
+    app = dual(APP, "2001:db8:1::/64")  # NAT66 (Docker's default)
+    routed = dual(network(3, "192.0.2.128/25", "edge"), "2001:db8:3::/64", routed6=True, icc=False)
+    internal = dual(INTERNAL, "2001:db8:2::/64")
+    return Snapshot(
+        networks=(DEFAULT, app, internal, routed),
+        workloads=(WEB, DB, CACHE),
+        endpoints=(
+            attach6(WEB, app, 2),
+            attach6(DB, internal, 3),
+            replace(attach6(CACHE, routed, 2), gw_priority=1),  # edge carries cache's ports
+            attach(CACHE, DEFAULT, 2, position=1),
+        ),
+        ports=(
+            port(WEB, 8080, 80),
+            port(WEB, 8443, 443, host_ip="2001:db8:ffff::1"),
+            port(CACHE, 9000, 90, host_ip="::"),
+        ),
+    )
 
 
 SCENARIOS: dict[str, Callable[[], Snapshot]] = {
@@ -137,6 +172,7 @@ SCENARIOS: dict[str, Callable[[], Snapshot]] = {
     "published-ports": scenario_published_ports,
     "multi-network-workload": scenario_multi_network_workload,
     "icc-disabled": scenario_icc_disabled,
+    "dual-stack": scenario_dual_stack,
 }
 
 TITLES = {
@@ -149,6 +185,9 @@ TITLES = {
     "multi-network-workload": "A workload on an internal and a normal network publishes `8080:80`; "
     "one on an internal network only is skipped",
     "icc-disabled": "`app` with `enable_icc=false` and `enable_ip_masquerade=false`",
+    "dual-stack": "IPv6: `app` dual-stack with NAT66, internal `backend` dual-stack, `edge` with "
+    "`gateway_mode_ipv6=routed` and icc off; `cache` also on the IPv4-only `bridge`; `8080:80` on both families, "
+    "`[2001:db8:ffff::1]:8443:443`; cache's `[::]:9000:90` on routed `edge`: DNAT'd, and port 90 open on its address",
 }
 
 

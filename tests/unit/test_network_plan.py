@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 import pytest
 
+from hypr import ipam as ipam_
 from hypr.errors import Conflict, Forbidden, HyprError, InvalidParameter, NotFound
 from hypr.models import HostRoute, HostView, Network, Snapshot
 from hypr.services import network_plan as plan
@@ -15,10 +16,16 @@ from hypr.services.validation import parse_until
 EXISTING = Network(
     id="a" * 64, name="taken", bridge="vbr1", subnet=IPv4Network("10.70.0.0/16"),
     gateway=IPv4Network("10.70.0.0/16").network_address + 1, created="2026-01-01T00:00:00.000000000Z",
+    subnet6=IPv6Network("fd70::/64"), gateway6=IPv6Address("fd70::1"),
 )  # fmt: skip
 SNAPSHOT = Snapshot(networks=(EXISTING,))
 HOST = HostView(
-    routes=(HostRoute(IPv4Network("0.0.0.0/0"), "eth0"), HostRoute(IPv4Network("192.168.1.0/24"), "eth0")),
+    routes=(
+        HostRoute(IPv4Network("0.0.0.0/0"), "eth0"),
+        HostRoute(IPv4Network("192.168.1.0/24"), "eth0"),
+        HostRoute(IPv6Network("::/0"), "eth0"),
+        HostRoute(IPv6Network("2001:db8:9::/48"), "eth0"),
+    ),
     interfaces=frozenset({"eth0", "lo", "docker0"}),
 )
 
@@ -77,7 +84,31 @@ BAD: list[tuple[dict[str, Any], type[HyprError], str]] = [
         InvalidParameter,
         "one IPv4 subnet",
     ),
-    ({"Name": "x", "EnableIPv6": True}, InvalidParameter, "IPv6"),
+    ({"Name": "x", "EnableIPv4": False, "EnableIPv6": True}, InvalidParameter, "IPv6-only networks"),
+    ({"Name": "x", "IPAM": ipam(Subnet="fd00:1::/64")}, InvalidParameter, "needs EnableIPv6"),
+    ({"Name": "x", "EnableIPv6": True, "IPAM": ipam(Subnet="fd00:1::1/64")}, InvalidParameter, "should be fd00:1::/64"),
+    ({"Name": "x", "EnableIPv6": True, "IPAM": ipam(Subnet="fe80::/64")}, InvalidParameter, "link-local"),
+    ({"Name": "x", "EnableIPv6": True, "IPAM": ipam(Subnet="fd00:1::/127")}, InvalidParameter, "at least a /126"),
+    (
+        {"Name": "x", "EnableIPv6": True, "IPAM": ipam(Subnet="fd00:1::/64", Gateway="fd00:2::1")},
+        InvalidParameter,
+        "it should be within subnet fd00:1::/64",
+    ),
+    (
+        {"Name": "x", "EnableIPv6": True, "IPAM": ipam(Subnet="fd70::/48")},
+        Forbidden,
+        "Pool overlaps with other one on this address space",
+    ),
+    (
+        {"Name": "x", "EnableIPv6": True, "IPAM": ipam(Subnet="2001:db8:9::/64")},
+        Forbidden,
+        "overlaps the host route 2001:db8:9::/48 dev eth0",
+    ),
+    (
+        {"Name": "x", "EnableIPv6": True, "Options": {"com.docker.network.bridge.gateway_mode_ipv6": "isolated"}},
+        InvalidParameter,
+        "nat and routed",
+    ),
     (
         {"Name": "x", "Options": {"com.docker.network.bridge.name": "vbr1"}},
         Forbidden,
@@ -177,3 +208,71 @@ def test_prune_filters() -> None:
 def test_bridge_names_that_would_escape_into_nft_or_sysctl_paths(name: str) -> None:
     with pytest.raises(InvalidParameter, match="com.docker.network.bridge.name"):
         plan.plan_network_create({"Name": "x", "Options": {"com.docker.network.bridge.name": name}}, SNAPSHOT, HOST)
+
+
+# -- IPv6 ---------------------------------------------------------------------------------------------------------
+
+POOL6 = ipam_.DefaultPool6(IPv6Network("fd70::/48"), 64)
+
+
+def test_ipv6_without_a_subnet_takes_the_next_free_prefix_of_the_pool() -> None:
+    n = plan.plan_network_create({"Name": "x", "EnableIPv6": True}, SNAPSHOT, HOST, POOL6)
+    assert n.subnet6 == IPv6Network("fd70:0:0:1::/64") and n.gateway6 == IPv6Address("fd70:0:0:1::1")
+    assert n.subnet.version == 4 and not n.routed6  # dual-stack: the IPv4 side is planned as before
+
+
+def test_ipv6_with_subnet_gateway_range_and_routed_mode() -> None:
+    body = {
+        "Name": "x", "EnableIPv6": True,
+        "IPAM": {"Config": [{"Subnet": "10.9.0.0/24"}, {"Subnet": "2001:db8:1::/64", "Gateway": "2001:db8:1::fe",
+                                                        "IPRange": "2001:db8:1::100/120"}]},
+        "Options": {"com.docker.network.bridge.gateway_mode_ipv6": "routed"},
+    }  # fmt: skip
+    n = plan.plan_network_create(body, SNAPSHOT, HOST, POOL6)
+    assert (n.subnet, n.subnet6, n.gateway6) == (
+        IPv4Network("10.9.0.0/24"), IPv6Network("2001:db8:1::/64"), IPv6Address("2001:db8:1::fe"),
+    )  # fmt: skip
+    assert n.ip_range6 == IPv6Network("2001:db8:1::100/120") and n.routed6
+
+
+def test_auto_subnet6_skips_taken_prefixes_without_walking() -> None:
+    pool = ipam_.DefaultPool6(IPv6Network("fd00:1::/48"), 64)
+    taken = [IPv6Network("fd00:1::/56"), IPv6Network("fd00:1:0:100::/64"), IPv6Network("fd00:2::/48")]
+    assert ipam_.auto_subnet6(pool, taken) == IPv6Network("fd00:1:0:101::/64")
+    with pytest.raises(Forbidden, match="IPv6 address pool"):
+        ipam_.auto_subnet6(pool, [IPv6Network("fd00::/16")])
+
+
+def test_default_pool_is_a_ula_48_derived_from_the_instance() -> None:
+    a, b = ipam_.ula_pool("one"), ipam_.ula_pool("two")
+    assert a.base.prefixlen == 48 and a.size == 64 and a.base.subnet_of(IPv6Network("fd00::/8"))
+    assert a != b and a == ipam_.ula_pool("one")
+    assert ipam_.DefaultPool6.parse("fd12:3456:789a::/48,56") == ipam_.DefaultPool6(
+        IPv6Network("fd12:3456:789a::/48"), 56
+    )
+    with pytest.raises(ValueError):
+        ipam_.DefaultPool6.parse("fd12::/64,48")
+
+
+def test_next_address6_is_bounded_by_what_is_in_use() -> None:
+    pool = ipam_.Pool6(IPv6Network("fd00::/64"), IPv6Address("fd00::1"))
+    calls: list[int] = []
+
+    def in_use(ip: int) -> bool:
+        calls.append(ip)
+        return ip in {int(IPv6Address("fd00::2")), int(IPv6Address("fd00::3"))}
+
+    counted: list[int] = []
+
+    def used() -> int:
+        counted.append(1)
+        return 2
+
+    assert ipam_.next_address6(pool, None, in_use, used) == IPv6Address("fd00::4")
+    assert len(calls) == 3 and len(counted) == 1  # ::2, ::3 taken, ::4 free; the gateway skipped without asking
+    assert ipam_.next_address6(pool, int(IPv6Address("fd00::4")), lambda ip: False, used) == IPv6Address("fd00::5")
+    assert len(counted) == 1  # the common case: one look-up, no count
+    last = int(IPv6Address("fd00::ffff:ffff:ffff:ffff"))
+    assert ipam_.next_address6(pool, last, lambda ip: False, used) == IPv6Address("fd00::2")  # wraps, skips ::, ::1
+    tiny = ipam_.Pool6(IPv6Network("fd00::/126"), IPv6Address("fd00::1"))
+    assert ipam_.next_address6(tiny, None, lambda ip: True, lambda: 2) is None

@@ -62,3 +62,15 @@ def test_a_host_range_for_one_guest_port_is_one_spec(spec: str, expected: list[P
 def test_unequal_ranges_are_still_refused() -> None:
     with pytest.raises(InvalidParameter, match="invalid ranges"):
         parse_publish("8000-8010:80-81")
+
+
+def test_ipv6_host_addresses_in_brackets() -> None:
+    from ipaddress import IPv6Address
+
+    [loop] = parse_publish("[::1]:8080:80")
+    [one] = parse_publish("[2001:db8::1]:8443:443/udp")
+    [anyv6] = parse_publish("[::]::80")
+    assert (loop.host_ip, loop.host_port, loop.guest_port) == (IPv6Address("::1"), 8080, 80)
+    assert (one.host_ip, one.protocol) == (IPv6Address("2001:db8::1"), "udp")
+    assert (anyv6.host_ip, anyv6.host_port) == (IPv6Address("::"), 0)
+    assert to_bindings([one]) == {"443/udp": [{"HostIp": "2001:db8::1", "HostPort": "8443"}]}

@@ -131,8 +131,8 @@ def test_config_survives_the_guest_shell(tmp_path: Path) -> None:
     )
     assert values == "/srv|192.0.2.1|1000|1001|20 2000|"
     assert nets[0:2] == [
-        "02:42:c0:00:02:05|eth0|192.0.2.5|24|192.0.2.1|1500",
-        "02:42:00:00:00:07|eth1|198.51.100.7|25|198.51.100.1|1400",
+        "02:42:c0:00:02:05|eth0|192.0.2.5|24|192.0.2.1|1500||",
+        "02:42:00:00:00:07|eth1|198.51.100.7|25|198.51.100.1|1400||",
     ]
     assert "nameserver 192.0.2.1" in config and "192.0.2.5\tweb" in config
 
@@ -153,3 +153,16 @@ def test_per_workload_archive_is_appended_to_the_base(tmp_path: Path) -> None:
     assert data.startswith(base.read_bytes())
     tail = parse_cpio(data[len(base.read_bytes()) :])
     assert [(m["name"], m["body"]) for m in tail] == [(".hypr/config.sh", b"HYPR_NETS=''\n")]
+
+
+def test_config_carries_ipv6_addresses_and_the_ipv6_gateway() -> None:
+    import dataclasses
+    from ipaddress import IPv6Address
+
+    dual = dataclasses.replace(
+        ATT1, ip6=IPv6Address("2001:db8:1::7"), prefixlen6=64, gateway6=IPv6Address("2001:db8:1::1")
+    )
+    config = vi.render_config(spec(attachments=(ATT, dual)), ("true",))
+    assert "02:42:00:00:00:07|eth1|198.51.100.7|25|198.51.100.1|1400|2001:db8:1::7|64\n" in config
+    assert "HYPR_GATEWAY6=2001:db8:1::1\n" in config
+    assert "HYPR_GATEWAY6=''\n" in vi.render_config(spec(), ("true",))

@@ -16,7 +16,7 @@ def network_inspect(network: Network, snapshot: Snapshot, *, containers: bool = 
         config["IPRange"] = str(network.ip_range)
     if network.aux_addresses:
         config["AuxiliaryAddresses"] = {k: str(v) for k, v in network.aux_addresses.items()}
-    ipam: dict[str, Any] = {"Driver": "default", "Config": [config]}
+    ipam: dict[str, Any] = {"Driver": "default", "Config": [config, *_ipam_config6(network)]}
     # Docker echoes IPAM.Options exactly as sent, and leaves the key out when none was sent (docker-py checks).
     if network.ipam_options is not None:
         ipam["Options"] = dict(network.ipam_options)
@@ -27,7 +27,7 @@ def network_inspect(network: Network, snapshot: Snapshot, *, containers: bool = 
         "Scope": "local",
         "Driver": network.driver,
         "EnableIPv4": True,
-        "EnableIPv6": False,
+        "EnableIPv6": network.ipv6,
         "IPAM": ipam,
         "Internal": network.internal,
         "Attachable": network.attachable,
@@ -66,7 +66,7 @@ def _containers(network: Network, snapshot: Snapshot) -> dict[str, Any]:
             "EndpointID": e.id,
             "MacAddress": e.mac,
             "IPv4Address": f"{e.ip}/{network.subnet.prefixlen}",
-            "IPv6Address": "",
+            "IPv6Address": _ip6_text(e, network),
         }
         for e in snapshot.endpoints
         if e.network_id == network.id
@@ -78,20 +78,20 @@ def _containers(network: Network, snapshot: Snapshot) -> dict[str, Any]:
 
 def port_bindings(snapshot: Snapshot, workload_id: str) -> dict[str, list[dict[str, str]]]:
     ports: dict[str, list[dict[str, str]]] = {}
+    target = snapshot.port_network(workload_id)
     for p in snapshot.ports_of(workload_id):
         ports.setdefault(f"{p.guest_port}/{p.protocol}", []).append(
             {"HostIp": str(p.host_ip), "HostPort": str(p.host_port)}
         )
+        if str(p.host_ip) == "0.0.0.0" and target is not None and target.ipv6:  # forwarded on both families
+            ports[f"{p.guest_port}/{p.protocol}"].append({"HostIp": "::", "HostPort": str(p.host_port)})
     return ports
 
 
 def endpoint_settings(snapshot: Snapshot, endpoint: Endpoint, workload: Workload) -> dict[str, Any]:
     network = snapshot.network(endpoint.network_id)
-    ipam: dict[str, Any] = {"IPv4Address": str(endpoint.ip)} if endpoint.static_ip else {}
-    if endpoint.link_local_ips:
-        ipam["LinkLocalIPs"] = list(endpoint.link_local_ips)
     return {
-        "IPAMConfig": ipam or None,
+        "IPAMConfig": _endpoint_ipam(endpoint),
         "Links": links_of(snapshot, workload) or None,
         "Aliases": list(endpoint.aliases) or None,
         "DriverOpts": dict(endpoint.driver_opts) or None,
@@ -104,9 +104,47 @@ def endpoint_settings(snapshot: Snapshot, endpoint: Endpoint, workload: Workload
         "Gateway": str(network.gateway),
         "IPAddress": str(endpoint.ip),
         "IPPrefixLen": network.subnet.prefixlen,
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        **_endpoint_ip6(endpoint, network),
+    }
+
+
+# -- IPv6 (dual-stack networks) ---------------------------------------------------------------------------------
+
+
+def _ipam_config6(network: Network) -> list[dict[str, Any]]:
+    if network.subnet6 is None:
+        return []
+    config: dict[str, Any] = {"Subnet": str(network.subnet6), "Gateway": str(network.gateway6)}
+    if network.ip_range6 is not None:
+        config["IPRange"] = str(network.ip_range6)
+    return [config]
+
+
+def _ip6_text(endpoint: Endpoint, network: Network) -> str:
+    if endpoint.ip6 is None or network.subnet6 is None:
+        return ""
+    return f"{endpoint.ip6}/{network.subnet6.prefixlen}"
+
+
+def _endpoint_ipam(endpoint: Endpoint) -> dict[str, Any] | None:
+    """Docker's EndpointSettings.IPAMConfig: the addresses the user asked for, null when none was."""
+    config: dict[str, Any] = {}
+    if endpoint.static_ip:
+        config["IPv4Address"] = str(endpoint.ip)
+    if endpoint.static_ip6 and endpoint.ip6 is not None:
+        config["IPv6Address"] = str(endpoint.ip6)
+    if endpoint.link_local_ips:
+        config["LinkLocalIPs"] = list(endpoint.link_local_ips)
+    return config or None
+
+
+def _endpoint_ip6(endpoint: Endpoint, network: Network) -> dict[str, Any]:
+    if endpoint.ip6 is None or network.subnet6 is None:
+        return {"IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0}
+    return {
+        "IPv6Gateway": str(network.gateway6),
+        "GlobalIPv6Address": str(endpoint.ip6),
+        "GlobalIPv6PrefixLen": network.subnet6.prefixlen,
     }
 
 

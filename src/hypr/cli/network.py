@@ -26,43 +26,61 @@ def network() -> None:
 @network.command("create")
 @click.argument("name")
 @click.option("-d", "--driver", default="bridge", show_default=True, help="Driver to manage the network.")
-@click.option("--subnet", help="Subnet in CIDR format.")
-@click.option("--gateway", help="IPv4 gateway for the subnet.")
-@click.option("--ip-range", help="Allocate addresses from a sub-range.")
+@click.option("--subnet", multiple=True, help="Subnet in CIDR format (one IPv4, one IPv6).")
+@click.option("--gateway", multiple=True, help="Gateway for the subnet of its family.")
+@click.option("--ip-range", multiple=True, help="Allocate addresses from a sub-range.")
 @click.option("--aux-address", multiple=True, help="Auxiliary address the IPAM must not hand out (name=IP).")
 @click.option("--internal", is_flag=True, help="Restrict external access to the network.")
+@click.option("--ipv6", is_flag=True, help="Enable IPv6 (dual-stack) networking.")
+@click.option("--ipv4/--no-ipv4", default=True, help="Enable IPv4 networking.")
 @click.option("--label", multiple=True, help="Set metadata on a network (k=v).")
 @click.option("-o", "--opt", multiple=True, help="Set driver specific options (k=v).")
 @click.option("--ipam-opt", multiple=True, help="Set IPAM driver specific options (k=v).")
 @click.pass_context
-def create(ctx: click.Context, name: str, driver: str, subnet: str | None, gateway: str | None, ip_range: str | None,
-           aux_address: tuple[str, ...], internal: bool, label: tuple[str, ...], opt: tuple[str, ...],
-           ipam_opt: tuple[str, ...]) -> None:  # fmt: skip
+def create(ctx: click.Context, name: str, driver: str, subnet: tuple[str, ...], gateway: tuple[str, ...],
+           ip_range: tuple[str, ...], aux_address: tuple[str, ...], internal: bool, ipv6: bool, ipv4: bool,
+           label: tuple[str, ...], opt: tuple[str, ...], ipam_opt: tuple[str, ...]) -> None:  # fmt: skip
     """Create a network."""
-    if (gateway or ip_range or aux_address) and not subnet:
-        raise click.UsageError("--gateway, --ip-range and --aux-address need --subnet")
-    config: dict[str, Any] = {}
-    if subnet:
-        config["Subnet"] = subnet
-    if gateway:
-        config["Gateway"] = gateway
-    if ip_range:
-        config["IPRange"] = ip_range
-    if aux_address:
-        config["AuxiliaryAddresses"] = parse_pairs("aux-address", aux_address)
     body = {
         "Name": name,
         "Driver": driver,
         "Internal": internal,
+        "EnableIPv6": ipv6,
         "IPAM": {
             "Driver": "default",
-            "Config": [config] if config else [],
+            "Config": ipam_configs(subnet, gateway, ip_range, aux_address),
             "Options": parse_pairs("ipam-opt", ipam_opt),
         },
         "Options": parse_pairs("opt", opt),
         "Labels": parse_pairs("label", label, allow_empty=True),
     }
+    if not ipv4:
+        body["EnableIPv4"] = False
     click.echo(client_of(ctx).create_network(body))
+
+
+def ipam_configs(subnets: tuple[str, ...], gateways: tuple[str, ...], ranges: tuple[str, ...],
+                 aux: tuple[str, ...]) -> list[dict[str, Any]]:  # fmt: skip
+    """Docker's pairing: each --gateway and --ip-range belongs to the --subnet of its address family (IPv6 has a
+    `:`); auxiliary addresses to the IPv4 one."""
+    if (gateways or ranges or aux) and not subnets:
+        raise click.UsageError("--gateway, --ip-range and --aux-address need --subnet")
+    configs: dict[bool, dict[str, Any]] = {}
+    for text in subnets:
+        if (":" in text) in configs:
+            raise click.UsageError("one --subnet per address family")
+        configs[":" in text] = {"Subnet": text}
+    for key, values in (("Gateway", gateways), ("IPRange", ranges)):
+        for text in values:
+            config = configs.get(":" in text)
+            if config is None or key in config:
+                raise click.UsageError(f"--{key.lower()} {text}: no --subnet of its family, or given twice")
+            config[key] = text
+    if aux:
+        if False not in configs:
+            raise click.UsageError("--aux-address needs an IPv4 --subnet")
+        configs[False]["AuxiliaryAddresses"] = parse_pairs("aux-address", aux)
+    return [configs[v6] for v6 in (False, True) if v6 in configs]
 
 
 @network.command("ls")
@@ -134,15 +152,16 @@ def prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
 
 @network.command("connect")
 @click.option("--ip", help="IPv4 address.")
+@click.option("--ip6", help="IPv6 address.")
 @click.option("--alias", multiple=True, help="Network-scoped alias for the workload.")
 @click.option("--gw-priority", type=int, default=0, help="Highest priority network carries the default route.")
 @click.argument("network_ref", metavar="NETWORK", shell_complete=network_names)
 @click.argument("workload", metavar="WORKLOAD", shell_complete=workload_names)
 @click.pass_context
-def connect(ctx: click.Context, ip: str | None, alias: tuple[str, ...], gw_priority: int, network_ref: str,
-            workload: str) -> None:  # fmt: skip
+def connect(ctx: click.Context, ip: str | None, ip6: str | None, alias: tuple[str, ...], gw_priority: int,
+            network_ref: str, workload: str) -> None:  # fmt: skip
     """Connect a workload to a network (it may be running)."""
-    client_of(ctx).connect(network_ref, workload, ip=ip, aliases=list(alias), gw_priority=gw_priority)
+    client_of(ctx).connect(network_ref, workload, ip=ip, ip6=ip6, aliases=list(alias), gw_priority=gw_priority)
 
 
 @network.command("disconnect")

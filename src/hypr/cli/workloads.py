@@ -102,6 +102,7 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
     help="Connect to a network (repeatable; first = default route).",
 )
 @click.option("--ip", help="IPv4 address on the first network.")
+@click.option("--ip6", help="IPv6 address on the first network (a dual-stack one).")
 @click.option("--network-alias", "aliases", multiple=True, help="Network-scoped alias on the first network.")
 @click.option("--gw-priority", type=int, default=0, help="Gateway priority of the first network (highest wins).")
 @click.option("-p", "--publish", multiple=True, help="Publish a port: [ip:][host:]guest[/udp], ranges allowed.")
@@ -144,7 +145,7 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str, ...], ip: str | None,
-        aliases: tuple[str, ...], publish: tuple[str, ...], env: tuple[str, ...], label: tuple[str, ...],
+        ip6: str | None, aliases: tuple[str, ...], publish: tuple[str, ...], env: tuple[str, ...], label: tuple[str, ...],
         hostname: str | None, domainname: str | None, dns: tuple[str, ...], dns_search: tuple[str, ...],
         dns_option: tuple[str, ...], add_host: tuple[str, ...], runtime: str, cpus: float | None, memory: str | None,
         pids_limit: int | None, privileged: bool, cap_add: tuple[str, ...], cap_drop: tuple[str, ...],
@@ -168,6 +169,9 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
     if gw_priority:
         first = next(iter(body["NetworkingConfig"]["EndpointsConfig"].values()))
         first["GwPriority"] = gw_priority
+    if ip6:
+        first = next(iter(body["NetworkingConfig"]["EndpointsConfig"].values()))
+        first.setdefault("IPAMConfig", {})["IPv6Address"] = ip6
     if cpus:
         body["HostConfig"]["NanoCpus"] = int(cpus * 1e9)
     if memory:

@@ -41,6 +41,7 @@ class NetworkSpec:
     internal: bool = False
     attachable: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    enable_ipv6: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Attachment:
     aliases: tuple[str, ...] = ()
     ipv4_address: str | None = None
     priority: int = 0
+    ipv6_address: str | None = None
     gw_priority: int = 0
 
 
@@ -169,9 +171,6 @@ def _words(value: Any) -> tuple[str, ...] | None:
 
 def _network(key: str, raw: Mapping[str, Any] | None, project: str) -> NetworkSpec:
     raw = raw or {}
-    where = f"networks.{key}"
-    if raw.get("enable_ipv6"):
-        raise ComposeError(f"{where}: enable_ipv6 is not supported yet: hypr networks are IPv4-only")
     external = raw.get("external")
     if external:
         name = raw.get("name") or (external.get("name") if isinstance(external, Mapping) else None) or key
@@ -186,6 +185,7 @@ def _network(key: str, raw: Mapping[str, Any] | None, project: str) -> NetworkSp
         key=key, name=str(raw.get("name") or f"{project}_{key}"), driver=str(raw.get("driver") or "bridge"),
         driver_opts=_str_map(raw.get("driver_opts")), ipam_driver=str(ipam.get("driver") or "default"),
         ipam_options=_str_map(ipam.get("options")), pools=pools, internal=bool(raw.get("internal")),
+        enable_ipv6=bool(raw.get("enable_ipv6")),
         attachable=bool(raw.get("attachable")), labels=_str_map(raw.get("labels")),
     )  # fmt: skip
 
@@ -236,6 +236,7 @@ def _attachments(name: str, raw: Any, declared: Mapping[str, Any]) -> tuple[Atta
         found.append(Attachment(
             network=str(key), aliases=tuple(str(a) for a in options.get("aliases") or ()),
             ipv4_address=options.get("ipv4_address"), priority=int(options.get("priority") or 0),
+            ipv6_address=options.get("ipv6_address"),
             gw_priority=int(options.get("gw_priority") or 0),
         ))  # fmt: skip
     return tuple(sorted(found, key=lambda a: (-a.priority, a.network)))

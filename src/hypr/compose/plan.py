@@ -81,7 +81,7 @@ def network_body(spec: NetworkSpec, project: str) -> dict[str, Any]:
         "IPAM": {"Driver": spec.ipam_driver, "Config": config, "Options": dict(spec.ipam_options)},
         "Internal": spec.internal,
         "Attachable": spec.attachable,
-        "EnableIPv6": False,
+        "EnableIPv6": spec.enable_ipv6,
         "Labels": {**spec.labels, PROJECT: project, NETWORK: spec.key},
     }
 
@@ -101,6 +101,8 @@ def container_body(service: ServiceSpec, project: Project) -> dict[str, Any]:
         config: dict[str, Any] = {"Aliases": list(dict.fromkeys([service.name, *attachment.aliases]))}
         if attachment.ipv4_address:
             config["IPAMConfig"] = {"IPv4Address": attachment.ipv4_address}
+        if attachment.ipv6_address:
+            config.setdefault("IPAMConfig", {})["IPv6Address"] = attachment.ipv6_address
         if attachment.gw_priority:
             config["GwPriority"] = attachment.gw_priority
         endpoints[network.name] = config

@@ -35,7 +35,7 @@ SUPPORTED_SERVICE = frozenset({
 })  # fmt: skip
 SUPPORTED_NETWORK = frozenset({"name", "driver", "driver_opts", "ipam", "internal", "labels", "external",
                                "enable_ipv6", "attachable"})  # fmt: skip
-SUPPORTED_SERVICE_NETWORK = frozenset({"aliases", "ipv4_address", "priority", "gw_priority"})
+SUPPORTED_SERVICE_NETWORK = frozenset({"aliases", "ipv4_address", "ipv6_address", "priority", "gw_priority"})
 SUPPORTED_PORT = frozenset({"target", "published", "host_ip", "protocol", "mode"})
 
 

@@ -14,7 +14,8 @@ Rules, in order:
    Anything else under `.hypr` is NXDOMAIN and is never forwarded.
 2. `in-addr.arpa` names inside a hypr subnet are ours, for everyone: PTR `<name>.hypr` for every endpoint address,
    NODATA for a name with records below it (`1.89.10.in-addr.arpa`), NXDOMAIN for the rest. Never forwarded:
-   private reverse lookups do not leak. Other reverse names follow rule 5.
+   private reverse lookups do not leak. Other reverse names follow rule 5. `ip6.arpa` names inside a hypr IPv6
+   subnet likewise (NODATA for any name shorter than an address).
 3. Bare names (workload name, its 12-character short ID, its aliases), each also as `<name>.<network name>`:
    only for askers with a network the target is attached to, with the target's address(es) on the shared
    network(s). One alias on several workloads gives all of their addresses.
@@ -27,7 +28,9 @@ Rules, in order:
    for askers attached only to internal networks: NXDOMAIN (Podman's choice: NXDOMAIN makes stub resolvers stop at
    once, where REFUSED sends them on to the next server).
 
-Known names with a type we do not hold (AAAA, MX, ...) get NODATA: NOERROR with no answer.
+Addresses are A and AAAA records: an endpoint on a dual-stack network answers both, and its IPv6 source address
+identifies it exactly as its IPv4 one does. Known names with a type we do not hold (MX, ..., or AAAA for a workload
+without IPv6) get NODATA: NOERROR with no answer.
 
 Only names that are DNS names are published: every label 1-63 characters of letters, digits, `-` and `_`, the
 whole at most 253 characters (`valid_name`). A workload name, alias or network name that is not (too long, empty
@@ -40,7 +43,7 @@ import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from hypr.dns.upstream import Upstream
 from hypr.models import Endpoint, Snapshot, Workload
@@ -51,6 +54,7 @@ ZONE = "hypr"
 TTL = 5
 SHORT_ID = 12
 REVERSE_SUFFIX = ".in-addr.arpa"
+REVERSE6_SUFFIX = ".ip6.arpa"
 MAX_NAME_TEXT = 253  # a name's text without the trailing dot: 255 bytes on the wire
 _LABEL = re.compile(r"[a-z0-9_-]{1,63}\Z", re.ASCII)
 UPSTREAM_PORT = 53
@@ -114,9 +118,12 @@ class Outcome(enum.Enum):
     REFUSED = "refused"  # we will not answer this (unsupported class)
 
 
+IP = IPv4Address | IPv6Address
+
+
 @dataclass(frozen=True)
 class Found:
-    addresses: tuple[IPv4Address, ...] = ()  # A records, in table order (the server rotates them)
+    addresses: tuple[IP, ...] = ()  # A or AAAA records (one family), in table order (the server rotates them)
     pointers: tuple[str, ...] = ()  # PTR targets
 
 
@@ -126,15 +133,18 @@ Answer = Found | Outcome
 @dataclass(frozen=True)
 class Records:
     scopes: Mapping[str, Scope]  # endpoint address (text, as sockets report it) -> that asker's scope
-    hypr: Mapping[str, tuple[tuple[str, IPv4Address], ...]]  # workload name -> (network id, address) by position
-    scoped: Mapping[str, Mapping[str, tuple[IPv4Address, ...]]]  # network id -> name -> addresses
-    reverse: Mapping[str, str]  # "2.0.88.10.in-addr.arpa" -> "web.hypr"
+    hypr: Mapping[str, tuple[tuple[str, IP], ...]]  # workload name -> (network id, address) by position, v4 then v6
+    scoped: Mapping[str, Mapping[str, tuple[IP, ...]]]  # network id -> name -> addresses (both families)
+    reverse: Mapping[str, str]  # "2.0.88.10.in-addr.arpa" (or a nibble ip6.arpa name) -> "web.hypr"
     subnets: tuple[IPv4Network, ...]  # every hypr subnet: reverse names inside them are ours
     internal: frozenset[str]  # ids of internal networks
-    gateways: Mapping[str, tuple[str, IPv4Network]] = field(default_factory=dict)  # gateway -> (network id, subnet)
+    gateways: Mapping[str, tuple[str, IPv4Network | IPv6Network]] = field(
+        default_factory=dict
+    )  # gateway -> (id, subnet)
     reverse_inner: frozenset[str] = frozenset()  # "1.89.10.in-addr.arpa", ...: names with PTR records below them
     newcomers: Mapping[str, Scope] = field(default_factory=dict)  # network id -> scope of an unknown asker on it
     host_search: tuple[str, ...] = ()  # the host's search domains these tables were built with
+    subnets6: tuple[IPv6Network, ...] = ()  # every hypr IPv6 subnet: ip6.arpa names inside them are ours
 
 
 EMPTY = Records(scopes={}, hypr={}, scoped={}, reverse={}, subnets=(), internal=frozenset())
@@ -154,10 +164,12 @@ def unknown_scope(records: Records, asker: str, arrived_on: Address | None) -> S
         return HOST
     network_id, subnet = network
     try:
-        address = IPv4Address(asker)
-    except ValueError:  # not IPv4 (an IPv6 peer on a dual-stack socket): not on our networks
+        address = ip_address(asker)
+    except ValueError:
         return HOST
-    if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+    if address.version != subnet.version or address not in subnet or address == subnet.network_address:
+        return HOST
+    if isinstance(subnet, IPv4Network) and address == subnet.broadcast_address:
         return HOST
     scope = records.newcomers.get(network_id)
     return scope if scope is not None else make_scope((network_id,), records.host_search)
@@ -198,12 +210,13 @@ def build_records(snapshot: Snapshot, host_search: Sequence[str] = ()) -> Record
 
 @dataclass(frozen=True)
 class _Part:
-    """One workload's share of the tables: its `<name>.hypr` entry, its scope, and per endpoint (address, as text,
-    PTR name or "" when its name is no DNS name, network id, the names it answers to there)."""
+    """One workload's share of the tables: its `<name>.hypr` entry, its scope, and per endpoint (network id, the
+    names it answers to there, and per address of it, IPv4 then IPv6: the address, as text, its PTR name or ""
+    when the workload's name is no DNS name)."""
 
-    hypr: tuple[str, tuple[tuple[str, IPv4Address], ...]] | None
+    hypr: tuple[str, tuple[tuple[str, IP], ...]] | None
     scope: Scope
-    endpoints: tuple[tuple[IPv4Address, str, str, str, frozenset[str]], ...]
+    endpoints: tuple[tuple[str, frozenset[str], tuple[tuple[IP, str, str], ...]], ...]
 
 
 class RecordsBuilder:
@@ -221,14 +234,15 @@ class RecordsBuilder:
         host = search_domains(host_search)
         network_names = {n.id: n.name.lower().rstrip(".") for n in snapshot.networks}
         gateways = [str(n.gateway) for n in snapshot.networks]
+        gateways += [str(n.gateway6) for n in snapshot.networks if n.gateway6]
         context = (host, tuple(network_names.items()), tuple(gateways))
         if context != self.context:
             self.context, self.parts = context, {}
         parts: dict[str, tuple[Workload, list[Endpoint], _Part | None]] = {}
         scopes: dict[str, Scope] = {}
         interned: dict[Scope, Scope] = {}
-        hypr: dict[str, tuple[tuple[str, IPv4Address], ...]] = {}
-        scoped: dict[str, dict[str, list[IPv4Address]]] = {n.id: {} for n in snapshot.networks}
+        hypr: dict[str, tuple[tuple[str, IP], ...]] = {}
+        scoped: dict[str, dict[str, list[IP]]] = {n.id: {} for n in snapshot.networks}
         reverse: dict[str, str] = {}
         for workload in _published(snapshot):
             endpoints = [e for e in snapshot.endpoints_of(workload.id) if e.network_id in network_names]
@@ -243,15 +257,17 @@ class RecordsBuilder:
             if part.hypr is not None:
                 hypr[part.hypr[0]] = part.hypr[1]
             scope = interned.setdefault(part.scope, part.scope)
-            for ip, text, pointer, network_id, names in part.endpoints:
-                scopes[text] = scope
-                if part.hypr is not None:
-                    reverse[pointer] = f"{part.hypr[0]}.{ZONE}"
+            for network_id, names, ips in part.endpoints:
+                for _ip, text, pointer in ips:
+                    scopes[text] = scope
+                    if part.hypr is not None:
+                        reverse[pointer] = f"{part.hypr[0]}.{ZONE}"
                 table = scoped[network_id]
                 for name in names:
                     addresses = table.setdefault(name, [])
-                    if ip not in addresses:
-                        addresses.append(ip)
+                    for ip, _text, _pointer in ips:
+                        if ip not in addresses:
+                            addresses.append(ip)
         self.parts = parts
         return Records(
             scopes=scopes,
@@ -260,10 +276,16 @@ class RecordsBuilder:
             reverse=reverse,
             subnets=tuple(n.subnet for n in snapshot.networks),
             internal=frozenset(n.id for n in snapshot.networks if n.internal),
-            gateways={str(n.gateway): (n.id, n.subnet) for n in snapshot.networks},
-            reverse_inner=frozenset(name.split(".", i)[i] for name in reverse for i in (1, 2, 3)),
+            gateways={
+                **{str(n.gateway): (n.id, n.subnet) for n in snapshot.networks},
+                **{str(n.gateway6): (n.id, n.subnet6) for n in snapshot.networks if n.gateway6 and n.subnet6},
+            },
+            reverse_inner=frozenset(
+                name.split(".", i)[i] for name in reverse if name.endswith(REVERSE_SUFFIX) for i in (1, 2, 3)
+            ),
             newcomers={n.id: make_scope((n.id,), host) for n in snapshot.networks},
             host_search=host,
+            subnets6=tuple(n.subnet6 for n in snapshot.networks if n.subnet6 is not None),
         )
 
 
@@ -284,13 +306,18 @@ def _part(
         # `<name>.<network>` for every bare name: compose service names are aliases (`db.myproj_default`).
         network = network_names[endpoint.network_id]
         names = bare | {f"{n}.{network}" for n in bare if valid_name(f"{n}.{network}")}
-        pointer = reverse_name(endpoint.ip) if published else ""
-        found.append((endpoint.ip, str(endpoint.ip), pointer, endpoint.network_id, frozenset(names)))
-    hypr = (own, tuple((e.network_id, e.ip) for e in endpoints)) if published else None
+        ips = tuple((ip, str(ip), reverse_name(ip) if published else "") for ip in _ips(endpoint))
+        found.append((endpoint.network_id, frozenset(names), ips))
+    hypr = (own, tuple((e.network_id, ip) for e in endpoints for ip in _ips(e))) if published else None
     return _Part(hypr=hypr, scope=scope, endpoints=tuple(found))
 
 
-def reverse_name(address: IPv4Address) -> str:
+def _ips(endpoint: Endpoint) -> tuple[IP, ...]:
+    """An endpoint's addresses: IPv4, then IPv6 on a dual-stack network."""
+    return (endpoint.ip,) if endpoint.ip6 is None else (endpoint.ip, endpoint.ip6)
+
+
+def reverse_name(address: IP) -> str:
     return address.reverse_pointer
 
 
@@ -313,6 +340,10 @@ def lookup_scoped(records: Records, scope: Scope, qname: str, qtype: str) -> Ans
         answer = _reverse(records, qname, qtype)
         if answer is not None:
             return answer
+    if qname.endswith(REVERSE6_SUFFIX):
+        answer = _reverse6(records, qname, qtype)
+        if answer is not None:
+            return answer
     networks = scope.networks
     if networks:
         addresses = _shared(records, networks, qname)
@@ -327,7 +358,7 @@ def lookup_scoped(records: Records, scope: Scope, qname: str, qtype: str) -> Ans
     return Outcome.FORWARD
 
 
-def _searched(records: Records, scope: Scope, qname: str) -> tuple[IPv4Address, ...]:
+def _searched(records: Records, scope: Scope, qname: str) -> tuple[IP, ...]:
     """Rule 4: `X.<D>` for a search domain D of the asker's, answered as X when X is a name it may see."""
     for domain in scope.search:
         if len(qname) > len(domain) + 1 and qname.endswith(domain) and qname[-len(domain) - 1] == ".":
@@ -337,19 +368,50 @@ def _searched(records: Records, scope: Scope, qname: str) -> tuple[IPv4Address, 
     return ()
 
 
+_FAMILY = {"A": 4, "AAAA": 6}
+
+
 def _typed(qtype: str, found: Found) -> Answer:
-    wanted = "A" if found.addresses else "PTR"
-    return found if qtype in (wanted, "ANY") else Outcome.NODATA
+    """The records of the asked type: A (IPv4), AAAA (IPv6), PTR; ANY gets the IPv4 ones (else the IPv6 ones).
+    A name that has none of that type is NODATA."""
+    if found.pointers:
+        return found if qtype in ("PTR", "ANY") else Outcome.NODATA
+    v4_first = 4 if any(a.version == 4 for a in found.addresses) else 6
+    version = v4_first if qtype == "ANY" else _FAMILY.get(qtype, 0)
+    picked = tuple(a for a in found.addresses if a.version == version)
+    return Found(addresses=picked) if picked else Outcome.NODATA
 
 
 def _zone(records: Records, scope: Scope, qname: str, qtype: str) -> Answer:
+    """`<name>.hypr`: one address per family, on a network shared with the asker when there is one."""
     if qname == ZONE:
         return Outcome.NODATA
     endpoints = records.hypr.get(qname[: -len(ZONE) - 1])
     if not endpoints:
         return Outcome.NXDOMAIN
-    shared = [ip for network, ip in endpoints if network in scope.networks]
-    return _typed(qtype, Found(addresses=(shared[0] if shared else endpoints[0][1],)))
+    chosen: list[IP] = []
+    for version in (4, 6):
+        family = [(network, ip) for network, ip in endpoints if ip.version == version]
+        shared = [ip for network, ip in family if network in scope.networks]
+        if shared or family:
+            chosen.append(shared[0] if shared else family[0][1])
+    return _typed(qtype, Found(addresses=tuple(chosen)))
+
+
+def _reverse6(records: Records, qname: str, qtype: str) -> Answer | None:
+    """ip6.arpa names (RFC 3596: one label per nibble, least significant first) inside a hypr IPv6 subnet are
+    ours: PTR for an endpoint address, NODATA for a shorter name (records may lie below it), NXDOMAIN else."""
+    target = records.reverse.get(qname)
+    if target is not None:
+        return _typed(qtype, Found(pointers=(target,)))
+    labels = qname[: -len(REVERSE6_SUFFIX)].split(".")
+    if not 0 < len(labels) <= 32 or not all(len(n) == 1 and n in "0123456789abcdef" for n in labels):
+        return None
+    nibbles = "".join(reversed(labels))
+    prefix = IPv6Network((int(nibbles.ljust(32, "0"), 16), 4 * len(nibbles)))
+    if not any(prefix.subnet_of(s) for s in records.subnets6):
+        return None
+    return Outcome.NODATA if len(labels) < 32 else Outcome.NXDOMAIN
 
 
 def _reverse(records: Records, qname: str, qtype: str) -> Answer | None:
@@ -373,8 +435,8 @@ def _reverse(records: Records, qname: str, qtype: str) -> Answer | None:
     return Outcome.NXDOMAIN
 
 
-def _shared(records: Records, networks: frozenset[str], qname: str) -> tuple[IPv4Address, ...]:
-    found: list[IPv4Address] = []
+def _shared(records: Records, networks: frozenset[str], qname: str) -> tuple[IP, ...]:
+    found: list[IP] = []
     for network in sorted(networks):  # sorted: the same asker always sees the same base order
         for address in records.scoped.get(network, {}).get(qname, ()):
             if address not in found:

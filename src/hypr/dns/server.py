@@ -27,7 +27,7 @@ import logging
 import socket
 import struct
 from collections.abc import Iterable, Mapping
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from time import monotonic
 from typing import Any, cast
 
@@ -51,7 +51,7 @@ BIND_RETRY_MAX = 1.0
 BIND_RETRY_ERRNOS = (errno.EADDRNOTAVAIL, errno.EADDRINUSE)
 UNKNOWN_ASKERS = 4096  # scopes of askers that are no endpoint, remembered per listener until the records change
 
-Address = tuple[IPv4Address, int]
+Address = tuple[IPv4Address | IPv6Address, int]
 
 
 class _Turn:
@@ -77,17 +77,18 @@ class _Rotating:
     rotate, and so do TCP clients. The records are kept once, not once per rotation: 60 addresses would otherwise
     make 60 replies of a kilobyte for every distinct query."""
 
-    __slots__ = ("count", "head", "records", "tail", "turn")
+    __slots__ = ("count", "head", "records", "size", "tail", "turn")
 
-    def __init__(self, body: wire.Body, question: bytes, count: int, turn: _Turn) -> None:
-        start = 10 + len(question)  # flags, counts, question; then `count` A records of A_SIZE bytes, then OPT
-        end = start + count * A_SIZE
+    def __init__(self, body: wire.Body, question: bytes, count: int, turn: _Turn, size: int) -> None:
+        start = 10 + len(question)  # flags, counts, question; then `count` records of `size` bytes, then OPT
+        end = start + count * size
         self.head, self.records, self.tail = body[:start], body[start:end], body[end:]
         self.count = count
+        self.size = size  # A_SIZE or AAAA_SIZE: one answer has one family
         self.turn = turn
 
     def take(self) -> bytes:
-        cut = self.turn.advance(self.count) * A_SIZE
+        cut = self.turn.advance(self.count) * self.size
         records = self.records
         return self.head + records[cut:] + records[:cut] + self.tail
 
@@ -149,6 +150,7 @@ def _qclass_ok(query: wire.Query) -> bool:
 
 
 A_SIZE = len(wire.a_record(IPv4Address(0), TTL))  # every A record we write: a name pointer and 4 bytes of data
+AAAA_SIZE = len(wire.aaaa_record(IPv6Address(0), TTL))  # ... and every AAAA record: 16 bytes of data
 
 
 def local_answer(query: wire.Query, answer: Found | Outcome) -> tuple[int, bool, list[bytes]]:
@@ -161,7 +163,7 @@ def local_answer(query: wire.Query, answer: Found | Outcome) -> tuple[int, bool,
         return wire.NOERROR, True, []
     if answer.pointers:
         return wire.NOERROR, True, [wire.ptr_record(p, TTL) for p in answer.pointers]
-    return wire.NOERROR, True, [wire.a_record(a, TTL) for a in answer.addresses]
+    return wire.NOERROR, True, [wire.address_record(a, TTL) for a in answer.addresses]
 
 
 def udp_reply(query: wire.Query, answer: Found | Outcome, turn: _Turn) -> wire.Body | _Rotating:
@@ -170,7 +172,8 @@ def udp_reply(query: wire.Query, answer: Found | Outcome, turn: _Turn) -> wire.B
     rcode, authoritative, records = local_answer(query, answer)
     body = wire.fit_udp(wire.reply_after_id(query, rcode, records, authoritative=authoritative), query)
     if isinstance(answer, Found) and len(answer.addresses) > 1 and not body[0] & (wire.TC >> 8):
-        return _Rotating(body, query.question, len(records), turn)
+        size = A_SIZE if answer.addresses[0].version == 4 else AAAA_SIZE
+        return _Rotating(body, query.question, len(records), turn, size)
     return body
 
 
@@ -274,9 +277,11 @@ class _Udp:
 
 def _bound_socket(kind: socket.SocketKind, address: Address) -> socket.socket:
     """Bound (and for TCP listening) ourselves, not by the loop: uvloop hides the errno we retry on."""
-    sock = socket.socket(socket.AF_INET, kind)
+    sock = socket.socket(socket.AF_INET if address[0].version == 4 else socket.AF_INET6, kind)
     try:
         sock.setblocking(False)
+        if address[0].version == 6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart while old clients linger
         sock.bind((str(address[0]), address[1]))
@@ -372,11 +377,11 @@ class DnsServer:
         self.forwarder.set_upstreams(upstreams)
         self.replies = {}  # it holds replayable forwarded replies too
 
-    async def set_listen_addresses(self, addrs: Iterable[IPv4Address], port: int = DNS_PORT) -> None:
-        wanted = {(IPv4Address(a), port) for a in addrs}
+    async def set_listen_addresses(self, addrs: Iterable[IPv4Address | IPv6Address], port: int = DNS_PORT) -> None:
+        wanted: set[Address] = {(ip_address(a), port) for a in addrs}
         for address in [a for a in self._listeners if a not in wanted]:
             await self._listeners.pop(address).close()
-        for address in sorted(wanted - self._listeners.keys()):
+        for address in sorted(wanted - self._listeners.keys(), key=lambda a: (a[0].version, int(a[0]))):
             listener = _Listener(self, address)
             self._listeners[address] = listener
             if not await listener.bind():

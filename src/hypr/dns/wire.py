@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import NewType
 
 HEADER = struct.Struct("!HHHHHH")
@@ -195,6 +195,14 @@ def encode_name(name: str) -> bytes:
 def a_record(address: IPv4Address, ttl: int) -> bytes:
     # 0xC00C: a pointer to the question name, so the record is valid whatever case the client used.
     return b"\xc0\x0c" + RR_FIXED.pack(TYPE_A, CLASS_IN, ttl, 4) + address.packed
+
+
+def aaaa_record(address: IPv6Address, ttl: int) -> bytes:
+    return b"\xc0\x0c" + RR_FIXED.pack(TYPE_AAAA, CLASS_IN, ttl, 16) + address.packed
+
+
+def address_record(address: IPv4Address | IPv6Address, ttl: int) -> bytes:
+    return a_record(address, ttl) if isinstance(address, IPv4Address) else aaaa_record(address, ttl)
 
 
 def ptr_record(target: str, ttl: int) -> bytes:

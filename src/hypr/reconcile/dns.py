@@ -12,7 +12,7 @@ import logging
 import shutil
 import subprocess
 from collections.abc import Sequence
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from hypr.dns import DnsServer, Records, load_upstreams
@@ -39,7 +39,7 @@ class Upstreams:
         self.upstreams: list[Upstream] = []
         self.search: tuple[str, ...] = ()
 
-    def refresh(self, gateways: set[IPv4Address]) -> tuple[bool, bool]:
+    def refresh(self, gateways: set[IPv4Address | IPv6Address]) -> tuple[bool, bool]:
         """Re-read the file when it (or our gateways) changed since the last look: (the upstream list changed or
         was never handed out, the search list changed)."""
         try:
@@ -62,7 +62,7 @@ class Upstreams:
         self.upstreams, self.search = upstreams, search
         return changed
 
-    def changed(self, gateways: set[IPv4Address]) -> list[Upstream] | None:
+    def changed(self, gateways: set[IPv4Address | IPv6Address]) -> list[Upstream] | None:
         """The upstream list when it may differ from the last one handed out, else None."""
         return list(self.upstreams) if self.refresh(gateways)[0] else None
 
@@ -72,7 +72,7 @@ class DnsStep:
         self.server = server
         self.loop = loop
         self.upstreams = upstreams
-        self.gateways: set[IPv4Address] = set()
+        self.gateways: set[IPv4Address | IPv6Address] = set()
         self.snapshot: Snapshot | None = None  # the last one handed to the server: rebuilt from when search changes
         self.builder = RecordsBuilder()  # used on the worker only: follow_upstreams builds with a fresh one
 
@@ -91,7 +91,8 @@ class DnsStep:
 
     def __call__(self, snapshot: Snapshot) -> None:
         records = self.builder.build(snapshot, self.upstreams.search)
-        gateways = {n.gateway for n in snapshot.networks}
+        gateways: set[IPv4Address | IPv6Address] = {n.gateway for n in snapshot.networks}
+        gateways |= {n.gateway6 for n in snapshot.networks if n.gateway6 is not None}
         self.gateways = gateways
         handover = asyncio.run_coroutine_threadsafe(self._apply(snapshot, records, gateways), self.loop)
         try:
@@ -99,7 +100,7 @@ class DnsStep:
         except TimeoutError as exc:
             raise KernelError("hand the DNS records to the server: timed out") from exc
 
-    async def _apply(self, snapshot: Snapshot, records: Records, gateways: set[IPv4Address]) -> None:
+    async def _apply(self, snapshot: Snapshot, records: Records, gateways: set[IPv4Address | IPv6Address]) -> None:
         self.snapshot = snapshot
         await self.server.set_records(records)
         # Our own gateways are never upstreams, so the list depends on them; and when the host's search list

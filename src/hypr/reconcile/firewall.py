@@ -22,12 +22,12 @@ import json
 import logging
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from hypr.errors import Conflict, KernelError
-from hypr.models import Network, PortMapping, Snapshot
+from hypr.models import Endpoint, Network, PortMapping, Snapshot
 from hypr.names import DNS_PORT, TABLE
 from hypr.reconcile import libnft
 from hypr.reconcile.nft import Chain, Hook, NamedSet, Rule, Table, anonymous_set, quote, script, update
@@ -37,11 +37,16 @@ log = logging.getLogger(__name__)
 DNS = 53
 LOOPBACK = "127.0.0.0/8"
 ANY = IPv4Address("0.0.0.0")
+ANY6 = IPv6Address("::")
+LOOPBACK6 = IPv6Address("::1")
 # The output hook rejects `priority dstnat` in nft 1.0.6; -100 is its numeric value.
 OUTPUT_NAT_PRIORITY = "-100"
 
 _MAP_ANY = "published_any"  # proto . port -> workload ip . port, for host_ip 0.0.0.0
 _MAP_ADDR = "published_addr"  # host ip . proto . port -> workload ip . port, for a given host_ip
+_MAP_ANY6 = "published_any6"  # the same for IPv6: host_ip 0.0.0.0 (both families) or ::, to the workload's IPv6
+_MAP_ADDR6 = "published_addr6"
+_ROUTED_OPEN = "routed_open"  # workload ipv6 . proto . guest port: published ports of routed IPv6 networks
 
 
 @dataclass(frozen=True)
@@ -57,10 +62,21 @@ class Published:
 
     mapping: PortMapping
     target: IPv4Address
+    target6: IPv6Address | None = None  # on a dual-stack network: where IPv6 traffic to the port goes
+    routed6: bool = False  # that network has gateway_mode_ipv6=routed: the guest port is open on target6 itself
 
     @property
-    def key(self) -> tuple[str, IPv4Address, int]:
-        return (self.mapping.protocol, self.mapping.host_ip, self.mapping.host_port)
+    def keys(self) -> list[tuple[str, IPv4Address | IPv6Address, int]]:
+        """What the mapping occupies: its host address, and `::` too for one on every address of both families."""
+        m = self.mapping
+        keys: list[tuple[str, IPv4Address | IPv6Address, int]] = [(m.protocol, m.host_ip, m.host_port)]
+        if m.host_ip == ANY and self.target6 is not None:
+            keys.append((m.protocol, ANY6, m.host_port))
+        return keys
+
+    @property
+    def ipv6(self) -> bool:
+        return self.target6 is not None and (self.mapping.host_ip == ANY or self.mapping.host_ip.version == 6)
 
 
 # ---------------------------------------------------------------------------------------------------------- plan
@@ -90,6 +106,12 @@ def sysctls(snapshot: Snapshot) -> list[tuple[str, str]]:
         # drop a neighbour's `host:P`, which br_netfilter DNATs in bridge prerouting and then bridges.
         wanted.append(("net/bridge/bridge-nf-call-iptables", "1"))
     wanted += [(f"net/ipv4/conf/{n.bridge}/route_localnet", "1") for n in _sorted_networks(snapshot) if not n.internal]
+    if any(n.ipv6 for n in snapshot.networks):
+        # As Docker does for IPv6 networks. On a host that takes its own IPv6 address from router advertisements,
+        # forwarding turns RA processing off unless the uplink has accept_ra=2 (docs/ipv6.md).
+        wanted.append(("net/ipv6/conf/all/forwarding", "1"))
+        if any(not n.icc and n.ipv6 for n in snapshot.networks):
+            wanted.append(("net/bridge/bridge-nf-call-ip6tables", "1"))
     return wanted
 
 
@@ -97,28 +119,32 @@ def published_ports(snapshot: Snapshot) -> list[Published]:
     """Mappings with their target: the workload's first endpoint on a non-internal network. Mappings of
     workloads without one are skipped (the service layer refuses them). Two mappings of one host port conflict."""
     networks = {n.id: n for n in snapshot.networks}
-    found: dict[tuple[str, IPv4Address, int], Published] = {}
+    found: dict[tuple[str, IPv4Address | IPv6Address, int], Published] = {}
+    kept: list[Published] = []
     for mapping in sorted(snapshot.ports, key=_mapping_order):
-        target = _target(snapshot, networks, mapping.workload_id)
-        if target is None:
+        endpoint = _target(snapshot, networks, mapping.workload_id)
+        if endpoint is None:
             continue
-        entry = Published(mapping, target)
-        if entry.key in found:
+        entry = Published(mapping, endpoint.ip, endpoint.ip6, networks[endpoint.network_id].routed6)
+        if mapping.host_ip.version == 6 and entry.target6 is None:
+            continue  # an IPv6 host address for a workload without IPv6 (the service layer refuses it)
+        if any(key in found for key in entry.keys):
             raise Conflict(f"Bind for {mapping.host_ip}:{mapping.host_port} failed: port is already allocated")
-        found[entry.key] = entry
-    return list(found.values())
+        found.update(dict.fromkeys(entry.keys, entry))
+        kept.append(entry)
+    return kept
 
 
-def _mapping_order(m: PortMapping) -> tuple[str, int, int, int, str]:
-    return (m.protocol, int(m.host_ip), m.host_port, m.guest_port, m.workload_id)
+def _mapping_order(m: PortMapping) -> tuple[str, int, int, int, int, str]:
+    return (m.protocol, m.host_ip.version, int(m.host_ip), m.host_port, m.guest_port, m.workload_id)
 
 
-def _target(snapshot: Snapshot, networks: dict[str, Network], workload_id: str) -> IPv4Address | None:
+def _target(snapshot: Snapshot, networks: dict[str, Network], workload_id: str) -> Endpoint | None:
     """Published ports reach the workload on its gateway network, or its first network with a way in."""
     for endpoint in snapshot.gateway_order(workload_id):
         network = networks.get(endpoint.network_id)
         if network is not None and not network.internal:
-            return endpoint.ip
+            return endpoint
     return None
 
 
@@ -135,28 +161,61 @@ def _natural(name: str) -> tuple[tuple[int, str], ...]:
 
 
 def _inet_table(networks: list[Network], published: list[Published], settings: FirewallSettings) -> Table:
-    sets = (
+    sets: tuple[NamedSet, ...] = (
         NamedSet(_MAP_ADDR, "ipv4_addr . inet_proto . inet_service", _addr_elements(published), _TARGET),
         NamedSet(_MAP_ANY, "inet_proto . inet_service", _any_elements(published), _TARGET),
     )
+    dual = any(n.ipv6 for n in networks)  # an IPv4-only host's ruleset has no IPv6 maps at all
+    if dual:
+        sets += (
+            NamedSet(_MAP_ADDR6, "ipv6_addr . inet_proto . inet_service", _addr6_elements(published), _TARGET6),
+            NamedSet(_MAP_ANY6, "inet_proto . inet_service", _any6_elements(published), _TARGET6),
+            NamedSet(_ROUTED_OPEN, "ipv6_addr . inet_proto . inet_service", _routed_elements(published)),
+        )
     chains = (
-        Chain("prerouting", tuple(_prerouting(networks, settings)), Hook("nat", "prerouting", "dstnat")),
-        Chain("output", tuple(_output(networks, settings)), Hook("nat", "output", OUTPUT_NAT_PRIORITY)),
+        Chain("prerouting", tuple(_prerouting(networks, settings, dual)), Hook("nat", "prerouting", "dstnat")),
+        Chain("output", tuple(_output(networks, settings, dual)), Hook("nat", "output", OUTPUT_NAT_PRIORITY)),
         Chain("postrouting", tuple(_postrouting(networks)), Hook("nat", "postrouting", "srcnat")),
-        Chain("forward", tuple(_forward(networks)), Hook("filter", "forward", "filter")),
+        Chain("forward", tuple(_forward(networks, dual)), Hook("filter", "forward", "filter")),
         Chain("input", tuple(_input(networks, settings)), Hook("filter", "input", "filter")),
     )
     return Table("inet", settings.table, sets, chains)
 
 
 _TARGET = "ipv4_addr . inet_service"
+_TARGET6 = "ipv6_addr . inet_service"
+
+
+def _addr6_elements(published: list[Published]) -> tuple[str, ...]:
+    return tuple(
+        f"{p.mapping.host_ip} . {p.mapping.protocol} . {p.mapping.host_port} : {p.target6} . {p.mapping.guest_port}"
+        for p in published
+        if p.ipv6 and p.mapping.host_ip not in (ANY, ANY6, LOOPBACK6)  # [::1] is relayed: reconcile/proxy.py
+    )
+
+
+def _routed_elements(published: list[Published]) -> tuple[str, ...]:
+    found = {
+        f"{p.target6} . {p.mapping.protocol} . {p.mapping.guest_port}"
+        for p in published
+        if p.routed6 and p.ipv6 and p.mapping.host_ip != LOOPBACK6
+    }
+    return tuple(sorted(found))
+
+
+def _any6_elements(published: list[Published]) -> tuple[str, ...]:
+    return tuple(
+        f"{p.mapping.protocol} . {p.mapping.host_port} : {p.target6} . {p.mapping.guest_port}"
+        for p in published
+        if p.ipv6 and p.mapping.host_ip in (ANY, ANY6)
+    )
 
 
 def _addr_elements(published: list[Published]) -> tuple[str, ...]:
     return tuple(
         f"{p.mapping.host_ip} . {p.mapping.protocol} . {p.mapping.host_port} : {p.target} . {p.mapping.guest_port}"
         for p in published
-        if p.mapping.host_ip != ANY
+        if p.mapping.host_ip != ANY and p.mapping.host_ip.version == 4
     )
 
 
@@ -170,9 +229,18 @@ def _any_elements(published: list[Published]) -> tuple[str, ...]:
 
 _DNAT_ADDR = f"dnat ip to ip daddr . meta l4proto . th dport map @{_MAP_ADDR}"
 _DNAT_ANY = f"dnat ip to meta l4proto . th dport map @{_MAP_ANY}"
+_DNAT_ADDR6 = f"dnat ip6 to ip6 daddr . meta l4proto . th dport map @{_MAP_ADDR6}"
+_DNAT_ANY6 = f"dnat ip6 to meta l4proto . th dport map @{_MAP_ANY6}"
 
 
-def _prerouting(networks: list[Network], settings: FirewallSettings) -> Iterator[Rule]:
+def _published6() -> Iterator[Rule]:
+    """IPv6 has no route_localnet: traffic to ::1 cannot be DNAT'd out of the host (the kernel drops packets from
+    ::1 on any other interface), so loopback stays out of these rules (reconcile/ports.py proxies [::1])."""
+    yield Rule((f"ip6 daddr != {LOOPBACK6}",), _DNAT_ADDR6, "published on one ipv6 address")
+    yield Rule(("fib daddr type local", f"ip6 daddr != {LOOPBACK6}"), _DNAT_ANY6, "published on all ipv6 addresses")
+
+
+def _prerouting(networks: list[Network], settings: FirewallSettings, dual: bool = False) -> Iterator[Rule]:
     for n in networks:
         for proto in ("udp", "tcp"):
             yield Rule(
@@ -180,12 +248,23 @@ def _prerouting(networks: list[Network], settings: FirewallSettings) -> Iterator
                 f"redirect to :{settings.dns_port}",
                 "dns" if proto == "udp" else "",
             )
+    for n in networks:
+        if n.gateway6 is not None:
+            # dnat, not redirect: IPv6 redirect picks some address of the interface, we want the gateway's.
+            for proto in ("udp", "tcp"):
+                yield Rule(
+                    (f"iifname {quote(n.bridge)}", f"ip6 daddr {n.gateway6}", f"{proto} dport {DNS}"),
+                    f"dnat ip6 to [{n.gateway6}]:{settings.dns_port}",
+                    "dns over ipv6" if proto == "udp" else "",
+                )
     # A lookup miss in a map ends the rule without a match, so each map costs one rule whatever its size.
     yield Rule((f"ip daddr != {LOOPBACK}",), _DNAT_ADDR, "published on one address")
     yield Rule(("fib daddr type local", f"ip daddr != {LOOPBACK}"), _DNAT_ANY, "published on all addresses")
+    if dual:
+        yield from _published6()
 
 
-def _output(networks: list[Network], settings: FirewallSettings) -> Iterator[Rule]:
+def _output(networks: list[Network], settings: FirewallSettings, dual: bool = False) -> Iterator[Rule]:
     # redirect on the output hook would rewrite to 127.0.0.1, where the DNS server does not listen.
     for n in networks:
         for proto in ("udp", "tcp"):
@@ -194,8 +273,18 @@ def _output(networks: list[Network], settings: FirewallSettings) -> Iterator[Rul
                 f"dnat ip to {n.gateway}:{settings.dns_port}",
                 "host queries the gateway" if proto == "udp" else "",
             )
+    for n in networks:
+        if n.gateway6 is not None:
+            for proto in ("udp", "tcp"):
+                yield Rule(
+                    (f"ip6 daddr {n.gateway6}", f"{proto} dport {DNS}"),
+                    f"dnat ip6 to [{n.gateway6}]:{settings.dns_port}",
+                    "host queries the gateway over ipv6" if proto == "udp" else "",
+                )
     yield Rule((), _DNAT_ADDR, "host to a port published on one address")
     yield Rule(("fib daddr type local",), _DNAT_ANY, "host to a port published on all addresses")
+    if dual:
+        yield from _published6()
 
 
 def _postrouting(networks: list[Network]) -> Iterator[Rule]:
@@ -207,9 +296,13 @@ def _postrouting(networks: list[Network]) -> Iterator[Rule]:
         yield Rule(("ct status dnat", f"ip saddr {n.subnet}", out), "masquerade", "hairpin")
         if n.masquerade:
             yield Rule((f"ip saddr {n.subnet}", f"oifname != {quote(n.bridge)}"), "masquerade", "egress")
+        if n.subnet6 is not None:
+            yield Rule(("ct status dnat", f"ip6 saddr {n.subnet6}", out), "masquerade", "hairpin over ipv6")
+            if n.masquerade and not n.routed6:
+                yield Rule((f"ip6 saddr {n.subnet6}", f"oifname != {quote(n.bridge)}"), "masquerade", "egress (nat66)")
 
 
-def _forward(networks: list[Network]) -> Iterator[Rule]:
+def _forward(networks: list[Network], dual: bool = False) -> Iterator[Rule]:
     """Rules grouped by kind, not by network: every 'into bridge X' drop must come before any egress accept,
     or traffic from bridge A to bridge B would be accepted as A's egress."""
     yield Rule(("ct state established,related",), "accept")
@@ -223,6 +316,14 @@ def _forward(networks: list[Network]) -> Iterator[Rule]:
     for n in networks:
         if not n.internal:
             yield Rule((f"oifname {quote(n.bridge)}", "ct status dnat"), "accept", "published ports")
+    for n in networks:
+        if n.routed6 and n.subnet6 is not None and not n.internal:
+            # gateway_mode_ipv6=routed: the subnet is reachable as it is; Docker lets ICMPv6 in (ping, PMTU).
+            yield Rule((f"oifname {quote(n.bridge)}", f"ip6 daddr {n.subnet6}", "meta l4proto ipv6-icmp"), "accept",
+                       "routed ipv6: icmp in")  # fmt: skip
+    if dual:
+        # Docker's routed mode: a published port is open on the workload's own IPv6 address (no DNAT needed).
+        yield Rule((f"ip6 daddr . meta l4proto . th dport @{_ROUTED_OPEN}",), "accept", "routed ipv6: published ports")
     for n in networks:
         yield Rule((f"oifname {quote(n.bridge)}",), "drop", "nothing else in, from other bridges or hosts")
     for n in networks:
@@ -272,6 +373,14 @@ def _host_closed(n: Network, settings: FirewallSettings) -> Iterator[Rule]:
     yield Rule((b, "ct state established,related"), "accept")
     yield Rule((b, f"ip daddr {n.gateway}", "meta l4proto { tcp, udp }", f"th dport {dns_ports}"), "accept", "dns")
     yield Rule((b, f"ip daddr {n.gateway}", "icmp type echo-request"), "accept", "ping the gateway")
+    if n.gateway6 is not None:
+        yield Rule(
+            (b, f"ip6 daddr {n.gateway6}", "meta l4proto { tcp, udp }", f"th dport {dns_ports}"),
+            "accept",
+            "dns over ipv6",
+        )
+        yield Rule((b, "icmpv6 type { echo-request, nd-neighbor-solicit, nd-neighbor-advert }"), "accept",
+                   "ping the gateway, neighbour discovery")  # fmt: skip
     yield Rule((b,), "drop", "no other host services")
 
 
@@ -288,6 +397,10 @@ def _bridge_table(snapshot: Snapshot, settings: FirewallSettings) -> Table:
                  tuple(f"{port} . {e.mac.lower()}" for port, e in zip(ports, endpoints, strict=True))),
         NamedSet("port_ips", "ifname . ipv4_addr",
                  tuple(f"{port} . {e.ip}" for port, e in zip(ports, endpoints, strict=True))),
+        NamedSet("ports6", "ifname", tuple(quote(e.host_ifname) for e in endpoints if e.ip6 is not None)),
+        NamedSet("port_ip6s", "ifname . ipv6_addr", _ip6_elements(endpoints, str)),
+        # The target of a neighbour advertisement, as nft 1.0.6 reads it: raw bits (it has no `icmpv6 taddr`).
+        NamedSet("port_nd_targets", f"typeof iifname . {_ND_TARGET}", _ip6_elements(endpoints, _hex)),
     )  # fmt: skip
     chains = (
         Chain("spoof", _SPOOF),
@@ -301,19 +414,50 @@ def _bridge_table(snapshot: Snapshot, settings: FirewallSettings) -> Table:
     return Table("bridge", settings.table, sets, chains)
 
 
-# A guest controls its NIC; these make its source MAC and IPv4 address trustworthy (DNS scoping relies on it).
+_ND_TARGET = "@th,64,128"  # RFC 4861 4.4: the target address follows type, code, checksum and 32 flag bits
+
+
+def link_local(mac: str) -> IPv6Address:
+    """The modified EUI-64 link-local address (RFC 4291 appendix A) the kernel gives an interface with `mac`."""
+    octets = [int(part, 16) for part in mac.split(":")]
+    eui = bytes([octets[0] ^ 0x02, *octets[1:3], 0xFF, 0xFE, *octets[3:6]])
+    return IPv6Address(b"\xfe\x80" + bytes(6) + eui)
+
+
+def _hex(address: IPv6Address) -> str:
+    return f"0x{int(address):032x}"
+
+
+def _ip6_elements(endpoints: list[Endpoint], show: Callable[[IPv6Address], str]) -> tuple[str, ...]:
+    """Each dual-stack port with its own addresses: its IPv6 address and its link-local one."""
+    return tuple(
+        f"{quote(e.host_ifname)} . {show(address)}"
+        for e in endpoints
+        if e.ip6 is not None
+        for address in (e.ip6, link_local(e.mac))
+    )
+
+
+# A guest controls its NIC; these make its source MAC and IP addresses trustworthy (DNS scoping relies on it).
 _SPOOF = (
-    Rule(("ether type != { ip, arp }",), "drop", "ipv4 and arp only"),
+    Rule(("ether type != { ip, arp, ip6 }",), "drop", "ipv4, arp and ipv6 only"),
     Rule(("iifname . ether saddr != @port_macs",), "drop", "forged mac"),
     Rule(("ether type ip", "iifname . ip saddr != @port_ips"), "drop", "forged ip"),
     Rule(("ether type arp", "iifname . arp saddr ether != @port_macs"), "drop", "forged arp sender mac"),
     Rule(("ether type arp", "iifname . arp saddr ip != @port_ips"), "drop", "forged arp sender ip"),
-)
+    Rule(("ether type ip6", "iifname != @ports6"), "drop", "ipv6 only from dual-stack endpoints"),
+    Rule(("icmpv6 type { nd-router-advert, nd-redirect }",), "drop", "guests are no routers"),
+    # The unspecified source is only for duplicate address detection (RFC 4862 5.4.2) and its MLD report.
+    Rule(("ip6 saddr ::", "icmpv6 type != { nd-neighbor-solicit, mld2-listener-report }"), "drop", "unspecified source"),
+    Rule(("ip6 saddr != ::", "iifname . ip6 saddr != @port_ip6s"), "drop", "forged ipv6"),
+    Rule(("icmpv6 type nd-neighbor-advert", f"iifname . {_ND_TARGET} != @port_nd_targets"), "drop",
+         "forged neighbour advertisement"),
+)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------- other tables
 
-# Hooks that traffic to, from and through our bridges passes. ip6 is left out: hypr networks are IPv4-only.
+# Hooks that traffic to, from and through our bridges passes.
 _OUR_HOOKS = frozenset({"prerouting", "input", "forward", "output", "postrouting"})
 _OUR_FAMILIES = frozenset({"ip", "inet", "bridge"})
 

@@ -78,11 +78,12 @@ class Reconciler:
             for reset in self.resets:
                 reset()
             broken: dict[str, str] = {}
-            errors = links.reconcile_bridges(self.ipr, snapshot.networks, self.alias, broken)
+            errors = links.reconcile_bridges(self.ipr, snapshot.networks, self.alias, broken, self.proc_sys)
             self.broken = broken
             errors += links.reconcile_ports(self.ipr, snapshot, self.alias)
         else:
-            errors = links.update(self.ipr, links.delta(previous, snapshot), self.alias, self.broken)
+            change = links.delta(previous, snapshot)
+            errors = links.update(self.ipr, change, self.alias, self.broken, self.proc_sys)
         took["links"] = time.monotonic() - began
         errors += self._run_steps(snapshot, took)
         if whole:  # rare (start-up, repair) and the one that grows with everything: say where its time went

@@ -11,7 +11,9 @@ import logging
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
+from pathlib import Path
+from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -24,6 +26,9 @@ from hypr.runtime.rtnl import Rtnl, bridge_port_set
 log = logging.getLogger(__name__)
 GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)
 MAIN_TABLE = 254
+IFA_F_NODAD = 0x02  # linux/if_addr.h: the gateway is ours alone, so it is usable at once (no DAD wait)
+# IPv6 routes every interface has, never a clash: link-local and multicast.
+_NOT_ROUTES6 = (IPv6Network("fe80::/10"), IPv6Network("ff00::/8"))
 
 
 @dataclass(frozen=True)
@@ -48,15 +53,25 @@ def host_view(ipr: IPRoute, alias: str) -> HostView:
     from libc's if_nameindex (one netlink dump parsed in C: pyroute2 costs ~0.1 ms per link, and every workload
     adds one); only the few interfaces routes leave by are looked up, to tell ours from others'."""
     names = dict(socket.if_nameindex())
-    ours: dict[int, bool] = {}
-    routes = []
-    for msg in ipr.get_routes(family=2, table=MAIN_TABLE):
-        oif = msg.get("oif")
+    ours: dict[Any, bool] = {}
+
+    def theirs(oif: Any) -> bool:
         if oif not in ours:
             ours[oif] = oif is not None and _alias_of(oif) == alias
-        if not ours[oif]:
-            routes.append(HostRoute(IPv4Network((msg.get("dst") or "0.0.0.0", msg["dst_len"])), names.get(oif, "?")))
-    return HostView(routes=tuple(routes), interfaces=frozenset(names.values()))
+        return not ours[oif]
+
+    routes = tuple(
+        HostRoute(IPv4Network((msg.get("dst") or "0.0.0.0", msg["dst_len"])), names.get(msg.get("oif"), "?"))
+        for msg in ipr.get_routes(family=2, table=MAIN_TABLE)
+        if theirs(msg.get("oif"))
+    )
+    routes6 = (
+        HostRoute(IPv6Network((msg.get("dst") or "::", msg["dst_len"])), names.get(msg.get("oif"), "?"))
+        for msg in ipr.get_routes(family=10, table=MAIN_TABLE)
+        if theirs(msg.get("oif"))
+    )
+    kept6 = tuple(r for r in routes6 if not any(r.dst.subnet_of(n) for n in _NOT_ROUTES6))  # type: ignore[arg-type]
+    return HostView(routes=routes + kept6, interfaces=frozenset(names.values()))
 
 
 def _alias_of(index: int) -> str:
@@ -70,7 +85,9 @@ def half_made(existing: Link, network: Network) -> bool:
     return not existing.alias and existing.kind == "bridge" and existing.mac == names.mac_for(network.gateway)
 
 
-def ensure_bridge(ipr: IPRoute, network: Network, alias: str, existing: Link | None) -> None:
+def ensure_bridge(
+    ipr: IPRoute, network: Network, alias: str, existing: Link | None, proc_sys: Path = Path("/proc/sys")
+) -> None:
     """Create or repair `network.bridge`: ours, the gateway address only, the right MTU, up. The bridge is born
     with our MAC, so a crash before the alias is set leaves one we recognise and adopt (see half_made)."""
     if existing is not None and existing.alias != alias and not half_made(existing, network):
@@ -86,6 +103,11 @@ def ensure_bridge(ipr: IPRoute, network: Network, alias: str, existing: Link | N
         index = existing.index if existing is not None else ipr.link("get", ifname=network.bridge)[0]["index"]
         ipr.link("set", index=index, ifalias=alias, mtu=network.mtu, address=mac, state="up")
         _converge_addresses(ipr, index, IPv4Interface(f"{network.gateway}/{network.subnet.prefixlen}"))
+        if network.subnet6 is not None:  # (a network's families never change: IPv4-only bridges cost nothing here)
+            _enable_ipv6(proc_sys, network.bridge)
+            _converge_addresses6(ipr, index, IPv6Interface(f"{network.gateway6}/{network.subnet6.prefixlen}"))
+    except OSError as exc:
+        raise KernelError(f"enable IPv6 on bridge {network.bridge} for network {network.name}: {exc}") from exc
     except NetlinkError as exc:
         raise KernelError(f"set up bridge {network.bridge} for network {network.name}: {exc}") from exc
 
@@ -98,6 +120,26 @@ def _converge_addresses(ipr: IPRoute, index: int, want: IPv4Interface) -> None:
         ipr.addr("add", index=index, address=str(want.ip), prefixlen=want.network.prefixlen)
 
 
+def _enable_ipv6(proc_sys: Path, bridge: str) -> None:
+    """A host (or a namespace) may have IPv6 off for new interfaces; a dual-stack bridge needs it on."""
+    path = proc_sys / "net/ipv6/conf" / bridge / "disable_ipv6"
+    if path.read_text().strip() != "0":
+        path.write_text("0")
+
+
+def _converge_addresses6(ipr: IPRoute, index: int, want: IPv6Interface) -> None:
+    """The gateway's global address (nodad: usable at once), nothing else global; link-local is the kernel's."""
+    have = {
+        IPv6Interface(f"{a.get('address')}/{a['prefixlen']}")
+        for a in ipr.get_addr(family=10, index=index)
+        if not IPv6Interface(f"{a.get('address')}/128").ip.is_link_local
+    }
+    for stale in have - {want}:
+        ipr.addr("del", index=index, address=str(stale.ip), prefixlen=stale.network.prefixlen)
+    if want not in have:
+        ipr.addr("add", index=index, address=str(want.ip), prefixlen=want.network.prefixlen, flags=IFA_F_NODAD)
+
+
 def remove_link(ipr: IPRoute, name: str) -> None:
     """Delete a link we own; one already gone counts as removed."""
     try:
@@ -108,7 +150,11 @@ def remove_link(ipr: IPRoute, name: str) -> None:
 
 
 def reconcile_bridges(
-    ipr: IPRoute, networks: Iterable[Network], alias: str, broken: dict[str, str] | None = None
+    ipr: IPRoute,
+    networks: Iterable[Network],
+    alias: str,
+    broken: dict[str, str] | None = None,
+    proc_sys: Path = Path("/proc/sys"),
 ) -> list[KernelError]:
     """Every network has its bridge; every bridge of ours without a network goes. Returns the failures; `broken`
     receives network ID -> why, for networks whose bridge could not be made ours (so callers can refuse to use
@@ -118,7 +164,7 @@ def reconcile_bridges(
     errors: list[KernelError] = []
     for name, network in sorted(wanted.items()):
         try:
-            ensure_bridge(ipr, network, alias, present.get(name))
+            ensure_bridge(ipr, network, alias, present.get(name), proc_sys)
         except KernelError as exc:
             errors.append(exc)
             if broken is not None:
@@ -199,7 +245,9 @@ def _one(name: str = "", index: int = 0) -> Link | None:
     return None if found is None else Link(found.index, found.name, found.kind, found.alias, found.master, found.mac)
 
 
-def update(ipr: IPRoute, change: LinkDelta, alias: str, broken: dict[str, str]) -> list[KernelError]:
+def update(
+    ipr: IPRoute, change: LinkDelta, alias: str, broken: dict[str, str], proc_sys: Path = Path("/proc/sys")
+) -> list[KernelError]:
     """`reconcile_bridges` + `reconcile_ports` for the changed rows only; `broken` is updated for them."""
     errors: list[KernelError] = []
     for name in change.gone_bridges:
@@ -207,7 +255,7 @@ def update(ipr: IPRoute, change: LinkDelta, alias: str, broken: dict[str, str]) 
     for network in change.networks:
         broken.pop(network.id, None)
         try:
-            ensure_bridge(ipr, network, alias, link_named(ipr, network.bridge))
+            ensure_bridge(ipr, network, alias, link_named(ipr, network.bridge), proc_sys)
         except KernelError as exc:
             errors.append(exc)
             broken[network.id] = exc.message

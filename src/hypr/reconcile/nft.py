@@ -138,7 +138,11 @@ def _table(table: Table) -> str:
 def _set(named: NamedSet) -> str:
     kind = "map" if named.data_type else "set"
     type_line = named.key_type + (f" : {named.data_type}" if named.data_type else "")
-    lines = [f"\t{kind} {named.name} {{", f"\t\ttype {type_line}"]
+    # A key type that starts with `typeof ` declares the key by expression (for raw payload bits).
+    keyword, type_line = (
+        ("typeof", type_line.removeprefix("typeof ")) if type_line.startswith("typeof ") else ("type", type_line)
+    )
+    lines = [f"\t{kind} {named.name} {{", f"\t\t{keyword} {type_line}"]
     if named.elements:
         lines.append("\t\telements = {")
         lines.extend(f"\t\t\t{element}," for element in named.elements)

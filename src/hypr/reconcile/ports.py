@@ -20,6 +20,7 @@ from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 from hypr.errors import Conflict, InvalidParameter, KernelError
 from hypr.models import PortMapping, Protocol, Snapshot
 from hypr.ports import PortSpec
+from hypr.reconcile.proxy import LoopbackProxy
 
 log = logging.getLogger(__name__)
 Key = tuple[str, int, Protocol]  # (host ip, host port, protocol)
@@ -49,10 +50,62 @@ def _high(sock: socket.socket) -> socket.socket:
     return moved
 
 
-def bind(host_ip: str, port: int, protocol: Protocol) -> socket.socket:
-    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
-    sock = socket.socket(socket.AF_INET, kind)
+class Held:
+    """The sockets that reserve one published port: for a port on every address of a workload with IPv6, one per
+    family (0.0.0.0 means both, Docker's HostIp ""; DNAT forwards both), else one."""
+
+    def __init__(self, socks: list[socket.socket]) -> None:
+        self.socks = socks
+
+    @property
+    def port(self) -> int:
+        return int(self.socks[0].getsockname()[1])
+
+    def set_ipv6(self, key: Key, wanted: bool) -> None:
+        """Hold [::] too, or not any more (the workload gained or lost its IPv6 gateway network)."""
+        if wanted and len(self.socks) == 1 and key[0] == "0.0.0.0" and _ipv6_available():
+            self.socks.append(_bind_one("::", key[1], key[2]))
+        elif not wanted and len(self.socks) == 2:
+            self.socks.pop().close()
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close()
+
+
+def _ipv6_available() -> bool:
+    """Whether this namespace has IPv6 at all (a host booted with ipv6.disable=1 has no AF_INET6)."""
     try:
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).close()
+    except OSError:
+        return False
+    return True
+
+
+def bind(host_ip: str, port: int, protocol: Protocol, *, ipv6: bool = False) -> Held:
+    """Hold `host_ip`:`port`; with `ipv6` and 0.0.0.0 also [::]:`port` (the same port number, IPv6 only) when the
+    host has IPv6, as Docker binds both. For port 0 the kernel picks the IPv4 port, and IPv6 must get the same."""
+    first = _bind_one(host_ip, port, protocol)
+    if not ipv6 or host_ip != "0.0.0.0" or not _ipv6_available():
+        return Held([first])
+    try:
+        return Held([first, _bind_one("::", first.getsockname()[1], protocol)])
+    except BaseException:
+        first.close()
+        raise
+
+
+def _bind_one(host_ip: str, port: int, protocol: Protocol) -> socket.socket:
+    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
+    sock = socket.socket(family, kind)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if host_ip == "::1" and protocol == "tcp":
+            # Relayed connections (reconcile/proxy.py) leave TIME_WAIT entries on this port: without this a port
+            # published again within a minute could not be held. Still exclusive: we listen at once.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host_ip, port))
     except OSError as exc:
         sock.close()
@@ -68,14 +121,18 @@ def bind(host_ip: str, port: int, protocol: Protocol) -> socket.socket:
     return _high(sock)
 
 
-def bind_first(spec: PortSpec) -> socket.socket:
+AUTO_PORT_TRIES = 16  # port 0: free on IPv4 but taken on IPv6 is rare; try a few kernel picks
+
+
+def bind_first(spec: PortSpec, *, ipv6: bool = False) -> Held:
     """The first free port of the spec's host port (or range, Docker's `8000-8010:80`)."""
     for port in spec.host_ports:
-        try:
-            return bind(str(spec.host_ip), port, spec.protocol)
-        except Conflict:
-            if not spec.host_port_end:
-                raise
+        for _ in range(AUTO_PORT_TRIES if port == 0 else 1):
+            try:
+                return bind(str(spec.host_ip), port, spec.protocol, ipv6=ipv6)
+            except Conflict:
+                if port != 0 and not spec.host_port_end:
+                    raise
     raise Conflict(f"Bind for {spec.host_ip}:{spec.host_text} failed: all ports are allocated")
 
 
@@ -96,22 +153,35 @@ def flush_udp_conntrack(ports: Iterable[int]) -> None:
                         raise KernelError(f"flush UDP conntrack entries of port {port}: {exc}") from exc
 
 
+def reached_over_ipv6(snapshot: Snapshot) -> set[str]:
+    """Workloads whose published ports are forwarded over IPv6 too: their gateway network (the first without
+    `internal` in gateway order, as the firewall picks it) has IPv6."""
+    found = set()
+    for workload in {p.workload_id for p in snapshot.ports}:
+        target = snapshot.port_network(workload)
+        if target is not None and target.ipv6:
+            found.add(workload)
+    return found
+
+
 class PortHolder:
     def __init__(self) -> None:
-        self.held: dict[Key, socket.socket] = {}
+        self.held: dict[Key, Held] = {}
         self.udp_applied: set[Key] = set()  # UDP mappings as of the last converge: a change flushes their flows
         self.unheld: set[Key] = set()  # published ports someone else holds (warned about once)
+        self.proxy: LoopbackProxy | None = None  # relays TCP on [::1] (set by the daemon once its loop runs)
 
-    def reserve(self, workload_id: str, specs: Iterable[PortSpec]) -> list[PortMapping]:
-        """Bind every requested port (choosing free ones for host port 0); all or nothing."""
+    def reserve(self, workload_id: str, specs: Iterable[PortSpec], *, ipv6: bool = False) -> list[PortMapping]:
+        """Bind every requested port (choosing free ones for host port 0); all or nothing. `ipv6`: the workload
+        is reached over IPv6 too, so ports on every address hold [::] as well."""
         taken: list[Key] = []
         mappings = []
         try:
             for spec in specs:
-                sock = bind_first(spec)
-                port = sock.getsockname()[1]
+                held = bind_first(spec, ipv6=ipv6)
+                port = held.port
                 key = _key(spec.host_ip, port, spec.protocol)
-                self.held[key] = sock
+                self.held[key] = held
                 taken.append(key)
                 mappings.append(PortMapping(workload_id, spec.host_ip, port, spec.guest_port, spec.protocol))
         except BaseException:
@@ -122,6 +192,8 @@ class PortHolder:
 
     def release(self, mappings: Iterable[PortMapping]) -> None:
         for m in mappings:
+            if self.proxy is not None:
+                self.proxy.stop(_key(m.host_ip, m.host_port, m.protocol))
             sock = self.held.pop(_key(m.host_ip, m.host_port, m.protocol), None)
             if sock is not None:
                 sock.close()
@@ -129,22 +201,49 @@ class PortHolder:
     def converge(self, snapshot: Snapshot) -> None:
         """Hold exactly the ports in the database (after a restart, or a removal elsewhere)."""
         wanted = {_key(p.host_ip, p.host_port, p.protocol): p for p in snapshot.ports}
+        dual = reached_over_ipv6(snapshot)
         for key in list(self.held):
             if key not in wanted:
                 self.held.pop(key).close()
         for key in wanted.keys() - self.held.keys():
             try:
-                self.held[key] = bind(*key)
+                self.held[key] = bind(*key, ipv6=wanted[key].workload_id in dual)
             except (Conflict, KernelError) as exc:
                 # Someone took the port while hyprd was down. The DNAT rule still forwards it; only the guard
                 # against later clashes is missing. Say so once, and do not fail every other operation over it.
                 if key not in self.unheld:
                     log.warning("published port %s:%d/%s is not reserved: %s", *key, exc.message)
                     self.unheld.add(key)
+        for key, held in self.held.items():
+            try:
+                held.set_ipv6(key, wanted[key].workload_id in dual)
+            except (Conflict, KernelError) as exc:
+                if key not in self.unheld:
+                    log.warning("published port [::]:%d/%s is not reserved: %s", key[1], key[2], exc.message)
+                    self.unheld.add(key)
+        self._relay_loopback6(snapshot, wanted)
         udp = {key for key in wanted if key[2] == "udp"}
         if udp != self.udp_applied:
             flush_udp_conntrack(port for _ip, port, _proto in udp ^ self.udp_applied)
             self.udp_applied = udp
+
+    def _relay_loopback6(self, snapshot: Snapshot, wanted: dict[Key, PortMapping]) -> None:
+        """TCP ports on [::1] are relayed to the workload's address on its gateway network (its IPv6 one if it
+        has one); see reconcile/proxy.py for why they cannot be DNAT'd."""
+        if self.proxy is None:
+            return
+        relayed = {k for k in wanted if k[0] == "::1" and k[2] == "tcp" and k in self.held}
+        for key in self.proxy.keys() - relayed:
+            self.proxy.stop(key)
+        for key in relayed:
+            mapping = wanted[key]
+            network = snapshot.port_network(mapping.workload_id)
+            endpoint = next(
+                (e for e in snapshot.endpoints_of(mapping.workload_id) if network and e.network_id == network.id), None
+            )
+            address = None if endpoint is None else (endpoint.ip6 or endpoint.ip)
+            self.proxy.retarget(key, None if address is None else (str(address), mapping.guest_port))
+            self.proxy.serve(key, self.held[key].socks[0])
 
     def close(self) -> None:
         for sock in self.held.values():

@@ -27,6 +27,10 @@ class Attachment:
     gateway: IPv4Address
     mac: str
     mtu: int = 1500
+    # IPv6, on a dual-stack network: the address (None: IPv4 only), its prefix length and the gateway.
+    ip6: IPv6Address | None = None
+    prefixlen6: int = 64
+    gateway6: IPv6Address | None = None
     link_local: tuple[IPv4Address, ...] = ()  # Docker's LinkLocalIPs: more addresses on the guest end (/16)
 
 

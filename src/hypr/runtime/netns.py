@@ -77,8 +77,9 @@ def _open(path: Path) -> Namespace:
 
 
 def _ipv4_only() -> None:
-    """Interfaces made from now on in this thread's namespace get no IPv6 (networks are IPv4-only, as Docker
-    does for them): no link-local chatter flooded across the bridge each time a workload comes up.
+    """Interfaces made from now on in this thread's namespace get no IPv6 (as Docker does for IPv4-only
+    networks): no link-local chatter flooded across the bridge each time a workload comes up. A dual-stack
+    endpoint turns it on for its own interface (veth.ipv6_sysctls).
 
     /proc/sys/net shows the namespace of the task that opens it, i.e. this thread's new namespace.
     """
@@ -113,6 +114,20 @@ def enter(path: Path) -> Namespace:
         return _open(path)
 
     return _in_thread(join)
+
+
+def write_sysctls(ns: Namespace, settings: list[tuple[str, str]]) -> None:
+    """Write sysctls (path under /proc/sys, value) of the namespace `ns`: /proc/sys/net shows the namespace of
+    the thread that opens it, so a fresh thread joins it first."""
+
+    def write() -> None:
+        _libc.setns(ns.fd, _libc.CLONE_NEWNET)
+        for key, value in settings:
+            with open(f"/proc/sys/{key}", "w") as f:
+                f.write(value)
+
+    if settings:
+        _in_thread(write)
 
 
 def pin(source: str, path: Path) -> None:

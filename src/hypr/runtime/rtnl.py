@@ -16,7 +16,7 @@ import socket
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from hypr.runtime.base import Attachment
 
@@ -69,6 +69,7 @@ IFF_UP = 0x1
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3
 RT_SCOPE_UNIVERSE = 0
+IFA_F_NODAD = 0x02  # the address is ours by IPAM: usable at once, no duplicate address detection to wait for
 RTN_UNICAST = 1
 
 _HDR = struct.Struct("=IHHII")
@@ -157,17 +158,21 @@ def link_get(name: str) -> Request:
     return Request(f"look up link {name}", RTM_GETLINK, 0, ifinfo() + attr(IFLA_IFNAME, _str(name)))
 
 
-def addr_add(index: int, ip: IPv4Address, prefixlen: int) -> Request:
-    body = _IFADDR.pack(socket.AF_INET, prefixlen, 0, RT_SCOPE_UNIVERSE, index)
+def addr_add(index: int, ip: IPv4Address | IPv6Address, prefixlen: int) -> Request:
+    """An IPv4 address, or an IPv6 one without DAD (IPAM already made it unique on the network)."""
+    family, flags = (socket.AF_INET, 0) if ip.version == 4 else (socket.AF_INET6, IFA_F_NODAD)
+    body = _IFADDR.pack(family, prefixlen, flags, RT_SCOPE_UNIVERSE, index)
     body += attr(IFA_LOCAL, ip.packed) + attr(IFA_ADDRESS, ip.packed)
     return Request(
         f"add address {ip}/{prefixlen}", RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, frozenset({errno.EEXIST})
     )
 
 
-def default_route_add(gateway: IPv4Address) -> Request:
-    """Create or replace the default route: the gateway moves when another network takes it over."""
-    body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
+def default_route_add(gateway: IPv4Address | IPv6Address) -> Request:
+    """Create or replace the default route (of the gateway's family): the gateway moves when another network
+    takes it over."""
+    family = socket.AF_INET if gateway.version == 4 else socket.AF_INET6
+    body = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
     body += attr(RTA_GATEWAY, gateway.packed)
     return Request(f"set default route via {gateway}", RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body, frozenset())
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from hypr.errors import KernelError
 from hypr.runtime import rtnl
 from hypr.runtime.base import Attachment
-from hypr.runtime.netns import Namespace
+from hypr.runtime.netns import Namespace, write_sysctls
 from hypr.runtime.rtnl import Request, Rtnl
 
 LOOPBACK_INDEX = 1  # always 1 in a network namespace
@@ -31,7 +31,7 @@ def host_plan(att: Attachment, *, bridge_index: int, peer_ns_fd: int, alias: str
     ]
 
 
-def guest_plan(att: Attachment, *, index: int, default_route: bool) -> list[Request]:
+def guest_plan(att: Attachment, *, index: int, default_route: bool, default_route6: bool = False) -> list[Request]:
     plan = [
         rtnl.addr_add(index, att.ip, att.prefixlen),
         *(rtnl.addr_add(index, extra, LINK_LOCAL_PREFIX) for extra in att.link_local),
@@ -40,10 +40,25 @@ def guest_plan(att: Attachment, *, index: int, default_route: bool) -> list[Requ
     ]
     if default_route:
         plan.append(rtnl.default_route_add(att.gateway))
+    if att.ip6 is not None:  # after link up: IPv6 adds the prefix route when the link comes up
+        plan.append(rtnl.addr_add(index, att.ip6, att.prefixlen6))
+        if default_route6 and att.gateway6 is not None:
+            plan.append(rtnl.default_route_add(att.gateway6))
     return plan
 
 
-def plug(host: Rtnl, ns: Namespace, att: Attachment, *, alias: str, default_route: bool) -> None:
+def ipv6_sysctls(att: Attachment) -> list[tuple[str, str]]:
+    """Sandboxes are made with IPv6 off for new links (netns._ipv4_only); a dual-stack endpoint turns it on for
+    its own interface, with its address and route set statically: router advertisements are ignored."""
+    if att.ip6 is None:
+        return []
+    conf = f"net/ipv6/conf/{att.guest_ifname}"
+    return [(f"{conf}/accept_ra", "0"), (f"{conf}/autoconf", "0"), (f"{conf}/disable_ipv6", "0")]
+
+
+def plug(
+    host: Rtnl, ns: Namespace, att: Attachment, *, alias: str, default_route: bool, default_route6: bool = False
+) -> None:
     try:
         bridge_index = host.link_index(att.bridge)
         if bridge_index is None:
@@ -52,7 +67,8 @@ def plug(host: Rtnl, ns: Namespace, att: Attachment, *, alias: str, default_rout
         index = ns.rtnl.link_index(att.guest_ifname)
         if index is None:
             raise KernelError(f"attach {att.host_ifname}: {att.guest_ifname} missing in the sandbox")
-        ns.rtnl.batch(guest_plan(att, index=index, default_route=default_route))
+        write_sysctls(ns, ipv6_sysctls(att))
+        ns.rtnl.batch(guest_plan(att, index=index, default_route=default_route, default_route6=default_route6))
     except OSError as exc:
         raise KernelError(f"attach {att.host_ifname} to {att.bridge}: {exc}") from exc
 

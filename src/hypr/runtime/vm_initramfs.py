@@ -194,14 +194,18 @@ def render_config(spec: LaunchSpec, command: tuple[str, ...], creds: Credentials
     """/.hypr/config.sh, sourced by the guest init (every value shell-quoted). `creds`: the workload's user,
     resolved against the image's /etc on the host (users.resolve_user); exec uses them too, as docker exec does."""
     nets = "".join(
-        f"{att.mac.lower()}|{att.guest_ifname}|{att.ip}|{att.prefixlen}|{att.gateway}|{att.mtu}\n"
+        f"{att.mac.lower()}|{att.guest_ifname}|{att.ip}|{att.prefixlen}|{att.gateway}|{att.mtu}"
+        f"|{att.ip6 or ''}|{att.prefixlen6 if att.ip6 else ''}\n"
         for att in spec.attachments
     )
     gateway = str(spec.attachments[0].gateway) if spec.attachments else ""
+    # The IPv6 default route: via the first attachment (in gateway order) on a dual-stack network.
+    gateway6 = next((str(att.gateway6) for att in spec.attachments if att.ip6 and att.gateway6), "")
     env: Mapping[str, str] = {"PATH": GUEST_PATH, "HOSTNAME": spec.hostname, "HOME": creds.home, **spec.env}
     return (
         f"HYPR_NETS={_q(nets)}\n"
         f"HYPR_GATEWAY={_q(gateway)}\n"
+        f"HYPR_GATEWAY6={_q(gateway6)}\n"
         f"HYPR_HOSTNAME={_q(spec.hostname)}\n"
         f"HYPR_DOMAINNAME={_q(spec.domainname)}\n"
         f"HYPR_HOSTS={_q(render_hosts(spec))}\n"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from hypr import ipam
-from hypr.errors import Unavailable
+from hypr.errors import InvalidParameter, Unavailable
 from hypr.models import Network
 from hypr.state import Store
 
@@ -25,3 +25,28 @@ def allocate(store: Store, network: Network) -> IPv4Address:
 def reserve(store: Store, network: Network, requested: str) -> IPv4Address:
     """A static `--ip` / `ipv4_address`: inside the subnet, not reserved, not taken."""
     return ipam.check_static(pool_of(network), requested, lambda ip: store.ip_in_use(network.id, ip))
+
+
+def pool6_of(network: Network) -> ipam.Pool6:
+    assert network.subnet6 is not None and network.gateway6 is not None
+    return ipam.Pool6(network.subnet6, network.gateway6, network.ip_range6)
+
+
+def allocate6(store: Store, network: Network) -> IPv6Address:
+    """The next free IPv6 address (next-after-last: one look-up while the cursor has not wrapped; after that the
+    walk is bounded by the addresses in use, so a /64 costs what a /120 does); call inside the transaction that
+    inserts the endpoint owning it."""
+    found = ipam.next_address6(
+        pool6_of(network), store.last_ip6(network.id), lambda ip: store.ip6_in_use(network.id, ip),
+        lambda: store.ip6_count(network.id),
+    )  # fmt: skip
+    if found is None:
+        raise Unavailable(f"no available IPv6 addresses on this network's address pools: {network.name} ({network.id})")
+    return found
+
+
+def reserve6(store: Store, network: Network, requested: str) -> IPv6Address:
+    """A static `--ip6` / `ipv6_address`: inside the IPv6 subnet, not reserved, not taken."""
+    if network.subnet6 is None:
+        raise InvalidParameter(f"invalid IPv6 address {requested}: network {network.name} has no IPv6 subnet")
+    return ipam.check_static6(pool6_of(network), requested, lambda ip: store.ip6_in_use(network.id, ip))

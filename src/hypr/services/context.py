@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from hypr import ipam
 from hypr.config import Settings
 from hypr.errors import InvalidParameter
 from hypr.images.registry import Skopeo
@@ -46,6 +47,16 @@ class Context:
     def __post_init__(self) -> None:
         self.images = ImageStore(self.settings.paths.images)
         self.registry = Skopeo(self.settings.registry, tmp_dir=self.images.tmp)
+
+    def pool6(self) -> ipam.DefaultPool6:
+        """Where `--ipv6` networks without a subnet take one: HYPR_DEFAULT_POOL6 / daemon.json, else a ULA /48
+        derived from this data directory's instance ID."""
+        if not self.settings.pool6:
+            return ipam.ula_pool(self.store.instance_id())
+        try:
+            return ipam.DefaultPool6.parse(self.settings.pool6)
+        except ValueError as exc:
+            raise InvalidParameter(f"HYPR_DEFAULT_POOL6: {exc}") from None
 
     def converge(self) -> None:
         """Bring the kernel in line with the database, as it is now."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 from hypr import ipam, names
@@ -15,6 +15,7 @@ from hypr.models import (
     DEFAULT_NETWORK,
     DRIVER,
     OPT_BRIDGE_NAME,
+    OPT_GATEWAY_MODE6,
     OPT_ICC,
     OPT_MASQUERADE,
     OPT_MTU,
@@ -38,11 +39,16 @@ LIST_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")
 PRUNE_FILTERS = ("until", "label", "label!")
 
 
-def route_conflict(subnet: IPv4Network, host: HostView) -> HostRoute | None:
-    return next((r for r in host.routes if r.dst.prefixlen > 0 and subnet.overlaps(r.dst)), None)
+def route_conflict(subnet: IPv4Network | IPv6Network, host: HostView) -> HostRoute | None:
+    return next(
+        (r for r in host.routes if r.dst.prefixlen > 0 and r.dst.version == subnet.version and subnet.overlaps(r.dst)),
+        None,
+    )
 
 
-def plan_default_network(subnet_text: str, gateway_text: str, host: HostView) -> Network:
+def plan_default_network(
+    subnet_text: str, gateway_text: str, host: HostView, subnet6_text: str = "", gateway6_text: str = ""
+) -> Network:
     """The predefined `bridge` network (vbr0); its address comes from HYPR_DEFAULT_SUBNET/GATEWAY."""
     try:
         subnet = ipam.parse_subnet(subnet_text)
@@ -55,13 +61,30 @@ def plan_default_network(subnet_text: str, gateway_text: str, host: HostView) ->
             f"default network subnet {subnet} overlaps the host route {clash}, which hypr does not own; "
             "set HYPR_DEFAULT_SUBNET (and HYPR_DEFAULT_GATEWAY) to a free range"
         )
+    subnet6 = gateway6 = None
+    if subnet6_text:
+        try:
+            subnet6 = ipam.parse_subnet6(subnet6_text)
+            gateway6 = (ipam.parse_address6(gateway6_text, subnet6, "gateway") if gateway6_text
+                        else IPv6Address(int(subnet6.network_address) + 1))  # fmt: skip
+        except InvalidParameter as exc:
+            raise InvalidParameter(f"HYPR_DEFAULT_SUBNET6/HYPR_DEFAULT_GATEWAY6: {exc.message}") from None
+        clash6 = route_conflict(subnet6, host)
+        if clash6:
+            raise Forbidden(
+                f"default network subnet {subnet6} overlaps the host route {clash6}, which hypr does not own"
+            )
     return Network(
         id=new_id(), name=DEFAULT_NETWORK, bridge=names.bridge_name(0), subnet=subnet, gateway=gateway,
         options={OPT_BRIDGE_NAME: names.bridge_name(0)}, ipam_options=None, created=now_rfc3339(),
+        subnet6=subnet6, gateway6=gateway6,
     )  # fmt: skip
 
 
-def plan_network_create(body: Any, snapshot: Snapshot, host: HostView) -> Network:
+def plan_network_create(
+    body: Any, snapshot: Snapshot, host: HostView, pool6: ipam.DefaultPool6 | None = None
+) -> Network:
+    """`pool6`: where `EnableIPv6` networks without an IPv6 subnet take one (default: a ULA /48, `ula_pool`)."""
     if not isinstance(body, Mapping):
         raise InvalidParameter("invalid JSON: expected an object")
     name = body.get("Name")
@@ -74,12 +97,18 @@ def plan_network_create(body: Any, snapshot: Snapshot, host: HostView) -> Networ
     driver = body.get("Driver") or DRIVER
     if driver != DRIVER:
         raise NotFound(f"could not find plugin {driver} in v1 plugin registry: plugin not found")
-    if body.get("EnableIPv6"):
-        raise InvalidParameter("IPv6 networks are not supported by hypr yet")
     _refuse_unsupported(body)
+    enable6 = parse_bool("EnableIPv6", body.get("EnableIPv6") or False)
     options = string_map("options", body.get("Options"))
     labels = string_map("labels", body.get("Labels"))
-    subnet, gateway, ip_range, aux, ipam_options = _plan_ipam(body.get("IPAM"), snapshot, host)
+    configs4, configs6 = _split_configs(body.get("IPAM"))
+    if configs6 and not enable6:
+        raise InvalidParameter("invalid network config: an IPv6 subnet needs EnableIPv6 (--ipv6)")
+    subnet, gateway, ip_range, aux, ipam_options = _plan_ipam(body.get("IPAM"), configs4, snapshot, host)
+    subnet6, gateway6, ip_range6 = (
+        _plan_ipam6(configs6, snapshot, host, pool6 or ipam.ula_pool("")) if enable6 else (None, None, None)
+    )
+    routed6 = _gateway_mode6(options)
     bridge = _plan_bridge_name(options, snapshot, host)
     return Network(
         id=new_id(), name=name, bridge=bridge, subnet=subnet, gateway=gateway, ip_range=ip_range,
@@ -87,6 +116,7 @@ def plan_network_create(body: Any, snapshot: Snapshot, host: HostView) -> Networ
         icc=parse_bool(OPT_ICC, options.get(OPT_ICC, True)),
         masquerade=parse_bool(OPT_MASQUERADE, options.get(OPT_MASQUERADE, True)),
         labels=labels, options=options, ipam_options=ipam_options, created=now_rfc3339(),
+        subnet6=subnet6, gateway6=gateway6, ip_range6=ip_range6, routed6=routed6,
         attachable=parse_bool("Attachable", body.get("Attachable", False)),
     )  # fmt: skip
 
@@ -105,21 +135,73 @@ def _refuse_unsupported(body: Mapping[str, Any]) -> None:
     if body.get("Scope") not in (None, "", "local"):
         raise InvalidParameter(f"--scope {body['Scope']} is not supported by hypr: its networks are local")
     if body.get("EnableIPv4") is False:
-        raise InvalidParameter("--ipv4=false is not supported by hypr: its networks are IPv4 networks")
+        raise InvalidParameter(
+            "--ipv4=false is not supported by hypr: IPv6-only networks are not supported yet (use --ipv6 for a "
+            "dual-stack network)"
+        )
 
 
-def _plan_ipam(
-    raw: Any, snapshot: Snapshot, host: HostView
-) -> tuple[IPv4Network, IPv4Address, IPv4Network | None, dict[str, IPv4Address], dict[str, str] | None]:
+def _is_v6(config: Mapping[str, Any]) -> bool:
+    """An IPAM config entry is IPv6 when its subnet (or, lacking one, its gateway or range) is."""
+    return ":" in str(config.get("Subnet") or config.get("Gateway") or config.get("IPRange") or "")
+
+
+def _split_configs(raw: Any) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
     raw = raw or {}
     if not isinstance(raw, Mapping):
         raise InvalidParameter("invalid IPAM: expected an object")
-    if (raw.get("Driver") or "default") != "default":
-        raise InvalidParameter(f'IPAM driver {raw["Driver"]} is not supported (only "default")')
-    ipam_options = None if raw.get("Options") is None else string_map("IPAM options", raw["Options"])
     configs = raw.get("Config") or []
     if not isinstance(configs, list) or not all(isinstance(c, Mapping) for c in configs):
         raise InvalidParameter("invalid IPAM config: expected a list of objects")
+    return [c for c in configs if not _is_v6(c)], [c for c in configs if _is_v6(c)]
+
+
+def _gateway_mode6(options: Mapping[str, str]) -> bool:
+    """Docker's `gateway_mode_ipv6`: `nat` (the default: NAT66 to the outside) or `routed` (no NAT)."""
+    mode = options.get(OPT_GATEWAY_MODE6, "nat")
+    if mode not in ("nat", "routed"):
+        raise InvalidParameter(f"invalid {OPT_GATEWAY_MODE6} {mode!r}: hypr supports nat and routed")
+    return mode == "routed"
+
+
+def _plan_ipam6(
+    configs: list[Mapping[str, Any]], snapshot: Snapshot, host: HostView, pool6: ipam.DefaultPool6
+) -> tuple[IPv6Network, IPv6Address, IPv6Network | None]:
+    """The IPv6 subnet: as given (checked against other networks and the host's routes), or the first free
+    prefix of `pool6`; its gateway (the first address unless given) and an optional range."""
+    if len(configs) > 1:
+        raise InvalidParameter("hypr networks have one IPv6 subnet; got several IPv6 IPAM configs")
+    config = configs[0] if configs else {}
+    if config.get("AuxiliaryAddresses"):
+        raise InvalidParameter("auxiliary addresses are not supported on IPv6 subnets by hypr")
+    taken = [n.subnet6 for n in snapshot.networks if n.subnet6 is not None]
+    if config.get("Subnet"):
+        subnet = ipam.parse_subnet6(str(config["Subnet"]))
+        ipam.check_overlap6(subnet, taken)
+        clash = route_conflict(subnet, host)
+        if clash:
+            raise Forbidden(f"{ipam.OVERLAP6}: subnet {subnet} overlaps the host route {clash}")
+    elif config.get("IPRange") or config.get("Gateway"):
+        raise InvalidParameter("invalid network config: an IP range or gateway needs a subnet")
+    else:
+        routes = [r.dst for r in host.routes if r.dst.prefixlen > 0 and isinstance(r.dst, IPv6Network)]
+        subnet = ipam.auto_subnet6(pool6, [*taken, *routes])
+    ip_range = ipam.parse_ip_range6(str(config["IPRange"]), subnet) if config.get("IPRange") else None
+    gateway = (
+        ipam.parse_address6(str(config["Gateway"]), subnet, "gateway")
+        if config.get("Gateway")
+        else IPv6Address(int(subnet.network_address) + 1)
+    )
+    return subnet, gateway, ip_range
+
+
+def _plan_ipam(
+    raw: Any, configs: list[Mapping[str, Any]], snapshot: Snapshot, host: HostView
+) -> tuple[IPv4Network, IPv4Address, IPv4Network | None, dict[str, IPv4Address], dict[str, str] | None]:
+    raw = raw or {}
+    if (raw.get("Driver") or "default") != "default":
+        raise InvalidParameter(f'IPAM driver {raw["Driver"]} is not supported (only "default")')
+    ipam_options = None if raw.get("Options") is None else string_map("IPAM options", raw["Options"])
     if len(configs) > 1:
         raise InvalidParameter("hypr networks have one IPv4 subnet; got several IPAM configs")
     config = configs[0] if configs else {}
@@ -133,7 +215,9 @@ def _plan_ipam(
     elif config.get("IPRange") or config.get("Gateway") or config.get("AuxiliaryAddresses"):
         raise InvalidParameter("invalid network config: an IP range, gateway or auxiliary address needs a subnet")
     else:
-        subnet = ipam.auto_subnet([*taken, *(r.dst for r in host.routes if r.dst.prefixlen > 0)])
+        subnet = ipam.auto_subnet(
+            [*taken, *(r.dst for r in host.routes if r.dst.prefixlen > 0 and isinstance(r.dst, IPv4Network))]
+        )
     ip_range = ipam.parse_ip_range(str(config["IPRange"]), subnet) if config.get("IPRange") else None
     gateway = (
         ipam.parse_address(str(config["Gateway"]), subnet, "gateway")

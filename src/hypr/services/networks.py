@@ -16,7 +16,7 @@ from hypr.services.context import Context
 
 
 def create(ctx: Context, body: Any) -> Network:
-    network = plan.plan_network_create(body, ctx.store.snapshot(), ctx.reconciler.host_view())
+    network = plan.plan_network_create(body, ctx.store.snapshot(), ctx.reconciler.host_view(), ctx.pool6())
     with ctx.store.transaction() as tx:
         ctx.store.insert_network(tx, network)
     try:
@@ -38,8 +38,9 @@ def ensure_default(ctx: Context) -> None:
     if any(n.builtin for n in ctx.store.snapshot().networks):
         return
     network = plan.plan_default_network(
-        ctx.settings.default_subnet, ctx.settings.default_gateway, ctx.reconciler.host_view()
-    )
+        ctx.settings.default_subnet, ctx.settings.default_gateway, ctx.reconciler.host_view(),
+        ctx.settings.default_subnet6, ctx.settings.default_gateway6,
+    )  # fmt: skip
     with ctx.store.transaction() as tx:
         ctx.store.insert_network(tx, network)
 

@@ -26,6 +26,7 @@ from hypr.services.network_plan import find_network
 from hypr.services.validation import flag, label_matches, mapping, new_id, now_rfc3339, string_map, strings
 
 RUNTIMES = ("sandbox", "vm")
+LOOPBACK6 = ipaddress.IPv6Address("::1")
 MAX_PORTS = 16_384  # published ports per workload: each holds a socket and a map element
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -52,6 +53,7 @@ class EndpointRequest:
     ip: str | None  # a static address asked for, or None for the next free one
     aliases: tuple[str, ...]
     gw_priority: int = 0
+    ip6: str | None = None  # a static IPv6 address asked for (dual-stack networks), or None for the next free one
     mac: str | None = None  # EndpointSettings.MacAddress (or the container's Config.MacAddress), else derived
     driver_opts: Mapping[str, str] = dataclasses.field(default_factory=dict)
     link_local_ips: tuple[str, ...] = ()
@@ -62,6 +64,19 @@ class WorkloadPlan:
     workload: Workload
     endpoints: tuple[EndpointRequest, ...]
     ports: tuple[PortSpec, ...]
+
+    @property
+    def reached_over_ipv6(self) -> bool:
+        """Its published ports are forwarded over IPv6 too: its gateway network has IPv6."""
+        target = port_target(self.endpoints)
+        return target is not None and target.ipv6
+
+
+def port_target(endpoints: tuple[EndpointRequest, ...]) -> Network | None:
+    """The network published ports reach the workload on: the first without `internal` in gateway order (the
+    highest GwPriority, then by name: Snapshot.gateway_order's rule)."""
+    ordered = sorted(endpoints, key=lambda e: (-e.gw_priority, e.network.internal, e.network.name))
+    return next((e.network for e in ordered if not e.network.internal), None)
 
 
 def find_workload(snapshot: Snapshot, ref: str) -> Workload:
@@ -139,6 +154,16 @@ def plan_workload_create(
         raise InvalidParameter(
             "cannot publish ports: the workload is attached only to internal networks, which have no way in or out"
         )
+    if any(p.host_ip == LOOPBACK6 and p.protocol == "udp" for p in ports):
+        raise InvalidParameter(
+            "cannot publish UDP on [::1]: IPv6 cannot forward loopback traffic (use 127.0.0.1 or [::])"
+        )
+    target = port_target(endpoints)
+    v6 = next((p for p in ports if p.host_ip.version == 6 and p.host_ip != LOOPBACK6), None)  # [::1] is relayed
+    if v6 is not None and target is not None and not target.ipv6:
+        raise InvalidParameter(
+            f"cannot publish on [{v6.host_ip}]: network {target.name}, which carries the published ports, has no IPv6"
+        )
     workload = Workload(
         id=new_id(), name=name, image=image, runtime=runtime, command=command, entrypoint=entrypoint,
         env={**_env(list(run.env)), **_env(body.get("Env"))}, hostname=_hostname(body, name, mode),
@@ -164,11 +189,11 @@ def _command(body: Mapping[str, Any], run: mf.RunConfig) -> tuple[tuple[str, ...
     """(entrypoint, whole argv), Docker's rules: an Entrypoint in the request replaces the image's and drops the
     image's Cmd; a Cmd in the request replaces the image's Cmd. `[""]` or `[]` as Entrypoint means none."""
     if body.get("Entrypoint") is not None:
-        entrypoint = tuple(e for e in _strings(body.get("Entrypoint"), "Entrypoint") if e)
-        cmd = tuple(_strings(body.get("Cmd"), "Cmd"))
+        entrypoint = tuple(e for e in _str_slice(body.get("Entrypoint"), "Entrypoint") if e)
+        cmd = tuple(_str_slice(body.get("Cmd"), "Cmd"))
     else:
         entrypoint = run.entrypoint
-        cmd = tuple(_strings(body.get("Cmd"), "Cmd")) or run.cmd
+        cmd = tuple(_str_slice(body.get("Cmd"), "Cmd")) or run.cmd
     return entrypoint, entrypoint + cmd
 
 
@@ -235,17 +260,12 @@ def endpoint_request(network: Network, raw: Any, what: str) -> EndpointRequest:
     ip = ipam_config.get("IPv4Address") or None
     if ip is not None and not isinstance(ip, str):
         raise InvalidParameter("invalid IPv4Address: expected a string")
-    if ipam_config.get("IPv6Address"):
-        # Docker's words for a static address of a family the network has no subnet of (IPv4-only networks).
-        raise InvalidParameter(
-            "invalid endpoint settings:\nuser specified IP address is supported only when connecting to networks "
-            "with user configured subnets"
-        )
-    link_local = tuple(_link_local(a) for a in _strings(ipam_config.get("LinkLocalIPs"), "LinkLocalIPs"))
+    ip6 = static_ip6(network, ipam_config.get("IPv6Address") or None)
+    link_local = tuple(_link_local(a) for a in strings(ipam_config.get("LinkLocalIPs"), "LinkLocalIPs"))
     return EndpointRequest(
-        network=network, ip=ip, aliases=tuple(_strings(config.get("Aliases"), "Aliases")),
+        network=network, ip=ip, aliases=tuple(strings(config.get("Aliases"), "Aliases")),
         gw_priority=gw_priority(config.get("GwPriority")), mac=_mac(config.get("MacAddress"), "MacAddress"),
-        driver_opts=string_map("DriverOpts", config.get("DriverOpts")), link_local_ips=link_local,
+        driver_opts=string_map("DriverOpts", config.get("DriverOpts")), link_local_ips=link_local, ip6=ip6,
     )  # fmt: skip
 
 
@@ -337,7 +357,7 @@ def plan_links(value: Any, snapshot: Snapshot) -> tuple[tuple[str, str], ...]:
     """Docker's legacy links, `name:alias` or `name` (alias = name): (linked workload's id, alias). The linked
     workload must exist; the alias is what the linking workload resolves (its /etc/hosts, as Docker writes it)."""
     links = []
-    for item in _strings(value, "Links"):
+    for item in strings(value, "Links"):
         name, _, alias = item.partition(":")
         target = find_workload(snapshot, name.removeprefix("/"))
         alias = alias.rsplit("/", 1)[-1] or target.name
@@ -352,6 +372,21 @@ def plan_links(value: Any, snapshot: Snapshot) -> tuple[tuple[str, str], ...]:
     return tuple(links)
 
 
+def static_ip6(network: Network, value: Any) -> str | None:
+    """Docker's IPAMConfig.IPv6Address: only on a network with IPv6 (Docker's message)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidParameter("invalid IPv6Address: expected a string")
+    if not network.ipv6:
+        # Docker's words for a static address of a family the network has no subnet of (IPv4-only networks).
+        raise InvalidParameter(
+            "invalid endpoint settings:\nuser specified IP address is supported only when connecting to networks "
+            "with user configured subnets"
+        )
+    return value
+
+
 def _address(value: str, what: str) -> str:
     try:
         return str(ipaddress.ip_address(value.strip("[]")))
@@ -362,17 +397,17 @@ def _address(value: str, what: str) -> str:
 def resolver_settings(host_config: Mapping[str, Any], domainname: str) -> Resolver:
     """Docker's HostConfig.Dns / DnsSearch / DnsOptions / ExtraHosts and Config.Domainname, validated.
     `--dns-search .` means no search domains (Docker's); ExtraHosts are `name:address` or `name:host-gateway`."""
-    dns = tuple(_address(s, "dns") for s in _strings(host_config.get("Dns"), "Dns"))
-    search_raw = _strings(host_config.get("DnsSearch"), "DnsSearch")
+    dns = tuple(_address(s, "dns") for s in strings(host_config.get("Dns"), "Dns"))
+    search_raw = strings(host_config.get("DnsSearch"), "DnsSearch")
     search = None if not search_raw else tuple(s for s in search_raw if s != ".")
     for domain in search or ():
         if not _DOMAIN.match(domain):
             raise InvalidParameter(f"invalid DNS search domain {domain!r}")
-    options_raw = _strings(host_config.get("DnsOptions"), "DnsOptions")
+    options_raw = strings(host_config.get("DnsOptions"), "DnsOptions")
     if any(not o or any(c.isspace() for c in o) for o in options_raw):
         raise InvalidParameter(f"invalid DNS option in {options_raw!r}")
     extra = []
-    for item in _strings(host_config.get("ExtraHosts"), "ExtraHosts"):
+    for item in strings(host_config.get("ExtraHosts"), "ExtraHosts"):
         name, sep, address = item.partition(":") if ":" in item else item.partition("=")
         if not sep or not name or not _DOMAIN.match(name):
             raise InvalidParameter(f"invalid extra host {item!r}: expected name:address")
@@ -410,7 +445,8 @@ def _resources(host_config: Mapping[str, Any]) -> dict[str, Any]:
     return resources
 
 
-def _strings(value: Any, what: str) -> list[str]:
+def _str_slice(value: Any, what: str) -> list[str]:
+    """Docker's StrSlice (Cmd, Entrypoint): a list of strings, or one string taken as a one-item list."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -427,7 +463,7 @@ def exec_env(value: Any) -> dict[str, str]:
 
 def _env(value: Any) -> dict[str, str]:
     env = {}
-    for item in _strings(value, "Env"):
+    for item in strings(value, "Env"):
         key, sep, val = item.partition("=")
         if not key or "\0" in item:
             raise InvalidParameter(f"invalid environment variable: {item!r}")

@@ -71,6 +71,7 @@ def attachment(network: Network, endpoint: Endpoint) -> Attachment:
     return Attachment(
         host_ifname=endpoint.host_ifname, bridge=network.bridge, guest_ifname=f"eth{endpoint.position}",
         ip=endpoint.ip, prefixlen=network.subnet.prefixlen, gateway=network.gateway, mac=endpoint.mac, mtu=network.mtu,
+        ip6=endpoint.ip6, prefixlen6=network.subnet6.prefixlen if network.subnet6 else 64, gateway6=network.gateway6,
         link_local=tuple(IPv4Address(a) for a in endpoint.link_local_ips),
     )  # fmt: skip
 
@@ -178,7 +179,7 @@ def create(ctx: Context, name: str | None, body: Any) -> Workload:
     check_usable(ctx, (request.network for request in plan.endpoints))
     runtime = ctx.runtime(workload.runtime)
     runtime.validate(launch_spec(ctx, snapshot, workload))
-    mappings = ctx.ports.reserve(workload.id, plan.ports)
+    mappings = ctx.ports.reserve(workload.id, plan.ports, ipv6=plan.reached_over_ipv6)
     try:
         with ctx.store.transaction() as tx:
             ctx.store.insert_workload(tx, workload, {})
@@ -212,12 +213,18 @@ def _insert_endpoint(
 ) -> Endpoint:
     network = request.network
     ip = addresses.reserve(ctx.store, network, request.ip) if request.ip else addresses.allocate(ctx.store, network)
+    ip6 = None
+    if request.ip6:
+        ip6 = addresses.reserve6(ctx.store, network, request.ip6)
+    elif network.ipv6:
+        ip6 = addresses.allocate6(ctx.store, network)
     endpoint_id = new_id()
     endpoint = Endpoint(
         id=endpoint_id, workload_id=workload.id, network_id=network.id, ip=ip, mac=request.mac or names.mac_for(ip),
         host_ifname=names.tap_name(taken) if workload.runtime == "vm" else names.host_ifname(endpoint_id),
         position=position,
         aliases=request.aliases, static_ip=request.ip is not None, gw_priority=request.gw_priority,
+        ip6=ip6, static_ip6=request.ip6 is not None,
         driver_opts=request.driver_opts, link_local_ips=request.link_local_ips,
     )  # fmt: skip
     ctx.store.insert_endpoint(tx, endpoint)

@@ -14,7 +14,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
 from typing import Any, cast
 
@@ -189,17 +189,32 @@ class Store:
         query = "SELECT 1 FROM endpoints WHERE network_id=? AND ip=?"
         return self.conn.execute(query, (network_id, ip)).fetchone() is not None
 
+    def last_ip6(self, network_id: str) -> int | None:
+        row = self.conn.execute("SELECT last_ip6 FROM networks WHERE id=?", (network_id,)).fetchone()
+        return None if row is None or row[0] is None else int(IPv6Address(row[0]))
+
+    def ip6_in_use(self, network_id: str, ip: int) -> bool:
+        query = "SELECT 1 FROM endpoints WHERE network_id=? AND ip6=?"
+        return self.conn.execute(query, (network_id, str(IPv6Address(ip)))).fetchone() is not None
+
+    def ip6_count(self, network_id: str) -> int:
+        """Addresses in use on the network (the bound of the IPv6 allocator's walk); an index-only count."""
+        query = "SELECT COUNT(ip6) FROM endpoints WHERE network_id=?"
+        return int(self.conn.execute(query, (network_id,)).fetchone()[0])
+
     # -- writes (call inside transaction()) ----------------------------------------------------------------------
 
     def insert_network(self, tx: sqlite3.Connection, n: Network) -> None:
         tx.execute(
             "INSERT INTO networks (id, name, driver, bridge, subnet, gateway, ip_range, aux_addresses, internal, mtu,"
-            " icc, masquerade, labels, options, ipam_options, created, attachable) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " icc, masquerade, labels, options, ipam_options, created, attachable, subnet6, gateway6, ip_range6,"
+            " routed6) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 n.id, n.name, n.driver, n.bridge, str(n.subnet), str(n.gateway),
                 None if n.ip_range is None else str(n.ip_range),
                 _dump({k: str(v) for k, v in n.aux_addresses.items()}), int(n.internal), n.mtu, int(n.icc),
                 int(n.masquerade), _dump(n.labels), _dump(n.options), _dump(n.ipam_options), n.created, int(n.attachable),
+                _text(n.subnet6), _text(n.gateway6), _text(n.ip_range6), int(n.routed6),
             ),
         )  # fmt: skip
 
@@ -298,13 +313,20 @@ class Store:
         """Records the address and moves the network's allocation cursor in the same transaction."""
         tx.execute(
             "INSERT INTO endpoints (id, workload_id, network_id, ip, mac, host_ifname, position, aliases, static_ip,"
-            " gw_priority, settings) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " gw_priority, settings, ip6, static_ip6) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (e.id, e.workload_id, e.network_id, int(e.ip), e.mac, e.host_ifname, e.position, _dump(e.aliases),
              int(e.static_ip), e.gw_priority,
-             _dump({"driver_opts": dict(e.driver_opts), "link_local_ips": list(e.link_local_ips)})),
+             _dump({"driver_opts": dict(e.driver_opts), "link_local_ips": list(e.link_local_ips)}),
+             _text(e.ip6), int(e.static_ip6)),
         )  # fmt: skip
         if not e.static_ip:
             tx.execute("UPDATE networks SET last_ip=? WHERE id=?", (int(e.ip), e.network_id))
+        if e.ip6 is not None and not e.static_ip6:
+            tx.execute("UPDATE networks SET last_ip6=? WHERE id=?", (str(e.ip6), e.network_id))
+
+
+def _text(value: object | None) -> str | None:
+    return None if value is None else str(value)
 
 
 # table -> (kind, key expression) noted for each row written; a workload's endpoints and mappings are re-read with it.
@@ -348,6 +370,10 @@ def _network(row: sqlite3.Row) -> Network:
         options=_load(row["options"]),
         ipam_options=_load(row["ipam_options"]),
         created=row["created"],
+        subnet6=None if row["subnet6"] is None else IPv6Network(row["subnet6"]),
+        gateway6=None if row["gateway6"] is None else IPv6Address(row["gateway6"]),
+        ip_range6=None if row["ip_range6"] is None else IPv6Network(row["ip_range6"]),
+        routed6=bool(row["routed6"]),
         attachable=bool(row["attachable"]),
     )
 
@@ -446,6 +472,8 @@ def _endpoint(row: sqlite3.Row) -> Endpoint:
         aliases=tuple(_load(row["aliases"])),
         static_ip=bool(row["static_ip"]),
         gw_priority=row["gw_priority"],
+        ip6=None if row["ip6"] is None else IPv6Address(row["ip6"]),
+        static_ip6=bool(row["static_ip6"]),
         driver_opts=dict(_load(row["settings"]).get("driver_opts") or {}),
         link_local_ips=tuple(_load(row["settings"]).get("link_local_ips") or ()),
     )
@@ -454,7 +482,7 @@ def _endpoint(row: sqlite3.Row) -> Endpoint:
 def _port(row: sqlite3.Row) -> PortMapping:
     return PortMapping(
         workload_id=row["workload_id"],
-        host_ip=IPv4Address(row["host_ip"]),
+        host_ip=ip_address(row["host_ip"]),
         host_port=row["host_port"],
         guest_port=row["guest_port"],
         protocol=cast(Protocol, row["protocol"]),

@@ -112,4 +112,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE endpoints ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE networks ADD COLUMN attachable INTEGER NOT NULL DEFAULT 0
     """,
+    # IPv6 (dual-stack networks). Addresses are stored as text: SQLite integers are 64-bit. `last_ip6` is the
+    # allocation cursor (next-after-last); the unique index keeps one owner per address (NULLs never clash).
+    """
+    ALTER TABLE networks ADD COLUMN subnet6 TEXT;
+    ALTER TABLE networks ADD COLUMN gateway6 TEXT;
+    ALTER TABLE networks ADD COLUMN ip_range6 TEXT;
+    ALTER TABLE networks ADD COLUMN routed6 INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE networks ADD COLUMN last_ip6 TEXT;
+    ALTER TABLE endpoints ADD COLUMN ip6 TEXT;
+    ALTER TABLE endpoints ADD COLUMN static_ip6 INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX endpoints_ip6 ON endpoints (network_id, ip6)
+    """,
 )
