@@ -5,13 +5,13 @@ BIN := $(VENV)/bin
 APT_PACKAGES := python3 python3-venv python3-pip nftables libnftables1 iproute2 util-linux procps psmisc \
 	dnsmasq-base dnsperf iperf3 bind9-dnsutils busybox-static netcat-openbsd curl tcpdump iputils-ping \
 	qemu-system-x86 skopeo umoci docker-registry mmdebstrap erofs-utils apache2-utils \
-	crun golang-github-containers-common
+	crun golang-github-containers-common etcd-server etcd-client
 PYTEST_ARGS ?=
 
 # Workloads for bench/scale.py: populating 1000 sandboxes takes minutes (`make bench SCALE_SIZE=100` to try it).
 SCALE_SIZE ?= 1000
 
-.PHONY: setup apt venv compose-schema kernel run stop-demo test lint unit integration bench bench-images bench-vm clean
+.PHONY: setup apt venv compose-schema kernel run stop-demo test lint unit integration bench bench-images bench-vm bench-overlay clean
 
 setup: apt venv compose-schema kernel
 
@@ -71,6 +71,10 @@ bench: setup
 
 bench-images: setup
 	$(BIN)/python bench/images.py
+
+# Three hosts in namespaces with a real etcd: VXLAN throughput, endpoint propagation, FDB programming (docs/overlay.md).
+bench-overlay: setup
+	$(BIN)/python bench/overlay.py
 
 bench-vm: setup
 	$(BIN)/python bench/vmboot.py 3

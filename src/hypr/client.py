@@ -273,6 +273,10 @@ class Client:
     def info(self) -> dict[str, Any]:
         return dict(self.request("GET", "/info"))
 
+    def nodes(self) -> list[dict[str, Any]]:
+        """The hosts of this daemon's cluster (overlay networks; hypr's own path)."""
+        return list(self.request("GET", "/hypr/nodes"))
+
     # -- networks -----------------------------------------------------------------------------------------------
 
     def networks(self, filters: Mapping[str, list[str]] | None = None) -> list[dict[str, Any]]:
@@ -349,12 +353,6 @@ class Client:
     def logs(self, ref: str, *, follow: bool = False, tail: str = "all") -> Iterator[bytes]:
         params = {"follow": "1" if follow else "0", "tail": tail, "stdout": "1", "stderr": "1"}
         return self.stream("GET", f"/containers/{_quote(ref)}/logs", params=params)
-
-    def exec_argv(
-        self, ref: str, cmd: list[str], *, env: list[str] | None = None, workdir: str | None = None
-    ) -> list[str]:
-        body = {"Cmd": cmd, "Env": env or [], "WorkingDir": workdir or ""}
-        return list(self.request("POST", f"/containers/{_quote(ref)}/hypr-exec", body=body)["Argv"])
 
     # -- images -------------------------------------------------------------------------------------------------
 

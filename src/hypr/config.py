@@ -58,6 +58,11 @@ class Settings:
     default_subnet6: str = ""
     default_gateway6: str = ""
     pool6: str = ""
+    # Multi-host overlay networks (docs/overlay.md); empty cluster_store: a single host, no etcd needed.
+    cluster_store: str = ""  # etcd://HOST:PORT[,HOST:PORT...]
+    advertise_addr: str = ""  # this host's underlay address (VXLAN tunnel endpoint)
+    node_name: str = ""  # default: the host name
+    cluster_ttl: int = 15  # seconds: a host silent this long is dead, its endpoints and addresses released
 
 
 def paths_from_env(env: dict[str, str] | None = None) -> Paths:
@@ -81,7 +86,25 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         default_subnet6=env.get("HYPR_DEFAULT_SUBNET6") or "",
         default_gateway6=env.get("HYPR_DEFAULT_GATEWAY6") or "",
         pool6=env.get("HYPR_DEFAULT_POOL6") or _daemon_json_pool6(env),
+        **cluster_config(env),
     )
+
+
+def cluster_config(env: dict[str, str]) -> dict[str, Any]:
+    """dockerd's `cluster-store` and `cluster-advertise` keys of daemon.json (plus hypr's `node-name` and
+    `cluster-ttl`), overridden by HYPR_CLUSTER_STORE, HYPR_ADVERTISE_ADDR, HYPR_NODE_NAME and HYPR_CLUSTER_TTL."""
+    data = _daemon_json(env)
+    ttl = env.get("HYPR_CLUSTER_TTL") or data.get("cluster-ttl") or 15
+    try:
+        ttl = int(ttl)
+    except ValueError:
+        raise ValueError(f"cluster TTL {ttl!r}: expected whole seconds") from None
+    return {
+        "cluster_store": str(env.get("HYPR_CLUSTER_STORE") or data.get("cluster-store") or ""),
+        "advertise_addr": str(env.get("HYPR_ADVERTISE_ADDR") or data.get("cluster-advertise") or ""),
+        "node_name": str(env.get("HYPR_NODE_NAME") or data.get("node-name") or ""),
+        "cluster_ttl": ttl,
+    }
 
 
 def _daemon_json(env: dict[str, str]) -> dict[str, Any]:

@@ -6,16 +6,21 @@ loop stays free for the API and DNS.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
 import resource
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -91,6 +96,7 @@ def secure_database(paths: Paths) -> None:
 class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.dns_step: DnsStep | None = None
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hypr-worker")
         raise_open_files_limit()
         secure_dirs(settings.paths)
@@ -112,6 +118,50 @@ class Daemon:
         self.sysctls_set: set[tuple[str, str]] = set()  # as of the last converge; a full reconcile writes them all
         self.reconciler.add_step("firewall", self.apply_firewall, self.forget_firewall)
         self.reconciler.add_step("ports", self.ctx.ports.converge)
+        if settings.cluster_store:
+            self.join_cluster()
+
+    def join_cluster(self) -> None:
+        """Overlay networks: the cluster agent (etcd) and the VXLAN data plane, as one more reconcile step."""
+        from hypr.cluster.agent import Cluster, ClusterSettings
+        from hypr.cluster.overlay import OverlayPlane
+
+        s = self.settings
+        cluster = Cluster(
+            ClusterSettings(s.cluster_store, s.advertise_addr, s.node_name or socket.gethostname(), s.cluster_ttl),
+            self.store.instance_id(),
+            self.store,
+            lambda: self.reconciler.host_view().interfaces,
+        )
+        plane = OverlayPlane(self.reconciler.ipr, names.ALIAS_PREFIX + "overlay:" + self.store.instance_id(),
+                             cluster.node, s.advertise_addr)  # fmt: skip
+
+        def overlay_step(snapshot: Snapshot) -> None:
+            plane.ipr = self.reconciler.ipr  # the reconciler recycles its socket now and then
+            cluster.publish(snapshot)
+            plane.converge(snapshot, cluster.state)
+
+        served: list[object] = [None]  # (snapshot, remote endpoints) the DNS step last got from here
+
+        def on_state(networks_changed: bool) -> None:
+            """A new registry read, on the worker: a network came or went -> the whole converge; otherwise only
+            the VXLAN entries and the DNS records (the bench's 1000 endpoints must not re-render the firewall)."""
+            try:
+                if networks_changed:
+                    self.ctx.converge()
+                    return
+                snapshot = self.store.snapshot()
+                plane.converge(snapshot, cluster.state, full=False)
+                seen = (snapshot, cluster.remote(snapshot))
+                if self.dns_step is not None and seen != served[0]:  # most registry changes rename nothing
+                    self.dns_step(cluster.with_remote(snapshot))
+                    served[0] = seen
+            except HyprError as exc:
+                log.error("apply the cluster's state: %s", exc.message)
+
+        cluster.on_state = on_state
+        self.ctx.cluster = cluster
+        self.reconciler.add_step("overlay", overlay_step)
 
     def apply_firewall(self, snapshot: Snapshot) -> None:
         """Sysctls, then the table. A sysctl that cannot be written (a bridge that failed to come up, a module
@@ -166,9 +216,12 @@ class Daemon:
     async def refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(REFRESH_INTERVAL)
-            await self.dns_step.follow_upstreams()
+            if self.dns_step is not None:
+                await self.dns_step.follow_upstreams()
             snapshot = await self.call(self.store.snapshot)
-            if self.ctx.restarts or any(w.state == "running" for w in snapshot.workloads):
+            if self.ctx.restarts or any(
+                w.state == "running" or (w.state == "exited" and w.auto_remove) for w in snapshot.workloads
+            ):
                 try:
                     await self.call(workloads.refresh, self.ctx)
                 except HyprError as exc:
@@ -182,7 +235,12 @@ class Daemon:
         self.dns_step = DnsStep(
             server, asyncio.get_running_loop(), Upstreams(self.settings.dns_upstreams, self.settings.resolv_conf)
         )
-        self.reconciler.add_step("dns", self.dns_step)
+        cluster = self.ctx.cluster
+        if cluster is None:
+            self.reconciler.add_step("dns", self.dns_step)
+        else:  # other hosts' endpoints on our overlays resolve too
+            step = self.dns_step
+            self.reconciler.add_step("dns", lambda snapshot: step(cluster.with_remote(snapshot)))
         self.reconciler.add_step("host resolver", ResolvedStep(self.settings.configure_resolved))
         return server
 
@@ -212,6 +270,8 @@ class Daemon:
         # Submitted now, not from a task: the worker's next job, before any API call's.
         asyncio.get_running_loop().run_in_executor(self.worker, self.adopt)
         refresher = asyncio.create_task(self.refresh_forever())
+        if self.ctx.cluster is not None:
+            self.ctx.cluster.start(self.submit)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -223,7 +283,23 @@ class Daemon:
         await runner.cleanup()
         socket_path.unlink(missing_ok=True)
 
+    def submit(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the worker (from the cluster's threads); failures are logged, never lost silently."""
+
+        def guarded() -> None:
+            try:
+                fn()
+            except HyprError as exc:
+                log.error("cluster: %s", exc.message)
+            except Exception:
+                log.exception("cluster task failed")
+
+        with contextlib.suppress(RuntimeError):  # the worker is shutting down
+            self.worker.submit(guarded)
+
     def close(self) -> None:
+        if self.ctx.cluster is not None:
+            self.ctx.cluster.close()
         self.worker.shutdown(wait=True)
         self.ctx.ports.close()
         self.reconciler.close()
@@ -261,4 +337,37 @@ def main() -> None:
     if os.geteuid() != 0:
         log.error("hyprd must run as root (it manages bridges, namespaces and nftables)")
         sys.exit(1)
-    sys.exit(run(settings_from_env()))
+    try:
+        settings = apply_flags(settings_from_env(), sys.argv[1:])
+    except ValueError as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+    sys.exit(run(settings))
+
+
+def apply_flags(settings: Settings, argv: list[str]) -> Settings:
+    """`hyprd [--cluster-store etcd://HOST:PORT[,...]] [--advertise-addr IP] [--node-name NAME]`: flags win over
+    the environment and the config file. Raises ValueError for a bad combination."""
+    parser = argparse.ArgumentParser(prog="hyprd", description="The hypr daemon.")
+    parser.add_argument("--cluster-store", default=settings.cluster_store, help="etcd://HOST:PORT[,HOST:PORT...]")
+    parser.add_argument("--advertise-addr", default=settings.advertise_addr, help="this host's underlay IPv4 address")
+    parser.add_argument("--node-name", default=settings.node_name, help="this host's name in the cluster")
+    args = parser.parse_args(argv)
+    settings = dataclasses.replace(
+        settings, cluster_store=args.cluster_store, advertise_addr=args.advertise_addr, node_name=args.node_name
+    )
+    if settings.cluster_store:
+        from hypr.cluster.store import parse_store_url
+
+        try:
+            parse_store_url(settings.cluster_store)
+            IPv4Address(settings.advertise_addr)
+        except HyprError as exc:
+            raise ValueError(exc.message) from None
+        except ValueError:
+            raise ValueError(
+                f"--advertise-addr {settings.advertise_addr!r}: a cluster needs this host's IPv4 underlay address"
+            ) from None
+        if settings.cluster_ttl < 2:
+            raise ValueError(f"cluster TTL {settings.cluster_ttl}: at least 2 seconds")
+    return settings

@@ -18,6 +18,7 @@ WorkloadState = Literal["created", "running", "exited"]
 DEFAULT_NETWORK = "bridge"
 BUILTIN_IMAGES = ("host", "busybox")  # run without a pull; absolute paths name root filesystem directories
 DRIVER = "bridge"
+OVERLAY = "overlay"  # multi-host, kept in the cluster store (hypr/cluster/)
 
 # Driver options we honour (Docker's keys).
 OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
@@ -130,11 +131,23 @@ class Workload:
     mac_address: str = ""  # Config.MacAddress as asked (the endpoint of NetworkMode carries it)
     # Networks removed while it was stopped (Docker keeps the config, not the endpoint): starting it fails by name.
     lost_networks: tuple[str, ...] = ()
+    stdio: Stdio = field(default_factory=lambda: Stdio())
 
     @property
     def shares_network(self) -> bool:
         """True when it has no network namespace of its own (host or container:<id>)."""
         return self.network_mode == "host" or self.network_mode.startswith("container:")
+
+
+@dataclass(frozen=True)
+class Stdio:
+    """Docker's Config.Tty, OpenStdin and StdinOnce: how the workload's standard streams are wired. Without a TTY,
+    stdout and stderr are two pipes kept apart; with one, a pty carries both. OpenStdin: stdin is a pipe the
+    supervisor holds, fed by attach; StdinOnce: it is closed when the first attached client closes its stdin."""
+
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ BRIDGE_PREFIX = "vbr"
 VETH_PREFIX = "hv"
 TAP_PREFIX = "tap"  # tap0, tap1, ...: numbered per daemon, never reused while an endpoint holds one
 TAP_MAX = 100_000
+VXLAN_PREFIX = "hvx"  # hvx<VNI>: at most 11 characters (a VNI has 24 bits)
 ALIAS_PREFIX = "hypr:"  # IFLA_IFALIAS on every link we create: "hypr:<instance id>"
 
 _IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -45,6 +46,11 @@ def tap_name(taken: set[str] | frozenset[str]) -> str:
         if name not in taken:
             return _bounded(name)
     raise RuntimeError(f"no free TAP name below {TAP_PREFIX}{TAP_MAX}")
+
+
+def vxlan_name(vni: int) -> str:
+    """An overlay network's VXLAN device: named from its VNI, the same on every host of the cluster."""
+    return _bounded(f"{VXLAN_PREFIX}{vni}")
 
 
 def owner_alias(instance_id: str) -> str:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Callable
 
 import docker
 import pytest
 
-from tests.integration.harness import Hyprd, run_in, wait_until
+from tests.integration.harness import Hyprd, run_in, vm_marks, wait_until
 
 
 def docker_cli(hyprd: Hyprd, *argv: str, rc: int | None = 0, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -131,9 +132,7 @@ def test_endpoint_settings_are_kept_and_used(hyprd: Hyprd) -> None:
     docker_cli(hyprd, "network", "create", "second")
     docker_cli(hyprd, "network", "connect", "--driver-opt", "com.example.x=1", "second", "app")
     docker_cli(hyprd, "start", "app")
-    seen = docker_cli(hyprd, "exec", "app", "sh", "-c", "ip addr show eth0; getent hosts database", rc=None).stdout
-    if not seen:  # the exec route belongs to the streams half: read the same from the workload's files
-        seen = _sandbox_view(hyprd, "app")
+    seen = docker_cli(hyprd, "exec", "app", "sh", "-c", "ip addr show eth0; cat /etc/hosts").stdout
     assert "02:aa:bb:cc:dd:ee" in seen and "database" in seen and "169.254.10.10/16" in seen
     inspect = json.loads(docker_cli(hyprd, "inspect", "app").stdout)[0]
     eps = inspect["NetworkSettings"]["Networks"]
@@ -141,6 +140,12 @@ def test_endpoint_settings_are_kept_and_used(hyprd: Hyprd) -> None:
     assert eps["eps"]["IPAMConfig"]["LinkLocalIPs"] == ["169.254.10.10"]
     assert eps["second"]["DriverOpts"] == {"com.example.x": "1"}
     assert inspect["HostConfig"]["Links"] == ["/db:/app/database"]
+    # The alias in the linking workload's DNS view (nslookup asks the resolver, never /etc/hosts), and only there.
+    db_ip = docker_cli(hyprd, "inspect", "-f", "{{.NetworkSettings.Networks.eps.IPAddress}}", "db").stdout.strip()
+    linked = output_of(hyprd, "--network", "eps", "--link", "db:database", "busybox", "nslookup", "database")
+    assert db_ip in linked.split("\n\n", 1)[-1]
+    unlinked = output_of(hyprd, "--network", "eps", "busybox", "nslookup", "database")
+    assert db_ip not in unlinked.split("\n\n", 1)[-1]
     docker_cli(hyprd, "rm", "--link", "/app/database")
     assert docker_cli(hyprd, "inspect", "-f", "{{.HostConfig.Links}}", "app").stdout.strip() == "[]"
     # -P: every exposed port on an ephemeral host port.
@@ -149,17 +154,6 @@ def test_endpoint_settings_are_kept_and_used(hyprd: Hyprd) -> None:
     ports = docker_cli(hyprd, "port", "pub").stdout.splitlines()
     assert sorted(p.split(" -> ")[0] for p in ports) == ["53/udp", "80/tcp"]
     assert docker_cli(hyprd, "inspect", "-f", "{{.HostConfig.PublishAllPorts}}", "pub").stdout.strip() == "true"
-
-
-def _sandbox_view(hyprd: Hyprd, name: str) -> str:
-    """The workload's eth0 (from inside its namespace) and its /etc/hosts, without exec."""
-    cid = docker_cli(hyprd, "inspect", "-f", "{{.Id}}", name).stdout.strip()
-    state = hyprd.root / "run" / "workloads" / cid
-    if not state.is_dir():
-        state = next(p for p in hyprd.root.rglob(cid) if p.is_dir())
-    link = subprocess.run(["nsenter", f"--net={state / 'netns'}", "ip", "addr", "show", "eth0"],
-                          capture_output=True, text=True).stdout  # fmt: skip
-    return link + (state / "hosts").read_text()
 
 
 # Real templates people run; each must render against hypr as it does against Docker (no "map has no entry").
@@ -290,6 +284,44 @@ def test_docker_py_network_modes_and_pause(hyprd: Hyprd) -> None:
             assert [c.name for c in client.containers.list(filters={"name": pattern})] == [alone.name], pattern
         assert "host" in {n.name for n in client.networks.list()}
         assert client.containers.prune()["ContainersDeleted"] is None
+        # Streamed stats: each sample paired with the one before; the stream ends when the container goes.
+        samples = alone.stats(stream=True, decode=True)
+        first, second = next(samples), next(samples)
+        assert second["precpu_stats"] == first["cpu_stats"] and second["preread"] == first["read"]
         alone.remove(force=True)
+        assert sum(1 for _ in samples) <= 1
     finally:
         client.close()
+
+
+def _vm_test(test: Callable[..., None]) -> Callable[..., None]:
+    """A test that boots microVMs carries vm_marks (skipped cleanly without QEMU or a guest kernel)."""
+    for mark in vm_marks():
+        test = mark(test)
+    return test
+
+
+@pytest.mark.slow
+@_vm_test
+def test_vm_stats_top_pause(hyprd: Hyprd) -> None:
+    docker_cli(hyprd, "run", "-d", "--name", "vm1", "--runtime", "vm", "--memory", "128m", "busybox", "sleep", "600")
+    docker_cli(hyprd, "run", "-d", "--name", "vmnone", "--runtime", "vm", "--memory", "128m", "--network", "none",
+               "busybox", "sleep", "600")  # fmt: skip
+    one = json.loads(_api(hyprd, "/containers/vm1/stats?stream=false"))
+    assert one["cpu_stats"]["cpu_usage"]["total_usage"] > 0 and one["pids_stats"]["current"] >= 1
+    assert one["memory_stats"]["usage"] > 0 and one["memory_stats"]["limit"] == 128 * 2**20
+    assert "eth0" in one["networks"]  # the TAP's counters
+    assert "not supported for VMs" in refused(hyprd, "run", "-d", "--runtime", "vm", "--network", "host", "busybox",
+                                              "true")  # fmt: skip
+    qemu = docker_cli(hyprd, "inspect", "-f", "{{.State.Pid}}", "vm1").stdout.strip()
+    top = docker_cli(hyprd, "top", "vm1").stdout.splitlines()
+    assert len(top) == 2 and qemu in top[1].split()
+    # pause: QEMU's stop over its monitor; unpause: cont, and the guest answers again.
+    docker_cli(hyprd, "pause", "vm1")
+    assert docker_cli(hyprd, "inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "vm1").stdout.split() == [
+        "paused", "true"]  # fmt: skip
+    assert "already paused" in refused(hyprd, "pause", "vm1")
+    docker_cli(hyprd, "unpause", "vm1")
+    assert hyprd.cli("exec", "vm1", "echo", "back", timeout=180).stdout.strip() == "back"
+    assert json.loads(_api(hyprd, "/containers/vmnone/stats?stream=false&one-shot=true"))["networks"] == {}
+    assert docker_cli(hyprd, "inspect", "-f", "{{.State.Running}}", "vmnone").stdout.strip() == "true"

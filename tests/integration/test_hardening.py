@@ -128,8 +128,9 @@ BAD_BODIES = [
     ),
     ("POST", "/networks/bridge/connect", b'{"Container": "box", "EndpointConfig": [1]}', "EndpointConfig"),
     ("POST", "/networks/n1/connect", b'{"Container": "box", "EndpointConfig": {"Aliases": "abc"}}', "Aliases"),
-    ("POST", "/containers/box/hypr-exec", b'{"Cmd": "id"}', "Cmd"),
-    ("POST", "/containers/box/hypr-exec", b'{"Cmd": ["id"], "Env": [1, 2]}', "Env"),
+    ("POST", "/containers/box/exec", b'{"Cmd": "id"}', "Cmd"),
+    ("POST", "/containers/box/exec", b'{"Cmd": ["id"], "Env": [1, 2]}', "Env"),
+    ("POST", "/containers/box/exec", b'{"Cmd": ["id"], "Hacks": 1}', "Hacks"),
     ("GET", "/containers/box/logs?tail=abc", b"", "invalid tail value"),
 ]
 

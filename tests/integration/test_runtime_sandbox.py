@@ -7,6 +7,7 @@ Each test gets its own host netns `hyprrt-<pid>-<n>` with bridges, and runs with
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import pickle
 import re
@@ -179,7 +180,8 @@ def test_exit_code_logs_env_and_hostname(host: Host) -> None:
     handle = host.runtime.start(spec)
     assert proc.wait_gone(handle.pid, handle.start_time, 10)
     assert host.runtime.status(spec, handle) == (False, 3)
-    assert host.runtime.log_path(spec).read_text() == "hi from short\n"
+    records = [json.loads(line) for line in host.runtime.log_path(spec).read_text().splitlines()]
+    assert [(r["stream"], r["log"]) for r in records] == [("stdout", "hi from short\n")]
 
 
 def test_exit_code_of_an_init_that_ends_before_crun_does(host: Host) -> None:

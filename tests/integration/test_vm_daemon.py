@@ -114,3 +114,23 @@ def test_vm_lifecycle_exec_kill9_daemon_stop_start_rm(hyprd: Hyprd) -> None:
 def test_vm_refuses_the_host_image(hyprd: Hyprd) -> None:
     refused = hyprd.cli("run", "-d", "--runtime", "vm", "host", "true", rc=None)
     assert refused.returncode != 0 and "cannot run in a VM" in refused.stderr
+
+
+def test_vm_foreground_run_and_logs_with_the_docker_cli(hyprd: Hyprd) -> None:
+    """A VM's output is one stream (the guest writes stdout and stderr to one port): attach and logs serve it as
+    stdout; the exit code and --rm work as for a sandbox; -t and -i are refused by name."""
+    env = {**os.environ, "DOCKER_HOST": f"unix://{hyprd.socket}"}
+
+    def docker(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", *argv], env=env, capture_output=True, text=True, timeout=BOOT + 60)
+
+    done = docker(
+        "run", "--runtime", "vm", "--memory", "128m", "--name", "fg", "busybox", "sh", "-c", "echo out; exit 3"
+    )
+    assert (done.returncode, done.stdout) == (3, "out\n"), done.stderr
+    assert docker("logs", "fg").stdout == "out\n"
+    gone = docker("run", "--rm", "--runtime", "vm", "--memory", "128m", "busybox", "true")
+    assert gone.returncode == 0, gone.stderr
+    assert docker("ps", "-a", "--format", "{{.Names}}").stdout.split() == ["fg"]
+    refused = docker("run", "-t", "--runtime", "vm", "busybox", "true")
+    assert refused.returncode != 0 and "not supported by the vm runtime" in refused.stderr

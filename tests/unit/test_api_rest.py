@@ -189,3 +189,20 @@ def test_endpoint_of_a_stopped_member_does_not_hold_its_network() -> None:
     assert not network_plan.in_use(snap, BRIDGE.id)
     assert network_plan.in_use(Snapshot(networks=(BRIDGE,), workloads=(OWNER,), endpoints=(
         Endpoint(**{**endpoint.__dict__, "workload_id": OWNER.id}),)), BRIDGE.id)  # fmt: skip
+
+
+def test_link_alias_answers_for_the_linking_workload_alone() -> None:
+    from hypr.dns import records as dns
+
+    db = Workload(id="1" * 64, name="db", image="b", state="running")
+    app = Workload(id="2" * 64, name="app", image="b", state="running", links=(("1" * 64, "database"),))
+    other = Workload(id="3" * 64, name="other", image="b", state="running")
+    ends = tuple(
+        Endpoint(id=str(i) * 64, workload_id=w.id, network_id=BRIDGE.id, ip=IPv4Address(f"10.88.0.{i + 1}"),
+                 mac="02:42:00:00:00:00", host_ifname=f"hv{i}", position=0)
+        for i, w in enumerate((db, app, other), start=1)
+    )  # fmt: skip
+    table = dns.build_records(Snapshot(networks=(BRIDGE,), workloads=(db, app, other), endpoints=ends))
+    found = dns.lookup(table, "10.88.0.3", None, "database", "A")
+    assert isinstance(found, dns.Found) and found.addresses == (IPv4Address("10.88.0.2"),)
+    assert dns.lookup(table, "10.88.0.4", None, "database", "A") == dns.Outcome.NXDOMAIN

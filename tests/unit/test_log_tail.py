@@ -2,7 +2,8 @@ import io
 
 import pytest
 
-from hypr.api.containers import CHUNK, _seek_to_last_lines
+from hypr.api.logfile import CHUNK
+from hypr.api.logfile import seek_to_last_lines as _seek_to_last_lines
 
 CASES = [b"one\ntwo\nthree\n", b"one\ntwo\nthree", b"", b"x\n", b"line\n" * (3 * CHUNK // 5 + 7)]
 

@@ -39,7 +39,7 @@ BAD: list[tuple[dict[str, Any], type[HyprError], str]] = [
     ({"Name": "taken"}, Conflict, "network with name taken already exists"),
     ({"Name": "bridge"}, Forbidden, "operation is not permitted on predefined bridge network"),
     ({"Name": "host"}, Forbidden, "predefined host network"),
-    ({"Name": "x", "Driver": "overlay"}, NotFound, "could not find plugin overlay"),
+    ({"Name": "x", "Driver": "macvlan"}, NotFound, "could not find plugin macvlan"),
     (
         {"Name": "x", "IPAM": ipam(Subnet="10.1.0.1/16")},
         InvalidParameter,

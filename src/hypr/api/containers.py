@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -11,20 +13,24 @@ from typing import Any, BinaryIO
 
 from aiohttp import web
 
-from hypr.api import shapes
+from hypr.api import logfile, shapes, streams
 from hypr.api.common import Call, Handler, json_response, query_bool, query_filters, read_json, read_object
 from hypr.errors import Conflict, InvalidParameter, NotFound
-from hypr.services import validation, workload_plan, workloads
+from hypr.models import Workload
+from hypr.runtime import relay
+from hypr.services import workload_plan, workloads
 from hypr.services.context import Context
 
 POLL = 0.1  # seconds between looks at a log file or a workload's state while following
-CHUNK = 65536
+LINES_AT_ONCE = 4096  # log lines read per thread hop
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
 
 class ContainerApi:
     def __init__(self, ctx: Context, call: Call) -> None:
         self.ctx = ctx
         self.call = call
+        self.kick = asyncio.Event()  # set (and replaced) at each start and stop: waiters look again
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         return [
@@ -37,7 +43,8 @@ class ContainerApi:
             ("POST", "/containers/{ref}/kill", self.kill),
             ("POST", "/containers/{ref}/wait", self.wait),
             ("GET", "/containers/{ref}/logs", self.logs),
-            ("POST", "/containers/{ref}/hypr-exec", self.exec_argv),
+            ("POST", "/containers/{ref}/attach", self.attach),
+            ("POST", "/containers/{ref}/resize", self.resize),
             ("POST", "/containers/{ref}/rename", self.rename),
             ("DELETE", "/containers/{ref}", self.remove),
             ("POST", "/networks/{ref}/connect", self.connect),
@@ -71,6 +78,7 @@ class ContainerApi:
 
     async def start(self, request: web.Request) -> web.Response:
         started = await self.call(workloads.start, self.ctx, request.match_info["ref"])
+        self._kicked()
         return web.Response(status=204 if started else 304)
 
     async def stop(self, request: web.Request) -> web.Response:
@@ -84,6 +92,7 @@ class ContainerApi:
             return False
         code = await asyncio.to_thread(stopping.wait, timeout)
         await self.call(workloads.mark_stopped, self.ctx, stopping.workload_id, code)
+        self._kicked()
         return True
 
     async def restart(self, request: web.Request) -> web.Response:
@@ -109,65 +118,226 @@ class ContainerApi:
         await self.call(workloads.remove, self.ctx, request.match_info["ref"], force=query_bool(request, "force"))
         return web.Response(status=204)
 
-    async def wait(self, request: web.Request) -> web.Response:
-        ref = request.match_info["ref"]
-        while True:
-            snapshot = await self._snapshot()
-            workload = workload_plan.find_workload(snapshot, ref)
-            if workload.state != "running":
-                return json_response({"StatusCode": workload.exit_code or 0, "Error": None})
-            await asyncio.sleep(POLL)
-
-    async def logs(self, request: web.Request) -> web.StreamResponse:
-        ref = request.match_info["ref"]
-        _tail_count(request.query.get("tail", "all"))  # a bad value is a 400 before the stream starts
-        path = await self.call(workloads.log_path, self.ctx, ref)
-        response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"})
+    async def wait(self, request: web.Request) -> web.StreamResponse:
+        """Docker's wait: 200 and the headers at once, the body once the condition holds: `not-running` (the
+        default: now, if it is not running), `next-exit` (the end of the next run), `removed` (gone, as --rm
+        does). An --rm workload is held until its exit code is read."""
+        condition = request.query.get("condition") or "not-running"
+        if condition not in WAIT_CONDITIONS:
+            raise InvalidParameter(f"invalid condition: {condition!r}")
+        target = await self.call(workloads.stream_target, self.ctx, request.match_info["ref"])
+        workload = target.workload
+        await self.call(workloads.hold, self.ctx, workload.id)
+        held = True
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
-        async for chunk in self._log_chunks(ref, path, request):
-            await response.write(chunk)
+        request.writer.send_headers()
+        try:
+            if condition == "not-running" and workload.state != "running":
+                code = workload.exit_code
+            else:
+                since = workload.started_at if condition == "next-exit" else None
+                code = await self._next_exit(request, workload, since)
+            held = False
+            await self.call(workloads.release, self.ctx, workload.id)
+            if condition == "removed":
+                await self._removed(request, workload.id)
+        finally:
+            if held:
+                await self.call(workloads.release, self.ctx, workload.id)
+        await response.write(json.dumps({"StatusCode": code or 0, "Error": None}).encode())
         await response.write_eof()
         return response
 
-    async def _log_chunks(self, ref: str, path: Path, request: web.Request) -> AsyncIterator[bytes]:
-        follow = query_bool(request, "follow")
-        lines = _tail_count(request.query.get("tail", "all"))
+    async def _next_exit(self, request: web.Request, workload: Workload, since: str | None) -> int | None:
+        """The exit code of the first run that ends, started after `since` (a run's started_at) unless None.
+        Looks at each state change: a start (signalled by the start handler) or the supervisor's end (a pidfd).
+        A client that has gone away ends the wait (ConnectionResetError)."""
+        while _connected(request):
+            snapshot = await self._snapshot()
+            try:
+                now = workload_plan.find_workload(snapshot, workload.id)
+            except NotFound:
+                return workload.exit_code
+            if now.state == "exited" and (since is None or now.started_at != since):
+                return now.exit_code
+            if now.state == "running" and now.pid is not None:
+                await streams.process_gone(now.pid)
+                continue
+            await self._changed(POLL)
+        return None  # not reached: _connected raises
+
+    async def _removed(self, request: web.Request, workload_id: str) -> None:
+        while _connected(request):
+            snapshot = await self._snapshot()
+            if workload_id not in {w.id for w in snapshot.workloads}:
+                return
+            await self._changed(POLL)
+
+    async def _changed(self, timeout: float) -> None:
+        """Until a start or stop through this API, or `timeout` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.kick.wait(), timeout)
+
+    def _kicked(self) -> None:
+        self.kick.set()
+        self.kick = asyncio.Event()
+
+    async def logs(self, request: web.Request) -> web.StreamResponse:
+        """Docker's logs: frames without a TTY, raw with one; `follow` until the workload stops."""
+        query = logfile.parse_query(
+            query_bool(request, "stdout"), query_bool(request, "stderr"), request.query.get("since", ""),
+            request.query.get("until", ""), request.query.get("tail", "all"), query_bool(request, "timestamps"),
+        )  # fmt: skip
+        target = await self.call(workloads.stream_target, self.ctx, request.match_info["ref"])
+        tty = target.workload.stdio.tty
         try:
-            handle = open(path, "rb")  # noqa: SIM115 - closed in finally, across awaits
+            handle: BinaryIO | None = open(target.log, "rb")  # noqa: SIM115 - closed in finally, across awaits
+        except FileNotFoundError:
+            handle = None
+        follow = query_bool(request, "follow")
+        await self.call(workloads.hold, self.ctx, target.workload.id)
+        try:
+            response = web.StreamResponse(headers={"Content-Type": streams.RAW if tty else streams.MULTIPLEXED})
+            await response.prepare(request)
+            if handle is not None:
+                async for record in self._records(handle, logfile.is_json_log(target.log), query, follow, target):
+                    data = logfile.render(record, query)
+                    await response.write(data if tty else streams.frame(record.stream, data))
+        finally:
+            if handle is not None:
+                handle.close()
+            await self.call(workloads.release, self.ctx, target.workload.id)
+        await response.write_eof()
+        return response
+
+    async def _records(
+        self, handle: BinaryIO, json_log: bool, query: logfile.Query, follow: bool, target: workloads.StreamTarget
+    ) -> AsyncIterator[logfile.Record]:
+        # File reads run on threads: the event loop also serves every workload's DNS.
+        if query.tail is not None:
+            await asyncio.to_thread(logfile.seek_to_last_lines, handle, query.tail)
+        running = follow
+        while True:
+            lines = await asyncio.to_thread(logfile.read_lines, handle, LINES_AT_ONCE)
+            for line in lines:
+                record = logfile.parse(line, json_log)
+                if record is not None and query.wants(record):
+                    yield record
+            if lines:
+                continue
+            if not running or (query.until and logfile.now_rfc3339() > query.until):
+                break
+            running = await self._running(target.workload.id)
+            if running:
+                await asyncio.sleep(POLL)
+        rest = await asyncio.to_thread(handle.read)  # a last line without its newline (the writer has ended)
+        record = logfile.parse(rest, json_log) if rest else None
+        if record is not None and query.wants(record):
+            yield record
+
+    async def _running(self, workload_id: str) -> bool:
+        snapshot = await self._snapshot()
+        try:
+            return workload_plan.find_workload(snapshot, workload_id).state == "running"
+        except NotFound:
+            return False
+
+    # -- attach -------------------------------------------------------------------------------------------------
+    async def attach(self, request: web.Request) -> web.StreamResponse:
+        """Docker's attach (see api/streams.py). Before the workload starts it waits for the start and then gets
+        the run's output from its first byte; an --rm workload is removed only once this stream is done."""
+        detach_keys = streams.parse_detach_keys(request.query.get("detachKeys", ""))
+        target = await self.call(workloads.stream_target, self.ctx, request.match_info["ref"])
+        workload = target.workload
+        await self.call(workloads.hold, self.ctx, workload.id)
+        try:
+            hijack = await streams.Hijack.start(request, workload.stdio.tty)
+            try:
+                await self._attach(request, hijack, target, detach_keys)
+            finally:
+                await hijack.close()
+        finally:
+            await self.call(workloads.release, self.ctx, workload.id)
+        return hijack.response
+
+    async def _attach(
+        self, request: web.Request, hijack: streams.Hijack, target: workloads.StreamTarget, detach_keys: bytes
+    ) -> None:
+        wanted = {s for s, key in ((streams.STDOUT, "stdout"), (streams.STDERR, "stderr")) if query_bool(request, key)}
+        past, workload = query_bool(request, "logs"), target.workload
+        if not query_bool(request, "stream"):
+            if past:
+                await self._send_log(hijack, target, 0, wanted)
+            return
+        waited = workload.state != "running"
+        if waited:
+            lost = asyncio.create_task(hijack.lost.wait())
+            try:
+                if not await self._until_started(workload, lost):
+                    return
+            finally:
+                lost.cancel()
+        replay = "all" if past else ("run" if waited else "none")
+        stdin = query_bool(request, "stdin") and workload.stdio.open_stdin
+        header = {"stdin": stdin, "stdout": streams.STDOUT in wanted, "stderr": streams.STDERR in wanted,
+                  "replay": replay}  # fmt: skip
+        link = await streams.open_supervisor(target.attach_socket, header) if target.attach_socket else None
+        if link is not None:
+            relayed = streams.Relay(hijack, workload.stdio.tty, detach_keys)
+            await relayed.run(*link, stdin)
+            if relayed.served or relayed.detached or hijack.lost.is_set():
+                return
+        # No supervisor to talk to (a VM), or it ended before it served us: the run's output is in the log.
+        offset = 0 if past else _log_start(target.state_dir) if waited else None
+        await self._send_log(hijack, target, offset, wanted, follow=True)
+
+    async def _until_started(self, workload: Workload, lost: asyncio.Task[Any]) -> bool:
+        """Until a run that started after we looked has a process (or has already ended); False if the workload
+        is removed or the client goes away first."""
+        while not lost.done():
+            snapshot = await self.call(self.ctx.store.snapshot)
+            try:
+                now = workload_plan.find_workload(snapshot, workload.id)
+            except NotFound:
+                return False
+            if now.started_at != workload.started_at and (now.pid is not None or now.state == "exited"):
+                return True
+            await asyncio.wait({lost, asyncio.create_task(self._changed(POLL))}, return_when=asyncio.FIRST_COMPLETED)
+        return False
+
+    async def _send_log(
+        self, hijack: streams.Hijack, target: workloads.StreamTarget, offset: int | None, wanted: set[int],
+        follow: bool = False,
+    ) -> None:  # fmt: skip
+        """The log from `offset` (None: its end) as this attach's output; following while the workload runs."""
+        tty, json_log = target.workload.stdio.tty, logfile.is_json_log(target.log)
+        query = logfile.Query(frozenset(wanted))
+        try:
+            handle = open(target.log, "rb")  # noqa: SIM115 - closed in finally, across awaits
         except FileNotFoundError:
             return
         try:
-            # File reads run on threads: the event loop also serves every workload's DNS.
-            if lines is not None:
-                await asyncio.to_thread(_seek_to_last_lines, handle, lines)
-            while chunk := await asyncio.to_thread(handle.read, CHUNK):
-                yield chunk
-            while follow:
-                chunk = await asyncio.to_thread(handle.read, CHUNK)
-                if chunk:
-                    yield chunk
-                    continue
-                snapshot = await self._snapshot()
-                try:
-                    running = workload_plan.find_workload(snapshot, ref).state == "running"
-                except NotFound:
-                    running = False
-                if not running:
-                    yield await asyncio.to_thread(handle.read)
-                    return
-                await asyncio.sleep(POLL)
+            handle.seek(0, os.SEEK_END) if offset is None else handle.seek(offset)
+            async for record in self._records(handle, json_log, query, follow, target):
+                await hijack.write(record.data if tty else streams.frame(record.stream, record.data))
         finally:
             handle.close()
 
-    async def exec_argv(self, request: web.Request) -> web.Response:
-        body = await read_object(request)
-        cmd = tuple(validation.strings(body.get("Cmd"), "Cmd"))
-        env = workload_plan.exec_env(body.get("Env"))
-        workdir = body.get("WorkingDir") or None
-        if workdir is not None and not isinstance(workdir, str):
-            raise InvalidParameter("invalid WorkingDir: expected a string")
-        argv = await self.call(workloads.exec_argv, self.ctx, request.match_info["ref"], cmd, env, workdir)
-        return json_response({"Argv": argv})
+    async def resize(self, request: web.Request) -> web.Response:
+        rows, cols = _size(request)
+        target = await self.call(workloads.stream_target, self.ctx, request.match_info["ref"])
+        if target.workload.state != "running":
+            raise Conflict(f"Container {target.workload.id} is not running")
+        if not target.workload.stdio.tty:
+            return web.Response(status=200)  # Docker accepts it and does nothing without a TTY
+        header = {"stdin": False, "stdout": False, "stderr": False, "replay": "none"}
+        link = await streams.open_supervisor(target.attach_socket, header) if target.attach_socket else None
+        if link is not None:
+            link[1].write(streams.message(b"r", f"{rows} {cols}".encode()))
+            await link[1].drain()
+            link[1].close()
+        return web.Response(status=200)
 
     async def connect(self, request: web.Request) -> web.Response:
         body = await read_object(request)
@@ -198,34 +368,24 @@ def _timeout(request: web.Request) -> float:
     return float("inf") if seconds < 0 else seconds
 
 
-def _tail_count(tail: str) -> int | None:
-    """Docker's `tail`: "all" (None) or a number of lines."""
-    if tail == "all":
-        return None
+def _connected(request: web.Request) -> bool:
+    """True while the client is there; raises ConnectionResetError once it is gone (nobody is left to answer)."""
+    if request.transport is None or request.transport.is_closing():
+        raise ConnectionResetError("the client went away")
+    return True
+
+
+def _size(request: web.Request) -> tuple[int, int]:
+    """`h` and `w` of a resize: Docker's 400 for anything but numbers."""
     try:
-        return max(0, int(tail))
+        return int(request.query.get("h", "0")), int(request.query.get("w", "0"))
     except ValueError:
-        raise InvalidParameter(f"invalid tail value: {tail}") from None
+        raise InvalidParameter("invalid resize: h and w must be numbers") from None
 
 
-def _seek_to_last_lines(handle: BinaryIO, count: int) -> None:
-    """Position `handle` at the start of its last `count` lines, reading backwards block by block: a log can be
-    large, its tail is not."""
-    end = handle.seek(0, os.SEEK_END)
-    if count == 0:
-        return
-    position, data = end, b""
-    while position > 0:
-        step = min(CHUNK, position)
-        position -= step
-        handle.seek(position)
-        data = handle.read(step) + data
-        if data[:-1].count(b"\n") >= count:  # the final newline ends the last line, it does not start one
-            break
-    cut = len(data) - 1
-    for _ in range(count):
-        cut = data.rfind(b"\n", 0, cut)
-        if cut < 0:
-            handle.seek(position)
-            return
-    handle.seek(position + cut + 1)
+def _log_start(state_dir: Path) -> int:
+    """Where the current run's output begins in the log (written at each start)."""
+    try:
+        return int((state_dir / relay.LOG_START).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0

@@ -9,17 +9,19 @@ of the same name share one pull.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import platform
 from typing import Any
 
 from aiohttp import web
 
 from hypr.api.common import Call, Handler, json_response, query_bool, query_filters
-from hypr.errors import HyprError, InvalidParameter
+from hypr.errors import HyprError, InvalidParameter, NotFound
 from hypr.images import manifest as mf
 from hypr.images.reference import is_digest
 from hypr.images.registry import Credentials
-from hypr.models import Image, Snapshot
+from hypr.models import BUILTIN_IMAGES, Image, Snapshot
 from hypr.services import images
 from hypr.services.context import Context
 from hypr.services.validation import parse_created
@@ -138,7 +140,15 @@ class ImageApi:
 
     async def inspect(self, request: web.Request) -> web.Response:
         snapshot = await self.call(self.ctx.store.snapshot)
-        return json_response(image_inspect(images.find_image(snapshot, request.match_info["name"])))
+        name = request.match_info["name"]
+        try:
+            return json_response(image_inspect(images.find_image(snapshot, name)))
+        except NotFound:
+            builtin = builtin_image(name)
+            if builtin is None:
+                raise
+        # Clients inspect an image before they create from it (docker-compose v1 pulls one it cannot inspect).
+        return json_response({**image_inspect(builtin), "RepoTags": [f"{name.partition(':')[0]}:latest"]})
 
     async def history(self, request: web.Request) -> web.Response:
         snapshot = await self.call(self.ctx.store.snapshot)
@@ -236,6 +246,18 @@ def image_inspect(image: Image) -> dict[str, Any]:
         "RootFS": {"Type": "layers", "Layers": list((config.get("rootfs") or {}).get("diff_ids") or [])},
         "Metadata": {"LastTagTime": image.last_tagged or "0001-01-01T00:00:00Z"},
     }
+
+
+def builtin_image(name: str) -> Image | None:
+    """hypr's own images (`busybox`, `host`, with or without `:latest`) as an image inspect shows them: an ID derived
+    from the name, busybox's default command `sh`."""
+    base, _, tag = name.partition(":")
+    if base not in BUILTIN_IMAGES or tag not in ("", "latest"):
+        return None
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    config = {"architecture": arch, "os": "linux", "config": {"Cmd": ["sh"]} if base == "busybox" else {}}
+    digest = hashlib.sha256(f"hypr built-in image {base}".encode()).hexdigest()
+    return Image(id=f"sha256:{digest}", config=config, size=0, created="", pulled="")
 
 
 def image_history(image: Image) -> list[dict[str, Any]]:

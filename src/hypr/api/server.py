@@ -37,9 +37,10 @@ from hypr.api.common import (
     read_json,
 )
 from hypr.api.containers import ContainerApi
+from hypr.api.execs import ExecApi
 from hypr.api.images import ImageApi
 from hypr.api.system import SystemApi
-from hypr.errors import Forbidden, HyprError
+from hypr.errors import Forbidden, HyprError, Unavailable
 from hypr.services import network_plan, networks, system
 from hypr.services.context import Context
 
@@ -176,6 +177,7 @@ class Api:
             ("HEAD", "/_ping", self.ping),
             ("GET", "/version", self.version),
             ("GET", "/info", self.info),
+            ("GET", "/hypr/nodes", self.node_list),
             ("GET", "/networks", self.network_list),
             ("POST", "/networks/create", self.network_create),
             ("POST", "/networks/prune", self.network_prune),
@@ -202,6 +204,12 @@ class Api:
     async def info(self, request: web.Request) -> web.Response:
         return json_response(await self.call(system.info, self.ctx))
 
+    async def node_list(self, request: web.Request) -> web.Response:
+        cluster = self.ctx.cluster
+        if cluster is None:
+            raise Unavailable("this hyprd is not part of a cluster: start it with --cluster-store etcd://HOST:PORT")
+        return json_response(await self.call(cluster.nodes))
+
     async def network_list(self, request: web.Request) -> web.Response:
         filters = query_filters(request)
         snapshot = await self.call(self.ctx.store.snapshot)
@@ -213,7 +221,7 @@ class Api:
         ])  # fmt: skip
 
     async def network_inspect(self, request: web.Request) -> web.Response:
-        snapshot = await self.call(self.ctx.store.snapshot)
+        snapshot = await self.call(self.ctx.cluster_view)  # an overlay lists every host's endpoints
         ref = request.match_info["ref"]
         predefined = network_plan.find_predefined(snapshot, ref)
         if predefined is not None:
@@ -261,6 +269,7 @@ def make_app(ctx: Context, call: Call, limits: ConnectionLimits | None = None) -
     every = [
         *Api(ctx, call).routes(),
         *ContainerApi(ctx, call).routes(),
+        *ExecApi(ctx, call).routes(),
         *image_api.routes(),
         *SystemApi(ctx, call).routes(),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from hypr.models import OPT_BRIDGE_NAME, Confinement, Endpoint, Network, Snapshot, Workload
+from hypr.models import OPT_BRIDGE_NAME, OVERLAY, Confinement, Endpoint, Network, Snapshot, Workload
 from hypr.services.network_plan import PREDEFINED_DRIVERS, predefined_id
 from hypr.services.validation import parse_created
 
@@ -24,7 +24,7 @@ def network_inspect(network: Network, snapshot: Snapshot, *, containers: bool = 
         "Name": network.name,
         "Id": network.id,
         "Created": network.created,
-        "Scope": "local",
+        "Scope": "global" if network.driver == OVERLAY else "local",
         "Driver": network.driver,
         "EnableIPv4": True,
         "EnableIPv6": network.ipv6,
@@ -247,7 +247,9 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
                 "Image": workload.image,
                 "Labels": dict(workload.labels),
                 "StopSignal": workload.stop_signal or None,
-                "Tty": True,  # logs are one raw stream, as Docker serves them for TTY containers
+                "Tty": workload.stdio.tty,
+                "OpenStdin": workload.stdio.open_stdin,
+                "StdinOnce": workload.stdio.stdin_once,
                 "ExposedPorts": {k: {} for k in sorted({*ports, *workload.exposed_ports})},
                 **({"MacAddress": workload.mac_address} if workload.mac_address else {}),
             },

@@ -13,7 +13,7 @@ from aiohttp import web
 from hypr.api import shapes
 from hypr.api.common import Call, Handler, json_response, query_bool, query_filters, read_json
 from hypr.api.images import image_summary
-from hypr.errors import Conflict, InvalidParameter
+from hypr.errors import Conflict, HyprError, InvalidParameter
 from hypr.models import Snapshot, Workload
 from hypr.services import events, lifecycle, stats, workloads
 from hypr.services.context import Context
@@ -33,6 +33,7 @@ class SystemApi:
         return [
             ("GET", "/events", self.events),
             ("GET", "/system/df", self.df),
+            ("POST", "/build/prune", self.build_prune),
             ("POST", "/containers/prune", self.prune),
             ("GET", "/containers/{ref}/top", self.top),
             ("GET", "/containers/{ref}/stats", self.stats),
@@ -111,7 +112,11 @@ class SystemApi:
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         while True:
-            current = await self._sample(ref)
+            try:
+                current = await self._sample(ref)
+            except HyprError:  # removed (or gone) while streaming: the stream ends, as Docker's does
+                await response.write_eof()
+                return response
             await response.write(json.dumps(stats.with_previous(current, previous)).encode() + b"\n")
             previous = current
             await asyncio.sleep(STATS_INTERVAL)
@@ -157,6 +162,10 @@ class SystemApi:
             raise InvalidParameter(f"No such container: {request.match_info['link']}")
         await self.call(lifecycle.remove_link, self.ctx, request.match_info["link"])
         return web.Response(status=204)
+
+    async def build_prune(self, request: web.Request) -> web.Response:
+        """hypr builds no images, so it has no build cache: nothing to prune (`docker system prune` asks)."""
+        return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
 
     # -- system df ---------------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from hypr import stream_client
 from hypr.cli.context import client_of
 from hypr.cli.output import table
 from hypr.cli.workloads import ip_text, ports_text
@@ -185,7 +186,8 @@ def _follow(ctx: click.Context, names: Sequence[str], *, follow: bool) -> None:
     def read(name: str) -> None:
         try:
             with Client(host) as client:
-                for line in _lines(client.logs(name, follow=follow)):
+                params = {"stdout": "1", "stderr": "1", "follow": "1" if follow else "0"}
+                for line in _lines(data for _, data in stream_client.logs(client.socket, name, params)):
                     lines.put((name, line))
         except Exception as exc:  # a reader must always report its end, or the printer would wait forever
             lines.put((name, f"(logs ended: {exc})\n".encode()))

@@ -21,6 +21,7 @@ COMMAND_MODULES = {
     ),
     **dict.fromkeys(("image", "images", "pull", "rmi", "tag"), "hypr.cli.images"),
     "network": "hypr.cli.network",
+    "node": "hypr.cli.node",
     "compose": "hypr.cli.compose",
     "completion": "hypr.cli.completion",
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,21 +31,6 @@ class RunCommand(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_options(self, args))
-
-
-# The helpers an exec may run: hypr's own files, found from this installation, never paths the daemon names. The
-# daemon only supplies their arguments (which workload, what command), so a client pointed at a hostile socket
-# (`-H`) cannot be made to run anything else as root.
-EXEC_HELPERS = ("shim.py", "vmexec.py")
-
-
-def trusted_exec_argv(target: Sequence[str]) -> list[str]:
-    from pathlib import Path  # here: pathlib costs every command its import, and only exec and run need it
-
-    helpers = Path(__file__).resolve().parent.parent / "runtime"
-    if len(target) < 5 or list(target[1:3]) != ["-I", "-S"] or Path(target[3]).name not in EXEC_HELPERS:
-        raise click.ClickException("the daemon answered exec with something that is not one of hypr's exec helpers")
-    return [sys.executable, "-I", "-S", str(helpers / Path(target[3]).name), *target[4:]]
 
 
 def _option_arity(command: click.Command) -> dict[str, int]:
@@ -130,8 +115,8 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
               help="type=bind,source=/HOST,target=/PATH[,readonly] or type=tmpfs,target=/PATH[,tmpfs-size=..].")  # fmt: skip
 @click.option("--rm", "auto_remove", is_flag=True, help="Remove the workload when it exits.")
 @click.option("--restart", default="no", help="Restart policy: no, always, unless-stopped, on-failure.")
-@click.option("-i", "--interactive", is_flag=True, help="Accepted for compatibility.")
-@click.option("-t", "--tty", is_flag=True, help="Accepted for compatibility.")
+@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open (and attached, without -d).")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
 @click.option("-P", "--publish-all", is_flag=True, help="Publish every exposed port on a free host port.")
 @click.option("--expose", multiple=True, help="Expose a port (or a range) without publishing it.")
 @click.option("--entrypoint", default=None, help="Overwrite the image's entrypoint.")
@@ -191,30 +176,57 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
     for key, value in (("WorkingDir", workdir), ("User", user), ("StopSignal", stop_signal)):
         if value:
             body[key] = value
-    # Without -d the CLI removes the workload itself once it has its exit code, as docker does.
-    body["HostConfig"]["AutoRemove"] = auto_remove and detach
+    body["HostConfig"]["AutoRemove"] = auto_remove
+    body.update({"Tty": tty, "OpenStdin": interactive, "StdinOnce": interactive and not detach,
+                 "AttachStdin": interactive and not detach, "AttachStdout": not detach, "AttachStderr": not detach})  # fmt: skip
     client = client_of(ctx)
     workload_id = create_pulling(client, body, name, pull_policy, platform)
+    if detach:
+        _start(ctx, client, workload_id, auto_remove)
+        click.echo(workload_id)
+        return
+    # As the docker CLI: attach and wait first, then start, so that no output and no exit is missed.
+    ctx.exit(foreground(ctx, client, workload_id, interactive=interactive, tty=tty, auto_remove=auto_remove))
+
+
+def _start(ctx: click.Context, client: Client, workload_id: str, auto_remove: bool) -> None:
     try:
         client.start(workload_id)
     except HyprError as exc:
         if auto_remove:
-            client.remove(workload_id, force=True)
+            with contextlib.suppress(HyprError):
+                client.remove(workload_id, force=True)
         code = start_failure_code(exc.message)
         if code is None:
             raise
         click.echo(f"hypr: Error response from daemon: {exc.message}", err=True)
         ctx.exit(code)
-    if detach:
-        click.echo(workload_id)
-        return
-    for chunk in client.logs(workload_id, follow=True):
-        sys.stdout.buffer.write(chunk)
-        sys.stdout.buffer.flush()
-    code = client.wait(workload_id)
-    if auto_remove:
-        client.remove(workload_id, force=True)
-    ctx.exit(code)
+
+
+def foreground(ctx: click.Context, client: Client, workload_id: str, *, interactive: bool, tty: bool,
+               auto_remove: bool) -> int:  # fmt: skip
+    """Attach (stdin too with -i), wait for the exit (its removal with --rm), start; the workload's exit code."""
+    import json
+
+    from hypr import stream_client
+
+    params = {"stream": "1", "stdout": "1", "stderr": "1", "stdin": "1" if interactive else "0"}
+    path = f"/containers/{stream_client.quote(workload_id)}"
+    attached = stream_client.request(client.socket, "POST", f"{path}/attach", params=params, upgrade=True)
+    waited = stream_client.request(client.socket, "POST", f"{path}/wait",
+                                   params={"condition": "removed" if auto_remove else "next-exit"})  # fmt: skip
+    try:
+        _start(ctx, client, workload_id, auto_remove)
+        if tty:
+            stream_client.on_resize(lambda rows, cols: client.request(
+                "POST", f"{path}/resize", params={"h": str(rows), "w": str(cols)}))  # fmt: skip
+        with stream_client.raw_terminal(tty and interactive):
+            stream_client.pump(attached.sock, attached.rest, tty, sys.stdin.buffer if interactive else None)
+        result = json.loads(b"".join(stream_client.body(waited)) or b"{}")
+        return int(result.get("StatusCode", 0))
+    finally:
+        attached.close()
+        waited.close()
 
 
 def confinement_fields(pids_limit: int | None, privileged: bool, cap_add: Sequence[str], cap_drop: Sequence[str],
@@ -424,22 +436,46 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, filters: tup
 
 
 @click.command("exec", context_settings={"allow_interspersed_args": False})
-@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open (it always is).")
-@click.option("-t", "--tty", is_flag=True, help="Accepted for compatibility.")
+@click.option("-d", "--detach", is_flag=True, help="Run the command in the background.")
+@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open and attached.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
 @click.option("-e", "--env", multiple=True, help="Set environment variables (K=V).")
 @click.option("-w", "--workdir", help="Working directory inside the workload.")
+@click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>]).")
+@click.option("--privileged", is_flag=True, help="Give the command every capability.")
 @click.argument("name", shell_complete=workload_names)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
-def exec_(ctx: click.Context, interactive: bool, tty: bool, env: tuple[str, ...], workdir: str | None, name: str,
-          command: tuple[str, ...]) -> None:  # fmt: skip
-    """Run a command in a running workload; its exit code becomes ours."""
+def exec_(ctx: click.Context, detach: bool, interactive: bool, tty: bool, env: tuple[str, ...], workdir: str | None,
+          user: str | None, privileged: bool, name: str, command: tuple[str, ...]) -> None:  # fmt: skip
+    """Run a command in a running workload; its exit code becomes ours (Docker's exec API)."""
+    from hypr import stream_client
+
     argv = list(command[1:] if command and command[0] == "--" else command)
     if not argv:
         raise click.UsageError("exec needs a command")
-    target = trusted_exec_argv(client_of(ctx).exec_argv(name, argv, env=list(env), workdir=workdir))
-    sys.stdout.flush()
-    os.execv(target[0], target)
+    client = client_of(ctx)
+    body = {"Cmd": argv, "Env": list(env), "WorkingDir": workdir or "", "User": user or "", "Privileged": privileged,
+            "Tty": tty, "AttachStdin": interactive and not detach, "AttachStdout": not detach,
+            "AttachStderr": not detach}  # fmt: skip
+    size = stream_client.terminal_size() if tty else None
+    if size is not None:
+        body["ConsoleSize"] = list(size)
+    exec_id = str(client.request("POST", f"/containers/{stream_client.quote(name)}/exec", body=body)["Id"])
+    start = {"Detach": detach, "Tty": tty}
+    if detach:
+        client.request("POST", f"/exec/{exec_id}/start", body=start)
+        return
+    started = stream_client.request(client.socket, "POST", f"/exec/{exec_id}/start", body=start, upgrade=True)
+    try:
+        if tty:
+            stream_client.on_resize(lambda rows, cols: client.request(
+                "POST", f"/exec/{exec_id}/resize", params={"h": str(rows), "w": str(cols)}))  # fmt: skip
+        with stream_client.raw_terminal(tty and interactive):
+            stream_client.pump(started.sock, started.rest, tty, sys.stdin.buffer if interactive else None)
+    finally:
+        started.close()
+    ctx.exit(int(client.request("GET", f"/exec/{exec_id}/json").get("ExitCode") or 0))
 
 
 @click.command("stop")
@@ -498,13 +534,47 @@ def rename(ctx: click.Context, ref: str, new_name: str) -> None:
 @click.command("logs")
 @click.option("-f", "--follow", is_flag=True, help="Follow log output.")
 @click.option("-n", "--tail", default="all", help="Number of lines to show from the end.")
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.option("--since", default="", help="Since a timestamp (RFC 3339 or Unix) or a duration (e.g. 42m).")
+@click.option("--until", default="", help="Until a timestamp (RFC 3339 or Unix) or a duration (e.g. 42m).")
 @click.argument("ref", shell_complete=workload_names)
 @click.pass_context
-def logs(ctx: click.Context, follow: bool, tail: str, ref: str) -> None:
-    """Show a workload's output."""
-    for chunk in client_of(ctx).logs(ref, follow=follow, tail=tail):
-        sys.stdout.buffer.write(chunk)
-        sys.stdout.buffer.flush()
+def logs(ctx: click.Context, follow: bool, tail: str, timestamps: bool, since: str, until: str, ref: str) -> None:
+    """Show a workload's output: its stdout on ours, its stderr on ours (as docker logs)."""
+    from hypr import stream_client
+
+    params = {"stdout": "1", "stderr": "1", "follow": "1" if follow else "0", "tail": tail,
+              "timestamps": "1" if timestamps else "0", "since": unix_time(since), "until": unix_time(until)}  # fmt: skip
+    for stream, data in stream_client.logs(client_of(ctx).socket, ref, params):
+        out = sys.stderr.buffer if stream == 2 else sys.stdout.buffer
+        out.write(data)
+        out.flush()
+
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def unix_time(text: str, now: float | None = None) -> str:
+    """The docker CLI's --since/--until: a Unix time, an RFC 3339 date, or a Go duration before now ("1h30m")."""
+    import re
+    import time
+    from datetime import UTC, datetime
+
+    if not text:
+        return ""
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return text
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if parts and "".join(n + u for n, u in parts) == text:
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+        return f"{(time.time() if now is None else now) - seconds:.9f}"
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"invalid time {text!r}: a Unix time, an RFC 3339 date or a duration") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return f"{moment.timestamp():.9f}"
 
 
 @click.command("inspect")

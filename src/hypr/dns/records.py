@@ -9,6 +9,8 @@ workload and all the networks that workload is attached to. Any other asker gets
   arrived on an address that is no gateway) is "the host": no network at all.
 
 Rules, in order:
+0. A legacy link alias (`--link db:alias`) answers for the linking workload alone, with the linked workload's
+   address on a network they share (else its first), while it runs.
 1. `<name>.hypr` (and the bare zone `hypr`): authoritative. A known workload answers for everyone, with its address
    on a network it shares with the asker (lowest attach position first), else its first endpoint's address.
    Anything else under `.hypr` is NXDOMAIN and is never forwarded.
@@ -69,24 +71,30 @@ class Scope(frozenset[str]):
     scopes are equal exactly when all three are, and the server's hot path hashes it in C (a frozenset caches its
     hash). Make them with `make_scope`."""
 
-    __slots__ = ("networks", "search", "upstreams")
+    __slots__ = ("links", "networks", "search", "upstreams")
     networks: frozenset[str]
     search: tuple[str, ...]
     upstreams: tuple[Upstream, ...] | None
+    links: Mapping[str, tuple[IPv4Address, ...]]  # legacy --link aliases only this asker resolves
 
 
 def make_scope(
-    networks: Iterable[str] = (), search: Sequence[str] = (), upstreams: Sequence[Upstream] | None = None
+    networks: Iterable[str] = (),
+    search: Sequence[str] = (),
+    upstreams: Sequence[Upstream] | None = None,
+    links: Mapping[str, tuple[IPv4Address, ...]] | None = None,
 ) -> Scope:
     nets = frozenset(networks)
     members = set(nets)
     members.update(f"\x00search {i} {domain}" for i, domain in enumerate(search))
     if upstreams:
         members.update(f"\x00dns {i} {host} {port}" for i, (host, port) in enumerate(upstreams))
+    members.update(f"\x00link {name} {' '.join(map(str, ips))}" for name, ips in (links or {}).items())
     scope = Scope(members)
     scope.networks = nets
     scope.search = tuple(search)
     scope.upstreams = tuple(upstreams) if upstreams else None
+    scope.links = dict(links or {})
     return scope
 
 
@@ -187,6 +195,22 @@ def _bare_names(workload: Workload, endpoint: Endpoint) -> set[str]:
     return {n for n in (name.lower().rstrip(".") for name in names if isinstance(name, str)) if valid_name(n)}
 
 
+Links = dict[str, tuple[IPv4Address, ...]]  # a workload's legacy link aliases -> the linked workload's address
+
+
+def _links(snapshot: Snapshot, workload: Workload, running: set[str]) -> Links:
+    """Rule 0: a workload's legacy links (`--link db:alias`): the alias, for it alone, at the linked workload's
+    address on a network they share (else its first), while that one runs (Docker's embedded DNS for links)."""
+    mine = {e.network_id for e in snapshot.endpoints_of(workload.id)}
+    found: dict[str, tuple[IPv4Address, ...]] = {}
+    for target_id, alias in workload.links:
+        endpoints = snapshot.endpoints_of(target_id)
+        name = alias.lower().rstrip(".")
+        if target_id in running and endpoints and valid_name(name):
+            found[name] = (next((e for e in endpoints if e.network_id in mine), endpoints[0]).ip,)
+    return found
+
+
 def own_upstreams(workload: Workload, gateways: Iterable[str]) -> tuple[Upstream, ...] | None:
     """A workload's `--dns` servers as upstreams (port 53), without our own gateways (the gateway is its only
     nameserver already: forwarding to it would be asking ourselves); None when none are left: the daemon's."""
@@ -228,7 +252,7 @@ class RecordsBuilder:
 
     def __init__(self) -> None:
         self.context: tuple[object, ...] = ()
-        self.parts: dict[str, tuple[Workload, list[Endpoint], _Part | None]] = {}
+        self.parts: dict[str, tuple[Workload, list[Endpoint], Links, _Part | None]] = {}
 
     def build(self, snapshot: Snapshot, host_search: Sequence[str] = ()) -> Records:
         host = search_domains(host_search)
@@ -238,20 +262,22 @@ class RecordsBuilder:
         context = (host, tuple(network_names.items()), tuple(gateways))
         if context != self.context:
             self.context, self.parts = context, {}
-        parts: dict[str, tuple[Workload, list[Endpoint], _Part | None]] = {}
+        parts: dict[str, tuple[Workload, list[Endpoint], Links, _Part | None]] = {}
         scopes: dict[str, Scope] = {}
         interned: dict[Scope, Scope] = {}
         hypr: dict[str, tuple[tuple[str, IP], ...]] = {}
         scoped: dict[str, dict[str, list[IP]]] = {n.id: {} for n in snapshot.networks}
         reverse: dict[str, str] = {}
+        running = {w.id for w in _published(snapshot)}
         for workload in _published(snapshot):
             endpoints = [e for e in snapshot.endpoints_of(workload.id) if e.network_id in network_names]
+            links = _links(snapshot, workload, running) if workload.links else {}  # other workloads' part in its scope
             known = self.parts.get(workload.id)
-            if known is not None and known[0] is workload and known[1] == endpoints:
-                part = known[2]
+            if known is not None and known[0] is workload and known[1] == endpoints and known[2] == links:
+                part = known[3]
             else:
-                part = _part(workload, endpoints, network_names, host, gateways)
-            parts[workload.id] = (workload, endpoints, part)
+                part = _part(workload, endpoints, network_names, host, gateways, links)
+            parts[workload.id] = (workload, endpoints, links, part)
             if part is None:
                 continue
             if part.hypr is not None:
@@ -291,7 +317,7 @@ class RecordsBuilder:
 
 def _part(
     workload: Workload, endpoints: list[Endpoint], network_names: Mapping[str, str], host: tuple[str, ...],
-    gateways: list[str],
+    gateways: list[str], links: Links,
 ) -> _Part | None:  # fmt: skip
     if not endpoints:
         return None
@@ -299,7 +325,7 @@ def _part(
     published = valid_name(f"{own}.{ZONE}")  # `<name>.hypr` and its PTR records only for a name that is a DNS name
     resolver = workload.resolver
     search = host if resolver.search is None else search_domains(resolver.search)
-    scope = make_scope((e.network_id for e in endpoints), search, own_upstreams(workload, gateways))
+    scope = make_scope((e.network_id for e in endpoints), search, own_upstreams(workload, gateways), links)
     found = []
     for endpoint in endpoints:
         bare = _bare_names(workload, endpoint)
@@ -345,6 +371,8 @@ def lookup_scoped(records: Records, scope: Scope, qname: str, qtype: str) -> Ans
         if answer is not None:
             return answer
     networks = scope.networks
+    if scope.links and qname in scope.links:
+        return _typed(qtype, Found(addresses=scope.links[qname]))
     if networks:
         addresses = _shared(records, networks, qname)
         if not addresses and scope.search:

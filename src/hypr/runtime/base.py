@@ -6,13 +6,13 @@ Services depend on this module only; backends (`sandbox`, later `vm`) implement 
 from __future__ import annotations
 
 import signal as _signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Protocol
 
-from hypr.models import Confinement
+from hypr.models import Confinement, Stdio
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,40 @@ class LaunchSpec:
     network_mode: str = ""
     shared_netns: Path | None = None
     resolv_conf: str | None = None  # host mode: the host's resolv.conf, copied as Docker does
+    stdio: Stdio = field(default_factory=Stdio)  # TTY or two pipes; stdin held open for attach
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    """Docker's exec settings beyond the command: User ("" is the workload's), Privileged (every capability),
+    Tty (a pty whose master goes to `console_socket`, a unix socket path)."""
+
+    user: str = ""
+    privileged: bool = False
+    console_socket: str | None = None
+
+
+NO_OPTIONS = ExecOptions()
+
+
+def _no_failure(code: int) -> tuple[int, str] | None:
+    return None
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ExecProcess:
+    """An exec ready to run, for a caller that runs it itself (the API): `argv` run by root with `pass_fds`
+    inherited (same numbers); `failure(exit code)` is (Docker's code, message) when the command never ran (the
+    runtime's own failure), else None; `close()` once it has ended."""
+
+    argv: list[str]
+    pass_fds: tuple[int, ...] = ()
+    failure: Callable[[int], tuple[int, str] | None] = _no_failure
+    close: Callable[[], None] = _nothing
 
 
 @dataclass(frozen=True)
@@ -109,12 +143,25 @@ class Runtime(Protocol):
     def kill(self, spec: LaunchSpec, handle: Handle, signal: _signal.Signals) -> None: ...
 
     def exec_argv(
-        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None
-    ) -> list[str]:
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
+        options: ExecOptions = NO_OPTIONS,
+    ) -> list[str]:  # fmt: skip
         """An argv that runs `argv` inside the workload when run by root on this machine; its exit code is
-        the command's."""
+        the command's. Its stdin, stdout and stderr are the exec's (with `options.console_socket`, a pty's
+        master is sent there instead, as crun's --console-socket does)."""
 
-    def log_path(self, spec: LaunchSpec) -> Path: ...
+    def exec_process(
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
+        options: ExecOptions = NO_OPTIONS,
+    ) -> ExecProcess:  # fmt: skip
+        """The same exec as `exec_argv`, as cheap to start as the runtime can make it (no helper process when the
+        runtime's own tool can be run directly)."""
+
+    def log_path(self, spec: LaunchSpec) -> Path:
+        """The workload's output: `log.json` in Docker's json-file format (runtime/relay.py), or a raw log."""
+
+    def attach_socket(self, spec: LaunchSpec) -> Path | None:
+        """The supervisor's attach socket (runtime/relay.py) while it runs; None for a runtime without one."""
 
     def pause(self, spec: LaunchSpec, handle: Handle, *, paused: bool) -> None:
         """Freeze (True) or thaw (False) every process of the workload; InvalidParameter when the backend cannot."""

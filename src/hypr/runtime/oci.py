@@ -80,6 +80,7 @@ class Process:
     uid: int = 0
     gid: int = 0
     groups: tuple[int, ...] = ()
+    terminal: bool = False  # a pty for stdin/stdout/stderr (crun hands its master to --console-socket)
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def process(inputs: Inputs, proc: Process | None = None) -> dict[str, Any]:
     proc = proc or inputs.process
     caps = list(capabilities(inputs.confinement, inputs.available))
     return {
-        "terminal": False,
+        "terminal": proc.terminal,
         "user": {"uid": proc.uid, "gid": proc.gid, **({"additionalGids": list(proc.groups)} if proc.groups else {})},
         "args": list(proc.args),
         "env": list(proc.env),

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from hypr.errors import Conflict, InvalidParameter, KernelError
-from hypr.runtime import crun, files, handles, images, netns, oci, proc, users, veth
-from hypr.runtime.base import Attachment, Handle, LaunchSpec
+from hypr.runtime import crun, files, handles, images, netns, oci, proc, relay, shim, users, veth
+from hypr.runtime.base import NO_OPTIONS, Attachment, ExecOptions, ExecProcess, Handle, LaunchSpec
 from hypr.runtime.rtnl import Rtnl, default_route_add, delete_host_links, link_up
 
 SHIM = Path(__file__).with_name("shim.py")
@@ -76,14 +76,15 @@ def _bundle_inputs(spec: LaunchSpec, lower: Path | None, command: tuple[str, ...
     for the `host` image), and what this host has (kernel, capabilities, seccomp profile, devices)."""
     creds = users.resolve_user(lower, spec.user)
     c = spec.confinement
-    env = oci.process_env(spec.env, spec.hostname, creds.home)
+    # Docker sets TERM for a TTY unless the image or the workload did.
+    env = oci.process_env({**({"TERM": "xterm"} if spec.stdio.tty else {}), **spec.env}, spec.hostname, creds.home)
     host_root = lower is None
     hidden = tuple(str(d) for d in (spec.data_dir, spec.runtime_dir) if d is not None) if host_root else ()
     needs_profile = not (c.privileged or c.seccomp)
     joined = _joined(spec)
     return oci.Inputs(
         workload_id=spec.workload_id,
-        process=oci.Process(command, env, spec.workdir or "/", creds.uid, creds.gid, creds.groups),
+        process=oci.Process(command, env, spec.workdir or "/", creds.uid, creds.gid, creds.groups, spec.stdio.tty),
         hostname=spec.hostname, domainname=spec.domainname, netns=None if joined is None else str(joined),
         rootfs=str(spec.state_dir / "rootfs"), host_root=host_root,
         files={f"/etc/{name}": str(spec.state_dir / name) for name in (files.HOSTS, files.RESOLV, files.HOSTNAME)},
@@ -103,6 +104,9 @@ def _launch_config(spec: LaunchSpec, bundle: Path, lower: Path | None, command: 
         "lower": str(lower) if lower is not None else None,
         "netns": str(_joined(spec) or ""),
         "argv0": command[0],
+        "tty": spec.stdio.tty,
+        "open_stdin": spec.stdio.open_stdin,
+        "stdin_once": spec.stdio.stdin_once,
     }
 
 
@@ -300,23 +304,75 @@ class SandboxRuntime:
                     raise KernelError(f"stop {spec.name}: supervisor {handle.pid} did not exit")
         return handles.exit_code(spec.state_dir)
 
-    def exec_argv(
-        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None
-    ) -> list[str]:
-        """`crun exec` through the supervisor script's exec entry (the CLI runs only hypr's own helpers): the
-        workload's user, capabilities and environment come from its bundle, with `env` over them."""
+    def _exec_target(
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
+        options: ExecOptions,
+    ) -> dict[str, Any]:  # fmt: skip
+        """What `shim.py exec` takes (see shim.exec_process): the workload's container and the exec's settings;
+        `options.user` is resolved against the image's /etc, `options.privileged` gives every capability hyprd
+        holds."""
         if not proc.alive(handle.pid, handle.start_time) or not crun.exists(spec.state_dir, _container(spec)):
             raise Conflict(f"Container {spec.name} is not running")
         if not argv:
             raise InvalidParameter("No exec command specified")
-        target = {
+        target: dict[str, Any] = {
             "crun_root": str(crun.root_of(spec.state_dir)), "id": _container(spec),
             "bundle": str(spec.state_dir / crun.BUNDLE), "argv": list(argv), "env": dict(env), "workdir": workdir or "",
         }  # fmt: skip
+        if options.user:
+            image = self._image(spec)
+            lower = images.ensure_busybox(self.image_cache) if image.builtin == images.BUSYBOX else image.rootfs
+            creds = users.resolve_user(lower, options.user)
+            target["user"] = {"uid": creds.uid, "gid": creds.gid, "additionalGids": list(creds.groups)}
+        if options.privileged:
+            target["capabilities"] = list(crun.available_capabilities())
+        if options.console_socket:
+            target["console_socket"] = options.console_socket
+        return target
+
+    def exec_argv(
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
+        options: ExecOptions = NO_OPTIONS,
+    ) -> list[str]:  # fmt: skip
+        """`crun exec` through the supervisor script's exec entry: the workload's user, capabilities and
+        environment come from its bundle, with `env` over them."""
+        target = self._exec_target(spec, handle, argv, env, workdir, options)
         return [self.python, "-I", "-S", str(SHIM), "exec", json.dumps(target)]
 
+    def exec_process(
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
+        options: ExecOptions = NO_OPTIONS,
+    ) -> ExecProcess:  # fmt: skip
+        """`crun exec` itself, without the helper's Python start-up: the process object and crun's log are memfds
+        inherited by crun (it opens them by /proc/self/fd); crun's own failure (its exit code 255 with an error
+        logged) becomes Docker's 127/126 and message, as the helper makes it."""
+        target = self._exec_target(spec, handle, argv, env, workdir, options)
+        process = os.memfd_create("process", os.MFD_CLOEXEC)
+        errors = os.memfd_create("crun-log", os.MFD_CLOEXEC)
+        os.write(process, json.dumps(shim.exec_process(target)).encode())
+
+        def failure(code: int) -> tuple[int, str] | None:
+            message = shim.crun_error(f"/proc/self/fd/{errors}") if code == shim.CRUN_FAILED else ""
+            if not message:
+                return None
+            found = shim.classify(message, argv[0])
+            return (found.code, f"hypr exec: {message if 'chdir' in message else found.message}\n")
+
+        def close() -> None:
+            os.close(process)
+            os.close(errors)
+
+        return ExecProcess(shim.exec_command(crun.binary(), target, process, errors), (process, errors), failure, close)
+
     def log_path(self, spec: LaunchSpec) -> Path:
-        return spec.state_dir / "log"
+        """`log.json`; a workload started by a supervisor from before the streams were kept apart (workloads outlive
+        daemon upgrades) still has its one raw `log`."""
+        path = spec.state_dir / relay.LOG
+        legacy = spec.state_dir / "log"
+        return legacy if not path.exists() and legacy.exists() else path
+
+    def attach_socket(self, spec: LaunchSpec) -> Path | None:
+        return spec.state_dir / relay.ATTACH_SOCK
 
     def pause(self, spec: LaunchSpec, handle: Handle, *, paused: bool) -> None:
         """The cgroup freezer, through crun (Docker's pause): the processes stay, they get no CPU time."""

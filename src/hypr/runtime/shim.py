@@ -21,14 +21,16 @@ import json
 import os
 import select
 import signal
+import socket
 import sys
 from typing import Any
 
 try:
-    from hypr.runtime import _libc
-except ImportError:  # run as a script with -I: the package is not importable, the sibling file is
+    from hypr.runtime import _libc, relay
+except ImportError:  # run as a script with -I: the package is not importable, the sibling files are
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import _libc  # type: ignore[no-redef,import-not-found]
+    import relay  # type: ignore[no-redef,import-not-found]
 
 SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EXIT_NOT_FOUND = 127
@@ -149,10 +151,12 @@ def _prepare(cfg: dict[str, Any]) -> None:
     _mount_root(cfg)
 
 
-def _spawn(argv: list[str], stdout: int) -> int:
+def _spawn(argv: list[str], stdout: int, stderr: int | None = None, stdin: int | None = None) -> int:
     null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        actions = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, stdout, 1), (os.POSIX_SPAWN_DUP2, stdout, 2)]
+        err = stdout if stderr is None else stderr
+        actions = [(os.POSIX_SPAWN_DUP2, null if stdin is None else stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
+                   (os.POSIX_SPAWN_DUP2, err, 2)]  # fmt: skip
         return os.posix_spawn(argv[0], argv, {"PATH": SEARCH_PATH}, file_actions=actions)
     finally:
         os.close(null)
@@ -174,7 +178,7 @@ def _wait_for(pid: int) -> int:
     return _reaped.pop(pid)
 
 
-def _crun_error(path: str) -> str:
+def crun_error(path: str) -> str:
     """The last error crun logged (JSON lines: {"msg", "level"})."""
     message = ""
     with contextlib.suppress(OSError), open(path) as f:
@@ -195,7 +199,75 @@ def classify(message: str, argv0: str) -> StartFailed:
     return StartFailed(f"start {argv0}: {message or 'crun failed'}", EXIT_CANNOT_RUN, 0)
 
 
-def _start_container(cfg: dict[str, Any], log_fd: int) -> int:
+class Stdio:
+    """The workload's ends of its standard streams, and ours (see relay.py). Without a TTY: a pipe each for stdout
+    and stderr, and for stdin with OpenStdin (else /dev/null). With one: crun makes a pty in the container and
+    hands us its master over a console socket."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.tty = bool(cfg.get("tty"))
+        self.theirs: list[int] = []
+        self.outputs: list[tuple[int, int]] = []  # (our fd, stream)
+        self.stdin: int | None = None  # our end of the workload's stdin
+        self.console: socket.socket | None = None
+        self.console_dir = ""
+        if self.tty:
+            self.console_dir = f"/tmp/hypr-console-{os.urandom(8).hex()}"  # short: a socket path has 108 bytes
+            os.mkdir(self.console_dir, 0o700)  # (not tempfile: its imports cost every start milliseconds)
+            self.console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            self.console.bind(self.console_path)
+            self.console.listen(1)
+            return
+        for stream in (relay.STDOUT, relay.STDERR):
+            ours, theirs = os.pipe2(os.O_CLOEXEC)
+            self.outputs.append((ours, stream))
+            self.theirs.append(theirs)
+        if cfg.get("open_stdin"):
+            theirs, ours = os.pipe2(os.O_CLOEXEC)
+            self.stdin = ours
+            self.theirs.append(theirs)
+
+    @property
+    def console_path(self) -> str:
+        return os.path.join(self.console_dir, "console.sock")
+
+    def crun_args(self) -> list[str]:
+        return ["--console-socket", self.console_path] if self.tty else []
+
+    def spawn_fds(self) -> tuple[int, int | None, int | None]:
+        """crun's stdout, stderr, stdin: with --detach and no terminal it passes them on to the container."""
+        if self.tty:
+            null = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
+            self.theirs.append(null)
+            return null, None, None
+        return self.theirs[0], self.theirs[1], self.theirs[2] if len(self.theirs) > 2 else None
+
+    def started(self) -> None:
+        """crun has exited: let go of the workload's ends; take the pty master crun sent."""
+        for fd in self.theirs:
+            os.close(fd)
+        self.theirs = []
+        if self.console is not None:
+            self.console.setblocking(False)
+            conn, _ = self.console.accept()
+            with conn:
+                _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+            master = fds[0]
+            os.set_inheritable(master, False)
+            self.outputs.append((master, relay.STDOUT))
+            self.stdin = master
+            self.close_console()
+
+    def close_console(self) -> None:
+        if self.console is not None:
+            self.console.close()
+            self.console = None
+            with contextlib.suppress(OSError):
+                os.unlink(self.console_path)
+                os.rmdir(self.console_dir)
+
+
+def _start_container(cfg: dict[str, Any], stdio: Stdio) -> int:
     """`crun run --detach`; the container's init, re-parented to us once crun has exited."""
     crun, state, container = _crun_binary(), cfg["state_dir"], cfg["id"]
     base = [crun, "--root", cfg["crun_root"]]
@@ -209,13 +281,13 @@ def _start_container(cfg: dict[str, Any], log_fd: int) -> int:
     for path in (errors, pid_file):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-    before = os.fstat(log_fd).st_size
     argv = [*base, f"--log=file:{errors}", "--log-format=json", "run", "--detach", "--no-new-keyring",
-            "--bundle", cfg["bundle"], "--pid-file", pid_file, container]  # fmt: skip
-    status = _wait_for(_spawn(argv, log_fd))
-    if status != 0:
-        os.ftruncate(log_fd, before)  # crun's own complaint is ours to report, not the workload's output
-        raise classify(_crun_error(errors), cfg["argv0"])
+            *stdio.crun_args(), "--bundle", cfg["bundle"], "--pid-file", pid_file, container]  # fmt: skip
+    status = _wait_for(_spawn(argv, *stdio.spawn_fds()))
+    if status != 0:  # crun's own complaint is ours to report (crun.log), not the workload's output
+        stdio.close_console()
+        raise classify(crun_error(errors), cfg["argv0"])
+    stdio.started()
     with open(pid_file) as f:
         return int(f.read().strip())
 
@@ -230,15 +302,22 @@ def _supervise(cfg: dict[str, Any]) -> None:
     os.chdir("/")
     _libc.set_child_subreaper()
     state = cfg["state_dir"]
-    log_fd = os.open(f"{state}/log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    log_fd = os.open(f"{state}/{relay.LOG}", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    _write_atomic(f"{state}/{relay.LOG_START}", f"{os.fstat(log_fd).st_size}\n")
     try:
         _prepare(cfg)
-        init = _start_container(cfg, log_fd)
+        streams = relay.Relay(state, log_fd, bool(cfg.get("tty")), bool(cfg.get("stdin_once")))
+        stdio = Stdio(cfg)
+        init = _start_container(cfg, stdio)
     except (OSError, StartFailed) as exc:
         failure = exc if isinstance(exc, StartFailed) else StartFailed(f"start: {exc}", EXIT_CANNOT_RUN, exc.errno or 0)
         _write_atomic(f"{state}/exit_code", f"{failure.code}\n")
         sys.stdout.write(json.dumps({"error": failure.message, "errno": failure.errno}) + "\n")
         return
+    for fd, stream in stdio.outputs:
+        streams.add_output(fd, stream)
+    if stdio.stdin is not None:
+        streams.set_stdin(stdio.stdin)
     me = {"pid": os.getpid(), "start_time": _libc.start_time(os.getpid()), "main_pid": init}
     _write_atomic(f"{state}/handle.json", json.dumps(me))  # adoptable even if the daemon dies before it records it
 
@@ -248,21 +327,47 @@ def _supervise(cfg: dict[str, Any]) -> None:
 
     for sig in _FORWARDED:
         signal.signal(sig, forward)
+    wake = relay.wake_on_signals((signal.SIGCHLD,))
     sys.stdout.write(json.dumps(me) + "\n")
     sys.stdout.flush()
     null = os.open("/dev/null", os.O_RDWR)
-    for fd, target in ((0, null), (1, log_fd), (2, log_fd)):
-        os.dup2(target, fd)  # let go of the daemon's pipe: it reads until EOF
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)  # let go of the daemon's pipe: it reads until EOF
     try:
-        code: int | None = _exit_code(_wait_for(init))
-    except ChildProcessError:  # not re-parented to us after all: wait for it to go, its code is lost
-        code = None
+        streams.run(wake, lambda: _reap_ready(init))
+    except Exception:  # a bug in the relay must not orphan the workload: say why, then wait for it to end
+        import traceback
+
+        with open(f"{state}/supervisor.log", "a") as f:
+            traceback.print_exc(file=f)
+        while not _reap_ready(init):
+            select.select([wake], [], [])
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake, 512)
+    code: int | None = None
+    if init in _reaped:
+        code = _exit_code(_reaped.pop(init))
+    else:  # not re-parented to us after all: wait for it to go, its code is lost
         with contextlib.suppress(ProcessLookupError):
             fd = os.pidfd_open(init)
             select.select([fd], [], [])
     crun = _crun_binary()
     _wait_for(_spawn([crun, "--root", cfg["crun_root"], "delete", "--force", cfg["id"]], null))
     _write_atomic(f"{state}/exit_code", "" if code is None else f"{code}\n")
+
+
+def _reap_ready(init: int) -> bool:
+    """Reap every child that has ended (without blocking); True once the init is among them (or is not ours)."""
+    while True:
+        try:
+            found, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if found == 0:
+            return init in _reaped
+        if len(_reaped) >= 64:
+            del _reaped[next(iter(_reaped))]
+        _reaped[found] = status
 
 
 def run(config_path: str) -> None:
@@ -277,7 +382,7 @@ def run(config_path: str) -> None:
         os._exit(0)
 
 
-def _exec_process(cfg: dict[str, Any]) -> dict[str, Any]:
+def exec_process(cfg: dict[str, Any]) -> dict[str, Any]:
     """The workload's own process object with the exec's command, working directory and environment."""
     with open(os.path.join(cfg["bundle"], "config.json")) as f:
         process: dict[str, Any] = json.load(f)["process"]
@@ -286,8 +391,23 @@ def _exec_process(cfg: dict[str, Any]) -> dict[str, Any]:
         process["cwd"] = cfg["workdir"]
     env = dict(item.split("=", 1) for item in process.get("env", []) if "=" in item)
     env.update(cfg.get("env") or {})
+    if cfg.get("console_socket") and "TERM" not in env:
+        env["TERM"] = "xterm"  # as Docker sets it for `exec -t`
     process["env"] = [f"{k}={v}" for k, v in env.items()]
+    if cfg.get("user"):
+        process["user"] = cfg["user"]
+    if cfg.get("capabilities") is not None:
+        caps = cfg["capabilities"]
+        process["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
+    process["terminal"] = bool(cfg.get("console_socket"))
     return process
+
+
+def exec_command(crun: str, cfg: dict[str, Any], process: int, errors: int) -> list[str]:
+    """`crun exec` with the process object and crun's log in the inherited descriptors `process` and `errors`."""
+    console = ["--tty", "--console-socket", cfg["console_socket"]] if cfg.get("console_socket") else []
+    return [crun, "--root", cfg["crun_root"], f"--log=file:/proc/self/fd/{errors}", "--log-format=json", "exec",
+            *console, "--process", f"/proc/self/fd/{process}", cfg["id"]]  # fmt: skip
 
 
 def exec_in(config: str) -> None:
@@ -296,13 +416,12 @@ def exec_in(config: str) -> None:
     try:
         crun = _crun_binary()
         spec = os.memfd_create("process", 0)  # inherited by crun, which opens them by /proc/self/fd
-        os.write(spec, json.dumps(_exec_process(cfg)).encode())
+        os.write(spec, json.dumps(exec_process(cfg)).encode())
         errors = os.memfd_create("crun-log", 0)
     except (OSError, StartFailed, ValueError, KeyError) as exc:
         sys.stderr.write(f"hypr exec: {exc}\n")
         sys.exit(EXIT_CANNOT_RUN)
-    argv = [crun, "--root", cfg["crun_root"], f"--log=file:/proc/self/fd/{errors}", "--log-format=json", "exec",
-            "--process", f"/proc/self/fd/{spec}", cfg["id"]]  # fmt: skip
+    argv = exec_command(crun, cfg, spec, errors)
     child = os.posix_spawn(crun, argv, os.environ)  # stdio: ours, so the command's are the caller's
 
     def forward(signum: int, _frame: object) -> None:
@@ -314,7 +433,7 @@ def exec_in(config: str) -> None:
     _, status = os.waitpid(child, 0)
     code = _exit_code(status)
     if code == CRUN_FAILED:
-        message = _crun_error(f"/proc/self/fd/{errors}")
+        message = crun_error(f"/proc/self/fd/{errors}")
         if message:  # crun's failure, not the command's own 255
             failure = classify(message, argv0)
             if "chdir" in message:

@@ -30,10 +30,11 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from hypr.errors import Conflict, InvalidParameter, KernelError
-from hypr.runtime import _libc, handles, images, proc, users, vm_disk, vm_initramfs, vm_kernel, vm_tap
-from hypr.runtime.base import Attachment, Handle, LaunchSpec
+from hypr.runtime import _libc, handles, images, proc, relay, users, vm_disk, vm_initramfs, vm_kernel, vm_tap
+from hypr.runtime.base import NO_OPTIONS, Attachment, ExecOptions, ExecProcess, Handle, LaunchSpec
 from hypr.runtime.rtnl import Rtnl, delete_host_links
 from hypr.runtime.sandbox import stop_signal
 
@@ -44,6 +45,47 @@ LAUNCH_TIMEOUT = 30.0
 KILL_GRACE = 5.0
 EXIT_KILLED = 137
 _ENV_NAME = re.compile(r"[^=\0]+\Z")  # what `env -i NAME=VALUE` can set: any name without "="
+
+
+QMP_TIMEOUT = 5.0  # seconds for QEMU's monitor to answer
+
+
+def qmp(state_dir: Path, command: str) -> None:
+    """One QMP command on the VM's monitor socket: the greeting, capabilities negotiation, then `command`; its
+    reply must be a `return` (events QEMU sends meanwhile are skipped). Connected through the directory's fd: state
+    directories can exceed the 108-byte socket path limit."""
+    fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(QMP_TIMEOUT)
+            try:
+                sock.connect(f"/proc/self/fd/{fd}/{vm_kernel.QMP_SOCK}")
+            except (ConnectionRefusedError, FileNotFoundError) as exc:
+                raise FileNotFoundError(str(exc)) from exc
+            lines = sock.makefile("rwb")
+            _qmp_reply(lines, greeting=True)
+            for execute in ("qmp_capabilities", command):
+                lines.write(json.dumps({"execute": execute}).encode() + b"\n")
+                lines.flush()
+                _qmp_reply(lines)
+    finally:
+        os.close(fd)
+
+
+def _qmp_reply(lines: Any, *, greeting: bool = False) -> None:
+    while True:
+        raw = lines.readline()
+        if not raw:
+            raise ValueError("the monitor closed the connection")
+        message = json.loads(raw)
+        if "event" in message:
+            continue
+        if greeting and "QMP" in message:
+            return
+        if "error" in message:
+            raise ValueError(message["error"].get("desc", message["error"]))
+        if "return" in message:
+            return
 
 
 def disk_cache(image_cache: Path) -> Path:
@@ -120,6 +162,8 @@ class VmRuntime:
             raise InvalidParameter("No command specified")
         if not 0 < len(spec.hostname) <= HOSTNAME_MAX:
             raise InvalidParameter(f"invalid hostname {spec.hostname!r}: 1 to {HOSTNAME_MAX} characters")
+        if spec.stdio.tty or spec.stdio.open_stdin:  # the guest's output is one virtio-serial port, no stdin
+            raise InvalidParameter("Tty and OpenStdin (-t, -i) are not supported by the vm runtime; use a sandbox")
         if len(spec.attachments) > vm_kernel.MAX_ATTACHMENTS:
             raise InvalidParameter(f"a VM can be attached to at most {vm_kernel.MAX_ATTACHMENTS} networks")
         if spec.memory_mb < MIN_MEMORY_MB:
@@ -214,6 +258,10 @@ class VmRuntime:
         vm_initramfs.write_initrd(base, config, state / vm_kernel.INITRD)
         for stale in (vm_kernel.EXIT_CODE, vm_kernel.PIDFILE, vm_kernel.AGENT_SOCK, vm_kernel.CONTROL_SOCK):
             (state / stale).unlink(missing_ok=True)
+        log = state / vm_kernel.LOG
+        (state / relay.LOG_START).write_text(
+            f"{log.stat().st_size if log.exists() else 0}\n"
+        )  # attach replays from here
         accel, khz = self.accel()
         argv = vm_kernel.qemu_argv(spec, kernel, disk=disk, accel=accel, tsc_khz=khz, qemu=self.qemu)
         try:
@@ -292,8 +340,18 @@ class VmRuntime:
         return handles.exit_code(spec.state_dir)
 
     def exec_argv(
-        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None
-    ) -> list[str]:
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
+        options: ExecOptions = NO_OPTIONS,
+    ) -> list[str]:  # fmt: skip
+        """Over the guest agent (vmexec.py): the output comes when the command has ended, without stdin."""
+        for name, given in (
+            ("Tty", options.console_socket),
+            ("User", options.user),
+            ("Privileged", options.privileged),
+        ):
+            if given:
+                raise InvalidParameter(f"exec with {name} is not supported by the vm runtime (the guest agent runs "
+                                       "commands as the workload's user, without a terminal)")  # fmt: skip
         if not proc.alive(handle.pid, handle.start_time):
             raise Conflict(f"Container {spec.name} is not running")
         if not argv:
@@ -304,14 +362,30 @@ class VmRuntime:
         target = {"argv": list(argv), "env": dict(env), "workdir": workdir}
         return [self.python, "-I", "-S", str(VMEXEC), str(spec.state_dir), json.dumps(target)]
 
+    def exec_process(
+        self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
+        options: ExecOptions = NO_OPTIONS,
+    ) -> ExecProcess:  # fmt: skip
+        return ExecProcess(self.exec_argv(spec, handle, argv, env, workdir, options))
+
     def log_path(self, spec: LaunchSpec) -> Path:
         return spec.state_dir / vm_kernel.LOG
 
+    def attach_socket(self, spec: LaunchSpec) -> Path | None:
+        return None
+
     def pause(self, spec: LaunchSpec, handle: Handle, *, paused: bool) -> None:
-        raise InvalidParameter(
-            f"{'pause' if paused else 'unpause'} is not supported for VMs: hypr starts QEMU without a monitor "
-            "to stop and continue it through"
-        )
+        """QEMU's `stop` / `cont` over its monitor (QMP): the vCPUs halt, memory and devices stay (Docker's pause)."""
+        if not proc.alive(handle.pid, handle.start_time):
+            raise Conflict(f"Container {spec.name} is not running")
+        try:
+            qmp(spec.state_dir, "stop" if paused else "cont")
+        except FileNotFoundError:
+            raise InvalidParameter(
+                f"{spec.name} was started without a QEMU monitor (before hypr had pause for VMs): restart it first"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise KernelError(f"{'pause' if paused else 'unpause'} VM {spec.name}: QMP: {exc}") from exc
 
     def console_path(self, spec: LaunchSpec) -> Path:
         return spec.state_dir / vm_kernel.CONSOLE

@@ -48,6 +48,7 @@ LOG = "log"
 EXIT_CODE = handles.EXIT_CODE
 AGENT_SOCK = "agent.sock"
 CONTROL_SOCK = "ctl.sock"
+QMP_SOCK = "qmp.sock"  # QEMU's monitor (QMP): stop / cont for Docker's pause and unpause
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ def qemu_argv(
         # The image: /dev/vda in the guest (the only disk), shared read-only by every VM of the image.
         "-drive", f"file={_option_value(str(disk))},if=none,id=image,format=raw,readonly=on",
         "-device", "virtio-blk-device,drive=image",
+        "-qmp", f"unix:{QMP_SOCK},server=on,wait=off",
     ]  # fmt: skip
     for i, att in enumerate(spec.attachments):
         argv += [

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
+from typing import TYPE_CHECKING
 
 from hypr import ipam
-from hypr.errors import InvalidParameter, Unavailable
+from hypr.errors import Forbidden, InvalidParameter, Unavailable
 from hypr.models import Network
 from hypr.state import Store
+
+if TYPE_CHECKING:
+    from hypr.cluster.agent import Cluster
 
 
 def pool_of(network: Network) -> ipam.Pool:
@@ -25,6 +29,14 @@ def allocate(store: Store, network: Network) -> IPv4Address:
 def reserve(store: Store, network: Network, requested: str) -> IPv4Address:
     """A static `--ip` / `ipv4_address`: inside the subnet, not reserved, not taken."""
     return ipam.check_static(pool_of(network), requested, lambda ip: store.ip_in_use(network.id, ip))
+
+
+def lease_overlay(cluster: Cluster | None, store: Store, network: Network, requested: str | None,
+                  workload_id: str) -> IPv4Address:  # fmt: skip
+    """An address on an overlay network: leased in etcd (see Cluster.claim), so unique across every host."""
+    if cluster is None:
+        raise Forbidden(f"network {network.name} is an overlay network: this hyprd has no cluster store")
+    return cluster.claim(network, pool_of(network), requested, workload_id, lambda ip: store.ip_in_use(network.id, ip))
 
 
 def pool6_of(network: Network) -> ipam.Pool6:

@@ -3,20 +3,26 @@ Passed explicitly; there is no module-level state."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hypr import ipam
 from hypr.config import Settings
 from hypr.errors import InvalidParameter
 from hypr.images.registry import Skopeo
 from hypr.images.store import ImageStore
+from hypr.models import Snapshot
 from hypr.reconcile.kernel import Reconciler
 from hypr.reconcile.ports import PortHolder
 from hypr.runtime.base import Runtime
 from hypr.runtime.files import host_resolver
 from hypr.services.events import EventLog
 from hypr.state import Store
+
+if TYPE_CHECKING:
+    from hypr.cluster.agent import Cluster
 
 
 @dataclass
@@ -29,8 +35,12 @@ class Context:
     # Restart policy bookkeeping, per workload: (restarts in a row, monotonic time of the next one; inf: running).
     restarts: dict[str, tuple[int, float]] = field(default_factory=dict)
     events: EventLog = field(default_factory=EventLog)  # Docker's event stream (GET /events)
+    # Workloads whose --rm removal waits: an attach still streams their output, or a wait has yet to read their exit
+    # code (Docker removes an auto-remove container once its streams are done). Workload id -> holders.
+    holds: Counter[str] = field(default_factory=Counter)
     images: ImageStore = field(init=False)  # pulled images on disk, under <data dir>/images
     registry: Skopeo = field(init=False)
+    cluster: Cluster | None = None  # set when hyprd runs with --cluster-store (overlay networks)
     _resolv: tuple[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...]]] | None = None
 
     def host_resolver(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -61,6 +71,11 @@ class Context:
     def converge(self) -> None:
         """Bring the kernel in line with the database, as it is now."""
         self.reconciler.reconcile(self.store.snapshot())
+
+    def cluster_view(self) -> Snapshot:
+        """The database's snapshot plus, in a cluster, other hosts' running endpoints on our overlay networks."""
+        snapshot = self.store.snapshot()
+        return snapshot if self.cluster is None else self.cluster.with_remote(snapshot)
 
     def runtime(self, name: str) -> Runtime:
         try:

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hypr.errors import InvalidParameter
+
 RING = 1024  # events kept for `since` (Docker keeps 256)
 QUEUE = 4096  # events a subscriber may be behind before it is dropped
 TYPES = ("container", "network", "image", "volume", "daemon", "plugin", "service", "node", "secret", "config")
@@ -99,8 +101,6 @@ class EventLog:
 
 
 def check_filters(filters: Mapping[str, list[str]]) -> None:
-    from hypr.errors import InvalidParameter
-
     for key, values in filters.items():
         if key not in FILTERS:
             raise InvalidParameter(f"invalid filter '{key}'")

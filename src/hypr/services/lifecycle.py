@@ -68,14 +68,15 @@ def update(ctx: Context, ref: str, body: Any) -> list[str]:
     return []
 
 
-def prune_candidates(all_workloads: tuple[Workload, ...], filters: Mapping[str, list[str]], now: datetime) -> list[
-        Workload]:  # fmt: skip
+def prune_candidates(
+    candidates: tuple[Workload, ...], filters: Mapping[str, list[str]], now: datetime
+) -> list[Workload]:
     """Docker's container prune: every workload not running, created before each `until`, matching `label` and
     not `label!`. Pure."""
     check_filters(filters, PRUNE_FILTERS)
     untils = [parse_until(v, now) for v in filters.get("until", [])]
     return [
-        w for w in all_workloads
+        w for w in candidates
         if w.state != "running"
         and all(parse_created(w.created) < until for until in untils)
         and all(label_matches(w.labels, v) for v in filters.get("label", []))

@@ -19,6 +19,7 @@ from hypr.models import (
     OPT_ICC,
     OPT_MASQUERADE,
     OPT_MTU,
+    OVERLAY,
     HostRoute,
     HostView,
     Network,
@@ -95,10 +96,12 @@ def plan_network_create(
     if any(n.name == name for n in snapshot.networks):
         raise Conflict(f"network with name {name} already exists")
     driver = body.get("Driver") or DRIVER
-    if driver != DRIVER:
+    if driver not in (DRIVER, OVERLAY):
         raise NotFound(f"could not find plugin {driver} in v1 plugin registry: plugin not found")
     _refuse_unsupported(body)
     enable6 = parse_bool("EnableIPv6", body.get("EnableIPv6") or False)
+    if enable6 and driver == OVERLAY:
+        raise InvalidParameter("IPv6 on overlay networks is not supported by hypr yet (the VXLAN entries are IPv4)")
     options = string_map("options", body.get("Options"))
     labels = string_map("labels", body.get("Labels"))
     configs4, configs6 = _split_configs(body.get("IPAM"))
@@ -115,7 +118,7 @@ def plan_network_create(
         aux_addresses=aux, internal=parse_bool("Internal", body.get("Internal", False)), mtu=_plan_mtu(options),
         icc=parse_bool(OPT_ICC, options.get(OPT_ICC, True)),
         masquerade=parse_bool(OPT_MASQUERADE, options.get(OPT_MASQUERADE, True)),
-        labels=labels, options=options, ipam_options=ipam_options, created=now_rfc3339(),
+        labels=labels, options=options, ipam_options=ipam_options, created=now_rfc3339(), driver=driver,
         subnet6=subnet6, gateway6=gateway6, ip_range6=ip_range6, routed6=routed6,
         attachable=parse_bool("Attachable", body.get("Attachable", False)),
     )  # fmt: skip
@@ -132,7 +135,8 @@ def _refuse_unsupported(body: Mapping[str, Any]) -> None:
         )
     if body.get("Ingress"):
         raise InvalidParameter("--ingress is not supported by hypr: it is a swarm routing-mesh network")
-    if body.get("Scope") not in (None, "", "local"):
+    overlay_scope = body.get("Driver") == OVERLAY and body.get("Scope") in ("global", "swarm")  # cluster-wide anyway
+    if body.get("Scope") not in (None, "", "local") and not overlay_scope:
         raise InvalidParameter(f"--scope {body['Scope']} is not supported by hypr: its networks are local")
     if body.get("EnableIPv4") is False:
         raise InvalidParameter(
@@ -276,6 +280,11 @@ def find_network(snapshot: Snapshot, ref: str) -> Network:
     return prefixed[0]
 
 
+def scope(network: Network) -> str:
+    """Docker's Scope: `global` for networks kept in the cluster store (overlays), else `local`."""
+    return "global" if network.driver == OVERLAY else "local"
+
+
 def in_use(snapshot: Snapshot, network_id: str) -> bool:
     """True when a running workload is attached. A stopped one keeps its config, not an endpoint, in Docker: its
     network can be removed or pruned (starting it afterwards fails by the network's name)."""
@@ -307,7 +316,7 @@ def _list_match(snapshot: Snapshot, n: Network, key: str, values: list[str]) -> 
     if key == "name":
         return any(v in n.name for v in values)
     if key == "scope":
-        return "local" in values
+        return scope(n) in values
     if key == "type":
         for v in values:
             if v not in ("custom", "builtin"):

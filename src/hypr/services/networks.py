@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from hypr.errors import Forbidden, HyprError
-from hypr.models import Network, Snapshot
+from hypr.errors import Forbidden, HyprError, Unavailable
+from hypr.models import OVERLAY, Network, Snapshot
 from hypr.services import network_plan as plan
 from hypr.services import workloads
 from hypr.services.context import Context
 
 
 def create(ctx: Context, body: Any) -> Network:
-    network = plan.plan_network_create(body, ctx.store.snapshot(), ctx.reconciler.host_view(), ctx.pool6())
+    snapshot = ctx.store.snapshot()
+    network = plan.plan_network_create(body, snapshot, ctx.reconciler.host_view(), ctx.pool6())
+    if network.driver == OVERLAY:
+        network = _create_overlay(ctx, body, snapshot, network)
     with ctx.store.transaction() as tx:
         ctx.store.insert_network(tx, network)
     try:
@@ -31,6 +35,21 @@ def create(ctx: Context, body: Any) -> Network:
             ctx.converge()
         raise
     return network
+
+
+def _create_overlay(ctx: Context, body: Any, snapshot: Snapshot, network: Network) -> Network:
+    """Planned against every overlay in the cluster (their subnets too), then written to etcd; the local row
+    follows, as on every other host when the watch brings it."""
+    if ctx.cluster is None:
+        raise Forbidden(
+            "overlay networks need a cluster: start hyprd with --cluster-store etcd://HOST:PORT --advertise-addr IP"
+        )
+    state = ctx.cluster.fresh_state()
+    known = {n.id for n in snapshot.networks}
+    others = tuple(dataclasses.replace(n, bridge="") for n in state.networks.values() if n.id not in known)
+    wider = dataclasses.replace(snapshot, networks=snapshot.networks + others)
+    network = plan.plan_network_create(body, wider, ctx.reconciler.host_view(), ctx.pool6())
+    return ctx.cluster.create_network(ctx.cluster.plan_network(network))
 
 
 def ensure_default(ctx: Context) -> None:
@@ -58,6 +77,10 @@ def remove(ctx: Context, ref: str, *, force: bool = False) -> Network:
         running = {w.id for w in snapshot.workloads if w.state == "running"}
         for endpoint in [e for e in snapshot.endpoints if e.network_id == network.id and e.workload_id in running]:
             workloads.disconnect(ctx, network.id, endpoint.workload_id, force=True)
+    if network.driver == OVERLAY:
+        if ctx.cluster is None:
+            raise Unavailable(f"network {network.name} is an overlay: this hyprd has no cluster store")
+        ctx.cluster.remove_network(network)
     snapshot = ctx.store.snapshot()
     with ctx.store.transaction() as tx:
         _forget_members(ctx, tx, snapshot, network)
@@ -78,7 +101,8 @@ def _forget_members(ctx: Context, tx: Any, snapshot: Snapshot, network: Network)
 
 def prune(ctx: Context, filters: Mapping[str, list[str]]) -> list[str]:
     snapshot = ctx.store.snapshot()
-    doomed = plan.prune_candidates(snapshot, filters, datetime.now(UTC))
+    # Overlays live in the cluster store: a prune on one host must not take them from every other.
+    doomed = [n for n in plan.prune_candidates(snapshot, filters, datetime.now(UTC)) if n.driver != OVERLAY]
     if not doomed:
         return []
     with ctx.store.transaction() as tx:

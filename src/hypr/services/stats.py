@@ -71,7 +71,10 @@ def cgroup_of(pid: int, root: Path = CGROUP_ROOT) -> Cgroup:
     return Cgroup(v1, v2)
 
 
-def _read(path: Path, default: str = "") -> str:
+def _read(path: Path | None, default: str = "") -> str:
+    """A kernel file's text, stripped; `default` when it is not there (or the controller is not: None)."""
+    if path is None:
+        return default
     try:
         return path.read_text().strip()
     except OSError:
@@ -184,22 +187,22 @@ def _cgroup_usage(target: Target) -> tuple[dict[str, Any], dict[str, Any], dict[
         throttle = _keyed(_read(group.v1["cpu"] / "cpu.stat")) if "cpu" in group.v1 else {}
         throttled = throttle.get("throttled_time", 0)
     else:
-        cpu = _keyed(_read(group.file("cpu", "", "cpu.stat") or Path()))
+        cpu = _keyed(_read(group.file("cpu", "", "cpu.stat")))
         usage = {"total_usage": cpu.get("usage_usec", 0) * 1000, "usage_in_kernelmode": cpu.get("system_usec", 0)
                  * 1000, "usage_in_usermode": cpu.get("user_usec", 0) * 1000}  # fmt: skip
         throttle, throttled = cpu, cpu.get("throttled_usec", 0) * 1000
     cpu_stats = {"cpu_usage": usage, "throttling_data": {
         "periods": throttle.get("nr_periods", 0), "throttled_periods": throttle.get("nr_throttled", 0),
         "throttled_time": throttled}}  # fmt: skip
-    limit_text = _read(group.file("memory", "memory.limit_in_bytes", "memory.max") or Path(), "max")
+    limit_text = _read(group.file("memory", "memory.limit_in_bytes", "memory.max"), "max")
     host = _host_memory()
     memory = {
-        "usage": int(_read(group.file("memory", "memory.usage_in_bytes", "memory.current") or Path(), "0") or 0),
-        "stats": _keyed(_read(group.file("memory", "memory.stat", "memory.stat") or Path())),
+        "usage": int(_read(group.file("memory", "memory.usage_in_bytes", "memory.current"), "0") or 0),
+        "stats": _keyed(_read(group.file("memory", "memory.stat", "memory.stat"))),
         "limit": min(int(limit_text), host) if limit_text.isdigit() else host,  # v1's "no limit" is 2^63-4096
     }
-    pids_max = _read(group.file("pids", "pids.max", "pids.max") or Path(), "max")
-    pids = {"current": int(_read(group.file("pids", "pids.current", "pids.current") or Path(), "0") or 0)}
+    pids_max = _read(group.file("pids", "pids.max", "pids.max"), "max")
+    pids = {"current": int(_read(group.file("pids", "pids.current", "pids.current"), "0") or 0)}
     if pids_max.isdigit():
         pids["limit"] = int(pids_max)
     return cpu_stats, memory, pids

@@ -18,7 +18,7 @@ import re2
 
 from hypr.errors import Conflict, InvalidParameter, NotFound
 from hypr.images import manifest as mf
-from hypr.models import BUILTIN_IMAGES, DEFAULT_NETWORK, Network, Resolver, Snapshot, Workload
+from hypr.models import BUILTIN_IMAGES, DEFAULT_NETWORK, Network, Resolver, Snapshot, Stdio, Workload
 from hypr.ports import PortSpec, from_bindings
 from hypr.services.confinement import plan_confinement
 from hypr.services.images import find_image
@@ -173,9 +173,14 @@ def plan_workload_create(
         stop_signal=_string(body, "StopSignal") or run.stop_signal, exposed_ports=exposed,
         resolver=resolver_settings(host_config, _string(body, "Domainname")), **_resources(host_config),
         confinement=plan_confinement(host_config, runtime), network_mode=mode, links=links,
-        publish_all=flag(host_config, "PublishAllPorts"), mac_address=mac or "",
+        publish_all=flag(host_config, "PublishAllPorts"), mac_address=mac or "", stdio=_stdio(body),
     )  # fmt: skip
     return WorkloadPlan(workload=workload, endpoints=endpoints, ports=ports)
+
+
+def _stdio(body: Mapping[str, Any]) -> Stdio:
+    """Docker's Tty, OpenStdin and StdinOnce (false unless asked for; AttachStdin/-out/-err are the client's)."""
+    return Stdio(tty=flag(body, "Tty"), open_stdin=flag(body, "OpenStdin"), stdin_once=flag(body, "StdinOnce"))
 
 
 def _hostname(body: Mapping[str, Any], name: str, mode: str) -> str:
@@ -270,10 +275,10 @@ def endpoint_request(network: Network, raw: Any, what: str) -> EndpointRequest:
 
 
 def _link_local(text: str) -> str:
-    """A LinkLocalIPs entry: an IPv4 address (hypr's namespaces have no IPv6)."""
+    """A LinkLocalIPs entry: an IPv4 address (added as /16); IPv6 ones are refused by name."""
     address = _address(text, "LinkLocalIPs")
     if ipaddress.ip_address(address).version != 4:
-        raise InvalidParameter(f"invalid LinkLocalIPs {text}: hypr's networks are IPv4-only")
+        raise InvalidParameter(f"invalid LinkLocalIPs {text}: only IPv4 link-local addresses are supported by hypr")
     return address
 
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from hypr import names
 from hypr.errors import Conflict, Forbidden, HyprError, InvalidParameter, KernelError, NotFound
-from hypr.models import Endpoint, Network, Snapshot, Workload
-from hypr.runtime.base import Attachment, Handle, LaunchSpec, Runtime
+from hypr.models import OVERLAY, Endpoint, Network, Snapshot, Workload
+from hypr.runtime.base import NO_OPTIONS, Attachment, ExecOptions, ExecProcess, Handle, LaunchSpec, Runtime
 from hypr.services import addresses
 from hypr.services.context import Context
 from hypr.services.network_plan import find_network
@@ -40,19 +40,20 @@ KILL_GRACE = 5.0  # seconds a SIGKILLed workload may take to be reaped before `k
 RESTART_FIRST_DELAY, RESTART_MAX_DELAY, RESTART_RESET = 0.1, 60.0, 10.0  # seconds (Docker's back-off)
 
 
-def event(ctx: Context, workload: Workload, action: str, **extra: str) -> None:
+def event(ctx: Context, workload: Workload, action: str, snapshot: Snapshot | None = None, **extra: str) -> None:
     """A container event as Docker's: its labels, image and name as attributes. A start joins its networks and a
-    death leaves them, as Docker reports (network connect / disconnect)."""
+    death leaves them, as Docker reports (network connect / disconnect); `snapshot`: the rows as they were, for a
+    workload already deleted."""
     if action == "die":
-        _network_events(ctx, workload, "disconnect")
+        _network_events(ctx, workload, "disconnect", snapshot)
     ctx.events.emit("container", action, workload.id,
                     {**workload.labels, "image": workload.image, "name": workload.name, **extra})  # fmt: skip
     if action == "start":
         _network_events(ctx, workload, "connect")
 
 
-def _network_events(ctx: Context, workload: Workload, action: str) -> None:
-    snapshot = ctx.store.snapshot()
+def _network_events(ctx: Context, workload: Workload, action: str, snapshot: Snapshot | None = None) -> None:
+    snapshot = snapshot or ctx.store.snapshot()
     for endpoint in snapshot.endpoints_of(workload.id):
         network = snapshot.network(endpoint.network_id)
         ctx.events.emit("network", action, network.id, {"container": workload.id, "name": network.name,
@@ -98,6 +99,7 @@ def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchS
         rootfs=ctx.images.rootfs(workload.image_id) if workload.image_id else None, image_id=workload.image_id,
         stop_signal=workload.stop_signal, confinement=workload.confinement,
         runtime_dir=ctx.settings.paths.runtime_dir, network_mode=workload.network_mode.partition(":")[0],
+        stdio=workload.stdio,
     )  # fmt: skip
     return _shared_network(ctx, snapshot, workload, spec)
 
@@ -212,7 +214,12 @@ def _insert_endpoint(
     ctx: Context, tx: Any, workload: Workload, request: EndpointRequest, position: int, taken: set[str]
 ) -> Endpoint:
     network = request.network
-    ip = addresses.reserve(ctx.store, network, request.ip) if request.ip else addresses.allocate(ctx.store, network)
+    if network.driver == OVERLAY:
+        ip = addresses.lease_overlay(ctx.cluster, ctx.store, network, request.ip, workload.id)
+    elif request.ip:
+        ip = addresses.reserve(ctx.store, network, request.ip)
+    else:
+        ip = addresses.allocate(ctx.store, network)
     ip6 = None
     if request.ip6:
         ip6 = addresses.reserve6(ctx.store, network, request.ip6)
@@ -261,14 +268,14 @@ def _delete(ctx: Context, workload: Workload) -> None:
         with contextlib.suppress(HyprError):
             ctx.runtime(workload.runtime).pause(spec, handle_of(workload) or Handle(0, 0, 0), paused=False)
     ctx.runtime(workload.runtime).delete(spec)
-    if workload.state == "running":  # rm -f: killed here, as Docker reports it
-        event(ctx, workload, "kill", signal=str(int(signals.SIGKILL)))
-        event(ctx, workload, "die", exitCode="137")
     ctx.ports.release(snapshot.ports_of(workload.id))
     ctx.restarts.pop(workload.id, None)
     with ctx.store.transaction() as tx:
         ctx.store.delete_workload(tx, workload.id)
     ctx.converge()
+    if workload.state == "running":  # rm -f: killed here, as Docker reports it
+        event(ctx, workload, "kill", signal=str(int(signals.SIGKILL)))
+        event(ctx, workload, "die", snapshot, exitCode="137")
     event(ctx, workload, "destroy")
 
 
@@ -299,6 +306,8 @@ def start(ctx: Context, ref: str) -> bool:
         with ctx.store.transaction() as tx:
             ctx.store.restore_state(tx, workload)
         ctx.converge()
+        if workload.auto_remove:  # as Docker: an --rm workload that cannot start is removed (its client waits)
+            _delete(ctx, workload)
         raise
     with ctx.store.transaction() as tx:
         ctx.store.set_running(tx, workload.id, handle.pid, handle.start_time, handle.main_pid, now_rfc3339())
@@ -390,12 +399,17 @@ def parse_signal(text: str) -> signals.Signals:
 
 
 def refresh(ctx: Context) -> None:
-    """Notice workloads that ended on their own: record the exit, then --rm them, or restart them as their policy
-    says, after Docker's back-off (100 ms, doubling up to a minute; reset once a run lasted 10 s)."""
+    """Notice workloads that ended on their own: record the exit, then --rm them (once no attach or wait holds
+    them), or restart them as their policy says, after Docker's back-off (100 ms, doubling up to a minute; reset
+    once a run lasted 10 s)."""
     snapshot = ctx.store.snapshot()
     now = time.monotonic()
     for workload in snapshot.workloads:
         handle = handle_of(workload)
+        if workload.state == "exited" and workload.auto_remove:
+            if not ctx.holds[workload.id]:
+                _delete(ctx, workload)
+            continue
         if workload.state == "exited" and ctx.restarts.get(workload.id, (0, math.inf))[1] <= now:
             log.info("restarting %s (policy %s)", workload.name, workload.restart)
             start(ctx, workload.id)
@@ -412,7 +426,8 @@ def refresh(ctx: Context) -> None:
         ctx.converge()  # its names leave DNS
         event(ctx, workload, "die", exitCode=str(code if code is not None else -1))
         if workload.auto_remove:
-            _delete(ctx, replace(workload, state="exited"))
+            if not ctx.holds[workload.id]:
+                _delete(ctx, replace(workload, state="exited"))
         elif restarts(workload.restart, code):
             ran_for = (
                 (datetime.now(UTC) - parse_created(workload.started_at)).total_seconds() if workload.started_at else 0
@@ -452,21 +467,55 @@ def _repair(ctx: Context, snapshot: Snapshot, workload: Workload) -> None:
         log.error("repair the network of %s: %s", workload.name, exc.message)
 
 
-def exec_argv(ctx: Context, ref: str, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None) -> list[str]:
+def exec_process(
+    ctx: Context, ref: str, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
+    options: ExecOptions = NO_OPTIONS,
+) -> ExecProcess:  # fmt: skip
     snapshot = ctx.store.snapshot()
     workload = find_workload(snapshot, ref)
     handle = handle_of(workload)
     if workload.state != "running" or handle is None:
-        raise Conflict(f"container {workload.id} is not running")
+        raise Conflict(f"Container {workload.id} is not running")
     if not argv:
         raise InvalidParameter("No exec command specified")
-    return ctx.runtime(workload.runtime).exec_argv(launch_spec(ctx, snapshot, workload), handle, argv, env, workdir)
+    spec = launch_spec(ctx, snapshot, workload)
+    return ctx.runtime(workload.runtime).exec_process(spec, handle, argv, env, workdir, options)
 
 
 def log_path(ctx: Context, ref: str) -> Path:
     snapshot = ctx.store.snapshot()
     workload = find_workload(snapshot, ref)
     return ctx.runtime(workload.runtime).log_path(launch_spec(ctx, snapshot, workload))
+
+
+@dataclass(frozen=True)
+class StreamTarget:
+    """What an attach, logs or wait stream needs of a workload, looked up once."""
+
+    workload: Workload
+    log: Path  # log.json (sandbox) or the raw log (vm)
+    attach_socket: Path | None  # the supervisor's (sandbox); None when the runtime has none
+    state_dir: Path
+
+
+def stream_target(ctx: Context, ref: str) -> StreamTarget:
+    snapshot = ctx.store.snapshot()
+    workload = find_workload(snapshot, ref)
+    spec = launch_spec(ctx, snapshot, workload)
+    runtime = ctx.runtime(workload.runtime)
+    return StreamTarget(workload, runtime.log_path(spec), runtime.attach_socket(spec), spec.state_dir)
+
+
+def hold(ctx: Context, workload_id: str) -> None:
+    """Keep an exited --rm workload (see Context.holds) until `release`."""
+    ctx.holds[workload_id] += 1
+
+
+def release(ctx: Context, workload_id: str) -> None:
+    ctx.holds[workload_id] -= 1
+    if ctx.holds[workload_id] <= 0:
+        del ctx.holds[workload_id]
+    refresh(ctx)  # an --rm workload that ended meanwhile goes now
 
 
 # -- network connect / disconnect -------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from hypr.models import (
     Protocol,
     Resolver,
     Snapshot,
+    Stdio,
     Workload,
     WorkloadState,
 )
@@ -225,12 +226,14 @@ class Store:
         tx.execute(
             "INSERT INTO workloads (id, name, image, runtime, state, command, env, hostname, labels, created, extra,"
             " auto_remove, restart, cpus, memory_mb, image_id, user, workdir, stop_signal, entrypoint, exposed_ports,"
-            " resolver, confinement, network_mode, settings) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " resolver, confinement, network_mode, settings, stdio)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (w.id, w.name, w.image, w.runtime, w.state, _dump(w.command), _dump(w.env), w.hostname,
              _dump(w.labels), w.created, _dump(extra), int(w.auto_remove), w.restart, w.cpus, w.memory_mb,
              w.image_id, w.user, w.workdir, w.stop_signal, _dump(w.entrypoint), _dump(w.exposed_ports),
              json.dumps(dataclasses.asdict(w.resolver), sort_keys=True),
-             json.dumps(dataclasses.asdict(w.confinement), sort_keys=True), w.network_mode, _settings(w)),
+             json.dumps(dataclasses.asdict(w.confinement), sort_keys=True), w.network_mode, _settings(w),
+             json.dumps(dataclasses.asdict(w.stdio), sort_keys=True)),
         )  # fmt: skip
 
     def set_settings(self, tx: sqlite3.Connection, w: Workload) -> None:
@@ -419,7 +422,11 @@ def _workload(row: sqlite3.Row) -> Workload:
         network_mode=row["network_mode"],
         paused=bool(row["paused"]),
         **_workload_settings(_load(row["settings"])),
+        stdio=Stdio(**{k: bool(v) for k, v in _load(row["stdio"]).items() if k in _STDIO}),
     )
+
+
+_STDIO = {f.name for f in dataclasses.fields(Stdio)}
 
 
 def _workload_settings(data: dict[str, Any]) -> dict[str, Any]:

@@ -124,4 +124,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE endpoints ADD COLUMN static_ip6 INTEGER NOT NULL DEFAULT 0;
     CREATE UNIQUE INDEX endpoints_ip6 ON endpoints (network_id, ip6)
     """,
+    """
+    ALTER TABLE workloads ADD COLUMN stdio TEXT NOT NULL DEFAULT '{}'
+    """,
 )
