@@ -8,6 +8,9 @@ APT_PACKAGES := python3 python3-venv python3-pip nftables libnftables1 iproute2 
 	crun golang-github-containers-common etcd-server etcd-client
 PYTEST_ARGS ?=
 
+# Workloads for bench/scale.py: populating 1000 sandboxes takes minutes (`make bench SCALE_SIZE=100` to try it).
+SCALE_SIZE ?= 1000
+
 .PHONY: setup apt venv compose-schema kernel run stop-demo test lint unit integration bench bench-images bench-vm bench-overlay clean
 
 setup: apt venv compose-schema kernel
@@ -64,6 +67,7 @@ bench: setup
 	$(BIN)/python bench/images.py
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/vmboot.py 3
+	$(BIN)/python bench/scale.py --size $(SCALE_SIZE)
 
 bench-images: setup
 	$(BIN)/python bench/images.py

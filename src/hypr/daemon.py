@@ -17,6 +17,7 @@ import resource
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address
@@ -113,7 +114,9 @@ class Daemon:
             },
             ports=PortHolder(),
         )
-        self.reconciler.add_step("firewall", self.apply_firewall)
+        self.firewall = firewall.Applier()
+        self.sysctls_set: set[tuple[str, str]] = set()  # as of the last converge; a full reconcile writes them all
+        self.reconciler.add_step("firewall", self.apply_firewall, self.forget_firewall)
         self.reconciler.add_step("ports", self.ctx.ports.converge)
         if settings.cluster_store:
             self.join_cluster()
@@ -164,28 +167,51 @@ class Daemon:
         """Sysctls, then the table. A sysctl that cannot be written (a bridge that failed to come up, a module
         that is not loaded) is reported, but never keeps the rules of every other network from being applied."""
         problems = []
-        for key, value in firewall.sysctls(snapshot):
+        wanted = firewall.sysctls(snapshot)
+        done = self.sysctls_set
+        self.sysctls_set = set()
+        for key, value in wanted:
             try:
-                self.reconciler.write_sysctl(key, value)
+                if (key, value) not in done:  # a new bridge starts with its defaults: it is not in `done`
+                    self.reconciler.write_sysctl(key, value)
+                self.sysctls_set.add((key, value))
             except KernelError as exc:
                 problems.append(exc.message)
-        firewall.apply(firewall.render(snapshot))
+        self.firewall(firewall.tables(snapshot))
         if problems:
             raise KernelError("; ".join(problems))
+
+    def forget_firewall(self) -> None:
+        self.firewall.forget()
+        self.sysctls_set = set()
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.worker, lambda: fn(*args, **kwargs))
 
     def start_up(self) -> None:
-        """Runs on the worker: the default network exists, and the kernel matches the database."""
+        """Runs on the worker: the default network exists, and the kernel matches the database (a full reconcile:
+        links, firewall, held ports, DNS records). The API and DNS serve from here on."""
+        began = time.monotonic()
         networks.ensure_default(self.ctx)
+        log.info("database read in %.2f s", time.monotonic() - began)
         self.ctx.converge()
+
+    def adopt(self) -> None:
+        """Runs on the worker right after start-up, while the API already answers: running workloads are ours again
+        (and their interfaces repaired), and other tables' drop policies are checked. At 1000 workloads this takes
+        seconds; every operation queues behind it on the worker, so none sees a workload not yet adopted, and the
+        workloads' networking never depended on it (the kernel state was converged before)."""
         try:
             firewall.check_foreign_drops()
         except HyprError as exc:
             log.warning("could not check other tables for drop policies: %s", exc.message)
-        workloads.adopt_all(self.ctx)
+        began = time.monotonic()
+        try:
+            workloads.adopt_all(self.ctx)
+        except HyprError as exc:
+            log.error("re-adopt workloads: %s", exc.message)
+        log.info("running workloads re-adopted in %.2f s", time.monotonic() - began)
 
     async def refresh_forever(self) -> None:
         while True:
@@ -241,6 +267,8 @@ class Daemon:
         finally:
             os.umask(previous)
         log.info("hyprd ready on %s (data %s)", socket_path, self.settings.paths.data_dir)
+        # Submitted now, not from a task: the worker's next job, before any API call's.
+        asyncio.get_running_loop().run_in_executor(self.worker, self.adopt)
         refresher = asyncio.create_task(self.refresh_forever())
         if self.ctx.cluster is not None:
             self.ctx.cluster.start(self.submit)
@@ -281,6 +309,7 @@ class Daemon:
 
 
 def run(settings: Settings) -> int:
+    log.info("hyprd starting (data %s)", settings.paths.data_dir)  # start-up at scale is timed from here
     try:
         daemon = Daemon(settings)
     except AlreadyRunning as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any, Literal
 
@@ -219,17 +220,45 @@ class Snapshot:
     ports: tuple[PortMapping, ...] = ()
     images: tuple[Image, ...] = ()
 
+    # Lookups by ID go through indexes built on first use: a planner asks per workload or per mapping, and a scan
+    # per question made the cost of one operation grow with the square of what exists.
+    @cached_property
+    def _networks_by_id(self) -> dict[str, Network]:
+        return {n.id: n for n in self.networks}
+
+    @cached_property
+    def _workloads_by_id(self) -> dict[str, Workload]:
+        return {w.id: w for w in self.workloads}
+
+    @cached_property
+    def _endpoints_by_workload(self) -> dict[str, list[Endpoint]]:
+        found: dict[str, list[Endpoint]] = {}
+        for e in self.endpoints:
+            found.setdefault(e.workload_id, []).append(e)
+        for endpoints in found.values():
+            endpoints.sort(key=lambda e: e.position)
+        return found
+
+    @cached_property
+    def _ports_by_workload(self) -> dict[str, list[PortMapping]]:
+        found: dict[str, list[PortMapping]] = {}
+        for p in self.ports:
+            found.setdefault(p.workload_id, []).append(p)
+        return found
+
     def network(self, network_id: str) -> Network:
-        return next(n for n in self.networks if n.id == network_id)
+        """KeyError when there is no such network."""
+        return self._networks_by_id[network_id]
 
     def workload(self, workload_id: str) -> Workload:
-        return next(w for w in self.workloads if w.id == workload_id)
+        """KeyError when there is no such workload."""
+        return self._workloads_by_id[workload_id]
 
     def ports_of(self, workload_id: str) -> list[PortMapping]:
-        return [p for p in self.ports if p.workload_id == workload_id]
+        return list(self._ports_by_workload.get(workload_id, ()))
 
     def endpoints_of(self, workload_id: str) -> list[Endpoint]:
-        return sorted((e for e in self.endpoints if e.workload_id == workload_id), key=lambda e: e.position)
+        return list(self._endpoints_by_workload.get(workload_id, ()))
 
     def gateway_order(self, workload_id: str) -> list[Endpoint]:
         """A workload's endpoints, the one that carries its default route (and resolver) first. Docker's rule:

@@ -32,7 +32,7 @@ def invariants(hyprd: Hyprd) -> None:
     wanted = {n["HostInterface"] for c in containers for n in c["NetworkSettings"]["Networks"].values()}
     ours = {name for name in links(hyprd.ns) if name.startswith(("hv", "tap"))}
     assert ours == wanted, (ours, wanted)
-    bridges = {n["Options"]["com.docker.network.bridge.name"] for n in networks}
+    bridges = {n["Options"]["com.docker.network.bridge.name"] for n in networks if n["Driver"] == "bridge"}
     have = set(links(hyprd.ns, "bridge"))
     assert bridges <= have and not {b for b in have - bridges if b.startswith("vbr")}, (bridges, have)
 

@@ -15,7 +15,7 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 
 import dns.message
@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hypr.dns import DnsServer, build_records, wire
-from hypr.dns.records import Found, Outcome, Records, lookup, valid_name
+from hypr.dns.records import Found, Outcome, Records, RecordsBuilder, lookup, valid_name
 from hypr.dns.server import _Turn, tcp_reply, udp_reply
 from hypr.dns.testing import LoopThread
 from hypr.models import Endpoint, Network, Resolver, Snapshot, Workload
@@ -228,3 +228,26 @@ def test_a_question_name_of_256_octets_is_formerr_and_255_is_read() -> None:
     fits = raw_query(".".join([*labels[:3], "d" * 61]), 1, ident=2)  # 255 octets
     assert wire.parse_query(fits).qname.endswith("d" * 61)
     assert len(wire.encode_name(".".join([*labels[:3], "d" * 61]))) == 255
+
+
+@settings(max_examples=200, deadline=None)
+@given(world=worlds(), data=st.data())
+def test_a_reused_builder_gives_the_tables_a_fresh_build_gives(world: World, data: st.DataObject) -> None:
+    """The daemon keeps one RecordsBuilder, which reuses each unchanged workload's part: after any change (workloads
+    gone, renamed, stopped, another host search list) its tables equal a build from nothing."""
+    builder = RecordsBuilder()
+    snapshot = world.snapshot
+    assert builder.build(snapshot) == build_records(snapshot)
+    for _ in range(3):
+        kept = [w for w in snapshot.workloads if data.draw(st.booleans())]
+        changed = tuple(
+            replace(w, name=data.draw(any_name)) if data.draw(st.booleans()) else
+            replace(w, state="exited") if data.draw(st.booleans()) else w
+            for w in kept
+        )  # fmt: skip
+        ids = {w.id for w in changed}
+        snapshot = replace(
+            snapshot, workloads=changed, endpoints=tuple(e for e in snapshot.endpoints if e.workload_id in ids)
+        )
+        search = tuple(data.draw(st.lists(any_name, max_size=2)))
+        assert builder.build(snapshot, search) == build_records(snapshot, search)

@@ -18,6 +18,8 @@ import pytest
 from hypr.errors import Conflict
 from hypr.models import Endpoint, Network, PortMapping, Protocol, Snapshot, Workload
 from hypr.reconcile.firewall import FirewallSettings, foreign_drops, numbered, published_ports, render, sysctls
+from hypr.reconcile.firewall import tables as firewall_tables
+from hypr.reconcile.nft import update
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "firewall"
 ANY = IPv4Address("0.0.0.0")
@@ -342,3 +344,38 @@ def test_numbered_marks_cited_lines() -> None:
     out = numbered(text, Exception("<cmdline>:5:3-7: Error: syntax error"))
     assert "    5> line 5" in out
     assert "line 1\n" not in out and "line 10" not in out
+
+
+# -- incremental updates (nft.update): what the daemon applies between full reconciles ---------------------------
+
+
+def test_an_update_to_the_same_tables_is_empty() -> None:
+    tables = firewall_tables(scenario_published_ports())
+    assert update(tables, tables) == ""
+
+
+def test_publishing_ports_updates_elements_only() -> None:
+    after = scenario_published_ports()
+    before = replace(after, ports=())
+    text = update(firewall_tables(before), firewall_tables(after))
+    assert text is not None and text.startswith("add element inet hypr published_")
+    assert "flush" not in text and "delete" not in text and "table inet hypr {" not in text
+    back = update(firewall_tables(after), firewall_tables(before))
+    assert back is not None and back.startswith("delete element inet hypr published_")
+    assert " : " not in back  # a map element is deleted by its key
+
+
+def test_a_new_network_refills_the_chains_that_changed() -> None:
+    before, after = scenario_default_only(), scenario_two_networks()
+    text = update(firewall_tables(before), firewall_tables(after))
+    assert text is not None
+    flushed = re.findall(r"^flush chain inet hypr (\w+)$", text, flags=re.MULTILINE)
+    assert flushed == ["prerouting", "output", "postrouting", "forward", "input"]
+    assert "delete table" not in text
+
+
+def test_a_change_of_shape_replaces_the_tables() -> None:
+    tables = firewall_tables(scenario_default_only())
+    fewer = (replace(tables[0], sets=tables[0].sets[:1]), tables[1])
+    assert update(tables, fewer) is None
+    assert update(tables, tables[:1]) is None

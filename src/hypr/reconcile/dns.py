@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
-from hypr.dns import DnsServer, Records, build_records, load_upstreams
-from hypr.dns.records import search_domains
+from hypr.dns import DnsServer, Records, load_upstreams
+from hypr.dns.records import RecordsBuilder, search_domains
 from hypr.dns.upstream import Upstream
 from hypr.errors import KernelError
 from hypr.models import Snapshot
@@ -74,6 +74,7 @@ class DnsStep:
         self.upstreams = upstreams
         self.gateways: set[IPv4Address | IPv6Address] = set()
         self.snapshot: Snapshot | None = None  # the last one handed to the server: rebuilt from when search changes
+        self.builder = RecordsBuilder()  # used on the worker only: follow_upstreams builds with a fresh one
 
     async def follow_upstreams(self) -> None:
         """Called now and then between changes: pick up an edited resolv.conf (its nameservers and its search
@@ -86,10 +87,10 @@ class DnsStep:
         if search:
             log.info("DNS: the host's search domains: %s", " ".join(self.upstreams.search) or "none")
         if self.snapshot is not None and self.server.records.host_search != self.upstreams.search:
-            await self.server.set_records(build_records(self.snapshot, self.upstreams.search))
+            await self.server.set_records(RecordsBuilder().build(self.snapshot, self.upstreams.search))
 
     def __call__(self, snapshot: Snapshot) -> None:
-        records = build_records(snapshot, self.upstreams.search)
+        records = self.builder.build(snapshot, self.upstreams.search)
         gateways: set[IPv4Address | IPv6Address] = {n.gateway for n in snapshot.networks}
         gateways |= {n.gateway6 for n in snapshot.networks if n.gateway6 is not None}
         self.gateways = gateways

@@ -30,7 +30,7 @@ from hypr.errors import Conflict, KernelError
 from hypr.models import Endpoint, Network, PortMapping, Snapshot
 from hypr.names import DNS_PORT, TABLE
 from hypr.reconcile import libnft
-from hypr.reconcile.nft import Chain, Hook, NamedSet, Rule, Table, anonymous_set, quote, script
+from hypr.reconcile.nft import Chain, Hook, NamedSet, Rule, Table, anonymous_set, quote, script, update
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,15 @@ class Published:
 
 def render(snapshot: Snapshot, settings: FirewallSettings | None = None) -> str:
     """The whole nft script for `snapshot`: same input, byte-identical output."""
+    return script(tables(snapshot, settings))
+
+
+def tables(snapshot: Snapshot, settings: FirewallSettings | None = None) -> tuple[Table, Table]:
+    """`table inet hypr` and `table bridge hypr` for `snapshot`, as values (`render` writes them out)."""
     settings = settings or FirewallSettings()
     networks = _sorted_networks(snapshot)
     published = published_ports(snapshot)
-    tables = (_inet_table(networks, published, settings), _bridge_table(snapshot, settings))
-    return script(tables)
+    return (_inet_table(networks, published, settings), _bridge_table(snapshot, settings))
 
 
 def sysctls(snapshot: Snapshot) -> list[tuple[str, str]]:
@@ -386,18 +390,18 @@ def _host_closed(n: Network, settings: FirewallSettings) -> Iterator[Rule]:
 def _bridge_table(snapshot: Snapshot, settings: FirewallSettings) -> Table:
     networks = {n.id: n for n in snapshot.networks}
     endpoints = sorted((e for e in snapshot.endpoints if e.network_id in networks), key=lambda e: e.host_ifname)
-    ports = tuple(quote(e.host_ifname) for e in endpoints)
+    ports = tuple(quote(e.host_ifname) for e in endpoints)  # quoted once: this runs per workload per converge
     sets = (
         NamedSet("ports", "ifname", ports),
-        NamedSet(
-            "port_macs", "ifname . ether_addr", tuple(f"{quote(e.host_ifname)} . {e.mac.lower()}" for e in endpoints)
-        ),
-        NamedSet("port_ips", "ifname . ipv4_addr", tuple(f"{quote(e.host_ifname)} . {e.ip}" for e in endpoints)),
+        NamedSet("port_macs", "ifname . ether_addr",
+                 tuple(f"{port} . {e.mac.lower()}" for port, e in zip(ports, endpoints, strict=True))),
+        NamedSet("port_ips", "ifname . ipv4_addr",
+                 tuple(f"{port} . {e.ip}" for port, e in zip(ports, endpoints, strict=True))),
         NamedSet("ports6", "ifname", tuple(quote(e.host_ifname) for e in endpoints if e.ip6 is not None)),
         NamedSet("port_ip6s", "ifname . ipv6_addr", _ip6_elements(endpoints, str)),
         # The target of a neighbour advertisement, as nft 1.0.6 reads it: raw bits (it has no `icmpv6 taddr`).
         NamedSet("port_nd_targets", f"typeof iifname . {_ND_TARGET}", _ip6_elements(endpoints, _hex)),
-    )
+    )  # fmt: skip
     chains = (
         Chain("spoof", _SPOOF),
         Chain(
@@ -513,6 +517,31 @@ def _locate(text: str) -> libnft.NftError | None:
         except libnft.NftError as exc:
             return exc
     return None
+
+
+class Applier:
+    """Applies rendered tables: the whole script the first time and after `forget()` (a full reconcile) or a
+    failure, otherwise only the difference from the tables it applied last (`nft.update`). If the kernel drifted
+    (someone deleted our table), the update is refused as a whole and the full script is applied instead."""
+
+    def __init__(self) -> None:
+        self.applied: tuple[Table, ...] | None = None
+
+    def forget(self) -> None:
+        self.applied = None
+
+    def __call__(self, wanted: tuple[Table, ...]) -> None:
+        previous, self.applied = self.applied, None
+        text = None if previous is None else update(previous, wanted)
+        if text:
+            try:
+                libnft.run(text)
+            except libnft.NftError as exc:
+                log.warning("firewall update refused (%s); replacing the tables", str(exc).strip().splitlines()[0])
+                text = None
+        if text is None:
+            apply(script(wanted))
+        self.applied = wanted
 
 
 def remove(settings: FirewallSettings | None = None) -> None:

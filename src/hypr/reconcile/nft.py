@@ -86,6 +86,50 @@ def script(tables: Iterable[Table]) -> str:
     return "".join(parts)
 
 
+def update(old: Iterable[Table], new: Iterable[Table]) -> str | None:
+    """One nft script that turns tables `old` (as last applied) into `new` in place: set and map elements deleted
+    and added, changed chains flushed and filled again; "" when nothing changed. None when the shape changed (a
+    table, set or chain added or removed, a type or hook changed): replace the tables with `script()` then.
+
+    Cost follows the change, not the tables: one published port is one element, not a re-load of every other.
+    Element keys that are not there make nft refuse the whole transaction, so a kernel that drifted from `old`
+    is noticed, never half-updated."""
+    before = {(t.family, t.name): t for t in old}
+    after = {(t.family, t.name): t for t in new}
+    if before.keys() != after.keys() or any(_shape(before[k]) != _shape(after[k]) for k in after):
+        return None
+    parts: list[str] = []
+    for key, table in after.items():
+        ref = f"{table.family} {table.name}"
+        for was, now in zip(before[key].sets, table.sets, strict=True):
+            parts += _element_changes(ref, was, now)
+        for was_chain, chain in zip(before[key].chains, table.chains, strict=True):
+            if was_chain.rules != chain.rules:
+                parts.append(f"flush chain {ref} {chain.name}\ntable {ref} {{\n{_chain(chain)}}}\n")
+    return "".join(parts)
+
+
+def _shape(table: Table) -> tuple[object, ...]:
+    return (
+        tuple((s.name, s.key_type, s.data_type) for s in table.sets),
+        tuple((c.name, c.hook) for c in table.chains),
+    )
+
+
+def _element_changes(ref: str, was: NamedSet, now: NamedSet) -> list[str]:
+    """A map element is deleted by its key; one whose value changed is deleted and added again."""
+    old, new = set(was.elements), set(now.elements)
+    gone = [e for e in was.elements if e not in new]
+    added = [e for e in now.elements if e not in old]
+    parts = []
+    if gone:
+        keys = [e.split(" : ")[0] if now.data_type else e for e in gone]
+        parts.append(f"delete element {ref} {now.name} {{ {', '.join(keys)} }}\n")
+    if added:
+        parts.append(f"add element {ref} {now.name} {{ {', '.join(added)} }}\n")
+    return parts
+
+
 def _table(table: Table) -> str:
     blocks = [_set(s) for s in table.sets] + [_chain(c) for c in table.chains]
     return f"table {table.family} {table.name} {{\n" + "\n".join(blocks) + "}\n"

@@ -131,6 +131,9 @@ class Runtime(Protocol):
     def adopt(self, spec: LaunchSpec) -> Handle | None:
         """The handle of a workload still running from before a daemon restart, or None."""
 
+    def running(self, handle: Handle) -> bool:
+        """Still running: the cheap check the refresher makes of every running workload twice a second."""
+
     def status(self, spec: LaunchSpec, handle: Handle) -> tuple[bool, int | None]:
         """(running, exit code once known)."""
 

@@ -34,8 +34,13 @@ def exit_code(state_dir: Path) -> int | None:
         return None  # not written yet (or still empty while a VM runs)
 
 
+def running(handle: Handle) -> bool:
+    """The supervisor still runs (the same process that was recorded)."""
+    return proc.alive(handle.pid, handle.start_time)
+
+
 def status(state_dir: Path, handle: Handle) -> tuple[bool, int | None]:
-    if proc.alive(handle.pid, handle.start_time):
+    if running(handle):
         return True, None
     return False, exit_code(state_dir)
 

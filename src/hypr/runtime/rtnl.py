@@ -38,6 +38,10 @@ NLM_F_CREATE = 0x400
 NLM_F_CAPPED = 0x100
 NLM_F_ACK_TLVS = 0x200
 NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_DUMP = 0x300
+IFLA_EXT_MASK = 29
+RTEXT_FILTER_SKIP_STATS = 1 << 3
 NLMSGERR_ATTR_MSG = 1
 
 IFLA_ADDRESS = 1
@@ -255,6 +259,41 @@ class Rtnl:
         text = f"{req.what}: {os.strerror(-code)}" + (f" ({detail})" if detail else "")
         return NetlinkError(-code, text)
 
+    def links(self) -> list[LinkInfo]:
+        """Every link of this socket's namespace (one RTM_GETLINK dump, statistics left out by the kernel). Parsed
+        here in a few struct calls per link: pyroute2 takes ~0.5 ms per link, and there is one per endpoint."""
+        self.seq += 1
+        body = ifinfo() + attr(IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
+        self.sock.send(_HDR.pack(_HDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, self.seq, 0) + body)
+        found: list[LinkInfo] = []
+        while True:
+            data = self.sock.recv(1 << 20)
+            offset = 0
+            while offset + _HDR.size <= len(data):
+                length, kind, _flags, seq, _ = _HDR.unpack_from(data, offset)
+                if seq == self.seq:
+                    if kind == NLMSG_DONE:
+                        return found
+                    if kind == NLMSG_ERROR:
+                        (code,) = struct.unpack_from("=i", data, offset + _HDR.size)
+                        raise NetlinkError(-code, f"list links: {os.strerror(-code)}")
+                    if kind == RTM_NEWLINK:
+                        found.append(_link_info(data[offset + _HDR.size : offset + length]))
+                offset += (length + 3) & ~3
+
+    def link(self, name: str = "", index: int = 0) -> LinkInfo | None:
+        """One link by name or index (one request, statistics left out), or None when there is no such link."""
+        body = ifinfo(index) + attr(IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
+        if name:
+            body += attr(IFLA_IFNAME, _str(name))
+        try:
+            (reply,) = self.batch([Request(f"look up link {name or index}", RTM_GETLINK, 0, body)])
+        except NetlinkError as exc:
+            if exc.errno == errno.ENODEV:
+                return None
+            raise
+        return _link_info(reply)
+
     def link_index(self, name: str) -> int | None:
         """The index of `name` in this socket's namespace, or None when there is no such link."""
         try:
@@ -265,6 +304,45 @@ class Rtnl:
             raise
         _, _, index, _, _ = _IFINFO.unpack_from(reply)
         return int(index)
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    index: int
+    name: str
+    kind: str  # IFLA_INFO_KIND ("bridge", "veth", "tun"...), "" for none
+    alias: str
+    master: int  # the bridge a port is enslaved to (0: none)
+    mac: str  # lower case, "" for none
+
+
+def _attrs(data: bytes, offset: int) -> dict[int, bytes]:
+    """Top-level attributes from `offset` on (type without the nested/byte-order flags -> payload)."""
+    found = {}
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            break
+        found[kind & 0x3FFF] = data[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+    return found
+
+
+def _text(payload: bytes | None) -> str:
+    return payload.split(b"\0", 1)[0].decode(errors="replace") if payload else ""
+
+
+def _link_info(body: bytes) -> LinkInfo:
+    _, _, index, _, _ = _IFINFO.unpack_from(body)
+    attrs = _attrs(body, _IFINFO.size)
+    info = _attrs(attrs[IFLA_LINKINFO], 0) if IFLA_LINKINFO in attrs else {}
+    master = attrs.get(IFLA_MASTER)
+    mac = attrs.get(IFLA_ADDRESS, b"")
+    return LinkInfo(
+        index=index, name=_text(attrs.get(IFLA_IFNAME)), kind=_text(info.get(IFLA_INFO_KIND)),
+        alias=_text(attrs.get(IFLA_IFALIAS)), master=struct.unpack("=I", master)[0] if master else 0,
+        mac=":".join(f"{b:02x}" for b in mac) if len(mac) == 6 else "",
+    )  # fmt: skip
 
 
 def delete_host_links(atts: Iterable[Attachment], errors: list[str]) -> None:

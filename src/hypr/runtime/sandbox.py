@@ -274,6 +274,9 @@ class SandboxRuntime:
     def status(self, spec: LaunchSpec, handle: Handle) -> tuple[bool, int | None]:
         return handles.status(spec.state_dir, handle)
 
+    def running(self, handle: Handle) -> bool:
+        return handles.running(handle)
+
     def _send(self, spec: LaunchSpec, handle: Handle, sig: int) -> bool:
         """`crun kill`; False when the container no longer runs. A workload still under a supervisor from before
         sandboxes ran on crun (workloads outlive daemon upgrades) has no container: its command's process group

@@ -295,6 +295,9 @@ class VmRuntime:
     def status(self, spec: LaunchSpec, handle: Handle) -> tuple[bool, int | None]:
         return handles.status(spec.state_dir, handle)
 
+    def running(self, handle: Handle) -> bool:
+        return handles.running(handle)
+
     def _control(self, spec: LaunchSpec, signum: int) -> bool:
         """Ask the guest init to signal the workload's process group; False when the channel is not there."""
         try:

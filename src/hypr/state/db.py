@@ -1,5 +1,10 @@
 """The SQLite store. Every write goes through `transaction()`; every read a planner needs goes through
-`snapshot()`, which returns frozen values, so no planner ever holds a cursor."""
+`snapshot()`, which returns frozen values, so no planner ever holds a cursor.
+
+The snapshot is cached and kept current row by row: temporary triggers note the key of every row a write touches
+(whatever the statement, ON DELETE CASCADE included), and `snapshot()` re-reads only those rows. Reading every
+table for every question made each operation cost as much as everything that exists.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +49,13 @@ class Store:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self._migrate()
+        self._track_changes()
+        self._snapshot: Snapshot | None = None
+        self._networks: dict[str, Network] = {}
+        self._workloads: dict[str, Workload] = {}
+        self._endpoints: dict[str, tuple[Endpoint, ...]] = {}  # by workload ID, in position order
+        self._ports: dict[str, tuple[PortMapping, ...]] = {}  # by workload ID, in insertion order
+        self._images: tuple[Image, ...] = ()
 
     def close(self) -> None:
         self.conn.close()
@@ -55,6 +67,16 @@ class Store:
                 for statement in filter(str.strip, script.split(";")):
                     self.conn.execute(statement)
                 self.conn.execute(f"PRAGMA user_version={number}")
+
+    def _track_changes(self) -> None:
+        """Temporary (per connection, never stored) triggers that note (kind, key) of every row written."""
+        self.conn.execute("CREATE TEMP TABLE changed (kind TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (kind, key))")
+        for table, (kind, key) in _TRACKED.items():
+            for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("UPDATE", "OLD"), ("DELETE", "OLD")):
+                self.conn.execute(
+                    f"CREATE TEMP TRIGGER track_{table}_{event}_{row} AFTER {event} ON main.{table} BEGIN "
+                    f"INSERT OR IGNORE INTO changed VALUES ('{kind}', {key.format(row=row)}); END"
+                )
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -81,6 +103,28 @@ class Store:
     # -- reads ---------------------------------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
+        """The committed state (inside a transaction: including its writes, read afresh and not cached)."""
+        if self.conn.in_transaction:
+            return self._read_all()
+        changes = self.conn.execute("SELECT kind, key FROM temp.changed").fetchall()
+        if self._snapshot is not None and not changes:
+            return self._snapshot
+        self.conn.execute("DELETE FROM temp.changed")
+        if self._snapshot is None:
+            self._load_all()
+        else:
+            for kind, key in changes:
+                self._reload(kind, key)
+        self._snapshot = Snapshot(
+            networks=tuple(sorted(self._networks.values(), key=lambda n: (n.created, n.id))),
+            workloads=tuple(sorted(self._workloads.values(), key=lambda w: (w.created, w.id))),
+            endpoints=tuple(e for key in sorted(self._endpoints) for e in self._endpoints[key]),
+            ports=tuple(p for key in sorted(self._ports) for p in self._ports[key]),
+            images=self._images,
+        )
+        return self._snapshot
+
+    def _read_all(self) -> Snapshot:
         return Snapshot(
             networks=tuple(map(_network, self.conn.execute("SELECT * FROM networks ORDER BY created, id"))),
             workloads=tuple(map(_workload, self.conn.execute("SELECT * FROM workloads ORDER BY created, id"))),
@@ -88,10 +132,36 @@ class Store:
                 map(_endpoint, self.conn.execute("SELECT * FROM endpoints ORDER BY workload_id, position"))
             ),
             ports=tuple(map(_port, self.conn.execute("SELECT * FROM port_mappings ORDER BY workload_id, rowid"))),
-            images=self._images(),
+            images=self._read_images(),
         )
 
-    def _images(self) -> tuple[Image, ...]:
+    def _load_all(self) -> None:
+        whole = self._read_all()
+        self._networks = {n.id: n for n in whole.networks}
+        self._workloads = {w.id: w for w in whole.workloads}
+        self._endpoints, self._ports = {}, {}
+        for e in whole.endpoints:
+            self._endpoints[e.workload_id] = (*self._endpoints.get(e.workload_id, ()), e)
+        for p in whole.ports:
+            self._ports[p.workload_id] = (*self._ports.get(p.workload_id, ()), p)
+        self._images = whole.images
+
+    def _reload(self, kind: str, key: str) -> None:
+        """Re-read the rows behind one noted change: a network, or a workload with its endpoints and mappings."""
+        if kind == "images":
+            self._images = self._read_images()
+        elif kind == "network":
+            row = self.conn.execute("SELECT * FROM networks WHERE id=?", (key,)).fetchone()
+            _put(self._networks, key, None if row is None else _network(row))
+        else:
+            row = self.conn.execute("SELECT * FROM workloads WHERE id=?", (key,)).fetchone()
+            _put(self._workloads, key, None if row is None else _workload(row))
+            query = "SELECT * FROM endpoints WHERE workload_id=? ORDER BY position"
+            _put(self._endpoints, key, tuple(map(_endpoint, self.conn.execute(query, (key,)))) or None)
+            query = "SELECT * FROM port_mappings WHERE workload_id=? ORDER BY rowid"
+            _put(self._ports, key, tuple(map(_port, self.conn.execute(query, (key,)))) or None)
+
+    def _read_images(self) -> tuple[Image, ...]:
         tags: dict[str, list[tuple[str, str]]] = {}
         for row in self.conn.execute("SELECT * FROM image_tags ORDER BY tagged, ref"):
             tags.setdefault(row["image_id"], []).append((row["ref"], row["tagged"]))
@@ -260,6 +330,25 @@ class Store:
 
 def _text(value: object | None) -> str | None:
     return None if value is None else str(value)
+
+
+# table -> (kind, key expression) noted for each row written; a workload's endpoints and mappings are re-read with it.
+_TRACKED = {
+    "networks": ("network", "{row}.id"),
+    "workloads": ("workload", "{row}.id"),
+    "endpoints": ("workload", "{row}.workload_id"),
+    "port_mappings": ("workload", "{row}.workload_id"),
+    "images": ("images", "''"),
+    "image_tags": ("images", "''"),
+    "image_digests": ("images", "''"),
+}
+
+
+def _put(cache: dict[str, Any], key: str, value: Any) -> None:
+    if value is None:
+        cache.pop(key, None)
+    else:
+        cache[key] = value
 
 
 def _load(text: str | None) -> Any:
