@@ -454,12 +454,14 @@ def adopt_all(ctx: Context) -> None:
                 with ctx.store.transaction() as tx:
                     ctx.store.set_running(tx, workload.id, handle.pid, handle.start_time, handle.main_pid,
                                           workload.started_at or now_rfc3339())  # fmt: skip
-            _repair(ctx, snapshot, workload)
+        # Both ways: an `rm -f` cut short after the runtime's delete but before the rows went leaves a row whose
+        # interfaces are gone; plugging them back gives "none of the rm" (the workload stays, exited).
+        _repair(ctx, snapshot, workload)
     refresh(ctx)
 
 
 def _repair(ctx: Context, snapshot: Snapshot, workload: Workload) -> None:
-    """A connect or disconnect cut short by a crash leaves a row without its interface, or the reverse (the
+    """A connect, disconnect or rm cut short by a crash leaves a row without its interface, or the reverse (the
     reconcile removes host links no row owns): plug whatever the rows say is missing (create is idempotent)."""
     try:
         ctx.runtime(workload.runtime).create(launch_spec(ctx, snapshot, workload))
