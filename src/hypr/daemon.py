@@ -37,6 +37,7 @@ from hypr.reconcile.dns import DnsStep, ResolvedStep, Upstreams
 from hypr.reconcile.kernel import Reconciler
 from hypr.reconcile.ports import PortHolder
 from hypr.reconcile.proxy import LoopbackProxy
+from hypr.runtime import shim
 from hypr.runtime.sandbox import SandboxRuntime
 from hypr.runtime.vm import VmRuntime
 from hypr.services import networks, workloads
@@ -310,6 +311,10 @@ class Daemon:
 
 def run(settings: Settings) -> int:
     log.info("hyprd starting (data %s)", settings.paths.data_dir)  # start-up at scale is timed from here
+    try:
+        shim.cgroups_for_the_daemon()  # before any thread: mounts act on this namespace alone
+    except OSError as exc:
+        log.warning("cgroups are not mounted here and could not be: exec, pause and stats will fail (%s)", exc)
     try:
         daemon = Daemon(settings)
     except AlreadyRunning as exc:

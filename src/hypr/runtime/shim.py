@@ -115,6 +115,17 @@ def _mount_cgroups_as_pid1() -> None:
                     os.symlink(combined, f"{CGROUP_ROOT}/{name}")
 
 
+def cgroups_for_the_daemon() -> None:
+    """The daemon runs `crun exec`, `crun pause` and reads cgroup counters itself. Started by `ip netns exec` (a
+    mount namespace of its own with a fresh sysfs, / made rslave), it sees no cgroup hierarchy: it mounts PID 1's,
+    in its own namespace only. PID 1 having them where we do not proves the namespaces differ (its ns link itself
+    may not be readable)."""
+    if CGROUP_ROOT in {m[0] for m in _mounts()} or CGROUP_ROOT not in {m[0] for m in _mounts("1")}:
+        return
+    _libc.mount(None, "/sys", None, _libc.MS_REC | _libc.MS_PRIVATE)  # and nothing of ours propagates anywhere
+    _mount_cgroups_as_pid1()
+
+
 def _cgroup_view() -> None:
     """crun needs the cgroup hierarchies under /sys/fs/cgroup. A daemon started by `ip netns exec` sees a fresh
     sysfs without them: the supervisor mounts the host's (PID 1's) in its own mount namespace."""
