@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, IPv6Address, IPv6Network, NetmaskValueError
+from typing import TypeVar
 
 from hypr.errors import Forbidden, InvalidParameter
 
@@ -56,30 +57,41 @@ SPECIAL = (
 )
 
 
-def parse_subnet(text: str) -> IPv4Network:
+_Net = TypeVar("_Net", IPv4Network, IPv6Network)
+
+
+def _cidr(text: str, kind: type[_Net], what: str) -> _Net:
+    """`text` as a network of `kind` written in its canonical form (no host bits set), else Docker's error."""
     try:
-        net = IPv4Network(text, strict=False)
+        net = kind(text, strict=False)
     except (AddressValueError, NetmaskValueError, ValueError):
-        raise InvalidParameter(f"invalid subnet {text}: invalid CIDR block notation") from None
+        raise InvalidParameter(f"invalid {what} {text}: invalid CIDR block notation") from None
     if "/" not in text:
-        raise InvalidParameter(f"invalid subnet {text}: invalid CIDR block notation")
-    if str(net) != text:
-        raise InvalidParameter(f"invalid subnet {text}: it should be {net}")
-    if net.prefixlen > 30:
-        raise InvalidParameter(f"invalid subnet {text}: a bridge network needs at least a /30")
-    for block, what in SPECIAL:
+        raise InvalidParameter(f"invalid {what} {text}: invalid CIDR block notation")
+    try:
+        kind(text)  # strict: refuses host bits, which the lenient parse above dropped
+    except ValueError:
+        raise InvalidParameter(f"invalid {what} {text}: it should be {net}") from None
+    return net
+
+
+def _subnet(text: str, kind: type[_Net], longest: int, special: Iterable[tuple[_Net, str]]) -> _Net:
+    net = _cidr(text, kind, "subnet")
+    if net.prefixlen > longest:
+        raise InvalidParameter(f"invalid subnet {text}: a bridge network needs at least a /{longest}")
+    for block, what in special:
         if net.overlaps(block):
             raise InvalidParameter(f"invalid subnet {text}: it overlaps {block}, {what}, which no network can use")
     return net
 
 
-def parse_ip_range(text: str, subnet: IPv4Network) -> IPv4Network:
-    try:
-        net = IPv4Network(text, strict=False)
-    except (AddressValueError, NetmaskValueError, ValueError):
-        raise InvalidParameter(f"invalid ip-range {text}: invalid CIDR block notation") from None
-    if str(net) != text:
-        raise InvalidParameter(f"invalid ip-range {text}: it should be {net}")
+def parse_subnet(text: str) -> IPv4Network:
+    return _subnet(text, IPv4Network, 30, SPECIAL)
+
+
+def parse_ip_range(text: str, subnet: _Net) -> _Net:
+    """An ip-range (`--ip-range`, IPAM `IPRange`) of either family, within `subnet`."""
+    net = _cidr(text, type(subnet), "ip-range")
     if not net.subnet_of(subnet):
         raise InvalidParameter(f"invalid ip-range {text}: it should be within subnet {subnet}")
     return net
@@ -213,30 +225,7 @@ def ula_pool(seed: str) -> DefaultPool6:
 
 
 def parse_subnet6(text: str) -> IPv6Network:
-    try:
-        net = IPv6Network(text, strict=False)
-    except (AddressValueError, NetmaskValueError, ValueError):
-        raise InvalidParameter(f"invalid subnet {text}: invalid CIDR block notation") from None
-    if "/" not in text:
-        raise InvalidParameter(f"invalid subnet {text}: invalid CIDR block notation")
-    if net.network_address != IPv6Address(text.split("/")[0]):
-        raise InvalidParameter(f"invalid subnet {text}: it should be {net}")
-    if net.prefixlen > 126:
-        raise InvalidParameter(f"invalid subnet {text}: a bridge network needs at least a /126")
-    for block, what in SPECIAL6:
-        if net.overlaps(block):
-            raise InvalidParameter(f"invalid subnet {text}: it overlaps {block}, {what}, which no network can use")
-    return net
-
-
-def parse_ip_range6(text: str, subnet: IPv6Network) -> IPv6Network:
-    try:
-        net = IPv6Network(text, strict=False)
-    except (AddressValueError, NetmaskValueError, ValueError):
-        raise InvalidParameter(f"invalid ip-range {text}: invalid CIDR block notation") from None
-    if not net.subnet_of(subnet):
-        raise InvalidParameter(f"invalid ip-range {text}: it should be within subnet {subnet}")
-    return net
+    return _subnet(text, IPv6Network, 126, SPECIAL6)
 
 
 def parse_address6(text: str, subnet: IPv6Network, what: str) -> IPv6Address:

@@ -190,7 +190,7 @@ def _plan_ipam6(
     else:
         routes = [r.dst for r in host.routes if r.dst.prefixlen > 0 and isinstance(r.dst, IPv6Network)]
         subnet = ipam.auto_subnet6(pool6, [*taken, *routes])
-    ip_range = ipam.parse_ip_range6(str(config["IPRange"]), subnet) if config.get("IPRange") else None
+    ip_range = ipam.parse_ip_range(str(config["IPRange"]), subnet) if config.get("IPRange") else None
     gateway = (
         ipam.parse_address6(str(config["Gateway"]), subnet, "gateway")
         if config.get("Gateway")
