@@ -27,8 +27,8 @@ def test_warns_about_other_tables_dropping_forwarded_traffic(host_ns: str, tmp_r
     daemon = Hyprd(ns=host_ns, root=tmp_root)
     daemon.start()
     try:
-        log = daemon.log.read_text()
-        assert "table ip filter chain FORWARD (hook forward) has policy drop" in log
+        warning = "table ip filter chain FORWARD (hook forward) has policy drop"
+        wait_until(lambda: warning in daemon.log.read_text(), "the warning (checked right after start-up)")
         tables = run_in(host_ns, "nft", "list", "tables").stdout
         assert "table ip filter" in tables and "table inet hypr" in tables  # theirs untouched, ours added
     finally:

@@ -440,7 +440,8 @@ def adopt_all(ctx: Context) -> None:
     """After a daemon restart: workloads that kept running are ours again; the others are marked exited."""
     snapshot = ctx.store.snapshot()
     for workload in snapshot.workloads:
-        if workload.state != "running":
+        if workload.state != "running":  # a create cut short between its rows and its interfaces: plug them
+            _repair(ctx, snapshot, workload)
             continue
         handle = ctx.runtime(workload.runtime).adopt(launch_spec(ctx, snapshot, workload))
         if handle is None:
