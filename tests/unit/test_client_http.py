@@ -67,6 +67,7 @@ def peer() -> Iterator[Callable[[Script], tuple[Client, list[bytes], list[int]]]
         client.close()
     listener.close()
     Path(path).unlink()
+    Path(directory).rmdir()
 
 
 def answer(status: str, body: bytes, headers: str = "Content-Type: application/json\r\n") -> bytes:
