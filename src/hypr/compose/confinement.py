@@ -9,12 +9,12 @@ Named and anonymous volumes are refused by name, since hypr has no volumes.
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hypr.compose.errors import ComposeError
+from hypr.compose.values import one_or_many, parse_bytes
 
 _FLAGS = (("privileged", "Privileged"), ("read_only", "ReadonlyRootfs"))
 _LISTS = (("cap_add", "CapAdd"), ("cap_drop", "CapDrop"), ("security_opt", "SecurityOpt"))
@@ -32,7 +32,7 @@ def host_config(raw: Mapping[str, Any], working_dir: Path, where: str) -> dict[s
     if raw.get("pids_limit") is not None:
         found["PidsLimit"] = int(raw["pids_limit"])
     if raw.get("tmpfs"):
-        found["Tmpfs"] = dict(_tmpfs_entry(str(t)) for t in _one_or_many(raw["tmpfs"]))
+        found["Tmpfs"] = dict(_tmpfs_entry(str(t)) for t in one_or_many(raw["tmpfs"]))
     binds: list[str] = []
     mounts: list[dict[str, Any]] = []
     for index, volume in enumerate(raw.get("volumes") or ()):
@@ -47,22 +47,6 @@ def host_config(raw: Mapping[str, Any], working_dir: Path, where: str) -> dict[s
     if mounts:
         found["Mounts"] = mounts
     return found
-
-
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)b?$", re.IGNORECASE)
-
-
-def parse_bytes(value: Any, where: str) -> int:
-    """compose's byte values: a number, or a string such as `64m`, `1.5g`, `512kb`."""
-    match = _SIZE.match(str(value))
-    if not match:
-        raise ComposeError(f"{where}: invalid size {value!r}")
-    units = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
-    return int(float(match[1]) * units[match[2].lower()])
-
-
-def _one_or_many(value: Any) -> list[Any]:
-    return [value] if isinstance(value, str) else list(value)
 
 
 def _tmpfs_entry(entry: str) -> tuple[str, str]:

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypr.compose.confinement import host_config, parse_bytes
+from hypr.compose.confinement import host_config
 from hypr.compose.errors import ComposeError
+from hypr.compose.values import one_or_many, parse_bytes
 from hypr.errors import HyprError
 from hypr.ports import PortSpec, parse_publish
 
@@ -143,13 +144,6 @@ def _expose(value: Any, where: str) -> tuple[str, ...]:
         except HyprError as exc:
             raise ComposeError(f"{where}: {exc.message}") from None
     return tuple(ports)
-
-
-def _one_or_many(value: Any) -> tuple[str, ...]:
-    """compose's string_or_list."""
-    if value is None:
-        return ()
-    return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
 
 
 def _extra_hosts(value: Any) -> tuple[str, ...]:
@@ -335,8 +329,8 @@ def build_project(
             pull_policy=_pull_policy(raw.get("pull_policy"), f"{where}.pull_policy"),
             user=str(raw.get("user") or ""), working_dir=str(raw.get("working_dir") or ""),
             stop_signal=str(raw.get("stop_signal") or ""), expose=_expose(raw.get("expose") or [], f"{where}.expose"),
-            dns=_one_or_many(raw.get("dns")), dns_search=_one_or_many(raw.get("dns_search")),
-            dns_opt=_one_or_many(raw.get("dns_opt")), extra_hosts=_extra_hosts(raw.get("extra_hosts")),
+            dns=one_or_many(raw.get("dns")), dns_search=one_or_many(raw.get("dns_search")),
+            dns_opt=one_or_many(raw.get("dns_opt")), extra_hosts=_extra_hosts(raw.get("extra_hosts")),
             domainname=str(raw.get("domainname") or ""), confinement=host_config(raw, working_dir, where),
         )  # fmt: skip
     used = sorted({a.network for s in services.values() for a in s.networks})
