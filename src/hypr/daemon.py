@@ -312,7 +312,7 @@ class Daemon:
 def run(settings: Settings) -> int:
     log.info("hyprd starting (data %s)", settings.paths.data_dir)  # start-up at scale is timed from here
     try:
-        shim.cgroups_for_the_daemon()  # before any thread: mounts act on this namespace alone
+        shim.see_host_cgroups()  # before any thread: mounts act on this namespace alone
     except OSError as exc:
         log.warning("cgroups are not mounted here and could not be: exec, pause and stats will fail (%s)", exc)
     try:

@@ -115,11 +115,11 @@ def _mount_cgroups_as_pid1() -> None:
                     os.symlink(combined, f"{CGROUP_ROOT}/{name}")
 
 
-def cgroups_for_the_daemon() -> None:
-    """The daemon runs `crun exec`, `crun pause` and reads cgroup counters itself. Started by `ip netns exec` (a
-    mount namespace of its own with a fresh sysfs, / made rslave), it sees no cgroup hierarchy: it mounts PID 1's,
-    in its own namespace only. PID 1 having them where we do not proves the namespaces differ (its ns link itself
-    may not be readable)."""
+def see_host_cgroups() -> None:
+    """crun needs the cgroup hierarchies under /sys/fs/cgroup. A daemon started by `ip netns exec` (a mount
+    namespace of its own with a fresh sysfs, / made rslave) sees none, nor do the supervisors it starts: mount PID
+    1's, in this mount namespace only. PID 1 having them where we do not proves the namespaces differ (its ns link
+    itself may not be readable). The daemon calls this too: it runs `crun exec`/`pause` and reads cgroup counters."""
     if CGROUP_ROOT in {m[0] for m in _mounts()} or CGROUP_ROOT not in {m[0] for m in _mounts("1")}:
         return
     _libc.mount(None, "/sys", None, _libc.MS_REC | _libc.MS_PRIVATE)  # and nothing of ours propagates anywhere
@@ -127,10 +127,8 @@ def cgroups_for_the_daemon() -> None:
 
 
 def _cgroup_view() -> None:
-    """crun needs the cgroup hierarchies under /sys/fs/cgroup. A daemon started by `ip netns exec` sees a fresh
-    sysfs without them: the supervisor mounts the host's (PID 1's) in its own mount namespace."""
-    if CGROUP_ROOT not in {m[0] for m in _mounts()}:
-        _mount_cgroups_as_pid1()
+    """The host's cgroup hierarchies as crun 1.8 takes them (see _UNIFIED_CONTROLLERS), in our own namespace."""
+    see_host_cgroups()
     try:
         with open(_UNIFIED_CONTROLLERS) as f:
             controllers = f.read().strip()
