@@ -178,7 +178,7 @@ class Daemon:
                 self.sysctls_set.add((key, value))
             except KernelError as exc:
                 problems.append(exc.message)
-        self.firewall(firewall.tables(snapshot))
+        self.firewall(snapshot)
         if problems:
             raise KernelError("; ".join(problems))
 

@@ -15,10 +15,14 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, cast
 
 from hypr.models import (
+    ChangeLog,
+    Changes,
     Confinement,
     Endpoint,
     Image,
@@ -56,6 +60,8 @@ class Store:
         self._endpoints: dict[str, tuple[Endpoint, ...]] = {}  # by workload ID, in position order
         self._ports: dict[str, tuple[PortMapping, ...]] = {}  # by workload ID, in insertion order
         self._images: tuple[Image, ...] = ()
+        self._serial = 0  # of the last snapshot made
+        self._history = ChangeLog()  # what each snapshot changed: the incremental reconcile plans from it
 
     def close(self) -> None:
         self.conn.close()
@@ -113,15 +119,25 @@ class Store:
         if self._snapshot is None:
             self._load_all()
         else:
-            for kind, key in changes:
-                self._reload(kind, key)
-        self._snapshot = Snapshot(
-            networks=tuple(sorted(self._networks.values(), key=lambda n: (n.created, n.id))),
-            workloads=tuple(sorted(self._workloads.values(), key=lambda w: (w.created, w.id))),
-            endpoints=tuple(e for key in sorted(self._endpoints) for e in self._endpoints[key]),
-            ports=tuple(p for key in sorted(self._ports) for p in self._ports[key]),
-            images=self._images,
-        )
+            changed = [(kind, key) for kind, key in changes if self._reload(kind, key)]
+            if not changed:
+                return self._snapshot
+            self._history.add(self._serial + 1, _logged(changed))
+        self._serial += 1
+        rows = {
+            "networks": tuple(sorted(self._networks.values(), key=_CREATED)),
+            "workloads": tuple(sorted(self._workloads.values(), key=_CREATED)),
+            "endpoints": tuple(chain.from_iterable(map(self._endpoints.__getitem__, sorted(self._endpoints)))),
+            "ports": tuple(chain.from_iterable(map(self._ports.__getitem__, sorted(self._ports)))),
+            "images": self._images,
+        }
+        indexes: dict[str, Mapping[str, Any]] = {
+            "_networks_by_id": dict(self._networks),
+            "_workloads_by_id": dict(self._workloads),
+            "_endpoints_by_workload": dict(self._endpoints),
+            "_ports_by_workload": dict(self._ports),
+        }
+        self._snapshot = Snapshot.from_store(rows, self._serial, self._history, indexes)
         return self._snapshot
 
     def _read_all(self) -> Snapshot:
@@ -146,13 +162,18 @@ class Store:
             self._ports[p.workload_id] = (*self._ports.get(p.workload_id, ()), p)
         self._images = whole.images
 
-    def _reload(self, kind: str, key: str) -> None:
-        """Re-read the rows behind one noted change: a network, or a workload with its endpoints and mappings."""
+    def _reload(self, kind: str, key: str) -> bool:
+        """Re-read the rows behind one noted change: a network, or a workload with its endpoints and mappings.
+        False when they read as they were (a network's row is written for its allocation cursor, which no
+        snapshot shows): the old values stay, as the same objects."""
         if kind == "images":
             self._images = self._read_images()
         elif kind == "network":
             row = self.conn.execute("SELECT * FROM networks WHERE id=?", (key,)).fetchone()
-            _put(self._networks, key, None if row is None else _network(row))
+            network = None if row is None else _network(row)
+            if network is not None and self._networks.get(key) == network:
+                return False
+            _put(self._networks, key, network)
         else:
             row = self.conn.execute("SELECT * FROM workloads WHERE id=?", (key,)).fetchone()
             _put(self._workloads, key, None if row is None else _workload(row))
@@ -160,6 +181,7 @@ class Store:
             _put(self._endpoints, key, tuple(map(_endpoint, self.conn.execute(query, (key,)))) or None)
             query = "SELECT * FROM port_mappings WHERE workload_id=? ORDER BY rowid"
             _put(self._ports, key, tuple(map(_port, self.conn.execute(query, (key,)))) or None)
+        return True
 
     def _read_images(self) -> tuple[Image, ...]:
         tags: dict[str, list[tuple[str, str]]] = {}
@@ -342,6 +364,16 @@ _TRACKED = {
     "image_tags": ("images", "''"),
     "image_digests": ("images", "''"),
 }
+
+
+_CREATED = attrgetter("created", "id")  # the order of networks and of workloads in a snapshot
+
+
+def _logged(changes: list[tuple[str, str]]) -> Changes:
+    keys: dict[str, set[str]] = {"network": set(), "workload": set(), "images": set()}
+    for kind, key in changes:
+        keys[kind].add(key)
+    return Changes(frozenset(keys["network"]), frozenset(keys["workload"]), bool(keys["images"]))
 
 
 def _put(cache: dict[str, Any], key: str, value: Any) -> None:
