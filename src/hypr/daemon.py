@@ -118,7 +118,7 @@ class Daemon:
         self.firewall = firewall.Applier()
         self.sysctls_set: set[tuple[str, str]] = set()  # as of the last converge; a full reconcile writes them all
         self.reconciler.add_step("firewall", self.apply_firewall, self.forget_firewall)
-        self.reconciler.add_step("ports", self.ctx.ports.converge)
+        self.reconciler.add_step("ports", self.ctx.ports.converge, self.ctx.ports.forget)
         if settings.cluster_store:
             self.join_cluster()
 

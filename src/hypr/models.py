@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from operator import attrgetter
 from typing import Any, Literal
 
 Protocol = Literal["tcp", "udp"]
@@ -248,6 +249,11 @@ class Snapshot:
         return {w.id: w for w in self.workloads}
 
     @cached_property
+    def _workloads_by_name(self) -> Mapping[str, Workload]:
+        ordered = self.workloads[::-1]  # the first of a name wins (names are unique; built in C all the same)
+        return dict(zip(map(attrgetter("name"), ordered), ordered, strict=True))
+
+    @cached_property
     def _endpoints_by_workload(self) -> Mapping[str, Sequence[Endpoint]]:
         found: dict[str, list[Endpoint]] = {}
         for e in self.endpoints:
@@ -270,6 +276,12 @@ class Snapshot:
     def workload(self, workload_id: str) -> Workload:
         """KeyError when there is no such workload."""
         return self._workloads_by_id[workload_id]
+
+    def workload_named(self, name: str) -> Workload | None:
+        return self._workloads_by_name.get(name)
+
+    def has_workload(self, workload_id: str) -> bool:
+        return workload_id in self._workloads_by_id
 
     def ports_of(self, workload_id: str) -> list[PortMapping]:
         return list(self._ports_by_workload.get(workload_id, ()))

@@ -294,6 +294,7 @@ class RecordsBuilder:
                 for network_id, names, _ips in part.endpoints:
                     for name in names:
                         _append_addresses(tables.scoped[network_id].setdefault(name, []), part, network_id, name)
+                        writers.named.setdefault((network_id, name), []).append(workload.id)
         self.parts, self.writers = parts, writers
         tables.scoped = {nid: {k: tuple(v) for k, v in names.items()} for nid, names in tables.scoped.items()}
         return _records(snapshot, host, tables, writers)

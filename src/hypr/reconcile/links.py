@@ -20,7 +20,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from hypr import names
 from hypr.errors import KernelError
-from hypr.models import HostRoute, HostView, Network, Snapshot
+from hypr.models import HostRoute, HostView, Network, Snapshot, changes
 from hypr.runtime.rtnl import Rtnl, bridge_port_set
 
 log = logging.getLogger(__name__)
@@ -215,18 +215,18 @@ class LinkDelta:
 
 
 def delta(old: Snapshot, new: Snapshot) -> LinkDelta:
-    """Compare by row: unchanged networks and endpoints are not looked at in the kernel at all."""
+    """Compare by row, only the rows that changed (`models.changes`): unchanged networks and endpoints are not
+    looked at, neither here nor in the kernel."""
+    change = changes(old, new)
     before = {n.id: n for n in old.networks}
     bridges = {n.bridge for n in new.networks}
-    ends = {e.id: e for e in old.endpoints}
-    ifnames = {e.host_ifname for e in new.endpoints}
+    ends = {e.id: e for w in change.workloads for e in old.endpoints_of(w)}
+    now = [e for w in change.workloads for e in new.endpoints_of(w)]
     return LinkDelta(
-        networks=tuple(n for n in new.networks if before.get(n.id) != n),
-        gone_bridges=tuple(sorted({n.bridge for n in old.networks} - bridges)),
-        endpoints=tuple(
-            (e.host_ifname, new.network(e.network_id).bridge) for e in new.endpoints if ends.get(e.id) != e
-        ),
-        gone_ifnames=tuple(sorted({e.host_ifname for e in old.endpoints} - ifnames)),
+        networks=tuple(n for n in new.networks if n.id in change.networks),
+        gone_bridges=tuple(sorted({before[i].bridge for i in change.networks if i in before} - bridges)),
+        endpoints=tuple((e.host_ifname, new.network(e.network_id).bridge) for e in now if ends.get(e.id) != e),
+        gone_ifnames=tuple(sorted({e.host_ifname for e in ends.values()} - {e.host_ifname for e in now})),
     )
 
 

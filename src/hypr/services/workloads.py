@@ -439,9 +439,10 @@ def refresh(ctx: Context) -> None:
 def adopt_all(ctx: Context) -> None:
     """After a daemon restart: workloads that kept running are ours again; the others are marked exited."""
     snapshot = ctx.store.snapshot()
+    present = ctx.reconciler.link_names()
     for workload in snapshot.workloads:
         if workload.state != "running":  # a create cut short between its rows and its interfaces: plug them
-            _repair(ctx, snapshot, workload)
+            _repair(ctx, snapshot, workload, present)
             continue
         handle = ctx.runtime(workload.runtime).adopt(launch_spec(ctx, snapshot, workload))
         if handle is None:
@@ -457,13 +458,19 @@ def adopt_all(ctx: Context) -> None:
                                           workload.started_at or now_rfc3339())  # fmt: skip
         # Both ways: an `rm -f` cut short after the runtime's delete but before the rows went leaves a row whose
         # interfaces are gone; plugging them back gives "none of the rm" (the workload stays, exited).
-        _repair(ctx, snapshot, workload)
+        _repair(ctx, snapshot, workload, present)
     refresh(ctx)
 
 
-def _repair(ctx: Context, snapshot: Snapshot, workload: Workload) -> None:
+def _repair(ctx: Context, snapshot: Snapshot, workload: Workload, present: set[str]) -> None:
     """A connect, disconnect or rm cut short by a crash leaves a row without its interface, or the reverse (the
-    reconcile removes host links no row owns): plug whatever the rows say is missing (create is idempotent)."""
+    reconcile removes host links no row owns): plug whatever the rows say is missing (create is idempotent).
+    Only for a workload with a host link missing from `present` (the links that exist): a runtime create costs
+    ~10 ms, and a host with many stopped workloads must not pay it for each at every start-up. (A namespace
+    that is gone takes its veth ends with it; a workload without endpoints gets its namespace at start.)"""
+    if all(e.host_ifname in present for e in snapshot.endpoints_of(workload.id)):
+        return
+    log.info("plugging the interfaces of %s again", workload.name)
     try:
         ctx.runtime(workload.runtime).create(launch_spec(ctx, snapshot, workload))
     except HyprError as exc:
