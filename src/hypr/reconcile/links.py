@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from pathlib import Path
-from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -51,27 +50,31 @@ def links(ipr: IPRoute) -> list[Link]:
 def host_view(ipr: IPRoute, alias: str) -> HostView:
     """Routes and interface names that belong to others: what a new network must not collide with. Names come
     from libc's if_nameindex (one netlink dump parsed in C: pyroute2 costs ~0.1 ms per link, and every workload
-    adds one); only the few interfaces routes leave by are looked up, to tell ours from others'."""
+    adds one), routes from the main table through our own client (the kernel filters the table: every interface
+    has a multicast route in the local one, which pyroute2 parsed only to drop); only the few interfaces routes
+    leave by are looked up, to tell ours from others'."""
     names = dict(socket.if_nameindex())
-    ours: dict[Any, bool] = {}
+    ours: dict[int, bool] = {}
 
-    def theirs(oif: Any) -> bool:
+    def theirs(oif: int) -> bool:
         if oif not in ours:
-            ours[oif] = oif is not None and _alias_of(oif) == alias
+            ours[oif] = oif != 0 and _alias_of(oif) == alias
         return not ours[oif]
 
-    routes = tuple(
-        HostRoute(IPv4Network((msg.get("dst") or "0.0.0.0", msg["dst_len"])), names.get(msg.get("oif"), "?"))
-        for msg in ipr.get_routes(family=2, table=MAIN_TABLE)
-        if theirs(msg.get("oif"))
-    )
-    routes6 = (
-        HostRoute(IPv6Network((msg.get("dst") or "::", msg["dst_len"])), names.get(msg.get("oif"), "?"))
-        for msg in ipr.get_routes(family=10, table=MAIN_TABLE)
-        if theirs(msg.get("oif"))
-    )
-    kept6 = tuple(r for r in routes6 if not any(r.dst.subnet_of(n) for n in _NOT_ROUTES6))  # type: ignore[arg-type]
-    return HostView(routes=routes + kept6, interfaces=frozenset(names.values()))
+    try:
+        with Rtnl() as rtnl:
+            main = rtnl.routes(socket.AF_INET, MAIN_TABLE) + rtnl.routes(socket.AF_INET6, MAIN_TABLE)
+    except OSError as exc:
+        raise KernelError(f"list routes: {exc}") from exc
+    routes: list[HostRoute] = []
+    for route in main:
+        if not theirs(route.oif):
+            continue
+        dst = IPv4Network((route.dst or bytes(4), route.dst_len)) if route.family == socket.AF_INET else (
+            IPv6Network((route.dst or bytes(16), route.dst_len)))  # fmt: skip
+        if not (dst.version == 6 and any(dst.subnet_of(n) for n in _NOT_ROUTES6)):
+            routes.append(HostRoute(dst, names.get(route.oif, "?")))
+    return HostView(routes=tuple(routes), interfaces=frozenset(names.values()))
 
 
 def _alias_of(index: int) -> str:
