@@ -132,7 +132,7 @@ class Daemon:
             ClusterSettings(s.cluster_store, s.advertise_addr, s.node_name or socket.gethostname(), s.cluster_ttl),
             self.store.instance_id(),
             self.store,
-            lambda: self.reconciler.host_view().interfaces,
+            lambda: frozenset(self.reconciler.host_view().interfaces),
         )
         plane = OverlayPlane(self.reconciler.ipr, names.ALIAS_PREFIX + "overlay:" + self.store.instance_id(),
                              cluster.node, s.advertise_addr)  # fmt: skip

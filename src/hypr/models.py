@@ -7,6 +7,7 @@ DNS records) take a snapshot and return a plan; they never read the database or 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -320,7 +321,7 @@ class HostView:
     """What the kernel already has that a new network must not collide with."""
 
     routes: tuple[HostRoute, ...] = ()
-    interfaces: frozenset[str] = field(default_factory=frozenset)
+    interfaces: AbstractSet[str] = field(default_factory=frozenset)  # (the daemon's looks names up as asked)
 
 
 @dataclass(frozen=True)
