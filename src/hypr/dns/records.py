@@ -312,9 +312,9 @@ class RecordsBuilder:
         if any(names_before.get(nid, name) != name for nid, name in network_names.items()):
             return None  # a network renamed in place (no operation does it)
         affected = set(change.workloads) | self.writers.linkers
-        if context[2] != self.context[2]:  # the gateways: a workload's own --dns servers are checked against them
+        regateway = context[2] != self.context[2]  # a workload's own --dns servers are checked against the gateways
+        if regateway:
             affected |= {w.id for w in snapshot.workloads if w.resolver.dns}
-        self.context = context
         writers = self.writers.copy()
         tables = _Tables(dict(old.scopes), dict(old.hypr), {}, dict(old.reverse))
         tables.scoped = {n.id: old.scoped.get(n.id, {}) for n in snapshot.networks}
@@ -327,7 +327,7 @@ class RecordsBuilder:
             known = parts.get(workload_id)
             if known is not None and known[3] is not None and not tables.take(workload_id, known[3], writers, dirty):
                 return None
-            workload = snapshot._workloads_by_id.get(workload_id)
+            workload = snapshot.workload(workload_id) if snapshot.has_workload(workload_id) else None
             if workload is None or workload.state != "running":
                 fresh[workload_id] = None
                 continue
@@ -337,7 +337,8 @@ class RecordsBuilder:
                 running = {w.id for w in _published(snapshot)} if running is None else running
                 links = _links(snapshot, workload, running)
                 writers.linkers.add(workload_id)
-            if known is not None and known[0] is workload and known[1] == endpoints and known[2] == links:
+            same = known is not None and known[0] is workload and known[1] == endpoints and known[2] == links
+            if known is not None and same and not (regateway and workload.resolver.dns):
                 part = known[3]
             else:
                 part = _part(workload, endpoints, network_names, host, gateways, links)
@@ -349,7 +350,7 @@ class RecordsBuilder:
         for workload_id in (k for k, v in fresh.items() if v is None):
             self.parts.pop(workload_id, None)
         _reassemble(tables, dirty, writers, self.parts, snapshot)
-        self.writers = writers
+        self.writers, self.context = writers, context  # (only now: a whole build after a refusal starts afresh)
         if change.networks:
             return _records(snapshot, host, tables, writers)  # what depends on the networks alone: O(networks)
         return replace(old, scopes=tables.scopes, hypr=tables.hypr, scoped=tables.scoped, reverse=tables.reverse,
