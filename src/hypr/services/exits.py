@@ -8,10 +8,12 @@ its process ends, so one poll of all of them names the few that did; each is the
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 from collections.abc import Mapping
 
+from hypr.reconcile.ports import HIGH_FD
 from hypr.runtime import proc
 from hypr.runtime.base import Handle
 
@@ -36,9 +38,17 @@ class ExitWatch:
 
     def _watch(self, workload_id: str, handle: Handle) -> bool:
         try:
-            fd = os.pidfd_open(handle.pid)
+            first = os.pidfd_open(handle.pid)
         except OSError:
             return False  # ended (ESRCH), or a kernel without pidfds: asked every time
+        try:
+            # At or above 1024, as held ports are: a thousand pidfds below it would push the descriptors of
+            # libraries that still select() (libnftables) past FD_SETSIZE, which aborts the process.
+            fd = fcntl.fcntl(first, fcntl.F_DUPFD_CLOEXEC, HIGH_FD)
+        except OSError:
+            return False  # no descriptor free up there: asked every time
+        finally:
+            os.close(first)
         if not proc.alive(handle.pid, handle.start_time):  # ended before, and its pid taken by another process
             os.close(fd)
             return False
