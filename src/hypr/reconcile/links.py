@@ -121,10 +121,17 @@ def _converge_addresses(ipr: IPRoute, index: int, want: IPv4Interface) -> None:
 
 
 def _enable_ipv6(proc_sys: Path, bridge: str) -> None:
-    """A host (or a namespace) may have IPv6 off for new interfaces; a dual-stack bridge needs it on."""
-    path = proc_sys / "net/ipv6/conf" / bridge / "disable_ipv6"
-    if path.read_text().strip() != "0":
-        path.write_text("0")
+    """A host (or a namespace) may have IPv6 off for new interfaces; a bridge with IPv6 needs it on.
+
+    No duplicate address detection on the bridge (accept_dad=0, before IPv6 is on): its link-local address is born
+    when the bridge gets carrier, i.e. with the first port, and the kernel sends no neighbour solicitation from a
+    tentative address (ndisc_send_ns). A packet to that first workload from an address not on the bridge
+    (forwarded, DNAT'd) waited for the solicitation's retry a second later: its first SYN was lost. The address is
+    derived from our MAC, and the anti-spoofing chain keeps ports from claiming it."""
+    conf = proc_sys / "net/ipv6/conf" / bridge
+    for name, value in (("accept_dad", "0"), ("disable_ipv6", "0")):
+        if (conf / name).read_text().strip() != value:
+            (conf / name).write_text(value)
 
 
 def _converge_addresses6(ipr: IPRoute, index: int, want: IPv6Interface) -> None:
