@@ -100,16 +100,19 @@ def test_dual_stack_network_inspect_and_static_addresses(hyprd: Hyprd) -> None:
     assert f"default via {v6['Gateway']} dev eth0" in routes
 
 
-def test_ipv6_between_workloads_isolation_and_nat66(hyprd: Hyprd, topo: Topology) -> None:
-    create6(hyprd, "one", "fd00:1::/64")
-    create6(hyprd, "two", "fd00:2::/64")
-    create6(hyprd, "inside", "fd00:3::/64", Internal=True)
+@pytest.mark.parametrize("enable_ipv4", [True, False], ids=["dual-stack", "ipv6-only"])
+def test_ipv6_between_workloads_isolation_and_nat66(hyprd: Hyprd, topo: Topology, enable_ipv4: bool) -> None:
+    """The same matrix on dual-stack and on IPv6-only networks (test_ipv6_only.py)."""
+    create6(hyprd, "one", "fd00:1::/64", EnableIPv4=enable_ipv4)
+    create6(hyprd, "two", "fd00:2::/64", EnableIPv4=enable_ipv4)
+    create6(hyprd, "inside", "fd00:3::/64", Internal=True, EnableIPv4=enable_ipv4)
     a, b = start(hyprd, "wa", "one"), start(hyprd, "wb", "one")
     c, d = start(hyprd, "wc", "two"), start(hyprd, "wd", "inside")
     ns = {w: netns_of(hyprd, info) for w, info in (("a", a), ("b", b), ("c", c), ("d", d))}
     with (
         server(ns["b"], "wb", "80/tcp"),
         server(ns["c"], "wc", "80/tcp"),
+        server(ns["d"], "wd", "80/tcp"),
         server(topo.internet, "internet", "80/tcp"),
     ):
         check([
@@ -118,6 +121,7 @@ def test_ipv6_between_workloads_isolation_and_nat66(hyprd: Hyprd, topo: Topology
             Case(ns["a"], ("icmp", "fd00:1::1", 0), "pong from fd00:1::1"),  # the gateway
             Case(ns["a"], ("tcp", "fd00:2::2", 80), None),  # another network: isolated
             Case(ns["c"], ("tcp", "fd00:1::3", 80), None),
+            Case(ns["c"], ("tcp", "fd00:3::2", 80), None),  # nor into an internal one
             Case(ns["a"], ("tcp", INTERNET6, 80), f"internet 80/tcp from {HOST_UPLINK6}"),  # NAT66 out
             Case(ns["d"], ("tcp", INTERNET6, 80), None),  # internal: no way out
             Case(ns["d"], ("icmp", "fd00:3::1", 0), "pong from fd00:3::1"),  # ... but its gateway answers

@@ -12,7 +12,7 @@ from hypr.services.validation import parse_created
 
 def network_inspect(network: Network, snapshot: Snapshot, *, containers: bool = True) -> dict[str, Any]:
     """Docker's network shape; an IPv6-only network shows its IPv6 config alone and EnableIPv4 false."""
-    ipam: dict[str, Any] = {"Driver": "default", "Config": [*_ipam_config4(network), *_ipam_config6(network)]}
+    ipam: dict[str, Any] = {"Driver": "default", "Config": _ipam_configs(network)}
     # Docker echoes IPAM.Options exactly as sent, and leaves the key out when none was sent (docker-py checks).
     if network.ipam_options is not None:
         ipam["Options"] = dict(network.ipam_options)
@@ -108,27 +108,23 @@ def _text(value: object | None) -> str:
     return "" if value is None else str(value)
 
 
-def _ipam_config4(network: Network) -> list[dict[str, Any]]:
-    if network.subnet is None:
-        return []
-    config: dict[str, Any] = {"Subnet": str(network.subnet), "Gateway": str(network.gateway)}
-    if network.ip_range is not None:
-        config["IPRange"] = str(network.ip_range)
-    if network.aux_addresses:
-        config["AuxiliaryAddresses"] = {k: str(v) for k, v in network.aux_addresses.items()}
-    return [config]
+def _ipam_configs(network: Network) -> list[dict[str, Any]]:
+    """Docker's IPAM.Config: one entry per family the network has (IPv4 first), each with its range if any."""
+    configs = []
+    for subnet, gateway, ip_range in ((network.subnet, network.gateway, network.ip_range),
+                                      (network.subnet6, network.gateway6, network.ip_range6)):  # fmt: skip
+        if subnet is None:
+            continue
+        config: dict[str, Any] = {"Subnet": str(subnet), "Gateway": str(gateway)}
+        if ip_range is not None:
+            config["IPRange"] = str(ip_range)
+        if subnet.version == 4 and network.aux_addresses:
+            config["AuxiliaryAddresses"] = {k: str(v) for k, v in network.aux_addresses.items()}
+        configs.append(config)
+    return configs
 
 
 # -- IPv6 (dual-stack and IPv6-only networks) ------------------------------------------------------------------
-
-
-def _ipam_config6(network: Network) -> list[dict[str, Any]]:
-    if network.subnet6 is None:
-        return []
-    config: dict[str, Any] = {"Subnet": str(network.subnet6), "Gateway": str(network.gateway6)}
-    if network.ip_range6 is not None:
-        config["IPRange"] = str(network.ip_range6)
-    return [config]
 
 
 def _ip6_text(endpoint: Endpoint, network: Network) -> str:
