@@ -207,6 +207,10 @@ def test_docker_cli_and_docker_py_create_inspect_connect_with_ip6(hyprd: Hyprd) 
     cli("run", "-d", "--name", "clirun", "--network", "clinet", "--ip6", "fd00:c1::42", "busybox", "sleep", "600")
     settings = json.loads(cli("inspect", "clirun"))[0]["NetworkSettings"]["Networks"]["clinet"]
     assert settings["GlobalIPv6Address"] == "fd00:c1::42" and settings["IPAMConfig"]["IPv6Address"] == "fd00:c1::42"
+    cli("network", "create", "--ipv6", "--subnet", "fd00:c2::/64", "clinet2")
+    cli("network", "connect", "--ip6", "fd00:c2::9", "clinet2", "clirun")  # the CLI's connect --ip6
+    members = json.loads(cli("network", "inspect", "clinet2"))[0]["Containers"]
+    assert [m["IPv6Address"] for m in members.values()] == ["fd00:c2::9/64"]
     client = docker.DockerClient(base_url=f"unix://{hyprd.socket}", version="auto")
     try:
         ipam = IPAMConfig(pool_configs=[IPAMPool(subnet="fd00:d0::/64", gateway="fd00:d0::fe")])
