@@ -218,3 +218,93 @@ def test_an_images_creation_time_reads_nanoseconds_and_falls_back_to_the_pull() 
     assert created_at(image("2025-05-06T07:08:09.123456789Z")) == datetime(2025, 5, 6, 7, 8, 9, 123456, UTC)
     assert created_at(image("2025-05-06T07:08:09Z")) == datetime(2025, 5, 6, 7, 8, 9, tzinfo=UTC)
     assert created_at(image("")) == datetime(2026, 1, 2, 3, 4, 5, 1, UTC)
+
+
+@pytest.mark.parametrize(
+    ("created", "unix"),
+    [
+        ("2023-11-14T22:13:20Z", 1_700_000_000),  # no fraction (umoci's, many registries')
+        ("2023-11-14T22:13:20.123456789Z", 1_700_000_000),
+        ("2023-11-15T00:13:20+02:00", 1_700_000_000),
+        ("", 0),
+        ("yesterday", 0),
+    ],
+)
+def test_lists_and_history_show_the_images_creation_as_unix_seconds(created: str, unix: int) -> None:
+    """`docker images` shows CREATED from it ("N/A" or "56 years ago" when it is 0)."""
+    from hypr.api.images import image_history, image_summary
+    from hypr.models import Image, Snapshot
+
+    history = [{"created": created, "created_by": "umoci"}]
+    image = Image(id="sha256:" + "0" * 64, config={"history": history}, size=1, created=created, pulled="")
+    assert image_summary(Snapshot(), image)["Created"] == unix
+    assert image_history(image)[0]["Created"] == unix
+
+
+@pytest.mark.parametrize(
+    ("text", "remote"),
+    [
+        ("nginx", "docker.io/library/nginx:latest"),
+        (f"nginx@{DIGEST}", f"docker.io/library/nginx@{DIGEST}"),
+        (f"nginx:1.25@{DIGEST}", f"docker.io/library/nginx@{DIGEST}"),  # skopeo refuses a tag beside a digest
+        (f"127.0.0.1:5000/a/b:t@{DIGEST}", f"127.0.0.1:5000/a/b@{DIGEST}"),
+    ],
+)
+def test_a_digest_is_what_the_registry_is_asked_for(text: str, remote: str) -> None:
+    assert parse(text).remote == remote
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("linux", "linux/amd64"),
+        ("arm64", "linux/arm64"),
+        ("aarch64", "linux/arm64"),
+        ("linux/arm64/v8", "linux/arm64/v8"),
+        ("Linux/AMD64", "linux/amd64"),
+    ],
+)
+def test_platforms_parse_as_containerd_does(text: str, parsed: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mf, "host_platform", lambda: mf.Platform("linux", "amd64"))
+    assert str(mf.parse_platform(text)) == parsed
+
+
+@pytest.mark.parametrize("text", ["bogus", "bogus/amd64", "linux//v8", "a/b/c/d"])
+def test_unknown_platforms_are_refused(text: str) -> None:
+    with pytest.raises(InvalidParameter, match="unknown operating system or architecture"):
+        mf.parse_platform(text)
+
+
+def test_only_images_and_platforms_of_this_host_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mf, "host_platform", lambda: mf.Platform("linux", "amd64"))
+    mf.check_runnable({"os": "linux", "architecture": "amd64"}, "x")
+    mf.check_host_platform("linux/amd64")
+    with pytest.raises(InvalidParameter, match="image x is for linux/arm64/v8 and this host runs linux/amd64 only"):
+        mf.check_runnable({"os": "linux", "architecture": "arm64", "variant": "v8"}, "x")
+    with pytest.raises(InvalidParameter, match="platform linux/arm64 is not supported"):
+        mf.check_host_platform("linux/arm64")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.5, "Less than a second"),
+        (1, "1 second"),
+        (59, "59 seconds"),
+        (60, "About a minute"),
+        (59 * 60, "59 minutes"),
+        (3600, "About an hour"),
+        (30 * 3600, "30 hours"),
+        (3 * 86400, "3 days"),
+        (20 * 86400, "2 weeks"),
+        (100 * 86400, "3 months"),
+        (1111 * 86400, "3 years"),
+    ],
+)
+def test_durations_read_as_dockers(seconds: float, text: str) -> None:
+    """`docker images` CREATED and `docker ps` STATUS (go-units' HumanDuration)."""
+    from datetime import timedelta
+
+    from hypr.api.shapes import human_duration
+
+    assert human_duration(timedelta(seconds=seconds)) == text

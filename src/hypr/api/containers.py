@@ -16,6 +16,7 @@ from aiohttp import web
 from hypr.api import logfile, shapes, streams
 from hypr.api.common import Call, Handler, json_response, query_bool, query_filters, read_json, read_object
 from hypr.errors import Conflict, InvalidParameter, NotFound
+from hypr.images import manifest as mf
 from hypr.models import Workload
 from hypr.runtime import relay
 from hypr.services import workload_plan, workloads
@@ -68,6 +69,8 @@ class ContainerApi:
 
     async def create(self, request: web.Request) -> web.Response:
         body = await read_json(request)
+        if request.query.get("platform"):  # docker run --platform: only this host's can run
+            mf.check_host_platform(request.query["platform"])
         workload = await self.call(workloads.create, self.ctx, request.query.get("name") or None, body)
         return json_response({"Id": workload.id, "Warnings": []}, status=201)
 

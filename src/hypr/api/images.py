@@ -24,7 +24,6 @@ from hypr.images.registry import Credentials
 from hypr.models import BUILTIN_IMAGES, Image, Snapshot
 from hypr.services import images
 from hypr.services.context import Context
-from hypr.services.validation import parse_created
 
 UNSUPPORTED_CREATE = ("fromSrc", "repo", "changes", "message")
 
@@ -183,10 +182,9 @@ async def _send(response: web.StreamResponse, message: dict[str, Any]) -> None:
 
 
 def _unix(created: str) -> int:
-    try:
-        return int(parse_created(created).timestamp()) if created else 0
-    except ValueError:
-        return 0
+    """An image config's RFC 3339 timestamp as Unix seconds (Docker's `Created` in lists and history); 0 if none."""
+    parsed = images.rfc3339(created)
+    return int(parsed.timestamp()) if parsed is not None else 0
 
 
 def image_summary(snapshot: Snapshot, image: Image) -> dict[str, Any]:

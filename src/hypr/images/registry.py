@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hypr.errors import HyprError, InvalidParameter, KernelError, NotFound, RegistryError, Unavailable
+from hypr.errors import HyprError, InvalidParameter, KernelError, NotFound, RegistryError
 from hypr.images.reference import DEFAULT_REGISTRY, Reference
-from hypr.images.tools import run_tool
+from hypr.images.tools import bound_to_daemon, run_tool
 
 SKOPEO = "skopeo"
 INSPECT_TIMEOUT = 60.0  # seconds for one manifest or config fetch
@@ -143,7 +143,7 @@ class Skopeo:
         with self._auth_args(ref, creds) as auth:
             extra = ["--config"] if config else []
             return self._run(
-                ["inspect", "--raw", *extra, *self._tls(ref), *auth, f"docker://{ref}"], ref, INSPECT_TIMEOUT
+                ["inspect", "--raw", *extra, *self._tls(ref), *auth, f"docker://{ref.remote}"], ref, INSPECT_TIMEOUT
             )
 
     def copy(
@@ -155,11 +155,11 @@ class Skopeo:
         tls = [] if self.config.tls_verify(ref) else ["--src-tls-verify=false"]
         with self._auth_args(ref, creds) as auth:
             auth = [a.replace("--authfile", "--src-authfile") for a in auth]
-            argv = [self.skopeo, "copy", *tls, *auth, f"docker://{ref}", f"oci:{layout}:{tag}"]
-            try:
-                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-            except FileNotFoundError:
-                raise Unavailable(f"pulling images needs {self.skopeo} (Debian package skopeo)") from None
+            argv = [self.skopeo, "copy", *tls, *auth, f"docker://{ref.remote}", f"oci:{layout}:{tag}"]
+            proc = subprocess.Popen(
+                bound_to_daemon(argv, package="skopeo"),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
             assert proc.stdout is not None and proc.stderr is not None
             for line in proc.stdout:
                 on_line(line.decode(errors="replace").rstrip())

@@ -162,12 +162,12 @@ def fetch(
             return Fetched(ref, image_id, digest, config, None)
         config = mf.loads(skopeo.manifest(source.with_digest(digest), creds, config=True), "image config")
         mf.check_platform(config, wanted, str(ref))
-        _copy(skopeo, store, source.with_digest(digest), creds, digest, layers, progress)
-        for layer, size in layers:
+        fetched = _copy(skopeo, store, source.with_digest(digest), creds, digest, layers, progress)
+        for layer, size in fetched:  # as docker: a layer that "Already exists" says nothing more
             progress({"status": "Extracting", "progressDetail": {"current": 0, "total": size}, "id": _layer_id(layer)})
         with store.lock:
             rootfs = store.unpack(hex_of(digest), image_id)
-        for layer, _size in layers:
+        for layer, _size in fetched:
             progress({"status": "Pull complete", "progressDetail": {}, "id": _layer_id(layer)})
         return Fetched(ref, image_id, digest, config, tree_size(rootfs))
     except BaseException:
@@ -184,8 +184,9 @@ def _copy(
     digest: str,
     layers: list[tuple[str, int]],
     progress: Progress,
-) -> None:
-    """skopeo copy, reporting each layer as Docker does: waiting, downloading, complete (seen on disk)."""
+) -> list[tuple[str, int]]:
+    """skopeo copy, reporting each layer as Docker does: waiting, downloading, complete (seen on disk). Returns the
+    layers (digest, size) that were not in the layout already."""
     pending = {}
     for layer, size in layers:
         if store.blob_path(layer).exists():
@@ -193,6 +194,7 @@ def _copy(
         else:
             pending[layer] = size
             progress({"status": "Pulling fs layer", "progressDetail": {}, "id": _layer_id(layer)})
+    fetched = list(pending.items())
 
     def on_line(line: str) -> None:
         words = line.split()
@@ -222,6 +224,7 @@ def _copy(
     for layer, size in pending.items():
         detail = {"current": size, "total": size}
         progress({"status": "Download complete", "progressDetail": detail, "id": _layer_id(layer)})
+    return fetched
 
 
 def record(ctx: Context, fetched: Fetched, in_flight: InFlight) -> tuple[Image, bool]:
@@ -388,15 +391,20 @@ def prune(ctx: Context, filters: Mapping[str, list[str]]) -> tuple[list[dict[str
     return report, sum(i.size for i in doomed)
 
 
+def rfc3339(text: str) -> datetime | None:
+    """An image config's timestamp (RFC 3339: `Z` or an offset, any number of fraction digits, often nine; Python
+    reads six) as an aware datetime; None when it is empty or not RFC 3339."""
+    try:
+        parsed = datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text.strip()).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def created_at(image: Image) -> datetime:
-    """The image config's `created` (RFC 3339, often with nanoseconds; Python reads six digits), else when it was
-    pulled. Docker's `until` compares against it."""
-    for text in (image.created, image.pulled):
-        try:
-            return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00"))
-        except ValueError:
-            continue
-    return datetime.fromtimestamp(0, UTC)
+    """The image config's `created`, else when it was pulled. Docker's `until`, `before` and `since` and the
+    listing's order compare it."""
+    return rfc3339(image.created) or rfc3339(image.pulled) or datetime.fromtimestamp(0, UTC)
 
 
 def labels(image: Image) -> dict[str, str]:
@@ -451,7 +459,7 @@ def list_images(snapshot: Snapshot, filters: Mapping[str, list[str]]) -> list[Im
         if key not in LIST_FILTERS:
             raise InvalidParameter(f"invalid filter '{key}'")
     chosen = [i for i in snapshot.images if _matches(snapshot, i, filters)]
-    return sorted(chosen, key=lambda i: (i.created, i.pulled), reverse=True)
+    return sorted(chosen, key=lambda i: (created_at(i), i.pulled), reverse=True)
 
 
 def _matches(snapshot: Snapshot, image: Image, filters: Mapping[str, list[str]]) -> bool:
@@ -468,7 +476,7 @@ def _matches(snapshot: Snapshot, image: Image, filters: Mapping[str, list[str]])
     for key, newer in (("before", False), ("since", True)):
         for value in filters.get(key, []):
             pivot = find_image(snapshot, value)
-            if (image.created > pivot.created) != newer or image.id == pivot.id:
+            if (created_at(image) > created_at(pivot)) != newer or image.id == pivot.id:
                 return False
     return True
 
