@@ -152,6 +152,31 @@ def test_registry_mirror_serves_docker_hub_names(hyprd: Hyprd, small_storage: tu
         assert hyprd.cli("images", "httpd").stdout.splitlines()[1].split()[:2] == ["httpd", "latest"]
 
 
+def test_a_registry_off_loopback_needs_tls_unless_listed_as_insecure(
+    hyprd: Hyprd, small_storage: tuple[Path, dict[str, str]]
+) -> None:
+    """dockerd's rule: plain HTTP only to loopback and to registries listed as insecure (by name or CIDR, in
+    HYPR_INSECURE_REGISTRIES / daemon.json), or marked insecure in a registries.conf (skopeo reads it; the
+    system's, or CONTAINERS_REGISTRIES_CONF / HYPR_REGISTRIES_CONF)."""
+    storage, _repos = small_storage
+    run_in(hyprd.ns, "ip", "addr", "add", "192.0.2.1/32", "dev", "lo")  # not a loopback address, though on lo
+    with reg.registry(hyprd.ns, hyprd.root, storage=storage, readonly=True, host="192.0.2.1") as addr:
+        ref = f"{addr}/library/httpd:latest"
+        out = hyprd.cli("pull", ref, rc=1)
+        assert "server gave HTTP response to HTTPS client" in out.stderr
+        assert_nothing_pulled(hyprd)
+        conf = hyprd.root / "registries.conf"
+        conf.write_text(f'[[registry]]\nlocation = "{addr}"\ninsecure = true\n')
+        for key, value in (("HYPR_INSECURE_REGISTRIES", "192.0.2.0/24"), ("CONTAINERS_REGISTRIES_CONF", str(conf))):
+            hyprd.stop()
+            hyprd.env_extra.pop("HYPR_INSECURE_REGISTRIES", None)
+            hyprd.env_extra[key] = value
+            hyprd.start()
+            hyprd.cli("pull", ref)
+            assert hyprd.cli("run", "--rm", ref, "cat", "/www/index.html").stdout == "hello from hypr-httpd\n"
+            hyprd.cli("rmi", ref)
+
+
 # -- platforms ------------------------------------------------------------------------------------------------------
 
 
@@ -476,7 +501,8 @@ def test_docker_cli_pull_images_run_rmi(hyprd: Hyprd, images_registry: Registry)
         == "map[80/tcp:{}]"
     )
     docker(hyprd, "run", "-d", "--name", "web", "-p", "8080:80", ref)
-    assert run_in(hyprd.ns, "curl", "-s", "-m", "5", "http://127.0.0.1:8080/").stdout == "hello from hypr-httpd\n"
+    curl = ("curl", "-s", "-m", "5", "http://127.0.0.1:8080/")  # httpd may not listen yet when run -d returns
+    wait_until(lambda: run_in(hyprd.ns, *curl, rc=None).stdout == "hello from hypr-httpd\n", "httpd to answer")
     conflict = docker(hyprd, "rmi", ref, rc=1)
     assert "must force" in conflict.stderr
     docker(hyprd, "rm", "-f", "web")

@@ -180,6 +180,27 @@ def test_registry_settings_from_daemon_json_and_the_environment(tmp_path: Path) 
     assert not cfg.tls_verify(parse("reg.lan:5000/x")) and not cfg.tls_verify(parse("other.lan/x"))
     assert not cfg.tls_verify(parse("localhost:5000/x")) and cfg.tls_verify(parse("ghcr.io/x"))
     assert RegistryConfig().tls_verify(parse("nginx"))
+    assert cfg.registries_conf == ""
+    assert registry_config({"CONTAINERS_REGISTRIES_CONF": "/a", "HYPR_CONFIG_FILE": str(conf)}).registries_conf == "/a"
+
+
+@pytest.mark.parametrize(
+    ("name", "verify"),
+    [
+        ("10.1.2.3:5000/x", False),  # in 10.0.0.0/8
+        ("[2001:db8::7]:5000/x", False),  # in 2001:db8::/32
+        ("192.0.2.1/x", True),
+        ("plain.lan/library/nginx", False),  # an http:// mirror
+        ("tls.lan/library/nginx", True),  # an https:// mirror
+        ("reg.lan:5001/x", True),  # another port than the one listed
+    ],
+)
+def test_insecure_registries_by_name_cidr_or_plain_mirror(name: str, verify: bool) -> None:
+    cfg = RegistryConfig(
+        insecure=("10.0.0.0/8", "2001:db8::/32", "reg.lan:5000", "bad/cidr"),
+        mirrors=("http://plain.lan", "https://tls.lan"),
+    )
+    assert cfg.tls_verify(parse(name)) == verify
 
 
 def test_skopeo_failures_become_dockers_errors() -> None:

@@ -11,6 +11,8 @@ insecure (`HYPR_INSECURE_REGISTRIES` or daemon.json's `insecure-registries`); do
 from __future__ import annotations
 
 import base64
+import contextlib
+import ipaddress
 import json
 import os
 import subprocess
@@ -59,10 +61,27 @@ class Credentials:
 class RegistryConfig:
     insecure: tuple[str, ...] = ()  # "host:port" or "host"
     mirrors: tuple[str, ...] = ()  # for docker.io: "host:port" or "https://host"
+    registries_conf: str = ""  # a registries.conf other than the system's /etc/containers/registries.conf
 
     def tls_verify(self, ref: Reference) -> bool:
+        """dockerd's rules: plain HTTP (or TLS unverified) to loopback, to a registry listed as insecure by
+        `host[:port]` or by a CIDR holding its address, and to a mirror given as `http://`."""
         host = ref.registry.rsplit(":", 1)[0] if ":" in ref.registry and not ref.registry.endswith("]") else ""
-        return not (ref.is_loopback or ref.registry in self.insecure or (host and host in self.insecure))
+        plain_mirrors = [m.removeprefix("http://").rstrip("/") for m in self.mirrors if m.startswith("http://")]
+        listed = {*self.insecure, *plain_mirrors}
+        return not (ref.is_loopback or ref.registry in listed or (host and host in listed) or self._in_cidr(ref))
+
+    def _in_cidr(self, ref: Reference) -> bool:
+        host = ref.registry.rsplit(":", 1)[0] if not ref.registry.endswith("]") else ref.registry
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False  # a name is matched by name only (dockerd also resolves it; hypr does no DNS here)
+        for entry in self.insecure:
+            with contextlib.suppress(ValueError):
+                if "/" in entry and address in ipaddress.ip_network(entry, strict=False):
+                    return True
+        return False
 
     def sources(self, ref: Reference) -> list[Reference]:
         """Where to pull `ref` from, in order: docker.io's mirrors, then the registry the name says."""
@@ -130,10 +149,15 @@ class Skopeo:
 
     def _run(self, argv: Sequence[str], ref: Reference, timeout: float) -> bytes:
         late = RegistryError(f"registry {ref.registry} did not answer for {ref} within {timeout:.0f}s")
-        done = run_tool([self.skopeo, *argv], timeout=timeout, package="skopeo", timed_out=late)
+        done = run_tool([*self._skopeo(), *argv], timeout=timeout, package="skopeo", timed_out=late)
         if done.returncode != 0:
             raise pull_error(done.stderr.decode(errors="replace"), ref)
         return done.stdout
+
+    def _skopeo(self) -> list[str]:
+        """skopeo with its global options (skopeo 1.9 ignores CONTAINERS_REGISTRIES_CONF: the flag says it)."""
+        conf = self.config.registries_conf
+        return [self.skopeo, *(["--registries-conf", conf] if conf else [])]
 
     def _tls(self, ref: Reference) -> list[str]:
         return [] if self.config.tls_verify(ref) else ["--tls-verify=false"]
@@ -155,7 +179,7 @@ class Skopeo:
         tls = [] if self.config.tls_verify(ref) else ["--src-tls-verify=false"]
         with self._auth_args(ref, creds) as auth:
             auth = [a.replace("--authfile", "--src-authfile") for a in auth]
-            argv = [self.skopeo, "copy", *tls, *auth, f"docker://{ref.remote}", f"oci:{layout}:{tag}"]
+            argv = [*self._skopeo(), "copy", *tls, *auth, f"docker://{ref.remote}", f"oci:{layout}:{tag}"]
             proc = subprocess.Popen(
                 bound_to_daemon(argv, package="skopeo"),
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
