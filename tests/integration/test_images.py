@@ -235,6 +235,8 @@ def test_a_tag_beside_a_digest_pulls_and_runs_by_the_digest(hyprd: Hyprd, images
     image = json.loads(hyprd.cli("image", "inspect", both).stdout)[0]
     assert image["RepoTags"] == [] and image["RepoDigests"] == [f"{ref.rsplit(':', 1)[0]}@{digest}"]
     assert hyprd.cli("run", "--rm", both, "cat", "/www/index.html").stdout == "hello from hypr-httpd\n"
+    by_digest = f"{ref.rsplit(':', 1)[0]}@{digest}"
+    assert hyprd.cli("rmi", both).stdout.splitlines() == [f"Untagged: {by_digest}", f"Deleted: {image['Id']}"]
 
 
 def test_images_show_when_they_were_created(hyprd: Hyprd, images_registry: Registry) -> None:

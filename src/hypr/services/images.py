@@ -322,7 +322,7 @@ def remove(ctx: Context, text: str, *, force: bool = False) -> list[dict[str, st
             report.append({"Untagged": familiar(key)})
             if others or users or (ref.digest and image.repo_tags):
                 return report
-            report += _delete(ctx, tx, image)
+            report += _delete(ctx, tx, image, untagged=key)
         return report
     if running:
         raise Conflict(
@@ -358,8 +358,9 @@ def _names_id(image: Image, text: str) -> bool:
     )
 
 
-def _delete(ctx: Context, tx: sqlite3.Connection, image: Image) -> list[dict[str, str]]:
-    report = [{"Untagged": familiar(d)} for d in image.repo_digests]
+def _delete(ctx: Context, tx: sqlite3.Connection, image: Image, *, untagged: str = "") -> list[dict[str, str]]:
+    """Delete the image's row; report its digests (but `untagged`, reported already) and its ID as Docker does."""
+    report = [{"Untagged": familiar(d)} for d in image.repo_digests if d != untagged]
     ctx.store.delete_image(tx, image.id)
     return [*report, {"Deleted": image.id}]
 
