@@ -329,3 +329,49 @@ def test_durations_read_as_dockers(seconds: float, text: str) -> None:
     from hypr.api.shapes import human_duration
 
     assert human_duration(timedelta(seconds=seconds)) == text
+
+
+def test_image_rows_are_the_docker_clis() -> None:
+    """A pull by digest lists its repository with TAG <none>; a tag and a digest of one repository share a row."""
+    from hypr.cli.images import _rows
+
+    d1, d2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    image = {"Id": "sha256:" + "f" * 64, "Created": 0, "Size": 1, "RepoTags": ["a:1", "a:2", "b:latest"],
+             "RepoDigests": [f"a@{d1}", f"c@{d2}"]}  # fmt: skip
+    plain = [(r["Repository"], r["Tag"], r["Digest"]) for r in _rows([image], digests=False, no_trunc=False)]
+    assert plain == [("a", "1", "<none>"), ("a", "2", "<none>"), ("b", "latest", "<none>"), ("c", "<none>", "<none>")]
+    shown = [(r["Repository"], r["Tag"], r["Digest"]) for r in _rows([image], digests=True, no_trunc=False)]
+    assert shown == [("a", "1", d1), ("a", "2", d1), ("b", "latest", "<none>"), ("c", "<none>", d2)]
+    nameless = {**image, "RepoTags": [], "RepoDigests": []}
+    assert [(r["Repository"], r["Tag"]) for r in _rows([nameless], digests=True, no_trunc=False)] == [
+        ("<none>", "<none>")
+    ]
+
+
+def test_listing_filters_as_dockerd() -> None:
+    """`reference` keeps only the matching names of an image; `before`/`since` are strict (equal times: neither)."""
+    from hypr.models import Image, Snapshot
+    from hypr.services.images import list_images
+
+    def image(n: int, created: str, *names: str) -> Image:
+        return Image(
+            id=f"sha256:{n}" + "0" * 63, config={}, size=0, created=created, pulled="",
+            repo_tags=tuple(x for x in names if "@" not in x), repo_digests=tuple(x for x in names if "@" in x),
+        )  # fmt: skip
+
+    old = image(
+        1, "2020-01-01T00:00:00Z", "docker.io/library/a:latest", "docker.io/library/b:v1", "docker.io/library/b:v2"
+    )
+    twin = image(2, "2020-01-01T00:00:00Z", "docker.io/library/c:latest")
+    new = image(3, "2021-01-01T00:00:00Z", f"docker.io/library/d@sha256:{'d' * 64}")
+    snap = Snapshot(images=(old, twin, new))
+
+    def listed(**filters: list[str]) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+        return [(i.id[7], i.repo_tags, i.repo_digests) for i in list_images(snap, filters)]
+
+    assert listed(reference=["b:v*"]) == [("1", ("docker.io/library/b:v1", "docker.io/library/b:v2"), ())]
+    assert listed(reference=["a"]) == [("1", ("docker.io/library/a:latest",), ())]
+    assert listed(reference=["d"]) == [("3", (), (f"docker.io/library/d@sha256:{'d' * 64}",))]
+    assert [i for i, _, _ in listed(before=["c"])] == []
+    assert [i for i, _, _ in listed(since=["c"])] == ["3"]
+    assert [i for i, _, _ in listed(before=["d@sha256:" + "d" * 64])] == ["1", "2"]

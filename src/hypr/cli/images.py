@@ -93,17 +93,31 @@ def _ago(created: int) -> str:
 
 
 def _rows(found: Iterable[dict[str, Any]], digests: bool, no_trunc: bool) -> list[dict[str, str]]:
+    """The docker CLI's rows: one per tag (per tag and digest with --digests), then the repositories named only
+    by a digest (a pull by digest) with TAG <none>; `<none> <none>` for an image nothing names."""
     rows = []
     for image in found:
         short = image["Id"] if no_trunc else image["Id"].removeprefix("sha256:")[:12]
-        tags = image.get("RepoTags") or ["<none>:<none>"]
-        digest_of = {d.split("@")[0]: d.split("@")[1] for d in image.get("RepoDigests") or []}
-        for tagged in tags:
-            repo, _, tag = tagged.rpartition(":")
-            rows.append({
-                "Repository": repo, "Tag": tag, "Digest": digest_of.get(repo, "<none>"), "ID": short,
-                "CreatedSince": _ago(image.get("Created", 0)), "Size": human_size(image.get("Size", 0)),
-            })  # fmt: skip
+        common = {"ID": short, "CreatedSince": _ago(image.get("Created", 0)), "Size": human_size(image.get("Size", 0))}
+        tags: dict[str, list[str]] = {}
+        for tagged in image.get("RepoTags") or []:
+            repo, _, tag_name = tagged.rpartition(":")
+            tags.setdefault(repo, []).append(tag_name)
+        by_repo: dict[str, list[str]] = {}
+        for named in image.get("RepoDigests") or []:
+            repo, _, digest = named.partition("@")
+            by_repo.setdefault(repo, []).append(digest)
+        pairs = [
+            (repo, tag_name, digest)
+            for repo, repo_tags in tags.items()
+            for tag_name in repo_tags
+            for digest in ((by_repo.get(repo) or ["<none>"]) if digests else ["<none>"])
+        ]
+        for repo, repo_digests in by_repo.items():
+            if repo not in tags:
+                pairs += [(repo, "<none>", d) for d in repo_digests] if digests else [(repo, "<none>", "<none>")]
+        for repo, tag_name, digest in pairs or [("<none>", "<none>", "<none>")]:
+            rows.append({"Repository": repo, "Tag": tag_name, "Digest": digest, **common})
     return rows
 
 

@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
@@ -459,8 +459,18 @@ def list_images(snapshot: Snapshot, filters: Mapping[str, list[str]]) -> list[Im
     for key in filters:
         if key not in LIST_FILTERS:
             raise InvalidParameter(f"invalid filter '{key}'")
-    chosen = [i for i in snapshot.images if _matches(snapshot, i, filters)]
+    chosen = [_narrowed(i, filters.get("reference", [])) for i in snapshot.images if _matches(snapshot, i, filters)]
     return sorted(chosen, key=lambda i: (created_at(i), i.pulled), reverse=True)
+
+
+def _narrowed(image: Image, patterns: list[str]) -> Image:
+    """With a `reference` filter dockerd lists only the tags and digests that match it (`docker images
+    myalpha:v2` shows that one row, not every tag of the image)."""
+    if not patterns:
+        return image
+    tags = tuple(t for t in image.repo_tags if any(_reference_matches(p, t) for p in patterns))
+    digests = tuple(d for d in image.repo_digests if any(_reference_matches(p, d) for p in patterns))
+    return replace(image, repo_tags=tags, repo_digests=digests)
 
 
 def _matches(snapshot: Snapshot, image: Image, filters: Mapping[str, list[str]]) -> bool:
@@ -470,20 +480,22 @@ def _matches(snapshot: Snapshot, image: Image, filters: Mapping[str, list[str]])
         if (value.lower() in ("true", "1")) != (not image.repo_tags):
             return False
     refs = filters.get("reference", [])
-    if refs and not any(_reference_matches(pattern, t) for pattern in refs for t in image.repo_tags):
+    named = (*image.repo_tags, *image.repo_digests)
+    if refs and not any(_reference_matches(pattern, t) for pattern in refs for t in named):
         return False
     if not all(label_matches(labels(image), v) for v in filters.get("label", [])):
         return False
     for key, newer in (("before", False), ("since", True)):
         for value in filters.get(key, []):
             pivot = find_image(snapshot, value)
-            if (created_at(image) > created_at(pivot)) != newer or image.id == pivot.id:
+            made, pivot_made = created_at(image), created_at(pivot)  # strictly, as dockerd: a twin is neither
+            if not (made > pivot_made if newer else made < pivot_made):
                 return False
     return True
 
 
 def _reference_matches(pattern: str, stored: str) -> bool:
-    """Docker matches the pattern against the familiar name, with and without the tag."""
+    """Docker matches the pattern against the familiar name, with and without the tag or digest."""
     shown = familiar(stored)
-    name = shown.rsplit(":", 1)[0]
+    name = shown.split("@")[0] if "@" in shown else shown.rsplit(":", 1)[0]
     return fnmatchcase(shown, pattern) or fnmatchcase(name, pattern)
