@@ -458,6 +458,10 @@ def test_prune_removes_dangling_then_unused_images(hyprd: Hyprd, images_registry
     alpha, beta = images_registry.ref("alpha"), images_registry.ref("beta")
     hyprd.cli("pull", alpha)
     hyprd.cli("pull", beta)
+    asked = subprocess.run([*hyprd_cli(hyprd), "image", "prune", "-a"], input="n\n", capture_output=True, text=True,
+                           env=hyprd.env, timeout=60)  # fmt: skip
+    assert "WARNING! This will remove all images without at least one container" in asked.stdout
+    assert len(image_ids(hyprd)) == 2  # the docker CLI's prompt, answered no
     hyprd.cli("tag", alpha, "moving:x")
     hyprd.cli("tag", beta, "moving:x")  # the tag moves; alpha keeps its own name, nothing dangles
     assert hyprd.cli("images", "-f", "dangling=true", "-q").stdout == ""

@@ -197,6 +197,14 @@ def image_inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
 @click.pass_context
 def image_prune(ctx: click.Context, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused images."""
+    if not force:  # the docker CLI's prompt
+        click.echo(
+            "WARNING! This will remove all images without at least one container associated to them."
+            if all_
+            else "WARNING! This will remove all dangling images."
+        )
+        if not click.confirm("Are you sure you want to continue?", default=False):
+            return
     wanted = parse_filters(filters)
     if all_:
         wanted["dangling"] = ["false"]
