@@ -246,7 +246,8 @@ def test_images_show_when_they_were_created(hyprd: Hyprd, images_registry: Regis
     hyprd.cli("pull", ref)
     with hyprd.client() as client:
         assert [i["Created"] for i in client.images()] == [1_700_000_000]  # reg.CREATED
-    assert json.loads(hyprd.cli("images", "--format", "json").stdout)["CreatedSince"].endswith(" years ago")
+    row = json.loads(hyprd.cli("images", "--format", "json").stdout)
+    assert row["CreatedSince"].endswith(" years ago") and row["CreatedAt"] == "2023-11-14 22:13:20 +0000 UTC"
 
 
 # -- bad input ------------------------------------------------------------------------------------------------------

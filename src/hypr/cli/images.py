@@ -92,13 +92,20 @@ def _ago(created: int) -> str:
     return human_duration(datetime.now(UTC) - datetime.fromtimestamp(created, UTC)) + " ago"
 
 
+def _at(created: int) -> str:
+    """The docker CLI's CreatedAt (Go's time.Time.String(), in UTC)."""
+    return datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+
+
 def _rows(found: Iterable[dict[str, Any]], digests: bool, no_trunc: bool) -> list[dict[str, str]]:
     """The docker CLI's rows: one per tag (per tag and digest with --digests), then the repositories named only
     by a digest (a pull by digest) with TAG <none>; `<none> <none>` for an image nothing names."""
     rows = []
     for image in found:
         short = image["Id"] if no_trunc else image["Id"].removeprefix("sha256:")[:12]
-        common = {"ID": short, "CreatedSince": _ago(image.get("Created", 0)), "Size": human_size(image.get("Size", 0))}
+        created, size = image.get("Created", 0), human_size(image.get("Size", 0))
+        common = {"ID": short, "CreatedSince": _ago(created), "Size": size, "Containers": "N/A",
+                  "CreatedAt": _at(created), "SharedSize": "N/A", "UniqueSize": "N/A", "VirtualSize": size}  # fmt: skip
         tags: dict[str, list[str]] = {}
         for tagged in image.get("RepoTags") or []:
             repo, _, tag_name = tagged.rpartition(":")
@@ -145,8 +152,8 @@ def images(ctx: click.Context, all_: bool, quiet: bool, digests: bool, no_trunc:
                 seen.append(row["ID"])
                 click.echo(row["ID"])
         return
-    if fmt == "json":
-        echo_json_lines(rows)
+    if fmt == "json":  # the docker CLI's keys, sorted as Go marshals a map
+        echo_json_lines([dict(sorted(r.items())) for r in rows])
         return
     headers = ["Repository", "Tag", *(["Digest"] if digests else []), "ID", "CreatedSince", "Size"]
     titles = {"ID": "IMAGE ID", "CreatedSince": "CREATED"}
