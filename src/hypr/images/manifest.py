@@ -75,12 +75,15 @@ def parse_platform(text: str | None) -> Platform:
 
 def check_runnable(config: dict[str, Any], image: str) -> None:
     """An image runs only on its own OS and architecture: hypr emulates none (Docker would start it and fail with
-    `exec format error`, or run it under binfmt's QEMU). Raises InvalidParameter naming both platforms."""
-    actual = Platform(str(config.get("os", "")), str(config.get("architecture", "")), str(config.get("variant", "")))
+    `exec format error`, or run it under binfmt's QEMU); a config that names no architecture is given the benefit
+    of the doubt. Raises InvalidParameter naming both platforms."""
+    actual = Platform(
+        str(config.get("os") or ""), str(config.get("architecture") or ""), str(config.get("variant") or "")
+    )
     host = host_platform()
-    if (actual.os, actual.architecture) != (host.os, host.architecture):
+    if actual.architecture and (actual.os or host.os, actual.architecture) != (host.os, host.architecture):
         raise InvalidParameter(
-            f"image {image} is for {actual or 'an unknown platform'} and this host runs {host} only"
+            f"image {image} is for {actual} and this host runs {host} only"
             " (hypr emulates no other architecture)"
         )
 
