@@ -56,8 +56,9 @@ def test_pull_lists_inspects_and_a_second_pull_is_up_to_date(hyprd: Hyprd, image
     assert "GREETING=hello" in config["Env"]
     assert image["RepoTags"] == [ref] and image["RepoDigests"][0].startswith(ref.rsplit(":", 1)[0] + "@sha256:")
     assert image["Architecture"] == "amd64" and image["Os"] == "linux" and image["Id"].startswith("sha256:")
-    second = hyprd.cli("pull", ref).stdout
+    second = hyprd.cli("pull", ref.rsplit(":", 1)[0]).stdout
     assert "Image is up to date" in second
+    assert second.splitlines()[:2] == ["Using default tag: latest", "latest: Pulling from library/configured"]
     assert len(image_ids(hyprd)) == 1 and rootfs_dirs(hyprd) == [image["Id"].removeprefix("sha256:")]
     assert hyprd.cli("pull", "-q", ref).stdout.strip() == ref
     table = hyprd.cli("images").stdout.splitlines()

@@ -72,6 +72,8 @@ def _render_bars(messages: Iterator[dict[str, Any]]) -> None:
 @click.pass_context
 def pull(ctx: click.Context, quiet: bool, platform: str | None, ref: str) -> None:
     """Pull an image from a registry."""
+    if not quiet and "@" not in ref and ":" not in ref.rsplit("/", 1)[-1]:
+        click.echo("Using default tag: latest")  # as the docker CLI
     pull_image(client_of(ctx), ref, platform=platform, quiet=quiet)
 
 

@@ -149,7 +149,8 @@ def fetch(
     ref = reference.parse(text)
     wanted = mf.parse_platform(platform)
     source, digest, data = _resolve(skopeo, ref, creds, wanted)
-    progress({"status": f"Pulling from {ref.familiar_name}", "id": ref.tag or ref.digest or ""})
+    # dockerd names the repository's path in its registry: "latest: Pulling from library/nginx"
+    progress({"status": f"Pulling from {ref.repository}", "id": ref.digest or ref.tag or ""})
     image_id = mf.config_digest(data)
     layers = mf.layers(data)
     in_flight.add(image_id)
