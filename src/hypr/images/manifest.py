@@ -83,8 +83,7 @@ def check_runnable(config: dict[str, Any], image: str) -> None:
     host = host_platform()
     if actual.architecture and (actual.os or host.os, actual.architecture) != (host.os, host.architecture):
         raise InvalidParameter(
-            f"image {image} is for {actual} and this host runs {host} only"
-            " (hypr emulates no other architecture)"
+            f"image {image} is for {actual} and this host runs {host} only (hypr emulates no other architecture)"
         )
 
 
