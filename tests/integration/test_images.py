@@ -456,6 +456,30 @@ def test_rmi_follows_dockers_rules(hyprd: Hyprd, images_registry: Registry) -> N
     assert "No such image: web:v1" in missing.stderr
 
 
+def test_rmi_of_an_image_a_stopped_workload_uses(hyprd: Hyprd, images_registry: Registry) -> None:
+    """Refused without -f (409, Docker's words, by name and by ID); `rmi -f` deletes the image as dockerd does, and
+    the stopped workload keeps its root filesystem: it starts again, and the files go when it is removed."""
+    ref = images_registry.ref("httpd")
+    hyprd.cli("run", "--name", "s1", ref, "cat", "/www/index.html")
+    image_id = image_ids(hyprd)[0]
+    by_id = hyprd.cli("rmi", image_id[7:19], rc=1)
+    assert (
+        f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is being used by stopped container"
+        in by_id.stderr
+    )
+    by_name = hyprd.cli("rmi", ref, rc=1)
+    assert f'conflict: unable to remove repository reference "{ref}" (must force) - container' in by_name.stderr
+    digest = json.loads(hyprd.cli("image", "inspect", ref).stdout)[0]["RepoDigests"][0]
+    assert hyprd.cli("rmi", "-f", ref).stdout.splitlines() == [
+        f"Untagged: {ref}", f"Untagged: {digest}", f"Deleted: {image_id}"
+    ]  # fmt: skip
+    assert image_ids(hyprd) == [] and rootfs_dirs(hyprd) == [image_id[7:]]
+    hyprd.cli("start", "s1")
+    wait_until(lambda: hyprd.cli("logs", "s1").stdout == "hello from hypr-httpd\n" * 2, "s1 to run again")
+    hyprd.cli("rm", "s1")
+    assert rootfs_dirs(hyprd) == []
+
+
 def test_prune_removes_dangling_then_unused_images(hyprd: Hyprd, images_registry: Registry) -> None:
     alpha, beta = images_registry.ref("alpha"), images_registry.ref("beta")
     hyprd.cli("pull", alpha)

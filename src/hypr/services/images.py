@@ -321,8 +321,8 @@ def remove(ctx: Context, text: str, *, force: bool = False) -> list[dict[str, st
             else:
                 ctx.store.untag_image(tx, key)
             report.append({"Untagged": familiar(key)})
-            if others or users or (ref.digest and image.repo_tags):
-                return report
+            if others or running or (ref.digest and image.repo_tags):
+                return report  # still named, or kept (dangling) for a running workload, as dockerd does
             report += _delete(ctx, tx, image, untagged=key)
         return report
     if running:
@@ -344,9 +344,7 @@ def remove(ctx: Context, text: str, *, force: bool = False) -> list[dict[str, st
         for ref_text in image.repo_tags:
             ctx.store.untag_image(tx, ref_text)
             report.append({"Untagged": familiar(ref_text)})
-        if users:  # forced: the tags go, the image stays while a workload uses it (Docker keeps it dangling)
-            return report
-        report += _delete(ctx, tx, image)
+        report += _delete(ctx, tx, image)  # forced past stopped workloads: their root stays (see `garbage`)
     return report
 
 
@@ -427,7 +425,9 @@ class Garbage:
 def garbage(ctx: Context, in_flight: InFlight) -> Garbage:
     """On the worker: files no row owns (read from the directory listing and the layout's index)."""
     snapshot = ctx.store.snapshot()
-    known = {i.id for i in snapshot.images}
+    # a workload keeps the root filesystem (and VM disk) of an image `rmi -f` deleted, as dockerd keeps the layers
+    # under a container: it can still start, and its files go when it does
+    known = {i.id for i in snapshot.images} | {w.image_id for w in snapshot.workloads if w.image_id}
     wanted_tags = ctx.store.layout_tags()
     rootfs = tuple(f"sha256:{h}" for h in ctx.images.orphan_rootfs(known) if f"sha256:{h}" not in in_flight)
     tags = tuple(t for t in ctx.images.tags() if t not in wanted_tags and t not in in_flight)
