@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -405,12 +406,12 @@ def test_kill_9_during_a_pull_leaves_no_image_and_the_next_pull_finishes(
     with reg.registry(hyprd.ns, hyprd.root / "reg", storage=storage, readonly=True) as addr:
         ref = f"{addr}/library/layered"
         pull = subprocess.Popen([*hyprd_cli(hyprd), "pull", ref], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: "Copying" in _skopeo_running(), "skopeo to start copying", timeout=20)
+        wait_until(lambda: "Copying" in _skopeo_running(addr), "skopeo to start copying", timeout=20)
         time.sleep(0.5)
         hyprd.kill9()
         pull.wait(timeout=10)
         # skopeo dies with hyprd: an orphan would go on writing into the layout the next hyprd cleans and pulls into
-        wait_until(lambda: _skopeo_running() == "", "skopeo to die with hyprd", timeout=5)
+        wait_until(lambda: _skopeo_running(addr) == "", "skopeo to die with hyprd", timeout=5)
         hyprd.start()
         assert_nothing_pulled(hyprd)
         run_in(hyprd.ns, "tc", "qdisc", "del", "dev", "lo", "root")
@@ -419,15 +420,42 @@ def test_kill_9_during_a_pull_leaves_no_image_and_the_next_pull_finishes(
         assert hyprd.cli("run", "--rm", ref, "cat", "/data/keep").stdout == "keep\n"
 
 
+def test_a_pull_whose_every_client_left_is_cancelled(hyprd: Hyprd, small_storage: tuple[Path, dict[str, str]]) -> None:
+    """Ctrl-C of `hypr pull` (the last client streaming it) stops skopeo, as dockerd cancels the pull; a second
+    client keeps it alive until it leaves too. Nothing is listed; the next pull finishes."""
+    storage, _ = small_storage
+    run_in(hyprd.ns, "tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "2mbit", "burst", "32kbit",
+           "latency", "400ms")  # fmt: skip
+    with reg.registry(hyprd.ns, hyprd.root / "reg", storage=storage, readonly=True) as addr:
+        ref = f"{addr}/library/layered"
+        pulls = [
+            subprocess.Popen([*hyprd_cli(hyprd), "pull", ref], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(2)
+        ]
+        wait_until(lambda: "Copying" in _skopeo_running(addr), "skopeo to start copying", timeout=20)
+        pulls[0].send_signal(signal.SIGINT)
+        pulls[0].wait(timeout=10)
+        time.sleep(1)
+        assert "Copying" in _skopeo_running(addr)  # the other client still waits for it
+        pulls[1].send_signal(signal.SIGINT)
+        pulls[1].wait(timeout=10)
+        wait_until(lambda: _skopeo_running(addr) == "", "skopeo to be killed", timeout=10)
+        assert_nothing_pulled(hyprd)
+        run_in(hyprd.ns, "tc", "qdisc", "del", "dev", "lo", "root")
+        hyprd.cli("pull", ref)
+        assert len(image_ids(hyprd)) == 1
+
+
 def hyprd_cli(hyprd: Hyprd) -> list[str]:
     from tests.integration.harness import HYPR
 
     return [HYPR, "-H", f"unix://{hyprd.socket}"]
 
 
-def _skopeo_running() -> str:
+def _skopeo_running(addr: str = "") -> str:
+    """ "Copying" while a skopeo copy (from `addr`, when given: other tests may pull at the same time) runs."""
     out = subprocess.run(["pgrep", "-a", "skopeo"], capture_output=True, text=True).stdout
-    return "Copying" if "copy" in out else ""
+    return "Copying" if any("copy" in line and addr in line for line in out.splitlines()) else ""
 
 
 # -- rmi, tag, prune, shared blobs ------------------------------------------------------------------------------------

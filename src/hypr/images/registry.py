@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from hypr.images.tools import bound_to_daemon, run_tool
 SKOPEO = "skopeo"
 INSPECT_TIMEOUT = 60.0  # seconds for one manifest or config fetch
 COPY_TIMEOUT = 3600.0  # a whole image
+CANCEL_POLL = 0.1  # seconds between looks at a pull's cancel flag
 
 
 @dataclass(frozen=True)
@@ -171,11 +173,18 @@ class Skopeo:
             )
 
     def copy(
-        self, ref: Reference, creds: Credentials | None, layout: Path, tag: str, on_line: Callable[[str], None]
+        self,
+        ref: Reference,
+        creds: Credentials | None,
+        layout: Path,
+        tag: str,
+        on_line: Callable[[str], None],
+        cancel: threading.Event | None = None,
     ) -> None:
         """Copy one image manifest (by digest) and its blobs into the OCI layout at `layout` under `tag`. Blobs
         already in the layout are not fetched again (skopeo reuses them); each blob is verified against its
-        digest before it is renamed into place."""
+        digest before it is renamed into place. Setting `cancel` kills skopeo (blobs complete so far stay) and
+        raises Cancelled."""
         tls = [] if self.config.tls_verify(ref) else ["--src-tls-verify=false"]
         with self._auth_args(ref, creds) as auth:
             auth = [a.replace("--authfile", "--src-authfile") for a in auth]
@@ -185,13 +194,43 @@ class Skopeo:
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
             )  # fmt: skip
             assert proc.stdout is not None and proc.stderr is not None
-            for line in proc.stdout:
-                on_line(line.decode(errors="replace").rstrip())
-            stderr = proc.stderr.read().decode(errors="replace")
-            try:
-                code = proc.wait(timeout=COPY_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                raise RegistryError(f"pull {ref}: timed out") from None
+            with _killed_on(cancel, proc):
+                for line in proc.stdout:
+                    on_line(line.decode(errors="replace").rstrip())
+                stderr = proc.stderr.read().decode(errors="replace")
+                try:
+                    code = proc.wait(timeout=COPY_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    raise RegistryError(f"pull {ref}: timed out") from None
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"pull {ref}: cancelled (every client went away)")
         if code != 0:
             raise pull_error(stderr, ref)
+
+
+class Cancelled(HyprError):
+    """A pull stopped because no client waits for it any more (dockerd cancels a pull its client left)."""
+
+
+@contextmanager
+def _killed_on(cancel: threading.Event | None, proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Kill `proc` as soon as `cancel` is set, while the block runs."""
+    if cancel is None:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(CANCEL_POLL):
+            if cancel.is_set():
+                proc.kill()
+                return
+
+    watcher = threading.Thread(target=watch, name="pull-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()

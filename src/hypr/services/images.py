@@ -141,11 +141,14 @@ def fetch(
     platform: str | None = None,
     creds: Credentials | None = None,
     progress: Progress = lambda _m: None,
+    cancel: threading.Event | None = None,
 ) -> Fetched:
     """Pull `text` onto disk (not into the database: see `record`). Blocking; never run it on the worker.
+    Setting `cancel` stops the blob copy (complete blobs stay for the next pull).
 
     Raises NotFound (unknown repository, tag or platform), InvalidParameter (bad reference, another architecture,
-    a manifest we cannot use), Unavailable (registry down), KernelError (digest mismatch, disk full, unpack)."""
+    a manifest we cannot use), Unavailable (registry down), KernelError (digest mismatch, disk full, unpack),
+    Cancelled."""
     ref = reference.parse(text)
     wanted = mf.parse_platform(platform)
     source, digest, data = _resolve(skopeo, ref, creds, wanted)
@@ -163,7 +166,7 @@ def fetch(
             return Fetched(ref, image_id, digest, config, None)
         config = mf.loads(skopeo.manifest(source.with_digest(digest), creds, config=True), "image config")
         mf.check_platform(config, wanted, str(ref))
-        fetched = _copy(skopeo, store, source.with_digest(digest), creds, digest, layers, progress)
+        fetched = _copy(skopeo, store, source.with_digest(digest), creds, digest, layers, progress, cancel)
         for layer, size in fetched:  # as docker: a layer that "Already exists" says nothing more
             progress({"status": "Extracting", "progressDetail": {"current": 0, "total": size}, "id": _layer_id(layer)})
         with store.lock:
@@ -185,6 +188,7 @@ def _copy(
     digest: str,
     layers: list[tuple[str, int]],
     progress: Progress,
+    cancel: threading.Event | None = None,
 ) -> list[tuple[str, int]]:
     """skopeo copy, reporting each layer as Docker does: waiting, downloading, complete (seen on disk). Returns the
     layers (digest, size) that were not in the layout already."""
@@ -218,7 +222,7 @@ def _copy(
     watcher.start()
     try:
         with store.lock:
-            skopeo.copy(source, creds, store.layout, hex_of(digest), on_line)
+            skopeo.copy(source, creds, store.layout, hex_of(digest), on_line, cancel)
     finally:
         done.set()
         watcher.join()
