@@ -34,6 +34,12 @@ def blobs(hyprd: Hyprd) -> set[str]:
     return {p.name for p in root.iterdir()} if root.is_dir() else set()
 
 
+def wait_answers(hyprd: Hyprd, url: str, body: str) -> None:
+    """`run -d` returns once the workload started, maybe before its server listens: poll (a liveness bound)."""
+    curl = ("curl", "-s", "-m", "5", url)
+    wait_until(lambda: run_in(hyprd.ns, *curl, rc=None).stdout == body, f"{url} to answer {body!r}", timeout=30)
+
+
 def assert_nothing_pulled(hyprd: Hyprd) -> None:
     assert image_ids(hyprd) == []
     assert rootfs_dirs(hyprd) == []
@@ -127,8 +133,7 @@ def test_publish_all_maps_every_exposed_port_to_a_free_host_port(hyprd: Hyprd, i
     assert len(mapping) == 1 and mapping[0].startswith("80/tcp -> 0.0.0.0:")
     port = int(mapping[0].rsplit(":", 1)[1])
     assert hyprd.cli("port", "web", "80").stdout.strip() == f"0.0.0.0:{port}"
-    body = run_in(hyprd.ns, "curl", "-s", "-m", "5", f"http://127.0.0.1:{port}/").stdout
-    assert body == "hello from hypr-httpd\n"
+    wait_answers(hyprd, f"http://127.0.0.1:{port}/", "hello from hypr-httpd\n")
     hyprd.cli("run", "-d", "--name", "cfg", "-P", images_registry.ref("configured"), "sleep 600")
     ports = hyprd.cli("port", "cfg").stdout
     assert "8080/tcp -> 0.0.0.0:" in ports and "9090/udp -> 0.0.0.0:" in ports
@@ -136,8 +141,7 @@ def test_publish_all_maps_every_exposed_port_to_a_free_host_port(hyprd: Hyprd, i
 
 def test_p_8080_80_serves_from_the_image(hyprd: Hyprd, images_registry: Registry) -> None:
     hyprd.cli("run", "-d", "--name", "web", "-p", "8080:80", images_registry.ref("httpd"))
-    body = run_in(hyprd.ns, "curl", "-s", "-m", "5", "http://127.0.0.1:8080/").stdout
-    assert body == "hello from hypr-httpd\n"
+    wait_answers(hyprd, "http://127.0.0.1:8080/", "hello from hypr-httpd\n")
 
 
 def test_registry_mirror_serves_docker_hub_names(hyprd: Hyprd, small_storage: tuple[Path, dict[str, str]]) -> None:
@@ -149,7 +153,7 @@ def test_registry_mirror_serves_docker_hub_names(hyprd: Hyprd, small_storage: tu
         hyprd.env_extra["HYPR_REGISTRY_MIRRORS"] = addr
         hyprd.start()
         hyprd.cli("run", "-d", "--name", "web", "-p", "8080:80", "httpd")
-        assert run_in(hyprd.ns, "curl", "-s", "-m", "5", "http://127.0.0.1:8080/").stdout == "hello from hypr-httpd\n"
+        wait_answers(hyprd, "http://127.0.0.1:8080/", "hello from hypr-httpd\n")
         assert json.loads(hyprd.cli("image", "inspect", "httpd").stdout)[0]["RepoTags"] == ["httpd:latest"]
         assert hyprd.cli("images", "httpd").stdout.splitlines()[1].split()[:2] == ["httpd", "latest"]
 
@@ -561,8 +565,7 @@ def test_docker_cli_pull_images_run_rmi(hyprd: Hyprd, images_registry: Registry)
         == "map[80/tcp:{}]"
     )
     docker(hyprd, "run", "-d", "--name", "web", "-p", "8080:80", ref)
-    curl = ("curl", "-s", "-m", "5", "http://127.0.0.1:8080/")  # httpd may not listen yet when run -d returns
-    wait_until(lambda: run_in(hyprd.ns, *curl, rc=None).stdout == "hello from hypr-httpd\n", "httpd to answer")
+    wait_answers(hyprd, "http://127.0.0.1:8080/", "hello from hypr-httpd\n")
     conflict = docker(hyprd, "rmi", ref, rc=1)
     assert "must force" in conflict.stderr
     docker(hyprd, "rm", "-f", "web")
