@@ -158,6 +158,10 @@ class Hyprd:
             )
         return proc
 
+    def docker(self, *argv: str, rc: int | None = 0, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """The docker CLI against this daemon's socket."""
+        return sh("docker", "-H", f"unix://{self.socket}", *argv, rc=rc, timeout=timeout)
+
 
 def links(ns: str, kind: str | None = None) -> list[str]:
     argv = ["ip", "-n", ns, "-o", "link", "show"] + (["type", kind] if kind else [])

@@ -109,10 +109,48 @@ def test_gw_priority_then_external_then_name_on_run_connect_and_disconnect(hyprd
     hyprd.cli("run", "-d", "--name", "w2", "--network", "b-net", "--gw-priority", "5", "--network", "a-net",
               "busybox", "sleep", "600")  # fmt: skip
     assert default_route(hyprd, "w2") == gateway_of(hyprd, "b-net")
-    # -1 pushes a network below every other, even an internal one.
-    hyprd.cli("run", "-d", "--name", "w3", "--network", "a-net", "--gw-priority", "-1", "--network", "0-internal",
-              "busybox", "sleep", "600")  # fmt: skip
-    assert default_route(hyprd, "w3") == gateway_of(hyprd, "0-internal")
+    # Equal priorities: by name. The docker CLI's long --network syntax, and its `network connect --gw-priority`.
+    hyprd.cli("run", "-d", "--name", "w4", "--network", "name=c-net,gw-priority=2", "--network",
+              "name=b-net,gw-priority=2", "--network", "name=a-net,gw-priority=1", "busybox", "sleep", "600")  # fmt: skip
+    assert default_route(hyprd, "w4") == gateway_of(hyprd, "b-net")
+    hyprd.docker("network", "connect", "--gw-priority", "7", "0-internal", "w4")  # internal: never the gateway
+    assert default_route(hyprd, "w4") == gateway_of(hyprd, "b-net")
+    hyprd.docker("network", "disconnect", "b-net", "w4")  # the gateway network goes: the next one by name
+    assert default_route(hyprd, "w4") == gateway_of(hyprd, "c-net")
+    assert nameserver(hyprd, "w4") == gateway_of(hyprd, "c-net")
+    shown = json.loads(hyprd.docker("inspect", "w4").stdout)[0]["NetworkSettings"]["Networks"]
+    assert {name: n["GwPriority"] for name, n in shown.items()} == {"c-net": 2, "a-net": 1, "0-internal": 7}
+
+
+def test_an_internal_network_never_carries_the_default_route(hyprd: Hyprd) -> None:
+    """Docker's bridge driver gives an internal network no gateway: whatever the priorities it never takes the
+    default route (a negative priority elsewhere does not hand it over), and a workload on internal networks only
+    has no default route at all; its resolver is still its network's gateway."""
+    with topology(hyprd.ns) as net:
+        hyprd.cli("network", "create", "a-net")
+        hyprd.cli("network", "create", "--internal", "0-internal")
+        hyprd.cli("network", "create", "--internal", "1-internal")
+        hyprd.cli("run", "-d", "--name", "w3", "--network", "a-net", "--gw-priority", "-1", "--network", "0-internal",
+                  "-p", "9301:80", "busybox", "httpd", "-f", "-p", "80")  # fmt: skip
+        assert default_route(hyprd, "w3") == gateway_of(hyprd, "a-net")
+        assert nameserver(hyprd, "w3") == gateway_of(hyprd, "a-net")
+        assert hyprd.cli("exec", "w3", "ping", "-c1", "-W2", INTERNET).returncode == 0  # egress
+        answer = run_in(net.client, "sh", "-c", f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {HOST_LAN} 9301",
+                        rc=None).stdout  # fmt: skip
+        assert answer.startswith("HTTP/1."), answer  # the reply leaves by the way the request came in
+        hyprd.cli("run", "-d", "--name", "w5", "--network", "1-internal", "--network", "name=0-internal,gw-priority=3",
+                  "busybox", "sleep", "600")  # fmt: skip
+        routes = hyprd.cli("exec", "w5", "ip", "route").stdout
+        assert "default" not in routes, routes
+        assert nameserver(hyprd, "w5") == gateway_of(hyprd, "0-internal")
+        assert "Address" in hyprd.cli("exec", "w5", "nslookup", "w3").stdout  # a peer on 0-internal
+        out = hyprd.cli("exec", "w5", "ping", "-c1", "-W2", INTERNET, rc=None)
+        assert out.returncode != 0 and "unreachable" in out.stderr.lower(), out  # at once, as in Docker
+        # Connected to a network with a way out (however low its priority), it gets its default route there.
+        hyprd.cli("network", "connect", "--gw-priority", "-5", "a-net", "w5")
+        assert default_route(hyprd, "w5") == gateway_of(hyprd, "a-net")
+        hyprd.cli("network", "disconnect", "a-net", "w5")
+        assert "default" not in hyprd.cli("exec", "w5", "ip", "route").stdout
 
 
 def test_compose_backend_internal_sorted_first_is_not_the_gateway(hyprd: Hyprd, tmp_path: Path) -> None:
@@ -120,12 +158,14 @@ def test_compose_backend_internal_sorted_first_is_not_the_gateway(hyprd: Hyprd, 
     file.write_text(
         "services:\n  api:\n    image: busybox\n    command: [sleep, '600']\n    networks: [frontend, backend]\n"
         "  pri:\n    image: busybox\n    command: [sleep, '600']\n"
-        "    networks:\n      frontend: {}\n      backend: {gw_priority: 1}\n"
-        "networks:\n  frontend: {}\n  backend:\n    internal: true\n"
+        "    networks:\n      frontend: {}\n      backend: {gw_priority: 5}\n      zeta: {gw_priority: 1}\n"
+        "networks:\n  frontend: {}\n  zeta: {}\n  backend:\n    internal: true\n"
     )
     hyprd.cli("compose", "-p", "gw", "-f", str(file), "up", "-d")
     assert default_route(hyprd, "gw-api-1") == gateway_of(hyprd, "gw_frontend")
-    assert default_route(hyprd, "gw-pri-1") == gateway_of(hyprd, "gw_backend")
+    assert default_route(hyprd, "gw-pri-1") == gateway_of(hyprd, "gw_zeta")  # backend is internal: no gateway
+    shown = json.loads(hyprd.cli("inspect", "gw-pri-1").stdout)[0]["NetworkSettings"]["Networks"]
+    assert {name: n["GwPriority"] for name, n in shown.items()} == {"gw_frontend": 0, "gw_backend": 5, "gw_zeta": 1}
     hyprd.cli("compose", "-p", "gw", "-f", str(file), "down")
 
 

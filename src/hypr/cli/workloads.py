@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -84,7 +85,7 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
     "networks",
     multiple=True,
     shell_complete=network_names,
-    help="Connect to a network (repeatable; first = default route).",
+    help="Connect to a network (repeatable): NAME, or name=NAME[,alias=A][,ip=IP][,ip6=IP][,gw-priority=N]...",
 )
 @click.option("--ip", help="IPv4 address on the first network.")
 @click.option("--ip6", help="IPv6 address on the first network (a dual-stack one).")
@@ -356,14 +357,16 @@ def _pull_to_stderr(client: Client, image: str, platform: str | None) -> None:
 def run_body(image: str, command: Sequence[str], networks: Sequence[str], ip: str | None, aliases: Sequence[str],
              specs: Sequence[Any], env: Sequence[str], label: Sequence[str], hostname: str | None, runtime: str,
              restart: str) -> dict[str, Any]:  # fmt: skip
-    """Docker's container-create body, as the docker CLI builds it (API >= 1.44: every network in EndpointsConfig)."""
+    """Docker's container-create body, as the docker CLI builds it (API >= 1.44: every network in EndpointsConfig).
+    `networks`: `--network` values, names or Docker's long syntax (`network_attachment`); `ip` and `aliases` go to
+    the first."""
     endpoints: dict[str, Any] = {}
-    for index, network in enumerate(networks or ["bridge"]):
-        config: dict[str, Any] = {}
+    for index, value in enumerate(networks or ["bridge"]):
+        network, config = network_attachment(value)
         if index == 0 and ip:
-            config["IPAMConfig"] = {"IPv4Address": ip}
+            config.setdefault("IPAMConfig", {})["IPv4Address"] = ip
         if index == 0 and aliases:
-            config["Aliases"] = list(aliases)
+            config["Aliases"] = [*config.get("Aliases", ()), *aliases]
         endpoints[network] = config
     return {
         "Image": image,
@@ -372,13 +375,58 @@ def run_body(image: str, command: Sequence[str], networks: Sequence[str], ip: st
         "Labels": parse_pairs("label", label, allow_empty=True),
         "Hostname": hostname or "",
         "HostConfig": {
-            "NetworkMode": (networks or ["bridge"])[0],
+            "NetworkMode": next(iter(endpoints)),
             "PortBindings": _bindings(specs),
             "Runtime": runtime,
             "RestartPolicy": {"Name": restart},
         },
         "NetworkingConfig": {"EndpointsConfig": endpoints},
     }
+
+
+_ENDPOINT_KEYS = ("name", "alias", "ip", "ip6", "mac-address", "link-local-ip", "driver-opt", "gw-priority")
+
+
+def network_attachment(value: str) -> tuple[str, dict[str, Any]]:
+    """One `--network` value -> (network, EndpointsConfig entry). A plain name, or the docker CLI's long syntax
+    `name=NET[,alias=A][,ip=IP][,ip6=IP][,mac-address=M][,link-local-ip=IP][,driver-opt=K=V][,gw-priority=N]`
+    (comma-separated fields, repeatable alias, link-local-ip and driver-opt), with Docker's messages for a field
+    without `=`, an unknown key, a priority that is no integer and a missing name."""
+    import csv
+
+    if not re.search(r"\w+=\w+", value):
+        return value, {}
+    fields = next(csv.reader([value]))
+    config: dict[str, Any] = {}
+    name = ""
+    for item in fields:
+        key, eq, val = item.partition("=")
+        key, val = key.strip().lower(), val.strip()
+        if not eq or not key:
+            raise click.BadParameter(f"invalid field {item}", param_hint="--network")
+        if key not in _ENDPOINT_KEYS:
+            raise click.BadParameter(f"invalid field key {key}", param_hint="--network")
+        if key == "name":
+            name = val
+        elif key == "alias":
+            config.setdefault("Aliases", []).append(val)
+        elif key in ("ip", "ip6"):
+            config.setdefault("IPAMConfig", {})["IPv4Address" if key == "ip" else "IPv6Address"] = val
+        elif key == "link-local-ip":
+            config.setdefault("IPAMConfig", {}).setdefault("LinkLocalIPs", []).append(val)
+        elif key == "mac-address":
+            config["MacAddress"] = val
+        elif key == "driver-opt":
+            opt, _, opt_value = val.partition("=")
+            config.setdefault("DriverOpts", {})[opt.strip()] = opt_value.strip()
+        else:
+            try:
+                config["GwPriority"] = int(val)
+            except ValueError:
+                raise click.BadParameter(f"invalid gw-priority: {val!r}", param_hint="--network") from None
+    if not name:
+        raise click.BadParameter("network name/id is not specified", param_hint="--network")
+    return name, config
 
 
 def _bindings(specs: Sequence[Any]) -> dict[str, Any]:

@@ -198,9 +198,8 @@ def render_config(spec: LaunchSpec, command: tuple[str, ...], creds: Credentials
         f"|{att.ip6 or ''}|{att.prefixlen6 if att.ip6 else ''}\n"
         for att in spec.attachments
     )
-    gateway = str(spec.attachments[0].gateway) if spec.attachments else ""
-    # The IPv6 default route: via the first attachment (in gateway order) on a dual-stack network.
-    gateway6 = next((str(att.gateway6) for att in spec.attachments if att.ip6 and att.gateway6), "")
+    gateway = str(spec.gateway.gateway) if spec.gateway is not None else ""  # none on internal networks only
+    gateway6 = str(spec.gateway6.gateway6) if spec.gateway6 is not None else ""
     env: Mapping[str, str] = {"PATH": GUEST_PATH, "HOSTNAME": spec.hostname, "HOME": creds.home, **spec.env}
     return (
         f"HYPR_NETS={_q(nets)}\n"

@@ -73,12 +73,12 @@ def attachment(network: Network, endpoint: Endpoint) -> Attachment:
         host_ifname=endpoint.host_ifname, bridge=network.bridge, guest_ifname=f"eth{endpoint.position}",
         ip=endpoint.ip, prefixlen=network.subnet.prefixlen, gateway=network.gateway, mac=endpoint.mac, mtu=network.mtu,
         ip6=endpoint.ip6, prefixlen6=network.subnet6.prefixlen if network.subnet6 else 64, gateway6=network.gateway6,
-        link_local=tuple(IPv4Address(a) for a in endpoint.link_local_ips),
+        link_local=tuple(IPv4Address(a) for a in endpoint.link_local_ips), internal=network.internal,
     )  # fmt: skip
 
 
 def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchSpec:
-    # The runtime takes the first attachment as the one with the default route and the resolver.
+    # The first attachment is the resolver, and carries the default route unless it is internal (LaunchSpec.gateway).
     endpoints = snapshot.gateway_order(workload.id)
     attachments = tuple(attachment(snapshot.network(e.network_id), e) for e in endpoints)
     own = workload.resolver
