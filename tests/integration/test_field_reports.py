@@ -276,6 +276,10 @@ def test_every_network_shows_its_bridge_and_commands_that_cannot_run_exit_127_or
     assert options == {"com.docker.network.bridge.name": "vbr1"}
     assert hyprd.cli("run", "--rm", "busybox", "no-such-command", rc=127).returncode == 127
     assert hyprd.cli("run", "--rm", "busybox", "/etc/passwd", rc=126).returncode == 126
+    directory = hyprd.cli("run", "-d", "busybox", "/etc", rc=126)  # detached too: the start fails
+    assert 'exec: "/etc": is a directory' in directory.stderr
+    assert hyprd.cli("run", "--rm", "--network", "no-such-net", "busybox", "true", rc=125).returncode == 125
+    assert hyprd.docker("run", "--rm", "busybox", "/bin", rc=126).returncode == 126
     assert hyprd.cli("run", "busybox", "sh", "-c", "exit 3", rc=3).returncode == 3
 
 

@@ -467,7 +467,7 @@ def test_docker_py_images(hyprd: Hyprd, images_registry: Registry) -> None:
 
 def test_pull_policies_for_run(hyprd: Hyprd, images_registry: Registry) -> None:
     ref = images_registry.ref("httpd")
-    never = hyprd.cli("run", "--rm", "--pull", "never", ref, "true", rc=1)
+    never = hyprd.cli("run", "--rm", "--pull", "never", ref, "true", rc=125)
     assert f"No such image: {ref}" in never.stderr
     assert image_ids(hyprd) == []
     hyprd.cli("run", "--rm", ref, "true")

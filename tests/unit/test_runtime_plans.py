@@ -66,6 +66,9 @@ def test_hosts_lists_every_address_and_extra_entries() -> None:
     text = files.render_hosts(spec(attachments=(ATT, second), hosts=(("db", IPv4Address("203.0.113.9")),)))
     assert text.startswith("127.0.0.1\tlocalhost\n")
     assert text.endswith("203.0.113.9\tdb\n192.0.2.5\tweb\n198.51.100.7\tweb\n")
+    # Its name (written for its first address) is its hostname when none was given: one line, not two.
+    text = files.render_hosts(spec(hosts=(("web", ATT.ip),)))
+    assert text.endswith("ip6-allrouters\n192.0.2.5\tweb\n"), text
 
 
 def test_resolv_conf() -> None:

@@ -6,7 +6,7 @@ import contextlib
 import re
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -20,7 +20,7 @@ from hypr.cli.context import (
     workload_names,
 )
 from hypr.cli.output import echo_json_lines, short_id, table
-from hypr.errors import HyprError, NotFound
+from hypr.errors import HyprError, NotFound, Unavailable
 
 if TYPE_CHECKING:
     from hypr.client import Client
@@ -181,7 +181,12 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
     body.update({"Tty": tty, "OpenStdin": interactive, "StdinOnce": interactive and not detach,
                  "AttachStdin": interactive and not detach, "AttachStdout": not detach, "AttachStderr": not detach})  # fmt: skip
     client = client_of(ctx)
-    workload_id = create_pulling(client, body, name, pull_policy, platform)
+    try:
+        workload_id = create_pulling(client, body, name, pull_policy, platform)
+    except HyprError as exc:
+        if isinstance(exc, Unavailable):
+            raise
+        _refused(ctx, exc.message, RUN_FAILED)
     if detach:
         _start(ctx, client, workload_id, auto_remove)
         click.echo(workload_id)
@@ -197,11 +202,16 @@ def _start(ctx: click.Context, client: Client, workload_id: str, auto_remove: bo
         if auto_remove:
             with contextlib.suppress(HyprError):
                 client.remove(workload_id, force=True)
-        code = start_failure_code(exc.message)
-        if code is None:
+        if isinstance(exc, Unavailable):
             raise
-        click.echo(f"hypr: Error response from daemon: {exc.message}", err=True)
-        ctx.exit(code)
+        _refused(ctx, exc.message, start_failure_code(exc.message) or RUN_FAILED)
+
+
+def _refused(ctx: click.Context, message: str, code: int) -> NoReturn:
+    """`docker run`'s way out when the daemon refuses: its message, and 125 (127 or 126 when the command itself
+    cannot be found or run)."""
+    click.echo(f"hypr: Error response from daemon: {message}", err=True)
+    ctx.exit(code)
 
 
 def foreground(ctx: click.Context, client: Client, workload_id: str, *, interactive: bool, tty: bool,
@@ -306,10 +316,11 @@ def parse_mount(text: str) -> dict[str, Any]:
 
 
 def start_failure_code(message: str) -> int | None:
-    """The docker CLI's exit codes for a command that could not start: 127 not found, 126 not executable."""
+    """The docker CLI's exit codes for a command that could not start: 127 not found, 126 not executable (no
+    permission, or a directory)."""
     if "executable file not found" in message or "no such file or directory" in message.lower():
         return 127
-    if "permission denied" in message.lower():
+    if "permission denied" in message.lower() or "is a directory" in message:
         return 126
     return None
 
@@ -384,6 +395,7 @@ def run_body(image: str, command: Sequence[str], networks: Sequence[str], ip: st
     }
 
 
+RUN_FAILED = 125  # docker run's exit code when the daemon refuses (the workload's own code otherwise)
 _ENDPOINT_KEYS = ("name", "alias", "ip", "ip6", "mac-address", "link-local-ip", "driver-opt", "gw-priority")
 
 
