@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.integration.dns_topology import OUTSIDE_ADDRESS, ZONE_SERVER, dns_daemon
-from tests.integration.harness import Hyprd, host_server, links, run_in, vm_marks
+from tests.integration.harness import Hyprd, host_server, links, run_in, vm_marks, wait_until
 from tests.integration.topology import HOST_LAN, INTERNET, topology
 
 
@@ -39,32 +39,53 @@ def test_a_new_workload_resolves_its_peers_on_its_first_instruction(hyprd: Hyprd
         return hyprd.cli("run", "--rm", "--network", "n1", "busybox", "nslookup", "pa1", rc=None).stdout
 
     with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(first_query, range(8)))
+        answers = list(pool.map(first_query, range(12)))
     assert all(ip in a for a in answers), answers
-    # Its own name too, and from the host image with glibc's resolver (getent), on its first instruction.
-    for _ in range(3):
-        assert (
-            hyprd.cli("run", "--rm", "--name", "selfie", "--network", "n1", "busybox", "nslookup", "selfie").returncode
-            == 0
+    # Its own name too, and from the host image with glibc's resolver (getent) and dig, on its first instruction.
+    for i in range(10):
+        selfie = hyprd.cli(
+            "run", "--rm", "--name", f"selfie{i}", "--network", "n1", "busybox", "nslookup", f"selfie{i}"
         )
+        assert selfie.returncode == 0, selfie.stdout
         out = hyprd.cli("run", "--rm", "--network", "n1", "host", "getent", "hosts", "pa1").stdout
         assert out.split()[0] == ip
+        out = hyprd.cli("run", "--rm", "--network", "n1", "host", "dig", "+short", "+tries=1", "pa1").stdout
+        assert out.split() == [ip]
 
 
 def test_names_are_served_at_once_after_start_restart_rename_and_connect(hyprd: Hyprd) -> None:
+    """Every way a workload's process starts asks on its first instruction: run, start, restart, a restart policy,
+    a start or restart right after a daemon restart, a start after `network connect` (the peer is on the network
+    connected), and after `rename` (the new name)."""
     hyprd.cli("network", "create", "n1")
     hyprd.cli("network", "create", "n2")
     hyprd.cli("run", "-d", "--name", "peer", "--network", "n1", "busybox", "sleep", "600")
-    script = "nslookup peer >/dev/null && echo ok || echo fail; sleep 600"
-    hyprd.cli("run", "-d", "--name", "asker", "--network", "n1", "busybox", "sh", "-c", script)
+    hyprd.cli("run", "-d", "--name", "late", "--network", "n2", "busybox", "sleep", "600")
+
+    def asks(name: str) -> str:
+        return f"nslookup {name} >/dev/null && echo ok || echo fail; sleep 600"
+
+    hyprd.cli("run", "-d", "--name", "asker", "--network", "n1", "busybox", "sh", "-c", asks("peer"))
     hyprd.cli("stop", "-t", "0", "asker")
     hyprd.cli("start", "asker")
     hyprd.cli("restart", "-t", "0", "asker")
-    logs = hyprd.cli("logs", "asker").stdout.split()
-    assert logs == ["ok", "ok", "ok"], logs
+    hyprd.cli("stop", "-t", "0", "asker")
+    hyprd.restart()
+    hyprd.cli("start", "asker")
+    hyprd.restart()
+    hyprd.cli("restart", "-t", "0", "asker")
+    # A stopped workload connected to a network asks for a peer there on its first instruction.
+    hyprd.docker("create", "--name", "joiner", "--network", "n1", "busybox", "sh", "-c", asks("late"))
+    hyprd.cli("network", "connect", "n2", "joiner")
+    hyprd.cli("start", "joiner")
     hyprd.cli("rename", "peer", "renamed")
+    hyprd.cli("run", "-d", "--name", "again", "--restart", "on-failure", "--network", "n1", "busybox", "sh", "-c",
+              "nslookup renamed >/dev/null && echo ok || echo fail; sleep 1; exit 1")  # fmt: skip
+    wait_until(lambda: len(hyprd.cli("logs", "again").stdout.split()) >= 3, "three runs of a restarting workload", 30)
+    wait_until(lambda: hyprd.cli("logs", "joiner").stdout.strip() != "", "the joiner's answer")
+    logs = {name: hyprd.cli("logs", name).stdout.split() for name in ("asker", "joiner", "again")}
+    assert logs["asker"] == ["ok"] * 5 and logs["joiner"] == ["ok"] and set(logs["again"]) == {"ok"}, logs
     assert "Address" in hyprd.cli("exec", "asker", "nslookup", "renamed").stdout
-    hyprd.cli("run", "-d", "--name", "late", "--network", "n2", "busybox", "sleep", "600")
     hyprd.cli("network", "connect", "n2", "asker")
     assert hyprd.cli("exec", "asker", "nslookup", "late").returncode == 0
 
@@ -290,12 +311,21 @@ def test_a_daemon_in_another_mount_namespace_keeps_workloads_whole(host_ns: str,
     daemon = Hyprd(ns=host_ns, root=tmp_root, private_mounts=True)
     daemon.start()
     try:
+        daemon.cli("network", "create", "n8")
         daemon.cli("run", "-d", "--name", "up1", "busybox", "sleep", "600")
-        daemon.cli("run", "-d", "--name", "down1", "busybox", "sleep", "600")
+        daemon.cli("run", "-d", "--name", "down1", "--network", "bridge", "--network", "n8", "busybox", "sleep", "600")
+        daemon.cli("run", "-d", "--name", "peer8", "--network", "n8", "busybox", "sleep", "600")
         daemon.cli("stop", "-t", "0", "down1")
         daemon.restart()  # the new daemon does not see the namespace pins the old one made
-        daemon.cli("start", "down1")  # the first start works: its namespace is made again
+        daemon.cli("start", "down1")  # the first start works: its namespace is made again, both interfaces in it
         daemon.cli("exec", "down1", "ping", "-c1", "-W2", "10.88.0.1")
+        daemon.cli("exec", "down1", "ping", "-c1", "-W2", gateway_of(daemon, "n8"))
+        assert "Address" in daemon.cli("exec", "down1", "nslookup", "peer8").stdout
+        daemon.cli("stop", "-t", "0", "down1")
+        daemon.restart()
+        daemon.cli("network", "disconnect", "bridge", "down1")  # changed while its namespace is lost
+        daemon.cli("start", "down1")
+        assert default_route(daemon, "down1") == gateway_of(daemon, "n8")
         daemon.cli("network", "create", "n7")
         daemon.cli("network", "connect", "n7", "up1")  # a running workload keeps its namespace and links
         daemon.cli("exec", "up1", "ping", "-c1", "-W2", "10.88.0.1")
@@ -308,7 +338,7 @@ def test_a_daemon_in_another_mount_namespace_keeps_workloads_whole(host_ns: str,
         daemon.cli("start", "up1")
         daemon.cli("exec", "up1", "ping", "-c1", "-W2", "10.88.0.1")
     finally:
-        for name in ("up1", "down1"):
+        for name in ("up1", "down1", "peer8"):
             daemon.cli("rm", "-f", name, rc=None)
         daemon.stop()
     assert [link for link in links(host_ns) if link.startswith("hv")] == []
