@@ -260,6 +260,27 @@ def test_compose_resolver_keys(hyprd: Hyprd, tmp_path: Path) -> None:
     hosts = hyprd.cli("exec", "rs-app-1", "cat", "/etc/hosts").stdout
     assert "192.0.2.20\tsvc.local\n" in hosts and "\tapphost.corp.test\tapphost\n" in hosts
     hyprd.cli("compose", "-p", "rs", "-f", str(file), "down")
+    # The other forms: extra_hosts as a map and as `name=ip`, host-gateway, IPv6 in brackets; dns and dns_search
+    # as strings.
+    file.write_text(
+        "services:\n  map:\n    image: busybox\n    command: [sleep, '600']\n    dns: 192.0.2.53\n"
+        "    dns_search: y.test\n    extra_hosts:\n      a.local: 192.0.2.21\n      gw.local: host-gateway\n"
+        "  eq:\n    image: busybox\n    command: [sleep, '600']\n"
+        "    extra_hosts: ['b.local=192.0.2.22', 'v6.local:[2001:db8::22]', 'host.docker.internal:host-gateway']\n"
+    )
+    hyprd.cli("compose", "-p", "rs", "-f", str(file), "up", "-d")
+    gateway = gateway_of(hyprd, "rs_default")
+    hosts = hyprd.cli("exec", "rs-map-1", "cat", "/etc/hosts").stdout
+    assert "192.0.2.21\ta.local\n" in hosts and f"{gateway}\tgw.local\n" in hosts, hosts
+    hosts = hyprd.cli("exec", "rs-eq-1", "cat", "/etc/hosts").stdout
+    assert "192.0.2.22\tb.local\n" in hosts and "2001:db8::22\tv6.local\n" in hosts, hosts
+    assert f"{gateway}\thost.docker.internal\n" in hosts
+    resolv = hyprd.cli("exec", "rs-map-1", "cat", "/etc/resolv.conf").stdout
+    assert f"nameserver {gateway}\n" in resolv and "search y.test\n" in resolv and "192.0.2.53" not in resolv
+    host_config = json.loads(hyprd.cli("inspect", "rs-map-1").stdout)[0]["HostConfig"]
+    assert host_config["Dns"] == ["192.0.2.53"] and host_config["DnsSearch"] == ["y.test"]
+    assert sorted(host_config["ExtraHosts"]) == ["a.local:192.0.2.21", "gw.local:host-gateway"]
+    hyprd.cli("compose", "-p", "rs", "-f", str(file), "down")
 
 
 # -- 5. a host port range for one container port ----------------------------------------------------------------------
