@@ -377,8 +377,9 @@ def test_a_vm_resolves_its_peers_on_its_first_instruction_and_picks_the_external
     hyprd.cli("network", "create", "pub9")
     hyprd.cli("run", "-d", "--name", "pa9", "--network", "pub9", "busybox", "sleep", "600")
     script = "nslookup pa9 | tail -n +3; ip route | grep default; cat /etc/resolv.conf"
-    out = hyprd.cli("run", "--rm", "--runtime", "vm", "--network", "int9", "--network", "pub9", "--dns-search",
-                    "corp.test", "busybox", "sh", "-c", script, timeout=240).stdout  # fmt: skip
+    # int9 first and with the higher priority: an internal network still never takes the default route.
+    out = hyprd.cli("run", "--rm", "--runtime", "vm", "--network", "int9", "--gw-priority", "5", "--network", "pub9",
+                    "--dns-search", "corp.test", "busybox", "sh", "-c", script, timeout=240).stdout  # fmt: skip
     ip = json.loads(hyprd.cli("inspect", "pa9").stdout)[0]["NetworkSettings"]["Networks"]["pub9"]["IPAddress"]
     assert ip in out, out
     assert f"default via {gateway_of(hyprd, 'pub9')}" in out
