@@ -376,11 +376,16 @@ def test_a_vm_resolves_its_peers_on_its_first_instruction_and_picks_the_external
     hyprd.cli("network", "create", "--internal", "int9")
     hyprd.cli("network", "create", "pub9")
     hyprd.cli("run", "-d", "--name", "pa9", "--network", "pub9", "busybox", "sleep", "600")
-    script = "nslookup pa9 | tail -n +3; ip route | grep default; cat /etc/resolv.conf"
-    # int9 first and with the higher priority: an internal network still never takes the default route.
+    script = "nslookup pa9 | tail -n +3; ip route | grep default; cat /etc/resolv.conf /etc/hosts"
+    # int9 first and with the higher priority: an internal network still never takes the default route. The
+    # resolver flags reach the guest as they reach a sandbox.
     out = hyprd.cli("run", "--rm", "--runtime", "vm", "--network", "int9", "--gw-priority", "5", "--network", "pub9",
-                    "--dns-search", "corp.test", "busybox", "sh", "-c", script, timeout=240).stdout  # fmt: skip
+                    "--dns-search", "corp.test", "--dns-option", "ndots:2", "--add-host", "db.local:192.0.2.10",
+                    "--add-host", "gw:host-gateway", "--hostname", "vmh", "--domainname", "dom.test",
+                    "busybox", "sh", "-c", script, timeout=240).stdout  # fmt: skip
     ip = json.loads(hyprd.cli("inspect", "pa9").stdout)[0]["NetworkSettings"]["Networks"]["pub9"]["IPAddress"]
     assert ip in out, out
-    assert f"default via {gateway_of(hyprd, 'pub9')}" in out
-    assert "search corp.test" in out
+    pub9 = gateway_of(hyprd, "pub9")
+    assert f"default via {pub9}" in out and f"nameserver {pub9}\n" in out
+    assert "search corp.test\n" in out and "options ndots:2\n" in out
+    assert "192.0.2.10\tdb.local\n" in out and f"{pub9}\tgw\n" in out and "\tvmh.dom.test\tvmh\n" in out
