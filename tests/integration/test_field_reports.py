@@ -297,15 +297,27 @@ def test_a_host_port_range_publishes_the_first_free_port(hyprd: Hyprd, tmp_path:
         assert answer == "404"  # busybox httpd answers (no index page): the port is published
         hyprd.cli("run", "-d", "--name", "r3", "-p", "127.0.0.1:8000-8001:53/udp", "busybox", "sleep", "600")
         assert hyprd.cli("port", "r3", "53/udp").stdout.strip() == "127.0.0.1:8000"  # udp 8000 was free
-        full = hyprd.cli("run", "-d", "--name", "r4", "-p", "8001-8002:80", "busybox", "sleep", "600", rc=None)
-        assert full.returncode != 0 and "all ports are allocated" in full.stderr
+        full = hyprd.cli("run", "-d", "--name", "r4", "-p", "8001-8002:80", "busybox", "sleep", "600", rc=125)
+        assert "Bind for 0.0.0.0:8001-8002 failed: all ports are allocated" in full.stderr
+        # The docker CLI sends the range as HostPort "8003-8010": the same first free port.
+        hyprd.docker("run", "-d", "--name", "r5", "-p", "8000-8010:80", "-p", "127.0.0.1:8000-8001:53/udp",
+                     "busybox", "sleep", "600")  # fmt: skip
+        assert hyprd.docker("port", "r5", "80").stdout.strip() == "0.0.0.0:8003"
+        assert hyprd.docker("port", "r5", "53/udp").stdout.strip() == "127.0.0.1:8001"
+    unequal = hyprd.cli("run", "-d", "-p", "8000-8010:80-81", "busybox", rc=125)
+    assert "invalid ranges specified for container and host Ports: 80-81 and 8000-8010" in unequal.stderr
+    assert len(hyprd.cli("ps", "-aq").stdout.split()) == 4  # nothing made for the refused ones
     file = tmp_path / "compose.yml"
     file.write_text(
         "services:\n  web:\n    image: busybox\n    command: [httpd, -f, -p, '80']\n"
         "    ports:\n      - target: 80\n        published: '8000-8010'\n"
+        "      - {target: 81, published: '8000-8010', protocol: udp, host_ip: 127.0.0.1}\n"
+        "      - '8020-8021:82'\n"
     )
     hyprd.cli("compose", "-p", "pr", "-f", str(file), "up", "-d")
-    assert hyprd.cli("port", "pr-web-1", "80").stdout.strip() == "0.0.0.0:8000"
+    assert hyprd.cli("port", "pr-web-1", "80").stdout.strip() == "0.0.0.0:8000"  # the host's server has gone
+    assert hyprd.cli("port", "pr-web-1", "81/udp").stdout.strip() == "127.0.0.1:8002"  # r3, r5 hold 8000-8001
+    assert hyprd.cli("port", "pr-web-1", "82").stdout.strip() == "0.0.0.0:8020"
     hyprd.cli("compose", "-p", "pr", "-f", str(file), "down")
 
 

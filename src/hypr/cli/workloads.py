@@ -150,7 +150,8 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
             specs = [spec for item in publish for spec in parse_publish(item)]
             exposed = {f"{s.guest_port}/{s.protocol}": {} for item in expose for s in parse_publish(item)}
         except HyprError as exc:
-            raise click.BadParameter(exc.message, param_hint="-p") from None
+            click.echo(f"hypr: {exc.message}\n\nRun 'hypr run --help' for more information", err=True)
+            ctx.exit(RUN_FAILED)  # the docker CLI's words and code for a -p it cannot read
     body = run_body(image, command, networks, ip, aliases, specs, env, label, hostname, runtime, restart)
     if gw_priority:
         first = next(iter(body["NetworkingConfig"]["EndpointsConfig"].values()))
