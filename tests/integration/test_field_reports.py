@@ -401,3 +401,17 @@ def test_a_vm_resolves_its_peers_on_its_first_instruction_and_picks_the_external
     assert f"default via {pub9}" in out and f"nameserver {pub9}\n" in out
     assert "search corp.test\n" in out and "options ndots:2\n" in out
     assert "192.0.2.10\tdb.local\n" in out and f"{pub9}\tgw\n" in out and "\tvmh.dom.test\tvmh\n" in out
+    # Its TAPs were tap0 and tap1 (the networking page's names), numbered per daemon, stored, and free again once
+    # it is gone; inspect shows each endpoint's host interface.
+    hyprd.docker("create", "--name", "v1", "--runtime", "vm", "--network", "pub9", "busybox", "true")
+    hyprd.docker("network", "connect", "int9", "v1")
+    hyprd.docker("create", "--name", "v2", "--runtime", "vm", "--network", "pub9", "busybox", "true")
+    hyprd.cli("rm", "v1")
+    hyprd.docker("create", "--name", "v3", "--runtime", "vm", "--network", "int9", "busybox", "true")
+
+    def taps(name: str) -> dict[str, str]:
+        networks = json.loads(hyprd.cli("inspect", name).stdout)[0]["NetworkSettings"]["Networks"]
+        return {network: settings["HostInterface"] for network, settings in networks.items()}
+
+    assert taps("v2") == {"pub9": "tap2"} and taps("v3") == {"int9": "tap0"}
+    assert "tap2" in links(hyprd.ns, "tun")
