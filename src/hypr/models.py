@@ -90,6 +90,7 @@ class PortMapping:
     host_port: int
     guest_port: int
     protocol: Protocol = "tcp"
+    requested: str | None = None  # the host port as asked: "" any free one, "8080", "8000-8010"; None: host_port
 
 
 @dataclass(frozen=True)

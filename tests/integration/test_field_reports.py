@@ -290,6 +290,9 @@ def test_a_host_port_range_publishes_the_first_free_port(hyprd: Hyprd, tmp_path:
     with host_server(hyprd.ns, 8000):  # 8000 is taken on the host
         hyprd.cli("run", "-d", "--name", "r1", "-p", "8000-8010:80", "busybox", "httpd", "-f", "-p", "80")
         assert hyprd.cli("port", "r1", "80").stdout.strip() == "0.0.0.0:8001"
+        shown = json.loads(hyprd.cli("inspect", "r1").stdout)[0]  # as asked, and as chosen
+        assert shown["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "", "HostPort": "8000-8010"}]}
+        assert shown["NetworkSettings"]["Ports"]["80/tcp"][0] == {"HostIp": "0.0.0.0", "HostPort": "8001"}
         hyprd.cli("run", "-d", "--name", "r2", "-p", "8000-8010:80", "busybox", "httpd", "-f", "-p", "80")
         assert hyprd.cli("port", "r2", "80").stdout.strip() == "0.0.0.0:8002"
         answer = run_in(hyprd.ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5",

@@ -127,4 +127,9 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE workloads ADD COLUMN stdio TEXT NOT NULL DEFAULT '{}'
     """,
+    # The host port as asked (Docker's HostConfig.PortBindings): "" for any free one, "8000-8010" for the first
+    # free one of a range; NULL for rows made before it was kept (shown as the port chosen).
+    """
+    ALTER TABLE port_mappings ADD COLUMN requested TEXT
+    """,
 )
