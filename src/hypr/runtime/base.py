@@ -75,9 +75,10 @@ class LaunchSpec:
 
     @property
     def gateway(self) -> Attachment | None:
-        """The attachment that carries the IPv4 default route: the first (in gateway order) that is not internal;
-        None for a workload on internal networks only, which has no default route (Docker's)."""
-        return next((a for a in self.attachments if not a.internal), None)
+        """The attachment that carries the IPv4 default route: the first (in gateway order) with an IPv4 gateway
+        that is not internal; None for a workload on internal networks only, which has no default route (Docker's:
+        its bridge driver gives an internal network no gateway)."""
+        return next((a for a in self.attachments if a.gateway is not None and not a.internal), None)
 
     @property
     def gateway6(self) -> Attachment | None:
