@@ -22,12 +22,12 @@ class Attachment:
     host_ifname: str  # veth host end (sandbox) or TAP (vm), enslaved to `bridge`
     bridge: str
     guest_ifname: str  # "eth0", "eth1", ... in attach order
-    ip: IPv4Address
+    ip: IPv4Address | None  # None on an IPv6-only network
     prefixlen: int
-    gateway: IPv4Address
+    gateway: IPv4Address | None
     mac: str
     mtu: int = 1500
-    # IPv6, on a dual-stack network: the address (None: IPv4 only), its prefix length and the gateway.
+    # IPv6, on a dual-stack or IPv6-only network: the address (None: IPv4 only), its prefix length, the gateway.
     ip6: IPv6Address | None = None
     prefixlen6: int = 64
     gateway6: IPv6Address | None = None
@@ -44,7 +44,7 @@ class LaunchSpec:
     command: tuple[str, ...]
     env: Mapping[str, str]
     attachments: tuple[Attachment, ...]
-    nameserver: IPv4Address | None
+    nameserver: IPv4Address | IPv6Address | None  # a gateway: IPv4 unless every network is IPv6-only
     state_dir: Path  # one directory per workload, owned by the runtime until delete()
     owner_alias: str  # IFLA_IFALIAS for every host-side link, so the daemon can prove it made them
     hosts: tuple[tuple[str, IPv4Address | IPv6Address], ...] = ()  # extra /etc/hosts entries (name, address)
@@ -75,16 +75,21 @@ class LaunchSpec:
 
     @property
     def gateway(self) -> Attachment | None:
-        """The attachment that carries the IPv4 default route: the first (in gateway order) with an IPv4 gateway
-        that is not internal; None for a workload on internal networks only, which has no default route (Docker's:
-        its bridge driver gives an internal network no gateway)."""
-        return next((a for a in self.attachments if a.gateway is not None and not a.internal), None)
+        """The attachment that carries the IPv4 default route: the first (in gateway order) with an IPv4 address
+        and gateway that is not internal. Each family picks its own, as Docker 28 does: an IPv6-only network in
+        front leaves IPv4 to the next one. None for a workload on internal networks only, which has no default
+        route (Docker's: its bridge driver gives an internal network no gateway)."""
+        return next(
+            (a for a in self.attachments if a.ip is not None and a.gateway is not None and not a.internal), None
+        )
 
     @property
     def gateway6(self) -> Attachment | None:
-        """The attachment that carries the IPv6 default route: the first (in gateway order) with an IPv6 gateway,
-        internal networks excepted."""
-        return next((a for a in self.attachments if a.gateway6 is not None and not a.internal), None)
+        """The attachment that carries the IPv6 default route: the first (in gateway order) with an IPv6 address
+        and gateway, internal networks excepted."""
+        return next(
+            (a for a in self.attachments if a.ip6 is not None and a.gateway6 is not None and not a.internal), None
+        )
 
 
 @dataclass(frozen=True)

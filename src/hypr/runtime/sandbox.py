@@ -208,7 +208,7 @@ class SandboxRuntime:
             if spec.attachments and not self._namespace_lost(spec):
                 with netns.enter(_netns_path(spec)) as ns:  # the gateway may have moved to another network
                     gateway, gateway6 = spec.gateway, spec.gateway6
-                    if gateway is not None:
+                    if gateway is not None and gateway.gateway is not None:
                         ns.rtnl.batch([default_route_add(gateway.gateway)])
                     if gateway6 is not None and gateway6.gateway6 is not None:
                         ns.rtnl.batch([default_route_add(gateway6.gateway6)])

@@ -194,11 +194,14 @@ def render_config(spec: LaunchSpec, command: tuple[str, ...], creds: Credentials
     """/.hypr/config.sh, sourced by the guest init (every value shell-quoted). `creds`: the workload's user,
     resolved against the image's /etc on the host (users.resolve_user); exec uses them too, as docker exec does."""
     nets = "".join(
-        f"{att.mac.lower()}|{att.guest_ifname}|{att.ip}|{att.prefixlen}|{att.gateway}|{att.mtu}"
+        f"{att.mac.lower()}|{att.guest_ifname}|{att.ip or ''}|{att.prefixlen if att.ip else ''}|{att.gateway or ''}"
+        f"|{att.mtu}"
         f"|{att.ip6 or ''}|{att.prefixlen6 if att.ip6 else ''}\n"
         for att in spec.attachments
     )
-    gateway = str(spec.gateway.gateway) if spec.gateway is not None else ""  # none on internal networks only
+    # Each family's default route: via the first attachment (in gateway order) that has that family and is not
+    # internal (none for a VM on internal networks only).
+    gateway = str(spec.gateway.gateway) if spec.gateway is not None else ""
     gateway6 = str(spec.gateway6.gateway6) if spec.gateway6 is not None else ""
     env: Mapping[str, str] = {"PATH": GUEST_PATH, "HOSTNAME": spec.hostname, "HOME": creds.home, **spec.env}
     return (
