@@ -221,9 +221,9 @@ def test_an_image_for_another_architecture_is_pulled_on_request_but_never_run(
     arm, multi = images_registry.ref("arm-only"), images_registry.ref("multiarch")
     hyprd.cli("pull", "--platform", "linux/arm64", arm)
     assert json.loads(hyprd.cli("image", "inspect", arm).stdout)[0]["Architecture"] == "arm64"
-    run = hyprd.cli("run", "--rm", arm, rc=1)
+    run = hyprd.cli("run", "--rm", arm, rc=125)
     assert f"image {arm} is for linux/arm64 and this host runs linux/amd64 only" in run.stderr
-    run = hyprd.cli("run", "--rm", "--platform", "linux/arm64", multi, rc=1)
+    run = hyprd.cli("run", "--rm", "--platform", "linux/arm64", multi, rc=125)
     assert "platform linux/arm64 is not supported: this host runs linux/amd64 only" in run.stderr
     assert hyprd.cli("ps", "-aq").stdout == ""
     assert hyprd.cli("run", "--rm", "--platform", "linux/amd64", multi).stdout == "amd64\n"
