@@ -87,9 +87,9 @@ def _ipv6_only_ports(ports: tuple[PortSpec, ...], target: Network) -> tuple[Port
 
 
 def port_target(endpoints: tuple[EndpointRequest, ...]) -> Network | None:
-    """The network published ports reach the workload on: the first without `internal` in gateway order (the
-    highest GwPriority, then by name: Snapshot.gateway_order's rule)."""
-    ordered = sorted(endpoints, key=lambda e: (-e.gw_priority, e.network.internal, e.network.name))
+    """The network published ports reach the workload on: its gateway network (the highest GwPriority, then by
+    name, among the networks that are not internal: Snapshot.gateway_order's rule)."""
+    ordered = sorted(endpoints, key=lambda e: (e.network.internal, -e.gw_priority, e.network.name))
     return next((e.network for e in ordered if not e.network.internal), None)
 
 

@@ -74,7 +74,7 @@ def attachment(network: Network, endpoint: Endpoint) -> Attachment:
         ip=endpoint.ip, prefixlen=network.subnet.prefixlen if network.subnet else 24, gateway=network.gateway,
         mac=endpoint.mac, mtu=network.mtu,
         ip6=endpoint.ip6, prefixlen6=network.subnet6.prefixlen if network.subnet6 else 64, gateway6=network.gateway6,
-        link_local=tuple(IPv4Address(a) for a in endpoint.link_local_ips),
+        link_local=tuple(IPv4Address(a) for a in endpoint.link_local_ips), internal=network.internal,
     )  # fmt: skip
 
 
@@ -87,7 +87,7 @@ def nameserver(attachments: tuple[Attachment, ...]) -> IPv4Address | IPv6Address
 
 
 def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchSpec:
-    # The runtime takes the first attachment as the one with the default route and the resolver.
+    # In gateway order, internal networks last: LaunchSpec.gateway(6) carry the default routes, nameserver() resolves.
     endpoints = snapshot.gateway_order(workload.id)
     attachments = tuple(attachment(snapshot.network(e.network_id), e) for e in endpoints)
     own = workload.resolver
