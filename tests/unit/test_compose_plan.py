@@ -235,3 +235,16 @@ def test_volumes_hypr_cannot_give_are_refused_by_name(volume: str, message: str)
     text = f"services:\n  app:\n    image: busybox\n    volumes: [{volume}]\n"
     with pytest.raises(ComposeError, match=message):
         project(text)
+
+
+def test_enable_ipv4_false_makes_an_ipv6_only_network_body() -> None:
+    only6 = "networks:\n  six: {enable_ipv4: false, enable_ipv6: true, ipam: {config: [{subnet: 'fd00:6::/64'}]}}\n"
+    p = project("services:\n  web: {image: busybox, networks: [six]}\n" + only6)
+    body = plan.network_body(p.networks["six"], "p")
+    assert (body["EnableIPv4"], body["EnableIPv6"], body["IPAM"]["Config"]) == (
+        False,
+        True,
+        [{"Subnet": "fd00:6::/64"}],
+    )
+    # Left out when true: a project's existing networks keep the hash they were created with.
+    assert "EnableIPv4" not in plan.network_body(project().networks["frontend"], "p")

@@ -42,6 +42,7 @@ class NetworkSpec:
     internal: bool = False
     attachable: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    enable_ipv4: bool = True  # false: an IPv6-only network (with enable_ipv6)
     enable_ipv6: bool = False
 
 
@@ -193,6 +194,7 @@ def _network(key: str, raw: Mapping[str, Any] | None, project: str) -> NetworkSp
         key=key, name=str(raw.get("name") or f"{project}_{key}"), driver=str(raw.get("driver") or "bridge"),
         driver_opts=_str_map(raw.get("driver_opts")), ipam_driver=str(ipam.get("driver") or "default"),
         ipam_options=_str_map(ipam.get("options")), pools=pools, internal=bool(raw.get("internal")),
+        enable_ipv4=raw.get("enable_ipv4") is not False,
         enable_ipv6=bool(raw.get("enable_ipv6")),
         attachable=bool(raw.get("attachable")), labels=_str_map(raw.get("labels")),
     )  # fmt: skip
