@@ -340,8 +340,8 @@ class Client:
     def container(self, ref: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/containers/{_quote(ref)}/json"))
 
-    def create_container(self, body: Mapping[str, Any], name: str | None = None) -> str:
-        params = {"name": name} if name else None
+    def create_container(self, body: Mapping[str, Any], name: str | None = None, platform: str | None = None) -> str:
+        params = {**({"name": name} if name else {}), **({"platform": platform} if platform else {})} or None
         return str(self.request("POST", "/containers/create", body=body, params=params)["Id"])
 
     def start(self, ref: str) -> None:
