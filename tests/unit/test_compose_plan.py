@@ -59,12 +59,25 @@ def test_model_of_the_seed() -> None:
         (("x-hypr: {runtime: vm}", "x-hypr: {runtime: kata}"), "unknown runtime 'kata'"),
         (('restart: "on-failure:3"', "restart: sometimes"), "invalid restart policy 'sometimes'"),
         (("db: {image: busybox,", "db: {"), "service 'db' has neither an image"),
+        (
+            ("db: {image: busybox,", "db: {image: busybox, platform: linux/arm64,"),
+            "services.db.platform: platform linux/arm64 is not supported: this host runs",
+        ),
+        (("db: {image: busybox,", "db: {image: busybox, platform: bogus,"), "unknown operating system"),
     ],
 )
 def test_semantic_errors(change: tuple[str, str], message: str) -> None:
     assert change[0] in SEED
     with pytest.raises(ComposeError, match=message.replace("(", r"\(").replace("[", r"\[")):
         project(SEED.replace(*change))
+
+
+def test_this_hosts_platform_is_accepted() -> None:
+    from hypr.images.manifest import host_platform
+
+    here = str(host_platform())
+    p = project(SEED.replace("db: {image: busybox,", f"db: {{image: busybox, platform: {here},"))
+    assert p.service("db").platform == here
 
 
 def test_static_address_needs_a_configured_subnet_and_cycles_are_named() -> None:

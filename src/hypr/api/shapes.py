@@ -295,17 +295,16 @@ def status_text(workload: Workload, now: datetime) -> str:
 
 
 def human_duration(delta: timedelta) -> str:
-    """Docker's HumanDuration, to the day."""
+    """Docker's HumanDuration (go-units): seconds, minutes, hours (rounded), days, weeks, months, years."""
     seconds = int(delta.total_seconds())
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 60:
-        return "1 second" if seconds == 1 else f"{seconds} seconds"
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}s" if count > 1 else f"About {'an' if unit == 'hour' else 'a'} {unit}"
-    raise AssertionError("unreachable")
+    minutes, hours = seconds // 60, round(delta.total_seconds() / 3600)
+    steps = (
+        (seconds < 1, "Less than a second"), (seconds == 1, "1 second"), (seconds < 60, f"{seconds} seconds"),
+        (minutes == 1, "About a minute"), (minutes < 60, f"{minutes} minutes"),
+        (hours == 1, "About an hour"), (hours < 48, f"{hours} hours"), (hours < 24 * 7 * 2, f"{hours // 24} days"),
+        (hours < 24 * 30 * 2, f"{hours // 24 // 7} weeks"), (hours < 24 * 365 * 2, f"{hours // 24 // 30} months"),
+    )  # fmt: skip
+    return next((text for reached, text in steps if reached), f"{seconds // 3600 // 24 // 365} years")
 
 
 def container_summary(snapshot: Snapshot, workload: Workload, now: datetime) -> dict[str, Any]:

@@ -75,6 +75,7 @@ class ServiceSpec:
     cpus: float | None = None
     memory: int | None = None
     pull_policy: str = "missing"  # always | missing | never (compose's `if_not_present` is `missing`)
+    platform: str = ""  # only this host's: a pull fetches it anyway
     user: str = ""
     working_dir: str = ""
     stop_signal: str = ""
@@ -135,6 +136,19 @@ def _pull_policy(value: Any, where: str) -> str:
     if str(value) not in PULL_POLICIES:
         raise ComposeError(f"{where}: {value!r} is not supported (supported: always, missing, if_not_present, never)")
     return PULL_POLICIES[str(value)]
+
+
+def _platform(value: Any, where: str) -> str:
+    """compose's `platform`: checked, and only this host's is accepted (hypr emulates no other architecture)."""
+    if value is None:
+        return ""
+    from hypr.images import manifest as mf  # only for files that name a platform
+
+    try:
+        mf.check_host_platform(str(value))
+    except HyprError as exc:
+        raise ComposeError(f"{where}: {exc.message}") from None
+    return str(value)
 
 
 def _expose(value: Any, where: str) -> tuple[str, ...]:
@@ -329,6 +343,7 @@ def build_project(
             cpus=float(raw["cpus"]) if raw.get("cpus") is not None else None,
             memory=parse_bytes(raw["mem_limit"], f"{where}.mem_limit") if raw.get("mem_limit") is not None else None,
             pull_policy=_pull_policy(raw.get("pull_policy"), f"{where}.pull_policy"),
+            platform=_platform(raw.get("platform"), f"{where}.platform"),
             user=str(raw.get("user") or ""), working_dir=str(raw.get("working_dir") or ""),
             stop_signal=str(raw.get("stop_signal") or ""), expose=_expose(raw.get("expose") or [], f"{where}.expose"),
             dns=one_or_many(raw.get("dns")), dns_search=one_or_many(raw.get("dns_search")),

@@ -31,7 +31,7 @@ SUPPORTED_SERVICE = frozenset({
     "image", "command", "entrypoint", "environment", "hostname", "ports", "networks", "depends_on", "restart",
     "labels", "container_name", "runtime", "cpus", "mem_limit", "pull_policy", "user", "working_dir", "stop_signal",
     "expose", "dns", "dns_search", "dns_opt", "extra_hosts", "domainname", "privileged", "cap_add", "cap_drop",
-    "security_opt", "read_only", "pids_limit", "tmpfs", "volumes",
+    "security_opt", "read_only", "pids_limit", "tmpfs", "volumes", "platform",
 })  # fmt: skip
 SUPPORTED_NETWORK = frozenset({"name", "driver", "driver_opts", "ipam", "internal", "labels", "external",
                                "enable_ipv4", "enable_ipv6", "attachable"})  # fmt: skip

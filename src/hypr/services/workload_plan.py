@@ -143,6 +143,8 @@ def plan_workload_create(
     if not isinstance(image, str) or not image:
         raise InvalidParameter("image is required: name a built-in image (host, busybox) or a rootfs directory")
     pulled = None if image in BUILTIN_IMAGES or image.startswith("/") else find_image(snapshot, image)
+    if pulled is not None:
+        mf.check_runnable(dict(pulled.config), image)
     runtime = host_config.get("Runtime") or "sandbox"
     if runtime not in RUNTIMES:
         raise InvalidParameter(f"unknown or invalid runtime name: {runtime} (supported: {', '.join(RUNTIMES)})")
