@@ -79,8 +79,9 @@ def attachment(network: Network, endpoint: Endpoint) -> Attachment:
 
 
 def nameserver(attachments: tuple[Attachment, ...]) -> IPv4Address | IPv6Address | None:
-    """The resolver a workload is given: the IPv4 gateway of its first network that has IPv4 (gateway order), or,
-    when every network is IPv6-only, its first IPv6 gateway (the DNS server listens on both)."""
+    """The host's address a workload is given as resolver and `host-gateway`: the IPv4 gateway of its first network
+    that has IPv4 (gateway order), or, when every network is IPv6-only, its first IPv6 gateway (the DNS server
+    listens on both)."""
     return next((a.gateway for a in attachments if a.gateway), None) or next(
         (a.gateway6 for a in attachments if a.gateway6), None
     )
@@ -92,7 +93,7 @@ def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchS
     attachments = tuple(attachment(snapshot.network(e.network_id), e) for e in endpoints)
     own = workload.resolver
     search, options = ctx.host_resolver()
-    extra = _extra_hosts(own.extra_hosts, next((a.gateway for a in attachments if a.gateway), None))
+    extra = _extra_hosts(own.extra_hosts, nameserver(attachments))
     extra += _link_hosts(snapshot, workload)
     spec = LaunchSpec(
         workload_id=workload.id, name=workload.name, hostname=workload.hostname or workload.name,
@@ -154,9 +155,10 @@ def _link_hosts(snapshot: Snapshot, workload: Workload) -> tuple[tuple[str, IPv4
 
 
 def _extra_hosts(
-    entries: tuple[tuple[str, str], ...], gateway: IPv4Address | None
+    entries: tuple[tuple[str, str], ...], gateway: IPv4Address | IPv6Address | None
 ) -> tuple[tuple[str, IPv4Address | IPv6Address], ...]:
-    """--add-host entries; `host-gateway` is the host's address on the workload's gateway network."""
+    """--add-host entries; `host-gateway` is the host's address on the workload's gateway network (its IPv6
+    gateway when every network is IPv6-only)."""
     found: list[tuple[str, IPv4Address | IPv6Address]] = []
     for name, address in entries:
         if address != "host-gateway":
