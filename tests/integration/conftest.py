@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Hyprd, leftover_mounts, leftover_processes, netns
+from tests.integration.harness import (
+    Hyprd,
+    leftover_cgroups,
+    leftover_containers,
+    leftover_mounts,
+    leftover_processes,
+    netns,
+    reap,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,17 +43,8 @@ def tmp_root() -> Iterator[Path]:
     try:
         yield root
     finally:
-        _reap(root)
+        reap(root)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _reap(root: Path) -> None:
-    """Whatever a test left behind under its directory: processes killed, mounts detached."""
-    for pid in leftover_processes(root):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    for mount in sorted(leftover_mounts(root), reverse=True):
-        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
 
 
 @pytest.fixture
@@ -60,7 +56,8 @@ def hyprd(host_ns: str, tmp_root: Path) -> Iterator[Hyprd]:
     finally:
         remove_all_workloads(daemon)
         daemon.stop()
-        leaks = leftover_processes(tmp_root) + leftover_mounts(tmp_root)
+        leaks = [*leftover_processes(tmp_root), *leftover_mounts(tmp_root), *leftover_containers(tmp_root),
+                 *leftover_cgroups(tmp_root)]  # fmt: skip
         assert not leaks, f"left behind: {leaks}"
 
 
