@@ -14,7 +14,7 @@ from hypr.api import shapes
 from hypr.errors import InvalidParameter, NotFound
 from hypr.models import Endpoint, Network, Snapshot, Workload
 from hypr.services import events, lifecycle, network_plan, stats
-from hypr.services.workload_plan import plan_workload_create
+from hypr.services.workload_plan import _search, plan_workload_create
 
 BRIDGE = Network(id="b" * 64, name="bridge", bridge="vbr0", subnet=IPv4Network("10.88.0.0/16"),
                  gateway=IPv4Address("10.88.0.1"), created="2026-01-01T00:00:00.000000000Z")  # fmt: skip
@@ -206,3 +206,10 @@ def test_link_alias_answers_for_the_linking_workload_alone() -> None:
     found = dns.lookup(table, "10.88.0.3", None, "database", "A")
     assert isinstance(found, dns.Found) and found.addresses == (IPv4Address("10.88.0.2"),)
     assert dns.lookup(table, "10.88.0.4", None, "database", "A") == dns.Outcome.NXDOMAIN
+
+
+@pytest.mark.parametrize(("pattern", "reason"), [("[", "missing ]: ["), ("a{1000}{1000}", "bad repetition operator")])
+def test_a_bad_name_pattern_is_a_400_with_re2s_reason_as_text(pattern: str, reason: str) -> None:
+    with pytest.raises(InvalidParameter) as caught:
+        _search(pattern, "/web")
+    assert caught.value.message.startswith(f"invalid filter 'name={pattern}': {reason}")

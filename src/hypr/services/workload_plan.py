@@ -516,7 +516,8 @@ def _search(pattern: str, text: str) -> bool:
     try:
         return _compiled(pattern).search(text) is not None
     except re2.error as exc:
-        raise InvalidParameter(f"invalid filter 'name={pattern}': {exc}") from None
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise InvalidParameter(f"invalid filter 'name={pattern}': {reason}") from None
 
 
 @functools.lru_cache(maxsize=256)
