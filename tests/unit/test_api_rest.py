@@ -66,6 +66,7 @@ def test_network_modes_resolve_and_plan_no_endpoints(mode: str, expected: str) -
         ({"HostConfig": {"NetworkMode": "none", "PortBindings": {"80/tcp": [{}]}}}, "none network mode"),
         ({"MacAddress": "03:00:00:00:00:01"}, "multicast"),
         ({"MacAddress": "nope"}, "invalid MacAddress"),
+        ({"Hostname": "h" * 64}, "longer than 63 characters"),  # refused, never cut
         ({"HostConfig": {"Links": ["ghost:g"]}}, "No such container: ghost"),
         ({"HostConfig": {"Links": ["hosty:h"]}}, "host type networking can't be used with links"),
         ({"NetworkingConfig": {"EndpointsConfig": {"bridge": {"IPAMConfig": {"IPv6Address": "2001:db8::5"}}}}},
@@ -213,3 +214,9 @@ def test_a_bad_name_pattern_is_a_400_with_re2s_reason_as_text(pattern: str, reas
     with pytest.raises(InvalidParameter) as caught:
         _search(pattern, "/web")
     assert caught.value.message.startswith(f"invalid filter 'name={pattern}': {reason}")
+
+
+def test_a_hostname_of_63_characters_is_kept_and_a_long_name_is_cut_for_the_default() -> None:
+    assert create(Hostname="h" * 63).workload.hostname == "h" * 63
+    named = plan_workload_create({"Image": "busybox", "Cmd": ["true"]}, "n" * 70, SNAP)
+    assert named.workload.hostname == "n" * 63

@@ -183,11 +183,18 @@ def _stdio(body: Mapping[str, Any]) -> Stdio:
     return Stdio(tty=flag(body, "Tty"), open_stdin=flag(body, "OpenStdin"), stdin_once=flag(body, "StdinOnce"))
 
 
+HOSTNAME_MAX = 63  # a DNS label; the kernel takes 64 (sethostname fails beyond, as `docker run` does there)
+
+
 def _hostname(body: Mapping[str, Any], name: str, mode: str) -> str:
-    """ "" means the host's (host mode) or the namespace owner's (container mode), found at each start."""
+    """ "" means the host's (host mode) or the namespace owner's (container mode), found at each start. The default,
+    the workload's name, is cut to a label's length; a hostname asked for is refused when longer, never cut."""
     if mode.startswith("container:"):
         return ""
-    return str(body.get("Hostname") or ("" if mode == "host" else name))[:63]
+    asked = body.get("Hostname")
+    if asked and len(str(asked)) > HOSTNAME_MAX:
+        raise InvalidParameter(f"invalid hostname {str(asked)[:80]!r}: longer than {HOSTNAME_MAX} characters")
+    return str(asked or ("" if mode == "host" else name))[:HOSTNAME_MAX]
 
 
 def _command(body: Mapping[str, Any], run: mf.RunConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
