@@ -13,7 +13,7 @@ import pytest
 from hypr.api import shapes
 from hypr.errors import InvalidParameter, NotFound
 from hypr.models import Endpoint, Network, Snapshot, Workload
-from hypr.services import events, lifecycle, network_plan, stats
+from hypr.services import events, lifecycle, network_plan, stats, workload_plan
 from hypr.services.workload_plan import _search, plan_workload_create
 
 BRIDGE = Network(id="b" * 64, name="bridge", bridge="vbr0", subnet=IPv4Network("10.88.0.0/16"),
@@ -67,6 +67,14 @@ def test_network_modes_resolve_and_plan_no_endpoints(mode: str, expected: str) -
         ({"MacAddress": "03:00:00:00:00:01"}, "multicast"),
         ({"MacAddress": "nope"}, "invalid MacAddress"),
         ({"Hostname": "h" * 64}, "longer than 63 characters"),  # refused, never cut
+        ({"WorkingDir": "relative"}, "the working directory 'relative' is invalid, it needs to be an absolute path"),
+        ({"StopSignal": "SIGBOGUS"}, "Invalid signal: SIGBOGUS"),
+        ({"Cmd": ["a\0b"]}, "invalid Cmd: an argument contains a NUL byte"),
+        ({"Entrypoint": "a\0b"}, "invalid Entrypoint: an argument contains a NUL byte"),
+        ({"User": "a\0b"}, "contains a NUL byte"),
+        ({"HostConfig": {"NanoCpus": 10**15}}, "Range of CPUs is from 0.01 to"),
+        ({"HostConfig": {"NanoCpus": 10}}, "Range of CPUs is from 0.01 to"),
+        ({"HostConfig": {"LogConfig": {"Type": "syslog"}}}, "LogConfig.Type 'syslog' is not supported by hypr"),
         ({"HostConfig": {"Links": ["ghost:g"]}}, "No such container: ghost"),
         ({"HostConfig": {"Links": ["hosty:h"]}}, "host type networking can't be used with links"),
         ({"NetworkingConfig": {"EndpointsConfig": {"bridge": {"IPAMConfig": {"IPv6Address": "2001:db8::5"}}}}},
@@ -220,3 +228,10 @@ def test_a_hostname_of_63_characters_is_kept_and_a_long_name_is_cut_for_the_defa
     assert create(Hostname="h" * 63).workload.hostname == "h" * 63
     named = plan_workload_create({"Image": "busybox", "Cmd": ["true"]}, "n" * 70, SNAP)
     assert named.workload.hostname == "n" * 63
+
+
+def test_a_health_check_is_accepted_with_a_warning_never_silently() -> None:
+    warned = workload_plan.create_warnings({"Healthcheck": {"Test": ["CMD", "true"]}})
+    assert warned and "Healthcheck is not supported by hypr" in warned[0]
+    assert workload_plan.create_warnings({"Healthcheck": {"Test": ["NONE"]}}) == []
+    assert workload_plan.create_warnings({}) == []

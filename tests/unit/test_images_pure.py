@@ -218,3 +218,13 @@ def test_an_images_creation_time_reads_nanoseconds_and_falls_back_to_the_pull() 
     assert created_at(image("2025-05-06T07:08:09.123456789Z")) == datetime(2025, 5, 6, 7, 8, 9, 123456, UTC)
     assert created_at(image("2025-05-06T07:08:09Z")) == datetime(2025, 5, 6, 7, 8, 9, tzinfo=UTC)
     assert created_at(image("")) == datetime(2026, 1, 2, 3, 4, 5, 1, UTC)
+
+
+def test_a_one_word_platform_is_an_os_or_an_architecture_as_containerd_parses_it() -> None:
+    host = mf.host_platform()
+    assert mf.parse_platform("linux") == mf.Platform("linux", host.architecture)
+    assert mf.parse_platform("arm64") == mf.Platform(host.os, "arm64")
+    assert mf.parse_platform("x86_64") == mf.Platform(host.os, "amd64")
+    for bad in ("bogus", "linux//amd64", "a/b/c/d", "/"):
+        with pytest.raises(InvalidParameter, match="unknown operating system or architecture"):
+            mf.parse_platform(bad)

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from hypr import __version__
+from hypr.api import schema
 from hypr.errors import HyprError, InvalidParameter
 
 log = logging.getLogger(__name__)
@@ -79,11 +80,14 @@ def query_filters(request: web.Request) -> dict[str, list[str]]:
     }
 
 
-async def read_object(request: web.Request) -> dict[str, Any]:
-    """A JSON object body (an absent body is an empty one)."""
+async def read_object(request: web.Request, shape: schema.Schema | None = None, struct: str = "") -> dict[str, Any]:
+    """A JSON object body (an absent body is an empty one), its fields' types checked against `shape` (Docker's
+    Go struct `struct`) before anything reads them."""
     body = await read_json(request)
     if not isinstance(body, dict):
         raise InvalidParameter("invalid JSON: expected an object")
+    if shape is not None:
+        schema.check(body, shape, struct)
     return body
 
 

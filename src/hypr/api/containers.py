@@ -13,9 +13,10 @@ from typing import Any, BinaryIO
 
 from aiohttp import web
 
-from hypr.api import logfile, shapes, streams
-from hypr.api.common import Call, Handler, json_response, query_bool, query_filters, read_json, read_object
+from hypr.api import logfile, schema, shapes, streams
+from hypr.api.common import Call, Handler, json_response, query_bool, query_filters, read_object
 from hypr.errors import Conflict, InvalidParameter, NotFound
+from hypr.images import manifest as mf
 from hypr.models import Workload
 from hypr.runtime import relay
 from hypr.services import workload_plan, workloads
@@ -67,9 +68,10 @@ class ContainerApi:
         return json_response([shapes.container_summary(snapshot, w, now) for w in found])
 
     async def create(self, request: web.Request) -> web.Response:
-        body = await read_json(request)
+        body = await read_object(request, schema.CONTAINER_CREATE, "ContainerConfigWrapper")
+        mf.parse_platform(request.query.get("platform"))  # its syntax; the pull before it chose the variant
         workload = await self.call(workloads.create, self.ctx, request.query.get("name") or None, body)
-        return json_response({"Id": workload.id, "Warnings": []}, status=201)
+        return json_response({"Id": workload.id, "Warnings": workload_plan.create_warnings(body)}, status=201)
 
     async def inspect(self, request: web.Request) -> web.Response:
         snapshot = await self._snapshot()
@@ -340,13 +342,13 @@ class ContainerApi:
         return web.Response(status=200)
 
     async def connect(self, request: web.Request) -> web.Response:
-        body = await read_object(request)
+        body = await read_object(request, schema.NETWORK_CONNECT, "NetworkConnect")
         ref, config = request.match_info["ref"], body.get("EndpointConfig")
         await self.call(workloads.connect, self.ctx, ref, _container(body), config)
         return web.Response(status=200)
 
     async def disconnect(self, request: web.Request) -> web.Response:
-        body = await read_object(request)
+        body = await read_object(request, schema.NETWORK_DISCONNECT, "NetworkDisconnect")
         force = bool(body.get("Force"))
         await self.call(workloads.disconnect, self.ctx, request.match_info["ref"], _container(body), force=force)
         return web.Response(status=200)

@@ -23,6 +23,9 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 _ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+# Go's GOOS and GOARCH values (and containerd's aliases): a platform of one word must be one of them.
+_KNOWN_OS = frozenset(["aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js", "linux", "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows", "zos"])  # fmt: skip
+_KNOWN_ARCH = frozenset(["386", "amd64", "arm", "arm64", "loong64", "mips", "mipsle", "mips64", "mips64le", "ppc64", "ppc64le", "riscv64", "s390x", "wasm", "x86_64", "aarch64", "i386", "armhf", "armel"])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,11 @@ def parse_platform(text: str | None) -> Platform:
     parts = text.lower().split("/")
     if len(parts) > 3 or not all(parts):
         raise InvalidParameter(f'"{text}": unknown operating system or architecture: invalid argument')
-    if len(parts) == 1:
+    if len(parts) == 1:  # containerd's platforms.Parse: an OS alone, or an architecture alone (this host's OS)
+        if parts[0] in _KNOWN_ARCH and parts[0] not in _KNOWN_OS:
+            return Platform(host_platform().os, _ARCHES.get(parts[0], parts[0]))
+        if parts[0] not in _KNOWN_OS:
+            raise InvalidParameter(f'"{text}": unknown operating system or architecture: invalid argument')
         return Platform(parts[0], host_platform().architecture)
     return Platform(parts[0], _ARCHES.get(parts[1], parts[1]), parts[2] if len(parts) == 3 else "")
 
