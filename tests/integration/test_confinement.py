@@ -129,7 +129,10 @@ def test_namespaces_mounts_links_firewall_and_kernel_cannot_be_touched(hyprd: Hy
         ("mknod /tmp/disk b 8 0 && head -c1 /tmp/disk", DENIED),  # made (MKNOD, as Docker), never opened
         ("touch /sys/kernel/evil", DENIED),
         ("echo 1300 > /sys/class/net/eth0/mtu", DENIED),
-        ("mkdir /sys/fs/cgroup/evil", DENIED),  # the tmpfs a cgroup v1 host has there, too
+        # The cgroup hierarchies (on a v1 host, each under the tmpfs crun mounts at /sys/fs/cgroup): no limit of its
+        # own can be raised, no cgroup made.
+        ("d=/sys/fs/cgroup; [ -d $d/pids ] && d=$d/pids; mkdir $d/evil", DENIED),
+        ("d=/sys/fs/cgroup; [ -d $d/pids ] && d=$d/pids; echo max > $d/pids.max", DENIED),
         ("unshare -n true", DENIED),
         ("unshare -U -r true", DENIED),  # a user namespace: Docker's profile refuses it without CAP_SYS_ADMIN
         ("mount -t proc proc /tmp", DENIED),

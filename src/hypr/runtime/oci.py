@@ -267,16 +267,6 @@ def mounts(inputs: Inputs) -> list[dict[str, Any]]:
     return [m for m in defaults if m["destination"] not in taken] + [user_mount(m) for m in c.mounts]
 
 
-def _cgroup_top(inputs: Inputs) -> list[str]:
-    """On a cgroup v1 (or hybrid) host the runtime mounts a tmpfs at /sys/fs/cgroup and the hierarchies in it;
-    crun makes the hierarchies read-only but leaves that tmpfs writable. Docker's /sys/fs/cgroup is read-only
-    throughout: a read-only path makes it so (on a v2 host it is the read-only cgroup2 mount already)."""
-    c = inputs.confinement
-    if c.privileged or any(m.target == "/sys/fs/cgroup" for m in c.mounts):
-        return []
-    return ["/sys/fs/cgroup"]
-
-
 def resources(c: Confinement) -> dict[str, Any]:
     devices: list[dict[str, Any]] = [{"allow": c.privileged, "access": "rwm"}]
     if not c.privileged:
@@ -319,7 +309,7 @@ def config(inputs: Inputs) -> dict[str, Any]:
         # Network sysctls are per namespace: in the host's (host mode) they would change the host.
         "sysctl": dict(SYSCTLS) if own_network else {},
         "maskedPaths": [*(MASKED_PATHS if confined else ()), *inputs.hidden],
-        "readonlyPaths": [*(READONLY_PATHS if confined else ()), *_cgroup_top(inputs)],
+        "readonlyPaths": list(READONLY_PATHS if confined else ()),
     }  # fmt: skip
     rules = _seccomp_for(inputs)
     if rules is not None:
