@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
 from hypr.api import shapes
+from hypr.api.common import query_bool
 from hypr.errors import InvalidParameter, NotFound
 from hypr.models import Endpoint, Network, Snapshot, Workload
 from hypr.services import events, lifecycle, network_plan, stats, workload_plan
@@ -235,3 +237,13 @@ def test_a_health_check_is_accepted_with_a_warning_never_silently() -> None:
     assert warned and "Healthcheck is not supported by hypr" in warned[0]
     assert workload_plan.create_warnings({"Healthcheck": {"Test": ["NONE"]}}) == []
     assert workload_plan.create_warnings({}) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "wanted"),
+    [("1", True), ("true", True), ("True", True), ("yes", True), ("maybe", True), (" 1 ", True),
+     ("", False), ("0", False), ("no", False), ("FALSE", False), ("none", False)],
+)  # fmt: skip
+def test_query_booleans_are_dockers(value: str, wanted: bool) -> None:
+    request = make_mocked_request("GET", f"/containers/json?all={value}")
+    assert query_bool(request, "all") is wanted

@@ -92,4 +92,5 @@ async def read_object(request: web.Request, shape: schema.Schema | None = None, 
 
 
 def query_bool(request: web.Request, key: str) -> bool:
-    return request.query.get(key, "").lower() in ("1", "true", "yes")
+    """Docker's httputils.BoolValue: anything but empty, 0, no, false or none is true (`force=1`, `force=yes`)."""
+    return request.query.get(key, "").strip().lower() not in ("", "0", "no", "false", "none")
