@@ -199,17 +199,23 @@ def _in_cgroups(cgroup_file: str, groups: tuple[str, ...]) -> bool:
     return any(path == group or path.startswith(group + "/") for path in paths for group in groups)
 
 
+def _state_dirs(root: Path) -> list[Path]:
+    """Every workload state dir of the daemons under a test's directory: its own (`root/run`) and those of daemons
+    rooted below it (a cluster's `root/<node>/run`, a bench's `root/<name>/hyprd/run`)."""
+    patterns = ("run/workloads/*", "*/run/workloads/*", "*/*/run/workloads/*")
+    return sorted(path for pattern in patterns for path in root.glob(pattern) if path.is_dir())
+
+
 def workload_ids(root: Path) -> list[str]:
-    """The workloads a test's daemon made: their state dirs (the crun container id is the workload id)."""
-    workloads = root / "run" / "workloads"
-    return sorted(entry.name for entry in workloads.iterdir() if entry.is_dir()) if workloads.is_dir() else []
+    """The workloads the test's daemons made (the crun container id is the workload id)."""
+    return [path.name for path in _state_dirs(root)]
 
 
 def leftover_containers(root: Path) -> list[tuple[Path, str]]:
-    """(crun root, container id) for every crun container still under the test's runtime dir."""
+    """(crun root, container id) for every crun container still under the test's directory."""
     found = []
-    for workload in workload_ids(root):
-        crun_root = root / "run" / "workloads" / workload / "crun"
+    for state in _state_dirs(root):
+        crun_root = state / "crun"
         if crun_root.is_dir():
             found += [(crun_root, entry.name) for entry in crun_root.iterdir() if entry.is_dir()]
     return found

@@ -9,6 +9,8 @@ import signal
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.integration.harness import (
     CGROUP_ROOT,
     Hyprd,
@@ -27,8 +29,11 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def test_a_container_whose_supervisor_was_killed_is_deleted_with_its_cgroups(host_ns: str) -> None:
-    root = Path(tempfile.mkdtemp(prefix="hyprt-"))
+@pytest.mark.parametrize("below", ["", "node-b"])  # the test's own daemon, or one of a cluster's under its dir
+def test_a_container_whose_supervisor_was_killed_is_deleted_with_its_cgroups(host_ns: str, below: str) -> None:
+    top = Path(tempfile.mkdtemp(prefix="hyprt-"))
+    root = top / below
+    root.mkdir(exist_ok=True)
     try:
         daemon = Hyprd(ns=host_ns, root=root)
         daemon.start()
@@ -42,12 +47,12 @@ def test_a_container_whose_supervisor_was_killed_is_deleted_with_its_cgroups(hos
         # The init outlives it, with the container's environment (nothing of the test's in it): found by its cgroup.
         assert not _gone(init)
         assert str(root) not in Path(f"/proc/{init}/environ").read_bytes().decode(errors="replace")
-        assert init in leftover_processes(root)
-        assert leftover_containers(root) and leftover_cgroups(root)
-        reap(root)
+        assert init in leftover_processes(top)
+        assert leftover_containers(top) and leftover_cgroups(top)
+        reap(top)
         assert _gone(init)
-        assert not leftover_containers(root) and not leftover_cgroups(root)
+        assert not leftover_containers(top) and not leftover_cgroups(top)
     finally:
-        reap(root)
-        shutil.rmtree(root, ignore_errors=True)
+        reap(top)
+        shutil.rmtree(top, ignore_errors=True)
     assert not list(CGROUP_ROOT.glob(f"*/hypr/{workload}")) and not (CGROUP_ROOT / "hypr" / workload).exists()
