@@ -2,9 +2,11 @@
 to the same hyprd socket (docker speaks the Engine API, which hyprd serves), with 5 running workloads.
 
 Goal (issue #16): hypr's median wall time <= 2.5x docker's, for each command. Rounds alternate the commands so
-that machine load hits all of them alike. Also printed, for scale: the bare interpreter (`python -c pass`) and the
-interpreter with click imported, the floor of any Python CLI and of any click CLI, and `hypr --version` (start-up
-and imports, no daemon call).
+that machine load hits all of them alike. Also printed, for scale: the bare interpreter (`python -c pass`), the
+interpreter with click imported as `hypr` starts (collector off, `os._exit`: hypr.cli.entry) and as a plain
+`python -c 'import click'` does, the floors of any Python CLI and of any click CLI, and `hypr --version` (start-up
+and imports, no daemon call). Each with its CPU time (user + system): on a shared machine wall times swing with
+the load, CPU times much less.
 
 Root only (a throw-away network namespace with its own hyprd, removed afterwards). Needs the docker CLI (not the
 docker daemon):
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -33,10 +36,16 @@ from tests.integration.harness import HYPR, Hyprd, netns
 ENV = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
 
 
-def timed(argv: list[str]) -> float:
-    began = time.perf_counter()
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run of `argv`."""
+    cpu, began = children_cpu(), time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
-    return time.perf_counter() - began
+    return time.perf_counter() - began, children_cpu() - cpu
 
 
 def main() -> int:
@@ -69,6 +78,10 @@ def main() -> int:
         shutil.rmtree(root, ignore_errors=True)
 
 
+# What `hypr` pays before its own code runs: the interpreter, and click imported the way hypr.cli.entry imports it.
+CLICK_AS_HYPR = "import gc; gc.disable(); import click, os; os._exit(0)"
+
+
 def measure(daemon: Hyprd, docker: str, rounds: int, workloads: int) -> int:
     host = f"unix://{daemon.socket}"
     commands = {
@@ -77,18 +90,25 @@ def measure(daemon: Hyprd, docker: str, rounds: int, workloads: int) -> int:
         "hypr version": [HYPR, "-H", host, "version"],
         "docker version": [docker, "-H", host, "version"],
         "hypr --version (no daemon call)": [HYPR, "--version"],
-        "python -c 'import click' (floor)": [sys.executable, "-c", "import click"],
+        "click as hypr imports it (floor)": [sys.executable, "-c", CLICK_AS_HYPR],
+        "python -c 'import click'": [sys.executable, "-c", "import click"],
         "python -c pass (the floor)": [sys.executable, "-c", "pass"],
     }
     for argv in commands.values():  # warm-up: page cache, .pyc files, the daemon's first answers
         timed(argv)
     times: dict[str, list[float]] = {label: [] for label in commands}
+    cpu: dict[str, list[float]] = {label: [] for label in commands}
     for _ in range(rounds):
         for label, argv in commands.items():
-            times[label].append(timed(argv))
-    print(f"CLI wall time, {rounds} alternating rounds, {workloads} running workloads, medians:")
+            wall, used = timed(argv)
+            times[label].append(wall)
+            cpu[label].append(used)
+    print(f"CLI wall and CPU time, {rounds} alternating rounds, {workloads} running workloads, medians:")
     for label, samples in times.items():
-        print(f"  {label:<34} {median_ms(samples):7.1f} ms")
+        print(f"  {label:<34} {median_ms(samples):7.1f} ms   cpu {median_ms(cpu[label]):6.1f} ms")
+    for word in ("ps", "version"):
+        hypr, docker = median_ms(cpu[f"hypr {word}"]), median_ms(cpu[f"docker {word}"])
+        print(f"  CPU: hypr {word} / docker {word} {hypr / docker:.2f}x")
     met = [
         report(
             f"cli: hypr {word} / docker {word} (same socket, median wall)",

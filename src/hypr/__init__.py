@@ -10,9 +10,11 @@ models before a command needs them.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's: `hypr` is the first import of every `hypr` command (hypr.cli.entry)
 if TYPE_CHECKING:
+    from typing import Any
+
     from hypr.client import Client
     from hypr.errors import Conflict, Forbidden, HyprError, InvalidParameter, KernelError, NotFound, Unavailable
     from hypr.models import Endpoint, Network, PortMapping, Workload

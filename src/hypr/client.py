@@ -1,7 +1,9 @@
 """The Python client for hyprd's API (the CLI and the tests use it). HTTP/1.1 over the daemon's unix socket.
 
-The HTTP is a few lines over `socket`, not httpx or http.client: every `hypr` command pays for what the client
-imports, and those two cost 120 ms and 40 ms of a command's start (http.client pulls in email and ssl). What is
+The HTTP is a few lines over a socket, not httpx or http.client: every `hypr` command pays for what the client
+imports, and those two cost 120 ms and 40 ms of a command's start (http.client pulls in email and ssl). The socket
+is `_socket`'s, the C module under `socket`: socket.py itself builds four enums of every constant and imports
+selectors, ~2 ms more of every command for nothing the client uses. What is
 spoken is exactly what hyprd (aiohttp) needs: requests with a JSON or empty body, responses framed by
 Content-Length, chunked transfer coding or the connection's end (RFC 9112 6.3). A connection is kept for the
 next request unless the daemon closes it; a stream (logs, pull) has a connection of its own.
@@ -9,9 +11,10 @@ next request unless the daemon closes it; a stream (logs, pull) has a connection
 
 from __future__ import annotations
 
+import _socket
+import io
 import json
 import os
-import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -131,23 +134,37 @@ class Response:
             return body.decode("utf-8", "replace") or self.reason
 
 
+class _SocketReader(io.RawIOBase):
+    """The raw stream `socket.makefile("rb")` would wrap the socket in: reads with the socket's timeout."""
+
+    def __init__(self, sock: _socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._sock.recv_into(buffer)
+
+
 class _Connection:
     def __init__(self, path: str, timeout: float | None) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             self.sock.settimeout(timeout)
             self.sock.connect(path)
         except BaseException:
             self.sock.close()
             raise
-        self.stream = self.sock.makefile("rb")
+        self.stream = io.BufferedReader(_SocketReader(self.sock))
 
     def alive(self) -> bool:
         """Whether an idle kept connection can carry another request: the daemon has not closed it (EOF) or
         sent anything unasked."""
         try:
             self.sock.settimeout(0)  # with a timeout, recv would wait for data first
-            self.sock.recv(1, socket.MSG_PEEK)  # b"": the daemon closed it; bytes: it sent something unasked
+            self.sock.recv(1, _socket.MSG_PEEK)  # b"": the daemon closed it; bytes: it sent something unasked
         except BlockingIOError:
             return True
         except OSError:
@@ -323,8 +340,8 @@ class Client:
     def container(self, ref: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/containers/{_quote(ref)}/json"))
 
-    def create_container(self, body: Mapping[str, Any], name: str | None = None) -> str:
-        params = {"name": name} if name else None
+    def create_container(self, body: Mapping[str, Any], name: str | None = None, platform: str | None = None) -> str:
+        params = {**({"name": name} if name else {}), **({"platform": platform} if platform else {})} or None
         return str(self.request("POST", "/containers/create", body=body, params=params)["Id"])
 
     def start(self, ref: str) -> None:

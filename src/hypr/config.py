@@ -134,7 +134,8 @@ def _words(text: str) -> tuple[str, ...]:
 def registry_config(env: dict[str, str]) -> RegistryConfig:
     """dockerd's `insecure-registries` and `registry-mirrors`, from HYPR_CONFIG_FILE (default
     /etc/hypr/daemon.json, Docker's daemon.json keys) and HYPR_INSECURE_REGISTRIES / HYPR_REGISTRY_MIRRORS
-    (comma- or space-separated), the environment adding to the file."""
+    (comma- or space-separated), the environment adding to the file; HYPR_REGISTRIES_CONF (or containers'
+    CONTAINERS_REGISTRIES_CONF) names a registries.conf for skopeo other than /etc/containers/registries.conf."""
     data: dict[str, Any] = {}
     path = Path(env.get("HYPR_CONFIG_FILE") or DEFAULT_CONFIG_FILE)
     try:
@@ -149,6 +150,7 @@ def registry_config(env: dict[str, str]) -> RegistryConfig:
     return RegistryConfig(
         insecure=insecure + _words(env.get("HYPR_INSECURE_REGISTRIES", "")),
         mirrors=mirrors + _words(env.get("HYPR_REGISTRY_MIRRORS", "")),
+        registries_conf=env.get("HYPR_REGISTRIES_CONF") or env.get("CONTAINERS_REGISTRIES_CONF") or "",
     )
 
 

@@ -34,8 +34,8 @@ class Network:
     id: str  # 64 hex characters
     name: str
     bridge: str  # kernel interface name, derived at create time and stored
-    subnet: IPv4Network
-    gateway: IPv4Address
+    subnet: IPv4Network | None  # None: an IPv6-only network (Docker's EnableIPv4: false)
+    gateway: IPv4Address | None
     ip_range: IPv4Network | None = None
     aux_addresses: Mapping[str, IPv4Address] = field(default_factory=dict)
     internal: bool = False
@@ -62,6 +62,10 @@ class Network:
     def ipv6(self) -> bool:
         return self.subnet6 is not None
 
+    @property
+    def ipv4(self) -> bool:
+        return self.subnet is not None
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -70,7 +74,7 @@ class Endpoint:
     id: str  # 64 hex characters
     workload_id: str
     network_id: str
-    ip: IPv4Address
+    ip: IPv4Address | None  # None on an IPv6-only network
     mac: str  # "02:42:0a:58:00:02"
     host_ifname: str  # veth host end or TAP, on the network's bridge
     position: int  # attach order: guest interface eth<position>

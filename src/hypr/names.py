@@ -7,7 +7,7 @@ built from one: bridges are numbered, per-endpoint interfaces come from random e
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 IFNAMSIZ = 15  # usable characters in a Linux interface name
 TABLE = "hypr"  # `table inet hypr` and `table bridge hypr`
@@ -72,7 +72,8 @@ def interface_name_problem(name: str) -> str | None:
     return None
 
 
-def mac_for(ip: IPv4Address) -> str:
+def mac_for(ip: IPv4Address | IPv6Address) -> str:
     """Docker's scheme: 02:42 + the IPv4 address. Stable for a lease and unique per network; a bridge gets the one of
-    its gateway address."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
+    its gateway address. On an IPv6-only network, the last 32 bits of the IPv6 address (unique per network for
+    allocated addresses; two static ones that share their last 32 bits would clash: give one --mac-address)."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed[-4:])

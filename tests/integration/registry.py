@@ -122,8 +122,9 @@ def registry(
     htpasswd: tuple[str, str] | None = None,
     storage: Path | None = None,
     readonly: bool = False,
+    host: str = "127.0.0.1",
 ) -> Iterator[str]:
-    """A `docker-registry` listening on 127.0.0.1:<free port> inside `ns`; yields "127.0.0.1:PORT".
+    """A `docker-registry` listening on `host`:<free port> inside `ns` (plain HTTP); yields "HOST:PORT".
 
     Its config, log (`registry.log`) and storage live in a new directory under `root`. `htpasswd=(user, password)`
     turns on basic auth (realm "hypr-test"). `storage` serves an existing storage directory instead (one filled
@@ -139,7 +140,7 @@ def registry(
             "delete": {"enabled": True},
             "maintenance": {"uploadpurging": {"enabled": False}, "readonly": {"enabled": readonly}},
         },
-        "http": {"addr": "127.0.0.1:0", "secret": "hypr-test-secret"},  # port 0: the kernel picks a free one
+        "http": {"addr": f"{host}:0", "secret": "hypr-test-secret"},  # port 0: the kernel picks a free one
     }
     if htpasswd is not None:
         user, password = htpasswd

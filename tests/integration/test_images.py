@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,12 @@ def blobs(hyprd: Hyprd) -> set[str]:
     return {p.name for p in root.iterdir()} if root.is_dir() else set()
 
 
+def wait_answers(hyprd: Hyprd, url: str, body: str) -> None:
+    """`run -d` returns once the workload started, maybe before its server listens: poll (a liveness bound)."""
+    curl = ("curl", "-s", "-m", "5", url)
+    wait_until(lambda: run_in(hyprd.ns, *curl, rc=None).stdout == body, f"{url} to answer {body!r}", timeout=30)
+
+
 def assert_nothing_pulled(hyprd: Hyprd) -> None:
     assert image_ids(hyprd) == []
     assert rootfs_dirs(hyprd) == []
@@ -56,8 +63,9 @@ def test_pull_lists_inspects_and_a_second_pull_is_up_to_date(hyprd: Hyprd, image
     assert "GREETING=hello" in config["Env"]
     assert image["RepoTags"] == [ref] and image["RepoDigests"][0].startswith(ref.rsplit(":", 1)[0] + "@sha256:")
     assert image["Architecture"] == "amd64" and image["Os"] == "linux" and image["Id"].startswith("sha256:")
-    second = hyprd.cli("pull", ref).stdout
+    second = hyprd.cli("pull", ref.rsplit(":", 1)[0]).stdout
     assert "Image is up to date" in second
+    assert second.splitlines()[:2] == ["Using default tag: latest", "latest: Pulling from library/configured"]
     assert len(image_ids(hyprd)) == 1 and rootfs_dirs(hyprd) == [image["Id"].removeprefix("sha256:")]
     assert hyprd.cli("pull", "-q", ref).stdout.strip() == ref
     table = hyprd.cli("images").stdout.splitlines()
@@ -125,8 +133,7 @@ def test_publish_all_maps_every_exposed_port_to_a_free_host_port(hyprd: Hyprd, i
     assert len(mapping) == 1 and mapping[0].startswith("80/tcp -> 0.0.0.0:")
     port = int(mapping[0].rsplit(":", 1)[1])
     assert hyprd.cli("port", "web", "80").stdout.strip() == f"0.0.0.0:{port}"
-    body = run_in(hyprd.ns, "curl", "-s", "-m", "5", f"http://127.0.0.1:{port}/").stdout
-    assert body == "hello from hypr-httpd\n"
+    wait_answers(hyprd, f"http://127.0.0.1:{port}/", "hello from hypr-httpd\n")
     hyprd.cli("run", "-d", "--name", "cfg", "-P", images_registry.ref("configured"), "sleep 600")
     ports = hyprd.cli("port", "cfg").stdout
     assert "8080/tcp -> 0.0.0.0:" in ports and "9090/udp -> 0.0.0.0:" in ports
@@ -134,8 +141,7 @@ def test_publish_all_maps_every_exposed_port_to_a_free_host_port(hyprd: Hyprd, i
 
 def test_p_8080_80_serves_from_the_image(hyprd: Hyprd, images_registry: Registry) -> None:
     hyprd.cli("run", "-d", "--name", "web", "-p", "8080:80", images_registry.ref("httpd"))
-    body = run_in(hyprd.ns, "curl", "-s", "-m", "5", "http://127.0.0.1:8080/").stdout
-    assert body == "hello from hypr-httpd\n"
+    wait_answers(hyprd, "http://127.0.0.1:8080/", "hello from hypr-httpd\n")
 
 
 def test_registry_mirror_serves_docker_hub_names(hyprd: Hyprd, small_storage: tuple[Path, dict[str, str]]) -> None:
@@ -147,9 +153,34 @@ def test_registry_mirror_serves_docker_hub_names(hyprd: Hyprd, small_storage: tu
         hyprd.env_extra["HYPR_REGISTRY_MIRRORS"] = addr
         hyprd.start()
         hyprd.cli("run", "-d", "--name", "web", "-p", "8080:80", "httpd")
-        assert run_in(hyprd.ns, "curl", "-s", "-m", "5", "http://127.0.0.1:8080/").stdout == "hello from hypr-httpd\n"
+        wait_answers(hyprd, "http://127.0.0.1:8080/", "hello from hypr-httpd\n")
         assert json.loads(hyprd.cli("image", "inspect", "httpd").stdout)[0]["RepoTags"] == ["httpd:latest"]
         assert hyprd.cli("images", "httpd").stdout.splitlines()[1].split()[:2] == ["httpd", "latest"]
+
+
+def test_a_registry_off_loopback_needs_tls_unless_listed_as_insecure(
+    hyprd: Hyprd, small_storage: tuple[Path, dict[str, str]]
+) -> None:
+    """dockerd's rule: plain HTTP only to loopback and to registries listed as insecure (by name or CIDR, in
+    HYPR_INSECURE_REGISTRIES / daemon.json), or marked insecure in a registries.conf (skopeo reads it; the
+    system's, or CONTAINERS_REGISTRIES_CONF / HYPR_REGISTRIES_CONF)."""
+    storage, _repos = small_storage
+    run_in(hyprd.ns, "ip", "addr", "add", "192.0.2.1/32", "dev", "lo")  # not a loopback address, though on lo
+    with reg.registry(hyprd.ns, hyprd.root, storage=storage, readonly=True, host="192.0.2.1") as addr:
+        ref = f"{addr}/library/httpd:latest"
+        out = hyprd.cli("pull", ref, rc=1)
+        assert "server gave HTTP response to HTTPS client" in out.stderr
+        assert_nothing_pulled(hyprd)
+        conf = hyprd.root / "registries.conf"
+        conf.write_text(f'[[registry]]\nlocation = "{addr}"\ninsecure = true\n')
+        for key, value in (("HYPR_INSECURE_REGISTRIES", "192.0.2.0/24"), ("CONTAINERS_REGISTRIES_CONF", str(conf))):
+            hyprd.stop()
+            hyprd.env_extra.pop("HYPR_INSECURE_REGISTRIES", None)
+            hyprd.env_extra[key] = value
+            hyprd.start()
+            hyprd.cli("pull", ref)
+            assert hyprd.cli("run", "--rm", ref, "cat", "/www/index.html").stdout == "hello from hypr-httpd\n"
+            hyprd.cli("rmi", ref)
 
 
 # -- platforms ------------------------------------------------------------------------------------------------------
@@ -180,6 +211,49 @@ def test_an_image_for_another_architecture_is_refused(
     out = hyprd.cli("pull", ref, rc=1)
     assert message in out.stderr
     assert_nothing_pulled(hyprd)
+
+
+def test_an_image_for_another_architecture_is_pulled_on_request_but_never_run(
+    hyprd: Hyprd, images_registry: Registry
+) -> None:
+    """docker pulls `--platform linux/arm64` on amd64 too; hypr emulates no architecture, so running such an image
+    (or asking `run` for another platform) is refused by name before anything is created."""
+    arm, multi = images_registry.ref("arm-only"), images_registry.ref("multiarch")
+    hyprd.cli("pull", "--platform", "linux/arm64", arm)
+    assert json.loads(hyprd.cli("image", "inspect", arm).stdout)[0]["Architecture"] == "arm64"
+    run = hyprd.cli("run", "--rm", arm, rc=1)
+    assert f"image {arm} is for linux/arm64 and this host runs linux/amd64 only" in run.stderr
+    run = hyprd.cli("run", "--rm", "--platform", "linux/arm64", multi, rc=1)
+    assert "platform linux/arm64 is not supported: this host runs linux/amd64 only" in run.stderr
+    assert hyprd.cli("ps", "-aq").stdout == ""
+    assert hyprd.cli("run", "--rm", "--platform", "linux/amd64", multi).stdout == "amd64\n"
+    out = hyprd.cli("pull", "--platform", "bogus", multi, rc=1)
+    assert '"bogus": unknown operating system or architecture' in out.stderr
+
+
+def test_a_tag_beside_a_digest_pulls_and_runs_by_the_digest(hyprd: Hyprd, images_registry: Registry) -> None:
+    """`name:tag@sha256:...`: dockerd asks the registry for the digest only and creates no tag (skopeo refuses a
+    reference with both)."""
+    ref = images_registry.ref("httpd")
+    digest = reg.inspect(hyprd.ns, ref)["Digest"]
+    both = f"{ref}@{digest}"
+    assert hyprd.cli("pull", both).stdout.strip().endswith(both)
+    image = json.loads(hyprd.cli("image", "inspect", both).stdout)[0]
+    assert image["RepoTags"] == [] and image["RepoDigests"] == [f"{ref.rsplit(':', 1)[0]}@{digest}"]
+    assert hyprd.cli("run", "--rm", both, "cat", "/www/index.html").stdout == "hello from hypr-httpd\n"
+    by_digest = f"{ref.rsplit(':', 1)[0]}@{digest}"
+    assert hyprd.cli("rmi", both).stdout.splitlines() == [f"Untagged: {by_digest}", f"Deleted: {image['Id']}"]
+
+
+def test_images_show_when_they_were_created(hyprd: Hyprd, images_registry: Registry) -> None:
+    """The image config's `created` (RFC 3339 without a fraction here, as umoci writes it) is the listing's
+    CREATED and the API's Unix `Created`, as docker shows them."""
+    ref = images_registry.ref("httpd")
+    hyprd.cli("pull", ref)
+    with hyprd.client() as client:
+        assert [i["Created"] for i in client.images()] == [1_700_000_000]  # reg.CREATED
+    row = json.loads(hyprd.cli("images", "--format", "json").stdout)
+    assert row["CreatedSince"].endswith(" years ago") and row["CreatedAt"] == "2023-11-14 22:13:20 +0000 UTC"
 
 
 # -- bad input ------------------------------------------------------------------------------------------------------
@@ -336,11 +410,12 @@ def test_kill_9_during_a_pull_leaves_no_image_and_the_next_pull_finishes(
     with reg.registry(hyprd.ns, hyprd.root / "reg", storage=storage, readonly=True) as addr:
         ref = f"{addr}/library/layered"
         pull = subprocess.Popen([*hyprd_cli(hyprd), "pull", ref], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: "Copying" in _skopeo_running(), "skopeo to start copying", timeout=20)
+        wait_until(lambda: "Copying" in _skopeo_running(addr), "skopeo to start copying", timeout=20)
         time.sleep(0.5)
         hyprd.kill9()
         pull.wait(timeout=10)
-        subprocess.run(["pkill", "-9", "-f", f"skopeo copy.*{addr}"], check=False)
+        # skopeo dies with hyprd: an orphan would go on writing into the layout the next hyprd cleans and pulls into
+        wait_until(lambda: _skopeo_running(addr) == "", "skopeo to die with hyprd", timeout=5)
         hyprd.start()
         assert_nothing_pulled(hyprd)
         run_in(hyprd.ns, "tc", "qdisc", "del", "dev", "lo", "root")
@@ -349,15 +424,42 @@ def test_kill_9_during_a_pull_leaves_no_image_and_the_next_pull_finishes(
         assert hyprd.cli("run", "--rm", ref, "cat", "/data/keep").stdout == "keep\n"
 
 
+def test_a_pull_whose_every_client_left_is_cancelled(hyprd: Hyprd, small_storage: tuple[Path, dict[str, str]]) -> None:
+    """Ctrl-C of `hypr pull` (the last client streaming it) stops skopeo, as dockerd cancels the pull; a second
+    client keeps it alive until it leaves too. Nothing is listed; the next pull finishes."""
+    storage, _ = small_storage
+    run_in(hyprd.ns, "tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "2mbit", "burst", "32kbit",
+           "latency", "400ms")  # fmt: skip
+    with reg.registry(hyprd.ns, hyprd.root / "reg", storage=storage, readonly=True) as addr:
+        ref = f"{addr}/library/layered"
+        pulls = [
+            subprocess.Popen([*hyprd_cli(hyprd), "pull", ref], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(2)
+        ]
+        wait_until(lambda: "Copying" in _skopeo_running(addr), "skopeo to start copying", timeout=20)
+        pulls[0].send_signal(signal.SIGINT)
+        pulls[0].wait(timeout=10)
+        time.sleep(1)
+        assert "Copying" in _skopeo_running(addr)  # the other client still waits for it
+        pulls[1].send_signal(signal.SIGINT)
+        pulls[1].wait(timeout=10)
+        wait_until(lambda: _skopeo_running(addr) == "", "skopeo to be killed", timeout=10)
+        assert_nothing_pulled(hyprd)
+        run_in(hyprd.ns, "tc", "qdisc", "del", "dev", "lo", "root")
+        hyprd.cli("pull", ref)
+        assert len(image_ids(hyprd)) == 1
+
+
 def hyprd_cli(hyprd: Hyprd) -> list[str]:
     from tests.integration.harness import HYPR
 
     return [HYPR, "-H", f"unix://{hyprd.socket}"]
 
 
-def _skopeo_running() -> str:
+def _skopeo_running(addr: str = "") -> str:
+    """ "Copying" while a skopeo copy (from `addr`, when given: other tests may pull at the same time) runs."""
     out = subprocess.run(["pgrep", "-a", "skopeo"], capture_output=True, text=True).stdout
-    return "Copying" if "copy" in out else ""
+    return "Copying" if any("copy" in line and addr in line for line in out.splitlines()) else ""
 
 
 # -- rmi, tag, prune, shared blobs ------------------------------------------------------------------------------------
@@ -386,10 +488,38 @@ def test_rmi_follows_dockers_rules(hyprd: Hyprd, images_registry: Registry) -> N
     assert "No such image: web:v1" in missing.stderr
 
 
+def test_rmi_of_an_image_a_stopped_workload_uses(hyprd: Hyprd, images_registry: Registry) -> None:
+    """Refused without -f (409, Docker's words, by name and by ID); `rmi -f` deletes the image as dockerd does, and
+    the stopped workload keeps its root filesystem: it starts again, and the files go when it is removed."""
+    ref = images_registry.ref("httpd")
+    hyprd.cli("run", "--name", "s1", ref, "cat", "/www/index.html")
+    image_id = image_ids(hyprd)[0]
+    by_id = hyprd.cli("rmi", image_id[7:19], rc=1)
+    assert (
+        f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is being used by stopped container"
+        in by_id.stderr
+    )
+    by_name = hyprd.cli("rmi", ref, rc=1)
+    assert f'conflict: unable to remove repository reference "{ref}" (must force) - container' in by_name.stderr
+    digest = json.loads(hyprd.cli("image", "inspect", ref).stdout)[0]["RepoDigests"][0]
+    assert hyprd.cli("rmi", "-f", ref).stdout.splitlines() == [
+        f"Untagged: {ref}", f"Untagged: {digest}", f"Deleted: {image_id}"
+    ]  # fmt: skip
+    assert image_ids(hyprd) == [] and rootfs_dirs(hyprd) == [image_id[7:]]
+    hyprd.cli("start", "s1")
+    wait_until(lambda: hyprd.cli("logs", "s1").stdout == "hello from hypr-httpd\n" * 2, "s1 to run again")
+    hyprd.cli("rm", "s1")
+    assert rootfs_dirs(hyprd) == []
+
+
 def test_prune_removes_dangling_then_unused_images(hyprd: Hyprd, images_registry: Registry) -> None:
     alpha, beta = images_registry.ref("alpha"), images_registry.ref("beta")
     hyprd.cli("pull", alpha)
     hyprd.cli("pull", beta)
+    asked = subprocess.run([*hyprd_cli(hyprd), "image", "prune", "-a"], input="n\n", capture_output=True, text=True,
+                           env=hyprd.env, timeout=60)  # fmt: skip
+    assert "WARNING! This will remove all images without at least one container" in asked.stdout
+    assert len(image_ids(hyprd)) == 2  # the docker CLI's prompt, answered no
     hyprd.cli("tag", alpha, "moving:x")
     hyprd.cli("tag", beta, "moving:x")  # the tag moves; alpha keeps its own name, nothing dangles
     assert hyprd.cli("images", "-f", "dangling=true", "-q").stdout == ""
@@ -410,8 +540,8 @@ def test_two_images_sharing_a_base_layer_store_its_blob_once(hyprd: Hyprd, image
     hyprd.cli("pull", images_registry.ref("alpha"))
     after_alpha = blobs(hyprd)
     second = hyprd.cli("pull", images_registry.ref("beta")).stdout
-    assert "Already exists" in second
     base = reg.build_images(["alpha"])["alpha"].manifest()["layers"][0]["digest"].removeprefix("sha256:")
+    assert [line for line in second.splitlines() if line.startswith(base[:12])] == [f"{base[:12]}: Already exists"]
     assert base in after_alpha and base in blobs(hyprd)
     assert len(blobs(hyprd) - after_alpha) == 3  # beta's own layer, config and manifest
     assert hyprd.cli("run", "--rm", images_registry.ref("beta")).stdout == "beta\n"
@@ -435,7 +565,7 @@ def test_docker_cli_pull_images_run_rmi(hyprd: Hyprd, images_registry: Registry)
         == "map[80/tcp:{}]"
     )
     docker(hyprd, "run", "-d", "--name", "web", "-p", "8080:80", ref)
-    assert run_in(hyprd.ns, "curl", "-s", "-m", "5", "http://127.0.0.1:8080/").stdout == "hello from hypr-httpd\n"
+    wait_answers(hyprd, "http://127.0.0.1:8080/", "hello from hypr-httpd\n")
     conflict = docker(hyprd, "rmi", ref, rc=1)
     assert "must force" in conflict.stderr
     docker(hyprd, "rm", "-f", "web")

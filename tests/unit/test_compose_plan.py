@@ -59,12 +59,25 @@ def test_model_of_the_seed() -> None:
         (("x-hypr: {runtime: vm}", "x-hypr: {runtime: kata}"), "unknown runtime 'kata'"),
         (('restart: "on-failure:3"', "restart: sometimes"), "invalid restart policy 'sometimes'"),
         (("db: {image: busybox,", "db: {"), "service 'db' has neither an image"),
+        (
+            ("db: {image: busybox,", "db: {image: busybox, platform: linux/arm64,"),
+            "services.db.platform: platform linux/arm64 is not supported: this host runs",
+        ),
+        (("db: {image: busybox,", "db: {image: busybox, platform: bogus,"), "unknown operating system"),
     ],
 )
 def test_semantic_errors(change: tuple[str, str], message: str) -> None:
     assert change[0] in SEED
     with pytest.raises(ComposeError, match=message.replace("(", r"\(").replace("[", r"\[")):
         project(SEED.replace(*change))
+
+
+def test_this_hosts_platform_is_accepted() -> None:
+    from hypr.images.manifest import host_platform
+
+    here = str(host_platform())
+    p = project(SEED.replace("db: {image: busybox,", f"db: {{image: busybox, platform: {here},"))
+    assert p.service("db").platform == here
 
 
 def test_static_address_needs_a_configured_subnet_and_cycles_are_named() -> None:
@@ -222,3 +235,16 @@ def test_volumes_hypr_cannot_give_are_refused_by_name(volume: str, message: str)
     text = f"services:\n  app:\n    image: busybox\n    volumes: [{volume}]\n"
     with pytest.raises(ComposeError, match=message):
         project(text)
+
+
+def test_enable_ipv4_false_makes_an_ipv6_only_network_body() -> None:
+    only6 = "networks:\n  six: {enable_ipv4: false, enable_ipv6: true, ipam: {config: [{subnet: 'fd00:6::/64'}]}}\n"
+    p = project("services:\n  web: {image: busybox, networks: [six]}\n" + only6)
+    body = plan.network_body(p.networks["six"], "p")
+    assert (body["EnableIPv4"], body["EnableIPv6"], body["IPAM"]["Config"]) == (
+        False,
+        True,
+        [{"Subnet": "fd00:6::/64"}],
+    )
+    # Left out when true: a project's existing networks keep the hash they were created with.
+    assert "EnableIPv4" not in plan.network_body(project().networks["frontend"], "p")

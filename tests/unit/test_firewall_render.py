@@ -164,6 +164,37 @@ def scenario_dual_stack() -> Snapshot:
     )
 
 
+def only6(n: int, subnet6: str, name: str, **kw: object) -> Network:
+    """An IPv6-only network (EnableIPv4: false): no IPv4 subnet or gateway at all."""
+    six = IPv6Network(subnet6)
+    return Network(id=f"{n:064x}", name=name, bridge=f"vbr{n}", subnet=None, gateway=None, subnet6=six,
+                   gateway6=six.network_address + 1, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+def attach_only6(w: Workload, net: Network, host: int, position: int = 0) -> Endpoint:
+    assert net.subnet6 is not None
+    ip6 = net.subnet6.network_address + host
+    return Endpoint(id=f"{w.id[:8]}{net.id[-8:]}".ljust(64, "e"), workload_id=w.id, network_id=net.id, ip=None,
+                    mac="02:42:" + ":".join(f"{b:02x}" for b in ip6.packed[-4:]),
+                    host_ifname=f"hv{w.name[:4]}{net.bridge[3:]}", position=position, ip6=ip6)  # fmt: skip
+
+
+def scenario_ipv6_only() -> Snapshot:
+    six = only6(1, "2001:db8:6::/64", "six")
+    vault = only6(2, "2001:db8:7::/64", "vault", internal=True, icc=False)
+    return Snapshot(
+        networks=(DEFAULT, six, vault),
+        workloads=(WEB, DB, CACHE),
+        endpoints=(
+            attach_only6(WEB, six, 2),
+            attach_only6(DB, vault, 2),
+            attach(CACHE, DEFAULT, 2),
+            attach_only6(CACHE, six, 3, position=1),  # an IPv4-only workload connected to an IPv6-only network
+        ),
+        ports=(port(WEB, 8080, 80, host_ip="::"),),  # `-p 8080:80` of an IPv6-only workload: [::] alone
+    )
+
+
 SCENARIOS: dict[str, Callable[[], Snapshot]] = {
     "empty": scenario_empty,
     "default-only": scenario_default_only,
@@ -173,6 +204,7 @@ SCENARIOS: dict[str, Callable[[], Snapshot]] = {
     "multi-network-workload": scenario_multi_network_workload,
     "icc-disabled": scenario_icc_disabled,
     "dual-stack": scenario_dual_stack,
+    "ipv6-only": scenario_ipv6_only,
 }
 
 TITLES = {
@@ -188,6 +220,8 @@ TITLES = {
     "dual-stack": "IPv6: `app` dual-stack with NAT66, internal `backend` dual-stack, `edge` with "
     "`gateway_mode_ipv6=routed` and icc off; `cache` also on the IPv4-only `bridge`; `8080:80` on both families, "
     "`[2001:db8:ffff::1]:8443:443`; cache's `[::]:9000:90` on routed `edge`: DNAT'd, and port 90 open on its address",
+    "ipv6-only": "IPv6-only networks: `six` with web publishing `8080:80` (on `[::]` alone), internal `vault` with "
+    "icc off; `cache` on the IPv4-only `bridge` and on `six`. No IPv4 rule, address or port for either network",
 }
 
 

@@ -180,6 +180,27 @@ def test_registry_settings_from_daemon_json_and_the_environment(tmp_path: Path) 
     assert not cfg.tls_verify(parse("reg.lan:5000/x")) and not cfg.tls_verify(parse("other.lan/x"))
     assert not cfg.tls_verify(parse("localhost:5000/x")) and cfg.tls_verify(parse("ghcr.io/x"))
     assert RegistryConfig().tls_verify(parse("nginx"))
+    assert cfg.registries_conf == ""
+    assert registry_config({"CONTAINERS_REGISTRIES_CONF": "/a", "HYPR_CONFIG_FILE": str(conf)}).registries_conf == "/a"
+
+
+@pytest.mark.parametrize(
+    ("name", "verify"),
+    [
+        ("10.1.2.3:5000/x", False),  # in 10.0.0.0/8
+        ("[2001:db8::7]:5000/x", False),  # in 2001:db8::/32
+        ("192.0.2.1/x", True),
+        ("plain.lan/library/nginx", False),  # an http:// mirror
+        ("tls.lan/library/nginx", True),  # an https:// mirror
+        ("reg.lan:5001/x", True),  # another port than the one listed
+    ],
+)
+def test_insecure_registries_by_name_cidr_or_plain_mirror(name: str, verify: bool) -> None:
+    cfg = RegistryConfig(
+        insecure=("10.0.0.0/8", "2001:db8::/32", "reg.lan:5000", "bad/cidr"),
+        mirrors=("http://plain.lan", "https://tls.lan"),
+    )
+    assert cfg.tls_verify(parse(name)) == verify
 
 
 def test_skopeo_failures_become_dockers_errors() -> None:
@@ -220,11 +241,138 @@ def test_an_images_creation_time_reads_nanoseconds_and_falls_back_to_the_pull() 
     assert created_at(image("")) == datetime(2026, 1, 2, 3, 4, 5, 1, UTC)
 
 
-def test_a_one_word_platform_is_an_os_or_an_architecture_as_containerd_parses_it() -> None:
-    host = mf.host_platform()
-    assert mf.parse_platform("linux") == mf.Platform("linux", host.architecture)
-    assert mf.parse_platform("arm64") == mf.Platform(host.os, "arm64")
-    assert mf.parse_platform("x86_64") == mf.Platform(host.os, "amd64")
-    for bad in ("bogus", "linux//amd64", "a/b/c/d", "/"):
-        with pytest.raises(InvalidParameter, match="unknown operating system or architecture"):
-            mf.parse_platform(bad)
+@pytest.mark.parametrize(
+    ("created", "unix"),
+    [
+        ("2023-11-14T22:13:20Z", 1_700_000_000),  # no fraction (umoci's, many registries')
+        ("2023-11-14T22:13:20.123456789Z", 1_700_000_000),
+        ("2023-11-15T00:13:20+02:00", 1_700_000_000),
+        ("", 0),
+        ("yesterday", 0),
+    ],
+)
+def test_lists_and_history_show_the_images_creation_as_unix_seconds(created: str, unix: int) -> None:
+    """`docker images` shows CREATED from it ("N/A" or "56 years ago" when it is 0)."""
+    from hypr.api.images import image_history, image_summary
+    from hypr.models import Image, Snapshot
+
+    history = [{"created": created, "created_by": "umoci"}]
+    image = Image(id="sha256:" + "0" * 64, config={"history": history}, size=1, created=created, pulled="")
+    assert image_summary(Snapshot(), image)["Created"] == unix
+    assert image_history(image)[0]["Created"] == unix
+
+
+@pytest.mark.parametrize(
+    ("text", "remote"),
+    [
+        ("nginx", "docker.io/library/nginx:latest"),
+        (f"nginx@{DIGEST}", f"docker.io/library/nginx@{DIGEST}"),
+        (f"nginx:1.25@{DIGEST}", f"docker.io/library/nginx@{DIGEST}"),  # skopeo refuses a tag beside a digest
+        (f"127.0.0.1:5000/a/b:t@{DIGEST}", f"127.0.0.1:5000/a/b@{DIGEST}"),
+    ],
+)
+def test_a_digest_is_what_the_registry_is_asked_for(text: str, remote: str) -> None:
+    assert parse(text).remote == remote
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("linux", "linux/amd64"),
+        ("arm64", "linux/arm64"),
+        ("aarch64", "linux/arm64"),
+        ("linux/arm64/v8", "linux/arm64/v8"),
+        ("Linux/AMD64", "linux/amd64"),
+    ],
+)
+def test_platforms_parse_as_containerd_does(text: str, parsed: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mf, "host_platform", lambda: mf.Platform("linux", "amd64"))
+    assert str(mf.parse_platform(text)) == parsed
+
+
+@pytest.mark.parametrize("text", ["bogus", "bogus/amd64", "linux//v8", "a/b/c/d"])
+def test_unknown_platforms_are_refused(text: str) -> None:
+    with pytest.raises(InvalidParameter, match="unknown operating system or architecture"):
+        mf.parse_platform(text)
+
+
+def test_only_images_and_platforms_of_this_host_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mf, "host_platform", lambda: mf.Platform("linux", "amd64"))
+    mf.check_runnable({"os": "linux", "architecture": "amd64"}, "x")
+    mf.check_runnable({}, "x")  # a config that names no platform (old or hand-made images) may run
+    mf.check_host_platform("linux/amd64")
+    with pytest.raises(InvalidParameter, match="image x is for linux/arm64/v8 and this host runs linux/amd64 only"):
+        mf.check_runnable({"os": "linux", "architecture": "arm64", "variant": "v8"}, "x")
+    with pytest.raises(InvalidParameter, match="platform linux/arm64 is not supported"):
+        mf.check_host_platform("linux/arm64")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.5, "Less than a second"),
+        (1, "1 second"),
+        (59, "59 seconds"),
+        (60, "About a minute"),
+        (59 * 60, "59 minutes"),
+        (3600, "About an hour"),
+        (30 * 3600, "30 hours"),
+        (3 * 86400, "3 days"),
+        (20 * 86400, "2 weeks"),
+        (100 * 86400, "3 months"),
+        (1111 * 86400, "3 years"),
+    ],
+)
+def test_durations_read_as_dockers(seconds: float, text: str) -> None:
+    """`docker images` CREATED and `docker ps` STATUS (go-units' HumanDuration)."""
+    from datetime import timedelta
+
+    from hypr.api.shapes import human_duration
+
+    assert human_duration(timedelta(seconds=seconds)) == text
+
+
+def test_image_rows_are_the_docker_clis() -> None:
+    """A pull by digest lists its repository with TAG <none>; a tag and a digest of one repository share a row."""
+    from hypr.cli.images import _rows
+
+    d1, d2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    image = {"Id": "sha256:" + "f" * 64, "Created": 0, "Size": 1, "RepoTags": ["a:1", "a:2", "b:latest"],
+             "RepoDigests": [f"a@{d1}", f"c@{d2}"]}  # fmt: skip
+    plain = [(r["Repository"], r["Tag"], r["Digest"]) for r in _rows([image], digests=False, no_trunc=False)]
+    assert plain == [("a", "1", "<none>"), ("a", "2", "<none>"), ("b", "latest", "<none>"), ("c", "<none>", "<none>")]
+    shown = [(r["Repository"], r["Tag"], r["Digest"]) for r in _rows([image], digests=True, no_trunc=False)]
+    assert shown == [("a", "1", d1), ("a", "2", d1), ("b", "latest", "<none>"), ("c", "<none>", d2)]
+    nameless = {**image, "RepoTags": [], "RepoDigests": []}
+    assert [(r["Repository"], r["Tag"]) for r in _rows([nameless], digests=True, no_trunc=False)] == [
+        ("<none>", "<none>")
+    ]
+
+
+def test_listing_filters_as_dockerd() -> None:
+    """`reference` keeps only the matching names of an image; `before`/`since` are strict (equal times: neither)."""
+    from hypr.models import Image, Snapshot
+    from hypr.services.images import list_images
+
+    def image(n: int, created: str, *names: str) -> Image:
+        return Image(
+            id=f"sha256:{n}" + "0" * 63, config={}, size=0, created=created, pulled="",
+            repo_tags=tuple(x for x in names if "@" not in x), repo_digests=tuple(x for x in names if "@" in x),
+        )  # fmt: skip
+
+    old = image(
+        1, "2020-01-01T00:00:00Z", "docker.io/library/a:latest", "docker.io/library/b:v1", "docker.io/library/b:v2"
+    )
+    twin = image(2, "2020-01-01T00:00:00Z", "docker.io/library/c:latest")
+    new = image(3, "2021-01-01T00:00:00Z", f"docker.io/library/d@sha256:{'d' * 64}")
+    snap = Snapshot(images=(old, twin, new))
+
+    def listed(**filters: list[str]) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+        return [(i.id[7], i.repo_tags, i.repo_digests) for i in list_images(snap, filters)]
+
+    assert listed(reference=["b:v*"]) == [("1", ("docker.io/library/b:v1", "docker.io/library/b:v2"), ())]
+    assert listed(reference=["a"]) == [("1", ("docker.io/library/a:latest",), ())]
+    assert listed(reference=["d"]) == [("3", (), (f"docker.io/library/d@sha256:{'d' * 64}",))]
+    assert [i for i, _, _ in listed(before=["c"])] == []
+    assert [i for i, _, _ in listed(since=["c"])] == ["3"]
+    assert [i for i, _, _ in listed(before=["d@sha256:" + "d" * 64])] == ["1", "2"]

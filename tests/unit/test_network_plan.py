@@ -84,7 +84,14 @@ BAD: list[tuple[dict[str, Any], type[HyprError], str]] = [
         InvalidParameter,
         "one IPv4 subnet",
     ),
-    ({"Name": "x", "EnableIPv4": False, "EnableIPv6": True}, InvalidParameter, "IPv6-only networks"),
+    ({"Name": "x", "EnableIPv4": False}, InvalidParameter, "^IPv4 or IPv6 must be enabled$"),
+    ({"Name": "x", "EnableIPv4": False, "EnableIPv6": False}, InvalidParameter, "^IPv4 or IPv6 must be enabled$"),
+    (
+        {"Name": "x", "EnableIPv4": False, "EnableIPv6": True, "IPAM": ipam(Subnet="10.90.0.0/24")},
+        InvalidParameter,
+        "an IPv4 subnet was given but IPv4 is disabled",
+    ),
+    ({"Name": "x", "Driver": "overlay", "EnableIPv4": False, "EnableIPv6": True}, InvalidParameter, "overlay"),
     ({"Name": "x", "IPAM": ipam(Subnet="fd00:1::/64")}, InvalidParameter, "needs EnableIPv6"),
     ({"Name": "x", "EnableIPv6": True, "IPAM": ipam(Subnet="fd00:1::1/64")}, InvalidParameter, "should be fd00:1::/64"),
     ({"Name": "x", "EnableIPv6": True, "IPAM": ipam(Subnet="fe80::/64")}, InvalidParameter, "link-local"),
@@ -276,3 +283,18 @@ def test_next_address6_is_bounded_by_what_is_in_use() -> None:
     assert ipam_.next_address6(pool, last, lambda ip: False, used) == IPv6Address("fd00::2")  # wraps, skips ::, ::1
     tiny = ipam_.Pool6(IPv6Network("fd00::/126"), IPv6Address("fd00::1"))
     assert ipam_.next_address6(tiny, None, lambda ip: True, lambda: 2) is None
+
+
+def test_ipv6_only_network_has_no_ipv4_and_leaves_the_ipv4_pool_alone() -> None:
+    body = {"Name": "v6", "EnableIPv4": False, "EnableIPv6": True, "IPAM": {"Config": [{"Subnet": "fd00:6::/64"}]}}
+    net = plan.plan_network_create(body, SNAPSHOT, HOST)
+    assert (net.subnet, net.gateway, net.ip_range, dict(net.aux_addresses)) == (None, None, None, {})
+    assert (net.subnet6, net.gateway6, net.ipv4, net.ipv6) == (
+        IPv6Network("fd00:6::/64"),
+        IPv6Address("fd00:6::1"),
+        False,
+        True,
+    )
+    # The next network still gets its IPv4 subnet, planned past only the networks that have one.
+    after = plan.plan_network_create({"Name": "v4"}, Snapshot(networks=(EXISTING, net)), HOST)
+    assert after.subnet is not None and not after.subnet.overlaps(IPv4Network("10.70.0.0/16"))

@@ -67,3 +67,32 @@ def test_a_database_from_before_ipv6_is_migrated(tmp_path: Path) -> None:
         assert store.snapshot().network("n2").subnet6 == IPv6Network("fd00:1::/64")
     finally:
         store.close()
+
+
+def test_ipv4_becomes_optional_with_every_row_kept(tmp_path: Path) -> None:
+    """The tables are rebuilt without NOT NULL on the IPv4 columns: old rows stay, IPv6-only rows fit, and the
+    endpoints' foreign keys (workload cascade, network reference) still hold."""
+    path = tmp_path / "hypr.db"
+    old_database(path)
+    store = Store(path)
+    try:
+        [endpoint] = store.snapshot().endpoints
+        assert endpoint.ip == IPv4Address("10.70.0.2") and store.last_ip("n1") == int(IPv4Address("10.70.0.2"))
+        only6 = Network(id="n6", name="only6", bridge="vbr6", subnet=None, gateway=None,
+                        subnet6=IPv6Network("fd00:6::/64"), gateway6=IPv6Address("fd00:6::1"),
+                        created="2026-01-03")  # fmt: skip
+        with store.transaction() as tx:
+            store.insert_network(tx, only6)
+            store.insert_workload(tx, Workload(id="w6", name="v6", image="busybox", created="2026-01-03"), {})
+            store.insert_endpoint(tx, Endpoint("e6", "w6", "n6", None, "02:42:00:00:00:06", "hve6", 0,
+                                               ip6=IPv6Address("fd00:6::2")))  # fmt: skip
+        snapshot = store.snapshot()
+        assert (snapshot.network("n6").subnet, snapshot.network("n6").gateway) == (None, None)
+        assert [e.ip for e in snapshot.endpoints if e.id == "e6"] == [None] and store.last_ip("n6") is None
+        with pytest.raises(sqlite3.IntegrityError), store.transaction() as tx:  # the network reference holds
+            store.insert_endpoint(tx, Endpoint("e7", "w6", "ghost", None, "02:42:00:00:00:07", "hve7", 1))
+        with store.transaction() as tx:
+            store.delete_workload(tx, "w1")  # its endpoint goes with it (ON DELETE CASCADE)
+        assert [e.id for e in store.snapshot().endpoints] == ["e6"]
+    finally:
+        store.close()

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,9 +28,10 @@ WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
 
 class ContainerApi:
-    def __init__(self, ctx: Context, call: Call) -> None:
+    def __init__(self, ctx: Context, call: Call, image_garbage: Callable[[], Awaitable[None]] | None = None) -> None:
         self.ctx = ctx
         self.call = call
+        self.image_garbage = image_garbage  # the image store's clean-up (ImageApi.collect_garbage)
         self.kick = asyncio.Event()  # set (and replaced) at each start and stop: waiters look again
 
     def routes(self) -> list[tuple[str, str, Handler]]:
@@ -69,7 +70,8 @@ class ContainerApi:
 
     async def create(self, request: web.Request) -> web.Response:
         body = await read_object(request, schema.CONTAINER_CREATE, "ContainerConfigWrapper")
-        mf.parse_platform(request.query.get("platform"))  # its syntax; the pull before it chose the variant
+        if request.query.get("platform"):  # docker run --platform: only this host's can run
+            mf.check_host_platform(request.query["platform"])
         workload = await self.call(workloads.create, self.ctx, request.query.get("name") or None, body)
         return json_response({"Id": workload.id, "Warnings": workload_plan.create_warnings(body)}, status=201)
 
@@ -117,7 +119,11 @@ class ContainerApi:
     async def remove(self, request: web.Request) -> web.Response:
         if query_bool(request, "link"):  # `rm --link` names /<container>/<alias> (api/system.py); this is no link
             raise Conflict("Conflict, cannot remove the default link name of the container")
+        snapshot = await self._snapshot()
+        image_id = workload_plan.find_workload(snapshot, request.match_info["ref"]).image_id
         await self.call(workloads.remove, self.ctx, request.match_info["ref"], force=query_bool(request, "force"))
+        if image_id and self.image_garbage is not None and not any(i.id == image_id for i in snapshot.images):
+            await self.image_garbage()  # the last user of an image `rmi -f` deleted: its root filesystem goes
         return web.Response(status=204)
 
     async def wait(self, request: web.Request) -> web.StreamResponse:

@@ -3,7 +3,9 @@
 A pull runs off the worker thread (registry round trips and unpacking take seconds); only its bookkeeping runs on
 the worker. Errors found before the first progress line (bad name, unknown repository or tag, registry down)
 answer with their HTTP status, as dockerd's do; later ones travel in the stream as `errorDetail`. Concurrent pulls
-of the same name share one pull.
+of the same name share one pull (a client that joins streams its progress from then on), which is cancelled
+(skopeo killed) once every client streaming it went away, as dockerd cancels a pull whose client left (Ctrl-C of
+`docker pull`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import asyncio
 import hashlib
 import json
 import platform
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -24,9 +28,22 @@ from hypr.images.registry import Credentials
 from hypr.models import BUILTIN_IMAGES, Image, Snapshot
 from hypr.services import images
 from hypr.services.context import Context
-from hypr.services.validation import parse_created
 
 UNSUPPORTED_CREATE = ("fromSrc", "repo", "changes", "message")
+DISCONNECT_POLL = 0.2  # seconds between looks at whether a pulling client is still there
+
+
+@dataclass
+class _Pull:
+    """One pull in progress and the clients streaming it."""
+
+    future: asyncio.Future[tuple[images.Fetched, bool]] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    queues: list[asyncio.Queue[dict[str, Any]]] = field(default_factory=list)  # one per client streaming it
+
+    def progress(self, message: dict[str, Any]) -> None:
+        for queue in self.queues:
+            queue.put_nowait(message)
 
 
 class ImageApi:
@@ -34,7 +51,7 @@ class ImageApi:
         self.ctx = ctx
         self.call = call
         self.in_flight = images.InFlight()
-        self.pulls: dict[tuple[str, str], asyncio.Future[tuple[images.Fetched, bool]]] = {}
+        self.pulls: dict[tuple[str, str], _Pull] = {}
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         name = "{name:.+}"  # names have slashes: /images/127.0.0.1:5000/library/nginx/json
@@ -76,14 +93,28 @@ class ImageApi:
         mf.parse_platform(platform)  # a malformed one is a 400 before the registry is asked
         creds = Credentials.from_header(request.headers.get("X-Registry-Auth"))
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        loop = asyncio.get_running_loop()
+        pull = self._pull(text, platform, creds)
+        pull.queues.append(queue)
+        assert pull.future is not None
+        try:
+            return await self._stream(request, pull.future, queue)
+        finally:
+            pull.queues.remove(queue)
+            if not pull.queues and not pull.future.done():
+                pull.cancel.set()
 
-        def progress(message: dict[str, Any]) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, message)
-
-        task = self._pull(text, platform, creds, progress)
+    async def _stream(
+        self,
+        request: web.Request,
+        task: asyncio.Future[tuple[images.Fetched, bool]],
+        queue: asyncio.Queue[dict[str, Any]],
+    ) -> web.StreamResponse:
+        """Docker's progress stream: each message as it comes, then the final status (or the error)."""
         first = asyncio.ensure_future(queue.get())
-        await asyncio.wait([first, task], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+        while not (await _either(first, task)):
+            if _gone(request):
+                first.cancel()
+                return web.Response()  # no one reads it
         if not first.done():
             first.cancel()
             task.result()  # raised before any progress: an HTTP error with its status
@@ -93,11 +124,16 @@ class ImageApi:
             await _send(response, first.result())
         while not task.done() or not queue.empty():
             getter = asyncio.ensure_future(queue.get())
-            await asyncio.wait([getter, task], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
-            if getter.done():
-                await _send(response, getter.result())
-            else:
+            await _either(getter, task)
+            if not getter.done():
                 getter.cancel()
+            try:
+                if getter.done() and not getter.cancelled():
+                    await _send(response, getter.result())
+            except ConnectionResetError:
+                return response  # the client left; the caller cancels the pull if it was the last
+            if _gone(request):
+                return response
         try:
             fetched, up_to_date = task.result()
             for line in images.status_lines(fetched, up_to_date):
@@ -107,28 +143,34 @@ class ImageApi:
         await response.write_eof()
         return response
 
-    def _pull(
-        self, text: str, platform: str | None, creds: Credentials | None, progress: images.Progress
-    ) -> asyncio.Future[tuple[images.Fetched, bool]]:
+    def _pull(self, text: str, platform: str | None, creds: Credentials | None) -> _Pull:
+        """The pull of `text` in progress, or a new one: clients of one name share it (and its progress from then
+        on)."""
         key = (text, platform or "")
         running = self.pulls.get(key)
-        if running is not None and not running.done():
-            return running  # a second pull of the same name waits for the first (and sees its final status)
+        if running is not None and running.future is not None and not running.future.done():
+            return running
+        entry = _Pull()
+        loop = asyncio.get_running_loop()
+
+        def progress(message: dict[str, Any]) -> None:  # from the pulling thread
+            loop.call_soon_threadsafe(entry.progress, message)
 
         async def pull() -> tuple[images.Fetched, bool]:
             try:
                 fetched = await asyncio.to_thread(
                     images.fetch, self.ctx.registry, self.ctx.images, self.in_flight, text,
-                    platform=platform, creds=creds, progress=progress,
+                    platform=platform, creds=creds, progress=progress, cancel=entry.cancel,
                 )  # fmt: skip
                 _image, up_to_date = await self.call(images.record, self.ctx, fetched, self.in_flight)
                 return fetched, up_to_date
             finally:
                 self.pulls.pop(key, None)
 
-        future = asyncio.ensure_future(pull())
-        self.pulls[key] = future
-        return future
+        entry.future = asyncio.ensure_future(pull())
+        entry.future.add_done_callback(lambda f: f.cancelled() or f.exception())  # a cancelled pull: no reader
+        self.pulls[key] = entry
+        return entry
 
     async def push(self, request: web.Request) -> web.Response:
         raise InvalidParameter("pushing images is not supported by hypr")
@@ -176,6 +218,17 @@ class ImageApi:
         return json_response({"ImagesDeleted": report or None, "SpaceReclaimed": reclaimed})
 
 
+async def _either(*futures: asyncio.Future[Any]) -> bool:
+    """Wait until one of `futures` is done or DISCONNECT_POLL passed; whether one is done."""
+    done, _pending = await asyncio.wait(futures, timeout=DISCONNECT_POLL, return_when=asyncio.FIRST_COMPLETED)
+    return bool(done)
+
+
+def _gone(request: web.Request) -> bool:
+    """The client closed its connection (aiohttp does not cancel the handler: we look)."""
+    return request.transport is None or request.transport.is_closing()
+
+
 async def _send(response: web.StreamResponse, message: dict[str, Any]) -> None:
     await response.write(json.dumps(message).encode() + b"\r\n")
 
@@ -184,10 +237,9 @@ async def _send(response: web.StreamResponse, message: dict[str, Any]) -> None:
 
 
 def _unix(created: str) -> int:
-    try:
-        return int(parse_created(created).timestamp()) if created else 0
-    except ValueError:
-        return 0
+    """An image config's RFC 3339 timestamp as Unix seconds (Docker's `Created` in lists and history); 0 if none."""
+    parsed = images.rfc3339(created)
+    return int(parsed.timestamp()) if parsed is not None else 0
 
 
 def image_summary(snapshot: Snapshot, image: Image) -> dict[str, Any]:

@@ -269,7 +269,7 @@ def make_app(ctx: Context, call: Call, limits: ConnectionLimits | None = None) -
     app.on_startup.append(images_start_up)
     every = [
         *Api(ctx, call).routes(),
-        *ContainerApi(ctx, call).routes(),
+        *ContainerApi(ctx, call, image_api.collect_garbage).routes(),
         *ExecApi(ctx, call).routes(),
         *image_api.routes(),
         *SystemApi(ctx, call).routes(),

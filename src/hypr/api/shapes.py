@@ -11,12 +11,8 @@ from hypr.services.validation import parse_created
 
 
 def network_inspect(network: Network, snapshot: Snapshot, *, containers: bool = True) -> dict[str, Any]:
-    config: dict[str, Any] = {"Subnet": str(network.subnet), "Gateway": str(network.gateway)}
-    if network.ip_range is not None:
-        config["IPRange"] = str(network.ip_range)
-    if network.aux_addresses:
-        config["AuxiliaryAddresses"] = {k: str(v) for k, v in network.aux_addresses.items()}
-    ipam: dict[str, Any] = {"Driver": "default", "Config": [config, *_ipam_config6(network)]}
+    """Docker's network shape; an IPv6-only network shows its IPv6 config alone and EnableIPv4 false."""
+    ipam: dict[str, Any] = {"Driver": "default", "Config": _ipam_configs(network)}
     # Docker echoes IPAM.Options exactly as sent, and leaves the key out when none was sent (docker-py checks).
     if network.ipam_options is not None:
         ipam["Options"] = dict(network.ipam_options)
@@ -26,7 +22,7 @@ def network_inspect(network: Network, snapshot: Snapshot, *, containers: bool = 
         "Created": network.created,
         "Scope": "global" if network.driver == OVERLAY else "local",
         "Driver": network.driver,
-        "EnableIPv4": True,
+        "EnableIPv4": network.ipv4,
         "EnableIPv6": network.ipv6,
         "IPAM": ipam,
         "Internal": network.internal,
@@ -65,7 +61,7 @@ def _containers(network: Network, snapshot: Snapshot) -> dict[str, Any]:
             "Name": names.get(e.workload_id, ""),
             "EndpointID": e.id,
             "MacAddress": e.mac,
-            "IPv4Address": f"{e.ip}/{network.subnet.prefixlen}",
+            "IPv4Address": f"{e.ip}/{network.subnet.prefixlen}" if e.ip and network.subnet else "",
             "IPv6Address": _ip6_text(e, network),
         }
         for e in snapshot.endpoints
@@ -101,23 +97,34 @@ def endpoint_settings(snapshot: Snapshot, endpoint: Endpoint, workload: Workload
         "MacAddress": endpoint.mac,
         "NetworkID": network.id,
         "EndpointID": endpoint.id,
-        "Gateway": str(network.gateway),
-        "IPAddress": str(endpoint.ip),
-        "IPPrefixLen": network.subnet.prefixlen,
+        "Gateway": _text(network.gateway),  # "" on an IPv6-only network, as Docker's
+        "IPAddress": _text(endpoint.ip),
+        "IPPrefixLen": network.subnet.prefixlen if network.subnet else 0,
         **_endpoint_ip6(endpoint, network),
     }
 
 
-# -- IPv6 (dual-stack networks) ---------------------------------------------------------------------------------
+def _text(value: object | None) -> str:
+    return "" if value is None else str(value)
 
 
-def _ipam_config6(network: Network) -> list[dict[str, Any]]:
-    if network.subnet6 is None:
-        return []
-    config: dict[str, Any] = {"Subnet": str(network.subnet6), "Gateway": str(network.gateway6)}
-    if network.ip_range6 is not None:
-        config["IPRange"] = str(network.ip_range6)
-    return [config]
+def _ipam_configs(network: Network) -> list[dict[str, Any]]:
+    """Docker's IPAM.Config: one entry per family the network has (IPv4 first), each with its range if any."""
+    configs = []
+    for subnet, gateway, ip_range in ((network.subnet, network.gateway, network.ip_range),
+                                      (network.subnet6, network.gateway6, network.ip_range6)):  # fmt: skip
+        if subnet is None:
+            continue
+        config: dict[str, Any] = {"Subnet": str(subnet), "Gateway": str(gateway)}
+        if ip_range is not None:
+            config["IPRange"] = str(ip_range)
+        if subnet.version == 4 and network.aux_addresses:
+            config["AuxiliaryAddresses"] = {k: str(v) for k, v in network.aux_addresses.items()}
+        configs.append(config)
+    return configs
+
+
+# -- IPv6 (dual-stack and IPv6-only networks) ------------------------------------------------------------------
 
 
 def _ip6_text(endpoint: Endpoint, network: Network) -> str:
@@ -288,17 +295,16 @@ def status_text(workload: Workload, now: datetime) -> str:
 
 
 def human_duration(delta: timedelta) -> str:
-    """Docker's HumanDuration, to the day."""
+    """Docker's HumanDuration (go-units): seconds, minutes, hours (rounded), days, weeks, months, years."""
     seconds = int(delta.total_seconds())
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 60:
-        return "1 second" if seconds == 1 else f"{seconds} seconds"
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}s" if count > 1 else f"About {'an' if unit == 'hour' else 'a'} {unit}"
-    raise AssertionError("unreachable")
+    minutes, hours = seconds // 60, round(delta.total_seconds() / 3600)
+    steps = (
+        (seconds < 1, "Less than a second"), (seconds == 1, "1 second"), (seconds < 60, f"{seconds} seconds"),
+        (minutes == 1, "About a minute"), (minutes < 60, f"{minutes} minutes"),
+        (hours == 1, "About an hour"), (hours < 48, f"{hours} hours"), (hours < 24 * 7 * 2, f"{hours // 24} days"),
+        (hours < 24 * 30 * 2, f"{hours // 24 // 7} weeks"), (hours < 24 * 365 * 2, f"{hours // 24 // 30} months"),
+    )  # fmt: skip
+    return next((text for reached, text in steps if reached), f"{seconds // 3600 // 24 // 365} years")
 
 
 def container_summary(snapshot: Snapshot, workload: Workload, now: datetime) -> dict[str, Any]:

@@ -72,6 +72,8 @@ def _render_bars(messages: Iterator[dict[str, Any]]) -> None:
 @click.pass_context
 def pull(ctx: click.Context, quiet: bool, platform: str | None, ref: str) -> None:
     """Pull an image from a registry."""
+    if not quiet and "@" not in ref and ":" not in ref.rsplit("/", 1)[-1]:
+        click.echo("Using default tag: latest")  # as the docker CLI
     pull_image(client_of(ctx), ref, platform=platform, quiet=quiet)
 
 
@@ -92,18 +94,39 @@ def _ago(created: int) -> str:
     return human_duration(datetime.now(UTC) - datetime.fromtimestamp(created, UTC)) + " ago"
 
 
+def _at(created: int) -> str:
+    """The docker CLI's CreatedAt (Go's time.Time.String(), in UTC)."""
+    return datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+
+
 def _rows(found: Iterable[dict[str, Any]], digests: bool, no_trunc: bool) -> list[dict[str, str]]:
+    """The docker CLI's rows: one per tag (per tag and digest with --digests), then the repositories named only
+    by a digest (a pull by digest) with TAG <none>; `<none> <none>` for an image nothing names."""
     rows = []
     for image in found:
         short = image["Id"] if no_trunc else image["Id"].removeprefix("sha256:")[:12]
-        tags = image.get("RepoTags") or ["<none>:<none>"]
-        digest_of = {d.split("@")[0]: d.split("@")[1] for d in image.get("RepoDigests") or []}
-        for tagged in tags:
-            repo, _, tag = tagged.rpartition(":")
-            rows.append({
-                "Repository": repo, "Tag": tag, "Digest": digest_of.get(repo, "<none>"), "ID": short,
-                "CreatedSince": _ago(image.get("Created", 0)), "Size": human_size(image.get("Size", 0)),
-            })  # fmt: skip
+        created, size = image.get("Created", 0), human_size(image.get("Size", 0))
+        common = {"ID": short, "CreatedSince": _ago(created), "Size": size, "Containers": "N/A",
+                  "CreatedAt": _at(created), "SharedSize": "N/A", "UniqueSize": "N/A", "VirtualSize": size}  # fmt: skip
+        tags: dict[str, list[str]] = {}
+        for tagged in image.get("RepoTags") or []:
+            repo, _, tag_name = tagged.rpartition(":")
+            tags.setdefault(repo, []).append(tag_name)
+        by_repo: dict[str, list[str]] = {}
+        for named in image.get("RepoDigests") or []:
+            repo, _, digest = named.partition("@")
+            by_repo.setdefault(repo, []).append(digest)
+        pairs = [
+            (repo, tag_name, digest)
+            for repo, repo_tags in tags.items()
+            for tag_name in repo_tags
+            for digest in ((by_repo.get(repo) or ["<none>"]) if digests else ["<none>"])
+        ]
+        for repo, repo_digests in by_repo.items():
+            if repo not in tags:
+                pairs += [(repo, "<none>", d) for d in repo_digests] if digests else [(repo, "<none>", "<none>")]
+        for repo, tag_name, digest in pairs or [("<none>", "<none>", "<none>")]:
+            rows.append({"Repository": repo, "Tag": tag_name, "Digest": digest, **common})
     return rows
 
 
@@ -131,8 +154,8 @@ def images(ctx: click.Context, all_: bool, quiet: bool, digests: bool, no_trunc:
                 seen.append(row["ID"])
                 click.echo(row["ID"])
         return
-    if fmt == "json":
-        echo_json_lines(rows)
+    if fmt == "json":  # the docker CLI's keys, sorted as Go marshals a map
+        echo_json_lines([dict(sorted(r.items())) for r in rows])
         return
     headers = ["Repository", "Tag", *(["Digest"] if digests else []), "ID", "CreatedSince", "Size"]
     titles = {"ID": "IMAGE ID", "CreatedSince": "CREATED"}
@@ -183,6 +206,14 @@ def image_inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
 @click.pass_context
 def image_prune(ctx: click.Context, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused images."""
+    if not force:  # the docker CLI's prompt
+        click.echo(
+            "WARNING! This will remove all images without at least one container associated to them."
+            if all_
+            else "WARNING! This will remove all dangling images."
+        )
+        if not click.confirm("Are you sure you want to continue?", default=False):
+            return
     wanted = parse_filters(filters)
     if all_:
         wanted["dangling"] = ["false"]

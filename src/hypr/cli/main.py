@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
+from typing import NoReturn
 
 import click
 
@@ -52,6 +54,9 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, "-v", "--version", prog_name="hypr")
 def cli(host: str | None) -> None:
     """hypr: Docker-compatible networking for microVMs."""
+    if not gc.isenabled():  # started by hypr.cli.entry, which turned it off for the imports: they are over
+        gc.freeze()
+        gc.enable()
 
 
 @cli.command()
@@ -95,20 +100,25 @@ def info(ctx: click.Context, fmt: str) -> None:
     click.echo(f"Instance:         {hypr['Instance']}")
 
 
-def main() -> None:
+def run() -> int:
+    """Run the command in sys.argv; its exit code (Docker's: 125 for a usage error, 1 for the daemon's)."""
     try:
         code = cli.main(standalone_mode=False)  # returns the code given to ctx.exit()
     except click.exceptions.Abort:
-        sys.exit(1)
+        return 1
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code if exc.exit_code != 1 else 125)
+        return exc.exit_code if exc.exit_code != 1 else 125
     except Unavailable as exc:
         click.echo(exc.message, err=True)
-        sys.exit(1)
+        return 1
     except HyprError as exc:
         click.echo(f"Error response from daemon: {exc.message}", err=True)
-        sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+def main() -> NoReturn:
+    sys.exit(run())

@@ -23,7 +23,27 @@ def network() -> None:
     """Manage networks."""
 
 
-@network.command("create")
+class _BoolFlags(click.Command):
+    """Docker's boolean flags take a value only as `--flag=value` (`--ipv4=false`, `--ipv6=true`, Go's
+    strconv.ParseBool spellings); click's flags take none, so that form becomes `--flag` or `--no-flag`."""
+
+    FLAGS = ("--ipv4", "--ipv6")
+    TRUE, FALSE = ("1", "t", "T", "true", "TRUE", "True"), ("0", "f", "F", "false", "FALSE", "False")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, [self._flag(arg) for arg in args])
+
+    def _flag(self, arg: str) -> str:
+        name, eq, value = arg.partition("=")
+        if not eq or name not in self.FLAGS:
+            return arg
+        if value not in self.TRUE + self.FALSE:
+            raise click.BadParameter(f'invalid argument "{value}" for "{name}" flag: strconv.ParseBool: parsing '
+                                     f'"{value}": invalid syntax')  # fmt: skip
+        return name if value in self.TRUE else f"--no-{name[2:]}"
+
+
+@network.command("create", cls=_BoolFlags)
 @click.argument("name")
 @click.option("-d", "--driver", default="bridge", show_default=True, help="Driver to manage the network.")
 @click.option("--subnet", multiple=True, help="Subnet in CIDR format (one IPv4, one IPv6).")
@@ -31,8 +51,10 @@ def network() -> None:
 @click.option("--ip-range", multiple=True, help="Allocate addresses from a sub-range.")
 @click.option("--aux-address", multiple=True, help="Auxiliary address the IPAM must not hand out (name=IP).")
 @click.option("--internal", is_flag=True, help="Restrict external access to the network.")
-@click.option("--ipv6", is_flag=True, help="Enable IPv6 (dual-stack) networking.")
-@click.option("--ipv4/--no-ipv4", default=True, help="Enable IPv4 networking.")
+@click.option(
+    "--ipv6/--no-ipv6", default=False, help="Enable IPv6 networking (dual-stack, or IPv6-only with --ipv4=false)."
+)
+@click.option("--ipv4/--no-ipv4", default=True, help="Enable IPv4 networking (--ipv4=false: IPv6 only).")
 @click.option("--label", multiple=True, help="Set metadata on a network (k=v).")
 @click.option("-o", "--opt", multiple=True, help="Set driver specific options (k=v).")
 @click.option("--ipam-opt", multiple=True, help="Set IPAM driver specific options (k=v).")

@@ -320,13 +320,13 @@ def create_pulling(client: Client, body: dict[str, Any], name: str | None, polic
     if policy == "always" and not _builtin(image):
         _pull_to_stderr(client, image, platform)
     try:
-        return client.create_container(body, name)
+        return client.create_container(body, name, platform)
     except NotFound as exc:
         if policy == "never" or _builtin(image) or not exc.message.startswith("No such image"):
             raise
     click.echo(f"Unable to find image '{_shown(image)}' locally", err=True)
     _pull_to_stderr(client, image, platform)
-    return client.create_container(body, name)
+    return client.create_container(body, name, platform)
 
 
 def _builtin(image: str) -> bool:

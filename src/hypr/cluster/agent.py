@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from hypr import ipam, names
@@ -186,7 +186,7 @@ class Cluster:
         for other in snapshot.networks:
             if other.name == network.name:
                 return f"a local network is named {other.name} too"
-            if other.subnet.overlaps(network.subnet):
+            if other.subnet and network.subnet and other.subnet.overlaps(network.subnet):
                 return f"its subnet {network.subnet} overlaps the local network {other.name} ({other.subnet})"
         return None
 
@@ -202,7 +202,7 @@ class Cluster:
         state = self.fresh_state()
         if any(n.name == network.name for n in state.networks.values()):
             raise Conflict(f"network with name {network.name} already exists")
-        ipam.check_overlap(network.subnet, [n.subnet for n in state.networks.values()])
+        ipam.check_overlap(_subnet(network), [_subnet(n) for n in state.networks.values()])
         used = {reg.vni_of(n) for n in state.networks.values()}
         for vni in (v for v in range(reg.VNI_FIRST, reg.VNI_LAST + 1) if v not in used):
             row = dataclasses.replace(network, options={**network.options, reg.OPT_VNI: str(vni)})
@@ -217,7 +217,7 @@ class Cluster:
             state = self.fresh_state()
             if any(n.name == network.name for n in state.networks.values()):
                 raise Conflict(f"network with name {network.name} already exists")
-            ipam.check_overlap(network.subnet, [n.subnet for n in state.networks.values()])
+            ipam.check_overlap(_subnet(network), [_subnet(n) for n in state.networks.values()])
             used |= {reg.vni_of(n) for n in state.networks.values()} | {vni}
         raise Unavailable("no free VXLAN network identifier")
 
@@ -296,7 +296,7 @@ class Cluster:
                 endpoint_id=e.id,
             ).to_json()
             for e in snapshot.endpoints
-            if e.network_id in overlays and e.workload_id in workloads
+            if e.network_id in overlays and e.workload_id in workloads and e.ip is not None
         }
 
     def publish_now(self) -> None:
@@ -393,3 +393,9 @@ def _rows(e: reg.RemoteEndpoint) -> tuple[Workload, Endpoint]:
 def _free_bridge(snapshot: Snapshot, interfaces: frozenset[str]) -> str:
     busy = {n.bridge for n in snapshot.networks} | interfaces
     return next(names.bridge_name(i) for i in range(1, 100_000) if names.bridge_name(i) not in busy)
+
+
+def _subnet(network: Network) -> IPv4Network:
+    """An overlay's subnet: overlays are IPv4 (network_plan refuses IPv6 on them)."""
+    assert network.subnet is not None
+    return network.subnet

@@ -42,6 +42,7 @@ class NetworkSpec:
     internal: bool = False
     attachable: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    enable_ipv4: bool = True  # false: an IPv6-only network (with enable_ipv6)
     enable_ipv6: bool = False
 
 
@@ -74,6 +75,7 @@ class ServiceSpec:
     cpus: float | None = None
     memory: int | None = None
     pull_policy: str = "missing"  # always | missing | never (compose's `if_not_present` is `missing`)
+    platform: str = ""  # only this host's: a pull fetches it anyway
     user: str = ""
     working_dir: str = ""
     stop_signal: str = ""
@@ -136,6 +138,19 @@ def _pull_policy(value: Any, where: str) -> str:
     return PULL_POLICIES[str(value)]
 
 
+def _platform(value: Any, where: str) -> str:
+    """compose's `platform`: checked, and only this host's is accepted (hypr emulates no other architecture)."""
+    if value is None:
+        return ""
+    from hypr.images import manifest as mf  # only for files that name a platform
+
+    try:
+        mf.check_host_platform(str(value))
+    except HyprError as exc:
+        raise ComposeError(f"{where}: {exc.message}") from None
+    return str(value)
+
+
 def _expose(value: Any, where: str) -> tuple[str, ...]:
     ports = []
     for item in value:
@@ -179,6 +194,7 @@ def _network(key: str, raw: Mapping[str, Any] | None, project: str) -> NetworkSp
         key=key, name=str(raw.get("name") or f"{project}_{key}"), driver=str(raw.get("driver") or "bridge"),
         driver_opts=_str_map(raw.get("driver_opts")), ipam_driver=str(ipam.get("driver") or "default"),
         ipam_options=_str_map(ipam.get("options")), pools=pools, internal=bool(raw.get("internal")),
+        enable_ipv4=raw.get("enable_ipv4") is not False,
         enable_ipv6=bool(raw.get("enable_ipv6")),
         attachable=bool(raw.get("attachable")), labels=_str_map(raw.get("labels")),
     )  # fmt: skip
@@ -327,6 +343,7 @@ def build_project(
             cpus=float(raw["cpus"]) if raw.get("cpus") is not None else None,
             memory=parse_bytes(raw["mem_limit"], f"{where}.mem_limit") if raw.get("mem_limit") is not None else None,
             pull_policy=_pull_policy(raw.get("pull_policy"), f"{where}.pull_policy"),
+            platform=_platform(raw.get("platform"), f"{where}.platform"),
             user=str(raw.get("user") or ""), working_dir=str(raw.get("working_dir") or ""),
             stop_signal=str(raw.get("stop_signal") or ""), expose=_expose(raw.get("expose") or [], f"{where}.expose"),
             dns=one_or_many(raw.get("dns")), dns_search=one_or_many(raw.get("dns_search")),

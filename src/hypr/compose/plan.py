@@ -83,6 +83,8 @@ def network_body(spec: NetworkSpec, project: str) -> dict[str, Any]:
         "Attachable": spec.attachable,
         "EnableIPv6": spec.enable_ipv6,
         "Labels": {**spec.labels, PROJECT: project, NETWORK: spec.key},
+        # Only when false: the body's hash tells a changed network, and older projects' hashes had no such key.
+        **({} if spec.enable_ipv4 else {"EnableIPv4": False}),
     }
 
 

@@ -2,8 +2,8 @@
 `scripts/fetch-compose-schema.sh`), errors named by their path in the file, and warnings for keys hypr ignores.
 
 The schema predates some keys hypr supports; they are added to it in memory, nowhere else: the top-level `name`,
-and `host_ip` / a string `published` in the long port syntax, `pull_policy: missing` and a service network's
-`gw_priority`.
+and `host_ip` / a string `published` in the long port syntax, `pull_policy: missing`, a service network's
+`gw_priority` and a network's `enable_ipv4` (IPv6-only networks).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ SUPPORTED_SERVICE = frozenset({
     "image", "command", "entrypoint", "environment", "hostname", "ports", "networks", "depends_on", "restart",
     "labels", "container_name", "runtime", "cpus", "mem_limit", "pull_policy", "user", "working_dir", "stop_signal",
     "expose", "dns", "dns_search", "dns_opt", "extra_hosts", "domainname", "privileged", "cap_add", "cap_drop",
-    "security_opt", "read_only", "pids_limit", "tmpfs", "volumes",
+    "security_opt", "read_only", "pids_limit", "tmpfs", "volumes", "platform",
 })  # fmt: skip
 SUPPORTED_NETWORK = frozenset({"name", "driver", "driver_opts", "ipam", "internal", "labels", "external",
-                               "enable_ipv6", "attachable"})  # fmt: skip
+                               "enable_ipv4", "enable_ipv6", "attachable"})  # fmt: skip
 SUPPORTED_SERVICE_NETWORK = frozenset({"aliases", "ipv4_address", "ipv6_address", "priority", "gw_priority"})
 SUPPORTED_PORT = frozenset({"target", "published", "host_ip", "protocol", "mode"})
 
@@ -64,6 +64,9 @@ def extend_schema(schema: dict[str, Any]) -> dict[str, Any]:
         if choice.get("type") == "object":
             choice["properties"].setdefault("host_ip", {"type": "string"})
             choice["properties"]["published"] = {"type": ["string", "integer"]}
+    network = schema["definitions"].get("network", {}).get("properties")
+    if network is not None:
+        network.setdefault("enable_ipv4", {"type": "boolean"})
     service = schema["definitions"]["service"]["properties"]
     pull = service.get("pull_policy", {})
     if "enum" in pull and "missing" not in pull["enum"]:

@@ -75,14 +75,14 @@ class Scope(frozenset[str]):
     networks: frozenset[str]
     search: tuple[str, ...]
     upstreams: tuple[Upstream, ...] | None
-    links: Mapping[str, tuple[IPv4Address, ...]]  # legacy --link aliases only this asker resolves
+    links: Mapping[str, tuple[IP, ...]]  # legacy --link aliases only this asker resolves
 
 
 def make_scope(
     networks: Iterable[str] = (),
     search: Sequence[str] = (),
     upstreams: Sequence[Upstream] | None = None,
-    links: Mapping[str, tuple[IPv4Address, ...]] | None = None,
+    links: Mapping[str, tuple[IP, ...]] | None = None,
 ) -> Scope:
     nets = frozenset(networks)
     members = set(nets)
@@ -195,19 +195,19 @@ def _bare_names(workload: Workload, endpoint: Endpoint) -> set[str]:
     return {n for n in (name.lower().rstrip(".") for name in names if isinstance(name, str)) if valid_name(n)}
 
 
-Links = dict[str, tuple[IPv4Address, ...]]  # a workload's legacy link aliases -> the linked workload's address
+Links = dict[str, tuple[IP, ...]]  # a workload's legacy link aliases -> the linked workload's addresses
 
 
 def _links(snapshot: Snapshot, workload: Workload, running: set[str]) -> Links:
     """Rule 0: a workload's legacy links (`--link db:alias`): the alias, for it alone, at the linked workload's
     address on a network they share (else its first), while that one runs (Docker's embedded DNS for links)."""
     mine = {e.network_id for e in snapshot.endpoints_of(workload.id)}
-    found: dict[str, tuple[IPv4Address, ...]] = {}
+    found: dict[str, tuple[IP, ...]] = {}
     for target_id, alias in workload.links:
         endpoints = snapshot.endpoints_of(target_id)
         name = alias.lower().rstrip(".")
         if target_id in running and endpoints and valid_name(name):
-            found[name] = (next((e for e in endpoints if e.network_id in mine), endpoints[0]).ip,)
+            found[name] = _ips(next((e for e in endpoints if e.network_id in mine), endpoints[0]))[:1]
     return found
 
 
@@ -257,7 +257,7 @@ class RecordsBuilder:
     def build(self, snapshot: Snapshot, host_search: Sequence[str] = ()) -> Records:
         host = search_domains(host_search)
         network_names = {n.id: n.name.lower().rstrip(".") for n in snapshot.networks}
-        gateways = [str(n.gateway) for n in snapshot.networks]
+        gateways = [str(n.gateway) for n in snapshot.networks if n.gateway]
         gateways += [str(n.gateway6) for n in snapshot.networks if n.gateway6]
         context = (host, tuple(network_names.items()), tuple(gateways))
         if context != self.context:
@@ -300,10 +300,10 @@ class RecordsBuilder:
             hypr=hypr,
             scoped={nid: {k: tuple(v) for k, v in names.items()} for nid, names in scoped.items()},
             reverse=reverse,
-            subnets=tuple(n.subnet for n in snapshot.networks),
+            subnets=tuple(n.subnet for n in snapshot.networks if n.subnet is not None),
             internal=frozenset(n.id for n in snapshot.networks if n.internal),
             gateways={
-                **{str(n.gateway): (n.id, n.subnet) for n in snapshot.networks},
+                **{str(n.gateway): (n.id, n.subnet) for n in snapshot.networks if n.gateway and n.subnet},
                 **{str(n.gateway6): (n.id, n.subnet6) for n in snapshot.networks if n.gateway6 and n.subnet6},
             },
             reverse_inner=frozenset(
@@ -339,8 +339,8 @@ def _part(
 
 
 def _ips(endpoint: Endpoint) -> tuple[IP, ...]:
-    """An endpoint's addresses: IPv4, then IPv6 on a dual-stack network."""
-    return (endpoint.ip,) if endpoint.ip6 is None else (endpoint.ip, endpoint.ip6)
+    """An endpoint's addresses: IPv4 (none on an IPv6-only network), then IPv6 on a network that has it."""
+    return tuple(ip for ip in (endpoint.ip, endpoint.ip6) if ip is not None)
 
 
 def reverse_name(address: IP) -> str:

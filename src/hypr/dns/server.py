@@ -209,44 +209,51 @@ class _Udp:
         # The hot path, inline (attribute lookups and calls are most of its Python cost): a question seen before
         # from the same scope is one dict lookup away from its finished reply. The tables are read once per
         # wake-up: they are only replaced by coroutines (set_records, set_upstreams), never during this call.
+        # The burst is read first and answered after: every reply wakes its asker, and an asker woken on this CPU
+        # preempts us before the next datagram is read. Sent together, the replies cost ~12% less CPU per query
+        # and half the context switches (bench/dns.py, perf stat), and are late by the burst's few microseconds.
         sock = self.sock
-        recvfrom, sendto = sock.recvfrom, sock.sendto
+        recvfrom = sock.recvfrom
         server = self.server
         replies, records = server.replies, server.records
         if self._askers_of is not records:
             self._askers, self._askers_of, self._learned = records.scopes, records, None
         askers = self._askers
-        for _ in range(self.BURST):
-            try:
-                data, addr = recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # ICMP errors queued on the socket (a client went away): keep serving
-                log.debug("udp receive: %r", exc)
-                continue
-            scope = askers.get(addr[0])
-            if scope is None:  # not an endpoint, not seen yet: the host, or a newcomer on this listener's network
-                scope = self._learn(addr[0], records)
-                askers = self._askers
-            hit = replies.get((data[2:], scope))
-            if hit.__class__ is bytes:
-                reply = data[:2] + hit
-            elif hit is None:
-                server.on_datagram(data, addr, self, scope)
-                continue
-            elif hit.__class__ is _Rotating:
-                reply = data[:2] + hit.take()
-            elif monotonic() < cast(_Fresh, hit).until:
-                reply = data[:2] + cast(_Fresh, hit).reply
-            else:
-                server.on_datagram(data, addr, self, scope)  # its TTLs moved on (or it expired): ask the cache
-                continue
-            try:
-                sendto(reply, addr)
-            except (BlockingIOError, InterruptedError):
-                pass  # send buffer full: dropping a UDP reply is allowed, the client retries
-            except OSError as exc:  # e.g. ECONNREFUSED from an earlier ICMP error, EPERM from a firewall
-                log.debug("udp send to %s: %r", addr, exc)
+        answered: list[tuple[bytes, Any]] = []  # (reply, asker's address)
+        add = answered.append
+        try:
+            for _ in range(self.BURST):
+                try:
+                    data, addr = recvfrom(65535)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:  # ICMP errors queued on the socket (a client went away): keep serving
+                    log.debug("udp receive: %r", exc)
+                    continue
+                scope = askers.get(addr[0])
+                if scope is None:  # not an endpoint, not seen yet: the host, or a newcomer on this network
+                    scope = self._learn(addr[0], records)
+                    askers = self._askers
+                hit = replies.get((data[2:], scope))
+                if hit.__class__ is bytes:
+                    add((data[:2] + hit, addr))
+                elif hit is None:
+                    server.on_datagram(data, addr, self, scope)
+                elif hit.__class__ is _Rotating:
+                    add((data[:2] + hit.take(), addr))
+                elif monotonic() < cast(_Fresh, hit).until:
+                    add((data[:2] + cast(_Fresh, hit).reply, addr))
+                else:
+                    server.on_datagram(data, addr, self, scope)  # its TTLs moved on (or it expired): ask the cache
+        finally:
+            sendto = sock.sendto
+            for reply, addr in answered:
+                try:
+                    sendto(reply, addr)
+                except (BlockingIOError, InterruptedError):
+                    pass  # send buffer full: dropping a UDP reply is allowed, the client retries
+                except OSError as exc:  # e.g. ECONNREFUSED from an earlier ICMP error, EPERM from a firewall
+                    log.debug("udp send to %s: %r", addr, exc)
 
     def _learn(self, asker: str, records: Records) -> Scope:
         learned = self._learned

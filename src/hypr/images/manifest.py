@@ -23,9 +23,6 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 _ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
-# Go's GOOS and GOARCH values (and containerd's aliases): a platform of one word must be one of them.
-_KNOWN_OS = frozenset(["aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js", "linux", "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows", "zos"])  # fmt: skip
-_KNOWN_ARCH = frozenset(["386", "amd64", "arm", "arm64", "loong64", "mips", "mipsle", "mips64", "mips64le", "ppc64", "ppc64le", "riscv64", "s390x", "wasm", "x86_64", "aarch64", "i386", "armhf", "armel"])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,20 +40,60 @@ def host_platform() -> Platform:
     return Platform("linux", _ARCHES.get(machine, machine))
 
 
+# containerd's platforms.Parse (what dockerd uses): its known operating systems and architectures
+_KNOWN_OS = frozenset((
+    "aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js", "linux", "nacl", "netbsd",
+    "openbsd", "plan9", "solaris", "windows", "zos",
+))  # fmt: skip
+_KNOWN_ARCH = frozenset((
+    "386", "amd64", "amd64p32", "arm", "armbe", "arm64", "arm64be", "loong64", "mips", "mipsle", "mips64", "mips64le",
+    "mips64p32", "mips64p32le", "ppc", "ppc64", "ppc64le", "riscv", "riscv64", "s390", "s390x", "sparc", "sparc64",
+    "wasm",
+))  # fmt: skip
+
+
 def parse_platform(text: str | None) -> Platform:
-    """Docker's `--platform os[/arch[/variant]]`; empty means this host's."""
+    """Docker's `--platform os[/arch[/variant]]` (containerd's rules: `arm64` alone means linux/arm64, `linux`
+    alone this host's architecture, an unknown OS is refused); empty means this host's. Raises InvalidParameter."""
     if not text:
         return host_platform()
     parts = text.lower().split("/")
+    unknown = InvalidParameter(f'"{text}": unknown operating system or architecture: invalid argument')
     if len(parts) > 3 or not all(parts):
-        raise InvalidParameter(f'"{text}": unknown operating system or architecture: invalid argument')
-    if len(parts) == 1:  # containerd's platforms.Parse: an OS alone, or an architecture alone (this host's OS)
-        if parts[0] in _KNOWN_ARCH and parts[0] not in _KNOWN_OS:
-            return Platform(host_platform().os, _ARCHES.get(parts[0], parts[0]))
-        if parts[0] not in _KNOWN_OS:
-            raise InvalidParameter(f'"{text}": unknown operating system or architecture: invalid argument')
-        return Platform(parts[0], host_platform().architecture)
+        raise unknown
+    if len(parts) == 1:
+        if parts[0] in _KNOWN_OS:
+            return Platform(parts[0], host_platform().architecture)
+        arch = _ARCHES.get(parts[0], parts[0])
+        if arch not in _KNOWN_ARCH:
+            raise unknown
+        return Platform("linux", arch)
+    if parts[0] not in _KNOWN_OS:
+        raise unknown
     return Platform(parts[0], _ARCHES.get(parts[1], parts[1]), parts[2] if len(parts) == 3 else "")
+
+
+def check_runnable(config: dict[str, Any], image: str) -> None:
+    """An image runs only on its own OS and architecture: hypr emulates none (Docker would start it and fail with
+    `exec format error`, or run it under binfmt's QEMU); a config that names no architecture is given the benefit
+    of the doubt. Raises InvalidParameter naming both platforms."""
+    actual = Platform(
+        str(config.get("os") or ""), str(config.get("architecture") or ""), str(config.get("variant") or "")
+    )
+    host = host_platform()
+    if actual.architecture and (actual.os or host.os, actual.architecture) != (host.os, host.architecture):
+        raise InvalidParameter(
+            f"image {image} is for {actual} and this host runs {host} only (hypr emulates no other architecture)"
+        )
+
+
+def check_host_platform(text: str) -> None:
+    """A `platform` asked of `docker run`/`create` other than this host's is refused by name (nothing emulates it)."""
+    wanted, host = parse_platform(text), host_platform()
+    if (wanted.os, wanted.architecture) != (host.os, host.architecture):
+        raise InvalidParameter(
+            f"platform {wanted} is not supported: this host runs {host} only (hypr emulates no other architecture)"
+        )
 
 
 def digest_of(raw: bytes) -> str:

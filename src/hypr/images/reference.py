@@ -61,6 +61,12 @@ class Reference:
             text += f"@{self.digest}"
         return text
 
+    @property
+    def remote(self) -> str:
+        """What is asked of the registry: `name@digest` when there is a digest (a tag beside it is only shown, as
+        dockerd does: the docker CLI sends `name:tag@digest` as the name and the digest), else `name:tag`."""
+        return f"{self.name}@{self.digest}" if self.digest else f"{self.name}:{self.tag or DEFAULT_TAG}"
+
     def with_digest(self, digest: str) -> Reference:
         return Reference(self.registry, self.repository, None, digest)
 

@@ -11,22 +11,26 @@ insecure (`HYPR_INSECURE_REGISTRIES` or daemon.json's `insecure-registries`); do
 from __future__ import annotations
 
 import base64
+import contextlib
+import ipaddress
 import json
 import os
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hypr.errors import HyprError, InvalidParameter, KernelError, NotFound, RegistryError, Unavailable
+from hypr.errors import HyprError, InvalidParameter, KernelError, NotFound, RegistryError
 from hypr.images.reference import DEFAULT_REGISTRY, Reference
-from hypr.images.tools import run_tool
+from hypr.images.tools import bound_to_daemon, run_tool
 
 SKOPEO = "skopeo"
 INSPECT_TIMEOUT = 60.0  # seconds for one manifest or config fetch
 COPY_TIMEOUT = 3600.0  # a whole image
+CANCEL_POLL = 0.1  # seconds between looks at a pull's cancel flag
 
 
 @dataclass(frozen=True)
@@ -59,10 +63,27 @@ class Credentials:
 class RegistryConfig:
     insecure: tuple[str, ...] = ()  # "host:port" or "host"
     mirrors: tuple[str, ...] = ()  # for docker.io: "host:port" or "https://host"
+    registries_conf: str = ""  # a registries.conf other than the system's /etc/containers/registries.conf
 
     def tls_verify(self, ref: Reference) -> bool:
+        """dockerd's rules: plain HTTP (or TLS unverified) to loopback, to a registry listed as insecure by
+        `host[:port]` or by a CIDR holding its address, and to a mirror given as `http://`."""
         host = ref.registry.rsplit(":", 1)[0] if ":" in ref.registry and not ref.registry.endswith("]") else ""
-        return not (ref.is_loopback or ref.registry in self.insecure or (host and host in self.insecure))
+        plain_mirrors = [m.removeprefix("http://").rstrip("/") for m in self.mirrors if m.startswith("http://")]
+        listed = {*self.insecure, *plain_mirrors}
+        return not (ref.is_loopback or ref.registry in listed or (host and host in listed) or self._in_cidr(ref))
+
+    def _in_cidr(self, ref: Reference) -> bool:
+        host = ref.registry.rsplit(":", 1)[0] if not ref.registry.endswith("]") else ref.registry
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False  # a name is matched by name only (dockerd also resolves it; hypr does no DNS here)
+        for entry in self.insecure:
+            with contextlib.suppress(ValueError):
+                if "/" in entry and address in ipaddress.ip_network(entry, strict=False):
+                    return True
+        return False
 
     def sources(self, ref: Reference) -> list[Reference]:
         """Where to pull `ref` from, in order: docker.io's mirrors, then the registry the name says."""
@@ -130,10 +151,15 @@ class Skopeo:
 
     def _run(self, argv: Sequence[str], ref: Reference, timeout: float) -> bytes:
         late = RegistryError(f"registry {ref.registry} did not answer for {ref} within {timeout:.0f}s")
-        done = run_tool([self.skopeo, *argv], timeout=timeout, package="skopeo", timed_out=late)
+        done = run_tool([*self._skopeo(), *argv], timeout=timeout, package="skopeo", timed_out=late)
         if done.returncode != 0:
             raise pull_error(done.stderr.decode(errors="replace"), ref)
         return done.stdout
+
+    def _skopeo(self) -> list[str]:
+        """skopeo with its global options (skopeo 1.9 ignores CONTAINERS_REGISTRIES_CONF: the flag says it)."""
+        conf = self.config.registries_conf
+        return [self.skopeo, *(["--registries-conf", conf] if conf else [])]
 
     def _tls(self, ref: Reference) -> list[str]:
         return [] if self.config.tls_verify(ref) else ["--tls-verify=false"]
@@ -143,31 +169,68 @@ class Skopeo:
         with self._auth_args(ref, creds) as auth:
             extra = ["--config"] if config else []
             return self._run(
-                ["inspect", "--raw", *extra, *self._tls(ref), *auth, f"docker://{ref}"], ref, INSPECT_TIMEOUT
+                ["inspect", "--raw", *extra, *self._tls(ref), *auth, f"docker://{ref.remote}"], ref, INSPECT_TIMEOUT
             )
 
     def copy(
-        self, ref: Reference, creds: Credentials | None, layout: Path, tag: str, on_line: Callable[[str], None]
+        self,
+        ref: Reference,
+        creds: Credentials | None,
+        layout: Path,
+        tag: str,
+        on_line: Callable[[str], None],
+        cancel: threading.Event | None = None,
     ) -> None:
         """Copy one image manifest (by digest) and its blobs into the OCI layout at `layout` under `tag`. Blobs
         already in the layout are not fetched again (skopeo reuses them); each blob is verified against its
-        digest before it is renamed into place."""
+        digest before it is renamed into place. Setting `cancel` kills skopeo (blobs complete so far stay) and
+        raises Cancelled."""
         tls = [] if self.config.tls_verify(ref) else ["--src-tls-verify=false"]
         with self._auth_args(ref, creds) as auth:
             auth = [a.replace("--authfile", "--src-authfile") for a in auth]
-            argv = [self.skopeo, "copy", *tls, *auth, f"docker://{ref}", f"oci:{layout}:{tag}"]
-            try:
-                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-            except FileNotFoundError:
-                raise Unavailable(f"pulling images needs {self.skopeo} (Debian package skopeo)") from None
+            argv = [*self._skopeo(), "copy", *tls, *auth, f"docker://{ref.remote}", f"oci:{layout}:{tag}"]
+            proc = subprocess.Popen(
+                bound_to_daemon(argv, package="skopeo"),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
             assert proc.stdout is not None and proc.stderr is not None
-            for line in proc.stdout:
-                on_line(line.decode(errors="replace").rstrip())
-            stderr = proc.stderr.read().decode(errors="replace")
-            try:
-                code = proc.wait(timeout=COPY_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                raise RegistryError(f"pull {ref}: timed out") from None
+            with _killed_on(cancel, proc):
+                for line in proc.stdout:
+                    on_line(line.decode(errors="replace").rstrip())
+                stderr = proc.stderr.read().decode(errors="replace")
+                try:
+                    code = proc.wait(timeout=COPY_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    raise RegistryError(f"pull {ref}: timed out") from None
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"pull {ref}: cancelled (every client went away)")
         if code != 0:
             raise pull_error(stderr, ref)
+
+
+class Cancelled(HyprError):
+    """A pull stopped because no client waits for it any more (dockerd cancels a pull its client left)."""
+
+
+@contextmanager
+def _killed_on(cancel: threading.Event | None, proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Kill `proc` as soon as `cancel` is set, while the block runs."""
+    if cancel is None:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(CANCEL_POLL):
+            if cancel.is_set():
+                proc.kill()
+                return
+
+    watcher = threading.Thread(target=watch, name="pull-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()

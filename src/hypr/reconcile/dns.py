@@ -91,7 +91,7 @@ class DnsStep:
 
     def __call__(self, snapshot: Snapshot) -> None:
         records = self.builder.build(snapshot, self.upstreams.search)
-        gateways: set[IPv4Address | IPv6Address] = {n.gateway for n in snapshot.networks}
+        gateways: set[IPv4Address | IPv6Address] = {n.gateway for n in snapshot.networks if n.gateway is not None}
         gateways |= {n.gateway6 for n in snapshot.networks if n.gateway6 is not None}
         self.gateways = gateways
         handover = asyncio.run_coroutine_threadsafe(self._apply(snapshot, records, gateways), self.loop)
@@ -119,7 +119,7 @@ class ResolvedStep:
         self.told = False
 
     def __call__(self, snapshot: Snapshot) -> None:
-        wanted = {n.bridge: str(n.gateway) for n in snapshot.networks}
+        wanted = {n.bridge: str(n.gateway or n.gateway6) for n in snapshot.networks}
         if not self.enabled:
             if not self.told and wanted:
                 bridge, gateway = next(iter(wanted.items()))

@@ -61,7 +61,7 @@ class Published:
     """A port mapping resolved to the address it is forwarded to."""
 
     mapping: PortMapping
-    target: IPv4Address
+    target: IPv4Address | None  # None on an IPv6-only network (its mappings are IPv6 ones: workload_plan)
     target6: IPv6Address | None = None  # on a dual-stack network: where IPv6 traffic to the port goes
     routed6: bool = False  # that network has gateway_mode_ipv6=routed: the guest port is open on target6 itself
 
@@ -105,7 +105,8 @@ def sysctls(snapshot: Snapshot) -> list[tuple[str, str]]:
         # (per network namespace). A bridge-family drop cannot do it: it has no conntrack here, so it would also
         # drop a neighbour's `host:P`, which br_netfilter DNATs in bridge prerouting and then bridges.
         wanted.append(("net/bridge/bridge-nf-call-iptables", "1"))
-    wanted += [(f"net/ipv4/conf/{n.bridge}/route_localnet", "1") for n in _sorted_networks(snapshot) if not n.internal]
+    wanted += [(f"net/ipv4/conf/{n.bridge}/route_localnet", "1") for n in _ipv4(_sorted_networks(snapshot))
+               if not n.internal]  # fmt: skip
     if any(n.ipv6 for n in snapshot.networks):
         # As Docker does for IPv6 networks. On a host that takes its own IPv6 address from router advertisements,
         # forwarding turns RA processing off unless the uplink has accept_ra=2 (docs/ipv6.md).
@@ -146,6 +147,11 @@ def _target(snapshot: Snapshot, networks: dict[str, Network], workload_id: str) 
         if network is not None and not network.internal:
             return endpoint
     return None
+
+
+def _ipv4(networks: list[Network]) -> list[Network]:
+    """The networks with IPv4 (an IPv6-only network gets no IPv4 rule at all)."""
+    return [n for n in networks if n.subnet is not None]
 
 
 def _sorted_networks(snapshot: Snapshot) -> list[Network]:
@@ -215,7 +221,7 @@ def _addr_elements(published: list[Published]) -> tuple[str, ...]:
     return tuple(
         f"{p.mapping.host_ip} . {p.mapping.protocol} . {p.mapping.host_port} : {p.target} . {p.mapping.guest_port}"
         for p in published
-        if p.mapping.host_ip != ANY and p.mapping.host_ip.version == 4
+        if p.mapping.host_ip != ANY and p.mapping.host_ip.version == 4 and p.target is not None
     )
 
 
@@ -223,7 +229,7 @@ def _any_elements(published: list[Published]) -> tuple[str, ...]:
     return tuple(
         f"{p.mapping.protocol} . {p.mapping.host_port} : {p.target} . {p.mapping.guest_port}"
         for p in published
-        if p.mapping.host_ip == ANY
+        if p.mapping.host_ip == ANY and p.target is not None
     )
 
 
@@ -241,7 +247,7 @@ def _published6() -> Iterator[Rule]:
 
 
 def _prerouting(networks: list[Network], settings: FirewallSettings, dual: bool = False) -> Iterator[Rule]:
-    for n in networks:
+    for n in _ipv4(networks):
         for proto in ("udp", "tcp"):
             yield Rule(
                 (f"iifname {quote(n.bridge)}", f"ip daddr {n.gateway}", f"{proto} dport {DNS}"),
@@ -266,7 +272,7 @@ def _prerouting(networks: list[Network], settings: FirewallSettings, dual: bool 
 
 def _output(networks: list[Network], settings: FirewallSettings, dual: bool = False) -> Iterator[Rule]:
     # redirect on the output hook would rewrite to 127.0.0.1, where the DNS server does not listen.
-    for n in networks:
+    for n in _ipv4(networks):
         for proto in ("udp", "tcp"):
             yield Rule(
                 (f"ip daddr {n.gateway}", f"{proto} dport {DNS}"),
@@ -292,10 +298,11 @@ def _postrouting(networks: list[Network]) -> Iterator[Rule]:
         if n.internal:
             continue
         out = f"oifname {quote(n.bridge)}"
-        yield Rule(("ct status dnat", f"ip saddr {LOOPBACK}", out), "masquerade", "host via localhost")
-        yield Rule(("ct status dnat", f"ip saddr {n.subnet}", out), "masquerade", "hairpin")
-        if n.masquerade:
-            yield Rule((f"ip saddr {n.subnet}", f"oifname != {quote(n.bridge)}"), "masquerade", "egress")
+        if n.subnet is not None:
+            yield Rule(("ct status dnat", f"ip saddr {LOOPBACK}", out), "masquerade", "host via localhost")
+            yield Rule(("ct status dnat", f"ip saddr {n.subnet}", out), "masquerade", "hairpin")
+            if n.masquerade:
+                yield Rule((f"ip saddr {n.subnet}", f"oifname != {quote(n.bridge)}"), "masquerade", "egress")
         if n.subnet6 is not None:
             yield Rule(("ct status dnat", f"ip6 saddr {n.subnet6}", out), "masquerade", "hairpin over ipv6")
             if n.masquerade and not n.routed6:
@@ -371,8 +378,10 @@ def _host_closed(n: Network, settings: FirewallSettings) -> Iterator[Rule]:
     b = f"iifname {quote(n.bridge)}"
     dns_ports = anonymous_set(str(p) for p in sorted({DNS, settings.dns_port}))
     yield Rule((b, "ct state established,related"), "accept")
-    yield Rule((b, f"ip daddr {n.gateway}", "meta l4proto { tcp, udp }", f"th dport {dns_ports}"), "accept", "dns")
-    yield Rule((b, f"ip daddr {n.gateway}", "icmp type echo-request"), "accept", "ping the gateway")
+    if n.gateway is not None:
+        yield Rule((b, f"ip daddr {n.gateway}", "meta l4proto { tcp, udp }", f"th dport {dns_ports}"), "accept",
+                   "dns")  # fmt: skip
+        yield Rule((b, f"ip daddr {n.gateway}", "icmp type echo-request"), "accept", "ping the gateway")
     if n.gateway6 is not None:
         yield Rule(
             (b, f"ip6 daddr {n.gateway6}", "meta l4proto { tcp, udp }", f"th dport {dns_ports}"),
@@ -396,7 +405,7 @@ def _bridge_table(snapshot: Snapshot, settings: FirewallSettings) -> Table:
         NamedSet("port_macs", "ifname . ether_addr",
                  tuple(f"{port} . {e.mac.lower()}" for port, e in zip(ports, endpoints, strict=True))),
         NamedSet("port_ips", "ifname . ipv4_addr",
-                 tuple(f"{port} . {e.ip}" for port, e in zip(ports, endpoints, strict=True))),
+                 tuple(f"{port} . {e.ip}" for port, e in zip(ports, endpoints, strict=True) if e.ip is not None)),
         NamedSet("ports6", "ifname", tuple(quote(e.host_ifname) for e in endpoints if e.ip6 is not None)),
         NamedSet("port_ip6s", "ifname . ipv6_addr", _ip6_elements(endpoints, str)),
         # The target of a neighbour advertisement, as nft 1.0.6 reads it: raw bits (it has no `icmpv6 taddr`).

@@ -82,7 +82,14 @@ def _alias_of(index: int) -> str:
 def half_made(existing: Link, network: Network) -> bool:
     """A bridge we created but could not label (killed between the two requests): the kernel takes no alias on
     RTM_NEWLINK, but it does take the MAC, and ours is derived from the network's gateway (02:42:<gateway>)."""
-    return not existing.alias and existing.kind == "bridge" and existing.mac == names.mac_for(network.gateway)
+    return not existing.alias and existing.kind == "bridge" and existing.mac == bridge_mac(network)
+
+
+def bridge_mac(network: Network) -> str:
+    """The gateway's MAC (02:42 + its IPv4 address, or the last 32 bits of its IPv6 one on an IPv6-only network)."""
+    gateway = network.gateway if network.gateway is not None else network.gateway6
+    assert gateway is not None  # a network has at least one family (network_plan)
+    return names.mac_for(gateway)
 
 
 def ensure_bridge(
@@ -94,7 +101,7 @@ def ensure_bridge(
         raise KernelError(f"interface {network.bridge} exists and is not owned by this hypr daemon; leaving it alone")
     # A fixed MAC: left to itself a bridge takes the lowest MAC of its ports, and changes it when that port goes,
     # leaving every neighbour's ARP entry for the gateway stale for seconds (DNS timeouts after an rm).
-    mac = names.mac_for(network.gateway)
+    mac = bridge_mac(network)
     try:
         if existing is None:
             ipr.link("add", ifname=network.bridge, kind="bridge", address=mac, mtu=network.mtu)
@@ -102,7 +109,8 @@ def ensure_bridge(
         # nor get_links(ifname=): that dumps every link and filters in Python.
         index = existing.index if existing is not None else ipr.link("get", ifname=network.bridge)[0]["index"]
         ipr.link("set", index=index, ifalias=alias, mtu=network.mtu, address=mac, state="up")
-        _converge_addresses(ipr, index, IPv4Interface(f"{network.gateway}/{network.subnet.prefixlen}"))
+        if network.subnet is not None:  # an IPv6-only bridge has no IPv4 address
+            _converge_addresses(ipr, index, IPv4Interface(f"{network.gateway}/{network.subnet.prefixlen}"))
         if network.subnet6 is not None:  # (a network's families never change: IPv4-only bridges cost nothing here)
             _enable_ipv6(proc_sys, network.bridge)
             _converge_addresses6(ipr, index, IPv6Interface(f"{network.gateway6}/{network.subnet6.prefixlen}"))
@@ -121,10 +129,17 @@ def _converge_addresses(ipr: IPRoute, index: int, want: IPv4Interface) -> None:
 
 
 def _enable_ipv6(proc_sys: Path, bridge: str) -> None:
-    """A host (or a namespace) may have IPv6 off for new interfaces; a dual-stack bridge needs it on."""
-    path = proc_sys / "net/ipv6/conf" / bridge / "disable_ipv6"
-    if path.read_text().strip() != "0":
-        path.write_text("0")
+    """A host (or a namespace) may have IPv6 off for new interfaces; a bridge with IPv6 needs it on.
+
+    No duplicate address detection on the bridge (accept_dad=0, before IPv6 is on): its link-local address is born
+    when the bridge gets carrier, i.e. with the first port, and the kernel sends no neighbour solicitation from a
+    tentative address (ndisc_send_ns). A packet to that first workload from an address not on the bridge
+    (forwarded, DNAT'd) waited for the solicitation's retry a second later: its first SYN was lost. The address is
+    derived from our MAC, and the anti-spoofing chain keeps ports from claiming it."""
+    conf = proc_sys / "net/ipv6/conf" / bridge
+    for name, value in (("accept_dad", "0"), ("disable_ipv6", "0")):
+        if (conf / name).read_text().strip() != value:
+            (conf / name).write_text(value)
 
 
 def _converge_addresses6(ipr: IPRoute, index: int, want: IPv6Interface) -> None:

@@ -22,12 +22,12 @@ class Attachment:
     host_ifname: str  # veth host end (sandbox) or TAP (vm), enslaved to `bridge`
     bridge: str
     guest_ifname: str  # "eth0", "eth1", ... in attach order
-    ip: IPv4Address
+    ip: IPv4Address | None  # None on an IPv6-only network
     prefixlen: int
-    gateway: IPv4Address
+    gateway: IPv4Address | None
     mac: str
     mtu: int = 1500
-    # IPv6, on a dual-stack network: the address (None: IPv4 only), its prefix length and the gateway.
+    # IPv6, on a dual-stack or IPv6-only network: the address (None: IPv4 only), its prefix length, the gateway.
     ip6: IPv6Address | None = None
     prefixlen6: int = 64
     gateway6: IPv6Address | None = None
@@ -43,7 +43,7 @@ class LaunchSpec:
     command: tuple[str, ...]
     env: Mapping[str, str]
     attachments: tuple[Attachment, ...]
-    nameserver: IPv4Address | None
+    nameserver: IPv4Address | IPv6Address | None  # a gateway: IPv4 unless every network is IPv6-only
     state_dir: Path  # one directory per workload, owned by the runtime until delete()
     owner_alias: str  # IFLA_IFALIAS for every host-side link, so the daemon can prove it made them
     hosts: tuple[tuple[str, IPv4Address | IPv6Address], ...] = ()  # extra /etc/hosts entries (name, address)

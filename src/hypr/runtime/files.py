@@ -28,7 +28,7 @@ def render_hosts(spec: LaunchSpec) -> str:
     """Docker's layout: localhost lines, --add-host entries, then the workload's own addresses and names."""
     names = f"{spec.hostname}.{spec.domainname}\t{spec.hostname}" if spec.domainname else spec.hostname
     lines = [f"{ip}\t{name}\n" for name, ip in spec.hosts]
-    lines += [f"{att.ip}\t{names}\n" for att in spec.attachments]
+    lines += [f"{address}\t{names}\n" for att in spec.attachments if (address := att.ip or att.ip6)]
     return _HOSTS_HEAD + "".join(lines)
 
 

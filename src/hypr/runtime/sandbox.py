@@ -41,6 +41,12 @@ def _netns_path(spec: LaunchSpec) -> Path:
     return spec.state_dir / "netns"
 
 
+def _first4(spec: LaunchSpec) -> Attachment | None:
+    """The attachment that carries the IPv4 default route: the first (in gateway order) with an IPv4 address. Each
+    family picks its own, as Docker 28 does: an IPv6-only network in front leaves IPv4 to the next one."""
+    return next((att for att in spec.attachments if att.ip is not None), None)
+
+
 def _first6(spec: LaunchSpec) -> Attachment | None:
     """The attachment that carries the IPv6 default route: the first (in gateway order) with an IPv6 address."""
     return next((att for att in spec.attachments if att.ip6 is not None), None)
@@ -179,8 +185,8 @@ class SandboxRuntime:
         try:
             with netns.create(_netns_path(spec)) as ns, Rtnl() as host:
                 ns.rtnl.batch([link_up(index=veth.LOOPBACK_INDEX)])  # `none` has lo alone, up
-                for i, att in enumerate(spec.attachments):
-                    veth.plug(host, ns, att, alias=spec.owner_alias, default_route=i == 0,
+                for att in spec.attachments:
+                    veth.plug(host, ns, att, alias=spec.owner_alias, default_route=att is _first4(spec),
                               default_route6=att is _first6(spec))  # fmt: skip
         except (OSError, KernelError) as exc:
             if fresh:
@@ -194,12 +200,12 @@ class SandboxRuntime:
         if self._namespace_lost(spec):  # stopped, and its namespace is gone: make it whole, this one included
             self.create(spec)
             return
-        first = bool(spec.attachments) and spec.attachments[0] == att
         try:
             with netns.enter(_netns_path(spec)) as ns, Rtnl() as host:
                 veth.plug(
-                    host, ns, att, alias=spec.owner_alias, default_route=first, default_route6=att == _first6(spec)
-                )
+                    host, ns, att, alias=spec.owner_alias, default_route=att == _first4(spec),
+                    default_route6=att == _first6(spec),
+                )  # fmt: skip
         except OSError as exc:
             raise KernelError(f"attach {att.host_ifname} to {spec.name}: {exc}") from exc
         files.write_all(spec)  # in place: the running workload sees its new address in /etc/hosts
@@ -212,7 +218,9 @@ class SandboxRuntime:
                 host.batch(veth.unplug_plan([att]))
             if spec.attachments and not self._namespace_lost(spec):
                 with netns.enter(_netns_path(spec)) as ns:  # the gateway may have moved to another network
-                    ns.rtnl.batch([default_route_add(spec.attachments[0].gateway)])
+                    first4 = _first4(spec)
+                    if first4 is not None and first4.gateway is not None:
+                        ns.rtnl.batch([default_route_add(first4.gateway)])
                     first6 = _first6(spec)
                     if first6 is not None and first6.gateway6 is not None:
                         ns.rtnl.batch([default_route_add(first6.gateway6)])

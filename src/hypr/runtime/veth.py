@@ -33,12 +33,12 @@ def host_plan(att: Attachment, *, bridge_index: int, peer_ns_fd: int, alias: str
 
 def guest_plan(att: Attachment, *, index: int, default_route: bool, default_route6: bool = False) -> list[Request]:
     plan = [
-        rtnl.addr_add(index, att.ip, att.prefixlen),
+        *([rtnl.addr_add(index, att.ip, att.prefixlen)] if att.ip is not None else []),  # none if IPv6-only
         *(rtnl.addr_add(index, extra, LINK_LOCAL_PREFIX) for extra in att.link_local),
         rtnl.link_up(index=index),
         rtnl.link_up(index=LOOPBACK_INDEX),
     ]
-    if default_route:
+    if default_route and att.gateway is not None:
         plan.append(rtnl.default_route_add(att.gateway))
     if att.ip6 is not None:  # after link up: IPv6 adds the prefix route when the link comes up
         plan.append(rtnl.addr_add(index, att.ip6, att.prefixlen6))

@@ -194,12 +194,13 @@ def render_config(spec: LaunchSpec, command: tuple[str, ...], creds: Credentials
     """/.hypr/config.sh, sourced by the guest init (every value shell-quoted). `creds`: the workload's user,
     resolved against the image's /etc on the host (users.resolve_user); exec uses them too, as docker exec does."""
     nets = "".join(
-        f"{att.mac.lower()}|{att.guest_ifname}|{att.ip}|{att.prefixlen}|{att.gateway}|{att.mtu}"
+        f"{att.mac.lower()}|{att.guest_ifname}|{att.ip or ''}|{att.prefixlen if att.ip else ''}|{att.gateway or ''}"
+        f"|{att.mtu}"
         f"|{att.ip6 or ''}|{att.prefixlen6 if att.ip6 else ''}\n"
         for att in spec.attachments
     )
-    gateway = str(spec.attachments[0].gateway) if spec.attachments else ""
-    # The IPv6 default route: via the first attachment (in gateway order) on a dual-stack network.
+    # Each family's default route: via the first attachment (in gateway order) that has that family.
+    gateway = next((str(att.gateway) for att in spec.attachments if att.ip and att.gateway), "")
     gateway6 = next((str(att.gateway6) for att in spec.attachments if att.ip6 and att.gateway6), "")
     env: Mapping[str, str] = {"PATH": GUEST_PATH, "HOSTNAME": spec.hostname, "HOME": creds.home, **spec.env}
     return (

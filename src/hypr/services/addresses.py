@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 
 def pool_of(network: Network) -> ipam.Pool:
+    if network.subnet is None or network.gateway is None:
+        raise InvalidParameter(f"network {network.name} is IPv6-only: it has no IPv4 addresses to give (use --ip6)")
     return ipam.Pool(network.subnet, network.gateway, network.ip_range, network.aux_addresses)
 
 

@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
@@ -141,15 +141,19 @@ def fetch(
     platform: str | None = None,
     creds: Credentials | None = None,
     progress: Progress = lambda _m: None,
+    cancel: threading.Event | None = None,
 ) -> Fetched:
     """Pull `text` onto disk (not into the database: see `record`). Blocking; never run it on the worker.
+    Setting `cancel` stops the blob copy (complete blobs stay for the next pull).
 
     Raises NotFound (unknown repository, tag or platform), InvalidParameter (bad reference, another architecture,
-    a manifest we cannot use), Unavailable (registry down), KernelError (digest mismatch, disk full, unpack)."""
+    a manifest we cannot use), Unavailable (registry down), KernelError (digest mismatch, disk full, unpack),
+    Cancelled."""
     ref = reference.parse(text)
     wanted = mf.parse_platform(platform)
     source, digest, data = _resolve(skopeo, ref, creds, wanted)
-    progress({"status": f"Pulling from {ref.familiar_name}", "id": ref.tag or ref.digest or ""})
+    # dockerd names the repository's path in its registry: "latest: Pulling from library/nginx"
+    progress({"status": f"Pulling from {ref.repository}", "id": ref.digest or ref.tag or ""})
     image_id = mf.config_digest(data)
     layers = mf.layers(data)
     in_flight.add(image_id)
@@ -162,12 +166,12 @@ def fetch(
             return Fetched(ref, image_id, digest, config, None)
         config = mf.loads(skopeo.manifest(source.with_digest(digest), creds, config=True), "image config")
         mf.check_platform(config, wanted, str(ref))
-        _copy(skopeo, store, source.with_digest(digest), creds, digest, layers, progress)
-        for layer, size in layers:
+        fetched = _copy(skopeo, store, source.with_digest(digest), creds, digest, layers, progress, cancel)
+        for layer, size in fetched:  # as docker: a layer that "Already exists" says nothing more
             progress({"status": "Extracting", "progressDetail": {"current": 0, "total": size}, "id": _layer_id(layer)})
         with store.lock:
             rootfs = store.unpack(hex_of(digest), image_id)
-        for layer, _size in layers:
+        for layer, _size in fetched:
             progress({"status": "Pull complete", "progressDetail": {}, "id": _layer_id(layer)})
         return Fetched(ref, image_id, digest, config, tree_size(rootfs))
     except BaseException:
@@ -184,8 +188,10 @@ def _copy(
     digest: str,
     layers: list[tuple[str, int]],
     progress: Progress,
-) -> None:
-    """skopeo copy, reporting each layer as Docker does: waiting, downloading, complete (seen on disk)."""
+    cancel: threading.Event | None = None,
+) -> list[tuple[str, int]]:
+    """skopeo copy, reporting each layer as Docker does: waiting, downloading, complete (seen on disk). Returns the
+    layers (digest, size) that were not in the layout already."""
     pending = {}
     for layer, size in layers:
         if store.blob_path(layer).exists():
@@ -193,6 +199,7 @@ def _copy(
         else:
             pending[layer] = size
             progress({"status": "Pulling fs layer", "progressDetail": {}, "id": _layer_id(layer)})
+    fetched = list(pending.items())
 
     def on_line(line: str) -> None:
         words = line.split()
@@ -215,13 +222,14 @@ def _copy(
     watcher.start()
     try:
         with store.lock:
-            skopeo.copy(source, creds, store.layout, hex_of(digest), on_line)
+            skopeo.copy(source, creds, store.layout, hex_of(digest), on_line, cancel)
     finally:
         done.set()
         watcher.join()
     for layer, size in pending.items():
         detail = {"current": size, "total": size}
         progress({"status": "Download complete", "progressDetail": detail, "id": _layer_id(layer)})
+    return fetched
 
 
 def record(ctx: Context, fetched: Fetched, in_flight: InFlight) -> tuple[Image, bool]:
@@ -317,9 +325,9 @@ def remove(ctx: Context, text: str, *, force: bool = False) -> list[dict[str, st
             else:
                 ctx.store.untag_image(tx, key)
             report.append({"Untagged": familiar(key)})
-            if others or users or (ref.digest and image.repo_tags):
-                return report
-            report += _delete(ctx, tx, image)
+            if others or running or (ref.digest and image.repo_tags):
+                return report  # still named, or kept (dangling) for a running workload, as dockerd does
+            report += _delete(ctx, tx, image, untagged=key)
         return report
     if running:
         raise Conflict(
@@ -340,9 +348,7 @@ def remove(ctx: Context, text: str, *, force: bool = False) -> list[dict[str, st
         for ref_text in image.repo_tags:
             ctx.store.untag_image(tx, ref_text)
             report.append({"Untagged": familiar(ref_text)})
-        if users:  # forced: the tags go, the image stays while a workload uses it (Docker keeps it dangling)
-            return report
-        report += _delete(ctx, tx, image)
+        report += _delete(ctx, tx, image)  # forced past stopped workloads: their root stays (see `garbage`)
     return report
 
 
@@ -355,8 +361,9 @@ def _names_id(image: Image, text: str) -> bool:
     )
 
 
-def _delete(ctx: Context, tx: sqlite3.Connection, image: Image) -> list[dict[str, str]]:
-    report = [{"Untagged": familiar(d)} for d in image.repo_digests]
+def _delete(ctx: Context, tx: sqlite3.Connection, image: Image, *, untagged: str = "") -> list[dict[str, str]]:
+    """Delete the image's row; report its digests (but `untagged`, reported already) and its ID as Docker does."""
+    report = [{"Untagged": familiar(d)} for d in image.repo_digests if d != untagged]
     ctx.store.delete_image(tx, image.id)
     return [*report, {"Deleted": image.id}]
 
@@ -388,15 +395,20 @@ def prune(ctx: Context, filters: Mapping[str, list[str]]) -> tuple[list[dict[str
     return report, sum(i.size for i in doomed)
 
 
+def rfc3339(text: str) -> datetime | None:
+    """An image config's timestamp (RFC 3339: `Z` or an offset, any number of fraction digits, often nine; Python
+    reads six) as an aware datetime; None when it is empty or not RFC 3339."""
+    try:
+        parsed = datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text.strip()).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def created_at(image: Image) -> datetime:
-    """The image config's `created` (RFC 3339, often with nanoseconds; Python reads six digits), else when it was
-    pulled. Docker's `until` compares against it."""
-    for text in (image.created, image.pulled):
-        try:
-            return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00"))
-        except ValueError:
-            continue
-    return datetime.fromtimestamp(0, UTC)
+    """The image config's `created`, else when it was pulled. Docker's `until`, `before` and `since` and the
+    listing's order compare it."""
+    return rfc3339(image.created) or rfc3339(image.pulled) or datetime.fromtimestamp(0, UTC)
 
 
 def labels(image: Image) -> dict[str, str]:
@@ -417,7 +429,9 @@ class Garbage:
 def garbage(ctx: Context, in_flight: InFlight) -> Garbage:
     """On the worker: files no row owns (read from the directory listing and the layout's index)."""
     snapshot = ctx.store.snapshot()
-    known = {i.id for i in snapshot.images}
+    # a workload keeps the root filesystem (and VM disk) of an image `rmi -f` deleted, as dockerd keeps the layers
+    # under a container: it can still start, and its files go when it does
+    known = {i.id for i in snapshot.images} | {w.image_id for w in snapshot.workloads if w.image_id}
     wanted_tags = ctx.store.layout_tags()
     rootfs = tuple(f"sha256:{h}" for h in ctx.images.orphan_rootfs(known) if f"sha256:{h}" not in in_flight)
     tags = tuple(t for t in ctx.images.tags() if t not in wanted_tags and t not in in_flight)
@@ -450,8 +464,18 @@ def list_images(snapshot: Snapshot, filters: Mapping[str, list[str]]) -> list[Im
     for key in filters:
         if key not in LIST_FILTERS:
             raise InvalidParameter(f"invalid filter '{key}'")
-    chosen = [i for i in snapshot.images if _matches(snapshot, i, filters)]
-    return sorted(chosen, key=lambda i: (i.created, i.pulled), reverse=True)
+    chosen = [_narrowed(i, filters.get("reference", [])) for i in snapshot.images if _matches(snapshot, i, filters)]
+    return sorted(chosen, key=lambda i: (created_at(i), i.pulled), reverse=True)
+
+
+def _narrowed(image: Image, patterns: list[str]) -> Image:
+    """With a `reference` filter dockerd lists only the tags and digests that match it (`docker images
+    myalpha:v2` shows that one row, not every tag of the image)."""
+    if not patterns:
+        return image
+    tags = tuple(t for t in image.repo_tags if any(_reference_matches(p, t) for p in patterns))
+    digests = tuple(d for d in image.repo_digests if any(_reference_matches(p, d) for p in patterns))
+    return replace(image, repo_tags=tags, repo_digests=digests)
 
 
 def _matches(snapshot: Snapshot, image: Image, filters: Mapping[str, list[str]]) -> bool:
@@ -461,20 +485,22 @@ def _matches(snapshot: Snapshot, image: Image, filters: Mapping[str, list[str]])
         if (value.lower() in ("true", "1")) != (not image.repo_tags):
             return False
     refs = filters.get("reference", [])
-    if refs and not any(_reference_matches(pattern, t) for pattern in refs for t in image.repo_tags):
+    named = (*image.repo_tags, *image.repo_digests)
+    if refs and not any(_reference_matches(pattern, t) for pattern in refs for t in named):
         return False
     if not all(label_matches(labels(image), v) for v in filters.get("label", [])):
         return False
     for key, newer in (("before", False), ("since", True)):
         for value in filters.get(key, []):
             pivot = find_image(snapshot, value)
-            if (image.created > pivot.created) != newer or image.id == pivot.id:
+            made, pivot_made = created_at(image), created_at(pivot)  # strictly, as dockerd: a twin is neither
+            if not (made > pivot_made if newer else made < pivot_made):
                 return False
     return True
 
 
 def _reference_matches(pattern: str, stored: str) -> bool:
-    """Docker matches the pattern against the familiar name, with and without the tag."""
+    """Docker matches the pattern against the familiar name, with and without the tag or digest."""
     shown = familiar(stored)
-    name = shown.rsplit(":", 1)[0]
+    name = shown.split("@")[0] if "@" in shown else shown.rsplit(":", 1)[0]
     return fnmatchcase(shown, pattern) or fnmatchcase(name, pattern)

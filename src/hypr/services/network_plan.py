@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Any
+from typing import Any, TypeVar
 
 from hypr import ipam, names
 from hypr.errors import Conflict, Forbidden, InvalidParameter, NotFound
@@ -50,36 +50,44 @@ def route_conflict(subnet: IPv4Network | IPv6Network, host: HostView) -> HostRou
 def plan_default_network(
     subnet_text: str, gateway_text: str, host: HostView, subnet6_text: str = "", gateway6_text: str = ""
 ) -> Network:
-    """The predefined `bridge` network (vbr0); its address comes from HYPR_DEFAULT_SUBNET/GATEWAY."""
-    try:
-        subnet = ipam.parse_subnet(subnet_text)
-        gateway = ipam.parse_address(gateway_text, subnet, "gateway")
-    except InvalidParameter as exc:
-        raise InvalidParameter(f"HYPR_DEFAULT_SUBNET/HYPR_DEFAULT_GATEWAY: {exc.message}") from None
-    clash = route_conflict(subnet, host)
-    if clash:
-        raise Forbidden(
-            f"default network subnet {subnet} overlaps the host route {clash}, which hypr does not own; "
-            "set HYPR_DEFAULT_SUBNET (and HYPR_DEFAULT_GATEWAY) to a free range"
-        )
+    """The predefined `bridge` network (vbr0): IPv4 from HYPR_DEFAULT_SUBNET/GATEWAY, and IPv6 as well when
+    HYPR_DEFAULT_SUBNET6 is set (it stays IPv4 otherwise, as Docker's default bridge)."""
+    subnet, gateway = _default_family("", subnet_text, gateway_text, host, ipam.parse_subnet, ipam.parse_address)
     subnet6 = gateway6 = None
     if subnet6_text:
-        try:
-            subnet6 = ipam.parse_subnet6(subnet6_text)
-            gateway6 = (ipam.parse_address6(gateway6_text, subnet6, "gateway") if gateway6_text
-                        else IPv6Address(int(subnet6.network_address) + 1))  # fmt: skip
-        except InvalidParameter as exc:
-            raise InvalidParameter(f"HYPR_DEFAULT_SUBNET6/HYPR_DEFAULT_GATEWAY6: {exc.message}") from None
-        clash6 = route_conflict(subnet6, host)
-        if clash6:
-            raise Forbidden(
-                f"default network subnet {subnet6} overlaps the host route {clash6}, which hypr does not own"
-            )
+        subnet6, gateway6 = _default_family(
+            "6", subnet6_text, gateway6_text, host, ipam.parse_subnet6, ipam.parse_address6
+        )
     return Network(
         id=new_id(), name=DEFAULT_NETWORK, bridge=names.bridge_name(0), subnet=subnet, gateway=gateway,
         options={OPT_BRIDGE_NAME: names.bridge_name(0)}, ipam_options=None, created=now_rfc3339(),
         subnet6=subnet6, gateway6=gateway6,
     )  # fmt: skip
+
+
+_Net = TypeVar("_Net", IPv4Network, IPv6Network)
+_Addr = TypeVar("_Addr", IPv4Address, IPv6Address)
+
+
+def _default_family(
+    suffix: str, subnet_text: str, gateway_text: str, host: HostView,
+    parse_subnet: Callable[[str], _Net], parse_address: Callable[[str, _Net, str], _Addr],
+) -> tuple[_Net, _Addr]:  # fmt: skip
+    """One family of the default network from HYPR_DEFAULT_SUBNET<suffix>/HYPR_DEFAULT_GATEWAY<suffix>: a valid
+    subnet clear of the host's routes, and its gateway (the first address unless given)."""
+    subnet_env, gateway_env = f"HYPR_DEFAULT_SUBNET{suffix}", f"HYPR_DEFAULT_GATEWAY{suffix}"
+    try:
+        subnet = parse_subnet(subnet_text)
+        gateway = parse_address(gateway_text or str(subnet.network_address + 1), subnet, "gateway")
+    except InvalidParameter as exc:
+        raise InvalidParameter(f"{subnet_env}/{gateway_env}: {exc.message}") from None
+    clash = route_conflict(subnet, host)
+    if clash:
+        raise Forbidden(
+            f"default network subnet {subnet} overlaps the host route {clash}, which hypr does not own; "
+            f"set {subnet_env} (and {gateway_env}) to a free range"
+        )
+    return subnet, gateway
 
 
 def plan_network_create(
@@ -99,7 +107,10 @@ def plan_network_create(
     if driver not in (DRIVER, OVERLAY):
         raise NotFound(f"could not find plugin {driver} in v1 plugin registry: plugin not found")
     _refuse_unsupported(body)
+    enable4 = parse_bool("EnableIPv4", True if body.get("EnableIPv4") is None else body["EnableIPv4"])
     enable6 = parse_bool("EnableIPv6", body.get("EnableIPv6") or False)
+    if not enable4 and not enable6:
+        raise InvalidParameter("IPv4 or IPv6 must be enabled")  # Docker 28's message
     if enable6 and driver == OVERLAY:
         raise InvalidParameter("IPv6 on overlay networks is not supported by hypr yet (the VXLAN entries are IPv4)")
     options = string_map("options", body.get("Options"))
@@ -107,7 +118,10 @@ def plan_network_create(
     configs4, configs6 = _split_configs(body.get("IPAM"))
     if configs6 and not enable6:
         raise InvalidParameter("invalid network config: an IPv6 subnet needs EnableIPv6 (--ipv6)")
-    subnet, gateway, ip_range, aux, ipam_options = _plan_ipam(body.get("IPAM"), configs4, snapshot, host)
+    if configs4 and not enable4:
+        raise InvalidParameter("invalid network config: an IPv4 subnet was given but IPv4 is disabled (--ipv4=false)")
+    ipam_options = _ipam_options(body.get("IPAM"))
+    subnet, gateway, ip_range, aux = _plan_ipam(configs4, snapshot, host) if enable4 else (None, None, None, {})
     subnet6, gateway6, ip_range6 = (
         _plan_ipam6(configs6, snapshot, host, pool6 or ipam.ula_pool("")) if enable6 else (None, None, None)
     )
@@ -138,11 +152,6 @@ def _refuse_unsupported(body: Mapping[str, Any]) -> None:
     overlay_scope = body.get("Driver") == OVERLAY and body.get("Scope") in ("global", "swarm")  # cluster-wide anyway
     if body.get("Scope") not in (None, "", "local") and not overlay_scope:
         raise InvalidParameter(f"--scope {body['Scope']} is not supported by hypr: its networks are local")
-    if body.get("EnableIPv4") is False:
-        raise InvalidParameter(
-            "--ipv4=false is not supported by hypr: IPv6-only networks are not supported yet (use --ipv6 for a "
-            "dual-stack network)"
-        )
 
 
 def _is_v6(config: Mapping[str, Any]) -> bool:
@@ -199,17 +208,23 @@ def _plan_ipam6(
     return subnet, gateway, ip_range
 
 
-def _plan_ipam(
-    raw: Any, configs: list[Mapping[str, Any]], snapshot: Snapshot, host: HostView
-) -> tuple[IPv4Network, IPv4Address, IPv4Network | None, dict[str, IPv4Address], dict[str, str] | None]:
+def _ipam_options(raw: Any) -> dict[str, str] | None:
+    """The IPAM driver (only Docker's `default`) and its options, echoed by inspect (None: the client sent none)."""
     raw = raw or {}
     if (raw.get("Driver") or "default") != "default":
         raise InvalidParameter(f'IPAM driver {raw["Driver"]} is not supported (only "default")')
-    ipam_options = None if raw.get("Options") is None else string_map("IPAM options", raw["Options"])
+    return None if raw.get("Options") is None else string_map("IPAM options", raw["Options"])
+
+
+def _plan_ipam(
+    configs: list[Mapping[str, Any]], snapshot: Snapshot, host: HostView
+) -> tuple[IPv4Network, IPv4Address, IPv4Network | None, dict[str, IPv4Address]]:
+    """The IPv4 subnet: as given (checked against other networks and the host's routes) or the first free /16 of
+    hypr's pool; its gateway (the first address unless given), an optional range and auxiliary addresses."""
     if len(configs) > 1:
         raise InvalidParameter("hypr networks have one IPv4 subnet; got several IPAM configs")
     config = configs[0] if configs else {}
-    taken = [n.subnet for n in snapshot.networks]
+    taken = [n.subnet for n in snapshot.networks if n.subnet is not None]
     if config.get("Subnet"):
         subnet = ipam.parse_subnet(str(config["Subnet"]))
         ipam.check_overlap(subnet, taken)
@@ -232,7 +247,7 @@ def _plan_ipam(
         key: ipam.parse_address(str(value), subnet, f"auxiliary address {key}")
         for key, value in string_map("auxiliary addresses", config.get("AuxiliaryAddresses")).items()
     }
-    return subnet, gateway, ip_range, aux, ipam_options
+    return subnet, gateway, ip_range, aux
 
 
 def _plan_bridge_name(options: Mapping[str, str], snapshot: Snapshot, host: HostView) -> str:

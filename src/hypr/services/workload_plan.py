@@ -37,6 +37,7 @@ from hypr.services.validation import (
 
 RUNTIMES = ("sandbox", "vm")
 LOOPBACK6 = ipaddress.IPv6Address("::1")
+ANY6 = ipaddress.IPv6Address("::")
 MAX_PORTS = 16_384  # published ports per workload: each holds a socket and a map element
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -80,6 +81,19 @@ class WorkloadPlan:
         """Its published ports are forwarded over IPv6 too: its gateway network has IPv6."""
         target = port_target(self.endpoints)
         return target is not None and target.ipv6
+
+
+def _ipv6_only_ports(ports: tuple[PortSpec, ...], target: Network) -> tuple[PortSpec, ...]:
+    """Ports of a workload reached over an IPv6-only network: as Docker 28 does, a mapping on every address
+    (HostIp "" or 0.0.0.0) is published on IPv6 alone (`[::]`, IPv4 stays free); a specific IPv4 host address is
+    refused (Docker proxies it to the IPv6 address in user space; hypr does not)."""
+    v4 = next((p for p in ports if p.host_ip.version == 4 and not p.host_ip.is_unspecified), None)
+    if v4 is not None:
+        raise InvalidParameter(
+            f"cannot publish on {v4.host_ip}: network {target.name}, which carries the published ports, is IPv6-only "
+            "(publish on [::] or an IPv6 host address)"
+        )
+    return tuple(dataclasses.replace(p, host_ip=ANY6) if p.host_ip.version == 4 else p for p in ports)
 
 
 def port_target(endpoints: tuple[EndpointRequest, ...]) -> Network | None:
@@ -140,6 +154,8 @@ def plan_workload_create(
     if not isinstance(image, str) or not image:
         raise InvalidParameter("image is required: name a built-in image (host, busybox) or a rootfs directory")
     pulled = None if image in BUILTIN_IMAGES or image.startswith("/") else find_image(snapshot, image)
+    if pulled is not None:
+        mf.check_runnable(dict(pulled.config), image)
     runtime = host_config.get("Runtime") or "sandbox"
     if runtime not in RUNTIMES:
         raise InvalidParameter(f"unknown or invalid runtime name: {runtime} (supported: {', '.join(RUNTIMES)})")
@@ -175,6 +191,8 @@ def plan_workload_create(
         raise InvalidParameter(
             f"cannot publish on [{v6.host_ip}]: network {target.name}, which carries the published ports, has no IPv6"
         )
+    if target is not None and not target.ipv4:
+        ports = _ipv6_only_ports(ports, target)
     workload = Workload(
         id=new_id(), name=name, image=image, runtime=runtime, command=command, entrypoint=entrypoint,
         env={**_env(list(run.env)), **_env(body.get("Env"))}, hostname=_hostname(body, name, mode),

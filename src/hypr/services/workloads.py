@@ -71,10 +71,19 @@ def restarts(policy: str, exit_code: int | None) -> bool:
 def attachment(network: Network, endpoint: Endpoint) -> Attachment:
     return Attachment(
         host_ifname=endpoint.host_ifname, bridge=network.bridge, guest_ifname=f"eth{endpoint.position}",
-        ip=endpoint.ip, prefixlen=network.subnet.prefixlen, gateway=network.gateway, mac=endpoint.mac, mtu=network.mtu,
+        ip=endpoint.ip, prefixlen=network.subnet.prefixlen if network.subnet else 24, gateway=network.gateway,
+        mac=endpoint.mac, mtu=network.mtu,
         ip6=endpoint.ip6, prefixlen6=network.subnet6.prefixlen if network.subnet6 else 64, gateway6=network.gateway6,
         link_local=tuple(IPv4Address(a) for a in endpoint.link_local_ips),
     )  # fmt: skip
+
+
+def nameserver(attachments: tuple[Attachment, ...]) -> IPv4Address | IPv6Address | None:
+    """The resolver a workload is given: the IPv4 gateway of its first network that has IPv4 (gateway order), or,
+    when every network is IPv6-only, its first IPv6 gateway (the DNS server listens on both)."""
+    return next((a.gateway for a in attachments if a.gateway), None) or next(
+        (a.gateway6 for a in attachments if a.gateway6), None
+    )
 
 
 def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchSpec:
@@ -83,15 +92,15 @@ def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchS
     attachments = tuple(attachment(snapshot.network(e.network_id), e) for e in endpoints)
     own = workload.resolver
     search, options = ctx.host_resolver()
-    extra = _extra_hosts(own.extra_hosts, attachments[0].gateway if attachments else None)
+    extra = _extra_hosts(own.extra_hosts, next((a.gateway for a in attachments if a.gateway), None))
     extra += _link_hosts(snapshot, workload)
     spec = LaunchSpec(
         workload_id=workload.id, name=workload.name, hostname=workload.hostname or workload.name,
         image=workload.image, command=workload.command, env=workload.env, attachments=attachments,
-        nameserver=attachments[0].gateway if attachments else None,
+        nameserver=nameserver(attachments),
         state_dir=ctx.settings.paths.workloads / workload.id,
         owner_alias=ctx.reconciler.alias,
-        hosts=(*extra, *((workload.name, a.ip) for a in attachments[:1])),
+        hosts=(*extra, *((workload.name, address) for a in attachments[:1] if (address := a.ip or a.ip6))),
         search=own.search if own.search is not None else search,
         dns_options=own.options if own.options is not None else options, domainname=own.domainname,
         labels=workload.labels, cpus=workload.cpus, memory_mb=workload.memory_mb,
@@ -120,7 +129,7 @@ def _shared_network(ctx: Context, snapshot: Snapshot, workload: Workload, spec: 
     if owner is None:  # removed since: nothing to join (start refuses it by name)
         return replace(spec, shared_netns=None)
     peer = launch_spec(ctx, snapshot, owner)
-    own = tuple((peer.hostname, att.ip) for att in peer.attachments)
+    own = tuple((peer.hostname, address) for att in peer.attachments for address in (att.ip or att.ip6,) if address)
     return replace(
         spec, hostname=peer.hostname, hosts=tuple(dict.fromkeys((*peer.hosts, *own))), nameserver=peer.nameserver, search=peer.search,
         dns_options=peer.dns_options, shared_netns=peer.shared_netns or peer.state_dir / "netns",
@@ -139,7 +148,8 @@ def _link_hosts(snapshot: Snapshot, workload: Workload) -> tuple[tuple[str, IPv4
             continue
         endpoint = next((e for e in endpoints if e.network_id in mine), endpoints[0])
         target = snapshot.workload(target_id)
-        found += [(name, endpoint.ip) for name in dict.fromkeys((alias, target.name))]
+        address = endpoint.ip or endpoint.ip6
+        found += [(name, address) for name in dict.fromkeys((alias, target.name)) if address]
     return tuple(found)
 
 
@@ -218,16 +228,21 @@ def _insert_endpoint(
         ip = addresses.lease_overlay(ctx.cluster, ctx.store, network, request.ip, workload.id)
     elif request.ip:
         ip = addresses.reserve(ctx.store, network, request.ip)
-    else:
+    elif network.ipv4:
         ip = addresses.allocate(ctx.store, network)
+    else:
+        ip = None
     ip6 = None
     if request.ip6:
         ip6 = addresses.reserve6(ctx.store, network, request.ip6)
     elif network.ipv6:
         ip6 = addresses.allocate6(ctx.store, network)
     endpoint_id = new_id()
+    address = ip or ip6
+    assert address is not None  # a network has at least one family
     endpoint = Endpoint(
-        id=endpoint_id, workload_id=workload.id, network_id=network.id, ip=ip, mac=request.mac or names.mac_for(ip),
+        id=endpoint_id, workload_id=workload.id, network_id=network.id, ip=ip,
+        mac=request.mac or names.mac_for(address),
         host_ifname=names.tap_name(taken) if workload.runtime == "vm" else names.host_ifname(endpoint_id),
         position=position,
         aliases=request.aliases, static_ip=request.ip is not None, gw_priority=request.gw_priority,

@@ -211,7 +211,7 @@ class Store:
             " icc, masquerade, labels, options, ipam_options, created, attachable, subnet6, gateway6, ip_range6,"
             " routed6) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                n.id, n.name, n.driver, n.bridge, str(n.subnet), str(n.gateway),
+                n.id, n.name, n.driver, n.bridge, _text(n.subnet), _text(n.gateway),
                 None if n.ip_range is None else str(n.ip_range),
                 _dump({k: str(v) for k, v in n.aux_addresses.items()}), int(n.internal), n.mtu, int(n.icc),
                 int(n.masquerade), _dump(n.labels), _dump(n.options), _dump(n.ipam_options), n.created, int(n.attachable),
@@ -317,12 +317,12 @@ class Store:
         tx.execute(
             "INSERT INTO endpoints (id, workload_id, network_id, ip, mac, host_ifname, position, aliases, static_ip,"
             " gw_priority, settings, ip6, static_ip6) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (e.id, e.workload_id, e.network_id, int(e.ip), e.mac, e.host_ifname, e.position, _dump(e.aliases),
-             int(e.static_ip), e.gw_priority,
+            (e.id, e.workload_id, e.network_id, None if e.ip is None else int(e.ip), e.mac, e.host_ifname,
+             e.position, _dump(e.aliases), int(e.static_ip), e.gw_priority,
              _dump({"driver_opts": dict(e.driver_opts), "link_local_ips": list(e.link_local_ips)}),
              _text(e.ip6), int(e.static_ip6)),
         )  # fmt: skip
-        if not e.static_ip:
+        if e.ip is not None and not e.static_ip:
             tx.execute("UPDATE networks SET last_ip=? WHERE id=?", (int(e.ip), e.network_id))
         if e.ip6 is not None and not e.static_ip6:
             tx.execute("UPDATE networks SET last_ip6=? WHERE id=?", (str(e.ip6), e.network_id))
@@ -361,8 +361,8 @@ def _network(row: sqlite3.Row) -> Network:
         name=row["name"],
         driver=row["driver"],
         bridge=row["bridge"],
-        subnet=IPv4Network(row["subnet"]),
-        gateway=IPv4Address(row["gateway"]),
+        subnet=None if row["subnet"] is None else IPv4Network(row["subnet"]),
+        gateway=None if row["gateway"] is None else IPv4Address(row["gateway"]),
         ip_range=None if row["ip_range"] is None else IPv4Network(row["ip_range"]),
         aux_addresses={k: IPv4Address(v) for k, v in _load(row["aux_addresses"]).items()},
         internal=bool(row["internal"]),
@@ -472,7 +472,7 @@ def _endpoint(row: sqlite3.Row) -> Endpoint:
         id=row["id"],
         workload_id=row["workload_id"],
         network_id=row["network_id"],
-        ip=IPv4Address(row["ip"]),
+        ip=None if row["ip"] is None else IPv4Address(row["ip"]),
         mac=row["mac"],
         host_ifname=row["host_ifname"],
         position=row["position"],

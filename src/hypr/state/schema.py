@@ -127,4 +127,67 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE workloads ADD COLUMN stdio TEXT NOT NULL DEFAULT '{}'
     """,
+    # IPv6-only networks: the IPv4 subnet, gateway and endpoint address become optional. SQLite cannot drop NOT
+    # NULL, so both tables are rebuilt (in the migration's one transaction, every row kept). The endpoints go to a
+    # plain copy first: while they exist, dropping `networks` would break their foreign key.
+    """
+    CREATE TABLE networks_new (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        driver TEXT NOT NULL,
+        bridge TEXT NOT NULL UNIQUE,
+        subnet TEXT,
+        gateway TEXT,
+        ip_range TEXT,
+        aux_addresses TEXT NOT NULL,
+        internal INTEGER NOT NULL,
+        mtu INTEGER NOT NULL,
+        icc INTEGER NOT NULL,
+        masquerade INTEGER NOT NULL,
+        labels TEXT NOT NULL,
+        options TEXT NOT NULL,
+        ipam_options TEXT,
+        created TEXT NOT NULL,
+        last_ip INTEGER,
+        attachable INTEGER NOT NULL DEFAULT 0,
+        subnet6 TEXT,
+        gateway6 TEXT,
+        ip_range6 TEXT,
+        routed6 INTEGER NOT NULL DEFAULT 0,
+        last_ip6 TEXT
+    );
+    INSERT INTO networks_new (id, name, driver, bridge, subnet, gateway, ip_range, aux_addresses, internal, mtu, icc,
+        masquerade, labels, options, ipam_options, created, last_ip, attachable, subnet6, gateway6, ip_range6,
+        routed6, last_ip6)
+        SELECT id, name, driver, bridge, subnet, gateway, ip_range, aux_addresses, internal, mtu, icc, masquerade,
+        labels, options, ipam_options, created, last_ip, attachable, subnet6, gateway6, ip_range6, routed6, last_ip6
+        FROM networks;
+    CREATE TABLE endpoints_old AS SELECT * FROM endpoints;
+    DROP TABLE endpoints;
+    DROP TABLE networks;
+    ALTER TABLE networks_new RENAME TO networks;
+    CREATE TABLE endpoints (
+        id TEXT PRIMARY KEY,
+        workload_id TEXT NOT NULL REFERENCES workloads(id) ON DELETE CASCADE,
+        network_id TEXT NOT NULL REFERENCES networks(id),
+        ip INTEGER,
+        mac TEXT NOT NULL,
+        host_ifname TEXT NOT NULL UNIQUE,
+        position INTEGER NOT NULL,
+        aliases TEXT NOT NULL,
+        static_ip INTEGER NOT NULL,
+        gw_priority INTEGER NOT NULL DEFAULT 0,
+        settings TEXT NOT NULL DEFAULT '{}',
+        ip6 TEXT,
+        static_ip6 INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (network_id, ip),
+        UNIQUE (workload_id, network_id)
+    );
+    INSERT INTO endpoints (id, workload_id, network_id, ip, mac, host_ifname, position, aliases, static_ip,
+        gw_priority, settings, ip6, static_ip6)
+        SELECT id, workload_id, network_id, ip, mac, host_ifname, position, aliases, static_ip, gw_priority,
+        settings, ip6, static_ip6 FROM endpoints_old;
+    DROP TABLE endpoints_old;
+    CREATE UNIQUE INDEX endpoints_ip6 ON endpoints (network_id, ip6)
+    """,
 )
