@@ -26,7 +26,7 @@ from hypr.runtime.base import NO_OPTIONS, Attachment, ExecOptions, ExecProcess, 
 from hypr.services import addresses
 from hypr.services.context import Context
 from hypr.services.network_plan import find_network
-from hypr.services.validation import new_id, now_rfc3339, parse_created
+from hypr.services.validation import new_id, now_rfc3339, parse_created, parse_signal
 from hypr.services.workload_plan import (
     EndpointRequest,
     check_name,
@@ -401,18 +401,6 @@ def kill(ctx: Context, ref: str, signal: str = "KILL") -> None:
         while runtime.status(spec, handle)[0] and time.monotonic() < deadline:
             time.sleep(0.01)
     refresh(ctx)
-
-
-def parse_signal(text: str) -> signals.Signals:
-    name = text.upper()
-    try:
-        return (
-            signals.Signals(int(name))
-            if name.isdigit()
-            else signals.Signals[name if name.startswith("SIG") else "SIG" + name]
-        )
-    except (KeyError, ValueError):
-        raise InvalidParameter(f"Invalid signal: {text}") from None
 
 
 def refresh(ctx: Context) -> None:
