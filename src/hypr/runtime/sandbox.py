@@ -121,6 +121,7 @@ class SandboxRuntime:
 
     def __init__(self, *, image_cache: Path, python: str = sys.executable) -> None:
         self.image_cache = image_cache  # where built-in images are built once (under the daemon's data dir)
+        self.filter_cache = image_cache / "seccomp"  # compiled seccomp filters (crun.py), likewise once per host
         self.python = python
 
     # -- validation ---------------------------------------------------------------------------------------
@@ -227,7 +228,10 @@ class SandboxRuntime:
         files.write_all(spec)
         (spec.state_dir / "exit_code").unlink(missing_ok=True)
         command = _command(spec, image)
-        bundle = crun.write_bundle(spec.state_dir, oci.config(_bundle_inputs(spec, lower, command)))
+        config = oci.config(_bundle_inputs(spec, lower, command))
+        key = crun.filter_key(config)
+        compiled = key is not None and crun.use_cached_filter(config, self.filter_cache, key)
+        bundle = crun.write_bundle(spec.state_dir, config)
         for mount in spec.confinement.mounts:
             if mount.create_source:  # Docker's -v makes a missing host directory
                 try:
@@ -240,6 +244,8 @@ class SandboxRuntime:
         if "error" in report:
             cls = InvalidParameter if report.get("errno") in (errno.ENOENT, errno.EACCES) else KernelError
             raise cls(str(report["error"]))
+        if key is not None and not compiled:
+            crun.remember_filter(spec.state_dir, _container(spec), self.filter_cache, key)
         handle = Handle(int(report["pid"]), int(report["start_time"]), int(report["main_pid"]))
         handles.save(spec.state_dir, handle)
         return handle
