@@ -116,19 +116,28 @@ def write_bundle(state_dir: Path, config: dict[str, Any]) -> Path:
     tmp = bundle / "config.json.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(config, f, indent=1)
+        json.dump(config, f, separators=(",", ":"))  # compact: json's C encoder (indent takes the Python one)
     tmp.replace(path)
     return bundle
 
 
+@functools.lru_cache(maxsize=1)
+def _libseccomp() -> tuple[str, ...]:
+    """The library's files (globbing is ~10 ms: once; their stat, at every start, sees an upgrade in place)."""
+    return tuple(sorted({os.path.realpath(p) for pattern in _LIBSECCOMP for p in glob.glob(pattern)}))
+
+
 def _toolchain() -> str:
     """crun and libseccomp as installed (path, size, mtime): an upgrade of either compiles every profile again."""
-    paths = [binary(), *sorted({os.path.realpath(p) for pattern in _LIBSECCOMP for p in glob.glob(pattern)})]
-    found = []
-    for path in paths:
-        info = os.stat(path)
-        found.append(f"{path}:{info.st_size}:{info.st_mtime_ns}")
-    return "\n".join(found)
+
+    def stats() -> str:
+        return "\n".join(f"{p}:{i.st_size}:{i.st_mtime_ns}" for p in (binary(), *_libseccomp()) for i in [os.stat(p)])
+
+    try:
+        return stats()
+    except FileNotFoundError:  # libseccomp upgraded to another file name: look again
+        _libseccomp.cache_clear()
+        return stats()
 
 
 def filter_key(config: dict[str, Any]) -> str | None:

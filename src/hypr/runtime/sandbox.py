@@ -31,6 +31,9 @@ from hypr.runtime.base import NO_OPTIONS, Attachment, ExecOptions, ExecProcess, 
 from hypr.runtime.rtnl import Rtnl, default_route_add, delete_host_links, link_up
 
 SHIM = Path(__file__).with_name("shim.py")
+# The supervisor imports shim.py rather than running it as a script: a script is compiled at every start (~10-20 ms
+# on a loaded host), a module is loaded from its cached bytecode. -I -S: nothing of site or the environment.
+_SHIM_BOOT = "import sys; sys.path.insert(0, sys.argv[1].rpartition('/')[0]); import shim; shim.main(sys.argv[1:])"
 HOSTNAME_MAX = 64
 LAUNCH_TIMEOUT = 30.0
 KILL_GRACE = 5.0  # after SIGKILL, how long the supervisor may take to record the exit code
@@ -250,8 +253,12 @@ class SandboxRuntime:
         handles.save(spec.state_dir, handle)
         return handle
 
+    def _shim_argv(self, *args: str) -> list[str]:
+        """`shim.main` with `args` (its sys.argv[1:])."""
+        return [self.python, "-I", "-S", "-c", _SHIM_BOOT, str(SHIM), *args]
+
     def _launch(self, spec: LaunchSpec, launch: Path) -> dict[str, Any]:
-        argv = [self.python, "-I", "-S", str(SHIM), "run", str(launch)]
+        argv = self._shim_argv("run", str(launch))
         try:
             shim = subprocess.run(
                 argv, stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True, timeout=LAUNCH_TIMEOUT
@@ -339,7 +346,7 @@ class SandboxRuntime:
         """`crun exec` through the supervisor script's exec entry: the workload's user, capabilities and
         environment come from its bundle, with `env` over them."""
         target = self._exec_target(spec, handle, argv, env, workdir, options)
-        return [self.python, "-I", "-S", str(SHIM), "exec", json.dumps(target)]
+        return self._shim_argv("exec", json.dumps(target))
 
     def exec_process(
         self, spec: LaunchSpec, handle: Handle, argv: tuple[str, ...], env: Mapping[str, str], workdir: str | None,
