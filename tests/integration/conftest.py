@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +12,8 @@ import pytest
 
 from tests.integration.harness import (  # noqa: F401 - remove_all_workloads: imported from here by tests
     Hyprd,
-    leftover_mounts,
-    leftover_processes,
     netns,
+    reap,
     remove_all_workloads,
     running_daemon,
 )
@@ -45,17 +41,8 @@ def tmp_root() -> Iterator[Path]:
     try:
         yield root
     finally:
-        _reap(root)
+        reap(root)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _reap(root: Path) -> None:
-    """Whatever a test left behind under its directory: processes killed, mounts detached."""
-    for pid in leftover_processes(root):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    for mount in sorted(leftover_mounts(root), reverse=True):
-        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
 
 
 @pytest.fixture
