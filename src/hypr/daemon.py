@@ -118,7 +118,7 @@ class Daemon:
         self.firewall = firewall.Applier()
         self.sysctls_set: set[tuple[str, str]] = set()  # as of the last converge; a full reconcile writes them all
         self.reconciler.add_step("firewall", self.apply_firewall, self.forget_firewall)
-        self.reconciler.add_step("ports", self.ctx.ports.converge)
+        self.reconciler.add_step("ports", self.ctx.ports.converge, self.ctx.ports.forget)
         if settings.cluster_store:
             self.join_cluster()
 
@@ -132,7 +132,7 @@ class Daemon:
             ClusterSettings(s.cluster_store, s.advertise_addr, s.node_name or socket.gethostname(), s.cluster_ttl),
             self.store.instance_id(),
             self.store,
-            lambda: self.reconciler.host_view().interfaces,
+            lambda: frozenset(self.reconciler.host_view().interfaces),
         )
         plane = OverlayPlane(self.reconciler.ipr, names.ALIAS_PREFIX + "overlay:" + self.store.instance_id(),
                              cluster.node, s.advertise_addr)  # fmt: skip
@@ -178,7 +178,7 @@ class Daemon:
                 self.sysctls_set.add((key, value))
             except KernelError as exc:
                 problems.append(exc.message)
-        self.firewall(firewall.tables(snapshot))
+        self.firewall(snapshot)
         if problems:
             raise KernelError("; ".join(problems))
 

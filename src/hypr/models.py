@@ -6,10 +6,12 @@ DNS records) take a snapshot and return a plan; they never read the database or 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from operator import attrgetter
 from typing import Any, Literal
 
 Protocol = Literal["tcp", "udp"]
@@ -94,6 +96,7 @@ class PortMapping:
     host_port: int
     guest_port: int
     protocol: Protocol = "tcp"
+    requested: str | None = None  # the host port as asked: "" any free one, "8080", "8000-8010"; None: host_port
 
 
 @dataclass(frozen=True)
@@ -223,19 +226,41 @@ class Snapshot:
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[PortMapping, ...] = ()
     images: tuple[Image, ...] = ()
+    # Set by the store (`from_store`): the snapshot's number, and the store's log of what each number changed, so
+    # `changes` between two of them reads the log instead of comparing rows. dataclasses.replace does not copy
+    # them (a snapshot with rows added elsewhere is no longer the store's).
+    serial: int = field(default=0, init=False, compare=False, repr=False)
+    history: ChangeLog | None = field(default=None, init=False, compare=False, repr=False)
+
+    @classmethod
+    def from_store(
+        cls, rows: dict[str, Any], serial: int, history: ChangeLog, indexes: dict[str, Mapping[str, Any]]
+    ) -> Snapshot:
+        """A snapshot of the store's rows with the lookup indexes the store keeps (the same shapes as the cached
+        properties below build: by ID; a workload's endpoints in position order, its mappings in insertion order)."""
+        snapshot = cls(**rows)
+        object.__setattr__(snapshot, "serial", serial)
+        object.__setattr__(snapshot, "history", history)
+        snapshot.__dict__.update(indexes)  # what the cached properties would compute, without the scan
+        return snapshot
 
     # Lookups by ID go through indexes built on first use: a planner asks per workload or per mapping, and a scan
     # per question made the cost of one operation grow with the square of what exists.
     @cached_property
-    def _networks_by_id(self) -> dict[str, Network]:
+    def _networks_by_id(self) -> Mapping[str, Network]:
         return {n.id: n for n in self.networks}
 
     @cached_property
-    def _workloads_by_id(self) -> dict[str, Workload]:
+    def _workloads_by_id(self) -> Mapping[str, Workload]:
         return {w.id: w for w in self.workloads}
 
     @cached_property
-    def _endpoints_by_workload(self) -> dict[str, list[Endpoint]]:
+    def _workloads_by_name(self) -> Mapping[str, Workload]:
+        ordered = self.workloads[::-1]  # the first of a name wins (names are unique; built in C all the same)
+        return dict(zip(map(attrgetter("name"), ordered), ordered, strict=True))
+
+    @cached_property
+    def _endpoints_by_workload(self) -> Mapping[str, Sequence[Endpoint]]:
         found: dict[str, list[Endpoint]] = {}
         for e in self.endpoints:
             found.setdefault(e.workload_id, []).append(e)
@@ -244,7 +269,7 @@ class Snapshot:
         return found
 
     @cached_property
-    def _ports_by_workload(self) -> dict[str, list[PortMapping]]:
+    def _ports_by_workload(self) -> Mapping[str, Sequence[PortMapping]]:
         found: dict[str, list[PortMapping]] = {}
         for p in self.ports:
             found.setdefault(p.workload_id, []).append(p)
@@ -258,6 +283,12 @@ class Snapshot:
         """KeyError when there is no such workload."""
         return self._workloads_by_id[workload_id]
 
+    def workload_named(self, name: str) -> Workload | None:
+        return self._workloads_by_name.get(name)
+
+    def has_workload(self, workload_id: str) -> bool:
+        return workload_id in self._workloads_by_id
+
     def ports_of(self, workload_id: str) -> list[PortMapping]:
         return list(self._ports_by_workload.get(workload_id, ()))
 
@@ -265,11 +296,14 @@ class Snapshot:
         return list(self._endpoints_by_workload.get(workload_id, ()))
 
     def gateway_order(self, workload_id: str) -> list[Endpoint]:
-        """A workload's endpoints, the one that carries its default route (and resolver) first. Docker's rule:
-        the highest GwPriority, then a network with external connectivity (not internal), then by network name."""
+        """A workload's endpoints, its gateway network first: the one that carries its default route, its resolver
+        and its published ports. Docker's rule: the highest GwPriority, then by network name, among the networks
+        with a way out; an internal network has no gateway (Docker's bridge driver sets none), so it never
+        carries the default route, whatever its priority, and comes after them (its gateway is still the resolver
+        of a workload on internal networks only, which gets no default route)."""
         return sorted(
             self.endpoints_of(workload_id),
-            key=lambda e: (-e.gw_priority, self.network(e.network_id).internal, self.network(e.network_id).name),
+            key=lambda e: (self.network(e.network_id).internal, -e.gw_priority, self.network(e.network_id).name),
         )
 
     def port_network(self, workload_id: str) -> Network | None:
@@ -295,4 +329,74 @@ class HostView:
     """What the kernel already has that a new network must not collide with."""
 
     routes: tuple[HostRoute, ...] = ()
-    interfaces: frozenset[str] = field(default_factory=frozenset)
+    interfaces: AbstractSet[str] = field(default_factory=frozenset)  # (the daemon's looks names up as asked)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Which rows differ between two snapshots, as the incremental reconcile plans from them (see `changes`)."""
+
+    networks: frozenset[str] = frozenset()  # IDs of networks added, removed or changed
+    workloads: frozenset[str] = frozenset()  # IDs of workloads whose row, endpoints or mappings were added, removed
+    # or changed
+    images: bool = False
+
+
+class ChangeLog:
+    """A store's record of what each of its snapshots changed from the one before (the last `size` of them)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self.entries: dict[int, Changes] = {}
+
+    def add(self, serial: int, change: Changes) -> None:
+        self.entries[serial] = change
+        self.entries.pop(serial - self.size, None)
+
+    def between(self, old: int, new: int) -> Changes | None:
+        """What changed from snapshot `old` to snapshot `new`; None when the log does not reach back that far."""
+        found = [self.entries.get(n) for n in range(old + 1, new + 1)]
+        if old <= 0 or new < old or any(c is None for c in found):
+            return None
+        return Changes(
+            networks=frozenset().union(*(c.networks for c in found if c is not None)),
+            workloads=frozenset().union(*(c.workloads for c in found if c is not None)),
+            images=any(c.images for c in found if c is not None),
+        )
+
+
+def changes(old: Snapshot, new: Snapshot) -> Changes:
+    """The rows of `new` that are not in `old`, and the reverse, by workload and by network (a superset: a row
+    written again with the same values may count). Between two snapshots of one store, its log says at once.
+    Otherwise rows are told apart by identity first, in C (sets of `id()`: both snapshots hold their rows, so no
+    ID is reused meanwhile; the store keeps unchanged rows as the same objects), and only the few that differ are
+    compared by value (snapshots built elsewhere, as tests do, have equal rows that are other objects)."""
+    if old.history is not None and old.history is new.history:
+        logged = old.history.between(old.serial, new.serial)
+        if logged is not None:
+            return logged
+    return Changes(
+        networks=_changed(old.networks, new.networks, lambda n: n.id, lambda n: n.id),
+        workloads=(
+            _changed(old.workloads, new.workloads, lambda w: w.id, lambda w: w.id)
+            | _changed(old.endpoints, new.endpoints, lambda e: e.id, lambda e: e.workload_id)
+            | _changed(old.ports, new.ports, _port_key, lambda p: p.workload_id)
+        ),
+        images=old.images != new.images,
+    )
+
+
+def _port_key(p: PortMapping) -> tuple[object, ...]:
+    return (p.workload_id, p.host_ip, p.host_port, p.protocol, p.guest_port)
+
+
+def _changed(old: tuple[Any, ...], new: tuple[Any, ...], row_key: Any, owner: Any) -> frozenset[str]:
+    before = dict(zip(map(id, old), old, strict=True))
+    after = dict(zip(map(id, new), new, strict=True))
+    gone = [before[i] for i in before.keys() - after.keys()]
+    came = [after[i] for i in after.keys() - before.keys()]
+    if not gone and not came:
+        return frozenset()
+    was = {row_key(row): row for row in gone}
+    same = {key for row in came if (key := row_key(row)) in was and was[key] == row}
+    return frozenset(owner(row) for row in (*gone, *came) if row_key(row) not in same)

@@ -10,14 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import (
+from tests.integration.harness import (  # noqa: F401 - remove_all_workloads: imported from here by tests
     Hyprd,
-    leftover_cgroups,
-    leftover_containers,
-    leftover_mounts,
-    leftover_processes,
     netns,
     reap,
+    remove_all_workloads,
+    running_daemon,
 )
 
 pytestmark = pytest.mark.integration
@@ -49,22 +47,5 @@ def tmp_root() -> Iterator[Path]:
 
 @pytest.fixture
 def hyprd(host_ns: str, tmp_root: Path) -> Iterator[Hyprd]:
-    daemon = Hyprd(ns=host_ns, root=tmp_root)
-    daemon.start()
-    try:
+    with running_daemon(host_ns, tmp_root) as daemon:
         yield daemon
-    finally:
-        remove_all_workloads(daemon)
-        daemon.stop()
-        leaks = [*leftover_processes(tmp_root), *leftover_mounts(tmp_root), *leftover_containers(tmp_root),
-                 *leftover_cgroups(tmp_root)]  # fmt: skip
-        assert not leaks, f"left behind: {leaks}"
-
-
-def remove_all_workloads(daemon: Hyprd) -> None:
-    """Workloads outlive the daemon by design, so a test's clean-up removes them through the API first."""
-    if daemon.proc is None:
-        daemon.start()
-    with daemon.client() as client:
-        for container in client.containers(all=True):
-            client.remove(container["Id"], force=True)

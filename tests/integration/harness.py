@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,6 +161,47 @@ class Hyprd:
                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
             )
         return proc
+
+    def docker(self, *argv: str, rc: int | None = 0, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """The docker CLI against this daemon's socket."""
+        return sh("docker", "-H", f"unix://{self.socket}", *argv, rc=rc, timeout=timeout)
+
+
+def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 5) -> None:
+    """Ask a helper process to end (`sig`), and kill it when it has not within `timeout` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def remove_all_workloads(daemon: Hyprd) -> None:
+    """Workloads outlive the daemon by design, so a test's clean-up removes them through the API first."""
+    if daemon.proc is None:
+        daemon.start()
+    with daemon.client() as client:
+        for container in client.containers(all=True):
+            client.remove(container["Id"], force=True)
+
+
+@contextmanager
+def running_daemon(ns: str, root: Path, env_extra: dict[str, str] | None = None) -> Iterator[Hyprd]:
+    """A daemon in `ns` on the directories under `root`, ready; afterwards (also when the test failed) emptied of
+    workloads and stopped, and nothing of it may be left: no process and no mount under `root`."""
+    daemon = Hyprd(ns=ns, root=root, env_extra=dict(env_extra or {}))
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        try:
+            remove_all_workloads(daemon)
+        finally:
+            daemon.stop()
+        leaks = [*leftover_processes(root), *leftover_mounts(root), *leftover_containers(root), *leftover_cgroups(root)]
+        assert not leaks, f"left behind: {leaks}"
 
 
 def links(ns: str, kind: str | None = None) -> list[str]:

@@ -298,7 +298,7 @@ def test_read_only_root_tmpfs_and_bind_mounts(hyprd: Hyprd, tmp_path: Path) -> N
     host_config = info(hyprd, "ro")["HostConfig"]
     assert host_config["ReadonlyRootfs"] is True and host_config["Tmpfs"] == {"/scratch": "size=1m"}  # type: ignore[index]
     assert host_config["Binds"] == [f"{shared}:/shared"] and host_config["Mounts"][0]["ReadOnly"] is True  # type: ignore[index]
-    refused = hyprd.cli("run", "-d", "--mount", "type=bind,source=/no/such/dir,target=/x", "busybox", rc=1)
+    refused = hyprd.cli("run", "-d", "--mount", "type=bind,source=/no/such/dir,target=/x", "busybox", rc=125)
     assert "bind source path does not exist: /no/such/dir" in refused.stderr
 
 
@@ -356,7 +356,7 @@ def test_fields_that_cannot_be_honoured_are_refused_by_name(hyprd: Hyprd) -> Non
                 client.create_container({"Image": "busybox", "Cmd": ["true"], "HostConfig": host_config})
             assert message in caught.value.message
         assert client.containers(all=True) == []
-    refused = hyprd.cli("run", "--runtime", "vm", "-v", "/tmp:/data", "busybox", "true", rc=1)
+    refused = hyprd.cli("run", "--runtime", "vm", "-v", "/tmp:/data", "busybox", "true", rc=125)
     assert "HostConfig.Binds is not supported with --runtime vm" in refused.stderr
 
 

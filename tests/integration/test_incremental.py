@@ -171,7 +171,7 @@ class Harness:
         self.ipr = IPRoute()
         self.reconciler = Reconciler(ALIAS)
         self.applier = firewall.Applier()
-        self.reconciler.add_step("firewall", lambda s: self.applier(firewall.tables(s)), self.applier.forget)
+        self.reconciler.add_step("firewall", self.applier, self.applier.forget)
         self.runtime = FakeRuntime(self.ipr)
 
     def reset(self) -> None:

@@ -259,6 +259,32 @@ def test_restart_repairs_a_recreated_bridge_and_removes_orphan_links(hyprd: Hypr
     assert "hvorphan" not in links(hyprd.ns)
 
 
+def test_restart_plugs_only_the_stopped_workloads_whose_link_is_gone(hyprd: Hyprd) -> None:
+    """Start-up re-plugs a stopped workload's interface only when its host link is missing (a create cut short
+    before its interfaces, a crash mid-connect): one whose link is gone is repaired and starts with its network,
+    the one left intact is not touched (a runtime create per stopped workload made start-up grow with them)."""
+    ports: dict[str, set[str]] = {}
+    for name in ("intact", "broken"):
+        with hyprd.client() as client:
+            client.create_container({"Image": "busybox", "Cmd": ["sleep", "600"]}, name)
+        ports[name] = {str(link["ifname"]) for link in _ports_of(hyprd, "vbr0")} - set().union(*ports.values())
+    hyprd.kill9()
+    (broken,) = ports["broken"]
+    run_in(hyprd.ns, "ip", "link", "del", broken)
+    hyprd.start()
+    wait_until(lambda: broken in links(hyprd.ns), "the lost host link to be plugged again")
+    log = hyprd.log.read_text()
+    assert "plugging the interfaces of broken again" in log
+    assert "plugging the interfaces of intact" not in log
+    hyprd.cli("start", "broken")
+    hyprd.cli("exec", "broken", "ping", "-c1", "-W2", "10.88.0.1")
+
+
+def _ports_of(hyprd: Hyprd, bridge: str) -> list[dict[str, object]]:
+    out = sh("ip", "-n", hyprd.ns, "-j", "link", "show", "master", bridge).stdout
+    return list(json.loads(out or "[]"))
+
+
 def test_restart_policy_restarts_with_back_off_and_stop_ends_it(hyprd: Hyprd) -> None:
     hyprd.cli("run", "-d", "--name", "flaky", "--restart", "on-failure", "busybox", "sh", "-c", "echo run; exit 1")
     wait_until(lambda: hyprd.cli("logs", "flaky").stdout.count("run") >= 3, "three runs of the failing workload")

@@ -342,6 +342,7 @@ def test_process_env_puts_docker_defaults_under_the_workloads() -> None:
         ("executable file `nosuch` not found in $PATH: No such file or directory", 127,
          'exec: "nosuch": executable file not found in $PATH'),
         ("open executable: Permission denied", 126, 'exec: "nosuch": permission denied'),
+        ("open executable: Operation not permitted", 126, 'exec: "nosuch": is a directory'),
         ("mount `/proc` to `proc`: Operation not permitted", 126, "start nosuch: mount `/proc`"),
     ],
 )  # fmt: skip

@@ -43,12 +43,13 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from typing import Any
 
 from hypr.dns.upstream import Upstream
-from hypr.models import Endpoint, Snapshot, Workload
+from hypr.models import Endpoint, Snapshot, Workload, changes
 
 ZONE = "hypr"
 # Short, because a workload can be restarted or re-attached with another address and stub resolvers cache;
@@ -244,30 +245,38 @@ class _Part:
 
 
 class RecordsBuilder:
-    """`build_records`, remembering each workload's part between builds: the daemon rebuilds the tables after
-    every change, and re-deriving every workload's names, scope and PTR records made that cost grow with the
-    number of workloads (~30 us each). A part is reused while the workload and its endpoints are the same objects
-    and values (the store's cached snapshot keeps unchanged rows as the same objects) and the networks, gateways
-    and host search list are unchanged; the tables are assembled from the parts as before."""
+    """`build_records`, kept current from the rows that changed: the daemon rebuilds the tables after every change,
+    and re-deriving every workload's names, scope and PTR records (~30 us each), or even assembling the tables from
+    cached parts, made that cost grow with the number of workloads.
+
+    The first build (and any after the host's search list changed, a network changed in place, or a key that two
+    workloads both claim was touched) is whole, and remembers each workload's part and who wrote each entry. The
+    next ones copy the tables (dict copies, in C) and replace only the parts of the workloads that changed since
+    the snapshot built last (`models.changes`): their entries are taken out and put in again, and a name several
+    workloads answer to is re-assembled from its writers in snapshot order, as a whole build would."""
 
     def __init__(self) -> None:
         self.context: tuple[object, ...] = ()
         self.parts: dict[str, tuple[Workload, list[Endpoint], Links, _Part | None]] = {}
+        self.last: tuple[Snapshot, Records] | None = None
+        self.writers = _Writers()
 
     def build(self, snapshot: Snapshot, host_search: Sequence[str] = ()) -> Records:
         host = search_domains(host_search)
-        network_names = {n.id: n.name.lower().rstrip(".") for n in snapshot.networks}
-        gateways = [str(n.gateway) for n in snapshot.networks if n.gateway]
-        gateways += [str(n.gateway6) for n in snapshot.networks if n.gateway6]
-        context = (host, tuple(network_names.items()), tuple(gateways))
+        records = None if self.last is None else self._update(self.last, snapshot, host)
+        if records is None:
+            records = self._whole(snapshot, host)
+        self.last = (snapshot, records)
+        return records
+
+    def _whole(self, snapshot: Snapshot, host: tuple[str, ...]) -> Records:
+        network_names, gateways, context = _context(snapshot, host)
         if context != self.context:
             self.context, self.parts = context, {}
         parts: dict[str, tuple[Workload, list[Endpoint], Links, _Part | None]] = {}
-        scopes: dict[str, Scope] = {}
+        writers = _Writers()
         interned: dict[Scope, Scope] = {}
-        hypr: dict[str, tuple[tuple[str, IP], ...]] = {}
-        scoped: dict[str, dict[str, list[IP]]] = {n.id: {} for n in snapshot.networks}
-        reverse: dict[str, str] = {}
+        tables = _Tables({}, {}, {n.id: {} for n in snapshot.networks}, {})
         running = {w.id for w in _published(snapshot)}
         for workload in _published(snapshot):
             endpoints = [e for e in snapshot.endpoints_of(workload.id) if e.network_id in network_names]
@@ -278,41 +287,239 @@ class RecordsBuilder:
             else:
                 part = _part(workload, endpoints, network_names, host, gateways, links)
             parts[workload.id] = (workload, endpoints, links, part)
-            if part is None:
+            if workload.links:
+                writers.linkers.add(workload.id)
+            if part is not None:
+                tables.put(workload.id, part, writers, interned.setdefault(part.scope, part.scope))
+                for network_id, names, _ips in part.endpoints:
+                    for name in names:
+                        _append_addresses(tables.scoped[network_id].setdefault(name, []), part, network_id, name)
+                        writers.named.setdefault((network_id, name), []).append(workload.id)
+        self.parts, self.writers = parts, writers
+        tables.scoped = {nid: {k: tuple(v) for k, v in names.items()} for nid, names in tables.scoped.items()}
+        return _records(snapshot, host, tables, writers)
+
+    def _update(self, last: tuple[Snapshot, Records], snapshot: Snapshot, host: tuple[str, ...]) -> Records | None:
+        """The tables for `snapshot` from the last ones and the changed rows; None: build them whole."""
+        before, old = last
+        if host != old.host_search:
+            return None
+        change = changes(before, snapshot)
+        if not change.networks and not change.workloads:
+            return old
+        network_names, gateways, context = _context(snapshot, host)
+        names_before: dict[str, str] = dict(self.context[1]) if len(self.context) > 1 else {}  # type: ignore[call-overload]
+        if any(names_before.get(nid, name) != name for nid, name in network_names.items()):
+            return None  # a network renamed in place (no operation does it)
+        affected = set(change.workloads) | self.writers.linkers
+        regateway = context[2] != self.context[2]  # a workload's own --dns servers are checked against the gateways
+        if regateway:
+            affected |= {w.id for w in snapshot.workloads if w.resolver.dns}
+        writers = self.writers.copy()
+        tables = _Tables(dict(old.scopes), dict(old.hypr), {}, dict(old.reverse))
+        tables.scoped = {n.id: old.scoped.get(n.id, {}) for n in snapshot.networks}
+        dirty: set[tuple[str, str]] = set()
+        parts = self.parts
+        running: set[str] | None = None  # (only workloads with legacy links need it)
+        fresh: dict[str, tuple[Workload, list[Endpoint], Links, _Part | None] | None] = {}
+        for workload_id in affected:
+            writers.linkers.discard(workload_id)
+            known = parts.get(workload_id)
+            if known is not None and known[3] is not None and not tables.take(workload_id, known[3], writers, dirty):
+                return None
+            workload = snapshot.workload(workload_id) if snapshot.has_workload(workload_id) else None
+            if workload is None or workload.state != "running":
+                fresh[workload_id] = None
                 continue
-            if part.hypr is not None:
-                hypr[part.hypr[0]] = part.hypr[1]
-            scope = interned.setdefault(part.scope, part.scope)
-            for network_id, names, ips in part.endpoints:
-                for _ip, text, pointer in ips:
-                    scopes[text] = scope
-                    if part.hypr is not None:
-                        reverse[pointer] = f"{part.hypr[0]}.{ZONE}"
-                table = scoped[network_id]
-                for name in names:
-                    addresses = table.setdefault(name, [])
-                    for ip, _text, _pointer in ips:
-                        if ip not in addresses:
-                            addresses.append(ip)
-        self.parts = parts
-        return Records(
-            scopes=scopes,
-            hypr=hypr,
-            scoped={nid: {k: tuple(v) for k, v in names.items()} for nid, names in scoped.items()},
-            reverse=reverse,
-            subnets=tuple(n.subnet for n in snapshot.networks if n.subnet is not None),
-            internal=frozenset(n.id for n in snapshot.networks if n.internal),
-            gateways={
-                **{str(n.gateway): (n.id, n.subnet) for n in snapshot.networks if n.gateway and n.subnet},
-                **{str(n.gateway6): (n.id, n.subnet6) for n in snapshot.networks if n.gateway6 and n.subnet6},
-            },
-            reverse_inner=frozenset(
-                name.split(".", i)[i] for name in reverse if name.endswith(REVERSE_SUFFIX) for i in (1, 2, 3)
-            ),
-            newcomers={n.id: make_scope((n.id,), host) for n in snapshot.networks},
-            host_search=host,
-            subnets6=tuple(n.subnet6 for n in snapshot.networks if n.subnet6 is not None),
-        )
+            endpoints = [e for e in snapshot.endpoints_of(workload_id) if e.network_id in network_names]
+            links: Links = {}
+            if workload.links:
+                running = {w.id for w in _published(snapshot)} if running is None else running
+                links = _links(snapshot, workload, running)
+                writers.linkers.add(workload_id)
+            same = known is not None and known[0] is workload and known[1] == endpoints and known[2] == links
+            if known is not None and same and not (regateway and workload.resolver.dns):
+                part = known[3]
+            else:
+                part = _part(workload, endpoints, network_names, host, gateways, links)
+            fresh[workload_id] = (workload, endpoints, links, part)
+        for workload_id, entry in fresh.items():
+            if entry is not None and entry[3] is not None and not tables.give(workload_id, entry[3], writers, dirty):
+                return None
+        self.parts = {**parts, **{k: v for k, v in fresh.items() if v is not None}}
+        for workload_id in (k for k, v in fresh.items() if v is None):
+            self.parts.pop(workload_id, None)
+        _reassemble(tables, dirty, writers, self.parts, snapshot)
+        self.writers, self.context = writers, context  # (only now: a whole build after a refusal starts afresh)
+        if change.networks:
+            return _records(snapshot, host, tables, writers)  # what depends on the networks alone: O(networks)
+        return replace(old, scopes=tables.scopes, hypr=tables.hypr, scoped=tables.scoped, reverse=tables.reverse,
+                       reverse_inner=frozenset(writers.inner))  # fmt: skip
+
+
+def _context(snapshot: Snapshot, host: tuple[str, ...]) -> tuple[dict[str, str], list[str], tuple[object, ...]]:
+    """Network names, gateways, and what a workload's part depends on besides its own rows."""
+    network_names = {n.id: n.name.lower().rstrip(".") for n in snapshot.networks}
+    gateways = [str(n.gateway) for n in snapshot.networks if n.gateway]
+    gateways += [str(n.gateway6) for n in snapshot.networks if n.gateway6]
+    return network_names, gateways, (host, tuple(network_names.items()), tuple(gateways))
+
+
+class _Writers:
+    """Who wrote what in the tables: the workload behind each address, `<name>.hypr` and PTR name (a key two
+    workloads claim is `contested`: the incremental path leaves it to a whole build), the workloads behind each
+    scoped name, how many PTR names lie below each reverse zone name, and the workloads with legacy links."""
+
+    def __init__(self) -> None:
+        self.owner: dict[tuple[str, str], str] = {}  # ("scope" | "hypr" | "ptr", key) -> workload id
+        self.contested: set[tuple[str, str]] = set()
+        self.named: dict[tuple[str, str], list[str]] = {}  # (network id, name) -> workload ids
+        self.inner: dict[str, int] = {}  # reverse zone name -> PTR names below it
+        self.linkers: set[str] = set()
+
+    def copy(self) -> _Writers:
+        other = _Writers()
+        other.owner, other.contested, other.inner = dict(self.owner), self.contested, dict(self.inner)
+        other.named, other.linkers = dict(self.named), set(self.linkers)
+        return other
+
+
+@dataclass
+class _Tables:
+    scopes: dict[str, Scope]
+    hypr: dict[str, tuple[tuple[str, IP], ...]]
+    scoped: dict[str, Any]  # network id -> name -> addresses (lists while built whole, tuples once done)
+    reverse: dict[str, str]
+
+    def _keys(self, part: _Part) -> Iterator[tuple[str, str, object]]:
+        """(table, key, value) of every unique-keyed entry of a part."""
+        if part.hypr is not None:
+            yield "hypr", part.hypr[0], part.hypr[1]
+        for _network_id, _names, ips in part.endpoints:
+            for _ip, text, pointer in ips:
+                yield "scope", text, part.scope
+                if part.hypr is not None:
+                    yield "ptr", pointer, f"{part.hypr[0]}.{ZONE}"
+
+    def _table(self, kind: str) -> dict[str, Any]:
+        tables: dict[str, dict[str, Any]] = {"scope": self.scopes, "hypr": self.hypr, "ptr": self.reverse}
+        return tables[kind]
+
+    def put(self, workload_id: str, part: _Part, writers: _Writers, scope: Scope) -> None:
+        """A whole build: later writers win, as before; a key written twice is contested. `scope`: the part's,
+        interned (equal scopes are one object in the tables)."""
+        for kind, key, value in self._keys(part):
+            value = scope if kind == "scope" else value
+            if (kind, key) in writers.owner:
+                writers.contested.add((kind, key))
+            elif kind == "ptr":
+                _count_inner(writers.inner, key, 1)
+            writers.owner[(kind, key)] = workload_id
+            self._table(kind)[key] = value
+
+    def take(self, workload_id: str, part: _Part, writers: _Writers, dirty: set[tuple[str, str]]) -> bool:
+        """Take a part's entries out; False when one is contested."""
+        for kind, key, _value in self._keys(part):
+            if (kind, key) in writers.contested:
+                return False
+            if writers.owner.get((kind, key)) == workload_id:
+                del writers.owner[(kind, key)]
+                del self._table(kind)[key]
+                if kind == "ptr":
+                    _count_inner(writers.inner, key, -1)
+        for network_id, names, _ips in part.endpoints:
+            for name in names:
+                writers.named[(network_id, name)] = [
+                    w for w in writers.named.get((network_id, name), ()) if w != workload_id
+                ]
+                dirty.add((network_id, name))
+        return True
+
+    def give(self, workload_id: str, part: _Part, writers: _Writers, dirty: set[tuple[str, str]]) -> bool:
+        """Put a part's entries in; False when another workload holds one of its keys."""
+        for kind, key, value in self._keys(part):
+            if writers.owner.get((kind, key), workload_id) != workload_id or (kind, key) in writers.contested:
+                return False
+            if kind == "ptr" and (kind, key) not in writers.owner:
+                _count_inner(writers.inner, key, 1)
+            writers.owner[(kind, key)] = workload_id
+            self._table(kind)[key] = value
+        for network_id, names, _ips in part.endpoints:
+            for name in names:
+                writers.named[(network_id, name)] = [*writers.named.get((network_id, name), ()), workload_id]
+                dirty.add((network_id, name))
+        return True
+
+
+def _count_inner(inner: dict[str, int], pointer: str, by: int) -> None:
+    """The names a PTR name lies below (`1.89.10.in-addr.arpa` for `2.1.89.10.in-addr.arpa`): rule 2's NODATA."""
+    if not pointer.endswith(REVERSE_SUFFIX):
+        return
+    for i in (1, 2, 3):
+        name = pointer.split(".", i)[i]
+        count = inner.get(name, 0) + by
+        if count > 0:
+            inner[name] = count
+        else:
+            inner.pop(name, None)
+
+
+def _append_addresses(addresses: list[IP], part: _Part, network_id: str, name: str) -> None:
+    for endpoint_network, names, ips in part.endpoints:
+        if endpoint_network == network_id and name in names:
+            for ip, _text, _pointer in ips:
+                if ip not in addresses:
+                    addresses.append(ip)
+
+
+def _reassemble(
+    tables: _Tables, dirty: set[tuple[str, str]], writers: _Writers,
+    parts: Mapping[str, tuple[Workload, list[Endpoint], Links, _Part | None]], snapshot: Snapshot,
+) -> None:  # fmt: skip
+    """Names whose writers changed, from their writers in snapshot order (the order a whole build appends in)."""
+    order: dict[str, int] | None = None
+    copied: set[str] = set()
+    for network_id, name in dirty:
+        if network_id not in tables.scoped:
+            writers.named.pop((network_id, name), None)
+            continue
+        if network_id not in copied:
+            tables.scoped[network_id] = dict(tables.scoped[network_id])
+            copied.add(network_id)
+        ids = writers.named.get((network_id, name), [])
+        if len(ids) > 1:
+            if order is None:
+                order = {w.id: i for i, w in enumerate(snapshot.workloads)}
+            ids.sort(key=order.__getitem__)
+        addresses: list[IP] = []
+        for workload_id in ids:
+            part = parts[workload_id][3]
+            if part is not None:
+                _append_addresses(addresses, part, network_id, name)
+        if addresses:
+            tables.scoped[network_id][name] = tuple(addresses)
+        else:
+            tables.scoped[network_id].pop(name, None)
+            writers.named.pop((network_id, name), None)
+
+
+def _records(snapshot: Snapshot, host: tuple[str, ...], tables: _Tables, writers: _Writers) -> Records:
+    return Records(
+        scopes=tables.scopes,
+        hypr=tables.hypr,
+        scoped=tables.scoped,
+        reverse=tables.reverse,
+        subnets=tuple(n.subnet for n in snapshot.networks if n.subnet is not None),
+        internal=frozenset(n.id for n in snapshot.networks if n.internal),
+        gateways={
+            **{str(n.gateway): (n.id, n.subnet) for n in snapshot.networks if n.gateway and n.subnet},
+            **{str(n.gateway6): (n.id, n.subnet6) for n in snapshot.networks if n.gateway6 and n.subnet6},
+        },
+        reverse_inner=frozenset(writers.inner),
+        newcomers={n.id: make_scope((n.id,), host) for n in snapshot.networks},
+        host_search=host,
+        subnets6=tuple(n.subnet6 for n in snapshot.networks if n.subnet6 is not None),
+    )
 
 
 def _part(

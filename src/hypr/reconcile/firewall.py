@@ -22,12 +22,12 @@ import json
 import logging
 import re
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address
 
 from hypr.errors import Conflict, KernelError
-from hypr.models import Endpoint, Network, PortMapping, Snapshot
+from hypr.models import Endpoint, Network, PortMapping, Snapshot, changes
 from hypr.names import DNS_PORT, TABLE
 from hypr.reconcile import libnft
 from hypr.reconcile.nft import Chain, Hook, NamedSet, Rule, Table, anonymous_set, quote, script, update
@@ -56,6 +56,9 @@ class FirewallSettings:
     workloads_reach_host: bool = True  # normal networks may reach host services (Docker allows all)
 
 
+PortKey = tuple[str, IPv4Address | IPv6Address, int]  # (protocol, host address, host port)
+
+
 @dataclass(frozen=True)
 class Published:
     """A port mapping resolved to the address it is forwarded to."""
@@ -66,10 +69,10 @@ class Published:
     routed6: bool = False  # that network has gateway_mode_ipv6=routed: the guest port is open on target6 itself
 
     @property
-    def keys(self) -> list[tuple[str, IPv4Address | IPv6Address, int]]:
+    def keys(self) -> list[PortKey]:
         """What the mapping occupies: its host address, and `::` too for one on every address of both families."""
         m = self.mapping
-        keys: list[tuple[str, IPv4Address | IPv6Address, int]] = [(m.protocol, m.host_ip, m.host_port)]
+        keys: list[PortKey] = [(m.protocol, m.host_ip, m.host_port)]
         if m.host_ip == ANY and self.target6 is not None:
             keys.append((m.protocol, ANY6, m.host_port))
         return keys
@@ -89,10 +92,29 @@ def render(snapshot: Snapshot, settings: FirewallSettings | None = None) -> str:
 
 def tables(snapshot: Snapshot, settings: FirewallSettings | None = None) -> tuple[Table, Table]:
     """`table inet hypr` and `table bridge hypr` for `snapshot`, as values (`render` writes them out)."""
-    settings = settings or FirewallSettings()
+    return _whole(snapshot, settings or FirewallSettings())[0]
+
+
+def _whole(snapshot: Snapshot, settings: FirewallSettings) -> tuple[tuple[Table, Table], dict[PortKey, str]]:
+    """Both tables, and which workload holds each published key."""
     networks = _sorted_networks(snapshot)
     published = published_ports(snapshot)
-    return (_inet_table(networks, published, settings), _bridge_table(snapshot, settings))
+    ids = {n.id for n in networks}
+    endpoints = sorted((e for e in snapshot.endpoints if e.network_id in ids), key=lambda e: e.host_ifname)
+    inet, bridge = skeleton(networks, settings)
+    owners = {key: p.mapping.workload_id for p in published for key in p.keys}
+    return (_fill(inet, _inet_elements(published)), _fill(bridge, _bridge_elements(endpoints))), owners
+
+
+def skeleton(networks: list[Network], settings: FirewallSettings) -> tuple[Table, Table]:
+    """Both tables with their chains and empty sets: what depends on the networks alone (so on few rows)."""
+    return _inet_table(networks, settings), _bridge_table(settings)
+
+
+def _fill(table: Table, elements: Mapping[str, tuple[str, ...]]) -> Table:
+    """`table` with these elements in its sets (by set name; sets the table does not have are left out)."""
+    sets = tuple(replace(s, elements=elements.get(s.name, ())) for s in table.sets)
+    return replace(table, sets=sets)
 
 
 def sysctls(snapshot: Snapshot) -> list[tuple[str, str]]:
@@ -120,27 +142,40 @@ def published_ports(snapshot: Snapshot) -> list[Published]:
     """Mappings with their target: the workload's first endpoint on a non-internal network. Mappings of
     workloads without one are skipped (the service layer refuses them). Two mappings of one host port conflict."""
     networks = {n.id: n for n in snapshot.networks}
-    found: dict[tuple[str, IPv4Address | IPv6Address, int], Published] = {}
-    kept: list[Published] = []
-    for mapping in sorted(snapshot.ports, key=_mapping_order):
-        endpoint = _target(snapshot, networks, mapping.workload_id)
-        if endpoint is None:
-            continue
-        entry = Published(mapping, endpoint.ip, endpoint.ip6, networks[endpoint.network_id].routed6)
+    everything = [p for w in {p.workload_id for p in snapshot.ports} for p in published_of(snapshot, networks, w)]
+    everything.sort(key=lambda p: _mapping_order(p.mapping))
+    found: set[PortKey] = set()
+    for entry in everything:
+        if any(key in found for key in entry.keys):
+            raise _taken(entry.mapping)
+        found.update(entry.keys)
+    return everything
+
+
+def _taken(m: PortMapping) -> Conflict:
+    return Conflict(f"Bind for {m.host_ip}:{m.host_port} failed: port is already allocated")
+
+
+def published_of(snapshot: Snapshot, networks: Mapping[str, Network], workload_id: str) -> list[Published]:
+    """One workload's mappings with their target (see `published_ports`), in mapping order."""
+    endpoint = _target(snapshot, networks, workload_id)
+    if endpoint is None:
+        return []
+    network = networks[endpoint.network_id]
+    found = []
+    for mapping in sorted(snapshot.ports_of(workload_id), key=_mapping_order):
+        entry = Published(mapping, endpoint.ip, endpoint.ip6, network.routed6)
         if mapping.host_ip.version == 6 and entry.target6 is None:
             continue  # an IPv6 host address for a workload without IPv6 (the service layer refuses it)
-        if any(key in found for key in entry.keys):
-            raise Conflict(f"Bind for {mapping.host_ip}:{mapping.host_port} failed: port is already allocated")
-        found.update(dict.fromkeys(entry.keys, entry))
-        kept.append(entry)
-    return kept
+        found.append(entry)
+    return found
 
 
 def _mapping_order(m: PortMapping) -> tuple[str, int, int, int, int, str]:
     return (m.protocol, m.host_ip.version, int(m.host_ip), m.host_port, m.guest_port, m.workload_id)
 
 
-def _target(snapshot: Snapshot, networks: dict[str, Network], workload_id: str) -> Endpoint | None:
+def _target(snapshot: Snapshot, networks: Mapping[str, Network], workload_id: str) -> Endpoint | None:
     """Published ports reach the workload on its gateway network, or its first network with a way in."""
     for endpoint in snapshot.gateway_order(workload_id):
         network = networks.get(endpoint.network_id)
@@ -166,17 +201,17 @@ def _natural(name: str) -> tuple[tuple[int, str], ...]:
 # ------------------------------------------------------------------------------------------------- table inet
 
 
-def _inet_table(networks: list[Network], published: list[Published], settings: FirewallSettings) -> Table:
+def _inet_table(networks: list[Network], settings: FirewallSettings) -> Table:
     sets: tuple[NamedSet, ...] = (
-        NamedSet(_MAP_ADDR, "ipv4_addr . inet_proto . inet_service", _addr_elements(published), _TARGET),
-        NamedSet(_MAP_ANY, "inet_proto . inet_service", _any_elements(published), _TARGET),
+        NamedSet(_MAP_ADDR, "ipv4_addr . inet_proto . inet_service", (), _TARGET),
+        NamedSet(_MAP_ANY, "inet_proto . inet_service", (), _TARGET),
     )
     dual = any(n.ipv6 for n in networks)  # an IPv4-only host's ruleset has no IPv6 maps at all
     if dual:
         sets += (
-            NamedSet(_MAP_ADDR6, "ipv6_addr . inet_proto . inet_service", _addr6_elements(published), _TARGET6),
-            NamedSet(_MAP_ANY6, "inet_proto . inet_service", _any6_elements(published), _TARGET6),
-            NamedSet(_ROUTED_OPEN, "ipv6_addr . inet_proto . inet_service", _routed_elements(published)),
+            NamedSet(_MAP_ADDR6, "ipv6_addr . inet_proto . inet_service", (), _TARGET6),
+            NamedSet(_MAP_ANY6, "inet_proto . inet_service", (), _TARGET6),
+            NamedSet(_ROUTED_OPEN, "ipv6_addr . inet_proto . inet_service", ()),
         )
     chains = (
         Chain("prerouting", tuple(_prerouting(networks, settings, dual)), Hook("nat", "prerouting", "dstnat")),
@@ -186,6 +221,16 @@ def _inet_table(networks: list[Network], published: list[Published], settings: F
         Chain("input", tuple(_input(networks, settings)), Hook("filter", "input", "filter")),
     )
     return Table("inet", settings.table, sets, chains)
+
+
+def _inet_elements(published: list[Published]) -> dict[str, tuple[str, ...]]:
+    return {
+        _MAP_ADDR: _addr_elements(published),
+        _MAP_ANY: _any_elements(published),
+        _MAP_ADDR6: _addr6_elements(published),
+        _MAP_ANY6: _any6_elements(published),
+        _ROUTED_OPEN: _routed_elements(published),
+    }
 
 
 _TARGET = "ipv4_addr . inet_service"
@@ -396,21 +441,16 @@ def _host_closed(n: Network, settings: FirewallSettings) -> Iterator[Rule]:
 # ----------------------------------------------------------------------------------------------- table bridge
 
 
-def _bridge_table(snapshot: Snapshot, settings: FirewallSettings) -> Table:
-    networks = {n.id: n for n in snapshot.networks}
-    endpoints = sorted((e for e in snapshot.endpoints if e.network_id in networks), key=lambda e: e.host_ifname)
-    ports = tuple(quote(e.host_ifname) for e in endpoints)  # quoted once: this runs per workload per converge
+def _bridge_table(settings: FirewallSettings) -> Table:
     sets = (
-        NamedSet("ports", "ifname", ports),
-        NamedSet("port_macs", "ifname . ether_addr",
-                 tuple(f"{port} . {e.mac.lower()}" for port, e in zip(ports, endpoints, strict=True))),
-        NamedSet("port_ips", "ifname . ipv4_addr",
-                 tuple(f"{port} . {e.ip}" for port, e in zip(ports, endpoints, strict=True) if e.ip is not None)),
-        NamedSet("ports6", "ifname", tuple(quote(e.host_ifname) for e in endpoints if e.ip6 is not None)),
-        NamedSet("port_ip6s", "ifname . ipv6_addr", _ip6_elements(endpoints, str)),
+        NamedSet("ports", "ifname", ()),
+        NamedSet("port_macs", "ifname . ether_addr", ()),
+        NamedSet("port_ips", "ifname . ipv4_addr", ()),
+        NamedSet("ports6", "ifname", ()),
+        NamedSet("port_ip6s", "ifname . ipv6_addr", ()),
         # The target of a neighbour advertisement, as nft 1.0.6 reads it: raw bits (it has no `icmpv6 taddr`).
-        NamedSet("port_nd_targets", f"typeof iifname . {_ND_TARGET}", _ip6_elements(endpoints, _hex)),
-    )  # fmt: skip
+        NamedSet("port_nd_targets", f"typeof iifname . {_ND_TARGET}", ()),
+    )
     chains = (
         Chain("spoof", _SPOOF),
         Chain(
@@ -421,6 +461,19 @@ def _bridge_table(snapshot: Snapshot, settings: FirewallSettings) -> Table:
         Chain("input", (Rule(("iifname @ports",), "jump spoof"),), Hook("filter", "input", "filter")),
     )
     return Table("bridge", settings.table, sets, chains)
+
+
+def _bridge_elements(endpoints: list[Endpoint]) -> dict[str, tuple[str, ...]]:
+    """Each endpoint's host port with its MAC and addresses (`endpoints`: on existing networks, in name order)."""
+    ports = tuple(quote(e.host_ifname) for e in endpoints)  # quoted once: this runs per endpoint
+    return {
+        "ports": ports,
+        "port_macs": tuple(f"{port} . {e.mac.lower()}" for port, e in zip(ports, endpoints, strict=True)),
+        "port_ips": tuple(f"{port} . {e.ip}" for port, e in zip(ports, endpoints, strict=True) if e.ip is not None),
+        "ports6": tuple(quote(e.host_ifname) for e in endpoints if e.ip6 is not None),
+        "port_ip6s": _ip6_elements(endpoints, str),
+        "port_nd_targets": _ip6_elements(endpoints, _hex),
+    }
 
 
 _ND_TARGET = "@th,64,128"  # RFC 4861 4.4: the target address follows type, code, checksum and 32 flag bits
@@ -529,19 +582,24 @@ def _locate(text: str) -> libnft.NftError | None:
 
 
 class Applier:
-    """Applies rendered tables: the whole script the first time and after `forget()` (a full reconcile) or a
-    failure, otherwise only the difference from the tables it applied last (`nft.update`). If the kernel drifted
-    (someone deleted our table), the update is refused as a whole and the full script is applied instead."""
+    """Applies the tables of a snapshot: the whole script the first time and after `forget()` (a full reconcile)
+    or a failure; otherwise only what the rows that changed since the snapshot it applied last add and take away
+    (set and map elements, and the chains when a network came or went), planned from those rows alone: the cost
+    of an operation does not grow with the workloads that exist. If the kernel drifted (someone deleted our
+    table), the update is refused as a whole and the full script is applied instead."""
 
-    def __init__(self) -> None:
-        self.applied: tuple[Table, ...] | None = None
+    def __init__(self, settings: FirewallSettings | None = None) -> None:
+        self.settings = settings or FirewallSettings()
+        self.applied: Snapshot | None = None
+        self.shape: tuple[Table, Table] = skeleton([], self.settings)  # chains and empty sets, as applied
+        self.owners: dict[PortKey, str] = {}  # published key -> the workload holding it, as applied
 
     def forget(self) -> None:
         self.applied = None
 
-    def __call__(self, wanted: tuple[Table, ...]) -> None:
+    def __call__(self, snapshot: Snapshot) -> None:
         previous, self.applied = self.applied, None
-        text = None if previous is None else update(previous, wanted)
+        text = None if previous is None else self._update(previous, snapshot)
         if text:
             try:
                 libnft.run(text)
@@ -549,8 +607,63 @@ class Applier:
                 log.warning("firewall update refused (%s); replacing the tables", str(exc).strip().splitlines()[0])
                 text = None
         if text is None:
+            wanted, owners = _whole(snapshot, self.settings)
             apply(script(wanted))
-        self.applied = wanted
+            self.shape, self.owners = skeleton(_sorted_networks(snapshot), self.settings), owners
+        self.applied = snapshot
+
+    def _update(self, previous: Snapshot, snapshot: Snapshot) -> str | None:
+        """The script from `previous` to `snapshot` ("": nothing to do; None: apply the whole tables). Raises
+        Conflict, as `published_ports` does, when a changed workload's port is held by another."""
+        change = changes(previous, snapshot)
+        before = {n.id: n for n in previous.networks}
+        after = {n.id: n for n in snapshot.networks}
+        if any(nid in before and nid in after for nid in change.networks):
+            return None  # a network changed in place (never by an operation): every endpoint on it could change
+        shape = skeleton(_sorted_networks(snapshot), self.settings) if change.networks else self.shape
+        owners = dict(self.owners)
+        gone: dict[tuple[str, str], list[str]] = {}
+        added: dict[tuple[str, str], list[str]] = {}
+        fresh: list[Published] = []
+        for workload_id in sorted(change.workloads):
+            old_published, old_elements = _part(previous, before, workload_id)
+            published, elements = _part(snapshot, after, workload_id)
+            for key in (k for p in old_published for k in p.keys):
+                if owners.get(key) == workload_id:
+                    del owners[key]
+            fresh += published
+            for where, items in old_elements.items():
+                gone.setdefault(where, []).extend(items)
+            for where, items in elements.items():
+                added.setdefault(where, []).extend(items)
+        for entry in sorted(fresh, key=lambda p: _mapping_order(p.mapping)):
+            if any(key in owners for key in entry.keys):
+                raise _taken(entry.mapping)
+            owners.update(dict.fromkeys(entry.keys, entry.mapping.workload_id))
+        text = update(_fill_both(self.shape, gone), _fill_both(shape, added))
+        if text is not None:
+            self.shape, self.owners = shape, owners
+        return text
+
+
+def _part(
+    snapshot: Snapshot, networks: Mapping[str, Network], workload_id: str
+) -> tuple[list[Published], dict[tuple[str, str], tuple[str, ...]]]:
+    """One workload's published ports and its elements of both tables, by (family, set name)."""
+    published = published_of(snapshot, networks, workload_id)
+    endpoints = sorted(
+        (e for e in snapshot.endpoints_of(workload_id) if e.network_id in networks), key=lambda e: e.host_ifname
+    )
+    elements = {("inet", name): items for name, items in _inet_elements(published).items()}
+    elements.update({("bridge", name): items for name, items in _bridge_elements(endpoints).items()})
+    return published, elements
+
+
+def _fill_both(shape: tuple[Table, Table], elements: Mapping[tuple[str, str], list[str]]) -> tuple[Table, ...]:
+    return tuple(
+        _fill(t, {name: tuple(items) for (family, name), items in elements.items() if family == t.family})
+        for t in shape
+    )
 
 
 def remove(settings: FirewallSettings | None = None) -> None:

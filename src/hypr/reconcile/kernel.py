@@ -64,6 +64,10 @@ class Reconciler:
     def host_view(self) -> HostView:
         return links.host_view(self.ipr, self.alias)
 
+    def link_names(self) -> set[str]:
+        """The names of every link in the daemon's namespace (one netlink dump)."""
+        return {link.name for link in links.links(self.ipr)}
+
     def reconcile(self, snapshot: Snapshot, *, full: bool = False) -> None:
         """Converge everything; raise the failures this reconcile found that the previous one had not. A failure
         that stays (a foreign interface holding a network's bridge name) is raised once and then only logged, so

@@ -9,23 +9,24 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from pathlib import Path
-from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from hypr import names
 from hypr.errors import KernelError
-from hypr.models import HostRoute, HostView, Network, Snapshot
+from hypr.models import HostRoute, HostView, Network, Snapshot, changes
 from hypr.runtime.rtnl import Rtnl, bridge_port_set
 
 log = logging.getLogger(__name__)
 GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)
 MAIN_TABLE = 254
+IFNAMSIZ = 16  # with the terminating NUL
 IFA_F_NODAD = 0x02  # linux/if_addr.h: the gateway is ours alone, so it is usable at once (no DAD wait)
 # IPv6 routes every interface has, never a clash: link-local and multicast.
 _NOT_ROUTES6 = (IPv6Network("fe80::/10"), IPv6Network("ff00::/8"))
@@ -49,34 +50,63 @@ def links(ipr: IPRoute) -> list[Link]:
 
 
 def host_view(ipr: IPRoute, alias: str) -> HostView:
-    """Routes and interface names that belong to others: what a new network must not collide with. Names come
-    from libc's if_nameindex (one netlink dump parsed in C: pyroute2 costs ~0.1 ms per link, and every workload
-    adds one); only the few interfaces routes leave by are looked up, to tell ours from others'."""
-    names = dict(socket.if_nameindex())
-    ours: dict[Any, bool] = {}
+    """Routes and interface names that belong to others: what a new network must not collide with. Routes come
+    from the main table through our own client (the kernel filters the table: every interface has a multicast
+    route in the local one, which pyroute2 parsed only to drop it); interface names are looked up one at a time
+    as the planner asks (`LinkNames`): every workload adds an interface, and listing them all cost ~10 ms per
+    network create at 1000 workloads. Only the few interfaces routes leave by are looked up, to tell ours from
+    others'. `ipr`: the calling thread's namespace, as are the sockets used here."""
+    seen: dict[int, Link | None] = {}
 
-    def theirs(oif: Any) -> bool:
-        if oif not in ours:
-            ours[oif] = oif is not None and _alias_of(oif) == alias
-        return not ours[oif]
+    def link(oif: int) -> Link | None:
+        if oif not in seen:
+            seen[oif] = _one(index=oif) if oif else None
+        return seen[oif]
 
-    routes = tuple(
-        HostRoute(IPv4Network((msg.get("dst") or "0.0.0.0", msg["dst_len"])), names.get(msg.get("oif"), "?"))
-        for msg in ipr.get_routes(family=2, table=MAIN_TABLE)
-        if theirs(msg.get("oif"))
-    )
-    routes6 = (
-        HostRoute(IPv6Network((msg.get("dst") or "::", msg["dst_len"])), names.get(msg.get("oif"), "?"))
-        for msg in ipr.get_routes(family=10, table=MAIN_TABLE)
-        if theirs(msg.get("oif"))
-    )
-    kept6 = tuple(r for r in routes6 if not any(r.dst.subnet_of(n) for n in _NOT_ROUTES6))  # type: ignore[arg-type]
-    return HostView(routes=routes + kept6, interfaces=frozenset(names.values()))
+    try:
+        with Rtnl() as rtnl:
+            main = rtnl.routes(socket.AF_INET, MAIN_TABLE) + rtnl.routes(socket.AF_INET6, MAIN_TABLE)
+    except OSError as exc:
+        raise KernelError(f"list routes: {exc}") from exc
+    routes: list[HostRoute] = []
+    for route in main:
+        dev = link(route.oif)
+        if dev is not None and dev.alias == alias:
+            continue  # one of our bridges
+        dst = IPv4Network((route.dst or bytes(4), route.dst_len)) if route.family == socket.AF_INET else (
+            IPv6Network((route.dst or bytes(16), route.dst_len)))  # fmt: skip
+        if not (dst.version == 6 and any(dst.subnet_of(n) for n in _NOT_ROUTES6)):
+            routes.append(HostRoute(dst, "?" if dev is None else dev.name))
+    return HostView(routes=tuple(routes), interfaces=LinkNames())
 
 
-def _alias_of(index: int) -> str:
-    link = _one(index=index)
-    return "" if link is None else link.alias
+class LinkNames(AbstractSet[str]):
+    """The names of the links in the calling thread's namespace, as a set: membership is one netlink request
+    per name (cached), iterating lists them all once (libc's if_nameindex)."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, bool] = {}
+        self.everything: frozenset[str] | None = None
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        if self.everything is not None:
+            return name in self.everything
+        if name not in self.known:
+            self.known[name] = len(name.encode()) < IFNAMSIZ and _one(name=name) is not None
+        return self.known[name]
+
+    def _all(self) -> frozenset[str]:
+        if self.everything is None:
+            self.everything = frozenset(name for _index, name in socket.if_nameindex())
+        return self.everything
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 def half_made(existing: Link, network: Network) -> bool:
@@ -230,18 +260,18 @@ class LinkDelta:
 
 
 def delta(old: Snapshot, new: Snapshot) -> LinkDelta:
-    """Compare by row: unchanged networks and endpoints are not looked at in the kernel at all."""
+    """Compare by row, only the rows that changed (`models.changes`): unchanged networks and endpoints are not
+    looked at, neither here nor in the kernel."""
+    change = changes(old, new)
     before = {n.id: n for n in old.networks}
     bridges = {n.bridge for n in new.networks}
-    ends = {e.id: e for e in old.endpoints}
-    ifnames = {e.host_ifname for e in new.endpoints}
+    ends = {e.id: e for w in change.workloads for e in old.endpoints_of(w)}
+    now = [e for w in change.workloads for e in new.endpoints_of(w)]
     return LinkDelta(
-        networks=tuple(n for n in new.networks if before.get(n.id) != n),
-        gone_bridges=tuple(sorted({n.bridge for n in old.networks} - bridges)),
-        endpoints=tuple(
-            (e.host_ifname, new.network(e.network_id).bridge) for e in new.endpoints if ends.get(e.id) != e
-        ),
-        gone_ifnames=tuple(sorted({e.host_ifname for e in old.endpoints} - ifnames)),
+        networks=tuple(n for n in new.networks if n.id in change.networks),
+        gone_bridges=tuple(sorted({before[i].bridge for i in change.networks if i in before} - bridges)),
+        endpoints=tuple((e.host_ifname, new.network(e.network_id).bridge) for e in now if ends.get(e.id) != e),
+        gone_ifnames=tuple(sorted({e.host_ifname for e in ends.values()} - {e.host_ifname for e in now})),
     )
 
 

@@ -12,13 +12,14 @@ import fcntl
 import logging
 import socket
 from collections.abc import Iterable
+from typing import cast
 
 from pyroute2 import Conntrack
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
 from hypr.errors import Conflict, InvalidParameter, KernelError
-from hypr.models import PortMapping, Protocol, Snapshot
+from hypr.models import PortMapping, Protocol, Snapshot, changes
 from hypr.names import DNS_PORT
 from hypr.ports import PortSpec
 from hypr.reconcile.proxy import LoopbackProxy
@@ -156,11 +157,13 @@ def flush_udp_conntrack(ports: Iterable[int]) -> None:
                         raise KernelError(f"flush UDP conntrack entries of port {port}: {exc}") from exc
 
 
-def reached_over_ipv6(snapshot: Snapshot) -> set[str]:
-    """Workloads whose published ports are forwarded over IPv6 too: their gateway network (the first without
-    `internal` in gateway order, as the firewall picks it) has IPv6."""
-    found = set()
-    for workload in {p.workload_id for p in snapshot.ports}:
+def reached_over_ipv6(snapshot: Snapshot, workloads: Iterable[str] | None = None) -> set[str]:
+    """Workloads (of `workloads`, default: every one with mappings) whose published ports are forwarded over IPv6
+    too: their gateway network (the first without `internal` in gateway order, as the firewall picks it) has IPv6."""
+    found: set[str] = set()
+    if not any(n.ipv6 for n in snapshot.networks):
+        return found  # an IPv4-only host: no workload to look at
+    for workload in {p.workload_id for p in snapshot.ports} if workloads is None else workloads:
         target = snapshot.port_network(workload)
         if target is not None and target.ipv6:
             found.add(workload)
@@ -173,6 +176,7 @@ class PortHolder:
         self.udp_applied: set[Key] = set()  # UDP mappings as of the last converge: a change flushes their flows
         self.unheld: set[Key] = set()  # published ports someone else holds (warned about once)
         self.proxy: LoopbackProxy | None = None  # relays TCP on [::1] (set by the daemon once its loop runs)
+        self.applied: Snapshot | None = None  # converged last: the next converge looks only at what changed since
 
     def reserve(self, workload_id: str, specs: Iterable[PortSpec], *, ipv6: bool = False) -> list[PortMapping]:
         """Bind every requested port (choosing free ones for host port 0); all or nothing. `ipv6`: the workload
@@ -186,7 +190,9 @@ class PortHolder:
                 key = _key(spec.host_ip, port, spec.protocol)
                 self.held[key] = held
                 taken.append(key)
-                mappings.append(PortMapping(workload_id, spec.host_ip, port, spec.guest_port, spec.protocol))
+                mappings.append(
+                    PortMapping(workload_id, spec.host_ip, port, spec.guest_port, spec.protocol, spec.host_text)
+                )
         except BaseException:
             for key in taken:
                 self.held.pop(key).close()
@@ -201,13 +207,33 @@ class PortHolder:
             if sock is not None:
                 sock.close()
 
+    def forget(self) -> None:
+        """The next converge looks at every mapping (a full reconcile)."""
+        self.applied = None
+
     def converge(self, snapshot: Snapshot) -> None:
-        """Hold exactly the ports in the database (after a restart, or a removal elsewhere)."""
-        wanted = {_key(p.host_ip, p.host_port, p.protocol): p for p in snapshot.ports}
-        dual = reached_over_ipv6(snapshot)
-        for key in list(self.held):
-            if key not in wanted:
-                self.held.pop(key).close()
+        """Hold exactly the ports in the database (after a restart, or a removal elsewhere). After a converge of
+        every mapping, the next ones look only at the mappings of the workloads that changed since."""
+        previous, self.applied = self.applied, None
+        if previous is None:
+            wanted = {_key(p.host_ip, p.host_port, p.protocol): p for p in snapshot.ports}
+            relayed: set[Key] = set() if self.proxy is None else cast(set[Key], self.proxy.keys())
+            self._hold(snapshot, wanted, set(self.held) | set(wanted) | relayed, set(self.udp_applied))
+        else:
+            changed = changes(previous, snapshot).workloads
+            old = {_key(p.host_ip, p.host_port, p.protocol) for w in changed for p in previous.ports_of(w)}
+            wanted = {_key(p.host_ip, p.host_port, p.protocol): p for w in changed for p in snapshot.ports_of(w)}
+            self._hold(snapshot, wanted, old | set(wanted), {k for k in old if k[2] == "udp"})
+        self.applied = snapshot
+
+    def _hold(self, snapshot: Snapshot, wanted: dict[Key, PortMapping], looked_at: set[Key], udp_was: set[Key]) -> None:
+        """Converge the keys `looked_at`: those in `wanted` held (with [::] too for workloads reached over IPv6),
+        the others not; `udp_was`: which of them were UDP mappings before (a change flushes their flows)."""
+        dual = reached_over_ipv6(snapshot, {p.workload_id for p in wanted.values()})
+        for key in looked_at - wanted.keys():
+            held = self.held.pop(key, None)
+            if held is not None:
+                held.close()
         for key in wanted.keys() - self.held.keys():
             try:
                 self.held[key] = bind(*key, ipv6=wanted[key].workload_id in dual)
@@ -217,26 +243,26 @@ class PortHolder:
                 if key not in self.unheld:
                     log.warning("published port %s:%d/%s is not reserved: %s", *key, exc.message)
                     self.unheld.add(key)
-        for key, held in self.held.items():
+        for key in wanted.keys() & self.held.keys():
             try:
-                held.set_ipv6(key, wanted[key].workload_id in dual)
+                self.held[key].set_ipv6(key, wanted[key].workload_id in dual)
             except (Conflict, KernelError) as exc:
                 if key not in self.unheld:
                     log.warning("published port [::]:%d/%s is not reserved: %s", key[1], key[2], exc.message)
                     self.unheld.add(key)
-        self._relay_loopback6(snapshot, wanted)
+        self._relay_loopback6(snapshot, wanted, looked_at)
         udp = {key for key in wanted if key[2] == "udp"}
-        if udp != self.udp_applied:
-            flush_udp_conntrack(port for _ip, port, _proto in udp ^ self.udp_applied)
-            self.udp_applied = udp
+        if udp != udp_was:
+            flush_udp_conntrack(port for _ip, port, _proto in udp ^ udp_was)
+        self.udp_applied = (self.udp_applied - udp_was) | udp
 
-    def _relay_loopback6(self, snapshot: Snapshot, wanted: dict[Key, PortMapping]) -> None:
+    def _relay_loopback6(self, snapshot: Snapshot, wanted: dict[Key, PortMapping], looked_at: set[Key]) -> None:
         """TCP ports on [::1] are relayed to the workload's address on its gateway network (its IPv6 one if it
         has one); see reconcile/proxy.py for why they cannot be DNAT'd."""
         if self.proxy is None:
             return
         relayed = {k for k in wanted if k[0] == "::1" and k[2] == "tcp" and k in self.held}
-        for key in self.proxy.keys() - relayed:
+        for key in (self.proxy.keys() & looked_at) - relayed:
             self.proxy.stop(key)
         for key in relayed:
             mapping = wanted[key]

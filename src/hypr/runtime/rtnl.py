@@ -29,6 +29,11 @@ RTM_DELLINK = 17
 RTM_GETLINK = 18
 RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
+RTM_GETROUTE = 26
+NETLINK_GET_STRICT_CHK = 12
+RTA_DST = 1
+RTA_OIF = 4
+RTA_TABLE = 15
 
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
@@ -74,6 +79,7 @@ RTN_UNICAST = 1
 
 _HDR = struct.Struct("=IHHII")
 _IFINFO = struct.Struct("=BxHiII")
+_RTMSG = struct.Struct("=BBBBBBBBI")  # struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _IFADDR = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 
@@ -281,6 +287,32 @@ class Rtnl:
                         found.append(_link_info(data[offset + _HDR.size : offset + length]))
                 offset += (length + 3) & ~3
 
+    def routes(self, family: int, table: int) -> list[RouteInfo]:
+        """The routes of one table (one RTM_GETROUTE dump the kernel filters by table: with strict checking it
+        leaves out the local table, which holds a multicast route for every interface, so every endpoint)."""
+        self.sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+        self.seq += 1
+        body = _RTMSG.pack(family, 0, 0, 0, table if table < 256 else 0, 0, 0, 0, 0)
+        body += attr(RTA_TABLE, struct.pack("=I", table))
+        self.sock.send(_HDR.pack(_HDR.size + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, self.seq, 0) + body)
+        found: list[RouteInfo] = []
+        while True:
+            data = self.sock.recv(1 << 20)
+            offset = 0
+            while offset + _HDR.size <= len(data):
+                length, kind, _flags, seq, _ = _HDR.unpack_from(data, offset)
+                if seq == self.seq:
+                    if kind == NLMSG_DONE:
+                        return found
+                    if kind == NLMSG_ERROR:
+                        (code,) = struct.unpack_from("=i", data, offset + _HDR.size)
+                        raise NetlinkError(-code, f"list routes: {os.strerror(-code)}")
+                    if kind == RTM_NEWROUTE:
+                        route = _route_info(data[offset + _HDR.size : offset + length])
+                        if route.table == table:  # (a kernel without strict checking sends every table)
+                            found.append(route)
+                offset += (length + 3) & ~3
+
     def link(self, name: str = "", index: int = 0) -> LinkInfo | None:
         """One link by name or index (one request, statistics left out), or None when there is no such link."""
         body = ifinfo(index) + attr(IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
@@ -314,6 +346,24 @@ class LinkInfo:
     alias: str
     master: int  # the bridge a port is enslaved to (0: none)
     mac: str  # lower case, "" for none
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    family: int
+    dst: bytes  # the packed destination address; b"" for a default route
+    dst_len: int
+    oif: int  # 0: none
+    table: int
+
+
+def _route_info(body: bytes) -> RouteInfo:
+    family, dst_len, _src_len, _tos, table, _proto, _scope, _type, _flags = _RTMSG.unpack_from(body)
+    attrs = _attrs(body, _RTMSG.size)
+    oif = attrs.get(RTA_OIF)
+    if RTA_TABLE in attrs:
+        (table,) = struct.unpack("=I", attrs[RTA_TABLE])
+    return RouteInfo(family, attrs.get(RTA_DST, b""), dst_len, struct.unpack("=I", oif)[0] if oif else 0, table)
 
 
 def _attrs(data: bytes, offset: int) -> dict[int, bytes]:

@@ -19,6 +19,7 @@ from hypr.reconcile.ports import PortHolder
 from hypr.runtime.base import Runtime
 from hypr.runtime.files import host_resolver
 from hypr.services.events import EventLog
+from hypr.services.exits import ExitWatch
 from hypr.state import Store
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Context:
     # Workloads whose --rm removal waits: an attach still streams their output, or a wait has yet to read their exit
     # code (Docker removes an auto-remove container once its streams are done). Workload id -> holders.
     holds: Counter[str] = field(default_factory=Counter)
+    exits: ExitWatch = field(default_factory=ExitWatch)  # which running workloads' processes may have ended
     images: ImageStore = field(init=False)  # pulled images on disk, under <data dir>/images
     registry: Skopeo = field(init=False)
     cluster: Cluster | None = None  # set when hyprd runs with --cluster-store (overlay networks)

@@ -262,8 +262,11 @@ def _plan_bridge_name(options: Mapping[str, str], snapshot: Snapshot, host: Host
         if name in host.interfaces:
             raise Forbidden(f"bridge name {name} is already an interface on this host")
         return name
-    busy = used | host.interfaces
-    return next(names.bridge_name(i) for i in range(1, 100_000) if names.bridge_name(i) not in busy)
+    return next(
+        name
+        for name in map(names.bridge_name, range(1, 100_000))
+        if name not in used and name not in host.interfaces  # one by one: the host's are looked up as asked
+    )
 
 
 def _plan_mtu(options: Mapping[str, str]) -> int:

@@ -97,18 +97,17 @@ def _ipv6_only_ports(ports: tuple[PortSpec, ...], target: Network) -> tuple[Port
 
 
 def port_target(endpoints: tuple[EndpointRequest, ...]) -> Network | None:
-    """The network published ports reach the workload on: the first without `internal` in gateway order (the
-    highest GwPriority, then by name: Snapshot.gateway_order's rule)."""
-    ordered = sorted(endpoints, key=lambda e: (-e.gw_priority, e.network.internal, e.network.name))
+    """The network published ports reach the workload on: its gateway network (the highest GwPriority, then by
+    name, among the networks that are not internal: Snapshot.gateway_order's rule)."""
+    ordered = sorted(endpoints, key=lambda e: (e.network.internal, -e.gw_priority, e.network.name))
     return next((e.network for e in ordered if not e.network.internal), None)
 
 
 def find_workload(snapshot: Snapshot, ref: str) -> Workload:
     """Docker's order: full ID, exact name (with or without the leading /), then a unique ID prefix."""
-    name = ref.removeprefix("/")
-    exact = [w for w in snapshot.workloads if w.id == ref] or [w for w in snapshot.workloads if w.name == name]
-    if exact:
-        return exact[0]
+    exact = snapshot.workload(ref) if snapshot.has_workload(ref) else snapshot.workload_named(ref.removeprefix("/"))
+    if exact is not None:
+        return exact
     prefixed = [w for w in snapshot.workloads if ref and w.id.startswith(ref)]
     if len(prefixed) == 1:
         return prefixed[0]
@@ -120,7 +119,7 @@ def find_workload(snapshot: Snapshot, ref: str) -> Workload:
 def check_name(name: str, snapshot: Snapshot) -> None:
     if not _NAME.match(name):
         raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-    clash = next((w for w in snapshot.workloads if w.name == name), None)
+    clash = snapshot.workload_named(name)
     if clash:
         raise Conflict(
             f'Conflict. The container name "/{name}" is already in use by container "{clash.id}". '
@@ -129,13 +128,12 @@ def check_name(name: str, snapshot: Snapshot) -> None:
 
 
 def generated_name(snapshot: Snapshot, rng: random.Random) -> str:
-    used = {w.name for w in snapshot.workloads}
     while True:
         name = f"{rng.choice(_ADJECTIVES)}_{rng.choice(_NOUNS)}"
-        if name not in used:
+        if snapshot.workload_named(name) is None:
             return name
         name = f"{name}{rng.randint(1, 99)}"
-        if name not in used:
+        if snapshot.workload_named(name) is None:
             return name
 
 

@@ -74,25 +74,26 @@ def attachment(network: Network, endpoint: Endpoint) -> Attachment:
         ip=endpoint.ip, prefixlen=network.subnet.prefixlen if network.subnet else 24, gateway=network.gateway,
         mac=endpoint.mac, mtu=network.mtu,
         ip6=endpoint.ip6, prefixlen6=network.subnet6.prefixlen if network.subnet6 else 64, gateway6=network.gateway6,
-        link_local=tuple(IPv4Address(a) for a in endpoint.link_local_ips),
+        link_local=tuple(IPv4Address(a) for a in endpoint.link_local_ips), internal=network.internal,
     )  # fmt: skip
 
 
 def nameserver(attachments: tuple[Attachment, ...]) -> IPv4Address | IPv6Address | None:
-    """The resolver a workload is given: the IPv4 gateway of its first network that has IPv4 (gateway order), or,
-    when every network is IPv6-only, its first IPv6 gateway (the DNS server listens on both)."""
+    """The host's address a workload is given as resolver and `host-gateway`: the IPv4 gateway of its first network
+    that has IPv4 (gateway order), or, when every network is IPv6-only, its first IPv6 gateway (the DNS server
+    listens on both)."""
     return next((a.gateway for a in attachments if a.gateway), None) or next(
         (a.gateway6 for a in attachments if a.gateway6), None
     )
 
 
 def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchSpec:
-    # The runtime takes the first attachment as the one with the default route and the resolver.
+    # In gateway order, internal networks last: LaunchSpec.gateway(6) carry the default routes, nameserver() resolves.
     endpoints = snapshot.gateway_order(workload.id)
     attachments = tuple(attachment(snapshot.network(e.network_id), e) for e in endpoints)
     own = workload.resolver
     search, options = ctx.host_resolver()
-    extra = _extra_hosts(own.extra_hosts, next((a.gateway for a in attachments if a.gateway), None))
+    extra = _extra_hosts(own.extra_hosts, nameserver(attachments))
     extra += _link_hosts(snapshot, workload)
     spec = LaunchSpec(
         workload_id=workload.id, name=workload.name, hostname=workload.hostname or workload.name,
@@ -154,9 +155,10 @@ def _link_hosts(snapshot: Snapshot, workload: Workload) -> tuple[tuple[str, IPv4
 
 
 def _extra_hosts(
-    entries: tuple[tuple[str, str], ...], gateway: IPv4Address | None
+    entries: tuple[tuple[str, str], ...], gateway: IPv4Address | IPv6Address | None
 ) -> tuple[tuple[str, IPv4Address | IPv6Address], ...]:
-    """--add-host entries; `host-gateway` is the host's address on the workload's gateway network."""
+    """--add-host entries; `host-gateway` is the host's address on the workload's gateway network (its IPv6
+    gateway when every network is IPv6-only)."""
     found: list[tuple[str, IPv4Address | IPv6Address]] = []
     for name, address in entries:
         if address != "host-gateway":
@@ -407,6 +409,8 @@ def refresh(ctx: Context) -> None:
     once a run lasted 10 s)."""
     snapshot = ctx.store.snapshot()
     now = time.monotonic()
+    handles = {w.id: h for w in snapshot.workloads if w.state == "running" and (h := handle_of(w)) is not None}
+    ended = ctx.exits.candidates(handles)  # the few whose process may have ended: only those are looked at
     for workload in snapshot.workloads:
         handle = handle_of(workload)
         if workload.state == "exited" and workload.auto_remove:
@@ -416,7 +420,7 @@ def refresh(ctx: Context) -> None:
         if workload.state == "exited" and ctx.restarts.get(workload.id, (0, math.inf))[1] <= now:
             log.info("restarting %s (policy %s)", workload.name, workload.restart)
             start(ctx, workload.id)
-        if workload.state != "running" or handle is None:
+        if workload.state != "running" or handle is None or workload.id not in ended:
             continue
         runtime = ctx.runtime(workload.runtime)
         if runtime.running(handle):
@@ -442,9 +446,10 @@ def refresh(ctx: Context) -> None:
 def adopt_all(ctx: Context) -> None:
     """After a daemon restart: workloads that kept running are ours again; the others are marked exited."""
     snapshot = ctx.store.snapshot()
+    present = ctx.reconciler.link_names()
     for workload in snapshot.workloads:
         if workload.state != "running":  # a create cut short between its rows and its interfaces: plug them
-            _repair(ctx, snapshot, workload)
+            _repair(ctx, snapshot, workload, present)
             continue
         handle = ctx.runtime(workload.runtime).adopt(launch_spec(ctx, snapshot, workload))
         if handle is None:
@@ -460,13 +465,19 @@ def adopt_all(ctx: Context) -> None:
                                           workload.started_at or now_rfc3339())  # fmt: skip
         # Both ways: an `rm -f` cut short after the runtime's delete but before the rows went leaves a row whose
         # interfaces are gone; plugging them back gives "none of the rm" (the workload stays, exited).
-        _repair(ctx, snapshot, workload)
+        _repair(ctx, snapshot, workload, present)
     refresh(ctx)
 
 
-def _repair(ctx: Context, snapshot: Snapshot, workload: Workload) -> None:
+def _repair(ctx: Context, snapshot: Snapshot, workload: Workload, present: set[str]) -> None:
     """A connect, disconnect or rm cut short by a crash leaves a row without its interface, or the reverse (the
-    reconcile removes host links no row owns): plug whatever the rows say is missing (create is idempotent)."""
+    reconcile removes host links no row owns): plug whatever the rows say is missing (create is idempotent).
+    Only for a workload with a host link missing from `present` (the links that exist): a runtime create costs
+    ~10 ms, and a host with many stopped workloads must not pay it for each at every start-up. (A namespace
+    that is gone takes its veth ends with it; a workload without endpoints gets its namespace at start.)"""
+    if all(e.host_ifname in present for e in snapshot.endpoints_of(workload.id)):
+        return
+    log.info("plugging the interfaces of %s again", workload.name)
     try:
         ctx.runtime(workload.runtime).create(launch_spec(ctx, snapshot, workload))
     except HyprError as exc:

@@ -12,13 +12,18 @@ import dataclasses
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from itertools import chain
+from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from hypr.models import (
+    ChangeLog,
+    Changes,
     Confinement,
     Endpoint,
     Image,
@@ -33,6 +38,8 @@ from hypr.models import (
     WorkloadState,
 )
 from hypr.state.schema import MIGRATIONS
+
+T = TypeVar("T")
 
 
 def _dump(value: Mapping[str, Any] | tuple[str, ...] | None) -> str | None:
@@ -51,11 +58,13 @@ class Store:
         self._migrate()
         self._track_changes()
         self._snapshot: Snapshot | None = None
-        self._networks: dict[str, Network] = {}
-        self._workloads: dict[str, Workload] = {}
-        self._endpoints: dict[str, tuple[Endpoint, ...]] = {}  # by workload ID, in position order
-        self._ports: dict[str, tuple[PortMapping, ...]] = {}  # by workload ID, in insertion order
+        self._networks: _Rows[Network] = _Rows(_CREATED)
+        self._workloads: _Rows[Workload] = _Rows(_CREATED)
+        self._endpoints: _Rows[tuple[Endpoint, ...]] = _Rows()  # by workload ID, in position order
+        self._ports: _Rows[tuple[PortMapping, ...]] = _Rows()  # by workload ID, in insertion order
         self._images: tuple[Image, ...] = ()
+        self._serial = 0  # of the last snapshot made
+        self._history = ChangeLog()  # what each snapshot changed: the incremental reconcile plans from it
 
     def close(self) -> None:
         self.conn.close()
@@ -113,15 +122,25 @@ class Store:
         if self._snapshot is None:
             self._load_all()
         else:
-            for kind, key in changes:
-                self._reload(kind, key)
-        self._snapshot = Snapshot(
-            networks=tuple(sorted(self._networks.values(), key=lambda n: (n.created, n.id))),
-            workloads=tuple(sorted(self._workloads.values(), key=lambda w: (w.created, w.id))),
-            endpoints=tuple(e for key in sorted(self._endpoints) for e in self._endpoints[key]),
-            ports=tuple(p for key in sorted(self._ports) for p in self._ports[key]),
-            images=self._images,
-        )
+            changed = [(kind, key) for kind, key in changes if self._reload(kind, key)]
+            if not changed:
+                return self._snapshot
+            self._history.add(self._serial + 1, _logged(changed))
+        self._serial += 1
+        rows = {
+            "networks": self._networks.in_order(),
+            "workloads": self._workloads.in_order(),
+            "endpoints": tuple(chain.from_iterable(self._endpoints.in_order())),
+            "ports": tuple(chain.from_iterable(self._ports.in_order())),
+            "images": self._images,
+        }
+        indexes: dict[str, Mapping[str, Any]] = {
+            "_networks_by_id": dict(self._networks.by_key),
+            "_workloads_by_id": dict(self._workloads.by_key),
+            "_endpoints_by_workload": dict(self._endpoints.by_key),
+            "_ports_by_workload": dict(self._ports.by_key),
+        }
+        self._snapshot = Snapshot.from_store(rows, self._serial, self._history, indexes)
         return self._snapshot
 
     def _read_all(self) -> Snapshot:
@@ -137,29 +156,38 @@ class Store:
 
     def _load_all(self) -> None:
         whole = self._read_all()
-        self._networks = {n.id: n for n in whole.networks}
-        self._workloads = {w.id: w for w in whole.workloads}
-        self._endpoints, self._ports = {}, {}
+        endpoints: dict[str, tuple[Endpoint, ...]] = {}
+        ports: dict[str, tuple[PortMapping, ...]] = {}
         for e in whole.endpoints:
-            self._endpoints[e.workload_id] = (*self._endpoints.get(e.workload_id, ()), e)
+            endpoints[e.workload_id] = (*endpoints.get(e.workload_id, ()), e)
         for p in whole.ports:
-            self._ports[p.workload_id] = (*self._ports.get(p.workload_id, ()), p)
+            ports[p.workload_id] = (*ports.get(p.workload_id, ()), p)
+        self._networks.load({n.id: n for n in whole.networks})
+        self._workloads.load({w.id: w for w in whole.workloads})
+        self._endpoints.load(endpoints)
+        self._ports.load(ports)
         self._images = whole.images
 
-    def _reload(self, kind: str, key: str) -> None:
-        """Re-read the rows behind one noted change: a network, or a workload with its endpoints and mappings."""
+    def _reload(self, kind: str, key: str) -> bool:
+        """Re-read the rows behind one noted change: a network, or a workload with its endpoints and mappings.
+        False when they read as they were (a network's row is written for its allocation cursor, which no
+        snapshot shows): the old values stay, as the same objects."""
         if kind == "images":
             self._images = self._read_images()
         elif kind == "network":
             row = self.conn.execute("SELECT * FROM networks WHERE id=?", (key,)).fetchone()
-            _put(self._networks, key, None if row is None else _network(row))
+            network = None if row is None else _network(row)
+            if network is not None and self._networks.by_key.get(key) == network:
+                return False
+            self._networks.put(key, network)
         else:
             row = self.conn.execute("SELECT * FROM workloads WHERE id=?", (key,)).fetchone()
-            _put(self._workloads, key, None if row is None else _workload(row))
+            self._workloads.put(key, None if row is None else _workload(row))
             query = "SELECT * FROM endpoints WHERE workload_id=? ORDER BY position"
-            _put(self._endpoints, key, tuple(map(_endpoint, self.conn.execute(query, (key,)))) or None)
+            self._endpoints.put(key, tuple(map(_endpoint, self.conn.execute(query, (key,)))) or None)
             query = "SELECT * FROM port_mappings WHERE workload_id=? ORDER BY rowid"
-            _put(self._ports, key, tuple(map(_port, self.conn.execute(query, (key,)))) or None)
+            self._ports.put(key, tuple(map(_port, self.conn.execute(query, (key,)))) or None)
+        return True
 
     def _read_images(self) -> tuple[Image, ...]:
         tags: dict[str, list[tuple[str, str]]] = {}
@@ -286,8 +314,9 @@ class Store:
 
     def insert_port(self, tx: sqlite3.Connection, p: PortMapping) -> None:
         tx.execute(
-            "INSERT INTO port_mappings (workload_id, host_ip, host_port, guest_port, protocol) VALUES (?,?,?,?,?)",
-            (p.workload_id, str(p.host_ip), p.host_port, p.guest_port, p.protocol),
+            "INSERT INTO port_mappings (workload_id, host_ip, host_port, guest_port, protocol, requested)"
+            " VALUES (?,?,?,?,?,?)",
+            (p.workload_id, str(p.host_ip), p.host_port, p.guest_port, p.protocol, p.requested),
         )
 
     def insert_image(self, tx: sqlite3.Connection, image: Image, layout_tag: str, digest_ref: str) -> None:
@@ -344,11 +373,45 @@ _TRACKED = {
 }
 
 
-def _put(cache: dict[str, Any], key: str, value: Any) -> None:
-    if value is None:
-        cache.pop(key, None)
-    else:
-        cache[key] = value
+_CREATED = attrgetter("created")  # (with the ID) the order of networks and of workloads in a snapshot
+
+
+def _logged(changes: list[tuple[str, str]]) -> Changes:
+    keys: dict[str, set[str]] = {"network": set(), "workload": set(), "images": set()}
+    for kind, key in changes:
+        keys[kind].add(key)
+    return Changes(frozenset(keys["network"]), frozenset(keys["workload"]), bool(keys["images"]))
+
+
+class _Rows(Generic[T]):
+    """Cached rows by key, with their keys kept in snapshot order as rows change (a bisect per changed row, not a
+    sort of every row per snapshot). `order`: a row's place ((created, id) for networks and workloads); rows
+    without one (a workload's endpoints, its mappings) are in key order."""
+
+    def __init__(self, order: Callable[[Any], Any] | None = None) -> None:
+        self.order = order
+        self.by_key: dict[str, T] = {}
+        self.keys: list[Any] = []  # sorted: (place, key) or key
+
+    def _place(self, key: str, row: T) -> Any:
+        return key if self.order is None else (self.order(row), key)
+
+    def load(self, rows: dict[str, T]) -> None:
+        self.by_key = rows
+        self.keys = sorted(self._place(k, r) for k, r in rows.items())
+
+    def put(self, key: str, row: T | None) -> None:
+        """Replace (None: remove) the row of `key`."""
+        old = self.by_key.pop(key, None)
+        if old is not None:
+            del self.keys[bisect_left(self.keys, self._place(key, old))]
+        if row is not None:
+            self.by_key[key] = row
+            insort(self.keys, self._place(key, row))
+
+    def in_order(self) -> tuple[T, ...]:
+        keys = self.keys if self.order is None else map(itemgetter(1), self.keys)
+        return tuple(map(self.by_key.__getitem__, keys))
 
 
 def _load(text: str | None) -> Any:
@@ -493,4 +556,5 @@ def _port(row: sqlite3.Row) -> PortMapping:
         host_port=row["host_port"],
         guest_port=row["guest_port"],
         protocol=cast(Protocol, row["protocol"]),
+        requested=row["requested"],
     )
