@@ -26,8 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package: harness and topology
 
 from tests.integration.cluster_topology import UNDERLAY, Cluster, cluster
-from tests.integration.conftest import _reap
-from tests.integration.harness import Hyprd, sh
+from tests.integration.harness import Hyprd, reap, sh
 from tests.integration.topology import workload
 
 PINGER = r"""
@@ -242,7 +241,7 @@ def main() -> None:
                         for found in client.containers(all=True):
                             client.remove(found["Id"], force=True)
     finally:
-        _reap(root)
+        reap(root)
         subprocess.run(["rm", "-rf", str(root)], check=False)
 
 

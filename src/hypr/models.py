@@ -96,6 +96,7 @@ class PortMapping:
     host_port: int
     guest_port: int
     protocol: Protocol = "tcp"
+    requested: str | None = None  # the host port as asked: "" any free one, "8080", "8000-8010"; None: host_port
 
 
 @dataclass(frozen=True)
@@ -295,11 +296,14 @@ class Snapshot:
         return list(self._endpoints_by_workload.get(workload_id, ()))
 
     def gateway_order(self, workload_id: str) -> list[Endpoint]:
-        """A workload's endpoints, the one that carries its default route (and resolver) first. Docker's rule:
-        the highest GwPriority, then a network with external connectivity (not internal), then by network name."""
+        """A workload's endpoints, its gateway network first: the one that carries its default route, its resolver
+        and its published ports. Docker's rule: the highest GwPriority, then by network name, among the networks
+        with a way out; an internal network has no gateway (Docker's bridge driver sets none), so it never
+        carries the default route, whatever its priority, and comes after them (its gateway is still the resolver
+        of a workload on internal networks only, which gets no default route)."""
         return sorted(
             self.endpoints_of(workload_id),
-            key=lambda e: (-e.gw_priority, self.network(e.network_id).internal, self.network(e.network_id).name),
+            key=lambda e: (self.network(e.network_id).internal, -e.gw_priority, self.network(e.network_id).name),
         )
 
     def port_network(self, workload_id: str) -> Network | None:

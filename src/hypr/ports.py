@@ -72,12 +72,8 @@ def parse_publish(spec: str) -> list[PortSpec]:
     hosts = _port_range(host_text, spec) if host_text else [0] * len(guests)
     if len(guests) == 1 and len(hosts) > 1:  # 8000-8010:80: one port, the first free one of the range
         return [PortSpec(guests[0], cast(Protocol, proto), host_ip, hosts[0], hosts[-1])]
-    if len(hosts) != len(guests):
-        if len(hosts) > 1:
-            raise InvalidParameter(f"invalid ranges specified for container and host Ports: {spec!r}")
-        hosts = [0] * len(guests) if hosts == [0] else hosts * len(guests)
-        if len(set(hosts)) != len(hosts):
-            raise InvalidParameter(f"invalid ranges specified for container and host Ports: {spec!r}")
+    if len(hosts) != len(guests):  # Docker's (go-connections' ParsePortSpec) words
+        raise InvalidParameter(f"invalid ranges specified for container and host Ports: {guest_text} and {host_text}")
     return [PortSpec(g, cast(Protocol, proto), host_ip, h) for g, h in zip(guests, hosts, strict=True)]
 
 

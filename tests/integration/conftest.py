@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Hyprd, leftover_mounts, leftover_processes, netns
+from tests.integration.harness import (  # noqa: F401 - remove_all_workloads: imported from here by tests
+    Hyprd,
+    netns,
+    reap,
+    remove_all_workloads,
+    running_daemon,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,36 +41,11 @@ def tmp_root() -> Iterator[Path]:
     try:
         yield root
     finally:
-        _reap(root)
+        reap(root)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _reap(root: Path) -> None:
-    """Whatever a test left behind under its directory: processes killed, mounts detached."""
-    for pid in leftover_processes(root):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    for mount in sorted(leftover_mounts(root), reverse=True):
-        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
 
 
 @pytest.fixture
 def hyprd(host_ns: str, tmp_root: Path) -> Iterator[Hyprd]:
-    daemon = Hyprd(ns=host_ns, root=tmp_root)
-    daemon.start()
-    try:
+    with running_daemon(host_ns, tmp_root) as daemon:
         yield daemon
-    finally:
-        remove_all_workloads(daemon)
-        daemon.stop()
-        leaks = leftover_processes(tmp_root) + leftover_mounts(tmp_root)
-        assert not leaks, f"left behind: {leaks}"
-
-
-def remove_all_workloads(daemon: Hyprd) -> None:
-    """Workloads outlive the daemon by design, so a test's clean-up removes them through the API first."""
-    if daemon.proc is None:
-        daemon.start()
-    with daemon.client() as client:
-        for container in client.containers(all=True):
-            client.remove(container["Id"], force=True)

@@ -25,14 +25,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tests.integration.harness import Hyprd, leftover_mounts, leftover_processes, netns, run_in, sh, wait_until
+from tests.integration.harness import Hyprd, netns, run_in, running_daemon, sh, stop_process, wait_until
 
 ZONE_SERVER = "198.18.0.2"
 BLACKHOLES = ("198.18.0.3", "198.18.0.4")
 SECOND_ZONE = "198.18.0.5"  # another upstream, for `--dns`: the same zone, other answers
 HOST_SIDE = "198.18.0.1"
 OUTSIDE_ADDRESS = "198.51.100.7"  # what the zone server answers for *.example.test
+MANY_PTR_ZONE = "100.51.198.in-addr.arpa"  # PTR queries here get 30 long names (hypr.dns.testing.MANY)
 SECOND_ADDRESS = "198.51.100.8"  # what the second zone server answers for *.example.test
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,10 +81,23 @@ def parse_dig(text: str) -> Dig:
     )
 
 
+def enter(ns: str | None) -> list[str]:
+    """The argv prefix that runs a command in a network namespace: a name under /run/netns, a path to a netns
+    file (a workload's), or None for this one."""
+    if ns is None:
+        return []
+    return ["nsenter", f"--net={ns if ns.startswith('/') else f'/run/netns/{ns}'}"]
+
+
+def python_in(ns: str | None, module: str, *args: str, **popen: Any) -> subprocess.Popen[Any]:
+    """`python -m MODULE ARGS` from this checkout (a helper program of the tests) inside a namespace (`enter`)."""
+    argv = [*enter(ns), sys.executable, "-m", module, *args]
+    return subprocess.Popen(argv, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, **popen)
+
+
 def dig(ns: str, server: str, *args: str, port: int = 53, timeout: float = 10) -> Dig:
     """`dig` run in a namespace (a name under /run/netns, or a path to a netns file) against `server`."""
-    target = ns if ns.startswith("/") else f"/run/netns/{ns}"
-    argv = ["nsenter", f"--net={target}", "dig", f"@{server}", "-p", str(port), "+tries=1", "+time=3", *args]
+    argv = [*enter(ns), "dig", f"@{server}", "-p", str(port), "+tries=1", "+time=3", *args]
     return parse_dig(sh(*argv, rc=None, timeout=timeout).stdout)
 
 
@@ -187,11 +202,7 @@ def internet(host_ns: str) -> Iterator[Internet]:
                 sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
             sh("ip", "-n", ns, "link", "set", "eth0", "up")
             servers = [f"{ZONE_SERVER}=zone", *(f"{b}=blackhole" for b in BLACKHOLES), f"{SECOND_ZONE}=second"]
-            argv = [*servers, "--log", str(log)]
-            proc = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-m", "tests.integration.dns_topology", *argv],
-                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+            proc = python_in(ns, __name__, *servers, "--log", str(log), stdin=subprocess.DEVNULL)
 
             def ready() -> bool:
                 if proc is not None and proc.poll() is not None:
@@ -204,12 +215,7 @@ def internet(host_ns: str) -> Iterator[Internet]:
             yield Internet(ns=ns, log=log)
         finally:
             if proc is not None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_process(proc)
             sh("ip", "-n", host_ns, "link", "del", "inet0", rc=None)
 
 
@@ -220,27 +226,14 @@ def dns_daemon(
     """A daemon whose upstream list (HYPR_DNS_UPSTREAMS) points into a fresh internet namespace. `resolv_conf`:
     the text of the host's resolv.conf it reads (HYPR_RESOLV_CONF; its search list reaches workloads and DNS),
     in `<root>/resolv.conf`; by default the real /etc/resolv.conf."""
-    with netns("hyprt") as ns, internet(ns) as net:
-        root = Path(tempfile.mkdtemp(prefix="hyprt-"))
+    with netns("hyprt") as ns, internet(ns) as net, tempfile.TemporaryDirectory(prefix="hyprt-") as tmp:
+        root = Path(tmp)
         env = {"HYPR_DNS_UPSTREAMS": upstreams}
         if resolv_conf is not None:
             (root / "resolv.conf").write_text(resolv_conf)
             env["HYPR_RESOLV_CONF"] = str(root / "resolv.conf")
-        daemon = Hyprd(ns=ns, root=root, env_extra=env)
-        try:
-            daemon.start()
+        with running_daemon(ns, root, env) as daemon:
             yield daemon, net
-        finally:
-            try:
-                if daemon.proc is not None:
-                    with daemon.client() as client:
-                        for container in client.containers(all=True):
-                            client.remove(container["Id"], force=True)
-            finally:
-                daemon.stop()
-                leaks = leftover_processes(root) + leftover_mounts(root)
-                sh("rm", "-rf", str(root))
-            assert not leaks, f"left behind: {leaks}"
 
 
 # -- the fake servers (the subprocess) ---------------------------------------------------------------------------
@@ -255,7 +248,8 @@ def _serve(listen: list[tuple[str, str]], log_path: Path) -> None:
 
     class Zone(FakeUpstream):
         """By name: tc.* truncated over UDP, big.* ~3 kB of TXT, cut.* the same cut at 512 bytes over UDP without TC
-        (a middlebox that drops the rest), *.example.test A (other types: no answer), else NXDOMAIN. The second
+        (a middlebox that drops the rest), many.* and the PTR names of 198.51.100.0/24 1.6-2.3 kB of records of
+        the asked type (A, AAAA, PTR), *.example.test A (other types: no answer), else NXDOMAIN. The second
         zone server answers *.example.test A with SECOND_ADDRESS instead."""
 
         def reply(self, data: bytes, *, over_tcp: bool) -> bytes | None:
@@ -265,6 +259,8 @@ def _serve(listen: list[tuple[str, str]], log_path: Path) -> None:
             if self.mode == "blackhole":
                 return None
             mode: Mode = "answer"
+            if name.startswith("many.") or name.endswith(MANY_PTR_ZONE):
+                return fake_answer(data, "many", over_tcp=over_tcp)
             if name.startswith("cut."):
                 full = fake_answer(data, "big", over_tcp=over_tcp)
                 return full if over_tcp else full[:512]

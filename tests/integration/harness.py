@@ -6,6 +6,7 @@ so that several test runs (and several daemons) can share one machine.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -17,16 +18,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hypr.client import Client
 from hypr.runtime import vm_kernel
+from hypr.runtime.oci import CGROUP_PARENT
 
 VENV_BIN = Path(sys.executable).parent
 HYPRD = str(VENV_BIN / "hyprd")
 HYPR = str(VENV_BIN / "hypr")
 _counter = itertools.count()
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def sh(
@@ -158,6 +162,47 @@ class Hyprd:
             )
         return proc
 
+    def docker(self, *argv: str, rc: int | None = 0, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """The docker CLI against this daemon's socket."""
+        return sh("docker", "-H", f"unix://{self.socket}", *argv, rc=rc, timeout=timeout)
+
+
+def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 5) -> None:
+    """Ask a helper process to end (`sig`), and kill it when it has not within `timeout` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def remove_all_workloads(daemon: Hyprd) -> None:
+    """Workloads outlive the daemon by design, so a test's clean-up removes them through the API first."""
+    if daemon.proc is None:
+        daemon.start()
+    with daemon.client() as client:
+        for container in client.containers(all=True):
+            client.remove(container["Id"], force=True)
+
+
+@contextmanager
+def running_daemon(ns: str, root: Path, env_extra: dict[str, str] | None = None) -> Iterator[Hyprd]:
+    """A daemon in `ns` on the directories under `root`, ready; afterwards (also when the test failed) emptied of
+    workloads and stopped, and nothing of it may be left: no process and no mount under `root`."""
+    daemon = Hyprd(ns=ns, root=root, env_extra=dict(env_extra or {}))
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        try:
+            remove_all_workloads(daemon)
+        finally:
+            daemon.stop()
+        leaks = [*leftover_processes(root), *leftover_mounts(root), *leftover_containers(root), *leftover_cgroups(root)]
+        assert not leaks, f"left behind: {leaks}"
+
 
 def links(ns: str, kind: str | None = None) -> list[str]:
     argv = ["ip", "-n", ns, "-o", "link", "show"] + (["type", kind] if kind else [])
@@ -173,16 +218,97 @@ def leftover_mounts(root: Path) -> list[str]:
 
 
 def leftover_processes(root: Path) -> list[int]:
+    """Processes of a test: those with its directories in their environment (hyprd, supervisors, helpers) and
+    those in the cgroup of one of its workloads (a container's init has the container's own environment)."""
+    groups = tuple(f"{CGROUP_PARENT}/{workload}" for workload in workload_ids(root))
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if str(root) in (entry / "environ").read_bytes().decode(errors="replace"):
+            if str(root) in (entry / "environ").read_bytes().decode(errors="replace") or (
+                groups and _in_cgroups((entry / "cgroup").read_text(), groups)
+            ):
                 found.append(int(entry.name))
         except OSError:
             continue
     return [pid for pid in found if pid != os.getpid()]
+
+
+def _in_cgroups(cgroup_file: str, groups: tuple[str, ...]) -> bool:
+    """`/proc/<pid>/cgroup` lines are `id:controllers:/path`; a workload's processes are in /hypr/<id>[/...]."""
+    paths = (line.split(":", 2)[2] for line in cgroup_file.splitlines() if line.count(":") >= 2)
+    return any(path == group or path.startswith(group + "/") for path in paths for group in groups)
+
+
+def _state_dirs(root: Path) -> list[Path]:
+    """Every workload state dir of the daemons under a test's directory: its own (`root/run`) and those of daemons
+    rooted below it (a cluster's `root/<node>/run`, a bench's `root/<name>/hyprd/run`)."""
+    patterns = ("run/workloads/*", "*/run/workloads/*", "*/*/run/workloads/*")
+    return sorted(path for pattern in patterns for path in root.glob(pattern) if path.is_dir())
+
+
+def workload_ids(root: Path) -> list[str]:
+    """The workloads the test's daemons made (the crun container id is the workload id)."""
+    return [path.name for path in _state_dirs(root)]
+
+
+def leftover_containers(root: Path) -> list[tuple[Path, str]]:
+    """(crun root, container id) for every crun container still under the test's directory."""
+    found = []
+    for state in _state_dirs(root):
+        crun_root = state / "crun"
+        if crun_root.is_dir():
+            found += [(crun_root, entry.name) for entry in crun_root.iterdir() if entry.is_dir()]
+    return found
+
+
+def leftover_cgroups(root: Path) -> list[Path]:
+    """The cgroups of the test's workloads still present, in every hierarchy (v1 controllers, the unified one)."""
+    ids = workload_ids(root)
+    hierarchies = [CGROUP_ROOT, *(path for path in CGROUP_ROOT.iterdir() if path.is_dir())]
+    return [group for top in hierarchies for workload in ids if (group := top / "hypr" / workload).is_dir()]
+
+
+def remove_containers(root: Path) -> None:
+    """What a test's daemon could not remove (its supervisor killed, the daemon gone): every crun container under
+    the test's runtime dir deleted by force (crun kills what runs in its cgroup), then the cgroups emptied and
+    removed (a container whose crun state is gone). Must run before the directory is removed: it holds the ids."""
+    for crun_root, container in leftover_containers(root):
+        subprocess.run(["crun", "--root", str(crun_root), "delete", "--force", container],
+                       capture_output=True, timeout=30, check=False)  # fmt: skip
+    for group in sorted(leftover_cgroups(root), key=lambda path: -len(path.parts)):
+        for _ in range(50):
+            for pid in _cgroup_pids(group):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(FileNotFoundError):
+                for child in sorted(group.glob("**/"), key=lambda path: -len(path.parts)):
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
+            if not group.exists():
+                break
+            time.sleep(0.02)  # a killed process leaves its cgroup when it has been reaped
+
+
+def reap(root: Path) -> None:
+    """Whatever a test left behind under its directory: containers deleted with crun and their cgroups removed
+    (first: an init outlives its supervisor, and its crun state goes with the directory), processes killed,
+    mounts detached."""
+    remove_containers(root)
+    for pid in leftover_processes(root):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for mount in sorted(leftover_mounts(root), reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+
+
+def _cgroup_pids(group: Path) -> list[int]:
+    pids: list[int] = []
+    for procs in group.glob("**/cgroup.procs"):
+        with contextlib.suppress(OSError, ValueError):
+            pids += [int(pid) for pid in procs.read_text().split()]
+    return pids
 
 
 @contextmanager

@@ -95,7 +95,7 @@ from inspect import getsource
 from pathlib import Path
 from typing import Any
 
-from tests.integration.harness import netns, run_in, sh, wait_until
+from tests.integration.harness import netns, run_in, sh, stop_process, wait_until
 
 CACHE_ENV = "HYPR_TEST_IMAGE_CACHE"
 DEFAULT_CACHE = Path("/var/cache/hypr-test-images")
@@ -157,7 +157,7 @@ def registry(
         addr = _wait_for_registry(ns, proc, log)
         yield addr
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def _wait_for_registry(ns: str, proc: subprocess.Popen[bytes], log: Path) -> str:
@@ -179,16 +179,6 @@ def _wait_for_registry(ns: str, proc: subprocess.Popen[bytes], log: Path) -> str
 
     wait_until(ready, f"docker-registry in {ns} to answer GET /v2/ (log: {log})", timeout=REGISTRY_TIMEOUT)
     return found[0]
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # --- skopeo ---------------------------------------------------------------------------------------------------------

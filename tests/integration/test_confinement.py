@@ -128,6 +128,14 @@ def test_namespaces_mounts_links_firewall_and_kernel_cannot_be_touched(hyprd: Hy
         ("dmesg", DENIED),
         ("mknod /tmp/disk b 8 0 && head -c1 /tmp/disk", DENIED),  # made (MKNOD, as Docker), never opened
         ("touch /sys/kernel/evil", DENIED),
+        ("echo 1300 > /sys/class/net/eth0/mtu", DENIED),
+        # The cgroup hierarchies (on a v1 host, each under the tmpfs crun mounts at /sys/fs/cgroup): no limit of its
+        # own can be raised, no cgroup made.
+        ("d=/sys/fs/cgroup; [ -d $d/pids ] && d=$d/pids; mkdir $d/evil", DENIED),
+        ("d=/sys/fs/cgroup; [ -d $d/pids ] && d=$d/pids; echo max > $d/pids.max", DENIED),
+        ("unshare -n true", DENIED),
+        ("unshare -U -r true", DENIED),  # a user namespace: Docker's profile refuses it without CAP_SYS_ADMIN
+        ("mount -t proc proc /tmp", DENIED),
     ]
     if image == "host":
         attempts += [("iptables -L", DENIED), ("nft list ruleset", DENIED), ("touch /etc/evil", DENIED)]
@@ -135,6 +143,28 @@ def test_namespaces_mounts_links_firewall_and_kernel_cannot_be_touched(hyprd: Hy
         blocked(hyprd, "wa", script, reasons)
     # Masked /proc files read as empty.
     assert inside(hyprd, "wa", "wc -c < /proc/timer_list").stdout.strip() == "0"
+
+
+# (syscall, number on x86_64, arguments): what Docker's profile or the missing capabilities refuse.
+SYSCALLS = [
+    ("keyctl", 250, "0, 0, 0, 0"), ("add_key", 248, 'b"user", b"k", b"v", 1, -2'), ("bpf", 321, "0, 0, 0"),
+    ("perf_event_open", 298, "0, 0, -1, -1, 0"), ("kexec_load", 246, "0, 0, 0, 0"), ("init_module", 175, "0, 0, 0"),
+    ("open_by_handle_at", 304, "0, 0, 0"), ("mount", 165, 'b"none", b"/mnt", b"tmpfs", 0, 0'),
+    ("unshare(CLONE_NEWNET)", 272, "0x40000000"), ("clock_settime", 227, "0, 0"), ("reboot", 169, "0, 0, 0, 0"),
+    ("iopl", 172, "3"), ("syslog", 103, "3, 0, 0"), ("userfaultfd", 323, "0"), ("fsopen", 430, 'b"tmpfs", 0'),
+]  # fmt: skip
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="syscall numbers are x86_64's")
+def test_dangerous_syscalls_fail_with_eperm_or_enosys(hyprd: Hyprd) -> None:
+    run(hyprd, "wa", "host")
+    for name, number, args in SYSCALLS:
+        probe = ("import ctypes; libc = ctypes.CDLL(None, use_errno=True); "
+                 f"print(libc.syscall({number}, {args}), ctypes.get_errno())")  # fmt: skip
+        said = inside(hyprd, "wa", f"python3 -c '{probe}'").stdout.split()
+        assert said[0] == "-1" and int(said[1]) in (1, 38), (name, said)  # EPERM or ENOSYS, never done
+    keyring = "import ctypes; libc = ctypes.CDLL(None, use_errno=True); print(libc.syscall(250, 0, -3, 0))"
+    assert inside(hyprd, "wa", f"python3 -c '{keyring}'").stdout.strip() == "-1"  # not the host's session keyring
 
 
 def test_raw_sockets_are_dockers_but_a_forged_packet_never_leaves_the_port(hyprd: Hyprd) -> None:
@@ -268,7 +298,7 @@ def test_read_only_root_tmpfs_and_bind_mounts(hyprd: Hyprd, tmp_path: Path) -> N
     host_config = info(hyprd, "ro")["HostConfig"]
     assert host_config["ReadonlyRootfs"] is True and host_config["Tmpfs"] == {"/scratch": "size=1m"}  # type: ignore[index]
     assert host_config["Binds"] == [f"{shared}:/shared"] and host_config["Mounts"][0]["ReadOnly"] is True  # type: ignore[index]
-    refused = hyprd.cli("run", "-d", "--mount", "type=bind,source=/no/such/dir,target=/x", "busybox", rc=1)
+    refused = hyprd.cli("run", "-d", "--mount", "type=bind,source=/no/such/dir,target=/x", "busybox", rc=125)
     assert "bind source path does not exist: /no/such/dir" in refused.stderr
 
 
@@ -308,7 +338,7 @@ def test_fields_that_cannot_be_honoured_are_refused_by_name(hyprd: Hyprd) -> Non
                 client.create_container({"Image": "busybox", "Cmd": ["true"], "HostConfig": host_config})
             assert message in caught.value.message
         assert client.containers(all=True) == []
-    refused = hyprd.cli("run", "--runtime", "vm", "-v", "/tmp:/data", "busybox", "true", rc=1)
+    refused = hyprd.cli("run", "--runtime", "vm", "-v", "/tmp:/data", "busybox", "true", rc=125)
     assert "HostConfig.Binds is not supported with --runtime vm" in refused.stderr
 
 

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
 
 import pytest
 
-from tests.integration.harness import HYPR, Hyprd, leftover_processes, links, wait_until
+from tests.integration.harness import (
+    HYPR,
+    Hyprd,
+    leftover_cgroups,
+    leftover_containers,
+    leftover_processes,
+    links,
+    sh,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 DELAYS = (0.0, 0.02, 0.05, 0.09, 0.15, 0.3)  # seconds after the command is sent
@@ -35,6 +45,15 @@ def invariants(hyprd: Hyprd) -> None:
     bridges = {n["Options"]["com.docker.network.bridge.name"] for n in networks if n["Driver"] == "bridge"}
     have = set(links(hyprd.ns, "bridge"))
     assert bridges <= have and not {b for b in have - bridges if b.startswith("vbr")}, (bridges, have)
+    # crun's containers and their cgroups: one per running workload, none for the others.
+    ids = {c["Id"] for c in running}
+    assert {crun_root.parent.name for crun_root, _ in leftover_containers(hyprd.root)} == ids
+    assert {group.name for group in leftover_cgroups(hyprd.root)} <= ids
+    # Published ports in the ruleset are the rows' (a stopped workload keeps its mapping, as its address).
+    rules = sh("ip", "netns", "exec", hyprd.ns, "nft", "list", "ruleset").stdout
+    published = {p["HostPort"] for c in containers for b in (c["NetworkSettings"]["Ports"] or {}).values() if b
+                 for p in b}  # fmt: skip
+    assert set(re.findall(r"(?:tcp|udp) \. (\d+) :", rules)) == published, (rules, published)
 
 
 def _is_supervisor(pid: int) -> bool:
@@ -82,7 +101,16 @@ OPERATIONS: list[tuple[str, Callable[[Hyprd, int], list[str]]]] = [
     ("network create", lambda h, i: ["network", "create", f"made{i}"]),
     ("network connect", lambda h, i: ["network", "connect", "crashnet", "plugged"]),
     ("network rm -f", lambda h, i: ["network", "rm", "-f", f"doomed{i}"]),
+    ("network disconnect", lambda h, i: ["network", "disconnect", "crashnet", "unplugged"]),
+    ("compose up", lambda h, i: ["compose", "-f", str(h.root / "compose.yaml"), "up", "-d"]),
 ]
+COMPOSE = """\
+name: crashy
+services:
+  web: {image: busybox, command: sleep 600, networks: [front, back], ports: ["18080:80"]}
+  db: {image: busybox, command: sleep 600, networks: [back]}
+networks: {front: {}, back: {}}
+"""
 
 
 @pytest.mark.parametrize("name", [name for name, _ in OPERATIONS])
@@ -99,6 +127,13 @@ def test_kill_9_at_any_point_leaves_the_whole_operation_or_none(hyprd: Hyprd, na
         if name == "network connect":
             hyprd.cli("rm", "-f", "plugged", rc=None)
             hyprd.cli("run", "-d", "--name", "plugged", "busybox", "sleep", "600")
+        if name == "network disconnect":
+            hyprd.cli("rm", "-f", "unplugged", rc=None)
+            hyprd.cli("run", "-d", "--name", "unplugged", "--network", "crashnet", "busybox", "sleep", "600")
+            hyprd.cli("network", "connect", "bridge", "unplugged")
+        if name == "compose up":
+            (hyprd.root / "compose.yaml").write_text(COMPOSE)
+            hyprd.cli("compose", "-f", str(hyprd.root / "compose.yaml"), "down")
         if name == "network rm -f":
             hyprd.cli("network", "create", f"doomed{i}")
             hyprd.cli("run", "-d", "--name", f"member{i}", "--network", f"doomed{i}", "busybox", "sleep", "600")
@@ -112,4 +147,7 @@ def test_kill_9_at_any_point_leaves_the_whole_operation_or_none(hyprd: Hyprd, na
             if "crashnet" not in nets:
                 hyprd.cli("network", "connect", "crashnet", "plugged")
             hyprd.cli("exec", "plugged", "ip", "-o", "-4", "addr", "show", "eth1")
+        if name == "compose up":  # a second `up` finishes the project, and it works
+            hyprd.cli("compose", "-f", str(hyprd.root / "compose.yaml"), "up", "-d")
+            hyprd.cli("exec", "crashy-web-1", "ping", "-c1", "-W2", "db")
         invariants(hyprd)

@@ -5,7 +5,7 @@ lifecycle, daemon restart, new networks) get their own daemon. Fake upstream ser
 namespace (see dns_topology.py) and log every query they receive, so "never forwarded" is checked, not assumed.
 
     app     10.40.0.0/24   web (alias www), web2 (alias www), cli       + a stranger at .250 (no endpoint)
-    other   10.41.0.0/24   far
+    other   10.41.0.0/24   far, gl (the host's image: glibc's resolver)
     sealed  10.42.0.0/24   hermit              (--internal)         + a stranger at .250 (no endpoint)
 
 Large answers (field report 1) get their own daemon: 60 workloads sharing aliases on one network.
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from hypr.names import DNS_PORT
 from tests.integration.dns_topology import (
     BLACKHOLES,
     HOST_SIDE,
@@ -42,7 +43,6 @@ from tests.integration.dns_topology import (
 )
 from tests.integration.harness import Hyprd, run_in, sh, wait_until
 
-DNS_PORT = 41003
 APP_GW, OTHER_GW, SEALED_GW, DEFAULT_GW = "10.40.0.1", "10.41.0.1", "10.42.0.1", "10.88.0.1"
 SLEEP = ("busybox", "sleep", "600")
 
@@ -75,7 +75,8 @@ def topo() -> Iterator[Topology]:
         run_workload(hyprd, "cli", "app")
         run_workload(hyprd, "far", "other")
         run_workload(hyprd, "hermit", "sealed")
-        networks = {"web": "app", "web2": "app", "cli": "app", "far": "other", "hermit": "sealed"}
+        run_workload(hyprd, "gl", "other", image="host")  # glibc's resolver (getent)
+        networks = {"web": "app", "web2": "app", "cli": "app", "far": "other", "hermit": "sealed", "gl": "other"}
         yield Topology(
             hyprd=hyprd,
             internet=net,
@@ -200,6 +201,31 @@ def test_forwarded_answers_larger_than_the_asker_takes_are_clean_tc_replies(topo
         assert "Truncated, retrying in TCP mode" in full.text and len(full.answers) == 40, full.text
     out = topo.hyprd.cli("exec", "cli", "nslookup", "-type=txt", "big.example.test", rc=None).stdout
     assert "Parse error" not in out, out  # busybox: UDP only, 512 bytes; it now gets a valid TC reply
+
+
+def test_forwarded_a_aaaa_and_ptr_answers_of_every_size_reach_dig_busybox_and_glibc(topo: Topology) -> None:
+    """Field report 1, forwarded, in the asked type: 100 A, 60 AAAA, 30 long PTR names (1.6-2.3 kB) from upstream.
+    Over UDP each asker gets the whole answer when it fits its size (EDNS 4096, or above: capped at 4096), else a
+    whole TC message without records; dig then has them all over TCP, glibc too (A and PTR: its AAAA queries wait
+    for an IPv6 address, AI_ADDRCONFIG), and busybox never a parse error."""
+    ptr_name = "7.100.51.198.in-addr.arpa"
+    for qtype, name, count in (("A", "many.example.test", 100), ("AAAA", "many.example.test", 60),
+                               ("PTR", ptr_name, 30)):  # fmt: skip
+        for args in (["+noedns"], ["+bufsize=512"], ["+bufsize=1232"], ["+bufsize=4096"], ["+bufsize=8192"]):
+            raw = topo.dig_from("cli", *args, "+ignore", qtype, name)
+            fits = args[0] in ("+bufsize=4096", "+bufsize=8192")
+            assert raw.status == "NOERROR" and ("tc" in raw.flags) != fits, f"{qtype} {args}\n{raw.text}"
+            assert len(raw.answers) == (count if fits else 0) and "Warning" not in raw.text, raw.text
+            assert raw.size <= (4096 if fits else int(args[0].partition("=")[2] or 512)), raw.text
+            full = topo.dig_from("cli", *args, qtype, name)
+            assert len(full.answers) == count and full.status == "NOERROR", f"{qtype} {args}\n{full.text}"
+    glibc = topo.hyprd.cli("exec", "gl", "getent", "ahostsv4", "many.example.test").stdout
+    assert len({line.split()[0] for line in glibc.splitlines()}) == 100, glibc
+    reverse = topo.hyprd.cli("exec", "gl", "getent", "hosts", "198.51.100.7").stdout.split()
+    assert reverse[:2] == ["198.51.100.7", "host-01-" + "x" * 40 + ".example.test"], reverse
+    for args in (["many.example.test"], ["-type=aaaa", "many.example.test"], ["198.51.100.7"]):
+        out = topo.hyprd.cli("exec", "cli", "nslookup", *args, rc=None).stdout
+        assert "Parse error" not in out and "bad" not in out, out
 
 
 def test_upstream_reply_cut_short_over_udp_is_fetched_again_over_tcp(topo: Topology) -> None:

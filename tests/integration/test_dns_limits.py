@@ -18,11 +18,9 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import resource
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,21 +29,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hypr.names import DNS_PORT
 from tests.integration.dns_topology import (
     create_network,
     dig,
     dns_daemon,
     ip_of,
     nslookup_addresses,
+    python_in,
     run_workload,
     stranger,
     workload_netns,
 )
 from tests.integration.harness import Hyprd, sh, wait_until
-
-REPO = Path(__file__).resolve().parents[2]
-DNS_PORT = 41003
-
 
 # -- the flood (runs in its own process, inside the attacker's namespace) ------------------------------------------
 
@@ -143,13 +139,8 @@ class Flood:
 def flood(netns: str | None, target: str, mode: str, per_source: int, seconds: float, *sources: str) -> Iterator[Flood]:
     """Start a flood in `netns` (a netns file or name; None: this namespace) and wait until its connections are
     open (or it gave up trying)."""
-    argv = [sys.executable, "-m", "tests.integration.test_dns_limits", "flood", target, mode, str(per_source),
-            str(seconds), *sources]  # fmt: skip
-    if netns is not None:
-        path = netns if netns.startswith("/") else f"/run/netns/{netns}"
-        argv = ["nsenter", f"--net={path}", *argv]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = ("flood", target, mode, str(per_source), str(seconds), *sources)
+    proc = python_in(netns, __name__, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

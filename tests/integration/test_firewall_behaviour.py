@@ -163,7 +163,7 @@ def test_icc_disabled_and_internal_networks(hyprd: Hyprd, topo: Topology) -> Non
 
         # A port published by a workload that is only on internal networks is refused, and nothing is created.
         before = observable(hyprd)
-        refused = hyprd.cli("run", "-d", "--name", "pub", "--network", "priv", "-p", "8080:80", "busybox", rc=1)
+        refused = hyprd.cli("run", "-d", "--name", "pub", "--network", "priv", "-p", "8080:80", "busybox", rc=125)
         assert "cannot publish ports" in refused.stderr and "internal" in refused.stderr
         body = {
             "Image": "busybox",
@@ -308,7 +308,7 @@ def test_published_ports_from_everywhere(hyprd: Hyprd, topo: Topology) -> None:
         # Conflicts, with a host process or another workload's mapping, fail at once and change nothing.
         before = observable(hyprd)
         with server(hyprd.ns, "squatter", "8090/tcp", "8091/udp"):
-            refused = hyprd.cli("run", "-d", "--name", "late", "-p", "8080:80", "busybox", "sleep", "600", rc=1)
+            refused = hyprd.cli("run", "-d", "--name", "late", "-p", "8080:80", "busybox", "sleep", "600", rc=125)
             assert "Bind for 0.0.0.0:8080 failed: port is already allocated" in refused.stderr, refused.stderr
             with hyprd.client() as api:
                 for port, proto in ((8090, "tcp"), (8091, "udp"), (5353, "udp"), (9000, "tcp")):

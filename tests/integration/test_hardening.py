@@ -17,7 +17,10 @@ from tests.integration.harness import Hyprd, run_in
 
 def test_data_and_runtime_dirs_are_root_only(hyprd: Hyprd) -> None:
     """Docker's are: every `-e` value of every workload is in the database and the launch files."""
-    hyprd.cli("run", "-d", "--name", "secret", "-e", "PASSWORD=hunter2", "busybox", "sleep", "600")
+    hyprd.cli("run", "-d", "--name", "secret", "-e", "PASSWORD=hunter2", "busybox", "sh", "-c",
+              "echo $PASSWORD; sleep 600")  # fmt: skip
+    hyprd.cli("run", "--name", "done", "-e", "PASSWORD=hunter2", "host", "sh", "-c", "echo $PASSWORD")
+    os.chmod(hyprd.root, 0o755)  # as /var/lib and /run are: mkdtemp's 0700 would hide everything below it
     data, run = hyprd.root / "data", hyprd.root / "run"
     assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(run).st_mode) == 0o711  # the socket's group can reach hypr.sock, nothing else
@@ -28,6 +31,13 @@ def test_data_and_runtime_dirs_are_root_only(hyprd: Hyprd) -> None:
         nobody = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", str(path)],
                                 capture_output=True)  # fmt: skip
         assert nobody.returncode != 0 and b"hunter2" not in nobody.stdout, path
+    # Nothing under either dir is readable or writable by another user: the logs, the image store, every
+    # workload's state; only the socket's and the pid file's paths can be reached (run/ is 0711).
+    found = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "find", str(data),
+                            str(run), "(", "-readable", "-o", "-writable", ")"], capture_output=True, text=True)  # fmt: skip
+    assert found.stdout.split() == [], found.stdout
+    logs = list(run.glob("workloads/*/log.json"))
+    assert logs and all(b"hunter2" in log.read_bytes() for log in logs)  # the check above covered real logs
 
 
 @pytest.mark.parametrize(
@@ -132,6 +142,39 @@ BAD_BODIES = [
     ("POST", "/containers/box/exec", b'{"Cmd": ["id"], "Env": [1, 2]}', "Env"),
     ("POST", "/containers/box/exec", b'{"Cmd": ["id"], "Hacks": 1}', "Hacks"),
     ("GET", "/containers/box/logs?tail=abc", b"", "invalid tail value"),
+    # The same kind on the other bodies: every field's JSON type, then its value, before anything runs.
+    ("POST", "/containers/create", b'{"Image": "busybox", "Hostname": 5}', "field ContainerConfigWrapper.Hostname"),
+    ("POST", "/containers/create", b'{"Image": "busybox", "StopTimeout": "x"}', "StopTimeout of type int64"),
+    ("POST", "/containers/create", b'{"Image": "busybox", "WorkingDir": "rel"}', "needs to be an absolute path"),
+    ("POST", "/containers/create", b'{"Image": "busybox", "StopSignal": "SIGBOGUS"}', "Invalid signal: SIGBOGUS"),
+    ("POST", "/containers/create", b'{"Image": "busybox", "Cmd": ["a\\u0000b"]}', "NUL byte"),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image": "busybox", "HostConfig": {"NanoCpus": 1000000000000000}}',
+        "Range of CPUs",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image": "busybox", "HostConfig": {"LogConfig": {"Type": "syslog"}}}',
+        "LogConfig.Type 'syslog' is not supported",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image": "busybox", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": 80}]}}}',
+        "HostPort of type string",
+    ),
+    ("POST", "/containers/create", b"[1]", "expected an object"),
+    ("POST", "/networks/create", b'{"Name": "x1", "Internal": "yes"}', "CreateRequest.Internal of type bool"),
+    ("POST", "/networks/create", b'{"Name": "x1", "IPAM": {"Config": [5]}}', "IPAM.Config of type struct"),
+    ("POST", "/networks/create", b'{"Name": "x1", "Options": {"com.docker.network.driver.mtu": 1500}}', "Options"),
+    ("POST", "/networks/n1/connect", b'{"Container": "box", "EndpointConfig": {"Links": "x"}}', "Links"),
+    ("POST", "/networks/n1/disconnect", b'{"Container": "box", "Force": "yes"}', "Force of type bool"),
+    ("POST", "/containers/box/exec", b'{"Cmd": ["true"], "WorkingDir": "rel"}', "needs to be an absolute path"),
+    ("POST", "/containers/box/exec", b'{"Cmd": ["a\\u0000b"]}', "NUL byte"),
+    ("POST", "/containers/box/update", b'{"Memory": "x"}', "UpdateConfig.Memory of type int64"),
 ]
 
 

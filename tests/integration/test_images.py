@@ -221,9 +221,9 @@ def test_an_image_for_another_architecture_is_pulled_on_request_but_never_run(
     arm, multi = images_registry.ref("arm-only"), images_registry.ref("multiarch")
     hyprd.cli("pull", "--platform", "linux/arm64", arm)
     assert json.loads(hyprd.cli("image", "inspect", arm).stdout)[0]["Architecture"] == "arm64"
-    run = hyprd.cli("run", "--rm", arm, rc=1)
+    run = hyprd.cli("run", "--rm", arm, rc=125)
     assert f"image {arm} is for linux/arm64 and this host runs linux/amd64 only" in run.stderr
-    run = hyprd.cli("run", "--rm", "--platform", "linux/arm64", multi, rc=1)
+    run = hyprd.cli("run", "--rm", "--platform", "linux/arm64", multi, rc=125)
     assert "platform linux/arm64 is not supported: this host runs linux/amd64 only" in run.stderr
     assert hyprd.cli("ps", "-aq").stdout == ""
     assert hyprd.cli("run", "--rm", "--platform", "linux/amd64", multi).stdout == "amd64\n"
@@ -597,7 +597,7 @@ def test_docker_py_images(hyprd: Hyprd, images_registry: Registry) -> None:
 
 def test_pull_policies_for_run(hyprd: Hyprd, images_registry: Registry) -> None:
     ref = images_registry.ref("httpd")
-    never = hyprd.cli("run", "--rm", "--pull", "never", ref, "true", rc=1)
+    never = hyprd.cli("run", "--rm", "--pull", "never", ref, "true", rc=125)
     assert f"No such image: {ref}" in never.stderr
     assert image_ids(hyprd) == []
     hyprd.cli("run", "--rm", ref, "true")

@@ -57,6 +57,11 @@ def test_inspect_shows_ipv6_alone_and_the_sandbox_has_no_ipv4(hyprd: Hyprd) -> N
     assert bridge == [] or bridge[0]["addr_info"] == []  # no IPv4 on the bridge either
     resolv = (hyprd.root / "run" / "workloads" / info["Id"] / "resolv.conf").read_text()
     assert "nameserver fd00:6::1" in resolv  # the DNS server on the IPv6 gateway
+    hyprd.cli("run", "-d", "--network", "only6", "--add-host", "gw:host-gateway", "--name", "hg", "busybox", "true")
+    with hyprd.client() as client:
+        ident = client.container("hg")["Id"]
+    hosts = (hyprd.root / "run" / "workloads" / ident / "hosts").read_text()
+    assert "fd00:6::1\tgw\n" in hosts and "fd00:6::3\thg\n" in hosts  # host-gateway and its own name: IPv6
 
 
 def test_dns_aaaa_and_an_empty_a(hyprd: Hyprd) -> None:
@@ -116,6 +121,14 @@ def test_connect_an_ipv6_only_network_to_a_dual_stack_workload(hyprd: Hyprd) -> 
     assert "default via fd00:d::1 dev eth0" in enter(ns, "ip", "-6", "route", "show", "default").stdout
     with server(netns_of(hyprd, peer), "peer", "80/tcp"):
         check([Case(ns, ("tcp", "fd00:6::2", 80), "peer 80/tcp from fd00:6::3")])  # over the new interface
+    # The other way round: an IPv6-only workload connected to a dual-stack network takes its IPv4 default route
+    # there (no IPv4 gateway before), and its IPv6 one follows the gateway order (`dual` sorts before `only6`).
+    with hyprd.client() as client:
+        client.connect("dual", "peer")
+        dual = client.container("peer")["NetworkSettings"]["Networks"]["dual"]
+    peer_ns = netns_of(hyprd, peer)
+    assert f"default via {dual['Gateway']} dev eth1" in enter(peer_ns, "ip", "-4", "route").stdout
+    assert "default via fd00:d::1 dev eth1" in enter(peer_ns, "ip", "-6", "route", "show", "default").stdout
 
 
 def test_bad_combinations_get_dockers_errors(hyprd: Hyprd) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from hypr.errors import HyprError
 from tests.integration.cluster_topology import TTL, UNDERLAY, Cluster, cluster, needs_etcd
-from tests.integration.harness import Hyprd, sh, wait_until
+from tests.integration.harness import Hyprd, reap, sh, wait_until
 from tests.integration.topology import Case, check, server, workload
 
 pytestmark = [pytest.mark.slow]
@@ -75,9 +75,7 @@ def three(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             finally:
                 remove_workloads(c)
     finally:
-        from tests.integration.conftest import _reap
-
-        _reap(root)
+        reap(root)
 
 
 @needs_etcd

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
 from hypr.api import shapes
+from hypr.api.common import query_bool
 from hypr.errors import InvalidParameter, NotFound
 from hypr.models import Endpoint, Network, Snapshot, Workload
-from hypr.services import events, lifecycle, network_plan, stats
-from hypr.services.workload_plan import plan_workload_create
+from hypr.services import events, lifecycle, network_plan, stats, workload_plan
+from hypr.services.workload_plan import _search, plan_workload_create
 
 BRIDGE = Network(id="b" * 64, name="bridge", bridge="vbr0", subnet=IPv4Network("10.88.0.0/16"),
                  gateway=IPv4Address("10.88.0.1"), created="2026-01-01T00:00:00.000000000Z")  # fmt: skip
@@ -66,6 +68,15 @@ def test_network_modes_resolve_and_plan_no_endpoints(mode: str, expected: str) -
         ({"HostConfig": {"NetworkMode": "none", "PortBindings": {"80/tcp": [{}]}}}, "none network mode"),
         ({"MacAddress": "03:00:00:00:00:01"}, "multicast"),
         ({"MacAddress": "nope"}, "invalid MacAddress"),
+        ({"Hostname": "h" * 64}, "longer than 63 characters"),  # refused, never cut
+        ({"WorkingDir": "relative"}, "the working directory 'relative' is invalid, it needs to be an absolute path"),
+        ({"StopSignal": "SIGBOGUS"}, "Invalid signal: SIGBOGUS"),
+        ({"Cmd": ["a\0b"]}, "invalid Cmd: an argument contains a NUL byte"),
+        ({"Entrypoint": "a\0b"}, "invalid Entrypoint: an argument contains a NUL byte"),
+        ({"User": "a\0b"}, "contains a NUL byte"),
+        ({"HostConfig": {"NanoCpus": 10**15}}, "Range of CPUs is from 0.01 to"),
+        ({"HostConfig": {"NanoCpus": 10}}, "Range of CPUs is from 0.01 to"),
+        ({"HostConfig": {"LogConfig": {"Type": "syslog"}}}, "LogConfig.Type 'syslog' is not supported by hypr"),
         ({"HostConfig": {"Links": ["ghost:g"]}}, "No such container: ghost"),
         ({"HostConfig": {"Links": ["hosty:h"]}}, "host type networking can't be used with links"),
         ({"NetworkingConfig": {"EndpointsConfig": {"bridge": {"IPAMConfig": {"IPv6Address": "2001:db8::5"}}}}},
@@ -206,3 +217,33 @@ def test_link_alias_answers_for_the_linking_workload_alone() -> None:
     found = dns.lookup(table, "10.88.0.3", None, "database", "A")
     assert isinstance(found, dns.Found) and found.addresses == (IPv4Address("10.88.0.2"),)
     assert dns.lookup(table, "10.88.0.4", None, "database", "A") == dns.Outcome.NXDOMAIN
+
+
+@pytest.mark.parametrize(("pattern", "reason"), [("[", "missing ]: ["), ("a{1000}{1000}", "bad repetition operator")])
+def test_a_bad_name_pattern_is_a_400_with_re2s_reason_as_text(pattern: str, reason: str) -> None:
+    with pytest.raises(InvalidParameter) as caught:
+        _search(pattern, "/web")
+    assert caught.value.message.startswith(f"invalid filter 'name={pattern}': {reason}")
+
+
+def test_a_hostname_of_63_characters_is_kept_and_a_long_name_is_cut_for_the_default() -> None:
+    assert create(Hostname="h" * 63).workload.hostname == "h" * 63
+    named = plan_workload_create({"Image": "busybox", "Cmd": ["true"]}, "n" * 70, SNAP)
+    assert named.workload.hostname == "n" * 63
+
+
+def test_a_health_check_is_accepted_with_a_warning_never_silently() -> None:
+    warned = workload_plan.create_warnings({"Healthcheck": {"Test": ["CMD", "true"]}})
+    assert warned and "Healthcheck is not supported by hypr" in warned[0]
+    assert workload_plan.create_warnings({"Healthcheck": {"Test": ["NONE"]}}) == []
+    assert workload_plan.create_warnings({}) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "wanted"),
+    [("1", True), ("true", True), ("True", True), ("yes", True), ("maybe", True), (" 1 ", True),
+     ("", False), ("0", False), ("no", False), ("FALSE", False), ("none", False)],
+)  # fmt: skip
+def test_query_booleans_are_dockers(value: str, wanted: bool) -> None:
+    request = make_mocked_request("GET", f"/containers/json?all={value}")
+    assert query_bool(request, "all") is wanted

@@ -196,7 +196,7 @@ def test_the_default_config_is_dockers_confinement() -> None:
     assert "CAP_SYS_ADMIN" not in process["capabilities"]["effective"] and process["noNewPrivileges"] is True
     assert process["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [27]} and process["terminal"] is False
     assert "/proc/kcore" in linux["maskedPaths"] and "/sys/devices/virtual/powercap" in linux["maskedPaths"]
-    assert linux["readonlyPaths"] == list(oci.READONLY_PATHS)
+    assert linux["readonlyPaths"] == list(oci.READONLY_PATHS)  # not /sys/fs/cgroup: see test_confinement (integration)
     mounts = by_destination(config)
     assert "ro" in mounts["/sys"]["options"] and "ro" in mounts["/sys/fs/cgroup"]["options"]
     assert mounts["/etc/hosts"] == {"destination": "/etc/hosts", "type": "bind", "source": "/s/hosts",
@@ -236,6 +236,25 @@ def test_dockers_default_profile_converts() -> None:
         n for r in rules["syscalls"] if r["action"] == "SCMP_ACT_ALLOW" and not r.get("args") for n in r["names"]
     }
     assert {"read", "clone", "chroot", "arch_prctl"} <= allowed and not {"bpf", "kexec_load", "init_module"} & allowed
+
+
+@pytest.mark.skipif(not DOCKER_PROFILE.exists(), reason="golang-github-containers-common is not installed")
+def test_debians_profile_gets_dockers_rules_for_namespaces_mounts_and_keyrings() -> None:
+    profile = oci.as_dockers(json.loads(DOCKER_PROFILE.read_text()))
+
+    def allowed(caps: tuple[str, ...]) -> tuple[set[str], dict[str, Any]]:
+        rules = oci.seccomp(profile, caps, "x86_64", (6, 1))["syscalls"]
+        plain = {n for r in rules if r["action"] == "SCMP_ACT_ALLOW" and not r.get("args") for n in r["names"]}
+        return plain, {n: r for r in rules if r.get("errnoRet") == 1 for n in r["names"]}
+
+    plain, eperm = allowed(oci.DEFAULT_CAPABILITIES)
+    assert not {"unshare", "setns", "mount", "umount2", "clone", "clone3", "keyctl", "add_key"} & plain
+    assert {"unshare", "setns", "mount", "keyctl", "request_key"} <= set(eperm) and "read" in plain
+    rules = oci.seccomp(profile, oci.DEFAULT_CAPABILITIES, "x86_64", (6, 1))["syscalls"]
+    assert [r["args"][0]["value"] for r in rules if r["names"] == ["clone"]] == [0x7E020000]  # no namespace flags
+    admin, eperm = allowed((*oci.DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"))
+    assert {"unshare", "setns", "mount", "clone", "clone3"} <= admin and "keyctl" not in admin
+    assert {"keyctl", "add_key", "request_key"} <= set(eperm) and not {"unshare", "setns", "mount"} & set(eperm)
 
 
 @pytest.mark.parametrize(
@@ -323,6 +342,7 @@ def test_process_env_puts_docker_defaults_under_the_workloads() -> None:
         ("executable file `nosuch` not found in $PATH: No such file or directory", 127,
          'exec: "nosuch": executable file not found in $PATH'),
         ("open executable: Permission denied", 126, 'exec: "nosuch": permission denied'),
+        ("open executable: Operation not permitted", 126, 'exec: "nosuch": is a directory'),
         ("mount `/proc` to `proc`: Operation not permitted", 126, "start nosuch: mount `/proc`"),
     ],
 )  # fmt: skip

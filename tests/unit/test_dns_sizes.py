@@ -14,7 +14,7 @@ import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
 import pytest
 from dnslib import EDNS0, QTYPE, RCODE, RR, TXT, DNSRecord
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from hypr.dns import DnsServer, build_records, wire
 from hypr.dns.records import Found, Outcome
-from hypr.dns.server import A_SIZE, _Rotating, _Turn, tcp_reply, udp_reply
+from hypr.dns.server import A_SIZE, AAAA_SIZE, _Rotating, _Turn, tcp_reply, udp_reply
 from hypr.dns.testing import FakeUpstream, LoopThread
 from hypr.models import Endpoint, Network, Snapshot, Workload
 
@@ -113,6 +113,22 @@ def test_local_a_answers_fit_or_truncate_cleanly(count: int, name: str, edns: in
     tcp = struct.pack("!H", query.id) + tcp_reply(query, answer, _Turn())
     parsed = DNSRecord.parse(tcp)  # over TCP: never truncated below 65,535 bytes
     assert parsed.header.tc == 0 and len(parsed.rr) == count and len(tcp) == full
+
+
+@settings(max_examples=300, deadline=None)
+@given(count=st.integers(0, 120), name=names, edns=edns_sizes)
+def test_local_aaaa_answers_fit_or_truncate_cleanly(count: int, name: str, edns: int | None) -> None:
+    """An alias over a pool of IPv6 addresses: 28-byte records, so 512 bytes hold about 17 of them."""
+    query = wire.parse_query(make_query(name, "AAAA", edns))
+    answer = Found(addresses=tuple(IPv6Address("fd00::2") + i for i in range(count)))
+    full = local_size(query, count, AAAA_SIZE)
+    for message in udp_messages(query, answer, turns=min(count, 3) or 1):
+        parsed = check_udp(message, query, full, count)
+        if not parsed.header.tc:
+            assert sorted(IPv6Address(str(r.rdata)) for r in parsed.rr) == sorted(answer.addresses)
+            assert all(r.rtype == QTYPE.AAAA for r in parsed.rr)
+    parsed = DNSRecord.parse(struct.pack("!H", query.id) + tcp_reply(query, answer, _Turn()))
+    assert parsed.header.tc == 0 and len(parsed.rr) == count
 
 
 @settings(max_examples=300, deadline=None)

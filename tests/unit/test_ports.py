@@ -59,9 +59,12 @@ def test_a_host_range_for_one_guest_port_is_one_spec(spec: str, expected: list[P
     assert list(expected[0].host_ports)[:1] == [expected[0].host_port]
 
 
-def test_unequal_ranges_are_still_refused() -> None:
-    with pytest.raises(InvalidParameter, match="invalid ranges"):
-        parse_publish("8000-8010:80-81")
+@pytest.mark.parametrize("spec", ["8000-8010:80-81", "127.0.0.1:8000-8001:80-82/udp", "8000:80-81"])
+def test_unequal_ranges_are_refused_with_dockers_words(spec: str) -> None:
+    guest, host = spec.split("/")[0].split(":")[-1], spec.split(":")[-2]
+    with pytest.raises(InvalidParameter) as refused:
+        parse_publish(spec)
+    assert refused.value.message == f"invalid ranges specified for container and host Ports: {guest} and {host}"
 
 
 def test_ipv6_host_addresses_in_brackets() -> None:

@@ -66,11 +66,18 @@ def test_hosts_lists_every_address_and_extra_entries() -> None:
     text = files.render_hosts(spec(attachments=(ATT, second), hosts=(("db", IPv4Address("203.0.113.9")),)))
     assert text.startswith("127.0.0.1\tlocalhost\n")
     assert text.endswith("203.0.113.9\tdb\n192.0.2.5\tweb\n198.51.100.7\tweb\n")
+    # Its name (written for its first address) is its hostname when none was given: one line, not two.
+    text = files.render_hosts(spec(hosts=(("web", ATT.ip),)))
+    assert text.endswith("ip6-allrouters\n192.0.2.5\tweb\n"), text
 
 
 def test_resolv_conf() -> None:
     assert files.render_resolv(spec()) == "nameserver 192.0.2.1\noptions ndots:0\n"
     assert files.render_resolv(spec(nameserver=None)) == "options ndots:0\n"
+    # The host's (or --dns-option's) ndots is kept, and nothing is added; other options follow ndots:0 otherwise.
+    mine = spec(search=("corp.test",), dns_options=("timeout:1", "ndots:2"))
+    assert files.render_resolv(mine) == "nameserver 192.0.2.1\nsearch corp.test\noptions timeout:1 ndots:2\n"
+    assert files.render_resolv(spec(dns_options=("edns0",))).endswith("options ndots:0 edns0\n")
 
 
 def test_guest_plan_routes_only_for_the_first_network() -> None:

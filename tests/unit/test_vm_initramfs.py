@@ -166,3 +166,16 @@ def test_config_carries_ipv6_addresses_and_the_ipv6_gateway() -> None:
     assert "02:42:00:00:00:07|eth1|198.51.100.7|25|198.51.100.1|1400|2001:db8:1::7|64\n" in config
     assert "HYPR_GATEWAY6=2001:db8:1::1\n" in config
     assert "HYPR_GATEWAY6=''\n" in vi.render_config(spec(), ("true",))
+
+
+def test_an_internal_network_never_carries_the_default_route() -> None:
+    """Docker's bridge driver gives an internal network no gateway: a VM only on internal networks gets no default
+    route (and no IPv6 one), and an internal attachment ahead of others is passed over."""
+    from ipaddress import IPv6Address
+
+    inside = replace(ATT, internal=True, ip6=IPv6Address("fd00:1::5"), gateway6=IPv6Address("fd00:1::1"))
+    alone = vi.render_config(spec(attachments=(inside,)), ("true",))
+    assert "HYPR_GATEWAY=''\n" in alone and "HYPR_GATEWAY6=''\n" in alone
+    both = spec(attachments=(inside, ATT1))
+    assert both.gateway == ATT1 and both.gateway6 is None
+    assert "HYPR_GATEWAY=198.51.100.1\n" in vi.render_config(both, ("true",))

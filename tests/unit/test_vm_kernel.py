@@ -170,3 +170,13 @@ def test_validate_resolves_the_user_against_the_image(tmp_path: Path) -> None:
         runtime.validate(spec(command=(), **pulled))  # a pulled image's command is final: no default here
     with pytest.raises(InvalidParameter, match="absolute path"):
         runtime.validate(spec(workdir="srv", **pulled))
+
+
+def test_taps_are_numbered_from_tap0_taking_the_lowest_name_nobody_holds() -> None:
+    """The networking page's tap0, tap1, ...: a freed number is taken again only once no endpoint (and no other
+    interface on the host, e.g. OpenVPN's) holds it."""
+    from hypr import names
+
+    assert names.tap_name(set()) == "tap0"
+    assert names.tap_name({"tap0", "tap1"}) == "tap2"
+    assert names.tap_name({"tap0", "tap2", "hv123", "vbr0"}) == "tap1"

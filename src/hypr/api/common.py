@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from hypr import __version__
+from hypr.api import schema
 from hypr.errors import HyprError, InvalidParameter
 
 log = logging.getLogger(__name__)
@@ -79,13 +80,17 @@ def query_filters(request: web.Request) -> dict[str, list[str]]:
     }
 
 
-async def read_object(request: web.Request) -> dict[str, Any]:
-    """A JSON object body (an absent body is an empty one)."""
+async def read_object(request: web.Request, shape: schema.Schema | None = None, struct: str = "") -> dict[str, Any]:
+    """A JSON object body (an absent body is an empty one), its fields' types checked against `shape` (Docker's
+    Go struct `struct`) before anything reads them."""
     body = await read_json(request)
     if not isinstance(body, dict):
         raise InvalidParameter("invalid JSON: expected an object")
+    if shape is not None:
+        schema.check(body, shape, struct)
     return body
 
 
 def query_bool(request: web.Request, key: str) -> bool:
-    return request.query.get(key, "").lower() in ("1", "true", "yes")
+    """Docker's httputils.BoolValue: anything but empty, 0, no, false or none is true (`force=1`, `force=yes`)."""
+    return request.query.get(key, "").strip().lower() not in ("", "0", "no", "false", "none")

@@ -13,8 +13,8 @@ from typing import Any, BinaryIO
 
 from aiohttp import web
 
-from hypr.api import logfile, shapes, streams
-from hypr.api.common import Call, Handler, json_response, query_bool, query_filters, read_json, read_object
+from hypr.api import logfile, schema, shapes, streams
+from hypr.api.common import Call, Handler, json_response, query_bool, query_filters, read_object
 from hypr.errors import Conflict, InvalidParameter, NotFound
 from hypr.images import manifest as mf
 from hypr.models import Workload
@@ -69,11 +69,11 @@ class ContainerApi:
         return json_response([shapes.container_summary(snapshot, w, now) for w in found])
 
     async def create(self, request: web.Request) -> web.Response:
-        body = await read_json(request)
+        body = await read_object(request, schema.CONTAINER_CREATE, "ContainerConfigWrapper")
         if request.query.get("platform"):  # docker run --platform: only this host's can run
             mf.check_host_platform(request.query["platform"])
         workload = await self.call(workloads.create, self.ctx, request.query.get("name") or None, body)
-        return json_response({"Id": workload.id, "Warnings": []}, status=201)
+        return json_response({"Id": workload.id, "Warnings": workload_plan.create_warnings(body)}, status=201)
 
     async def inspect(self, request: web.Request) -> web.Response:
         snapshot = await self._snapshot()
@@ -348,13 +348,13 @@ class ContainerApi:
         return web.Response(status=200)
 
     async def connect(self, request: web.Request) -> web.Response:
-        body = await read_object(request)
+        body = await read_object(request, schema.NETWORK_CONNECT, "NetworkConnect")
         ref, config = request.match_info["ref"], body.get("EndpointConfig")
         await self.call(workloads.connect, self.ctx, ref, _container(body), config)
         return web.Response(status=200)
 
     async def disconnect(self, request: web.Request) -> web.Response:
-        body = await read_object(request)
+        body = await read_object(request, schema.NETWORK_DISCONNECT, "NetworkDisconnect")
         force = bool(body.get("Force"))
         await self.call(workloads.disconnect, self.ctx, request.match_info["ref"], _container(body), force=force)
         return web.Response(status=200)

@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hypr.api import streams
+from hypr.api import schema, streams
 from hypr.api.common import Call, Handler, json_response, read_object
 from hypr.errors import Conflict, InvalidParameter, NotFound
 from hypr.runtime.base import ExecOptions, ExecProcess
@@ -130,15 +130,19 @@ class ExecApi:
         return found
 
     async def create(self, request: web.Request) -> web.Response:
-        body = await read_object(request)
+        body = await read_object(request, schema.EXEC_CREATE, "ExecOptions")
         _refuse_unknown(body, CREATE_FIELDS, "exec")
         argv = tuple(validation.strings(body.get("Cmd"), "Cmd"))
         if not argv:
             raise InvalidParameter("No exec command specified")
         user, workdir = body.get("User") or "", body.get("WorkingDir") or None
         for name, value in (("User", user), ("WorkingDir", workdir or "")):
-            if not isinstance(value, str):
-                raise InvalidParameter(f"invalid {name}: expected a string")
+            if not isinstance(value, str) or "\0" in value:
+                raise InvalidParameter(f"invalid {name}: expected a string without NUL bytes")
+        if workdir and not workdir.startswith("/"):
+            raise InvalidParameter(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
+        if any("\0" in arg for arg in argv):
+            raise InvalidParameter("invalid Cmd: an argument contains a NUL byte")
         snapshot = await self.call(self.ctx.store.snapshot)
         workload = workload_plan.find_workload(snapshot, request.match_info["ref"])
         if workload.state != "running":
@@ -176,7 +180,7 @@ class ExecApi:
 
     async def start(self, request: web.Request) -> web.StreamResponse:
         instance = self._find(request)
-        body = await read_object(request)
+        body = await read_object(request, schema.EXEC_START, "ExecStartCheck")
         _refuse_unknown(body, START_FIELDS, "exec start")
         if instance.started:
             raise Conflict(f"Exec {instance.id} has already been started")

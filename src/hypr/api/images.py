@@ -90,6 +90,7 @@ class ImageApi:
         if tag:
             text = f"{text}@{tag}" if is_digest(tag) else f"{text}:{tag}"
         platform = request.query.get("platform") or None
+        mf.parse_platform(platform)  # a malformed one is a 400 before the registry is asked
         creds = Credentials.from_header(request.headers.get("X-Registry-Auth"))
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         pull = self._pull(text, platform, creds)

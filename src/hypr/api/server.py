@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from hypr import __version__
-from hypr.api import shapes
+from hypr.api import schema, shapes
 from hypr.api.common import (
     API_VERSION,
     MIN_API_VERSION,
@@ -34,7 +34,7 @@ from hypr.api.common import (
     json_response,
     query_bool,
     query_filters,
-    read_json,
+    read_object,
 )
 from hypr.api.containers import ContainerApi
 from hypr.api.execs import ExecApi
@@ -230,7 +230,8 @@ class Api:
         return json_response(shapes.network_inspect(network, snapshot))
 
     async def network_create(self, request: web.Request) -> web.Response:
-        network = await self.call(networks.create, self.ctx, await read_json(request))
+        body = await read_object(request, schema.NETWORK_CREATE, "CreateRequest")
+        network = await self.call(networks.create, self.ctx, body)
         return json_response({"Id": network.id, "Warning": ""}, status=201)
 
     async def network_remove(self, request: web.Request) -> web.Response:

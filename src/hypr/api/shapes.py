@@ -84,6 +84,17 @@ def port_bindings(snapshot: Snapshot, workload_id: str) -> dict[str, list[dict[s
     return ports
 
 
+def requested_bindings(snapshot: Snapshot, workload_id: str) -> dict[str, list[dict[str, str]]]:
+    """Docker's HostConfig.PortBindings: the ports as asked (HostPort "" for any free one, "8000-8010" for the
+    first free one of a range), where NetworkSettings.Ports shows the ports chosen."""
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for p in snapshot.ports_of(workload_id):
+        host_port = p.requested if p.requested is not None else str(p.host_port)
+        host_ip = "" if str(p.host_ip) == "0.0.0.0" else str(p.host_ip)
+        bindings.setdefault(f"{p.guest_port}/{p.protocol}", []).append({"HostIp": host_ip, "HostPort": host_port})
+    return bindings
+
+
 def endpoint_settings(snapshot: Snapshot, endpoint: Endpoint, workload: Workload) -> dict[str, Any]:
     network = snapshot.network(endpoint.network_id)
     return {
@@ -226,13 +237,7 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
                 "NetworkMode": network_mode(snapshot, workload),
                 "Links": links_of(snapshot, workload) or None,
                 "PublishAllPorts": workload.publish_all,
-                "PortBindings": {
-                    k: [
-                        {"HostIp": "" if b["HostIp"] == "0.0.0.0" else b["HostIp"], "HostPort": b["HostPort"]}
-                        for b in v
-                    ]
-                    for k, v in ports.items()
-                },
+                "PortBindings": requested_bindings(snapshot, workload.id),
                 "AutoRemove": workload.auto_remove,
                 "Dns": list(workload.resolver.dns),
                 "DnsSearch": list(workload.resolver.search or []),

@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from hypr.api import shapes
-from hypr.api.common import Call, Handler, json_response, query_bool, query_filters, read_json
+from hypr.api import schema, shapes
+from hypr.api.common import Call, Handler, json_response, query_bool, query_filters, read_object
 from hypr.api.images import image_summary
 from hypr.errors import Conflict, HyprError, InvalidParameter
 from hypr.models import Snapshot, Workload
@@ -143,7 +143,8 @@ class SystemApi:
         return web.Response(status=204)
 
     async def update(self, request: web.Request) -> web.Response:
-        warnings = await self.call(lifecycle.update, self.ctx, request.match_info["ref"], await read_json(request))
+        body = await read_object(request, schema.CONTAINER_UPDATE, "UpdateConfig")
+        warnings = await self.call(lifecycle.update, self.ctx, request.match_info["ref"], body)
         return json_response({"Warnings": warnings})
 
     async def prune(self, request: web.Request) -> web.Response:

@@ -176,7 +176,7 @@ def prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
 @click.option("--ip", help="IPv4 address.")
 @click.option("--ip6", help="IPv6 address.")
 @click.option("--alias", multiple=True, help="Network-scoped alias for the workload.")
-@click.option("--gw-priority", type=int, default=0, help="Highest priority network carries the default route.")
+@click.option("--gw-priority", type=int, default=0, help="Highest (not internal) network carries the default route.")
 @click.argument("network_ref", metavar="NETWORK", shell_complete=network_names)
 @click.argument("workload", metavar="WORKLOAD", shell_complete=workload_names)
 @click.pass_context

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -19,7 +20,7 @@ from hypr.cli.context import (
     workload_names,
 )
 from hypr.cli.output import echo_json_lines, short_id, table
-from hypr.errors import HyprError, NotFound
+from hypr.errors import HyprError, NotFound, Unavailable
 
 if TYPE_CHECKING:
     from hypr.client import Client
@@ -84,7 +85,7 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
     "networks",
     multiple=True,
     shell_complete=network_names,
-    help="Connect to a network (repeatable; first = default route).",
+    help="Connect to a network (repeatable): NAME, or name=NAME[,alias=A][,ip=IP][,ip6=IP][,gw-priority=N]...",
 )
 @click.option("--ip", help="IPv4 address on the first network.")
 @click.option("--ip6", help="IPv6 address on the first network (a dual-stack one).")
@@ -149,7 +150,8 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
             specs = [spec for item in publish for spec in parse_publish(item)]
             exposed = {f"{s.guest_port}/{s.protocol}": {} for item in expose for s in parse_publish(item)}
         except HyprError as exc:
-            raise click.BadParameter(exc.message, param_hint="-p") from None
+            click.echo(f"hypr: {exc.message}\n\nRun 'hypr run --help' for more information", err=True)
+            ctx.exit(RUN_FAILED)  # the docker CLI's words and code for a -p it cannot read
     body = run_body(image, command, networks, ip, aliases, specs, env, label, hostname, runtime, restart)
     if gw_priority:
         first = next(iter(body["NetworkingConfig"]["EndpointsConfig"].values()))
@@ -180,7 +182,12 @@ def run(ctx: click.Context, detach: bool, name: str | None, networks: tuple[str,
     body.update({"Tty": tty, "OpenStdin": interactive, "StdinOnce": interactive and not detach,
                  "AttachStdin": interactive and not detach, "AttachStdout": not detach, "AttachStderr": not detach})  # fmt: skip
     client = client_of(ctx)
-    workload_id = create_pulling(client, body, name, pull_policy, platform)
+    try:
+        workload_id = create_pulling(client, body, name, pull_policy, platform)
+    except HyprError as exc:
+        if isinstance(exc, Unavailable):
+            raise
+        _refused(ctx, exc.message, RUN_FAILED)
     if detach:
         _start(ctx, client, workload_id, auto_remove)
         click.echo(workload_id)
@@ -196,11 +203,16 @@ def _start(ctx: click.Context, client: Client, workload_id: str, auto_remove: bo
         if auto_remove:
             with contextlib.suppress(HyprError):
                 client.remove(workload_id, force=True)
-        code = start_failure_code(exc.message)
-        if code is None:
+        if isinstance(exc, Unavailable):
             raise
-        click.echo(f"hypr: Error response from daemon: {exc.message}", err=True)
-        ctx.exit(code)
+        _refused(ctx, exc.message, start_failure_code(exc.message) or RUN_FAILED)
+
+
+def _refused(ctx: click.Context, message: str, code: int) -> NoReturn:
+    """`docker run`'s way out when the daemon refuses: its message, and 125 (127 or 126 when the command itself
+    cannot be found or run)."""
+    click.echo(f"hypr: Error response from daemon: {message}", err=True)
+    ctx.exit(code)
 
 
 def foreground(ctx: click.Context, client: Client, workload_id: str, *, interactive: bool, tty: bool,
@@ -305,10 +317,11 @@ def parse_mount(text: str) -> dict[str, Any]:
 
 
 def start_failure_code(message: str) -> int | None:
-    """The docker CLI's exit codes for a command that could not start: 127 not found, 126 not executable."""
+    """The docker CLI's exit codes for a command that could not start: 127 not found, 126 not executable (no
+    permission, or a directory)."""
     if "executable file not found" in message or "no such file or directory" in message.lower():
         return 127
-    if "permission denied" in message.lower():
+    if "permission denied" in message.lower() or "is a directory" in message:
         return 126
     return None
 
@@ -356,14 +369,16 @@ def _pull_to_stderr(client: Client, image: str, platform: str | None) -> None:
 def run_body(image: str, command: Sequence[str], networks: Sequence[str], ip: str | None, aliases: Sequence[str],
              specs: Sequence[Any], env: Sequence[str], label: Sequence[str], hostname: str | None, runtime: str,
              restart: str) -> dict[str, Any]:  # fmt: skip
-    """Docker's container-create body, as the docker CLI builds it (API >= 1.44: every network in EndpointsConfig)."""
+    """Docker's container-create body, as the docker CLI builds it (API >= 1.44: every network in EndpointsConfig).
+    `networks`: `--network` values, names or Docker's long syntax (`network_attachment`); `ip` and `aliases` go to
+    the first."""
     endpoints: dict[str, Any] = {}
-    for index, network in enumerate(networks or ["bridge"]):
-        config: dict[str, Any] = {}
+    for index, value in enumerate(networks or ["bridge"]):
+        network, config = network_attachment(value)
         if index == 0 and ip:
-            config["IPAMConfig"] = {"IPv4Address": ip}
+            config.setdefault("IPAMConfig", {})["IPv4Address"] = ip
         if index == 0 and aliases:
-            config["Aliases"] = list(aliases)
+            config["Aliases"] = [*config.get("Aliases", ()), *aliases]
         endpoints[network] = config
     return {
         "Image": image,
@@ -372,13 +387,59 @@ def run_body(image: str, command: Sequence[str], networks: Sequence[str], ip: st
         "Labels": parse_pairs("label", label, allow_empty=True),
         "Hostname": hostname or "",
         "HostConfig": {
-            "NetworkMode": (networks or ["bridge"])[0],
+            "NetworkMode": next(iter(endpoints)),
             "PortBindings": _bindings(specs),
             "Runtime": runtime,
             "RestartPolicy": {"Name": restart},
         },
         "NetworkingConfig": {"EndpointsConfig": endpoints},
     }
+
+
+RUN_FAILED = 125  # docker run's exit code when the daemon refuses (the workload's own code otherwise)
+_ENDPOINT_KEYS = ("name", "alias", "ip", "ip6", "mac-address", "link-local-ip", "driver-opt", "gw-priority")
+
+
+def network_attachment(value: str) -> tuple[str, dict[str, Any]]:
+    """One `--network` value -> (network, EndpointsConfig entry). A plain name, or the docker CLI's long syntax
+    `name=NET[,alias=A][,ip=IP][,ip6=IP][,mac-address=M][,link-local-ip=IP][,driver-opt=K=V][,gw-priority=N]`
+    (comma-separated fields, repeatable alias, link-local-ip and driver-opt), with Docker's messages for a field
+    without `=`, an unknown key, a priority that is no integer and a missing name."""
+    import csv
+
+    if not re.search(r"\w+=\w+", value):
+        return value, {}
+    fields = next(csv.reader([value]))
+    config: dict[str, Any] = {}
+    name = ""
+    for item in fields:
+        key, eq, val = item.partition("=")
+        key, val = key.strip().lower(), val.strip()
+        if not eq or not key:
+            raise click.BadParameter(f"invalid field {item}", param_hint="--network")
+        if key not in _ENDPOINT_KEYS:
+            raise click.BadParameter(f"invalid field key {key}", param_hint="--network")
+        if key == "name":
+            name = val
+        elif key == "alias":
+            config.setdefault("Aliases", []).append(val)
+        elif key in ("ip", "ip6"):
+            config.setdefault("IPAMConfig", {})["IPv4Address" if key == "ip" else "IPv6Address"] = val
+        elif key == "link-local-ip":
+            config.setdefault("IPAMConfig", {}).setdefault("LinkLocalIPs", []).append(val)
+        elif key == "mac-address":
+            config["MacAddress"] = val
+        elif key == "driver-opt":
+            opt, _, opt_value = val.partition("=")
+            config.setdefault("DriverOpts", {})[opt.strip()] = opt_value.strip()
+        else:
+            try:
+                config["GwPriority"] = int(val)
+            except ValueError:
+                raise click.BadParameter(f"invalid gw-priority: {val!r}", param_hint="--network") from None
+    if not name:
+        raise click.BadParameter("network name/id is not specified", param_hint="--network")
+    return name, config
 
 
 def _bindings(specs: Sequence[Any]) -> dict[str, Any]:

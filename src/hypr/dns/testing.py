@@ -13,10 +13,11 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
 
-from dnslib import EDNS0, QTYPE, RR, TXT, A, DNSRecord
+from dnslib import AAAA, EDNS0, PTR, QTYPE, RR, TXT, A, DNSRecord
 
 T = TypeVar("T")
-Mode = Literal["answer", "blackhole", "servfail", "refused", "truncate", "big"]
+Mode = Literal["answer", "blackhole", "servfail", "refused", "truncate", "big", "many"]
+MANY = {"A": 100, "AAAA": 60, "PTR": 30}  # "many": records of the asked type, each answer 1.6-2.3 kB
 
 
 class LoopThread:
@@ -63,9 +64,19 @@ def fake_answer(request: bytes, mode: Mode, *, over_tcp: bool, address: str = "1
         reply.header.rcode = 5
     elif mode == "truncate" and not over_tcp:
         reply.header.tc = 1
-    elif mode == "big":
+    elif mode == "big" or (mode == "many" and QTYPE[query.q.qtype] not in MANY):
         for i in range(40):  # ~3 kB: far beyond 512, inside a 4096-byte EDNS buffer
             reply.add_answer(RR(query.q.qname, QTYPE.TXT, rdata=TXT(f"{i:02d}-" + "x" * 60), ttl=ttl))
+        reply.add_ar(EDNS0(udp_len=4096, opts=[]))
+    elif mode == "many":  # beyond 512 and 1232 bytes, inside 4096, in the asked type
+        kind = QTYPE[query.q.qtype]
+        for i in range(1, MANY[kind] + 1):
+            rdata = (
+                A(f"198.51.100.{i}") if kind == "A"
+                else AAAA(f"2001:db8::{i:x}") if kind == "AAAA"
+                else PTR(f"host-{i:02d}-{'x' * 40}.example.test")
+            )  # fmt: skip
+            reply.add_answer(RR(query.q.qname, query.q.qtype, rdata=rdata, ttl=ttl))
         reply.add_ar(EDNS0(udp_len=4096, opts=[]))
     else:
         reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A(address), ttl=ttl))

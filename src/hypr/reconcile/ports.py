@@ -187,7 +187,9 @@ class PortHolder:
                 key = _key(spec.host_ip, port, spec.protocol)
                 self.held[key] = held
                 taken.append(key)
-                mappings.append(PortMapping(workload_id, spec.host_ip, port, spec.guest_port, spec.protocol))
+                mappings.append(
+                    PortMapping(workload_id, spec.host_ip, port, spec.guest_port, spec.protocol, spec.host_text)
+                )
         except BaseException:
             for key in taken:
                 self.held.pop(key).close()

@@ -32,6 +32,7 @@ class Attachment:
     prefixlen6: int = 64
     gateway6: IPv6Address | None = None
     link_local: tuple[IPv4Address, ...] = ()  # Docker's LinkLocalIPs: more addresses on the guest end (/16)
+    internal: bool = False  # an internal network: no default route through it (Docker's bridge driver gives none)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,24 @@ class LaunchSpec:
     shared_netns: Path | None = None
     resolv_conf: str | None = None  # host mode: the host's resolv.conf, copied as Docker does
     stdio: Stdio = field(default_factory=Stdio)  # TTY or two pipes; stdin held open for attach
+
+    @property
+    def gateway(self) -> Attachment | None:
+        """The attachment that carries the IPv4 default route: the first (in gateway order) with an IPv4 address
+        and gateway that is not internal. Each family picks its own, as Docker 28 does: an IPv6-only network in
+        front leaves IPv4 to the next one. None for a workload on internal networks only, which has no default
+        route (Docker's: its bridge driver gives an internal network no gateway)."""
+        return next(
+            (a for a in self.attachments if a.ip is not None and a.gateway is not None and not a.internal), None
+        )
+
+    @property
+    def gateway6(self) -> Attachment | None:
+        """The attachment that carries the IPv6 default route: the first (in gateway order) with an IPv6 address
+        and gateway, internal networks excepted."""
+        return next(
+            (a for a in self.attachments if a.ip6 is not None and a.gateway6 is not None and not a.internal), None
+        )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from hypr.errors import KernelError
 from hypr.runtime import oci
 
 SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Docker's default seccomp profile as Debian ships it (package golang-github-containers-common).
+# Docker's default seccomp profile as Debian ships it (package golang-github-containers-common; Podman's variant,
+# brought back to Docker's rules by oci.as_dockers).
 SECCOMP_PROFILE = Path("/usr/share/containers/seccomp.json")
 TIMEOUT = 30.0
 ROOT = "crun"  # under the workload's state dir
@@ -117,7 +118,7 @@ def default_profile() -> dict[str, Any]:
             f"Docker's default seccomp profile {SECCOMP_PROFILE} is missing or unreadable ({exc}): install "
             "golang-github-containers-common; hypr does not run sandboxes without it"
         ) from exc
-    return profile
+    return oci.as_dockers(profile)
 
 
 @functools.lru_cache(maxsize=1)

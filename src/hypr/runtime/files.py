@@ -29,7 +29,7 @@ def render_hosts(spec: LaunchSpec) -> str:
     names = f"{spec.hostname}.{spec.domainname}\t{spec.hostname}" if spec.domainname else spec.hostname
     lines = [f"{ip}\t{name}\n" for name, ip in spec.hosts]
     lines += [f"{address}\t{names}\n" for att in spec.attachments if (address := att.ip or att.ip6)]
-    return _HOSTS_HEAD + "".join(lines)
+    return _HOSTS_HEAD + "".join(dict.fromkeys(lines))  # its name is its hostname unless --hostname: one line
 
 
 def render_resolv(spec: LaunchSpec) -> str:

@@ -145,6 +145,41 @@ def process(inputs: Inputs, proc: Process | None = None) -> dict[str, Any]:
     }
 
 
+# What Docker's own profile (moby profiles/seccomp/default.json) allows only with CAP_SYS_ADMIN, and what it never
+# allows, where the profile Debian ships (Podman's variant) allows them to every process: with them a workload could
+# make user namespaces (and, inside one, every other kind: more kernel surface than Docker exposes) and reach the
+# kernel keyrings, which are not namespaced (the host root's user keyring is every uid-0 process's).
+_SYS_ADMIN_ONLY = ("clone", "clone3", "fsconfig", "fsmount", "fsopen", "fspick", "mount", "mount_setattr",
+                   "move_mount", "open_tree", "setns", "umount", "umount2", "unshare")  # fmt: skip
+_NEVER = ("keyctl", "add_key", "request_key")
+_CLONE_NAMESPACE_FLAGS = 0x7E020000  # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET (moby's mask)
+
+
+def as_dockers(profile: Mapping[str, Any]) -> dict[str, Any]:
+    """Debian's default profile with Docker's rules for namespaces, mounts and keyrings: those calls taken out of
+    the rules that allow them to everyone, allowed again with CAP_SYS_ADMIN; without it `clone` only without
+    namespace flags and `clone3` ENOSYS (so that libc falls back to clone), as moby's profile does, the others EPERM
+    (moby's default errno; Debian's is ENOSYS, which tools report as "not implemented"); keyrings EPERM."""
+    taken = set(_SYS_ADMIN_ONLY) | set(_NEVER)
+    rules = []
+    for rule in profile.get("syscalls") or ():
+        general = not rule.get("includes") and not rule.get("excludes") and not rule.get("args")
+        if general and rule.get("action") == "SCMP_ACT_ALLOW":
+            names = [n for n in rule.get("names") or () if n not in taken]
+            rule = {**rule, "names": names}
+        rules.append(rule)
+    rules += [
+        {"names": list(_SYS_ADMIN_ONLY), "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+        {"names": ["clone"], "action": "SCMP_ACT_ALLOW", "excludes": {"caps": ["CAP_SYS_ADMIN"]},
+         "args": [{"index": 0, "value": _CLONE_NAMESPACE_FLAGS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38, "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+        {"names": [n for n in _SYS_ADMIN_ONLY if n not in ("clone", "clone3")], "action": "SCMP_ACT_ERRNO",
+         "errnoRet": 1, "excludes": {"caps": ["CAP_SYS_ADMIN"]}},  # EPERM as moby's default (Debian's is ENOSYS)
+        {"names": list(_NEVER), "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+    ]  # fmt: skip
+    return {**profile, "syscalls": rules}
+
+
 def seccomp(profile: Mapping[str, Any], caps: Sequence[str], arch: str, kernel: tuple[int, int]) -> dict[str, Any]:
     """A Docker-format profile (Docker's default, or a workload's own) made concrete as OCI's linux.seccomp: the
     rules for this architecture, kernel and capability set, as dockerd does before it calls runc."""

@@ -41,17 +41,6 @@ def _netns_path(spec: LaunchSpec) -> Path:
     return spec.state_dir / "netns"
 
 
-def _first4(spec: LaunchSpec) -> Attachment | None:
-    """The attachment that carries the IPv4 default route: the first (in gateway order) with an IPv4 address. Each
-    family picks its own, as Docker 28 does: an IPv6-only network in front leaves IPv4 to the next one."""
-    return next((att for att in spec.attachments if att.ip is not None), None)
-
-
-def _first6(spec: LaunchSpec) -> Attachment | None:
-    """The attachment that carries the IPv6 default route: the first (in gateway order) with an IPv6 address."""
-    return next((att for att in spec.attachments if att.ip6 is not None), None)
-
-
 def _shares(spec: LaunchSpec) -> bool:
     """Host or container mode: the namespace is someone else's, never made, plugged or removed here."""
     return spec.network_mode in ("host", "container")
@@ -186,8 +175,8 @@ class SandboxRuntime:
             with netns.create(_netns_path(spec)) as ns, Rtnl() as host:
                 ns.rtnl.batch([link_up(index=veth.LOOPBACK_INDEX)])  # `none` has lo alone, up
                 for att in spec.attachments:
-                    veth.plug(host, ns, att, alias=spec.owner_alias, default_route=att is _first4(spec),
-                              default_route6=att is _first6(spec))  # fmt: skip
+                    veth.plug(host, ns, att, alias=spec.owner_alias, default_route=att == spec.gateway,
+                              default_route6=att == spec.gateway6)  # fmt: skip
         except (OSError, KernelError) as exc:
             if fresh:
                 self._remove_network(spec, [])
@@ -203,8 +192,8 @@ class SandboxRuntime:
         try:
             with netns.enter(_netns_path(spec)) as ns, Rtnl() as host:
                 veth.plug(
-                    host, ns, att, alias=spec.owner_alias, default_route=att == _first4(spec),
-                    default_route6=att == _first6(spec),
+                    host, ns, att, alias=spec.owner_alias, default_route=att == spec.gateway,
+                    default_route6=att == spec.gateway6,
                 )  # fmt: skip
         except OSError as exc:
             raise KernelError(f"attach {att.host_ifname} to {spec.name}: {exc}") from exc
@@ -218,12 +207,11 @@ class SandboxRuntime:
                 host.batch(veth.unplug_plan([att]))
             if spec.attachments and not self._namespace_lost(spec):
                 with netns.enter(_netns_path(spec)) as ns:  # the gateway may have moved to another network
-                    first4 = _first4(spec)
-                    if first4 is not None and first4.gateway is not None:
-                        ns.rtnl.batch([default_route_add(first4.gateway)])
-                    first6 = _first6(spec)
-                    if first6 is not None and first6.gateway6 is not None:
-                        ns.rtnl.batch([default_route_add(first6.gateway6)])
+                    gateway, gateway6 = spec.gateway, spec.gateway6
+                    if gateway is not None and gateway.gateway is not None:
+                        ns.rtnl.batch([default_route_add(gateway.gateway)])
+                    if gateway6 is not None and gateway6.gateway6 is not None:
+                        ns.rtnl.batch([default_route_add(gateway6.gateway6)])
         except OSError as exc:
             raise KernelError(f"detach {att.host_ifname} from {spec.name}: {exc}") from exc
         if spec.state_dir.is_dir():

@@ -205,6 +205,8 @@ def classify(message: str, argv0: str) -> StartFailed:
         return StartFailed(f'exec: "{argv0}": executable file not found in $PATH', EXIT_NOT_FOUND, errno.ENOENT)
     if "Permission denied" in message and ("executable" in message or "exec" in message):
         return StartFailed(f'exec: "{argv0}": permission denied', EXIT_CANNOT_RUN, errno.EACCES)
+    if "open executable" in message and "Operation not permitted" in message:  # crun's words for a directory
+        return StartFailed(f'exec: "{argv0}": is a directory', EXIT_CANNOT_RUN, errno.EISDIR)
     return StartFailed(f"start {argv0}: {message or 'crun failed'}", EXIT_CANNOT_RUN, 0)
 
 

@@ -199,9 +199,10 @@ def render_config(spec: LaunchSpec, command: tuple[str, ...], creds: Credentials
         f"|{att.ip6 or ''}|{att.prefixlen6 if att.ip6 else ''}\n"
         for att in spec.attachments
     )
-    # Each family's default route: via the first attachment (in gateway order) that has that family.
-    gateway = next((str(att.gateway) for att in spec.attachments if att.ip and att.gateway), "")
-    gateway6 = next((str(att.gateway6) for att in spec.attachments if att.ip6 and att.gateway6), "")
+    # Each family's default route: via the first attachment (in gateway order) that has that family and is not
+    # internal (none for a VM on internal networks only).
+    gateway = str(spec.gateway.gateway) if spec.gateway is not None else ""
+    gateway6 = str(spec.gateway6.gateway6) if spec.gateway6 is not None else ""
     env: Mapping[str, str] = {"PATH": GUEST_PATH, "HOSTNAME": spec.hostname, "HOME": creds.home, **spec.env}
     return (
         f"HYPR_NETS={_q(nets)}\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import signal as signals
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,19 @@ _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_signal(text: str) -> signals.Signals:
+    """A signal by name (`TERM`, `SIGTERM`, any case) or number; Docker's `Invalid signal: X` otherwise."""
+    name = text.upper()
+    try:
+        return (
+            signals.Signals(int(name))
+            if name.isdigit()
+            else signals.Signals[name if name.startswith("SIG") else "SIG" + name]
+        )
+    except (KeyError, ValueError):
+        raise InvalidParameter(f"Invalid signal: {text}") from None
 
 
 def new_id() -> str:

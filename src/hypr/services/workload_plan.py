@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
+import os
 import random
 import re
 from collections.abc import Mapping
@@ -23,7 +24,16 @@ from hypr.ports import PortSpec, from_bindings
 from hypr.services.confinement import plan_confinement
 from hypr.services.images import find_image
 from hypr.services.network_plan import find_network
-from hypr.services.validation import flag, label_matches, mapping, new_id, now_rfc3339, string_map, strings
+from hypr.services.validation import (
+    flag,
+    label_matches,
+    mapping,
+    new_id,
+    now_rfc3339,
+    parse_signal,
+    string_map,
+    strings,
+)
 
 RUNTIMES = ("sandbox", "vm")
 LOOPBACK6 = ipaddress.IPv6Address("::1")
@@ -87,9 +97,9 @@ def _ipv6_only_ports(ports: tuple[PortSpec, ...], target: Network) -> tuple[Port
 
 
 def port_target(endpoints: tuple[EndpointRequest, ...]) -> Network | None:
-    """The network published ports reach the workload on: the first without `internal` in gateway order (the
-    highest GwPriority, then by name: Snapshot.gateway_order's rule)."""
-    ordered = sorted(endpoints, key=lambda e: (-e.gw_priority, e.network.internal, e.network.name))
+    """The network published ports reach the workload on: its gateway network (the highest GwPriority, then by
+    name, among the networks that are not internal: Snapshot.gateway_order's rule)."""
+    ordered = sorted(endpoints, key=lambda e: (e.network.internal, -e.gw_priority, e.network.name))
     return next((e.network for e in ordered if not e.network.internal), None)
 
 
@@ -133,6 +143,7 @@ def plan_workload_create(
     if not isinstance(body, Mapping):
         raise InvalidParameter("invalid JSON: expected an object")
     host_config = mapping(body.get("HostConfig"), "HostConfig")
+    _log_driver(host_config)
     if name:
         check_name(name, snapshot)
     else:
@@ -185,8 +196,8 @@ def plan_workload_create(
         env={**_env(list(run.env)), **_env(body.get("Env"))}, hostname=_hostname(body, name, mode),
         labels={**dict(run.labels), **string_map("labels", body.get("Labels"))}, created=now_rfc3339(),
         auto_remove=flag(host_config, "AutoRemove"), restart=restart, image_id=pulled.id if pulled else "",
-        user=_string(body, "User") or run.user, workdir=_string(body, "WorkingDir") or run.workdir,
-        stop_signal=_string(body, "StopSignal") or run.stop_signal, exposed_ports=exposed,
+        user=_string(body, "User") or run.user, workdir=_workdir(body) or run.workdir,
+        stop_signal=_stop_signal(body) or run.stop_signal, exposed_ports=exposed,
         resolver=resolver_settings(host_config, _string(body, "Domainname")), **_resources(host_config),
         confinement=plan_confinement(host_config, runtime), network_mode=mode, links=links,
         publish_all=flag(host_config, "PublishAllPorts"), mac_address=mac or "", stdio=_stdio(body),
@@ -199,11 +210,18 @@ def _stdio(body: Mapping[str, Any]) -> Stdio:
     return Stdio(tty=flag(body, "Tty"), open_stdin=flag(body, "OpenStdin"), stdin_once=flag(body, "StdinOnce"))
 
 
+HOSTNAME_MAX = 63  # a DNS label; the kernel takes 64 (sethostname fails beyond, as `docker run` does there)
+
+
 def _hostname(body: Mapping[str, Any], name: str, mode: str) -> str:
-    """ "" means the host's (host mode) or the namespace owner's (container mode), found at each start."""
+    """ "" means the host's (host mode) or the namespace owner's (container mode), found at each start. The default,
+    the workload's name, is cut to a label's length; a hostname asked for is refused when longer, never cut."""
     if mode.startswith("container:"):
         return ""
-    return str(body.get("Hostname") or ("" if mode == "host" else name))[:63]
+    asked = body.get("Hostname")
+    if asked and len(str(asked)) > HOSTNAME_MAX:
+        raise InvalidParameter(f"invalid hostname {str(asked)[:80]!r}: longer than {HOSTNAME_MAX} characters")
+    return str(asked or ("" if mode == "host" else name))[:HOSTNAME_MAX]
 
 
 def _command(body: Mapping[str, Any], run: mf.RunConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -242,7 +260,41 @@ def _string(body: Mapping[str, Any], key: str) -> str:
     value = body.get(key)
     if value is not None and not isinstance(value, str):
         raise InvalidParameter(f"invalid {key}: expected a string")
+    if value and "\0" in value:
+        raise InvalidParameter(f"invalid {key}: {value!r} contains a NUL byte")  # no kernel call takes one
     return value or ""
+
+
+def create_warnings(body: Mapping[str, Any]) -> list[str]:
+    """Docker's `Warnings` of a create: what is accepted but does nothing here (images and compose files carry
+    health checks, so refusing them would refuse those; the docker CLI prints each warning)."""
+    test = mapping(body.get("Healthcheck"), "Healthcheck").get("Test")
+    if test and test != ["NONE"]:
+        return ["Healthcheck is not supported by hypr: no health check runs (State.Health stays absent)"]
+    return []
+
+
+def _workdir(body: Mapping[str, Any]) -> str:
+    """Docker's check at create (daemon/container.go): a working directory asked for is an absolute path."""
+    workdir = _string(body, "WorkingDir")
+    if workdir and not workdir.startswith("/"):
+        raise InvalidParameter(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
+    return workdir
+
+
+def _stop_signal(body: Mapping[str, Any]) -> str:
+    """Docker checks it at create (`Invalid signal: X`), not at the first stop."""
+    text = _string(body, "StopSignal")
+    if text:
+        parse_signal(text)
+    return text
+
+
+def _log_driver(host_config: Mapping[str, Any]) -> None:
+    """hypr keeps every workload's output in Docker's json-file format: another driver is refused, never ignored."""
+    kind = mapping(host_config.get("LogConfig"), "HostConfig.LogConfig").get("Type") or "json-file"
+    if kind != "json-file":
+        raise InvalidParameter(f"HostConfig.LogConfig.Type {kind!r} is not supported by hypr (json-file only)")
 
 
 def _plan_endpoints(
@@ -458,6 +510,9 @@ def _resources(host_config: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(nano, int) or not isinstance(memory, int) or nano < 0 or memory < 0:
         raise InvalidParameter("invalid NanoCpus or Memory: expected non-negative integers")
     if nano:
+        cpus = os.cpu_count() or 1
+        if not 10**7 <= nano <= cpus * 10**9:  # Docker's bounds (daemon/daemon_unix.go)
+            raise InvalidParameter(f"Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available")
         resources["cpus"] = nano / 1e9
     if memory:
         if memory < 64 * 2**20:
@@ -470,11 +525,12 @@ def _str_slice(value: Any, what: str) -> list[str]:
     """Docker's StrSlice (Cmd, Entrypoint): a list of strings, or one string taken as a one-item list."""
     if value is None:
         return []
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
         raise InvalidParameter(f"invalid {what}: expected a list of strings")
-    return value
+    if any("\0" in v for v in items):
+        raise InvalidParameter(f"invalid {what}: an argument contains a NUL byte")  # execve cannot pass it
+    return items
 
 
 def exec_env(value: Any) -> dict[str, str]:
@@ -532,7 +588,8 @@ def _search(pattern: str, text: str) -> bool:
     try:
         return _compiled(pattern).search(text) is not None
     except re2.error as exc:
-        raise InvalidParameter(f"invalid filter 'name={pattern}': {exc}") from None
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise InvalidParameter(f"invalid filter 'name={pattern}': {reason}") from None
 
 
 @functools.lru_cache(maxsize=256)

@@ -12,7 +12,7 @@ import math
 import signal as signals
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -23,10 +23,11 @@ from hypr import names
 from hypr.errors import Conflict, Forbidden, HyprError, InvalidParameter, KernelError, NotFound
 from hypr.models import OVERLAY, Endpoint, Network, Snapshot, Workload
 from hypr.runtime.base import NO_OPTIONS, Attachment, ExecOptions, ExecProcess, Handle, LaunchSpec, Runtime
+from hypr.runtime.rtnl import Rtnl
 from hypr.services import addresses
 from hypr.services.context import Context
 from hypr.services.network_plan import find_network
-from hypr.services.validation import new_id, now_rfc3339, parse_created
+from hypr.services.validation import new_id, now_rfc3339, parse_created, parse_signal
 from hypr.services.workload_plan import (
     EndpointRequest,
     check_name,
@@ -74,25 +75,26 @@ def attachment(network: Network, endpoint: Endpoint) -> Attachment:
         ip=endpoint.ip, prefixlen=network.subnet.prefixlen if network.subnet else 24, gateway=network.gateway,
         mac=endpoint.mac, mtu=network.mtu,
         ip6=endpoint.ip6, prefixlen6=network.subnet6.prefixlen if network.subnet6 else 64, gateway6=network.gateway6,
-        link_local=tuple(IPv4Address(a) for a in endpoint.link_local_ips),
+        link_local=tuple(IPv4Address(a) for a in endpoint.link_local_ips), internal=network.internal,
     )  # fmt: skip
 
 
 def nameserver(attachments: tuple[Attachment, ...]) -> IPv4Address | IPv6Address | None:
-    """The resolver a workload is given: the IPv4 gateway of its first network that has IPv4 (gateway order), or,
-    when every network is IPv6-only, its first IPv6 gateway (the DNS server listens on both)."""
+    """The host's address a workload is given as resolver and `host-gateway`: the IPv4 gateway of its first network
+    that has IPv4 (gateway order), or, when every network is IPv6-only, its first IPv6 gateway (the DNS server
+    listens on both)."""
     return next((a.gateway for a in attachments if a.gateway), None) or next(
         (a.gateway6 for a in attachments if a.gateway6), None
     )
 
 
 def launch_spec(ctx: Context, snapshot: Snapshot, workload: Workload) -> LaunchSpec:
-    # The runtime takes the first attachment as the one with the default route and the resolver.
+    # In gateway order, internal networks last: LaunchSpec.gateway(6) carry the default routes, nameserver() resolves.
     endpoints = snapshot.gateway_order(workload.id)
     attachments = tuple(attachment(snapshot.network(e.network_id), e) for e in endpoints)
     own = workload.resolver
     search, options = ctx.host_resolver()
-    extra = _extra_hosts(own.extra_hosts, next((a.gateway for a in attachments if a.gateway), None))
+    extra = _extra_hosts(own.extra_hosts, nameserver(attachments))
     extra += _link_hosts(snapshot, workload)
     spec = LaunchSpec(
         workload_id=workload.id, name=workload.name, hostname=workload.hostname or workload.name,
@@ -154,9 +156,10 @@ def _link_hosts(snapshot: Snapshot, workload: Workload) -> tuple[tuple[str, IPv4
 
 
 def _extra_hosts(
-    entries: tuple[tuple[str, str], ...], gateway: IPv4Address | None
+    entries: tuple[tuple[str, str], ...], gateway: IPv4Address | IPv6Address | None
 ) -> tuple[tuple[str, IPv4Address | IPv6Address], ...]:
-    """--add-host entries; `host-gateway` is the host's address on the workload's gateway network."""
+    """--add-host entries; `host-gateway` is the host's address on the workload's gateway network (its IPv6
+    gateway when every network is IPv6-only)."""
     found: list[tuple[str, IPv4Address | IPv6Address]] = []
     for name, address in entries:
         if address != "host-gateway":
@@ -193,9 +196,8 @@ def create(ctx: Context, name: str | None, body: Any) -> Workload:
     runtime.validate(launch_spec(ctx, snapshot, workload))
     mappings = ctx.ports.reserve(workload.id, plan.ports, ipv6=plan.reached_over_ipv6)
     try:
-        with ctx.store.transaction() as tx:
+        with ctx.store.transaction() as tx, _TakenIfnames(snapshot, workload) as taken:
             ctx.store.insert_workload(tx, workload, {})
-            taken = _taken_ifnames(ctx, snapshot, workload)
             for position, request in enumerate(plan.endpoints):
                 taken.add(_insert_endpoint(ctx, tx, workload, request, position, taken).host_ifname)
             for mapping in mappings:
@@ -213,15 +215,39 @@ def create(ctx: Context, name: str | None, body: Any) -> Workload:
     return workload
 
 
-def _taken_ifnames(ctx: Context, snapshot: Snapshot, workload: Workload) -> set[str]:
-    """Interface names a new TAP must not take: our endpoints' and every link on the host (VMs only)."""
-    if workload.runtime != "vm":
-        return set()
-    return {e.host_ifname for e in snapshot.endpoints} | set(ctx.reconciler.host_view().interfaces)
+class _TakenIfnames:
+    """Interface names a new TAP must not take (VMs only; names.tap_name asks `in`): our endpoints', and any link
+    on the host, asked one name at a time over netlink. Listing every link instead cost ~0.5 ms a link through
+    pyroute2, on every VM create: most of the call at a few links, seconds at a thousand."""
+
+    def __init__(self, snapshot: Snapshot, workload: Workload) -> None:
+        self.vm = workload.runtime == "vm"
+        self.ours = {e.host_ifname for e in snapshot.endpoints} if self.vm else set()
+        self._rtnl: Rtnl | None = None
+
+    def __enter__(self) -> _TakenIfnames:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._rtnl is not None:
+            self._rtnl.close()
+
+    def add(self, name: str) -> None:
+        self.ours.add(name)
+
+    def __contains__(self, name: object) -> bool:
+        if name in self.ours or not self.vm:
+            return name in self.ours
+        try:
+            if self._rtnl is None:
+                self._rtnl = Rtnl()
+            return self._rtnl.link_index(str(name)) is not None
+        except OSError as exc:
+            raise KernelError(f"look up interface {name}: {exc}") from exc
 
 
 def _insert_endpoint(
-    ctx: Context, tx: Any, workload: Workload, request: EndpointRequest, position: int, taken: set[str]
+    ctx: Context, tx: Any, workload: Workload, request: EndpointRequest, position: int, taken: Container[str]
 ) -> Endpoint:
     network = request.network
     if network.driver == OVERLAY:
@@ -401,18 +427,6 @@ def kill(ctx: Context, ref: str, signal: str = "KILL") -> None:
     refresh(ctx)
 
 
-def parse_signal(text: str) -> signals.Signals:
-    name = text.upper()
-    try:
-        return (
-            signals.Signals(int(name))
-            if name.isdigit()
-            else signals.Signals[name if name.startswith("SIG") else "SIG" + name]
-        )
-    except (KeyError, ValueError):
-        raise InvalidParameter(f"Invalid signal: {text}") from None
-
-
 def refresh(ctx: Context) -> None:
     """Notice workloads that ended on their own: record the exit, then --rm them (once no attach or wait holds
     them), or restart them as their policy says, after Docker's back-off (100 ms, doubling up to a minute; reset
@@ -562,8 +576,8 @@ def connect(ctx: Context, network_ref: str, workload_ref: str, config: Any = Non
         raise Forbidden(f"endpoint with name {workload.name} already exists in network {network.name}")
     check_usable(ctx, [network])
     position = max((e.position for e in current), default=-1) + 1
-    with ctx.store.transaction() as tx:
-        endpoint = _insert_endpoint(ctx, tx, workload, request, position, _taken_ifnames(ctx, snapshot, workload))
+    with ctx.store.transaction() as tx, _TakenIfnames(snapshot, workload) as taken:
+        endpoint = _insert_endpoint(ctx, tx, workload, request, position, taken)
     try:
         ctx.converge()  # the new network's names are served before the interface appears
         ctx.runtime(workload.runtime).attach(

@@ -314,8 +314,9 @@ class Store:
 
     def insert_port(self, tx: sqlite3.Connection, p: PortMapping) -> None:
         tx.execute(
-            "INSERT INTO port_mappings (workload_id, host_ip, host_port, guest_port, protocol) VALUES (?,?,?,?,?)",
-            (p.workload_id, str(p.host_ip), p.host_port, p.guest_port, p.protocol),
+            "INSERT INTO port_mappings (workload_id, host_ip, host_port, guest_port, protocol, requested)"
+            " VALUES (?,?,?,?,?,?)",
+            (p.workload_id, str(p.host_ip), p.host_port, p.guest_port, p.protocol, p.requested),
         )
 
     def insert_image(self, tx: sqlite3.Connection, image: Image, layout_tag: str, digest_ref: str) -> None:
@@ -555,4 +556,5 @@ def _port(row: sqlite3.Row) -> PortMapping:
         host_port=row["host_port"],
         guest_port=row["guest_port"],
         protocol=cast(Protocol, row["protocol"]),
+        requested=row["requested"],
     )

@@ -190,4 +190,9 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE endpoints_old;
     CREATE UNIQUE INDEX endpoints_ip6 ON endpoints (network_id, ip6)
     """,
+    # The host port as asked (Docker's HostConfig.PortBindings): "" for any free one, "8000-8010" for the first
+    # free one of a range; NULL for rows made before it was kept (shown as the port chosen).
+    """
+    ALTER TABLE port_mappings ADD COLUMN requested TEXT
+    """,
 )
