@@ -433,10 +433,8 @@ def refresh(ctx: Context) -> None:
     once a run lasted 10 s)."""
     snapshot = ctx.store.snapshot()
     now = time.monotonic()
-    handles = {w.id: h for w in snapshot.workloads if w.state == "running" and (h := handle_of(w)) is not None}
-    ended = ctx.exits.candidates(handles)  # the few whose process may have ended: only those are looked at
+    ended = ctx.exits.candidates(snapshot, handle_of)  # the few whose process may have ended: only those are asked
     for workload in snapshot.workloads:
-        handle = handle_of(workload)
         if workload.state == "exited" and workload.auto_remove:
             if not ctx.holds[workload.id]:
                 _delete(ctx, workload)
@@ -444,7 +442,10 @@ def refresh(ctx: Context) -> None:
         if workload.state == "exited" and ctx.restarts.get(workload.id, (0, math.inf))[1] <= now:
             log.info("restarting %s (policy %s)", workload.name, workload.restart)
             start(ctx, workload.id)
-        if workload.state != "running" or handle is None or workload.id not in ended:
+        if workload.state != "running" or workload.id not in ended:
+            continue
+        handle = handle_of(workload)
+        if handle is None:
             continue
         runtime = ctx.runtime(workload.runtime)
         if runtime.running(handle):
