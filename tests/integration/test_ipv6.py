@@ -81,6 +81,10 @@ def test_dual_stack_network_inspect_and_static_addresses(hyprd: Hyprd) -> None:
     ep_a, ep_b = a["NetworkSettings"]["Networks"]["dual"], b["NetworkSettings"]["Networks"]["dual"]
     assert ep_a["GlobalIPv6Address"] == f"{prefix}2" and ep_a["GlobalIPv6PrefixLen"] == 64
     assert ep_a["IPv6Gateway"] == v6["Gateway"] and ep_a["IPAMConfig"] is None
+    # The top-level (deprecated) fields mirror the gateway network for both families, as IPAddress does.
+    top = a["NetworkSettings"]
+    wanted = {"GlobalIPv6Address": f"{prefix}2", "GlobalIPv6PrefixLen": 64, "IPv6Gateway": v6["Gateway"]}
+    assert {k: top[k] for k in wanted} == wanted
     assert ep_b["GlobalIPv6Address"] == f"{prefix}beef" and ep_b["IPAMConfig"] == {"IPv6Address": f"{prefix}beef"}
     with hyprd.client() as client:
         containers = client.network("dual")["Containers"]
@@ -150,6 +154,14 @@ def test_spoofed_ipv6_source_and_forged_neighbour_advertisement_are_dropped(hypr
     enter(ns_a, "python3", "-S", "-c", forge)
     neigh = json.loads(enter(hyprd.ns, "ip", "-j", "-6", "neigh", "show", "fd00:1::3").stdout)
     assert [n["lladdr"] for n in neigh] == [mac_b]
+    # a's own address with b's MAC as the link-layer address option (the ARP sender MAC of IPv6): in an
+    # advertisement, and in a solicitation for the gateway, each would point the gateway's entry for a at b.
+    enter(hyprd.ns, "ping", "-6", "-c", "1", "-W", "2", "fd00:1::2")
+    for kind, target, to in (("136", "fd00:1::2", "ff02::1"), ("135", "fd00:1::1", "ff02::1:ff00:1")):
+        forged = _ND.replace("_KIND_", kind).replace("_TARGET_", target).replace("_TO_", to)
+        enter(ns_a, "python3", "-S", "-c", forged.replace("_MAC_", mac_b.replace(":", "")))
+        neigh = json.loads(enter(hyprd.ns, "ip", "-j", "-6", "neigh", "show", "fd00:1::2").stdout)
+        assert [n["lladdr"] for n in neigh] == [mac_a], kind
 
 
 # An unsolicited, overriding neighbour advertisement to all nodes for `target`, with a's own MAC as the target
@@ -163,6 +175,18 @@ mac = bytes.fromhex("MAC")
 body = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + socket.inet_pton(socket.AF_INET6, "TARGET")
 body += struct.pack("!BB", 2, 1) + mac
 s.sendto(body, ("ff02::1", 0, 0, socket.if_nametoindex("eth0")))
+"""
+# A neighbour solicitation (135, with a source link-layer address option) or an overriding advertisement (136,
+# with a target link-layer address option) about _TARGET_, sent to _TO_ from the interface's own address, naming _MAC_.
+_ND = r"""
+import socket, struct
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+kind = _KIND_
+body = struct.pack("!BBHI", kind, 0, 0, 0x20000000 if kind == 136 else 0) + socket.inet_pton(socket.AF_INET6, "_TARGET_")
+body += struct.pack("!BB", 2 if kind == 136 else 1, 1) + bytes.fromhex("_MAC_")
+s.sendto(body, ("_TO_", 0, 0, socket.if_nametoindex("eth0")))
 """
 
 
