@@ -281,6 +281,7 @@ def test_published_ports_answer_over_ipv6(hyprd: Hyprd, topo: Topology) -> None:
         check([
             Case(hyprd.ns, ("tcp", "::1", 8081), "web 80/tcp from fd00:1::1"),  # [::1]: relayed (no route_localnet)
             Case(hyprd.ns, ("tcp", "::1", 9091), "old 80/tcp from 10.91.0.1"),  # ... to IPv4 for a v4-only one
+            Case(hyprd.ns, ("tcp", "::1", 8080), "web 80/tcp from fd00:1::1"),  # ::1 of [::]:8080 too (curl localhost)
             Case(topo.client, ("tcp", HOST_LAN6, 8080), f"web 80/tcp from {CLIENT6}"),  # a remote host, over IPv6
             Case(topo.client, ("tcp", HOST_LAN, 8080), f"web 80/tcp from {CLIENT}"),  # and over IPv4
             Case(topo.client, ("tcp", HOST_LAN6, 8443), f"web 81/tcp from {CLIENT6}"),  # one IPv6 address only
@@ -290,8 +291,9 @@ def test_published_ports_answer_over_ipv6(hyprd: Hyprd, topo: Topology) -> None:
         ])  # fmt: skip
     with hyprd.client() as client:
         client.remove("web", force=True)
-    enter(hyprd.ns, "python3", "-c", _BIND6.format(port=8080))  # released: both families and [::1]
-    reuse = "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind("  # as servers do: TIME_WAIT stays
+    # Released: both families and [::1]. Relayed connections leave TIME_WAIT entries, so bind as servers do.
+    reuse = "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind("
+    enter(hyprd.ns, "python3", "-c", _BIND6.replace("s.bind(", reuse).format(port=8080))
     enter(hyprd.ns, "python3", "-c", _BIND6.replace('"::"', '"::1"').replace("s.bind(", reuse).format(port=8081))
 
 
