@@ -261,7 +261,11 @@ def test_published_ports_answer_over_ipv6(hyprd: Hyprd, topo: Topology) -> None:
     web = start(hyprd, "web", "one", ports={
         "80/tcp": [{"HostPort": "8080"}, {"HostIp": "::1", "HostPort": "8081"}],
         "81/tcp": [{"HostIp": HOST_LAN6, "HostPort": "8443"}],
+        "82/udp": [{"HostPort": "8082"}], "83/tcp": [{"HostPort": ""}],  # UDP, and a port the kernel picks (-P)
     })  # fmt: skip
+    [any4, any6] = web["NetworkSettings"]["Ports"]["83/tcp"]
+    assert any4["HostPort"] == any6["HostPort"] and any6["HostIp"] == "::"  # the same port on both families
+    picked = int(any6["HostPort"])
     old = start(hyprd, "old", "plain", ports={"80/tcp": [{"HostPort": "9090"}, {"HostIp": "::1", "HostPort": "9091"}]})
     assert web["NetworkSettings"]["Ports"]["80/tcp"] == [
         {"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "::", "HostPort": "8080"},
@@ -277,7 +281,8 @@ def test_published_ports_answer_over_ipv6(hyprd: Hyprd, topo: Topology) -> None:
             {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": "plain",
              "PortBindings": {"80/tcp": [{"HostIp": "::", "HostPort": "7070"}]}}}, "nope"
         )  # fmt: skip
-    with server(netns_of(hyprd, web), "web", "80/tcp", "81/tcp"), server(netns_of(hyprd, old), "old", "80/tcp"):
+    web_ports = ("80/tcp", "81/tcp", "82/udp", "83/tcp")
+    with server(netns_of(hyprd, web), "web", *web_ports), server(netns_of(hyprd, old), "old", "80/tcp"):
         check([
             Case(hyprd.ns, ("tcp", "::1", 8081), "web 80/tcp from fd00:1::1"),  # [::1]: relayed (no route_localnet)
             Case(hyprd.ns, ("tcp", "::1", 9091), "old 80/tcp from 10.91.0.1"),  # ... to IPv4 for a v4-only one
@@ -285,6 +290,9 @@ def test_published_ports_answer_over_ipv6(hyprd: Hyprd, topo: Topology) -> None:
             Case(topo.client, ("tcp", HOST_LAN6, 8080), f"web 80/tcp from {CLIENT6}"),  # a remote host, over IPv6
             Case(topo.client, ("tcp", HOST_LAN, 8080), f"web 80/tcp from {CLIENT}"),  # and over IPv4
             Case(topo.client, ("tcp", HOST_LAN6, 8443), f"web 81/tcp from {CLIENT6}"),  # one IPv6 address only
+            Case(topo.client, ("udp", HOST_LAN6, 8082), f"web 82/udp from {CLIENT6}"),
+            Case(topo.client, ("tcp", HOST_LAN6, picked), f"web 83/tcp from {CLIENT6}"),
+            Case(hyprd.ns, ("tcp", "::1", picked), "web 83/tcp from fd00:1::1"),
             Case(topo.client, ("tcp", HOST_LAN, 8443), None),
             Case(hyprd.ns, ("tcp", HOST_UPLINK6, 8080), "web 80/tcp"),  # the host itself, to one of its addresses
             Case(topo.client, ("tcp", "fd00:1::2", 80), None),  # the workload itself is not reachable from outside
