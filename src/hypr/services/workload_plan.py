@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
+import json
 import os
 import random
 import re
@@ -318,9 +319,15 @@ def _stop_signal(body: Mapping[str, Any]) -> str:
 
 def _log_driver(host_config: Mapping[str, Any]) -> None:
     """hypr keeps every workload's output in Docker's json-file format: another driver is refused, never ignored."""
-    kind = mapping(host_config.get("LogConfig"), "HostConfig.LogConfig").get("Type") or "json-file"
+    config = mapping(host_config.get("LogConfig"), "HostConfig.LogConfig")
+    kind = config.get("Type") or "json-file"
     if kind != "json-file":
         raise InvalidParameter(f"HostConfig.LogConfig.Type {kind!r} is not supported by hypr (json-file only)")
+    if config.get("Config"):  # max-size, max-file...: hypr keeps the whole log, without rotation
+        raise InvalidParameter(
+            f"HostConfig.LogConfig.Config is not supported by hypr (got {json.dumps(config['Config'])}): "
+            "log options are not applied"
+        )
 
 
 def _plan_endpoints(
