@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from tests.integration.harness import Hyprd, wait_until
@@ -63,3 +64,20 @@ def test_bad_restart_policies_are_refused_and_nothing_is_made(hyprd: Hyprd) -> N
     rm = hyprd.docker("run", "-d", "--rm", "--restart", "always", "busybox", "true", rc=None)
     assert rm.returncode != 0
     assert hyprd.cli("ps", "-a", "-q").stdout.strip() == ""
+
+
+def test_compose_restart_on_failure_with_a_maximum(hyprd: Hyprd, tmp_path: Path) -> None:
+    file = tmp_path / "hypr-compose.yml"
+    file.write_text(
+        "services:\n"
+        "  flaky:\n"
+        "    image: busybox\n"
+        "    container_name: cflaky\n"
+        "    command: [sh, -c, 'echo run; exit 3']\n"
+        '    restart: "on-failure:1"\n'
+    )
+    hyprd.cli("compose", "--progress", "plain", "-f", str(file), "-p", "rp", "up", "-d")
+    shape = _settled(hyprd, "cflaky", 2)
+    assert shape["RestartCount"] == 1
+    assert shape["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 1}
+    hyprd.cli("compose", "--progress", "plain", "-f", str(file), "-p", "rp", "down")
