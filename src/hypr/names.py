@@ -7,6 +7,7 @@ built from one: bridges are numbered, per-endpoint interfaces come from random e
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from ipaddress import IPv4Address, IPv6Address
 
 IFNAMSIZ = 15  # usable characters in a Linux interface name
@@ -38,7 +39,7 @@ def host_ifname(endpoint_id: str) -> str:
     return _bounded(VETH_PREFIX + endpoint_id[: IFNAMSIZ - len(VETH_PREFIX)])
 
 
-def tap_name(taken: set[str] | frozenset[str]) -> str:
+def tap_name(taken: Container[str]) -> str:
     """A VM endpoint's TAP: the lowest `tapN` that neither an endpoint nor another interface on the host holds
     (OpenVPN and others name theirs tapN too). Raises RuntimeError past TAP_MAX, which a host never reaches."""
     for n in range(TAP_MAX):

@@ -134,3 +134,23 @@ def test_vm_foreground_run_and_logs_with_the_docker_cli(hyprd: Hyprd) -> None:
     assert docker("ps", "-a", "--format", "{{.Names}}").stdout.split() == ["fg"]
     refused = docker("run", "-t", "--runtime", "vm", "busybox", "true")
     assert refused.returncode != 0 and "not supported by the vm runtime" in refused.stderr
+
+
+def test_a_vm_tap_skips_names_that_other_links_hold(hyprd: Hyprd) -> None:
+    """OpenVPN and others name their TAPs tapN too: a VM's TAP takes the lowest name that neither an endpoint nor
+    any link on the host holds (asked of the kernel name by name, not by listing every link)."""
+    sh("ip", "-n", hyprd.ns, "tuntap", "add", "dev", "tap0", "mode", "tap")
+    body = {"Image": "busybox", "Cmd": ["sleep", "600"], "HostConfig": {"NetworkMode": "bridge", "Runtime": "vm"}}
+    with hyprd.client() as client:
+        first = client.create_container(body, "first")
+        second = client.create_container(body, "second")
+        try:
+            assert sorted(links(hyprd.ns, "tun")) == ["tap0", "tap1", "tap2"]
+            client.remove(first, force=True)
+            assert sorted(links(hyprd.ns, "tun")) == ["tap0", "tap2"]
+            third = client.create_container(body, "third")  # the name the first one freed
+            assert sorted(links(hyprd.ns, "tun")) == ["tap0", "tap1", "tap2"]
+            client.remove(third, force=True)
+        finally:
+            client.remove(second, force=True)
+    assert links(hyprd.ns, "tun") == ["tap0"]  # ours are gone, the foreign one is left alone

@@ -592,6 +592,32 @@ def kill(ctx: click.Context, sig: str, refs: tuple[str, ...]) -> None:
     for_each(ctx, refs, lambda ref: client_of(ctx).kill(ref, sig))
 
 
+@click.command("pause")
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
+@click.pass_context
+def pause(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Pause every process of one or more workloads (crun's cgroup freezer; a VM's vCPUs)."""
+    for_each(ctx, refs, lambda ref: client_of(ctx).pause(ref))
+
+
+@click.command("unpause")
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
+@click.pass_context
+def unpause(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Resume one or more paused workloads."""
+    for_each(ctx, refs, lambda ref: client_of(ctx).pause(ref, paused=False))
+
+
+@click.command("top", context_settings={"ignore_unknown_options": True})
+@click.argument("ref", shell_complete=workload_names)
+@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def top(ctx: click.Context, ref: str, ps_args: tuple[str, ...]) -> None:
+    """Show a workload's processes (as `ps`, with its options: `hypr top web -o pid,args`)."""
+    found = client_of(ctx).top(ref, " ".join(ps_args))
+    click.echo(table(found["Titles"], found["Processes"]))
+
+
 @click.command("rm")
 @click.option("-f", "--force", is_flag=True, help="Kill a running workload first.")
 @click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
@@ -682,4 +708,4 @@ def port(ctx: click.Context, ref: str, port: str | None) -> None:
             click.echo(address if wanted else f"{key} -> {address}")
 
 
-COMMANDS = (port, run, ps, exec_, stop, start, restart, kill, rm, rename, logs, inspect)
+COMMANDS = (port, run, ps, exec_, stop, start, restart, kill, pause, unpause, top, rm, rename, logs, inspect)
