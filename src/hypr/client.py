@@ -358,6 +358,15 @@ class Client:
     def kill(self, ref: str, signal: str = "KILL") -> None:
         self.request("POST", f"/containers/{_quote(ref)}/kill", params={"signal": signal})
 
+    def pause(self, ref: str, *, paused: bool = True) -> None:
+        self.request("POST", f"/containers/{_quote(ref)}/{'pause' if paused else 'unpause'}")
+
+    def top(self, ref: str, ps_args: str = "") -> dict[str, Any]:
+        """Docker's top: {"Titles": [...], "Processes": [[...], ...]}."""
+        params = {"ps_args": ps_args} if ps_args else None
+        found: dict[str, Any] = self.request("GET", f"/containers/{_quote(ref)}/top", params=params)
+        return found
+
     def remove(self, ref: str, *, force: bool = False) -> None:
         self.request("DELETE", f"/containers/{_quote(ref)}", params={"force": "1"} if force else None)
 

@@ -321,6 +321,24 @@ def test_user_limits_and_exec_keep_the_confinement(hyprd: Hyprd) -> None:
     assert hyprd.cli("exec", "nobody", "no-such-tool", rc=127).returncode == 127
 
 
+def test_pause_unpause_and_top_go_through_crun_and_outlive_the_daemon(hyprd: Hyprd) -> None:
+    run(hyprd, "frozen", "busybox", command=("sh", "-c", "while :; do echo tick; sleep 0.2; done"))
+    workload = str(info(hyprd, "frozen")["Id"])
+    freezer = next(p for p in (Path(f"/sys/fs/cgroup/freezer/hypr/{workload}/freezer.state"),
+                                Path(f"/sys/fs/cgroup/hypr/{workload}/cgroup.freeze")) if p.exists())  # fmt: skip
+    hyprd.cli("pause", "frozen")
+    assert freezer.read_text().strip() in ("FROZEN", "1")
+    assert info(hyprd, "frozen")["State"]["Status"] == "paused"  # type: ignore[index]
+    assert "is paused" in hyprd.cli("exec", "frozen", "true", rc=1).stderr
+    hyprd.kill9()  # crun's state, not the daemon's memory, holds the pause
+    hyprd.start()
+    hyprd.cli("unpause", "frozen")
+    assert freezer.read_text().strip() in ("THAWED", "0")
+    listing = hyprd.cli("top", "frozen", "-o", "pid,args").stdout.splitlines()
+    assert listing[0].split() == ["PID", "COMMAND"] and any("while :" in row for row in listing[1:])
+    assert "is not paused" in hyprd.cli("unpause", "frozen", rc=1).stderr
+
+
 def test_fields_that_cannot_be_honoured_are_refused_by_name(hyprd: Hyprd) -> None:
     bad = [
         ({"CapAdd": ["CAP_BOGUS"]}, 'unknown capability: "CAP_BOGUS"'),

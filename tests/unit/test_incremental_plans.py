@@ -11,7 +11,7 @@ rebuilt from scratch (equal rows that are other objects), as tests/integration/t
 
 from __future__ import annotations
 
-import tempfile
+from collections.abc import Iterator
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -131,8 +131,10 @@ def applied(before: tuple[Table, ...], script: str) -> dict[tuple[str, str], set
 
 
 @pytest.fixture
-def store() -> Store:
-    return Store(Path(tempfile.mkdtemp(prefix="hypr-inc-")) / "db.sqlite")
+def store(tmp_path: Path) -> Iterator[Store]:
+    made = Store(tmp_path / "db.sqlite")
+    yield made
+    made.close()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -5,7 +5,9 @@ from ipaddress import IPv4Address
 import pytest
 
 from hypr.errors import InvalidParameter
+from hypr.names import DNS_PORT
 from hypr.ports import ANY, PortSpec, from_bindings, parse_publish, to_bindings
+from hypr.reconcile.ports import already_allocated
 
 LOCAL = IPv4Address("127.0.0.1")
 
@@ -77,3 +79,8 @@ def test_ipv6_host_addresses_in_brackets() -> None:
     assert (one.host_ip, one.protocol) == (IPv6Address("2001:db8::1"), "udp")
     assert (anyv6.host_ip, anyv6.host_port) == (IPv6Address("::"), 0)
     assert to_bindings([one]) == {"443/udp": [{"HostIp": "2001:db8::1", "HostPort": "8443"}]}
+
+
+def test_a_taken_port_is_dockers_conflict_and_hypr_s_dns_port_is_named() -> None:
+    assert already_allocated("0.0.0.0", 8080).message == "Bind for 0.0.0.0:8080 failed: port is already allocated"
+    assert "hypr's DNS server listens on port" in already_allocated("0.0.0.0", DNS_PORT).message

@@ -230,7 +230,7 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
             "State": state_of(workload),
             "Image": workload.image_id or workload.image,  # Docker: the image ID here, the name in Config.Image
             "Name": "/" + workload.name,
-            "RestartCount": 0,
+            "RestartCount": workload.restart_count,
             "Driver": workload.runtime,
             "Platform": "linux",
             "HostConfig": {
@@ -243,7 +243,7 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
                 "DnsSearch": list(workload.resolver.search or []),
                 "DnsOptions": list(workload.resolver.options or []),
                 "ExtraHosts": [f"{n}:{a}" for n, a in workload.resolver.extra_hosts] or None,
-                "RestartPolicy": {"Name": workload.restart, "MaximumRetryCount": 0},
+                "RestartPolicy": {"Name": workload.restart, "MaximumRetryCount": workload.restart_max},
                 "Runtime": workload.runtime,
                 "LogConfig": {"Type": "json-file", "Config": {}},  # docker-py streams logs only for these types
                 **confinement_shape(workload.confinement),

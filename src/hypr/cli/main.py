@@ -18,7 +18,23 @@ from hypr.errors import HyprError, Unavailable
 # still found (every module is loaded to look for it); tests/unit/test_cli_lazy.py keeps this list complete.
 COMMAND_MODULES = {
     **dict.fromkeys(
-        ("exec", "inspect", "kill", "logs", "port", "ps", "rename", "restart", "rm", "run", "start", "stop"),
+        (
+            "exec",
+            "inspect",
+            "kill",
+            "logs",
+            "pause",
+            "port",
+            "ps",
+            "rename",
+            "restart",
+            "rm",
+            "run",
+            "start",
+            "stop",
+            "top",
+            "unpause",
+        ),
         "hypr.cli.workloads",
     ),
     **dict.fromkeys(("image", "images", "pull", "rmi", "tag"), "hypr.cli.images"),

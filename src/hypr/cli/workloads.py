@@ -115,7 +115,8 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
 @click.option("--mount", "mounts", multiple=True,
               help="type=bind,source=/HOST,target=/PATH[,readonly] or type=tmpfs,target=/PATH[,tmpfs-size=..].")  # fmt: skip
 @click.option("--rm", "auto_remove", is_flag=True, help="Remove the workload when it exits.")
-@click.option("--restart", default="no", help="Restart policy: no, always, unless-stopped, on-failure.")
+@click.option("--restart", default="no",
+              help="Restart policy: no, always, unless-stopped, on-failure[:max-retries].")  # fmt: skip
 @click.option("-i", "--interactive", is_flag=True, help="Keep stdin open (and attached, without -d).")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
 @click.option("-P", "--publish-all", is_flag=True, help="Publish every exposed port on a free host port.")
@@ -390,10 +391,27 @@ def run_body(image: str, command: Sequence[str], networks: Sequence[str], ip: st
             "NetworkMode": next(iter(endpoints)),
             "PortBindings": _bindings(specs),
             "Runtime": runtime,
-            "RestartPolicy": {"Name": restart},
+            "RestartPolicy": restart_policy(restart),
         },
         "NetworkingConfig": {"EndpointsConfig": endpoints},
     }
+
+
+def restart_policy(value: str) -> dict[str, Any]:
+    """`--restart NAME[:MAX-RETRIES]` -> Docker's RestartPolicy, read as the docker CLI reads it (opts.ParseRestartPolicy,
+    with its messages); the daemon judges the name and the count."""
+    name, sep, count = value.partition(":")
+    if sep and not name:
+        raise click.BadParameter(
+            "invalid restart policy format: no policy provided before colon", param_hint="--restart"
+        )
+    try:
+        retries = int(count) if count else 0
+    except ValueError:
+        raise click.BadParameter(
+            "invalid restart policy format: maximum retry count must be an integer", param_hint="--restart"
+        ) from None
+    return {"Name": name, "MaximumRetryCount": retries}
 
 
 RUN_FAILED = 125  # docker run's exit code when the daemon refuses (the workload's own code otherwise)
@@ -574,6 +592,32 @@ def kill(ctx: click.Context, sig: str, refs: tuple[str, ...]) -> None:
     for_each(ctx, refs, lambda ref: client_of(ctx).kill(ref, sig))
 
 
+@click.command("pause")
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
+@click.pass_context
+def pause(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Pause every process of one or more workloads (crun's cgroup freezer; a VM's vCPUs)."""
+    for_each(ctx, refs, lambda ref: client_of(ctx).pause(ref))
+
+
+@click.command("unpause")
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
+@click.pass_context
+def unpause(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Resume one or more paused workloads."""
+    for_each(ctx, refs, lambda ref: client_of(ctx).pause(ref, paused=False))
+
+
+@click.command("top", context_settings={"ignore_unknown_options": True})
+@click.argument("ref", shell_complete=workload_names)
+@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def top(ctx: click.Context, ref: str, ps_args: tuple[str, ...]) -> None:
+    """Show a workload's processes (as `ps`, with its options: `hypr top web -o pid,args`)."""
+    found = client_of(ctx).top(ref, " ".join(ps_args))
+    click.echo(table(found["Titles"], found["Processes"]))
+
+
 @click.command("rm")
 @click.option("-f", "--force", is_flag=True, help="Kill a running workload first.")
 @click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
@@ -664,4 +708,4 @@ def port(ctx: click.Context, ref: str, port: str | None) -> None:
             click.echo(address if wanted else f"{key} -> {address}")
 
 
-COMMANDS = (port, run, ps, exec_, stop, start, restart, kill, rm, rename, logs, inspect)
+COMMANDS = (port, run, ps, exec_, stop, start, restart, kill, pause, unpause, top, rm, rename, logs, inspect)

@@ -20,6 +20,7 @@ from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
 from hypr.errors import Conflict, InvalidParameter, KernelError
 from hypr.models import PortMapping, Protocol, Snapshot, changes
+from hypr.names import DNS_PORT
 from hypr.ports import PortSpec
 from hypr.reconcile.proxy import LoopbackProxy
 
@@ -32,7 +33,9 @@ def _key(host_ip: object, port: int, protocol: Protocol) -> Key:
 
 
 def already_allocated(host_ip: object, port: int) -> Conflict:
-    return Conflict(f"Bind for {host_ip}:{port} failed: port is already allocated")
+    """Docker's message; for hypr's own DNS port (on every gateway address) it says whose the port is."""
+    own = f" (hypr's DNS server listens on port {DNS_PORT} of every gateway)" if port == DNS_PORT else ""
+    return Conflict(f"Bind for {host_ip}:{port} failed: port is already allocated{own}")
 
 
 HIGH_FD = 1024  # held sockets live at or above FD_SETSIZE: fds below it stay free for libraries that select()

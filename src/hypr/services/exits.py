@@ -11,8 +11,9 @@ import contextlib
 import fcntl
 import os
 import select
-from collections.abc import Mapping
+from collections.abc import Callable
 
+from hypr.models import Snapshot, Workload, changes
 from hypr.reconcile.ports import HIGH_FD
 from hypr.runtime import proc
 from hypr.runtime.base import Handle
@@ -22,19 +23,27 @@ class ExitWatch:
     def __init__(self) -> None:
         self.watched: dict[str, tuple[Handle, int]] = {}  # workload ID -> (its handle, a pidfd of its process)
         self.by_fd: dict[int, str] = {}
+        self.unwatched: set[str] = set()  # running, but no pidfd could be had: asked about at every look
+        self.last: Snapshot | None = None
         self.poller = select.poll()
 
-    def candidates(self, running: Mapping[str, Handle]) -> set[str]:
-        """The workloads of `running` (ID -> handle) whose process may have ended: its pidfd is readable, or it
-        could not be watched (gone already, or no pidfd here): the caller asks the runtime about those."""
-        for workload_id in [w for w, (handle, _fd) in self.watched.items() if running.get(w) != handle]:
-            self._forget(workload_id)
-        found = set()
-        for workload_id, handle in running.items():
-            if workload_id not in self.watched and not self._watch(workload_id, handle):
-                found.add(workload_id)
-        found.update(self.by_fd[fd] for fd, _events in self.poller.poll(0))
-        return found
+    def candidates(self, snapshot: Snapshot, handle_of: Callable[[Workload], Handle | None]) -> set[str]:
+        """The running workloads of `snapshot` whose process may have ended: its pidfd is readable, or it could
+        not be watched (gone already, or no pidfd here); the caller asks the runtime about those. Only the
+        workloads that changed since the last look (`models.changes`) are looked at to keep the watch current."""
+        looked_at = (
+            {w.id for w in snapshot.workloads} if self.last is None else set(changes(self.last, snapshot).workloads)
+        )
+        self.last = snapshot
+        for workload_id in looked_at | self.unwatched:
+            workload = snapshot.workload(workload_id) if snapshot.has_workload(workload_id) else None
+            handle = handle_of(workload) if workload is not None and workload.state == "running" else None
+            if workload_id in self.watched and self.watched[workload_id][0] != handle:
+                self._forget(workload_id)
+            self.unwatched.discard(workload_id)
+            if handle is not None and workload_id not in self.watched and not self._watch(workload_id, handle):
+                self.unwatched.add(workload_id)
+        return self.unwatched | {self.by_fd[fd] for fd, _events in self.poller.poll(0)}
 
     def _watch(self, workload_id: str, handle: Handle) -> bool:
         try:
@@ -67,3 +76,4 @@ class ExitWatch:
     def close(self) -> None:
         for workload_id in list(self.watched):
             self._forget(workload_id)
+        self.last = None
