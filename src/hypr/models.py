@@ -115,6 +115,8 @@ class Workload:
     memory_mb: int = 256  # vm runtime: guest memory
     auto_remove: bool = False  # --rm
     restart: str = "no"  # restart policy: no | always | unless-stopped | on-failure
+    restart_max: int = 0  # on-failure's maximum retry count (Docker's MaximumRetryCount); 0: no limit
+    restart_count: int = 0  # restarts by the policy since the last start asked for (Docker's RestartCount)
     pid: int | None = None  # the runtime's supervisor while running
     pid_start: int | None = None  # its start time (/proc/<pid>/stat field 22): guards against pid reuse
     main_pid: int | None = None  # the workload's command

@@ -77,6 +77,8 @@ def test_network_modes_resolve_and_plan_no_endpoints(mode: str, expected: str) -
         ({"HostConfig": {"NanoCpus": 10**15}}, "Range of CPUs is from 0.01 to"),
         ({"HostConfig": {"NanoCpus": 10}}, "Range of CPUs is from 0.01 to"),
         ({"HostConfig": {"LogConfig": {"Type": "syslog"}}}, "LogConfig.Type 'syslog' is not supported by hypr"),
+        ({"HostConfig": {"LogConfig": {"Type": "json-file", "Config": {"max-size": "10m"}}}},
+         'HostConfig.LogConfig.Config is not supported by hypr (got {"max-size": "10m"})'),
         ({"HostConfig": {"Links": ["ghost:g"]}}, "No such container: ghost"),
         ({"HostConfig": {"Links": ["hosty:h"]}}, "host type networking can't be used with links"),
         ({"NetworkingConfig": {"EndpointsConfig": {"bridge": {"IPAMConfig": {"IPv6Address": "2001:db8::5"}}}}},

@@ -248,3 +248,20 @@ def test_enable_ipv4_false_makes_an_ipv6_only_network_body() -> None:
     )
     # Left out when true: a project's existing networks keep the hash they were created with.
     assert "EnableIPv4" not in plan.network_body(project().networks["frontend"], "p")
+
+
+@pytest.mark.parametrize(
+    ("restart", "wanted"),
+    [
+        ('restart: "on-failure:3"', ("on-failure", 3)),
+        ("deploy: {restart_policy: {condition: on-failure, max_attempts: 2}}", ("on-failure", 2)),
+        ('restart: always, deploy: {restart_policy: {condition: "on-failure", max_attempts: 4}}', ("on-failure", 4)),
+        ("deploy: {restart_policy: {condition: none}}", ("no", 0)),
+        ("deploy: {restart_policy: {condition: any}}", ("always", 0)),
+        ("deploy: {restart_policy: {max_attempts: 1}}", ("always", 1)),  # the spec's default: any (the API refuses)
+    ],
+)
+def test_restart_and_deploy_restart_policy_as_docker_compose_maps_them(restart: str, wanted: tuple[str, int]) -> None:
+    """deploy.restart_policy wins over restart, its condition named as the Engine names it (getRestartPolicy)."""
+    db = project(SEED.replace('restart: "on-failure:3"', restart)).service("db")
+    assert (db.restart, db.restart_retries) == wanted

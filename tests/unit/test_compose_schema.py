@@ -65,11 +65,14 @@ services:
     x-custom: 1
     networks: {n: {link_local_ips: ["fe80::9"], aliases: [b]}}
     ports: [{target: 80, mode: host}]
+    deploy: {replicas: 2, restart_policy: {condition: on-failure, max_attempts: 3, delay: 5s}}
 networks: {n: {attachable: true}}
 """)
     assert schema.unsupported_keys(config) == [
         "(top level): unsupported key ignored: volumes",
         "services.a.networks.n: unsupported key ignored: link_local_ips",
+        "services.a.deploy: unsupported key ignored: replicas",
+        "services.a.deploy.restart_policy: unsupported key ignored: delay",
     ]
 
 

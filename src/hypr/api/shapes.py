@@ -230,7 +230,7 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
             "State": state_of(workload),
             "Image": workload.image_id or workload.image,  # Docker: the image ID here, the name in Config.Image
             "Name": "/" + workload.name,
-            "RestartCount": 0,
+            "RestartCount": workload.restart_count,
             "Driver": workload.runtime,
             "Platform": "linux",
             "HostConfig": {
@@ -243,7 +243,7 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
                 "DnsSearch": list(workload.resolver.search or []),
                 "DnsOptions": list(workload.resolver.options or []),
                 "ExtraHosts": [f"{n}:{a}" for n, a in workload.resolver.extra_hosts] or None,
-                "RestartPolicy": {"Name": workload.restart, "MaximumRetryCount": 0},
+                "RestartPolicy": {"Name": workload.restart, "MaximumRetryCount": workload.restart_max},
                 "Runtime": workload.runtime,
                 "LogConfig": {"Type": "json-file", "Config": {}},  # docker-py streams logs only for these types
                 **confinement_shape(workload.confinement),
@@ -270,6 +270,9 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
                 "IPAddress": first.get("IPAddress", ""),
                 "IPPrefixLen": first.get("IPPrefixLen", 0),
                 "Gateway": first.get("Gateway", ""),
+                "GlobalIPv6Address": first.get("GlobalIPv6Address", ""),
+                "GlobalIPv6PrefixLen": first.get("GlobalIPv6PrefixLen", 0),
+                "IPv6Gateway": first.get("IPv6Gateway", ""),
                 "MacAddress": first.get("MacAddress", ""),
                 "EndpointID": first.get("EndpointID", ""),
                 "Networks": nets,

@@ -115,7 +115,8 @@ def hoist_options(command: click.Command, args: list[str]) -> list[str]:
 @click.option("--mount", "mounts", multiple=True,
               help="type=bind,source=/HOST,target=/PATH[,readonly] or type=tmpfs,target=/PATH[,tmpfs-size=..].")  # fmt: skip
 @click.option("--rm", "auto_remove", is_flag=True, help="Remove the workload when it exits.")
-@click.option("--restart", default="no", help="Restart policy: no, always, unless-stopped, on-failure.")
+@click.option("--restart", default="no",
+              help="Restart policy: no, always, unless-stopped, on-failure[:max-retries].")  # fmt: skip
 @click.option("-i", "--interactive", is_flag=True, help="Keep stdin open (and attached, without -d).")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
 @click.option("-P", "--publish-all", is_flag=True, help="Publish every exposed port on a free host port.")
@@ -390,10 +391,27 @@ def run_body(image: str, command: Sequence[str], networks: Sequence[str], ip: st
             "NetworkMode": next(iter(endpoints)),
             "PortBindings": _bindings(specs),
             "Runtime": runtime,
-            "RestartPolicy": {"Name": restart},
+            "RestartPolicy": restart_policy(restart),
         },
         "NetworkingConfig": {"EndpointsConfig": endpoints},
     }
+
+
+def restart_policy(value: str) -> dict[str, Any]:
+    """`--restart NAME[:MAX-RETRIES]` -> Docker's RestartPolicy, read as the docker CLI reads it (opts.ParseRestartPolicy,
+    with its messages); the daemon judges the name and the count."""
+    name, sep, count = value.partition(":")
+    if sep and not name:
+        raise click.BadParameter(
+            "invalid restart policy format: no policy provided before colon", param_hint="--restart"
+        )
+    try:
+        retries = int(count) if count else 0
+    except ValueError:
+        raise click.BadParameter(
+            "invalid restart policy format: maximum retry count must be an integer", param_hint="--restart"
+        ) from None
+    return {"Name": name, "MaximumRetryCount": retries}
 
 
 RUN_FAILED = 125  # docker run's exit code when the daemon refuses (the workload's own code otherwise)

@@ -217,10 +217,24 @@ def _ports(raw: Sequence[Any], where: str) -> tuple[PortSpec, ...]:
     return tuple(specs)
 
 
-def _restart(value: Any, where: str) -> tuple[str, int]:
+# deploy.restart_policy.condition -> the Engine's policy name, as docker compose maps it.
+_CONDITIONS = {"none": "no", "no": "no", "on-failure": "on-failure", "unless-stopped": "unless-stopped",
+               "any": "always", "always": "always"}  # fmt: skip
+
+
+def _restart(raw: Mapping[str, Any], where: str) -> tuple[str, int]:
+    """`restart: NAME[:N]`, or `deploy.restart_policy: {condition, max_attempts}` which wins when both are given
+    (docker compose's getRestartPolicy) -> (Engine policy name, MaximumRetryCount)."""
+    policy = (raw.get("deploy") or {}).get("restart_policy")
+    if policy is not None:
+        condition, attempts = policy.get("condition") or "any", policy.get("max_attempts") or 0
+        if condition not in _CONDITIONS:
+            raise ComposeError(f"{where}.deploy.restart_policy.condition: invalid condition {condition!r}")
+        return _CONDITIONS[condition], int(attempts)
+    value = raw.get("restart")
     name, _, retries = str(value or "no").partition(":")
     if name not in ("no", "always", "on-failure", "unless-stopped") or (retries and not retries.isdigit()):
-        raise ComposeError(f"{where}: invalid restart policy {value!r}")
+        raise ComposeError(f"{where}.restart: invalid restart policy {value!r}")
     return name, int(retries or 0)
 
 
@@ -329,7 +343,7 @@ def build_project(
         where = f"services.{sname}"
         if not raw.get("image"):
             raise ComposeError(f"service {sname!r} has neither an image nor a build context specified")
-        restart, retries = _restart(raw.get("restart"), f"{where}.restart")
+        restart, retries = _restart(raw, where)
         services[sname] = ServiceSpec(
             name=sname, container_name=str(raw.get("container_name") or f"{name}-{sname}-1"),
             image=str(raw["image"]), command=_words(raw.get("command")), entrypoint=_words(raw.get("entrypoint")),

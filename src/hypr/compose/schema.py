@@ -31,8 +31,10 @@ SUPPORTED_SERVICE = frozenset({
     "image", "command", "entrypoint", "environment", "hostname", "ports", "networks", "depends_on", "restart",
     "labels", "container_name", "runtime", "cpus", "mem_limit", "pull_policy", "user", "working_dir", "stop_signal",
     "expose", "dns", "dns_search", "dns_opt", "extra_hosts", "domainname", "privileged", "cap_add", "cap_drop",
-    "security_opt", "read_only", "pids_limit", "tmpfs", "volumes", "platform",
+    "security_opt", "read_only", "pids_limit", "tmpfs", "volumes", "platform", "deploy",
 })  # fmt: skip
+SUPPORTED_DEPLOY = frozenset({"restart_policy"})  # docker compose's reading of deploy outside a swarm: this one
+SUPPORTED_RESTART_POLICY = frozenset({"condition", "max_attempts"})
 SUPPORTED_NETWORK = frozenset({"name", "driver", "driver_opts", "ipam", "internal", "labels", "external",
                                "enable_ipv4", "enable_ipv6", "attachable"})  # fmt: skip
 SUPPORTED_SERVICE_NETWORK = frozenset({"aliases", "ipv4_address", "ipv6_address", "priority", "gw_priority"})
@@ -182,6 +184,10 @@ def unsupported_keys(config: Mapping[str, Any]) -> list[str]:
                 found.append(
                     (f"services.{name}.networks.{net}", _unsupported(options or {}, SUPPORTED_SERVICE_NETWORK))
                 )
+        deploy = service.get("deploy") or {}
+        found.append((f"services.{name}.deploy", _unsupported(deploy, SUPPORTED_DEPLOY)))
+        policy = deploy.get("restart_policy") or {}
+        found.append((f"services.{name}.deploy.restart_policy", _unsupported(policy, SUPPORTED_RESTART_POLICY)))
         for index, port in enumerate(service.get("ports") or []):
             if isinstance(port, Mapping):
                 found.append((f"services.{name}.ports[{index}]", _unsupported(port, SUPPORTED_PORT)))

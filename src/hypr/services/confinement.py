@@ -33,7 +33,13 @@ _NOT_HONOURED: dict[str, tuple[Any, ...]] = {
     "GroupAdd": (), "VolumesFrom": (), "VolumeDriver": ("",), "ShmSize": (0,), "MemorySwap": (0,),
     "MemoryReservation": (0,), "MemorySwappiness": (-1,), "OomKillDisable": (False,), "CpuShares": (0,),
     "CpuPeriod": (0,), "CpuQuota": (0,), "CpusetCpus": ("",), "CpusetMems": ("",), "BlkioWeight": (0,),
+    "BlkioWeightDevice": (), "BlkioDeviceReadBps": (), "BlkioDeviceWriteBps": (), "BlkioDeviceReadIOps": (),
+    "BlkioDeviceWriteIOps": (), "CpuRealtimePeriod": (0,), "CpuRealtimeRuntime": (0,), "KernelMemory": (0,),
+    "KernelMemoryTCP": (0,), "CpuCount": (0,), "CpuPercent": (0,), "IOMaximumIOps": (0,), "IOMaximumBandwidth": (0,),
+    "OomScoreAdj": (0,), "StorageOpt": (), "Isolation": ("", "default"), "Annotations": (),
 }  # fmt: skip
+# Accepted and not kept, on purpose: ContainerIDFile (the docker CLI writes that file itself; dockerd ignores it too)
+# and ConsoleSize (a TTY's first size; clients set it again through /resize once attached).
 _TMPFS_FLAGS = frozenset(
     [
         "rw",

@@ -14,7 +14,7 @@ from hypr.services import workloads
 from hypr.services.context import Context
 from hypr.services.network_plan import check_filters
 from hypr.services.validation import label_matches, mapping, parse_created, parse_until
-from hypr.services.workload_plan import RESTART_POLICIES, find_workload
+from hypr.services.workload_plan import find_workload, restart_policy
 
 PRUNE_FILTERS = ("until", "label", "label!")
 
@@ -41,8 +41,8 @@ _ZERO: tuple[Any, ...] = (None, 0, "", [], {}, False)
 
 
 def update(ctx: Context, ref: str, body: Any) -> list[str]:
-    """Docker's container update: the restart policy is honoured; any other field set is refused by name (hypr
-    fixes a workload's resources when it is made). Returns Docker's Warnings."""
+    """Docker's container update: the restart policy (with on-failure's MaximumRetryCount) is honoured; any other
+    field set is refused by name (hypr fixes a workload's resources when it is made). Returns Docker's Warnings."""
     if not isinstance(body, Mapping):
         raise InvalidParameter("invalid JSON: expected an object")
     refused = sorted(k for k, v in body.items() if k != "RestartPolicy" and v not in _ZERO)
@@ -52,18 +52,13 @@ def update(ctx: Context, ref: str, body: Any) -> list[str]:
             "re-create the container with the new settings"
         )
     workload = find_workload(ctx.store.snapshot(), ref)
-    policy = mapping(body.get("RestartPolicy"), "RestartPolicy")
-    name = policy.get("Name")
-    if not name:
+    if not mapping(body.get("RestartPolicy"), "RestartPolicy").get("Name"):
         return []
-    if name not in RESTART_POLICIES:
-        raise InvalidParameter(f"invalid restart policy '{name}'")
-    if policy.get("MaximumRetryCount") not in (None, 0):
-        raise InvalidParameter("MaximumRetryCount is not supported by hypr: on-failure retries without a limit")
+    name, retries = restart_policy(body.get("RestartPolicy"))
     if workload.auto_remove and name != "no":
         raise InvalidParameter("Restart policy cannot be updated because AutoRemove is enabled for the container")
     with ctx.store.transaction() as tx:
-        ctx.store.set_settings(tx, replace(workload, restart=name))
+        ctx.store.set_settings(tx, replace(workload, restart=name, restart_max=retries))
     workloads.event(ctx, workload, "update")
     return []
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
+import json
 import os
 import random
 import re
@@ -39,7 +40,7 @@ RUNTIMES = ("sandbox", "vm")
 LOOPBACK6 = ipaddress.IPv6Address("::1")
 ANY6 = ipaddress.IPv6Address("::")
 MAX_PORTS = 16_384  # published ports per workload: each holds a socket and a map element
-RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _ADJECTIVES = (
     "brave",
@@ -137,6 +138,32 @@ def generated_name(snapshot: Snapshot, rng: random.Random) -> str:
             return name
 
 
+def restart_policy(value: Any) -> tuple[str, int]:
+    """Docker's HostConfig.RestartPolicy {Name, MaximumRetryCount} -> (name, maximum retries; 0: no limit), with
+    moby's messages (ValidateRestartPolicy, API >= 1.44). An empty Name is "no" whatever its count, as Docker
+    accepts from older clients. Pure; InvalidParameter (400) on a bad one."""
+    policy = mapping(value, "RestartPolicy")
+    name, count = policy.get("Name") or "", policy.get("MaximumRetryCount") or 0
+    if not isinstance(name, str) or not isinstance(count, int) or isinstance(count, bool):
+        raise InvalidParameter("invalid RestartPolicy: expected {Name: string, MaximumRetryCount: integer}")
+    if name == "":
+        return "no", 0
+    if name not in RESTART_POLICIES:
+        raise InvalidParameter(
+            f"invalid restart policy: unknown policy '{name}'; use one of "
+            + ", ".join(f"'{p}'" for p in RESTART_POLICIES[:-1])
+            + f", or '{RESTART_POLICIES[-1]}'"
+        )
+    if name != "on-failure" and count:
+        negative = " and cannot be negative" if count < 0 else ""
+        raise InvalidParameter(
+            f"invalid restart policy: maximum retry count can only be used with 'on-failure'{negative}"
+        )
+    if count < 0:
+        raise InvalidParameter("invalid restart policy: maximum retry count cannot be negative")
+    return name, count
+
+
 def plan_workload_create(
     body: Any, name: str | None, snapshot: Snapshot, rng: random.Random | None = None
 ) -> WorkloadPlan:
@@ -157,9 +184,9 @@ def plan_workload_create(
     runtime = host_config.get("Runtime") or "sandbox"
     if runtime not in RUNTIMES:
         raise InvalidParameter(f"unknown or invalid runtime name: {runtime} (supported: {', '.join(RUNTIMES)})")
-    restart = mapping(host_config.get("RestartPolicy"), "RestartPolicy").get("Name") or "no"
-    if restart not in RESTART_POLICIES:
-        raise InvalidParameter(f"invalid restart policy '{restart}'")
+    restart, restart_max = restart_policy(host_config.get("RestartPolicy"))
+    if flag(host_config, "AutoRemove") and restart != "no":
+        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
     mode = network_mode(host_config, snapshot)
     check_network_mode(mode, body, host_config, runtime)
     mac = _mac(body.get("MacAddress"), "MacAddress")
@@ -195,7 +222,7 @@ def plan_workload_create(
         id=new_id(), name=name, image=image, runtime=runtime, command=command, entrypoint=entrypoint,
         env={**_env(list(run.env)), **_env(body.get("Env"))}, hostname=_hostname(body, name, mode),
         labels={**dict(run.labels), **string_map("labels", body.get("Labels"))}, created=now_rfc3339(),
-        auto_remove=flag(host_config, "AutoRemove"), restart=restart, image_id=pulled.id if pulled else "",
+        auto_remove=flag(host_config, "AutoRemove"), restart=restart, restart_max=restart_max, image_id=pulled.id if pulled else "",
         user=_string(body, "User") or run.user, workdir=_workdir(body) or run.workdir,
         stop_signal=_stop_signal(body) or run.stop_signal, exposed_ports=exposed,
         resolver=resolver_settings(host_config, _string(body, "Domainname")), **_resources(host_config),
@@ -292,9 +319,15 @@ def _stop_signal(body: Mapping[str, Any]) -> str:
 
 def _log_driver(host_config: Mapping[str, Any]) -> None:
     """hypr keeps every workload's output in Docker's json-file format: another driver is refused, never ignored."""
-    kind = mapping(host_config.get("LogConfig"), "HostConfig.LogConfig").get("Type") or "json-file"
+    config = mapping(host_config.get("LogConfig"), "HostConfig.LogConfig")
+    kind = config.get("Type") or "json-file"
     if kind != "json-file":
         raise InvalidParameter(f"HostConfig.LogConfig.Type {kind!r} is not supported by hypr (json-file only)")
+    if config.get("Config"):  # max-size, max-file...: hypr keeps the whole log, without rotation
+        raise InvalidParameter(
+            f"HostConfig.LogConfig.Config is not supported by hypr (got {json.dumps(config['Config'])}): "
+            "log options are not applied"
+        )
 
 
 def _plan_endpoints(

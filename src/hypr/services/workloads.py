@@ -61,9 +61,14 @@ def _network_events(ctx: Context, workload: Workload, action: str, snapshot: Sna
                                                          "type": network.driver})  # fmt: skip
 
 
-def restarts(policy: str, exit_code: int | None) -> bool:
-    """Docker's restart policies, for a workload that ended on its own (not by `stop`)."""
-    return policy in ("always", "unless-stopped") or (policy == "on-failure" and exit_code != 0)
+def restarts(workload: Workload, exit_code: int | None) -> bool:
+    """Docker's restart policies, for a workload that ended on its own (not by `stop`): on-failure restarts on a
+    non-zero code while fewer than MaximumRetryCount (0: no limit) restarts were made since the last start asked
+    for (Docker's restart manager: the count is not reset by a long run, only by `start`/`restart`)."""
+    if workload.restart == "on-failure":
+        within = not workload.restart_max or workload.restart_count < workload.restart_max
+        return within and exit_code != 0
+    return workload.restart in ("always", "unless-stopped")
 
 
 # -- the runtime's view of a workload --------------------------------------------------------------------------------
@@ -323,8 +328,9 @@ def _delete(ctx: Context, workload: Workload) -> None:
 # -- lifecycle ------------------------------------------------------------------------------------------------------
 
 
-def start(ctx: Context, ref: str) -> bool:
-    """False when it was already running (Docker answers 304 then)."""
+def start(ctx: Context, ref: str, *, by_policy: bool = False) -> bool:
+    """False when it was already running (Docker answers 304 then). `by_policy`: a restart by its restart policy,
+    counted in RestartCount; any other start sets the count back to 0, as Docker's does."""
     snapshot = ctx.store.snapshot()
     workload = find_workload(snapshot, ref)
     if workload.state == "running":
@@ -339,7 +345,7 @@ def start(ctx: Context, ref: str) -> bool:
     runtime.create(spec)  # idempotent: repairs a namespace lost to a reboot
     # Its names, and the names it may see, are served before its first instruction runs.
     with ctx.store.transaction() as tx:
-        ctx.store.set_starting(tx, workload.id, now_rfc3339())
+        ctx.store.set_starting(tx, workload.id, now_rfc3339(), workload.restart_count + 1 if by_policy else 0)
     try:
         ctx.converge()
         handle = runtime.start(spec)
@@ -441,7 +447,7 @@ def refresh(ctx: Context) -> None:
             continue
         if workload.state == "exited" and ctx.restarts.get(workload.id, (0, math.inf))[1] <= now:
             log.info("restarting %s (policy %s)", workload.name, workload.restart)
-            start(ctx, workload.id)
+            start(ctx, workload.id, by_policy=True)
         if workload.state != "running" or workload.id not in ended:
             continue
         handle = handle_of(workload)
@@ -460,7 +466,7 @@ def refresh(ctx: Context) -> None:
         if workload.auto_remove:
             if not ctx.holds[workload.id]:
                 _delete(ctx, replace(workload, state="exited"))
-        elif restarts(workload.restart, code):
+        elif restarts(workload, code):
             ran_for = (
                 (datetime.now(UTC) - parse_created(workload.started_at)).total_seconds() if workload.started_at else 0
             )

@@ -254,19 +254,22 @@ class Store:
         tx.execute(
             "INSERT INTO workloads (id, name, image, runtime, state, command, env, hostname, labels, created, extra,"
             " auto_remove, restart, cpus, memory_mb, image_id, user, workdir, stop_signal, entrypoint, exposed_ports,"
-            " resolver, confinement, network_mode, settings, stdio)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " resolver, confinement, network_mode, settings, stdio, restart_max)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (w.id, w.name, w.image, w.runtime, w.state, _dump(w.command), _dump(w.env), w.hostname,
              _dump(w.labels), w.created, _dump(extra), int(w.auto_remove), w.restart, w.cpus, w.memory_mb,
              w.image_id, w.user, w.workdir, w.stop_signal, _dump(w.entrypoint), _dump(w.exposed_ports),
              json.dumps(dataclasses.asdict(w.resolver), sort_keys=True),
              json.dumps(dataclasses.asdict(w.confinement), sort_keys=True), w.network_mode, _settings(w),
-             json.dumps(dataclasses.asdict(w.stdio), sort_keys=True)),
+             json.dumps(dataclasses.asdict(w.stdio), sort_keys=True), w.restart_max),
         )  # fmt: skip
 
     def set_settings(self, tx: sqlite3.Connection, w: Workload) -> None:
         """The workload's Docker settings that change after create (links, lost networks, restart policy)."""
-        tx.execute("UPDATE workloads SET settings=?, restart=? WHERE id=?", (_settings(w), w.restart, w.id))
+        tx.execute(
+            "UPDATE workloads SET settings=?, restart=?, restart_max=? WHERE id=?",
+            (_settings(w), w.restart, w.restart_max, w.id),
+        )
 
     def set_paused(self, tx: sqlite3.Connection, workload_id: str, paused: bool) -> None:
         tx.execute("UPDATE workloads SET paused=? WHERE id=?", (int(paused), workload_id))
@@ -279,20 +282,21 @@ class Store:
             (pid, pid_start, main_pid, started_at, workload_id),
         )
 
-    def set_starting(self, tx: sqlite3.Connection, workload_id: str, started_at: str) -> None:
-        """Running without a process yet: its names are served (DNS, /etc/hosts) before its first instruction."""
+    def set_starting(self, tx: sqlite3.Connection, workload_id: str, started_at: str, restart_count: int = 0) -> None:
+        """Running without a process yet: its names are served (DNS, /etc/hosts) before its first instruction.
+        `restart_count`: Docker's RestartCount, one more for a restart by the policy, 0 for a start asked for."""
         tx.execute(
             "UPDATE workloads SET state='running', pid=NULL, pid_start=NULL, main_pid=NULL, exit_code=NULL,"
-            " started_at=?, finished_at='' WHERE id=?",
-            (started_at, workload_id),
+            " started_at=?, finished_at='', restart_count=? WHERE id=?",
+            (started_at, restart_count, workload_id),
         )
 
     def restore_state(self, tx: sqlite3.Connection, w: Workload) -> None:
         """Undo a start that failed: the state, exit code and times the workload had before it."""
         tx.execute(
-            "UPDATE workloads SET state=?, pid=?, pid_start=?, main_pid=?, exit_code=?, started_at=?, finished_at=?"
-            " WHERE id=?",
-            (w.state, w.pid, w.pid_start, w.main_pid, w.exit_code, w.started_at, w.finished_at, w.id),
+            "UPDATE workloads SET state=?, pid=?, pid_start=?, main_pid=?, exit_code=?, started_at=?, finished_at=?,"
+            " restart_count=? WHERE id=?",
+            (w.state, w.pid, w.pid_start, w.main_pid, w.exit_code, w.started_at, w.finished_at, w.restart_count, w.id),
         )
 
     def set_exited(self, tx: sqlite3.Connection, workload_id: str, exit_code: int | None, finished_at: str) -> None:
@@ -468,6 +472,8 @@ def _workload(row: sqlite3.Row) -> Workload:
         memory_mb=row["memory_mb"],
         auto_remove=bool(row["auto_remove"]),
         restart=row["restart"],
+        restart_max=row["restart_max"],
+        restart_count=row["restart_count"],
         pid=row["pid"],
         pid_start=row["pid_start"],
         main_pid=row["main_pid"],

@@ -195,4 +195,9 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE port_mappings ADD COLUMN requested TEXT
     """,
+    # Docker's RestartPolicy.MaximumRetryCount (0: no limit) and RestartCount (restarts since the last start asked for).
+    """
+    ALTER TABLE workloads ADD COLUMN restart_max INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workloads ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0
+    """,
 )
