@@ -268,34 +268,23 @@ class Rtnl:
     def links(self) -> list[LinkInfo]:
         """Every link of this socket's namespace (one RTM_GETLINK dump, statistics left out by the kernel). Parsed
         here in a few struct calls per link: pyroute2 takes ~0.5 ms per link, and there is one per endpoint."""
-        self.seq += 1
         body = ifinfo() + attr(IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
-        self.sock.send(_HDR.pack(_HDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, self.seq, 0) + body)
-        found: list[LinkInfo] = []
-        while True:
-            data = self.sock.recv(1 << 20)
-            offset = 0
-            while offset + _HDR.size <= len(data):
-                length, kind, _flags, seq, _ = _HDR.unpack_from(data, offset)
-                if seq == self.seq:
-                    if kind == NLMSG_DONE:
-                        return found
-                    if kind == NLMSG_ERROR:
-                        (code,) = struct.unpack_from("=i", data, offset + _HDR.size)
-                        raise NetlinkError(-code, f"list links: {os.strerror(-code)}")
-                    if kind == RTM_NEWLINK:
-                        found.append(_link_info(data[offset + _HDR.size : offset + length]))
-                offset += (length + 3) & ~3
+        return [_link_info(payload) for payload in self._dump(RTM_GETLINK, body, RTM_NEWLINK, "list links")]
 
     def routes(self, family: int, table: int) -> list[RouteInfo]:
         """The routes of one table (one RTM_GETROUTE dump the kernel filters by table: with strict checking it
         leaves out the local table, which holds a multicast route for every interface, so every endpoint)."""
         self.sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
-        self.seq += 1
         body = _RTMSG.pack(family, 0, 0, 0, table if table < 256 else 0, 0, 0, 0, 0)
         body += attr(RTA_TABLE, struct.pack("=I", table))
-        self.sock.send(_HDR.pack(_HDR.size + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, self.seq, 0) + body)
-        found: list[RouteInfo] = []
+        routes = (_route_info(payload) for payload in self._dump(RTM_GETROUTE, body, RTM_NEWROUTE, "list routes"))
+        return [route for route in routes if route.table == table]  # (a kernel without strict checking sends all)
+
+    def _dump(self, request: int, body: bytes, reply: int, what: str) -> list[bytes]:
+        """The payloads of the `reply` messages of one dump request; NetlinkError naming `what` if it fails."""
+        self.seq += 1
+        self.sock.send(_HDR.pack(_HDR.size + len(body), request, NLM_F_REQUEST | NLM_F_DUMP, self.seq, 0) + body)
+        found: list[bytes] = []
         while True:
             data = self.sock.recv(1 << 20)
             offset = 0
@@ -306,11 +295,9 @@ class Rtnl:
                         return found
                     if kind == NLMSG_ERROR:
                         (code,) = struct.unpack_from("=i", data, offset + _HDR.size)
-                        raise NetlinkError(-code, f"list routes: {os.strerror(-code)}")
-                    if kind == RTM_NEWROUTE:
-                        route = _route_info(data[offset + _HDR.size : offset + length])
-                        if route.table == table:  # (a kernel without strict checking sends every table)
-                            found.append(route)
+                        raise NetlinkError(-code, f"{what}: {os.strerror(-code)}")
+                    if kind == reply:
+                        found.append(data[offset + _HDR.size : offset + length])
                 offset += (length + 3) & ~3
 
     def link(self, name: str = "", index: int = 0) -> LinkInfo | None:
