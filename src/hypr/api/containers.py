@@ -66,7 +66,8 @@ class ContainerApi:
             snapshot, query_filters(request), all_states=query_bool(request, "all"), limit=int(limit)
         )
         now = datetime.now(UTC)
-        return json_response([shapes.container_summary(snapshot, w, now) for w in found])
+        waiting = await self.call(workloads.restarting_ids, self.ctx)
+        return json_response([shapes.container_summary(snapshot, w, now, w.id in waiting) for w in found])
 
     async def create(self, request: web.Request) -> web.Response:
         body = await read_object(request, schema.CONTAINER_CREATE, "ContainerConfigWrapper")
@@ -78,7 +79,8 @@ class ContainerApi:
     async def inspect(self, request: web.Request) -> web.Response:
         snapshot = await self._snapshot()
         workload = workload_plan.find_workload(snapshot, request.match_info["ref"])
-        return json_response(shapes.container_inspect(snapshot, workload))
+        waiting = await self.call(workloads.restarting_ids, self.ctx)
+        return json_response(shapes.container_inspect(snapshot, workload, workload.id in waiting))
 
     async def start(self, request: web.Request) -> web.Response:
         started = await self.call(workloads.start, self.ctx, request.match_info["ref"])
