@@ -62,11 +62,12 @@ class ContainerApi:
         limit = request.query.get("limit", "-1")
         if not limit.lstrip("-").isdigit():
             raise InvalidParameter(f"invalid limit: {limit}")
-        found = workload_plan.list_workloads(
-            snapshot, query_filters(request), all_states=query_bool(request, "all"), limit=int(limit)
-        )
-        now = datetime.now(UTC)
         waiting = await self.call(workloads.restarting_ids, self.ctx)
+        found = workload_plan.list_workloads(
+            snapshot, query_filters(request), all_states=query_bool(request, "all"), limit=int(limit),
+            restarting=waiting,
+        )  # fmt: skip
+        now = datetime.now(UTC)
         return json_response([shapes.container_summary(snapshot, w, now, w.id in waiting) for w in found])
 
     async def create(self, request: web.Request) -> web.Response:
