@@ -45,6 +45,10 @@ def invariants(hyprd: Hyprd) -> None:
     bridges = {n["Options"]["com.docker.network.bridge.name"] for n in networks if n["Driver"] == "bridge"}
     have = set(links(hyprd.ns, "bridge"))
     assert bridges <= have and not {b for b in have - bridges if b.startswith("vbr")}, (bridges, have)
+    for n in networks:  # each IPv6 network's bridge has its gateway (the whole create, IPv6 included)
+        for gateway in [c["Gateway"] for c in n["IPAM"]["Config"] or [] if ":" in c.get("Subnet", "")]:
+            bridge = n["Options"]["com.docker.network.bridge.name"]
+            assert gateway in sh("ip", "-n", hyprd.ns, "-6", "addr", "show", "dev", bridge).stdout, (n["Name"], bridge)
     # crun's containers and their cgroups: one per running workload, none for the others.
     ids = {c["Id"] for c in running}
     assert {crun_root.parent.name for crun_root, _ in leftover_containers(hyprd.root)} == ids
@@ -99,6 +103,7 @@ OPERATIONS: list[tuple[str, Callable[[Hyprd, int], list[str]]]] = [
     ("start", lambda h, i: ["start", "stopped"]),
     ("rm", lambda h, i: ["rm", "-f", f"victim{i}"]),
     ("network create", lambda h, i: ["network", "create", f"made{i}"]),
+    ("network create --ipv6", lambda h, i: ["network", "create", "--ipv6", f"made6{i}"]),
     ("network connect", lambda h, i: ["network", "connect", "crashnet", "plugged"]),
     ("network rm -f", lambda h, i: ["network", "rm", "-f", f"doomed{i}"]),
     ("network disconnect", lambda h, i: ["network", "disconnect", "crashnet", "unplugged"]),

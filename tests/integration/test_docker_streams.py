@@ -155,6 +155,15 @@ def test_wait_conditions_and_docker_py_auto_remove(hyprd: Hyprd) -> None:
         client.close()
 
 
+def test_a_wait_whose_client_left_does_not_hold_the_daemon_up(hyprd: Hyprd) -> None:
+    """`docker run -d` asks to wait for the exit and leaves at once; hyprd must still stop promptly (aiohttp
+    waited 60 s for that handler, which was waiting for a workload that runs for minutes). The harness stops
+    with SIGTERM and kills after 15 s."""
+    docker_cli(hyprd, "run", "-d", "--name", "long", "busybox", "sleep", "600")
+    started = time.monotonic()
+    assert hyprd.stop() == 0, f"hyprd did not stop on SIGTERM within {time.monotonic() - started:.0f} s"
+
+
 def test_docker_exec(hyprd: Hyprd) -> None:
     docker_cli(hyprd, "run", "-d", "--name", "box", "busybox", "sleep", "600")
     done = docker_cli(hyprd, "exec", "-e", "X=1", "-w", "/tmp", "box", "sh", "-c", 'echo "$X $(pwd)"; echo e >&2; exit 4',

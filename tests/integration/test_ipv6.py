@@ -81,6 +81,10 @@ def test_dual_stack_network_inspect_and_static_addresses(hyprd: Hyprd) -> None:
     ep_a, ep_b = a["NetworkSettings"]["Networks"]["dual"], b["NetworkSettings"]["Networks"]["dual"]
     assert ep_a["GlobalIPv6Address"] == f"{prefix}2" and ep_a["GlobalIPv6PrefixLen"] == 64
     assert ep_a["IPv6Gateway"] == v6["Gateway"] and ep_a["IPAMConfig"] is None
+    # The top-level (deprecated) fields mirror the gateway network for both families, as IPAddress does.
+    top = a["NetworkSettings"]
+    wanted = {"GlobalIPv6Address": f"{prefix}2", "GlobalIPv6PrefixLen": 64, "IPv6Gateway": v6["Gateway"]}
+    assert {k: top[k] for k in wanted} == wanted
     assert ep_b["GlobalIPv6Address"] == f"{prefix}beef" and ep_b["IPAMConfig"] == {"IPv6Address": f"{prefix}beef"}
     with hyprd.client() as client:
         containers = client.network("dual")["Containers"]
@@ -150,6 +154,14 @@ def test_spoofed_ipv6_source_and_forged_neighbour_advertisement_are_dropped(hypr
     enter(ns_a, "python3", "-S", "-c", forge)
     neigh = json.loads(enter(hyprd.ns, "ip", "-j", "-6", "neigh", "show", "fd00:1::3").stdout)
     assert [n["lladdr"] for n in neigh] == [mac_b]
+    # a's own address with b's MAC as the link-layer address option (the ARP sender MAC of IPv6): in an
+    # advertisement, and in a solicitation for the gateway, each would point the gateway's entry for a at b.
+    enter(hyprd.ns, "ping", "-6", "-c", "1", "-W", "2", "fd00:1::2")
+    for kind, target, to in (("136", "fd00:1::2", "ff02::1"), ("135", "fd00:1::1", "ff02::1:ff00:1")):
+        forged = _ND.replace("_KIND_", kind).replace("_TARGET_", target).replace("_TO_", to)
+        enter(ns_a, "python3", "-S", "-c", forged.replace("_MAC_", mac_b.replace(":", "")))
+        neigh = json.loads(enter(hyprd.ns, "ip", "-j", "-6", "neigh", "show", "fd00:1::2").stdout)
+        assert [n["lladdr"] for n in neigh] == [mac_a], kind
 
 
 # An unsolicited, overriding neighbour advertisement to all nodes for `target`, with a's own MAC as the target
@@ -163,6 +175,18 @@ mac = bytes.fromhex("MAC")
 body = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + socket.inet_pton(socket.AF_INET6, "TARGET")
 body += struct.pack("!BB", 2, 1) + mac
 s.sendto(body, ("ff02::1", 0, 0, socket.if_nametoindex("eth0")))
+"""
+# A neighbour solicitation (135, with a source link-layer address option) or an overriding advertisement (136,
+# with a target link-layer address option) about _TARGET_, sent to _TO_ from the interface's own address, naming _MAC_.
+_ND = r"""
+import socket, struct
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+kind = _KIND_
+body = struct.pack("!BBHI", kind, 0, 0, 0x20000000 if kind == 136 else 0) + socket.inet_pton(socket.AF_INET6, "_TARGET_")
+body += struct.pack("!BB", 2 if kind == 136 else 1, 1) + bytes.fromhex("_MAC_")
+s.sendto(body, ("_TO_", 0, 0, socket.if_nametoindex("eth0")))
 """
 
 
@@ -237,7 +261,11 @@ def test_published_ports_answer_over_ipv6(hyprd: Hyprd, topo: Topology) -> None:
     web = start(hyprd, "web", "one", ports={
         "80/tcp": [{"HostPort": "8080"}, {"HostIp": "::1", "HostPort": "8081"}],
         "81/tcp": [{"HostIp": HOST_LAN6, "HostPort": "8443"}],
+        "82/udp": [{"HostPort": "8082"}], "83/tcp": [{"HostPort": ""}],  # UDP, and a port the kernel picks (-P)
     })  # fmt: skip
+    [any4, any6] = web["NetworkSettings"]["Ports"]["83/tcp"]
+    assert any4["HostPort"] == any6["HostPort"] and any6["HostIp"] == "::"  # the same port on both families
+    picked = int(any6["HostPort"])
     old = start(hyprd, "old", "plain", ports={"80/tcp": [{"HostPort": "9090"}, {"HostIp": "::1", "HostPort": "9091"}]})
     assert web["NetworkSettings"]["Ports"]["80/tcp"] == [
         {"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "::", "HostPort": "8080"},
@@ -253,21 +281,27 @@ def test_published_ports_answer_over_ipv6(hyprd: Hyprd, topo: Topology) -> None:
             {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": "plain",
              "PortBindings": {"80/tcp": [{"HostIp": "::", "HostPort": "7070"}]}}}, "nope"
         )  # fmt: skip
-    with server(netns_of(hyprd, web), "web", "80/tcp", "81/tcp"), server(netns_of(hyprd, old), "old", "80/tcp"):
+    web_ports = ("80/tcp", "81/tcp", "82/udp", "83/tcp")
+    with server(netns_of(hyprd, web), "web", *web_ports), server(netns_of(hyprd, old), "old", "80/tcp"):
         check([
             Case(hyprd.ns, ("tcp", "::1", 8081), "web 80/tcp from fd00:1::1"),  # [::1]: relayed (no route_localnet)
             Case(hyprd.ns, ("tcp", "::1", 9091), "old 80/tcp from 10.91.0.1"),  # ... to IPv4 for a v4-only one
+            Case(hyprd.ns, ("tcp", "::1", 8080), "web 80/tcp from fd00:1::1"),  # ::1 of [::]:8080 too (curl localhost)
             Case(topo.client, ("tcp", HOST_LAN6, 8080), f"web 80/tcp from {CLIENT6}"),  # a remote host, over IPv6
             Case(topo.client, ("tcp", HOST_LAN, 8080), f"web 80/tcp from {CLIENT}"),  # and over IPv4
             Case(topo.client, ("tcp", HOST_LAN6, 8443), f"web 81/tcp from {CLIENT6}"),  # one IPv6 address only
+            Case(topo.client, ("udp", HOST_LAN6, 8082), f"web 82/udp from {CLIENT6}"),
+            Case(topo.client, ("tcp", HOST_LAN6, picked), f"web 83/tcp from {CLIENT6}"),
+            Case(hyprd.ns, ("tcp", "::1", picked), "web 83/tcp from fd00:1::1"),
             Case(topo.client, ("tcp", HOST_LAN, 8443), None),
             Case(hyprd.ns, ("tcp", HOST_UPLINK6, 8080), "web 80/tcp"),  # the host itself, to one of its addresses
             Case(topo.client, ("tcp", "fd00:1::2", 80), None),  # the workload itself is not reachable from outside
         ])  # fmt: skip
     with hyprd.client() as client:
         client.remove("web", force=True)
-    enter(hyprd.ns, "python3", "-c", _BIND6.format(port=8080))  # released: both families and [::1]
-    reuse = "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind("  # as servers do: TIME_WAIT stays
+    # Released: both families and [::1]. Relayed connections leave TIME_WAIT entries, so bind as servers do.
+    reuse = "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind("
+    enter(hyprd.ns, "python3", "-c", _BIND6.replace("s.bind(", reuse).format(port=8080))
     enter(hyprd.ns, "python3", "-c", _BIND6.replace('"::"', '"::1"').replace("s.bind(", reuse).format(port=8081))
 
 

@@ -23,6 +23,7 @@ from hypr.services import workload_plan, workloads
 from hypr.services.context import Context
 
 POLL = 0.1  # seconds between looks at a log file or a workload's state while following
+GONE_CHECK = 1.0  # seconds between looks at whether a waiting client is still there
 LINES_AT_ONCE = 4096  # log lines read per thread hop
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
@@ -173,7 +174,10 @@ class ContainerApi:
             if now.state == "exited" and (since is None or now.started_at != since):
                 return now.exit_code
             if now.state == "running" and now.pid is not None:
-                await streams.process_gone(now.pid)
+                # In slices: aiohttp does not cancel a handler whose client left (`docker run -d` leaves its wait
+                # at once), and one left waiting for a long-running workload held hyprd's stop for 60 s.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(streams.process_gone(now.pid), GONE_CHECK)
                 continue
             await self._changed(POLL)
         return None  # not reached: _connected raises

@@ -450,6 +450,8 @@ def _bridge_table(settings: FirewallSettings) -> Table:
         NamedSet("port_ip6s", "ifname . ipv6_addr", ()),
         # The target of a neighbour advertisement, as nft 1.0.6 reads it: raw bits (it has no `icmpv6 taddr`).
         NamedSet("port_nd_targets", f"typeof iifname . {_ND_TARGET}", ()),
+        # The one link-layer address option a port's neighbour discovery may carry: length 1 (8 octets), its MAC.
+        NamedSet("port_nd_lladdrs", f"typeof iifname . {_ND_LLADDR}", ()),
     )
     chains = (
         Chain("spoof", _SPOOF),
@@ -473,10 +475,16 @@ def _bridge_elements(endpoints: list[Endpoint]) -> dict[str, tuple[str, ...]]:
         "ports6": tuple(quote(e.host_ifname) for e in endpoints if e.ip6 is not None),
         "port_ip6s": _ip6_elements(endpoints, str),
         "port_nd_targets": _ip6_elements(endpoints, _hex),
+        "port_nd_lladdrs": tuple(
+            f"{quote(e.host_ifname)} . 0x01{e.mac.lower().replace(':', '')}" for e in endpoints if e.ip6 is not None
+        ),
     }
 
 
 _ND_TARGET = "@th,64,128"  # RFC 4861 4.4: the target address follows type, code, checksum and 32 flag bits
+# RFC 4861 4.6.1: an option's length (in 8 octets) and the MAC it carries, after the option type. Options start
+# after the target in solicitations and advertisements (octet 24), after 4 reserved octets in router solicitations.
+_ND_LLADDR, _RS_LLADDR = "@th,200,56", "@th,72,56"
 
 
 def link_local(mac: str) -> IPv6Address:
@@ -514,6 +522,17 @@ _SPOOF = (
     Rule(("ip6 saddr != ::", "iifname . ip6 saddr != @port_ip6s"), "drop", "forged ipv6"),
     Rule(("icmpv6 type nd-neighbor-advert", f"iifname . {_ND_TARGET} != @port_nd_targets"), "drop",
          "forged neighbour advertisement"),
+    # The link-layer address option is what the neighbour's cache learns (RFC 4861 7.2.3-7.2.5, 6.2.6): as the
+    # ARP sender MAC, only the port's own. Options may come in any order, so a message carries none or just that
+    # one (its length says which); duplicate address detection (source ::) carries none by rule (7.1.1).
+    Rule(("ip6 saddr != ::", "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert }", "ip6 length != { 24, 32 }"),
+         "drop", "neighbour discovery options other than one link-layer address"),
+    Rule(("ip6 saddr != ::", "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert }", "ip6 length 32",
+          f"iifname . {_ND_LLADDR} != @port_nd_lladdrs"), "drop", "forged neighbour link-layer address"),
+    Rule(("icmpv6 type nd-router-solicit", "ip6 length != { 8, 16 }"), "drop",
+         "router solicitation options other than one link-layer address"),
+    Rule(("icmpv6 type nd-router-solicit", "ip6 length 16", f"iifname . {_RS_LLADDR} != @port_nd_lladdrs"), "drop",
+         "forged router solicitation link-layer address"),
 )  # fmt: skip
 
 

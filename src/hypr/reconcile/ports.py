@@ -106,7 +106,7 @@ def _bind_one(host_ip: str, port: int, protocol: Protocol) -> socket.socket:
     try:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        if host_ip == "::1" and protocol == "tcp":
+        if host_ip in ("::1", "::") and protocol == "tcp":
             # Relayed connections (reconcile/proxy.py) leave TIME_WAIT entries on this port: without this a port
             # published again within a minute could not be held. Still exclusive: we listen at once.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -257,14 +257,16 @@ class PortHolder:
         self.udp_applied = (self.udp_applied - udp_was) | udp
 
     def _relay_loopback6(self, snapshot: Snapshot, wanted: dict[Key, PortMapping], looked_at: set[Key]) -> None:
-        """TCP ports on [::1] are relayed to the workload's address on its gateway network (its IPv6 one if it
-        has one); see reconcile/proxy.py for why they cannot be DNAT'd."""
+        """TCP ports on [::1], and on [::] (alone or with 0.0.0.0), are relayed from ::1 to the workload's address
+        on its gateway network (its IPv6 one if it has one), as docker-proxy does; see reconcile/proxy.py for
+        why they cannot be DNAT'd. Every other address of [::] is DNAT'd before it reaches the held socket."""
         if self.proxy is None:
             return
-        relayed = {k for k in wanted if k[0] == "::1" and k[2] == "tcp" and k in self.held}
-        for key in (self.proxy.keys() & looked_at) - relayed:
-            self.proxy.stop(key)
-        for key in relayed:
+        listeners = {key: sock for key in wanted if (sock := self._loopback6_listener(key)) is not None}
+        for key in cast(set[Key], self.proxy.keys()) & looked_at:
+            if self.proxy.listener(key) is not listeners.get(key):  # gone, or its [::] socket was replaced
+                self.proxy.stop(key)
+        for key, listener in listeners.items():
             mapping = wanted[key]
             network = snapshot.port_network(mapping.workload_id)
             endpoint = next(
@@ -272,7 +274,16 @@ class PortHolder:
             )
             address = None if endpoint is None else (endpoint.ip6 or endpoint.ip)
             self.proxy.retarget(key, None if address is None else (str(address), mapping.guest_port))
-            self.proxy.serve(key, self.held[key].socks[0])
+            self.proxy.serve(key, listener)
+
+    def _loopback6_listener(self, key: Key) -> socket.socket | None:
+        """The held socket that connections to [::1]:port of a TCP mapping reach, if any."""
+        held = self.held.get(key)
+        if held is None or key[2] != "tcp":
+            return None
+        if key[0] in ("::1", "::"):
+            return held.socks[0]
+        return held.socks[1] if key[0] == "0.0.0.0" and len(held.socks) == 2 else None
 
     def close(self) -> None:
         for sock in self.held.values():

@@ -1,4 +1,5 @@
-"""TCP ports published on [::1]: relayed in user space, as docker-proxy does.
+"""TCP ports published on [::1] (and connections to ::1 of ports published on [::]): relayed in user space, as
+docker-proxy does.
 
 IPv6 has no `route_localnet`: the kernel drops packets from ::1 on any interface but `lo`, so no DNAT can take a
 connection to [::1]:P to a workload (IPv4's 127.0.0.1 can, and does, in the firewall). The reservation socket
@@ -28,6 +29,7 @@ class LoopbackProxy:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.servers: dict[Key, asyncio.Server] = {}
+        self.listeners: dict[Key, socket.socket] = {}  # the held socket each server serves a duplicate of
         self.targets: dict[Key, tuple[str, int]] = {}  # read by relays on the loop; replaced by one assignment
 
     def retarget(self, key: Key, target: tuple[str, int] | None) -> None:
@@ -45,11 +47,16 @@ class LoopbackProxy:
         sock.setblocking(False)
         future = asyncio.run_coroutine_threadsafe(self._start(key, sock), self.loop)
         self.servers[key] = future.result(timeout=HANDOVER_TIMEOUT)
+        self.listeners[key] = listener
+
+    def listener(self, key: Key) -> socket.socket | None:
+        return self.listeners.get(key)
 
     def stop(self, key: Key) -> None:
         """Stop listening before returning: the port must be free for the next `bind` at once."""
         server = self.servers.pop(key, None)
         self.targets.pop(key, None)
+        self.listeners.pop(key, None)
         if server is not None:
             asyncio.run_coroutine_threadsafe(_close(server), self.loop).result(timeout=HANDOVER_TIMEOUT)
 
@@ -70,7 +77,7 @@ class LoopbackProxy:
             try:
                 up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(*target), CONNECT_TIMEOUT)
             except (OSError, TimeoutError) as exc:
-                log.debug("proxy [::1]:%d -> %s:%d: %s", key[1], *target, exc)
+                log.debug("proxy [::1]:%d (%s) -> %s:%d: %s", key[1], key[0], *target, exc)
                 return
             try:
                 await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
