@@ -63,3 +63,9 @@ def test_policies_are_applied_again_when_hyprd_starts(hyprd: Hyprd) -> None:
     assert _state(hyprd, "stopped-unless")["Status"] == "exited"
     hyprd.cli("start", "stopped-unless")  # a start clears the stop: the policy applies again
     assert _state(hyprd, "stopped-unless")["Status"] == "running"
+    # `stop` of a workload waiting out its back-off cancels the restart, as Docker's stop of a restarting one.
+    wait_until(lambda: _state(hyprd, "bouncer")["Status"] == "restarting", "bouncer to be restarting", 30, 0.05)
+    hyprd.cli("stop", "bouncer")
+    stopped_at = _runs(hyprd, "bouncer")
+    time.sleep(SETTLE)
+    assert _state(hyprd, "bouncer")["Status"] == "exited" and _runs(hyprd, "bouncer") == stopped_at

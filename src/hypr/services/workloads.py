@@ -417,6 +417,10 @@ def stop_target(ctx: Context, ref: str) -> Stopping | None:
     snapshot = ctx.store.snapshot()
     workload = find_workload(snapshot, ref)
     handle = handle_of(workload)
+    if workload.id in restarting_ids(ctx):  # Docker stops a restarting container: its restart is cancelled
+        ctx.restarts.pop(workload.id, None)
+        with ctx.store.transaction() as tx:
+            ctx.store.set_stopped_by_user(tx, workload.id)
     if workload.state != "running" or handle is None:
         return None
     with ctx.store.transaction() as tx:
@@ -442,15 +446,23 @@ def kill(ctx: Context, ref: str, signal: str = "KILL") -> None:
     snapshot = ctx.store.snapshot()
     workload = find_workload(snapshot, ref)
     handle = handle_of(workload)
+    sig = parse_signal(signal)
+    # moby's killWithSignal: KILL, or the stop signal (any signal when none was set), cancels the restart policy.
+    ends_it = sig == signals.SIGKILL or not workload.stop_signal or sig == parse_signal(workload.stop_signal)
+    if ends_it and workload.id in restarting_ids(ctx):  # restarting: no process to signal, the restart is cancelled
+        ctx.restarts.pop(workload.id, None)
+        with ctx.store.transaction() as tx:
+            ctx.store.set_stopped_by_user(tx, workload.id)
+        return
     if workload.state != "running" or handle is None:
         raise Conflict(f"Cannot kill container: {ref}: Container {workload.id} is not running")
-    runtime, spec, sig = ctx.runtime(workload.runtime), launch_spec(ctx, snapshot, workload), parse_signal(signal)
+    runtime, spec = ctx.runtime(workload.runtime), launch_spec(ctx, snapshot, workload)
     if workload.paused:
         if sig != signals.SIGKILL:
             raise Conflict(f"Cannot kill container: {ref}: Container {workload.id} is paused. Unpause the container "
                            "before stopping or killing")  # fmt: skip
         runtime.pause(spec, handle, paused=False)
-    if sig in (signals.SIGKILL, parse_signal(workload.stop_signal or "TERM")):  # ends it: stopped by the user
+    if ends_it:  # stopped by the user (Docker's HasBeenManuallyStopped), recorded before the signal
         with ctx.store.transaction() as tx:
             ctx.store.set_stopped_by_user(tx, workload.id)
     runtime.kill(spec, handle, sig)
