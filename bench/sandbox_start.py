@@ -34,7 +34,7 @@ def spec_for(root: Path, n: int, image: str) -> LaunchSpec:
 
 def first_output(log: Path, deadline: float) -> None:
     while time.monotonic() < deadline:
-        if log.exists() and log.read_bytes().startswith(b"ready"):
+        if log.exists() and b'"log":"ready' in log.read_bytes().replace(b" ", b""):  # Docker's json-file lines
             return
         time.sleep(0.0005)  # poll interval of the measurement
     raise TimeoutError(f"no output in {log}")

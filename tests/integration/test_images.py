@@ -433,7 +433,12 @@ def test_a_pull_whose_every_client_left_is_cancelled(hyprd: Hyprd, small_storage
     with reg.registry(hyprd.ns, hyprd.root / "reg", storage=storage, readonly=True) as addr:
         ref = f"{addr}/library/layered"
         pulls = [
-            subprocess.Popen([*hyprd_cli(hyprd), "pull", ref], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.Popen(
+                [*hyprd_cli(hyprd), "pull", ref],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=_interruptible,
+            )
             for _ in range(2)
         ]
         wait_until(lambda: "Copying" in _skopeo_running(addr), "skopeo to start copying", timeout=20)
@@ -448,6 +453,12 @@ def test_a_pull_whose_every_client_left_is_cancelled(hyprd: Hyprd, small_storage
         run_in(hyprd.ns, "tc", "qdisc", "del", "dev", "lo", "root")
         hyprd.cli("pull", ref)
         assert len(image_ids(hyprd)) == 1
+
+
+def _interruptible() -> None:
+    """Ctrl-C as from an interactive shell: a runner started in the background (nohup, `cmd &` without job
+    control) ignores SIGINT, its children inherit that, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def hyprd_cli(hyprd: Hyprd) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 
 from hypr.errors import InvalidParameter
 from hypr.models import Confinement, Mount, Network, Snapshot
-from hypr.runtime import oci, shim
+from hypr.runtime import crun, oci, shim
 from hypr.services.confinement import plan_confinement
 from hypr.services.workload_plan import plan_workload_create
 
@@ -375,3 +375,26 @@ def test_process_env_puts_docker_defaults_under_the_workloads() -> None:
 def test_crun_failures_become_dockers_exit_codes(message: str, code: int, said: str) -> None:
     failure = shim.classify(message, "nosuch")
     assert failure.code == code and failure.message.startswith(said)
+
+
+def test_compiled_filters_are_kept_per_profile_and_toolchain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(crun, "_toolchain", lambda: "/usr/bin/crun:1:1")
+    docker = {"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"]}]}}}
+    other = {"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["write"]}]}}}
+    key = crun.filter_key(docker)
+    assert key is not None and key == crun.filter_key(json.loads(json.dumps(docker))) != crun.filter_key(other)
+    assert crun.filter_key({"linux": {}}) is None  # unconfined: nothing to compile
+    monkeypatch.setattr(crun, "_toolchain", lambda: "/usr/bin/crun:2:2")
+    assert crun.filter_key(docker) != key  # an upgraded crun or libseccomp compiles again
+    config: dict[str, Any] = {}
+    assert not crun.use_cached_filter(config, tmp_path, key) and config == {}
+    (tmp_path / f"{key}.bpf").write_bytes(b"\x06\x00\x00\x00\x00\x00\xff\x7f\x00")  # not whole sock_filters
+    assert not crun.use_cached_filter(config, tmp_path, key) and config == {}
+    state = tmp_path / "state"
+    (state / crun.ROOT / "c1").mkdir(parents=True)
+    (state / crun.ROOT / "c1" / crun.COMPILED_FILTER).write_bytes(b"\x06\x00\x00\x00\x00\x00\xff\x7f")
+    crun.remember_filter(state, "c1", tmp_path, key)
+    crun.remember_filter(state, "gone", tmp_path, "other")  # ended already: nothing kept, no error
+    assert crun.use_cached_filter(config, tmp_path, key)
+    assert config == {"annotations": {crun.FILTER_ANNOTATION: "BgAAAAAA/38="}}
+    assert sorted(p.name for p in tmp_path.glob("*.bpf")) == [f"{key}.bpf"]

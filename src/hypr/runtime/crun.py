@@ -3,11 +3,19 @@
 `crun --root <state>/crun ... <workload id>`: so every daemon (and every test) has its own containers, and a
 workload's runtime state goes with its state dir. The supervisor (shim.py) runs `crun run`; the daemon asks
 `state`, `kill` and `delete`, and the CLI `exec` (through the shim's exec entry).
+
+crun 1.8 compiles the seccomp profile (Docker's: ~300 rules) with libseccomp at every `run`, which is most of its
+time; the filter it compiled is in its container state (`seccomp.bpf`, what `crun exec` loads). The daemon keeps
+that filter, keyed by the profile and the installed crun and libseccomp, and hands it back to the next `run` of the
+same profile through crun's `run.oci.seccomp_bpf_data` annotation: the same filter, without compiling it again.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import glob
+import hashlib
 import json
 import os
 import platform
@@ -27,6 +35,10 @@ SECCOMP_PROFILE = Path("/usr/share/containers/seccomp.json")
 TIMEOUT = 30.0
 ROOT = "crun"  # under the workload's state dir
 BUNDLE = "bundle"  # likewise: config.json (0600: it holds the workload's environment)
+FILTER_ANNOTATION = "run.oci.seccomp_bpf_data"  # crun: this filter (base64) instead of compiling linux.seccomp
+COMPILED_FILTER = "seccomp.bpf"  # in crun's state of a container: the filter it compiled (struct sock_filter[])
+_LIBSECCOMP = ("/lib/*/libseccomp.so.*", "/usr/lib/*/libseccomp.so.*", "/usr/lib64/libseccomp.so.*",
+               "/usr/local/lib/libseccomp.so.*")  # fmt: skip
 
 
 def binary() -> str:
@@ -104,9 +116,64 @@ def write_bundle(state_dir: Path, config: dict[str, Any]) -> Path:
     tmp = bundle / "config.json.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(config, f, indent=1)
+        json.dump(config, f, separators=(",", ":"))  # compact: json's C encoder (indent takes the Python one)
     tmp.replace(path)
     return bundle
+
+
+@functools.lru_cache(maxsize=1)
+def _libseccomp() -> tuple[str, ...]:
+    """The library's files (globbing is ~10 ms: once; their stat, at every start, sees an upgrade in place)."""
+    return tuple(sorted({os.path.realpath(p) for pattern in _LIBSECCOMP for p in glob.glob(pattern)}))
+
+
+def _toolchain() -> str:
+    """crun and libseccomp as installed (path, size, mtime): an upgrade of either compiles every profile again."""
+
+    def stats() -> str:
+        return "\n".join(f"{p}:{i.st_size}:{i.st_mtime_ns}" for p in (binary(), *_libseccomp()) for i in [os.stat(p)])
+
+    try:
+        return stats()
+    except FileNotFoundError:  # libseccomp upgraded to another file name: look again
+        _libseccomp.cache_clear()
+        return stats()
+
+
+def filter_key(config: dict[str, Any]) -> str | None:
+    """The compiled-filter cache's key of a config.json: its seccomp section and the toolchain; None without one."""
+    seccomp = config.get("linux", {}).get("seccomp")
+    if seccomp is None:
+        return None
+    text = json.dumps(seccomp, sort_keys=True, separators=(",", ":")) + "\n" + _toolchain()
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def use_cached_filter(config: dict[str, Any], cache: Path, key: str) -> bool:
+    """Annotates `config` with the filter compiled before for `key`; False when there is none yet."""
+    try:
+        data = (cache / f"{key}.bpf").read_bytes()
+    except OSError:
+        return False
+    if not data or len(data) % 8:  # not a whole struct sock_filter[]: compile again (and replace it)
+        return False
+    config.setdefault("annotations", {})[FILTER_ANNOTATION] = base64.b64encode(data).decode()
+    return True
+
+
+def remember_filter(state_dir: Path, container: str, cache: Path, key: str) -> None:
+    """Keeps the filter crun compiled for a running container under `key`. Best effort: a container that has
+    already ended (its state gone) just compiles again next time."""
+    try:
+        data = (root_of(state_dir) / container / COMPILED_FILTER).read_bytes()
+        if not data or len(data) % 8:
+            return
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = cache / f"{key}.bpf.{os.getpid()}"
+        tmp.write_bytes(data)
+        tmp.replace(cache / f"{key}.bpf")
+    except OSError:
+        return
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,4 +1,5 @@
-"""The workload supervisor, run as `python3 -I -S shim.py run <launch.json>` (stdlib only, so it starts fast).
+"""The workload supervisor, run as `python3 -I -S shim.py run <launch.json>` (stdlib only, so it starts fast; the
+daemon imports it with `-c` instead, so that its cached bytecode is used, and typing is not imported at all).
 
 Process tree:  daemon --Popen--> launcher (exits at once) --fork--> supervisor (own session, child subreaper)
                  supervisor --spawn--> `crun run --detach` --> the container's init (re-parented to the supervisor)
@@ -23,7 +24,10 @@ import select
 import signal
 import socket
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs the supervisor's start-up milliseconds
+if TYPE_CHECKING:
+    from typing import Any
 
 try:
     from hypr.runtime import _libc, relay
