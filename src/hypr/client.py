@@ -370,6 +370,16 @@ class Client:
     def remove(self, ref: str, *, force: bool = False) -> None:
         self.request("DELETE", f"/containers/{_quote(ref)}", params={"force": "1"} if force else None)
 
+    def stats(self, ref: str) -> dict[str, Any]:
+        """One sample of Docker's stats (stream=false), paired with one taken a second earlier (precpu_stats)."""
+        found: dict[str, Any] = self.request("GET", f"/containers/{_quote(ref)}/stats", params={"stream": "0"})
+        return found
+
+    def update(self, ref: str, body: Mapping[str, Any]) -> list[str]:
+        """Docker's container update (UpdateConfig); its Warnings."""
+        answer = self.request("POST", f"/containers/{_quote(ref)}/update", body=dict(body))
+        return list(answer.get("Warnings") or [])
+
     def rename(self, ref: str, new_name: str) -> None:
         self.request("POST", f"/containers/{_quote(ref)}/rename", params={"name": new_name})
 

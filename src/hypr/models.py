@@ -117,6 +117,7 @@ class Workload:
     restart: str = "no"  # restart policy: no | always | unless-stopped | on-failure
     restart_max: int = 0  # on-failure's maximum retry count (Docker's MaximumRetryCount); 0: no limit
     restart_count: int = 0  # restarts by the policy since the last start asked for (Docker's RestartCount)
+    stopped_by_user: bool = False  # stopped or killed by the user since its last start (HasBeenManuallyStopped)
     pid: int | None = None  # the runtime's supervisor while running
     pid_start: int | None = None  # its start time (/proc/<pid>/stat field 22): guards against pid reuse
     main_pid: int | None = None  # the workload's command

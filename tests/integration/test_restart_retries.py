@@ -81,3 +81,25 @@ def test_compose_restart_on_failure_with_a_maximum(hyprd: Hyprd, tmp_path: Path)
     assert shape["RestartCount"] == 1
     assert shape["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 1}
     hyprd.cli("compose", "--progress", "plain", "-f", str(file), "-p", "rp", "down")
+
+
+def test_hypr_update_and_stats(hyprd: Hyprd) -> None:
+    """`hypr update` as `docker update`: the restart policy changes; the resource limits are refused by name and
+    nothing changes. `hypr stats --no-stream`: one row per running workload, Docker's columns."""
+    hyprd.cli("run", "-d", "--name", "steady", "busybox", "sleep", "600")
+    assert hyprd.cli("update", "--restart", "on-failure:4", "steady").stdout.split() == ["steady"]
+    assert _inspect(hyprd, "steady")["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 4}
+    for flag, value, field in (("--memory", "64m", "Memory"), ("--cpus", "1.5", "NanoCpus"),
+                               ("--pids-limit", "10", "PidsLimit")):  # fmt: skip
+        refused = hyprd.cli("update", "--restart", "always", flag, value, "steady", rc=1)
+        assert f"updating {field} is not supported by hypr" in refused.stderr
+    assert _inspect(hyprd, "steady")["HostConfig"]["RestartPolicy"]["Name"] == "on-failure"  # nothing changed
+    bad = hyprd.cli("update", "--restart", "always:3", "steady", rc=1)
+    assert "maximum retry count can only be used with 'on-failure'" in bad.stderr
+    assert "you must provide one or more flags" in hyprd.cli("update", "steady", rc=2).stderr
+    header, *rows = hyprd.cli("stats", "--no-stream").stdout.splitlines()
+    assert header.split("   ")[0] == "CONTAINER ID" and "MEM USAGE / LIMIT" in header and header.endswith("PIDS")
+    [only] = rows
+    assert only.split()[1] == "steady" and only.split()[-1] == "1"  # sleep: one process
+    missing = hyprd.cli("stats", "--no-stream", "nosuch", rc=1)
+    assert "No such container: nosuch" in missing.stderr

@@ -16,7 +16,7 @@ from hypr.cli.workloads import restart_policy as cli_restart_policy
 from hypr.errors import InvalidParameter
 from hypr.models import Network, Snapshot, Workload
 from hypr.services.workload_plan import plan_workload_create, restart_policy
-from hypr.services.workloads import restarts
+from hypr.services.workloads import restarts, restarts_at_start_up
 from hypr.state import Store
 
 BRIDGE = Network(id="b" * 64, name="bridge", bridge="vbr0", subnet=IPv4Network("10.88.0.0/16"),
@@ -129,5 +129,41 @@ def test_the_policy_and_the_count_are_kept(tmp_path: Path) -> None:
             store.restore_state(tx, replace(kept, state="exited", restart_count=1))
         [kept] = store.snapshot().workloads
         assert (kept.restart, kept.restart_max, kept.restart_count, kept.state) == ("always", 0, 1, "exited")
+    finally:
+        store.close()
+
+
+def test_policies_at_start_up_are_docker_s_restore_rules() -> None:
+    """moby's restore: always restarts even a workload the user stopped, unless-stopped and on-failure do not;
+    on-failure only after a failure within its retries; never one that was not started, nor an --rm one."""
+    ran = Workload(id="w", name="w", image="busybox", state="exited", exit_code=1, started_at="2026-01-01T00:00:00Z")
+    by_user = replace(ran, stopped_by_user=True)
+    assert restarts_at_start_up(replace(ran, restart="always")) and restarts_at_start_up(
+        replace(by_user, restart="always")
+    )
+    assert restarts_at_start_up(replace(ran, restart="unless-stopped"))
+    assert not restarts_at_start_up(replace(by_user, restart="unless-stopped"))
+    failed = replace(ran, restart="on-failure", restart_max=1)
+    assert restarts_at_start_up(failed) and not restarts_at_start_up(replace(failed, restart_count=1))
+    assert not restarts_at_start_up(replace(failed, exit_code=0)) and not restarts_at_start_up(
+        replace(by_user, restart="on-failure")
+    )
+    assert not restarts_at_start_up(replace(ran, restart="no"))
+    assert not restarts_at_start_up(replace(ran, restart="always", started_at=""))  # created, never started
+    assert not restarts_at_start_up(replace(ran, restart="always", state="running"))
+    assert not restarts(replace(by_user, restart="always"), 1)  # live: a stop by the user cancels the policy
+
+
+def test_a_stop_by_the_user_is_kept_until_the_next_start(tmp_path: Path) -> None:
+    store = Store(tmp_path / "hypr.db")
+    try:
+        w = Workload(id="w1", name="w", image="busybox", created="2026-01-01", restart="unless-stopped")
+        with store.transaction() as tx:
+            store.insert_workload(tx, w, {})
+            store.set_stopped_by_user(tx, "w1")
+        assert store.snapshot().workloads[0].stopped_by_user
+        with store.transaction() as tx:
+            store.set_starting(tx, "w1", "2026-01-01T00:00:00Z")
+        assert not store.snapshot().workloads[0].stopped_by_user
     finally:
         store.close()

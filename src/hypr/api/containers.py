@@ -63,11 +63,13 @@ class ContainerApi:
         limit = request.query.get("limit", "-1")
         if not limit.lstrip("-").isdigit():
             raise InvalidParameter(f"invalid limit: {limit}")
+        waiting = await self.call(workloads.restarting_ids, self.ctx)
         found = workload_plan.list_workloads(
-            snapshot, query_filters(request), all_states=query_bool(request, "all"), limit=int(limit)
-        )
+            snapshot, query_filters(request), all_states=query_bool(request, "all"), limit=int(limit),
+            restarting=waiting,
+        )  # fmt: skip
         now = datetime.now(UTC)
-        return json_response([shapes.container_summary(snapshot, w, now) for w in found])
+        return json_response([shapes.container_summary(snapshot, w, now, w.id in waiting) for w in found])
 
     async def create(self, request: web.Request) -> web.Response:
         body = await read_object(request, schema.CONTAINER_CREATE, "ContainerConfigWrapper")
@@ -79,7 +81,8 @@ class ContainerApi:
     async def inspect(self, request: web.Request) -> web.Response:
         snapshot = await self._snapshot()
         workload = workload_plan.find_workload(snapshot, request.match_info["ref"])
-        return json_response(shapes.container_inspect(snapshot, workload))
+        waiting = await self.call(workloads.restarting_ids, self.ctx)
+        return json_response(shapes.container_inspect(snapshot, workload, workload.id in waiting))
 
     async def start(self, request: web.Request) -> web.Response:
         started = await self.call(workloads.start, self.ctx, request.match_info["ref"])

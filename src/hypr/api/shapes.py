@@ -199,13 +199,15 @@ def network_mode(snapshot: Snapshot, workload: Workload) -> str:
     return workload.network_mode or next(iter(networks_of(snapshot, workload)), "bridge")
 
 
-def state_of(workload: Workload) -> dict[str, Any]:
+def state_of(workload: Workload, restarting: bool = False) -> dict[str, Any]:
+    """Docker's State; `restarting`: waiting out its back-off before a restart by its policy, which Docker shows
+    as Status "restarting" with Running and Restarting true (its container.SetRestarting)."""
     running = workload.state == "running"
     return {
-        "Status": "paused" if running and workload.paused else workload.state,
-        "Running": running,
+        "Status": "restarting" if restarting else "paused" if running and workload.paused else workload.state,
+        "Running": running or restarting,
         "Paused": running and workload.paused,
-        "Restarting": False,
+        "Restarting": restarting,
         "OOMKilled": False,
         "Dead": False,
         "Pid": workload.main_pid or 0 if running else 0,
@@ -216,7 +218,7 @@ def state_of(workload: Workload) -> dict[str, Any]:
     }  # Docker's State.Health exists only for workloads with a health check: hypr has none, so it is absent
 
 
-def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
+def container_inspect(snapshot: Snapshot, workload: Workload, restarting: bool = False) -> dict[str, Any]:
     ports = port_bindings(snapshot, workload.id)
     nets = networks_of(snapshot, workload)
     gateway = snapshot.gateway_order(workload.id)[:1]
@@ -227,7 +229,7 @@ def container_inspect(snapshot: Snapshot, workload: Workload) -> dict[str, Any]:
             "Created": workload.created,
             "Path": workload.command[0] if workload.command else "",
             "Args": list(workload.command[1:]),
-            "State": state_of(workload),
+            "State": state_of(workload, restarting),
             "Image": workload.image_id or workload.image,  # Docker: the image ID here, the name in Config.Image
             "Name": "/" + workload.name,
             "RestartCount": workload.restart_count,
@@ -291,8 +293,12 @@ def confinement_shape(c: Confinement) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def status_text(workload: Workload, now: datetime) -> str:
-    """Docker's STATUS column: `Up 5 minutes`, `Up 5 minutes (Paused)`, `Exited (0) 3 seconds ago`, `Created`."""
+def status_text(workload: Workload, now: datetime, restarting: bool = False) -> str:
+    """Docker's STATUS column: `Up 5 minutes`, `Up 5 minutes (Paused)`, `Exited (0) 3 seconds ago`, `Created`,
+    `Restarting (1) 2 seconds ago` (waiting out its back-off; the code and time of its last exit)."""
+    if restarting:
+        ago = human_duration(now - parse_created(workload.finished_at)) if workload.finished_at else "a moment"
+        return f"Restarting ({workload.exit_code if workload.exit_code is not None else -1}) {ago} ago"
     if workload.state == "running":
         up = "Up " + human_duration(now - parse_created(workload.started_at))
         return up + " (Paused)" if workload.paused else up
@@ -315,7 +321,9 @@ def human_duration(delta: timedelta) -> str:
     return next((text for reached, text in steps if reached), f"{seconds // 3600 // 24 // 365} years")
 
 
-def container_summary(snapshot: Snapshot, workload: Workload, now: datetime) -> dict[str, Any]:
+def container_summary(
+    snapshot: Snapshot, workload: Workload, now: datetime, restarting: bool = False
+) -> dict[str, Any]:
     return {
         "Id": workload.id,
         "Names": ["/" + workload.name],
@@ -323,8 +331,8 @@ def container_summary(snapshot: Snapshot, workload: Workload, now: datetime) -> 
         "ImageID": workload.image_id,
         "Command": " ".join(workload.command),
         "Created": int(parse_created(workload.created).timestamp()),
-        "State": "paused" if workload.state == "running" and workload.paused else workload.state,
-        "Status": status_text(workload, now),
+        "State": "restarting" if restarting else state_of(workload)["Status"],
+        "Status": status_text(workload, now, restarting),
         "Ports": [
             {"IP": str(p.host_ip), "PrivatePort": p.guest_port, "PublicPort": p.host_port, "Type": p.protocol}
             for p in snapshot.ports_of(workload.id)

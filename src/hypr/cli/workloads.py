@@ -627,6 +627,36 @@ def rm(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
     for_each(ctx, refs, lambda ref: client_of(ctx).remove(ref, force=force))
 
 
+@click.command("update")
+@click.option("--restart", default=None, help="Restart policy: no, always, unless-stopped, on-failure[:N].")
+@click.option("--cpus", type=float, default=None, help="CPU limit (refused by hypr: fixed at create).")
+@click.option("-m", "--memory", default=None, help="Memory limit (refused by hypr: fixed at create).")
+@click.option("--pids-limit", type=int, default=None, help="Tasks limit (refused by hypr: fixed at create).")
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
+@click.pass_context
+def update(ctx: click.Context, restart: str | None, cpus: float | None, memory: str | None, pids_limit: int | None,
+           refs: tuple[str, ...]) -> None:  # fmt: skip
+    """Update the restart policy of one or more workloads (Docker's update; the daemon refuses the resource
+    limits by name: hypr fixes them when a workload is made)."""
+    body: dict[str, Any] = {}
+    if restart is not None:
+        body["RestartPolicy"] = restart_policy(restart)
+    if cpus is not None:
+        body["NanoCpus"] = int(cpus * 1e9)
+    if memory is not None:
+        body["Memory"] = parse_bytes(memory)
+    if pids_limit is not None:
+        body["PidsLimit"] = pids_limit
+    if not body:  # the docker CLI's words
+        raise click.UsageError("you must provide one or more flags when using this command")
+
+    def one(ref: str) -> None:
+        for warning in client_of(ctx).update(ref, body):
+            click.echo(f"WARNING: {warning}", err=True)
+
+    for_each(ctx, refs, one)
+
+
 @click.command("rename")
 @click.argument("ref", shell_complete=workload_names)
 @click.argument("new_name")
@@ -708,4 +738,4 @@ def port(ctx: click.Context, ref: str, port: str | None) -> None:
             click.echo(address if wanted else f"{key} -> {address}")
 
 
-COMMANDS = (port, run, ps, exec_, stop, start, restart, kill, pause, unpause, top, rm, rename, logs, inspect)
+COMMANDS = (port, run, ps, exec_, stop, start, restart, kill, pause, unpause, top, rm, rename, update, logs, inspect)

@@ -12,7 +12,7 @@ import json
 import os
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -589,11 +589,17 @@ STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", 
 
 
 def list_workloads(
-    snapshot: Snapshot, filters: Mapping[str, list[str]], *, all_states: bool, limit: int = -1
+    snapshot: Snapshot,
+    filters: Mapping[str, list[str]],
+    *,
+    all_states: bool,
+    limit: int = -1,
+    restarting: Container[str] = frozenset(),
 ) -> list[Workload]:
     """`docker ps` semantics: running ones unless `all` (or a `limit`, as `ps -n`/`-l`), newest first, Docker's
-    filters. hypr has no health checks (every workload's health is `none`) and no volumes (`volume=` matches
-    nothing)."""
+    filters. `restarting`: the ids of those waiting out a restart policy's back-off, listed as running ones
+    (Docker's are Running) with status `restarting`. hypr has no health checks (every workload's health is `none`)
+    and no volumes (`volume=` matches nothing)."""
     for key, values in filters.items():
         if key not in LIST_FILTERS:
             raise InvalidParameter(f"invalid filter '{key}'")
@@ -602,8 +608,10 @@ def list_workloads(
     pivots = {key: [find_workload(snapshot, v) for v in filters.get(key, [])] for key in ("before", "since")}
     chosen = [
         w for w in snapshot.workloads
-        if (all_states or limit > 0 or filters.get("status") or filters.get("exited") or w.state == "running")
-        and all(_matches(snapshot, w, key, values) for key, values in filters.items() if values and key in _SIMPLE)
+        if (all_states or limit > 0 or filters.get("status") or filters.get("exited") or w.state == "running"
+            or w.id in restarting)
+        and all(_matches(snapshot, w, key, values, w.id in restarting)
+                for key, values in filters.items() if values and key in _SIMPLE)
         and all(p.created > w.created for p in pivots["before"]) and all(p.created < w.created for p in pivots["since"])
     ]  # fmt: skip
     chosen.sort(key=lambda w: w.created, reverse=True)
@@ -642,14 +650,14 @@ def _ports_match(spec: str, ports: set[tuple[int, str]]) -> bool:
     return any(lo <= port <= hi and p == (proto or "tcp") for port, p in ports)
 
 
-def _matches(snapshot: Snapshot, w: Workload, key: str, values: list[str]) -> bool:
+def _matches(snapshot: Snapshot, w: Workload, key: str, values: list[str], restarting: bool) -> bool:
     if key == "id":
         return any(w.id.startswith(v) for v in values)
     if key == "name":
         # Docker matches against "/<name>"; a pattern written without the slash (`^web`) matches too.
         return any(_search(v, "/" + w.name) or _search(v, w.name) for v in values)
     if key == "status":  # a paused workload's status is `paused`, not `running` (Docker's)
-        return ("paused" if w.state == "running" and w.paused else w.state) in values
+        return ("restarting" if restarting else "paused" if w.state == "running" and w.paused else w.state) in values
     if key == "label":
         return all(label_matches(w.labels, v) for v in values)
     if key == "ancestor":

@@ -62,13 +62,37 @@ def _network_events(ctx: Context, workload: Workload, action: str, snapshot: Sna
 
 
 def restarts(workload: Workload, exit_code: int | None) -> bool:
-    """Docker's restart policies, for a workload that ended on its own (not by `stop`): on-failure restarts on a
-    non-zero code while fewer than MaximumRetryCount (0: no limit) restarts were made since the last start asked
-    for (Docker's restart manager: the count is not reset by a long run, only by `start`/`restart`)."""
+    """Docker's restart policies, for a workload that ended while hyprd ran: none after a `stop` or `kill` by the
+    user (Docker cancels its restart manager then); on-failure restarts on a non-zero code while fewer than
+    MaximumRetryCount (0: no limit) restarts were made since the last start asked for (Docker's restart manager:
+    the count is not reset by a long run, only by `start`/`restart`)."""
+    if workload.stopped_by_user:
+        return False
+    return _policy_restarts(workload, exit_code)
+
+
+def restarts_at_start_up(workload: Workload) -> bool:
+    """Docker's policies when its daemon starts (moby's restore: `ShouldRestart` with HasBeenManuallyStopped), for
+    an exited workload that was started before: `always` restarts even one the user stopped (Docker's documented
+    rule: "if it's manually stopped, it's restarted only when Docker daemon restarts"), `unless-stopped` one the
+    user did not stop, `on-failure` one that failed (non-zero code) on its own within its retries."""
+    if workload.state != "exited" or workload.auto_remove or not workload.started_at:
+        return False
+    if workload.restart == "always":
+        return True
+    return not workload.stopped_by_user and _policy_restarts(workload, workload.exit_code)
+
+
+def _policy_restarts(workload: Workload, exit_code: int | None) -> bool:
     if workload.restart == "on-failure":
         within = not workload.restart_max or workload.restart_count < workload.restart_max
         return within and exit_code != 0
     return workload.restart in ("always", "unless-stopped")
+
+
+def restarting_ids(ctx: Context) -> frozenset[str]:
+    """The workloads waiting out their back-off before a restart by their policy (Docker's State.Restarting)."""
+    return frozenset(workload_id for workload_id, (_count, due) in ctx.restarts.items() if due < math.inf)
 
 
 # -- the runtime's view of a workload --------------------------------------------------------------------------------
@@ -393,8 +417,14 @@ def stop_target(ctx: Context, ref: str) -> Stopping | None:
     snapshot = ctx.store.snapshot()
     workload = find_workload(snapshot, ref)
     handle = handle_of(workload)
+    if workload.id in restarting_ids(ctx):  # Docker stops a restarting container: its restart is cancelled
+        ctx.restarts.pop(workload.id, None)
+        with ctx.store.transaction() as tx:
+            ctx.store.set_stopped_by_user(tx, workload.id)
     if workload.state != "running" or handle is None:
         return None
+    with ctx.store.transaction() as tx:
+        ctx.store.set_stopped_by_user(tx, workload.id)
     if workload.paused:  # Docker stops a paused container: thawed, so it can see the signal
         ctx.runtime(workload.runtime).pause(launch_spec(ctx, snapshot, workload), handle, paused=False)
         with ctx.store.transaction() as tx:
@@ -416,14 +446,25 @@ def kill(ctx: Context, ref: str, signal: str = "KILL") -> None:
     snapshot = ctx.store.snapshot()
     workload = find_workload(snapshot, ref)
     handle = handle_of(workload)
+    sig = parse_signal(signal)
+    # moby's killWithSignal: KILL, or the stop signal (any signal when none was set), cancels the restart policy.
+    ends_it = sig == signals.SIGKILL or not workload.stop_signal or sig == parse_signal(workload.stop_signal)
+    if ends_it and workload.id in restarting_ids(ctx):  # restarting: no process to signal, the restart is cancelled
+        ctx.restarts.pop(workload.id, None)
+        with ctx.store.transaction() as tx:
+            ctx.store.set_stopped_by_user(tx, workload.id)
+        return
     if workload.state != "running" or handle is None:
         raise Conflict(f"Cannot kill container: {ref}: Container {workload.id} is not running")
-    runtime, spec, sig = ctx.runtime(workload.runtime), launch_spec(ctx, snapshot, workload), parse_signal(signal)
+    runtime, spec = ctx.runtime(workload.runtime), launch_spec(ctx, snapshot, workload)
     if workload.paused:
         if sig != signals.SIGKILL:
             raise Conflict(f"Cannot kill container: {ref}: Container {workload.id} is paused. Unpause the container "
                            "before stopping or killing")  # fmt: skip
         runtime.pause(spec, handle, paused=False)
+    if ends_it:  # stopped by the user (Docker's HasBeenManuallyStopped), recorded before the signal
+        with ctx.store.transaction() as tx:
+            ctx.store.set_stopped_by_user(tx, workload.id)
     runtime.kill(spec, handle, sig)
     event(ctx, workload, "kill", signal=str(int(sig)))
     if sig == signals.SIGKILL:  # cannot be caught: the workload is gone in moments, so report it gone
@@ -497,7 +538,19 @@ def adopt_all(ctx: Context) -> None:
         # Both ways: an `rm -f` cut short after the runtime's delete but before the rows went leaves a row whose
         # interfaces are gone; plugging them back gives "none of the rm" (the workload stays, exited).
         _repair(ctx, snapshot, workload, present)
+    _schedule_policy_restarts(ctx)
     refresh(ctx)
+
+
+def _schedule_policy_restarts(ctx: Context) -> None:
+    """The restarts pending when hyprd went down lived in its memory: the policies are applied again to every
+    exited workload, as Docker's daemon does when it starts, after the first back-off delay. (Those that ended
+    while hyprd was down are still `running` in the rows: `refresh` records their exit and applies the policy.)"""
+    due = time.monotonic() + RESTART_FIRST_DELAY
+    for workload in ctx.store.snapshot().workloads:
+        if restarts_at_start_up(workload):
+            log.info("restart policy %s of %s applied at start-up", workload.restart, workload.name)
+            ctx.restarts[workload.id] = (1, due)
 
 
 def _repair(ctx: Context, snapshot: Snapshot, workload: Workload, present: set[str]) -> None:

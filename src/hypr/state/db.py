@@ -287,7 +287,7 @@ class Store:
         `restart_count`: Docker's RestartCount, one more for a restart by the policy, 0 for a start asked for."""
         tx.execute(
             "UPDATE workloads SET state='running', pid=NULL, pid_start=NULL, main_pid=NULL, exit_code=NULL,"
-            " started_at=?, finished_at='', restart_count=? WHERE id=?",
+            " started_at=?, finished_at='', restart_count=?, stopped_by_user=0 WHERE id=?",
             (started_at, restart_count, workload_id),
         )
 
@@ -295,9 +295,14 @@ class Store:
         """Undo a start that failed: the state, exit code and times the workload had before it."""
         tx.execute(
             "UPDATE workloads SET state=?, pid=?, pid_start=?, main_pid=?, exit_code=?, started_at=?, finished_at=?,"
-            " restart_count=? WHERE id=?",
-            (w.state, w.pid, w.pid_start, w.main_pid, w.exit_code, w.started_at, w.finished_at, w.restart_count, w.id),
-        )
+            " restart_count=?, stopped_by_user=? WHERE id=?",
+            (w.state, w.pid, w.pid_start, w.main_pid, w.exit_code, w.started_at, w.finished_at, w.restart_count,
+             int(w.stopped_by_user), w.id),
+        )  # fmt: skip
+
+    def set_stopped_by_user(self, tx: sqlite3.Connection, workload_id: str) -> None:
+        """Docker's HasBeenManuallyStopped, recorded before the signal: a crash after it still knows."""
+        tx.execute("UPDATE workloads SET stopped_by_user=1 WHERE id=?", (workload_id,))
 
     def set_exited(self, tx: sqlite3.Connection, workload_id: str, exit_code: int | None, finished_at: str) -> None:
         tx.execute(
@@ -474,6 +479,7 @@ def _workload(row: sqlite3.Row) -> Workload:
         restart=row["restart"],
         restart_max=row["restart_max"],
         restart_count=row["restart_count"],
+        stopped_by_user=bool(row["stopped_by_user"]),
         pid=row["pid"],
         pid_start=row["pid_start"],
         main_pid=row["main_pid"],

@@ -200,4 +200,9 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE workloads ADD COLUMN restart_max INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE workloads ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0
     """,
+    # Docker's HasBeenManuallyStopped: stopped (or killed) by the user, set until the next start; the restart
+    # policies applied when hyprd starts read it (unless-stopped and on-failure leave such a workload stopped).
+    """
+    ALTER TABLE workloads ADD COLUMN stopped_by_user INTEGER NOT NULL DEFAULT 0
+    """,
 )
