@@ -155,6 +155,25 @@ def test_wait_conditions_and_docker_py_auto_remove(hyprd: Hyprd) -> None:
         client.close()
 
 
+def test_an_auto_remove_exit_is_kept_for_a_late_wait(hyprd: Hyprd) -> None:
+    """docker-py's run(auto_remove=True) follows the logs and asks for the exit code only after start: an --rm
+    workload nobody has claimed yet is kept a moment (RM_GRACE) for that wait, then removed all the same."""
+    api = docker.APIClient(base_url=f"unix://{hyprd.socket}", version="auto")
+    try:
+        created = api.create_container("busybox", ["sh", "-c", "exit 3"],
+                                       host_config=api.create_host_config(auto_remove=True))  # fmt: skip
+        api.start(created)
+        logs = api.logs(created, stream=True, follow=True)
+        wait_until(lambda: not api.containers(filters={"id": created["Id"]}), "the command to end", timeout=20)
+        time.sleep(0.3)  # past the log follower's end: without the grace the workload was gone by now
+        assert api.wait(created)["StatusCode"] == 3
+        assert list(logs) == []
+        wait_until(lambda: not api.containers(all=True, filters={"id": created["Id"]}), "the --rm workload to go",
+                   timeout=10)  # fmt: skip
+    finally:
+        api.close()
+
+
 def test_a_wait_whose_client_left_does_not_hold_the_daemon_up(hyprd: Hyprd) -> None:
     """`docker run -d` asks to wait for the exit and leaves at once; hyprd must still stop promptly (aiohttp
     waited 60 s for that handler, which was waiting for a workload that runs for minutes). The harness stops

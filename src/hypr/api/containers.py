@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -211,7 +212,7 @@ class ContainerApi:
         except FileNotFoundError:
             handle = None
         follow = query_bool(request, "follow")
-        await self.call(workloads.hold, self.ctx, target.workload.id)
+        await self.call(functools.partial(workloads.hold, claim=False), self.ctx, target.workload.id)
         try:
             response = web.StreamResponse(headers={"Content-Type": streams.RAW if tty else streams.MULTIPLEXED})
             await response.prepare(request)

@@ -39,6 +39,8 @@ class Context:
     # Workloads whose --rm removal waits: an attach still streams their output, or a wait has yet to read their exit
     # code (Docker removes an auto-remove container once its streams are done). Workload id -> holders.
     holds: Counter[str] = field(default_factory=Counter)
+    # --rm workloads whose exit a client asked for (a wait or an attach held them): they go as soon as it is read.
+    claimed: set[str] = field(default_factory=set)
     exits: ExitWatch = field(default_factory=ExitWatch)  # which running workloads' processes may have ended
     images: ImageStore = field(init=False)  # pulled images on disk, under <data dir>/images
     registry: Skopeo = field(init=False)

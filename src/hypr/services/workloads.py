@@ -39,6 +39,9 @@ from hypr.services.workload_plan import (
 log = logging.getLogger(__name__)
 KILL_GRACE = 5.0  # seconds a SIGKILLed workload may take to be reaped before `kill` returns anyway
 RESTART_FIRST_DELAY, RESTART_MAX_DELAY, RESTART_RESET = 0.1, 60.0, 10.0  # seconds (Docker's back-off)
+# Seconds an exited --rm workload that no client asked about is kept: docker-py's run(auto_remove=True) asks for the
+# exit code only after start (the docker CLI asks before), and a quick command is gone by then without it.
+RM_GRACE = 2.0
 
 
 def event(ctx: Context, workload: Workload, action: str, snapshot: Snapshot | None = None, **extra: str) -> None:
@@ -340,6 +343,7 @@ def _delete(ctx: Context, workload: Workload) -> None:
     ctx.runtime(workload.runtime).delete(spec)
     ctx.ports.release(snapshot.ports_of(workload.id))
     ctx.restarts.pop(workload.id, None)
+    ctx.claimed.discard(workload.id)
     with ctx.store.transaction() as tx:
         ctx.store.delete_workload(tx, workload.id)
     ctx.converge()
@@ -483,7 +487,7 @@ def refresh(ctx: Context) -> None:
     ended = ctx.exits.candidates(snapshot, handle_of)  # the few whose process may have ended: only those are asked
     for workload in snapshot.workloads:
         if workload.state == "exited" and workload.auto_remove:
-            if not ctx.holds[workload.id]:
+            if _removable(ctx, workload):
                 _delete(ctx, workload)
             continue
         if workload.state == "exited" and ctx.restarts.get(workload.id, (0, math.inf))[1] <= now:
@@ -505,7 +509,7 @@ def refresh(ctx: Context) -> None:
         ctx.converge()  # its names leave DNS
         event(ctx, workload, "die", exitCode=str(code if code is not None else -1))
         if workload.auto_remove:
-            if not ctx.holds[workload.id]:
+            if not ctx.holds[workload.id] and workload.id in ctx.claimed:
                 _delete(ctx, replace(workload, state="exited"))
         elif restarts(workload, code):
             ran_for = (
@@ -513,6 +517,16 @@ def refresh(ctx: Context) -> None:
             )
             count = 0 if ran_for >= RESTART_RESET else ctx.restarts.get(workload.id, (0, 0.0))[0]
             ctx.restarts[workload.id] = (count + 1, now + min(RESTART_FIRST_DELAY * 2**count, RESTART_MAX_DELAY))
+
+
+def _removable(ctx: Context, workload: Workload) -> bool:
+    """An exited --rm workload goes once nothing holds it: at once when a client read its exit, else RM_GRACE
+    seconds after it ended."""
+    if ctx.holds[workload.id]:
+        return False
+    if workload.id in ctx.claimed or not workload.finished_at:
+        return True
+    return (datetime.now(UTC) - parse_created(workload.finished_at)).total_seconds() >= RM_GRACE
 
 
 def adopt_all(ctx: Context) -> None:
@@ -607,9 +621,13 @@ def stream_target(ctx: Context, ref: str) -> StreamTarget:
     return StreamTarget(workload, runtime.log_path(spec), runtime.attach_socket(spec), spec.state_dir)
 
 
-def hold(ctx: Context, workload_id: str) -> None:
-    """Keep an exited --rm workload (see Context.holds) until `release`."""
+def hold(ctx: Context, workload_id: str, *, claim: bool = True) -> None:
+    """Keep an exited --rm workload (see Context.holds) until `release`. `claim`: the holder reads the run's end
+    (a wait, an attach), so the workload may go as soon as it lets go; a log follower does not (docker-py's run()
+    follows the logs first and asks for the exit code after)."""
     ctx.holds[workload_id] += 1
+    if claim:
+        ctx.claimed.add(workload_id)
 
 
 def release(ctx: Context, workload_id: str) -> None:
