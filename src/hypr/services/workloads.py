@@ -504,13 +504,15 @@ def refresh(ctx: Context) -> None:
         running, code = runtime.status(launch_spec(ctx, snapshot, workload), handle)
         if running:
             continue
+        finished_at = now_rfc3339()
         with ctx.store.transaction() as tx:
-            ctx.store.set_exited(tx, workload.id, code, now_rfc3339())
+            ctx.store.set_exited(tx, workload.id, code, finished_at)
         ctx.converge()  # its names leave DNS
         event(ctx, workload, "die", exitCode=str(code if code is not None else -1))
         if workload.auto_remove:
-            if not ctx.holds[workload.id] and workload.id in ctx.claimed:
-                _delete(ctx, replace(workload, state="exited"))
+            exited = replace(workload, state="exited", finished_at=finished_at)
+            if _removable(ctx, exited):
+                _delete(ctx, exited)
         elif restarts(workload, code):
             ran_for = (
                 (datetime.now(UTC) - parse_created(workload.started_at)).total_seconds() if workload.started_at else 0
