@@ -518,7 +518,8 @@ def test_rmi_of_an_image_a_stopped_workload_uses(hyprd: Hyprd, images_registry: 
     ]  # fmt: skip
     assert image_ids(hyprd) == [] and rootfs_dirs(hyprd) == [image_id[7:]]
     hyprd.cli("start", "s1")
-    wait_until(lambda: hyprd.cli("logs", "s1").stdout == "hello from hypr-httpd\n" * 2, "s1 to run again")
+    assert hyprd.cli("wait", "s1").stdout == "0\n"  # its output is in before it exits: wait for the exit, not the logs
+    assert hyprd.cli("logs", "s1").stdout == "hello from hypr-httpd\n" * 2
     hyprd.cli("rm", "s1")
     assert rootfs_dirs(hyprd) == []
 

@@ -104,6 +104,16 @@ def test_run_attached_exit_code_and_auto_remove(hyprd: Hyprd) -> None:
     assert leftover_mounts(hyprd.root) == []
 
 
+def test_wait_prints_each_exit_code_and_reports_unknown_names(hyprd: Hyprd) -> None:
+    """Docker's `wait`: blocks until each workload stops, one exit code per line, exit 1 if a name is unknown."""
+    hyprd.cli("run", "-d", "--name", "w3", "busybox", "sh", "-c", "sleep 1; exit 3")
+    hyprd.cli("run", "-d", "--name", "w0", "busybox", "true")
+    out = hyprd.cli("wait", "w3", "nosuch", "w0", rc=1)
+    assert out.stdout == "3\n0\n"
+    assert "Error response from daemon: No such container: nosuch" in out.stderr
+    assert json.loads(hyprd.cli("inspect", "w3").stdout)[0]["State"]["Status"] == "exited"
+
+
 def test_options_after_the_image(hyprd: Hyprd) -> None:
     hyprd.cli("run", "-d", "busybox", "--name", "late", "-e", "GREETING=hi", "-p", "8081:80", "--", "sleep", "600")
     info = json.loads(hyprd.cli("inspect", "late").stdout)[0]

@@ -63,13 +63,15 @@ def parse_filters(items: Iterable[str]) -> dict[str, list[str]]:
     return filters
 
 
-def for_each(ctx: click.Context, refs: Iterable[str], action: Callable[[str], object]) -> None:
-    """Docker's multi-name commands (rm, stop, ...): act on each, echo it, report failures, exit 1 if any failed."""
+def for_each(ctx: click.Context, refs: Iterable[str], action: Callable[[str], object], *, echo: bool = True) -> None:
+    """Docker's multi-name commands (rm, stop, ...): act on each, echo it (unless the action prints its own answer),
+    report failures, exit 1 if any failed."""
     failed = False
     for ref in refs:
         try:
             action(ref)
-            click.echo(ref)
+            if echo:
+                click.echo(ref)
         except Unavailable:
             raise
         except HyprError as exc:

@@ -35,6 +35,7 @@ COMMAND_MODULES = {
             "top",
             "unpause",
             "update",
+            "wait",
         ),
         "hypr.cli.workloads",
     ),

@@ -592,6 +592,18 @@ def kill(ctx: click.Context, sig: str, refs: tuple[str, ...]) -> None:
     for_each(ctx, refs, lambda ref: client_of(ctx).kill(ref, sig))
 
 
+@click.command("wait")
+@click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
+@click.pass_context
+def wait(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Block until one or more workloads stop, then print their exit codes (Docker's `wait`: one line each)."""
+
+    def show(ref: str) -> None:
+        click.echo(client_of(ctx).wait(ref))
+
+    for_each(ctx, refs, show, echo=False)
+
+
 @click.command("pause")
 @click.argument("refs", nargs=-1, required=True, shell_complete=workload_names)
 @click.pass_context
@@ -738,4 +750,6 @@ def port(ctx: click.Context, ref: str, port: str | None) -> None:
             click.echo(address if wanted else f"{key} -> {address}")
 
 
-COMMANDS = (port, run, ps, exec_, stop, start, restart, kill, pause, unpause, top, rm, rename, update, logs, inspect)
+COMMANDS = (
+    port, run, ps, exec_, stop, start, restart, kill, wait, pause, unpause, top, rm, rename, update, logs, inspect
+)  # fmt: skip
