@@ -126,6 +126,15 @@ def host(tmp_path: Path) -> Iterator[Host]:
             _libc.setns(back, _libc.CLONE_NEWNET)
             os.close(back)
             subprocess.run(["ip", "netns", "delete", name], check=False)
+            left = _mounts_under(tmp_path)
+            for point in sorted(left, reverse=True):
+                subprocess.run(["umount", "-l", point], check=False)
+            assert not left, f"left mounted: {left}"
+
+
+def _mounts_under(root: Path) -> list[str]:
+    points = (line.split(" ")[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
+    return [point for point in points if point.startswith(f"{root}/")]
 
 
 def test_two_sandboxes_ping_each_other_and_gateway_and_talk_tcp(host: Host) -> None:
@@ -345,6 +354,18 @@ def test_pins_share_one_mount_that_supervisors_detach_at_once(host: Host) -> Non
     for path in old:
         path.parent.mkdir(parents=True)
         netns.create(path).close()
+    try:
+        _pins_share_one_mount(host, pins, old)
+    finally:
+        for path in old:
+            netns.remove(path)
+    for spec in host.specs:
+        host.runtime.delete(spec)
+    assert not netns.own_mount(pins)
+    assert [m for m in _nsfs_mounts() if m[0].startswith(f"{pins}/")] == []
+
+
+def _pins_share_one_mount(host: Host, pins: Path, old: list[Path]) -> None:
     namespaces = [os.stat(path).st_ino for path in old]
     assert not netns.own_mount(pins)
     a, b = host.spec("pina", 40), host.spec("pinb", 41)
@@ -361,9 +382,3 @@ def test_pins_share_one_mount_that_supervisors_detach_at_once(host: Host) -> Non
     supervisor = [line.split(" ")[4] for line in Path(f"/proc/{handle.pid}/mountinfo").read_text().splitlines()]
     assert str(pins) not in supervisor  # detached whole, its pins with it, not one pin after the other
     assert host.run(b, handle, "ping", "-c1", "-W2", "10.90.0.1").returncode == 0
-    for path in old:
-        netns.remove(path)
-    for spec in (a, b):
-        host.runtime.delete(spec)
-    assert not netns.own_mount(pins)
-    assert [m for m in _nsfs_mounts() if m[0].startswith(f"{pins}/")] == []
