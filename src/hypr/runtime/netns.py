@@ -24,8 +24,8 @@ from hypr.runtime import _libc, shim
 from hypr.runtime.rtnl import Rtnl
 
 T = TypeVar("T")
-# Pins are made, and the pins' mount made or removed, one at a time: a pin made while mount_pins moves the others
-# would end up beneath the new mount, out of sight and never removed.
+# Pins are made and removed, and the pins' mount made or removed, one at a time: a pin made while mount_pins moves
+# the others would end up beneath the new mount, out of sight and never removed.
 _PINS = threading.RLock()
 
 
@@ -148,13 +148,14 @@ def pin(source: str, path: Path) -> None:
 
 def remove(path: Path) -> None:
     """Unpin and delete; the namespace dies with its last user. Not mounted / not there counts as done."""
-    try:
-        _libc.umount2(str(path), _libc.MNT_DETACH)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOENT):
-            raise
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+    with _PINS:
+        try:
+            _libc.umount2(str(path), _libc.MNT_DETACH)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                raise
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def _mount_id(path: Path) -> int:
