@@ -35,10 +35,20 @@ def hypr(hyprd: Hyprd, servers: Path, *argv: str, env: dict[str, str] | None = N
                           capture_output=True, text=True, timeout=60)  # fmt: skip
 
 
-def popen(hyprd: Hyprd, servers: Path, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def popen(hyprd: Hyprd, servers: Path, *argv: str, env: dict[str, str] | None = None,
+          ignore: tuple[int, ...] = ()) -> subprocess.Popen[str]:  # fmt: skip
+    """A client started as a shell starts a job: a process group of its own (not orphaned: Ctrl-Z can stop it),
+    the signals a terminal sends at their defaults (a test runner in the background has SIGINT and SIGHUP ignored,
+    and its children would inherit that), `ignore` ignored."""
+
+    def as_a_job() -> None:
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
+            signal.signal(sig, signal.SIG_IGN if sig in ignore else signal.SIG_DFL)
+
     full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent), **(env or {})}
     return subprocess.Popen([HYPR, "-H", f"unix://{hyprd.socket}", *argv], env=full_env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0,
+                            preexec_fn=as_a_job)  # fmt: skip
 
 
 def started_server(hyprd: Hyprd, servers: Path) -> int:
@@ -112,6 +122,24 @@ def test_a_signal_to_the_client_ends_the_command_as_without_the_server(
         client.send_signal(sig)
         ended[label] = client.wait(timeout=10)
     assert ended["server"] == ended["here"]
+    wait_until(lambda: commands_of(server) == [], "the command to end with its client")
+
+
+def test_a_signal_the_client_ignores_is_not_forwarded(hyprd: Hyprd, servers: Path) -> None:
+    """`nohup hypr logs -f x &`: SIGHUP (and SIGINT) ignored at start stay ignored, as without the server."""
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    server = started_server(hyprd, servers)
+    clients = [popen(hyprd, servers, "logs", "-f", "talker", env=env, ignore=(signal.SIGHUP, signal.SIGINT))
+               for env in (OFF, None)]  # fmt: skip
+    for client in clients:
+        assert client.stdout is not None and client.stdout.readline() == "tick\n"
+        client.send_signal(signal.SIGHUP)
+        client.send_signal(signal.SIGINT)
+    for client in clients:
+        assert client.stdout is not None and client.stdout.readline() == "tick\n"  # still following
+        assert client.poll() is None
+        client.kill()
+        client.wait(timeout=10)
     wait_until(lambda: commands_of(server) == [], "the command to end with its client")
 
 

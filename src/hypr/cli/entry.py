@@ -147,7 +147,8 @@ def request() -> bytes:
 
 
 def forward_signals(child: int) -> None:
-    """The signals the terminal or a user sends to this process go to the child; Ctrl-Z stops both."""
+    """The signals the terminal or a user sends to this process go to the child; Ctrl-Z stops both (the child
+    with SIGSTOP: its process group, the server's, is orphaned, and the kernel drops a SIGTSTP sent to one)."""
 
     def forward(signum: int, _frame: object) -> None:
         try:  # noqa: SIM105 - contextlib costs ~3 ms of imports here
@@ -164,9 +165,11 @@ def forward_signals(child: int) -> None:
         os.kill(os.getpid(), _signal.SIGTSTP)  # stops here; the SIGCONT that resumes us is forwarded to the child
         _signal.signal(_signal.SIGTSTP, suspend)
 
-    for name in FORWARDED:
-        _signal.signal(getattr(_signal, name), forward)
-    _signal.signal(_signal.SIGTSTP, suspend)
+    # A signal this process was started ignoring (`nohup`, a background job of a script) stays ignored, as a
+    # command run here would ignore it.
+    for signum, handler in [*((getattr(_signal, name), forward) for name in FORWARDED), (_signal.SIGTSTP, suspend)]:
+        if _signal.getsignal(signum) != _signal.SIG_IGN:
+            _signal.signal(signum, handler)
 
 
 def exit_code(status: int) -> int:
@@ -189,6 +192,6 @@ def start_server(path: str) -> None:
     null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     try:  # noqa: SIM105
         os.posix_spawn(sys.executable, [sys.executable, "-m", "hypr.cli.forkserver", path, idle], env,
-                       file_actions=null, setsid=True)  # fmt: skip
+                       file_actions=null, setsid=True, setsigdef=[_signal.SIGHUP, _signal.SIGINT])  # fmt: skip
     except OSError:
         pass  # the command runs here all the same; the next one tries again

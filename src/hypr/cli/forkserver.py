@@ -27,7 +27,7 @@ import struct
 import sys
 import traceback
 
-from hypr.cli.entry import MAGIC
+from hypr.cli.entry import FORWARDED, MAGIC
 
 # Imported before the first command, beside every command's module: what the commands import when they run.
 PRELOAD = ("hypr.client", "hypr.stream_client", "hypr.ports", "hypr.models", "hypr.images.reference", "json", "csv")
@@ -186,7 +186,8 @@ class Server:
         """Drop what is the server's: its signal handlers, socket, lock (a long command must not keep a new server
         from starting) and the other commands' connections."""
         signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for name in FORWARDED:  # whatever the server inherited: the client forwards only what it does not ignore
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for fd in (self.lock, self.wakeup, self.wakeup_w):
             os.close(fd)
