@@ -118,7 +118,7 @@ class Hyprd:
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
         if wait:
-            wait_until(self._ready, f"hyprd in {self.ns} to answer /_ping (log: {self.log})")
+            wait_until(self._ready, f"hyprd in {self.ns} to answer (log: {self.log})")
 
     def _enter(self) -> list[str]:
         if self.private_mounts:
@@ -130,9 +130,10 @@ class Hyprd:
             raise AssertionError(f"hyprd exited with {self.proc.returncode}:\n{self.log.read_text()}")
         if not self.socket.exists():
             return False
-        try:
+        try:  # a call through the worker: it answers once the start-up reconcile and the re-adoption are done
             with self.client() as client:
-                return client.ping()
+                client.info()
+                return True
         except Exception:
             return False
 
