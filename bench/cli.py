@@ -5,8 +5,10 @@ Goal (issue #16): hypr's median wall time <= 2.5x docker's, for each command. Ro
 that machine load hits all of them alike. Also printed, for scale: the bare interpreter (`python -c pass`), the
 interpreter with click imported as `hypr` starts (collector off, `os._exit`: hypr.cli.entry) and as a plain
 `python -c 'import click'` does, the floors of any Python CLI and of any click CLI, and `hypr --version` (start-up
-and imports, no daemon call). Each with its CPU time (user + system): on a shared machine wall times swing with
-the load, CPU times much less.
+and imports, no daemon call). `hypr` runs as users get it: on its CLI fork server (hypr.cli.entry), started by the
+first command and warm for the rounds; the same commands without it (HYPR_CLI_SERVER=0) are printed beside them.
+Each with its CPU time (user + system; a command run on the server counts the server's share too): on a shared
+machine wall times swing with the load, CPU times much less.
 
 Root only (a throw-away network namespace with its own hyprd, removed afterwards). Needs the docker CLI (not the
 docker daemon):
@@ -16,6 +18,7 @@ docker daemon):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shutil
@@ -29,11 +32,15 @@ from goals import median_ms, not_measured, report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.integration.harness import HYPR, Hyprd, netns
+from tests.integration.harness import HYPR, Hyprd, cli_servers, netns, private_cli_servers
 
-# As installed by pip, hypr's modules have their bytecode cached; a PYTHONDONTWRITEBYTECODE left in the environment
-# (some CI and sandbox set-ups have it) would make every command compile them again.
-ENV = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+def environments() -> tuple[dict[str, str], dict[str, str]]:
+    """The commands' environment with the CLI fork server and without it. As installed by pip, hypr's modules have
+    their bytecode cached; a PYTHONDONTWRITEBYTECODE left in the environment (some CI and sandbox set-ups have it)
+    would make every command compile them again."""
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONDONTWRITEBYTECODE", "HYPR_CLI_SERVER")}
+    return env, {**env, "HYPR_CLI_SERVER": "0"}
 
 
 def children_cpu() -> float:
@@ -41,11 +48,22 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(argv: list[str]) -> tuple[float, float]:
-    """(wall, CPU) seconds of one run of `argv`."""
-    cpu, began = children_cpu(), time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
-    return time.perf_counter() - began, children_cpu() - cpu
+def server_cpu() -> float:
+    """CPU seconds of the CLI fork servers and of the commands they ran (reaped children count in cutime/cstime):
+    a command run on a server is not a child of ours."""
+    total = 0.0
+    for pid in cli_servers(Path(os.environ["XDG_RUNTIME_DIR"]) / "hypr"):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run of `argv`, with what a CLI fork server spent on it."""
+    cpu, began = children_cpu() + server_cpu(), time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    return time.perf_counter() - began, children_cpu() + server_cpu() - cpu
 
 
 def main() -> int:
@@ -60,7 +78,7 @@ def main() -> int:
         return 0
     root = Path(tempfile.mkdtemp(prefix="hypr-bench-cli-"))
     try:
-        with netns("hyprcli") as ns:
+        with netns("hyprcli") as ns, private_cli_servers():
             daemon = Hyprd(ns=ns, root=root)
             daemon.start()
             try:
@@ -84,23 +102,30 @@ CLICK_AS_HYPR = "import gc; gc.disable(); import click, os; os._exit(0)"
 
 def measure(daemon: Hyprd, docker: str, rounds: int, workloads: int) -> int:
     host = f"unix://{daemon.socket}"
+    env, no_server = environments()
     commands = {
-        "hypr ps": [HYPR, "-H", host, "ps"],
-        "docker ps": [docker, "-H", host, "ps"],
-        "hypr version": [HYPR, "-H", host, "version"],
-        "docker version": [docker, "-H", host, "version"],
-        "hypr --version (no daemon call)": [HYPR, "--version"],
-        "click as hypr imports it (floor)": [sys.executable, "-c", CLICK_AS_HYPR],
-        "python -c 'import click'": [sys.executable, "-c", "import click"],
-        "python -c pass (the floor)": [sys.executable, "-c", "pass"],
+        "hypr ps": ([HYPR, "-H", host, "ps"], env),
+        "docker ps": ([docker, "-H", host, "ps"], env),
+        "hypr version": ([HYPR, "-H", host, "version"], env),
+        "docker version": ([docker, "-H", host, "version"], env),
+        "hypr --version (no daemon call)": ([HYPR, "--version"], env),
+        "hypr ps, no fork server": ([HYPR, "-H", host, "ps"], no_server),
+        "hypr version, no fork server": ([HYPR, "-H", host, "version"], no_server),
+        "click as hypr imports it (floor)": ([sys.executable, "-c", CLICK_AS_HYPR], env),
+        "python -c 'import click'": ([sys.executable, "-c", "import click"], env),
+        "python -c pass (the floor)": ([sys.executable, "-c", "pass"], env),
     }
-    for argv in commands.values():  # warm-up: page cache, .pyc files, the daemon's first answers
-        timed(argv)
+    timed(*commands["hypr ps"])  # starts the fork server
+    deadline = time.monotonic() + 30
+    while not cli_servers(Path(os.environ["XDG_RUNTIME_DIR"]) / "hypr") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for argv, env in commands.values():  # warm-up: page cache, .pyc files, the daemon's first answers
+        timed(argv, env)
     times: dict[str, list[float]] = {label: [] for label in commands}
     cpu: dict[str, list[float]] = {label: [] for label in commands}
     for _ in range(rounds):
-        for label, argv in commands.items():
-            wall, used = timed(argv)
+        for label, (argv, env) in commands.items():
+            wall, used = timed(argv, env)
             times[label].append(wall)
             cpu[label].append(used)
     print(f"CLI wall and CPU time, {rounds} alternating rounds, {workloads} running workloads, medians:")

@@ -31,6 +31,10 @@ from hypr.runtime import _libc, vm_initramfs, vm_kernel
 from hypr.runtime.base import Attachment, LaunchSpec
 from hypr.runtime.vm import VmRuntime
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.integration.harness import private_cli_servers
+
 BIN = Path(sys.executable).parent
 BOOT_TIMEOUT = 120.0
 HAND_BRIDGE, HAND_GW, HAND_IP, HAND_MAC = "vbench", "10.250.0.1", "10.250.0.2", "02:42:0a:fa:00:02"
@@ -134,7 +138,12 @@ def leftovers(root: Path) -> list[int]:
 
 
 def main() -> int:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    """The CLI fork server (hypr.cli.entry) in a socket directory of the bench's own, stopped at the end."""
+    with private_cli_servers():
+        return measure(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+
+
+def measure(rounds: int) -> int:
     ns = f"hyprvm-bench-{os.getpid()}"
     root = Path(tempfile.mkdtemp(prefix="hyprvm-bench-"))
     # Without PYTHONDONTWRITEBYTECODE (set in some CI and sandbox set-ups): an installed hypr has its bytecode

@@ -7,12 +7,18 @@ so that several test runs (and several daemons) can share one machine.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import os
+import pty
+import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import tempfile
+import termios
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -112,7 +118,7 @@ class Hyprd:
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
         if wait:
-            wait_until(self._ready, f"hyprd in {self.ns} to answer /_ping (log: {self.log})")
+            wait_until(self._ready, f"hyprd in {self.ns} to answer (log: {self.log})")
 
     def _enter(self) -> list[str]:
         if self.private_mounts:
@@ -124,9 +130,10 @@ class Hyprd:
             raise AssertionError(f"hyprd exited with {self.proc.returncode}:\n{self.log.read_text()}")
         if not self.socket.exists():
             return False
-        try:
+        try:  # a call through the worker: it answers once the start-up reconcile and the re-adoption are done
             with self.client() as client:
-                return client.ping()
+                client.info()
+                return True
         except Exception:
             return False
 
@@ -301,6 +308,90 @@ def reap(root: Path) -> None:
             os.kill(pid, signal.SIGKILL)
     for mount in sorted(leftover_mounts(root), reverse=True):
         subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+
+
+def cli_servers(directory: Path) -> list[int]:
+    """The PIDs of the CLI fork servers (hypr.cli.forkserver) with sockets in `directory` (each lock file holds
+    its server's PID; a stale one is skipped)."""
+    pids = []
+    for lock in directory.glob("*.lock"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(lock.read_text())
+            if b"hypr.cli.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+    return pids
+
+
+def stop_cli_servers(directory: Path) -> None:
+    """SIGTERM to each server (it stops taking commands and ends with its last running one), then SIGKILL to
+    what is left after 5 s."""
+    pids = cli_servers(directory)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 5
+        while (pids := [pid for pid in pids if Path(f"/proc/{pid}").exists()]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def in_terminal(
+    argv: list[str], env: dict[str, str], send: list[tuple[bytes, bytes | tuple[int, int]]], timeout: float = 60
+) -> tuple[int, bytes]:
+    """Runs `argv` on a pty of its own (a CLI wants a terminal for -t), 24x80; for each (wait_for, then), once
+    `wait_for` has been seen: types `then`, or sets the window size to `then` = (rows, columns) (the kernel sends
+    SIGWINCH). Its exit code and everything it wrote."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        _set_window(0, (24, 80))  # before the exec: no SIGWINCH at start
+        os.execvpe(argv[0], argv, env)
+    out, steps = b"", list(send)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if steps and steps[0][0] in out:
+            then = steps.pop(0)[1]
+            if isinstance(then, bytes):
+                os.write(fd, then)
+            else:
+                _set_window(fd, then)
+            continue
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    else:
+        os.kill(pid, signal.SIGKILL)  # still going at the deadline: the test fails on what it wrote, not hangs
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def _set_window(fd: int, size: tuple[int, int]) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+
+
+@contextmanager
+def private_cli_servers() -> Iterator[Path]:
+    """`hypr` commands run from this process (with os.environ's XDG_RUNTIME_DIR) get a CLI fork server socket
+    directory of their own, in a new temporary directory; the servers started there are stopped at the end."""
+    runtime = Path(tempfile.mkdtemp(prefix="hyprt-xdg-"))
+    before = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    try:
+        yield runtime / "hypr"
+    finally:
+        stop_cli_servers(runtime / "hypr")
+        shutil.rmtree(runtime, ignore_errors=True)
+        if before is None:
+            del os.environ["XDG_RUNTIME_DIR"]
+        else:
+            os.environ["XDG_RUNTIME_DIR"] = before
 
 
 def _cgroup_pids(group: Path) -> list[int]:

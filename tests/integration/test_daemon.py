@@ -49,3 +49,15 @@ def test_changing_a_udp_mapping_flushes_its_conntrack_entries(hyprd: Hyprd) -> N
     wait_until(
         lambda: run_in(hyprd.ns, sys.executable, "-c", count).stdout.strip() == "0", "the UDP flow to be flushed"
     )
+
+
+def test_start_up_serves_names_before_the_firewall_transaction(hyprd: Hyprd) -> None:
+    """At start-up the DNS step runs right after the links, before the whole firewall is applied and the ports are
+    held (the full reconcile's log line lists the steps in the order they ran)."""
+    hyprd.cli("run", "-d", "--name", "a1", "busybox", "sleep", "600")
+    hyprd.kill9()
+    hyprd.start()
+    assert hyprd.cli("exec", "a1", "nslookup", "a1").returncode == 0
+    lines = [line for line in hyprd.log.read_text().splitlines() if "full reconcile of" in line]
+    steps = [part.strip().rsplit(" ", 2)[0] for part in lines[-1].split(" endpoints: ", 1)[1].split(",")]
+    assert steps == ["links", "dns", "host resolver", "firewall", "ports"], lines[-1]

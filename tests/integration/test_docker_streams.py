@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import select
 import subprocess
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.integration.harness import HYPR, Hyprd, wait_until
+from tests.integration.harness import HYPR, Hyprd, in_terminal, wait_until
 
 
 def docker_cli(hyprd: Hyprd, *argv: str, rc: int | None = 0, stdin: bytes | None = None,
@@ -90,35 +89,6 @@ def test_docker_attach_to_a_running_container(hyprd: Hyprd) -> None:
     finally:
         attach.kill()
         attach.wait()
-
-
-def in_terminal(
-    argv: list[str], env: dict[str, str], send: list[tuple[bytes, bytes]], timeout: float = 60
-) -> tuple[int, bytes]:
-    """Runs `argv` on a pty of its own (the docker CLI wants a terminal for -t); for each (wait_for, then_type),
-    types once `wait_for` has been seen. Its exit code and everything it wrote."""
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execvpe(argv[0], argv, env)
-    out, steps = b"", list(send)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if steps and steps[0][0] in out:
-            os.write(fd, steps.pop(0)[1])
-            continue
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if not ready:
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), out
 
 
 def test_attach_with_a_tty_detaches_on_ctrl_p_ctrl_q(hyprd: Hyprd) -> None:

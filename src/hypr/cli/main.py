@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 import sys
 from typing import NoReturn
 
@@ -122,7 +123,9 @@ def info(ctx: click.Context, fmt: str) -> None:
 def run() -> int:
     """Run the command in sys.argv; its exit code (Docker's: 125 for a usage error, 1 for the daemon's)."""
     try:
-        code = cli.main(standalone_mode=False)  # returns the code given to ctx.exit()
+        # prog_name from argv[0], as click does by default, but also on the fork server, where click would take
+        # `python -m hypr.cli.forkserver` for the program. main() returns the code given to ctx.exit().
+        code = cli.main(prog_name=os.path.basename(sys.argv[0]), standalone_mode=False)
     except click.exceptions.Abort:
         return 1
     except click.exceptions.Exit as exc:

@@ -56,8 +56,10 @@ class Reconciler:
     def close(self) -> None:
         self.ipr.close()
 
-    def add_step(self, name: str, step: Step, reset: Reset | None = None) -> None:
-        self.steps.append((name, step))
+    def add_step(self, name: str, step: Step, reset: Reset | None = None, *, before: str | None = None) -> None:
+        """Run `step` after the links, in order of addition, or just before the step named `before`."""
+        at = next((i for i, (known, _) in enumerate(self.steps) if known == before), len(self.steps))
+        self.steps.insert(at, (name, step))
         if reset is not None:
             self.resets.append(reset)
 

@@ -1,0 +1,230 @@
+"""The CLI fork server (hypr.cli.entry, hypr.cli.forkserver): a command run on it answers exactly as it does
+without it (output, errors, exit codes), with its client's environment, directory and stdin; signals reach it;
+a client that dies takes its command with it; the server goes when idle and is per network namespace."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import HYPR, Hyprd, cli_servers, in_terminal, stop_cli_servers, wait_until
+
+OFF = {"HYPR_CLI_SERVER": "0"}
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[Path]:
+    """A socket directory of the test's own: the servers found there are the test's, stopped at the end."""
+    directory = tmp_path / "xdg" / "hypr"
+    try:
+        yield directory
+    finally:
+        stop_cli_servers(directory)
+
+
+def hypr(hyprd: Hyprd, servers: Path, *argv: str, env: dict[str, str] | None = None,
+         stdin: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent), **(env or {})}
+    return subprocess.run([HYPR, "-H", f"unix://{hyprd.socket}", *argv], env=full_env, input=stdin,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def popen(hyprd: Hyprd, servers: Path, *argv: str, env: dict[str, str] | None = None,
+          ignore: tuple[int, ...] = ()) -> subprocess.Popen[str]:  # fmt: skip
+    """A client started as a shell starts a job: a process group of its own (not orphaned: Ctrl-Z can stop it),
+    the signals a terminal sends at their defaults (a test runner in the background has SIGINT and SIGHUP ignored,
+    and its children would inherit that), `ignore` ignored."""
+
+    def as_a_job() -> None:
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
+            signal.signal(sig, signal.SIG_IGN if sig in ignore else signal.SIG_DFL)
+
+    full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent), **(env or {})}
+    return subprocess.Popen([HYPR, "-H", f"unix://{hyprd.socket}", *argv], env=full_env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0,
+                            preexec_fn=as_a_job)  # fmt: skip
+
+
+def started_server(hyprd: Hyprd, servers: Path) -> int:
+    hypr(hyprd, servers, "--version")
+    wait_until(lambda: len(cli_servers(servers)) == 1 and any(servers.glob("*.sock")), "the CLI fork server")
+    return cli_servers(servers)[0]
+
+
+def commands_of(server: int) -> list[int]:
+    """The commands the server runs now: its children."""
+    return [int(pid) for pid in Path(f"/proc/{server}/task/{server}/children").read_text().split()]
+
+
+CASES = [
+    ("ps", "-q"),
+    ("ps", "-a", "--no-trunc", "-q"),
+    ("network", "ls"),
+    ("inspect", "nosuch"),
+    ("rm", "nosuch", "also-missing"),
+    ("ps", "--bad-flag"),
+    ("network", "create", "n1"),  # exists: Docker's conflict, exit 1
+    ("--help",),
+    ("run", "--rm", "busybox", "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"),
+    ("exec", "web", "sh", "-c", "cat /etc/hostname; exit 7"),
+    ("run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo caf\u00e9 \u2713"),
+]
+
+
+def test_commands_answer_on_the_server_as_without_it(hyprd: Hyprd, servers: Path) -> None:
+    hyprd.cli("run", "-d", "--name", "web", "busybox", "sleep", "600")
+    hyprd.cli("network", "create", "n1")
+    server = started_server(hyprd, servers)
+    for argv in CASES:
+        here, there = hypr(hyprd, servers, *argv, env=OFF), hypr(hyprd, servers, *argv)
+        assert (there.returncode, there.stdout, there.stderr) == (here.returncode, here.stdout, here.stderr), argv
+    assert cli_servers(servers) == [server]  # the same server served them all
+
+
+def test_a_command_gets_its_clients_environment_directory_and_stdin(
+    hyprd: Hyprd, servers: Path, tmp_path: Path
+) -> None:
+    started_server(hyprd, servers)
+    echoed = hypr(hyprd, servers, "run", "-i", "--rm", "busybox", "cat", stdin="line one\nline two\n")
+    assert echoed.stdout == "line one\nline two\n"
+    full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent), "HYPR_HOST": "unix:///nonexistent/h.sock"}
+    missing = subprocess.run([HYPR, "ps"], env=full_env, capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 1 and "unix:///nonexistent/h.sock" in missing.stderr
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "compose.yaml").write_text("services:\n  app:\n    image: busybox\n    command: sleep 600\n")
+    full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)}
+    up = subprocess.run([HYPR, "-H", f"unix://{hyprd.socket}", "compose", "up", "-d"], cwd=project, env=full_env,
+                        capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    assert hypr(hyprd, servers, "ps", "--format", "json").stdout.count('"proj-app-1"') == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_to_the_client_ends_the_command_as_without_the_server(
+    hyprd: Hyprd, servers: Path, sig: signal.Signals
+) -> None:
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    server = started_server(hyprd, servers)
+    ended = {}
+    for label, env in (("here", OFF), ("server", None)):
+        client = popen(hyprd, servers, "logs", "-f", "talker", env=env)
+        assert client.stdout is not None
+        assert client.stdout.readline() == "tick\n"  # following
+        if label == "server":
+            assert len(commands_of(server)) == 1
+        client.send_signal(sig)
+        ended[label] = client.wait(timeout=10)
+    assert ended["server"] == ended["here"]
+    wait_until(lambda: commands_of(server) == [], "the command to end with its client")
+
+
+def test_a_signal_the_client_ignores_is_not_forwarded(hyprd: Hyprd, servers: Path) -> None:
+    """`nohup hypr logs -f x &`: SIGHUP (and SIGINT) ignored at start stay ignored, as without the server."""
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    server = started_server(hyprd, servers)
+    clients = [popen(hyprd, servers, "logs", "-f", "talker", env=env, ignore=(signal.SIGHUP, signal.SIGINT))
+               for env in (OFF, None)]  # fmt: skip
+    for client in clients:
+        assert client.stdout is not None and client.stdout.readline() == "tick\n"
+        client.send_signal(signal.SIGHUP)
+        client.send_signal(signal.SIGINT)
+    for client in clients:
+        assert client.stdout is not None and client.stdout.readline() == "tick\n"  # still following
+        assert client.poll() is None
+        client.kill()
+        client.wait(timeout=10)
+    wait_until(lambda: commands_of(server) == [], "the command to end with its client")
+
+
+@pytest.mark.parametrize("server", [True, False], ids=["on-the-server", "without-it"])
+def test_a_terminal_session_with_window_size_changes(hyprd: Hyprd, servers: Path, server: bool) -> None:
+    """`hypr run -it`: the workload gets a terminal of the client's size, follows its resizing (SIGWINCH reaches
+    the command), and its exit code is the client's."""
+    if server:
+        started_server(hyprd, servers)
+    env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent), **({} if server else OFF)}
+    argv = [HYPR, "-H", f"unix://{hyprd.socket}", "run", "--rm", "-it", "busybox", "sh"]
+    code, out = in_terminal(argv, env, [
+        (b"/ # ", b"stty size; echo hi-$((6*7))\r"), (b"hi-42", (40, 120)),
+        (b"hi-42", b"sleep 1; stty size; echo ok-$((1+1))\r"), (b"ok-2", b"exit 3\r"),
+    ])  # fmt: skip
+    assert code == 3, out
+    assert b"24 80" in out and b"40 120" in out, out
+
+
+def test_a_killed_client_takes_its_command_with_it(hyprd: Hyprd, servers: Path) -> None:
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    server = started_server(hyprd, servers)
+    client = popen(hyprd, servers, "logs", "-f", "talker")
+    assert client.stdout is not None and client.stdout.readline() == "tick\n"
+    [command] = commands_of(server)
+    client.kill()
+    client.wait(timeout=10)
+    wait_until(lambda: not Path(f"/proc/{command}").exists(), "the command of a killed client to be killed")
+    assert hypr(hyprd, servers, "ps", "-q").returncode == 0  # the server goes on
+
+
+def test_ctrl_z_stops_the_command_and_fg_resumes_it(hyprd: Hyprd, servers: Path) -> None:
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    server = started_server(hyprd, servers)
+    client = popen(hyprd, servers, "logs", "-f", "talker")
+    assert client.stdout is not None and client.stdout.readline() == "tick\n"
+    [command] = commands_of(server)
+
+    def state(pid: int) -> str:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+    client.send_signal(signal.SIGTSTP)
+    wait_until(lambda: state(client.pid) == "T" and state(command) == "T", "client and command to stop")
+    client.send_signal(signal.SIGCONT)
+    wait_until(lambda: state(command) != "T", "the command to go on")
+    client.stdout.readline()
+    client.kill()
+    client.wait(timeout=10)
+
+
+def test_sigterm_stops_the_server_after_its_running_commands(hyprd: Hyprd, servers: Path) -> None:
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    server = started_server(hyprd, servers)
+    client = popen(hyprd, servers, "logs", "-f", "talker")
+    assert client.stdout is not None and client.stdout.readline() == "tick\n"
+    os.kill(server, signal.SIGTERM)
+    wait_until(lambda: list(servers.glob("*.sock")) == [], "the socket to go")
+    assert client.stdout.readline() == "tick\n" and Path(f"/proc/{server}").exists()  # the command goes on
+    client.send_signal(signal.SIGINT)
+    client.wait(timeout=10)
+    wait_until(lambda: not Path(f"/proc/{server}").exists(), "the server to end with its last command")
+
+
+def test_an_idle_server_exits_and_the_next_command_starts_another(hyprd: Hyprd, servers: Path) -> None:
+    idle = {"HYPR_CLI_SERVER_IDLE": "1"}
+    hypr(hyprd, servers, "--version", env=idle)
+    wait_until(lambda: len(cli_servers(servers)) == 1, "a server")
+    [first] = cli_servers(servers)
+    wait_until(lambda: not Path(f"/proc/{first}").exists(), "the idle server to exit", timeout=15)
+    assert list(servers.glob("*.sock")) == []
+    assert hypr(hyprd, servers, "ps", "-q", env=idle).returncode == 0
+    wait_until(lambda: cli_servers(servers) not in ([], [first]), "a new server")
+
+
+def test_one_server_per_network_namespace(hyprd: Hyprd, servers: Path) -> None:
+    started_server(hyprd, servers)
+    env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)}
+    inside = ["nsenter", f"--net=/run/netns/{hyprd.ns}", HYPR, "-H", f"unix://{hyprd.socket}", "ps", "-q"]
+    assert subprocess.run(inside, env=env, capture_output=True, timeout=30).returncode == 0
+    wait_until(lambda: len(cli_servers(servers)) == 2, "a server for the daemon's namespace")
+    namespaces = {os.stat(f"/proc/{pid}/ns/net").st_ino for pid in cli_servers(servers)}
+    assert namespaces == {os.stat("/proc/self/ns/net").st_ino, os.stat(f"/run/netns/{hyprd.ns}").st_ino}
+
+
+def test_no_server_when_turned_off(hyprd: Hyprd, servers: Path) -> None:
+    assert hypr(hyprd, servers, "ps", "-q", env=OFF).returncode == 0
+    time.sleep(1.0)  # a server would have been started by now
+    assert cli_servers(servers) == [] and list(servers.glob("*.sock")) == []
