@@ -181,13 +181,29 @@ def test_ctrl_z_stops_the_command_and_fg_resumes_it(hyprd: Hyprd, servers: Path)
     def state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
-    client.send_signal(signal.SIGTSTP)
-    wait_until(lambda: state(client.pid) == "T" and state(command) == "T", "client and command to stop")
-    client.send_signal(signal.SIGCONT)
-    wait_until(lambda: state(command) != "T", "the command to go on")
-    client.stdout.readline()
-    client.kill()
-    client.wait(timeout=10)
+    try:
+        client.send_signal(signal.SIGTSTP)
+        wait_until(lambda: state(client.pid) == "T" and state(command) == "T", "client and command to stop")
+        client.send_signal(signal.SIGCONT)
+        wait_until(lambda: state(command) != "T", "the command to go on")
+        client.stdout.readline()
+    finally:
+        client.kill()
+        client.wait(timeout=10)
+    wait_until(lambda: not Path(f"/proc/{command}").exists(), "the command to go with its client")
+
+
+def test_a_command_dies_with_its_server_and_the_client_says_so(hyprd: Hyprd, servers: Path) -> None:
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    server = started_server(hyprd, servers)
+    client = popen(hyprd, servers, "logs", "-f", "talker")
+    assert client.stdout is not None and client.stdout.readline() == "tick\n"
+    [command] = commands_of(server)
+    os.kill(command, signal.SIGSTOP)  # even a stopped one
+    os.kill(server, signal.SIGKILL)
+    assert client.wait(timeout=10) == 1
+    assert client.stderr is not None and "the CLI server went away" in client.stderr.read()
+    wait_until(lambda: not Path(f"/proc/{command}").exists(), "the command to die with the server")
 
 
 def test_sigterm_stops_the_server_after_its_running_commands(hyprd: Hyprd, servers: Path) -> None:

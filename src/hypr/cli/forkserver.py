@@ -28,6 +28,7 @@ import sys
 import traceback
 
 from hypr.cli.entry import FORWARDED, MAGIC
+from hypr.runtime import _libc
 
 # Imported before the first command, beside every command's module: what the commands import when they run.
 PRELOAD = ("hypr.client", "hypr.stream_client", "hypr.ports", "hypr.models", "hypr.images.reference", "json", "csv")
@@ -59,7 +60,7 @@ def preload() -> None:
 
 class Server:
     def __init__(self, path: str, lock: int, idle: float) -> None:
-        self.path, self.lock, self.idle = path, lock, idle
+        self.path, self.lock, self.idle, self.pid = path, lock, idle, os.getpid()
         self.stamps = module_stamps()
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -184,7 +185,11 @@ class Server:
 
     def leave_server(self, conn: socket.socket) -> None:
         """Drop what is the server's: its signal handlers, socket, lock (a long command must not keep a new server
-        from starting) and the other commands' connections."""
+        from starting) and the other commands' connections. A command dies with the server (killed, it cannot
+        report the exit any more: its client says so and exits 1), also one stopped by Ctrl-Z."""
+        _libc.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != self.pid:  # the server died before that took effect
+            os._exit(1)
         signal.set_wakeup_fd(-1)
         for name in FORWARDED:  # whatever the server inherited: the client forwards only what it does not ignore
             signal.signal(getattr(signal, name), signal.SIG_DFL)

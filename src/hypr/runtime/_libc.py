@@ -23,6 +23,7 @@ MS_PRIVATE = 1 << 18
 MNT_DETACH = 0x2
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -76,6 +77,11 @@ def mount_setattr_rdonly(target: str) -> None:
         _SYS_MOUNT_SETATTR, -100, os.fsencode(target), AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr)
     )
     _check(result, f"mount_setattr {target}")
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """The kernel sends `signum` to this process when the thread that forked it ends."""
+    _check(_LIBC.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
 
 
 def set_child_subreaper() -> None:
