@@ -15,7 +15,7 @@ def goal_line(what: str, value: float, goal: float, *, at_least: bool = False, u
     """`value` against `goal`: at most `goal` (latency ratios, added ms) unless `at_least` (qps ratios)."""
     met = value >= goal if at_least else value <= goal
     sign = ">=" if at_least else "<="
-    shown = f"{value:.2f}{unit}" if unit == "x" else f"{value:.0f}{unit}"
+    shown = f"{value:.2f}{unit}" if unit in ("x", " s") else f"{value:.0f}{unit}"  # ratios, seconds; ms, MB, counts
     target = f"{sign} {goal:g}{unit}"
     return f"GOAL  {what:<62} {shown:>9}   goal {target:<9}  {'met' if met else 'NOT met'}"
 

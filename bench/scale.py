@@ -249,8 +249,8 @@ def main() -> None:
                     if not args.no_restart and not args.profile:
                         took, stats = restart_under_flood(daemon, client, args.size, args.networks)
                         lost = _lost(stats)
-                        goal(f"scale: restart at {args.size} workloads to _ping + every name (s)", took, STARTUP_GOAL,
-                             "x", f"flood: {stats}")  # fmt: skip
+                        goal(f"scale: restart at {args.size} workloads to _ping + every name", took, STARTUP_GOAL,
+                             " s", f"flood: {stats}")  # fmt: skip
                         goal("scale: ping flood packets lost across the restart", lost, 0, "", stats)
                     for i in range(args.size):
                         client.remove(f"w{i}", force=True)
