@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from hypr.cli import entry
 from tests.integration.harness import HYPR, Hyprd, cli_servers, in_terminal, stop_cli_servers, wait_until
 
 OFF = {"HYPR_CLI_SERVER": "0"}
+SO_SNDBUFFORCE = 32  # Linux; the socket module lacks it
 
 
 @pytest.fixture
@@ -55,6 +58,10 @@ def started_server(hyprd: Hyprd, servers: Path) -> int:
     hypr(hyprd, servers, "--version")
     wait_until(lambda: len(cli_servers(servers)) == 1 and any(servers.glob("*.sock")), "the CLI fork server")
     return cli_servers(servers)[0]
+
+
+def state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def commands_of(server: int) -> list[int]:
@@ -177,10 +184,6 @@ def test_ctrl_z_stops_the_command_and_fg_resumes_it(hyprd: Hyprd, servers: Path)
     client = popen(hyprd, servers, "logs", "-f", "talker")
     assert client.stdout is not None and client.stdout.readline() == "tick\n"
     [command] = commands_of(server)
-
-    def state(pid: int) -> str:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-
     try:
         client.send_signal(signal.SIGTSTP)
         wait_until(lambda: state(client.pid) == "T" and state(command) == "T", "client and command to stop")
@@ -191,6 +194,86 @@ def test_ctrl_z_stops_the_command_and_fg_resumes_it(hyprd: Hyprd, servers: Path)
         client.kill()
         client.wait(timeout=10)
     wait_until(lambda: not Path(f"/proc/{command}").exists(), "the command to go with its client")
+
+
+@pytest.mark.parametrize("closed", ["<&-", ">&-", "2>&-"])
+def test_a_closed_stdin_stdout_or_stderr_is_as_without_the_server(hyprd: Hyprd, servers: Path, closed: str) -> None:
+    """A closed standard fd cannot be passed: the command runs in the client, as without the server (on it, the
+    client's socket took the fd's number: the command read or wrote the server's connection, hung or was killed)."""
+    hyprd.cli("run", "-d", "--name", "web", "busybox", "sleep", "600")
+    started_server(hyprd, servers)
+    ended = {}
+    for label, env in (("here", OFF), ("server", {})):
+        full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent), **env}
+        script = "".join(f'"$@" {argv} {closed}; echo "$?"; '
+                         for argv in ("inspect web", "inspect nosuch", "run -i --rm busybox cat"))  # fmt: skip
+        done = subprocess.run(["sh", "-c", script, "sh", HYPR, "-H", f"unix://{hyprd.socket}"], env=full_env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)  # fmt: skip
+        ended[label] = (done.stdout, [line for line in done.stderr.splitlines() if not line.startswith("  ")])
+    assert ended["server"] == ended["here"]
+
+
+def request(argv: list[str], env: dict[str, str]) -> bytes:
+    """A request as hypr.cli.entry's client sends it."""
+    fields = [entry.MAGIC, b"/", b"22", b"%d" % len(argv), *map(os.fsencode, argv)]
+    return b"\0".join(fields + [f"{key}={value}".encode() for key, value in env.items()])
+
+
+def test_a_command_that_ends_as_its_client_goes_does_not_end_the_server(hyprd: Hyprd, servers: Path) -> None:
+    """Both in one wake-up of the server (stopped meanwhile): the ended command, then its gone client."""
+    server = started_server(hyprd, servers)
+    [path] = servers.glob("*.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn, open(os.devnull, "rb+") as null:
+        conn.connect(str(path))
+        socket.send_fds(conn, [request([HYPR, "--version"], hyprd.env)], [null.fileno()] * 3)
+        reply = conn.recv(64)
+        assert reply.startswith(b"pid ")
+        os.kill(server, signal.SIGSTOP)
+        try:
+            wait_until(lambda: state(int(reply[4:])) == "Z", "the command to end")
+        finally:
+            conn.close()
+            os.kill(server, signal.SIGCONT)
+    assert hypr(hyprd, servers, "ps", "-q").returncode == 0
+    assert cli_servers(servers) == [server]
+
+
+def test_a_malformed_or_cut_request_is_refused_and_the_server_goes_on(hyprd: Hyprd, servers: Path) -> None:
+    server = started_server(hyprd, servers)
+    [path] = servers.glob("*.sock")
+    fds_before = len(os.listdir(f"/proc/{server}/fd"))
+    ok = request([HYPR, "--version"], hyprd.env)
+    cut = request([HYPR, "--version"], {**hyprd.env, "BIG": "x" * (3 << 19)})  # beyond the server's 1 MiB
+    with open(os.devnull, "rb+") as null:
+        for message, fds in ((b"garbage", [null.fileno()] * 3), (ok, []), (ok, [null.fileno()] * 2),
+                             (ok, [null.fileno()] * 4), (cut, [null.fileno()] * 3)):  # fmt: skip
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn:
+                conn.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, 4 << 20)  # room for the cut one (root)
+                conn.connect(str(path))
+                socket.send_fds(conn, [message], fds)
+                conn.settimeout(10)
+                assert not conn.recv(64).startswith(b"pid "), (message[:20], len(fds))
+    assert hypr(hyprd, servers, "ps", "-q").returncode == 0
+    assert cli_servers(servers) == [server] and len(os.listdir(f"/proc/{server}/fd")) == fds_before
+
+
+@pytest.mark.parametrize("wrapper", [["setpriv", "--groups", "65534"], ["setpriv", "--bounding-set", "-net_raw"],
+                                     ["unshare", "--mount"]], ids=["groups", "capabilities", "mount-namespace"])  # fmt: skip
+def test_a_client_with_other_credentials_or_namespaces_runs_its_command_itself(
+    hyprd: Hyprd, servers: Path, wrapper: list[str]
+) -> None:
+    """A command never runs with more than its client may do, nor where a path names another file."""
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    server = started_server(hyprd, servers)
+    full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)}
+    client = subprocess.Popen([*wrapper, HYPR, "-H", f"unix://{hyprd.socket}", "logs", "-f", "talker"],
+                              env=full_env, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert client.stdout is not None and client.stdout.readline() == "tick\n"
+        assert commands_of(server) == []
+    finally:
+        client.kill()
+        client.wait(timeout=10)
 
 
 def test_a_command_dies_with_its_server_and_the_client_says_so(hyprd: Hyprd, servers: Path) -> None:
@@ -214,6 +297,8 @@ def test_sigterm_stops_the_server_after_its_running_commands(hyprd: Hyprd, serve
     os.kill(server, signal.SIGTERM)
     wait_until(lambda: list(servers.glob("*.sock")) == [], "the socket to go")
     assert client.stdout.readline() == "tick\n" and Path(f"/proc/{server}").exists()  # the command goes on
+    assert hypr(hyprd, servers, "ps", "-q").returncode == 0  # and a new server starts meanwhile
+    wait_until(lambda: cli_servers(servers) not in ([], [server]), "a new server while the old one drains")
     client.send_signal(signal.SIGINT)
     client.wait(timeout=10)
     wait_until(lambda: not Path(f"/proc/{server}").exists(), "the server to end with its last command")

@@ -7,11 +7,13 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from hypr.cli import entry, forkserver
+from hypr.runtime import _libc
 
 
 def test_a_child_takes_on_the_clients_directory_umask_environment_argv_and_stdio(
@@ -95,3 +97,40 @@ def test_the_key_follows_the_python_settings_and_nothing_else(monkeypatch: pytes
     assert entry.server_key() == key
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")  # decides which code runs: another server
     assert entry.server_key() != key
+
+
+def in_child(check: Callable[[], bool]) -> bool:
+    """`check()` run in a forked child (which may change its own process state)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os._exit(0 if check() else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) in (0, 1)
+    return os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.parametrize("fd", [0, 1, 2])
+def test_a_closed_standard_fd_is_seen(fd: int) -> None:
+    def closed() -> bool:
+        os.close(fd)
+        return entry.stdio_open()
+
+    assert entry.stdio_open()
+    assert not in_child(closed)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changes groups and capabilities")
+def test_credentials_tell_groups_capabilities_and_namespaces_apart() -> None:
+    mine = forkserver.credentials("self")
+    assert mine is not None and forkserver.credentials(os.getpid()) == mine
+
+    def after(change: Callable[[], object]) -> Callable[[], bool]:
+        return lambda: (change(), forkserver.credentials("self") == mine)[1]
+
+    assert in_child(after(lambda: None))
+    assert not in_child(after(lambda: os.setgroups([65534])))
+    assert not in_child(after(lambda: _libc.unshare(_libc.CLONE_NEWNS)))
+    assert forkserver.credentials(2**22 + 1) is None  # no such process

@@ -53,7 +53,7 @@ SERVER_ENV_PREFIXES = ("PYTHON", "LANG", "LC_", "VIRTUAL_ENV")
 
 def main() -> NoReturn:
     gc.disable()
-    path = socket_path() if os.environ.get("HYPR_CLI_SERVER", "1") != "0" else None
+    path = socket_path() if os.environ.get("HYPR_CLI_SERVER", "1") != "0" and stdio_open() else None
     if path is not None:
         code = run_on_server(path)
         if code is not None:
@@ -72,6 +72,17 @@ def finish(code: int) -> NoReturn:
     except OSError:  # e.g. `hypr ps | head -1`: the ordinary exit reports it as it always did
         sys.exit(code)
     os._exit(code)
+
+
+def stdio_open() -> bool:
+    """Whether stdin, stdout and stderr are open: a closed one cannot be passed to the server (and the client's
+    socket would take its number), so the command runs here, as it would without the server."""
+    try:
+        for fd in (0, 1, 2):
+            os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 # -- where the server is ----------------------------------------------------------------------------------------
@@ -129,6 +140,8 @@ def run_on_server(path: str) -> int | None:
     forward_signals(int(first[4:]))
     try:
         last = conn.recv(64)
+    except OSError:  # ECONNRESET: a server killed
+        last = b""
     finally:
         conn.close()
     if not last.startswith(b"exit "):
