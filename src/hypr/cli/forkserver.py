@@ -41,6 +41,9 @@ def serve(path: str, idle: float) -> None:
     """Serve commands on `path` until `idle` seconds pass without one, a module changes on disk, or SIGTERM. The
     lock file beside the socket holds the server's PID; a second server for the same path exits at once."""
     os.chdir("/")
+    # What the starting client inherited and did not mark close-on-exec (a script's `exec 9>lock; flock 9`, a
+    # make jobserver's pipe, a runner's output pipe) must not stay open for the server's life, nor reach commands.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -246,6 +249,8 @@ def become_client(fields: list[bytes], fds: list[int]) -> None:
     """Take on the client's stdio, working directory, umask, environment and argv (the request's fields)."""
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
+    for fd in set(fds) - {0, 1, 2}:  # passed copies: the command has the client's fds 0-2 and nothing more
+        os.close(fd)
     cwd, umask, count = fields[1], int(fields[2], 8), int(fields[3])
     os.chdir(cwd)
     os.umask(umask)
