@@ -307,6 +307,29 @@ def test_no_fd_of_a_client_but_its_stdio_stays_open_in_the_server_or_reaches_a_c
         client.wait(timeout=10)
 
 
+def test_a_server_short_of_fds_lets_the_clients_beyond_its_capacity_run_their_commands(
+    hyprd: Hyprd, servers: Path
+) -> None:
+    """Started under a limit of 40 fds (its commands hold 2 each, a request 4 more, 32 kept for the rest): 4 commands
+    at once; the clients beyond run their own, and the server goes on (out of fds, it died or ran a command twice)."""
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)}
+    subprocess.run(["prlimit", "--nofile=40:40", HYPR, "--version"], env=env, capture_output=True, timeout=60)
+    wait_until(lambda: len(cli_servers(servers)) == 1 and any(servers.glob("*.sock")), "the CLI fork server")
+    [server] = cli_servers(servers)
+    clients = []
+    try:
+        for _ in range(20):
+            clients.append(popen(hyprd, servers, "logs", "-f", "talker"))
+            assert clients[-1].stdout is not None and clients[-1].stdout.readline() == "tick\n"
+        assert len(commands_of(server)) == 4
+    finally:
+        for client in clients:
+            client.kill()
+            client.wait(timeout=10)
+    assert hypr(hyprd, servers, "ps", "-q").returncode == 0 and cli_servers(servers) == [server]
+
+
 def test_a_command_dies_with_its_server_and_the_client_says_so(hyprd: Hyprd, servers: Path) -> None:
     hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
     server = started_server(hyprd, servers)

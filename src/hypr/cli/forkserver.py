@@ -23,6 +23,7 @@ import gc
 import importlib
 import io
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -80,6 +81,10 @@ class Server:
         self.inode = os.stat(path).st_ino
         self.selector.register(self.listener, selectors.EVENT_READ, self.accept)
         self.children: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, the client's connection)
+        # Commands it runs at once: each holds 2 fds here (pidfd, connection), and a request takes 4 more while it
+        # is read; beyond that the clients run their commands themselves (an accept or pidfd_open failing for lack
+        # of fds would end the server, or leave a command running that its client runs again).
+        self.capacity = (resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 32) // 2
         # SIGTERM wakes the loop through a pipe (the C handler writes to it) instead of interrupting it anywhere.
         self.wakeup, self.wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wakeup_w)
@@ -135,8 +140,9 @@ class Server:
             if module_stamps() != self.stamps:
                 conn.send(b"stale")
                 self.close()
-            elif not os.path.isdir(fields[1]) or credentials(pid) != self.credentials:
-                conn.send(b"busy")  # a working directory or credentials this server has not: the client runs it
+            elif not os.path.isdir(fields[1]) or credentials(pid) != self.credentials or self.full():
+                # a working directory or credentials this server has not, or no room for one more: the client runs it
+                conn.send(b"busy")
             else:
                 self.fork(conn, fields, fds)
                 handed = True
@@ -148,11 +154,19 @@ class Server:
             if not handed:
                 conn.close()
 
+    def full(self) -> bool:
+        return len(self.children) >= self.capacity
+
     def fork(self, conn: socket.socket, fields: list[bytes], fds: list[int]) -> None:
         pid = os.fork()
         if pid == 0:
             self.run_child(conn, fields, fds)
-        pidfd = os.pidfd_open(pid)  # a child that already ended is a zombie until reaped: its pidfd works
+        try:
+            pidfd = os.pidfd_open(pid)  # a child that already ended is a zombie until reaped: its pidfd works
+        except OSError:  # the client runs it when told nothing: never both (this one is killed before it got far)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
         conn.settimeout(None)
         self.children[pidfd] = (pid, conn)
         self.selector.register(pidfd, selectors.EVENT_READ, self.reap)
