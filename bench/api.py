@@ -27,7 +27,7 @@ from hypr.client import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.integration.harness import HYPR, Hyprd, netns
+from tests.integration.harness import HYPR, Hyprd, netns, private_cli_servers
 
 GOAL_MS = 50.0
 
@@ -61,7 +61,7 @@ def main() -> None:
     samples = parser.parse_args().samples
     root = Path(tempfile.mkdtemp(prefix="hyprbench-api-"))
     try:
-        with netns("hyprbapi") as ns:
+        with netns("hyprbapi") as ns, private_cli_servers():  # `hypr` on its fork server, stopped at the end
             daemon = Hyprd(ns=ns, root=root)
             daemon.start()
             try:

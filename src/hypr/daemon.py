@@ -37,7 +37,7 @@ from hypr.reconcile.dns import DnsStep, ResolvedStep, Upstreams
 from hypr.reconcile.kernel import Reconciler
 from hypr.reconcile.ports import PortHolder
 from hypr.reconcile.proxy import LoopbackProxy
-from hypr.runtime import shim
+from hypr.runtime import netns, shim
 from hypr.runtime.sandbox import SandboxRuntime
 from hypr.runtime.vm import VmRuntime
 from hypr.services import networks, workloads
@@ -319,6 +319,8 @@ class Daemon:
         if self.ctx.cluster is not None:
             self.ctx.cluster.close()
         self.worker.shutdown(wait=True)
+        with contextlib.suppress(OSError):  # if no pin is left: one a file held open kept (netns.unmount_pins)
+            netns.unmount_pins(self.settings.paths.workloads)
         self.ctx.ports.close()
         self.reconciler.close()
         self.store.close()

@@ -200,6 +200,7 @@ def test_events_top_stats_pause_update_prune_df(hyprd: Hyprd) -> None:
     start = time.time()
     live = subprocess.Popen(
         ["docker", "-H", f"unix://{hyprd.socket}", "events", "--filter", "type=container", "--filter", "label=ev=1",
+         "--since", str(start),  # what came before the subscription too: `run` may be served first
          "--format", "{{.Action}} {{.Actor.Attributes.name}}"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

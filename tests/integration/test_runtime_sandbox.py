@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from hypr.errors import InvalidParameter
-from hypr.runtime import _libc, proc
+from hypr.runtime import _libc, netns, proc
 from hypr.runtime.base import Attachment, Handle, LaunchSpec
 from hypr.runtime.sandbox import SandboxRuntime
 
@@ -126,6 +126,15 @@ def host(tmp_path: Path) -> Iterator[Host]:
             _libc.setns(back, _libc.CLONE_NEWNET)
             os.close(back)
             subprocess.run(["ip", "netns", "delete", name], check=False)
+            left = _mounts_under(tmp_path)
+            for point in sorted(left, reverse=True):
+                subprocess.run(["umount", "-l", point], check=False)
+            assert not left, f"left mounted: {left}"
+
+
+def _mounts_under(root: Path) -> list[str]:
+    points = (line.split(" ")[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
+    return [point for point in points if point.startswith(f"{root}/")]
 
 
 def test_two_sandboxes_ping_each_other_and_gateway_and_talk_tcp(host: Host) -> None:
@@ -323,3 +332,53 @@ def test_a_workload_from_before_crun_is_still_stopped_through_its_process_group(
     finally:
         old.kill()
         old.wait()
+
+
+def _nsfs_mounts(pid: str = "self") -> list[tuple[str, int, int]]:
+    """(mount point, mount ID, parent's mount ID) of each namespace file mounted, as `pid` sees them."""
+    found = []
+    for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
+        fields, _, right = line.partition(" - ")
+        if right.startswith("nsfs "):
+            mount_id, parent, _, _, point = fields.split(" ")[:5]
+            found.append((point, int(mount_id), int(parent)))
+    return found
+
+
+def test_pins_share_one_mount_that_supervisors_detach_at_once(host: Host) -> None:
+    """Every pin is a child of one mount (the directory of the state dirs bound onto itself), so a supervisor lets
+    go of every other workload's namespace with one umount whatever their number (bench/sandbox_pins.py); pins made
+    before it existed (an older hyprd) are moved into it without losing their namespace; it goes with the last pin."""
+    pins = host.root / "run"
+    old = [pins / f"old{i}" / "netns" for i in range(3)]  # as an older hyprd left them: straight on the directory
+    for path in old:
+        path.parent.mkdir(parents=True)
+        netns.create(path).close()
+    try:
+        _pins_share_one_mount(host, pins, old)
+    finally:
+        for path in old:
+            netns.remove(path)
+    for spec in host.specs:
+        host.runtime.delete(spec)
+    assert not netns.own_mount(pins)
+    assert [m for m in _nsfs_mounts() if m[0].startswith(f"{pins}/")] == []
+
+
+def _pins_share_one_mount(host: Host, pins: Path, old: list[Path]) -> None:
+    namespaces = [os.stat(path).st_ino for path in old]
+    assert not netns.own_mount(pins)
+    a, b = host.spec("pina", 40), host.spec("pinb", 41)
+    for spec in (a, b):
+        host.runtime.create(spec)
+    handle = host.runtime.start(b)
+    assert netns.own_mount(pins)
+    assert [os.stat(path).st_ino for path in old] == namespaces
+    mine = [m for m in _nsfs_mounts() if m[0].startswith(f"{pins}/")]
+    assert sorted(m[0] for m in mine) == sorted(str(p) for p in [*old, a.state_dir / "netns", b.state_dir / "netns"])
+    assert len({parent for _, _, parent in mine}) == 1  # one parent: none left beneath it, out of sight
+    assert json.loads((b.state_dir / "launch.json").read_text())["pins"] == str(pins)
+    assert [m[0] for m in _nsfs_mounts(str(handle.pid))] == [str(b.state_dir / "netns")]
+    supervisor = [line.split(" ")[4] for line in Path(f"/proc/{handle.pid}/mountinfo").read_text().splitlines()]
+    assert str(pins) not in supervisor  # detached whole, its pins with it, not one pin after the other
+    assert host.run(b, handle, "ping", "-c1", "-W2", "10.90.0.1").returncode == 0

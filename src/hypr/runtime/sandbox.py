@@ -9,6 +9,8 @@ State directory layout (one per workload, given by the daemon):
     hosts, resolv.conf, hostname   bind-mounted over /etc/hosts, /etc/resolv.conf and /etc/hostname
     rootfs/       the root crun is given: an overlay of the image (upper/, work/: the workload's own layer), or
                   the host's root read-only (the `host` image); mounted only in the supervisor's mount namespace
+The directory of the state dirs is a bind mount of itself while any pin exists (netns.mount_pins): a supervisor
+lets go of every other workload's pin with one umount of it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ KILL_GRACE = 5.0  # after SIGKILL, how long the supervisor may take to record th
 def _netns_path(spec: LaunchSpec) -> Path:
     """The workload's own network namespace (also for `none`)."""
     return spec.state_dir / "netns"
+
+
+def _pins(spec: LaunchSpec) -> Path:
+    """The directory of every workload's state dir: the mount holding their network namespace pins."""
+    return spec.state_dir.parent
 
 
 def _shares(spec: LaunchSpec) -> bool:
@@ -101,6 +108,7 @@ def _launch_config(spec: LaunchSpec, bundle: Path, lower: Path | None, command: 
         "rootfs": str(spec.state_dir / "rootfs"),
         "lower": str(lower) if lower is not None else None,
         "netns": str(_joined(spec) or ""),
+        "pins": str(_pins(spec)) if netns.own_mount(_pins(spec)) else "",
         "argv0": command[0],
         "tty": spec.stdio.tty,
         "open_stdin": spec.stdio.open_stdin,
@@ -160,6 +168,7 @@ class SandboxRuntime:
         handle = self.adopt(spec)
         if handle is not None and proc.alive(handle.pid, handle.start_time):
             try:
+                netns.mount_pins(_pins(spec))
                 netns.pin(f"/proc/{handle.main_pid}/ns/net", path)
                 return False
             except OSError as exc:
@@ -176,6 +185,7 @@ class SandboxRuntime:
         if fresh:  # host ends left from the lost namespace would keep the new peers from being made
             delete_host_links(spec.attachments, [])
         try:
+            netns.mount_pins(_pins(spec))
             with netns.create(_netns_path(spec)) as ns, Rtnl() as host:
                 ns.rtnl.batch([link_up(index=veth.LOOPBACK_INDEX)])  # `none` has lo alone, up
                 for att in spec.attachments:
@@ -228,6 +238,11 @@ class SandboxRuntime:
         lower = images.ensure_busybox(self.image_cache) if image.builtin == images.BUSYBOX else image.rootfs
         if self._namespace_lost(spec):
             self.create(spec)
+        if not _shares(spec):  # pinned by an older hyprd that made no pins' mount: moved into one now
+            try:
+                netns.mount_pins(_pins(spec))
+            except OSError as exc:
+                raise KernelError(f"mount {_pins(spec)} for the network namespace pins: {exc}") from exc
         files.write_all(spec)
         (spec.state_dir / "exit_code").unlink(missing_ok=True)
         command = _command(spec, image)
@@ -408,6 +423,10 @@ class SandboxRuntime:
         except KernelError as exc:
             errors.append(str(exc))
         self._remove_network(spec, errors)
+        try:
+            netns.unmount_pins(_pins(spec))  # with the last pin
+        except OSError as exc:
+            errors.append(f"unmount {_pins(spec)}: {exc}")
         handles.remove_state(spec.state_dir, errors)
         if errors:
             raise KernelError(f"delete {spec.name}: " + "; ".join(errors))

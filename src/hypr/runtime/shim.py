@@ -73,13 +73,17 @@ def _unescape(field: str) -> str:
     return field.encode().decode("unicode_escape").encode("latin-1").decode(errors="surrogateescape")
 
 
-def _drop_netns_pins(keep: str) -> None:
+def _drop_netns_pins(keep: str, pins: str) -> None:
     """Unmount, in our private mount namespace, every namespace file we inherited but the workload's own.
 
     Otherwise this supervisor would keep every other workload's network namespace alive after its delete().
+    `pins` (or ""): the mount holding every workload's pin (netns.mount_pins), detached first in one go; what is
+    left (pins made elsewhere, e.g. `ip netns add`'s) goes one by one.
     """
+    if pins:
+        _detach_pins(pins, keep)
     keep = os.path.realpath(keep)  # mountinfo shows resolved paths
-    for target, _, fstype, _, _ in _mounts():
+    for target, _, fstype, _, _ in mounts():
         if fstype == "nsfs" and target != keep:
             try:
                 _libc.umount2(target, _libc.MNT_DETACH)
@@ -88,7 +92,28 @@ def _drop_netns_pins(keep: str) -> None:
                     raise
 
 
-def _mounts(pid: str = "self") -> list[tuple[str, str, str, str, str]]:
+def _detach_pins(pins: str, keep: str) -> None:
+    """Detach the pins' mount (a bind of the directory of state dirs onto itself) and every pin in it with one
+    umount: one per pin costs an RCU grace period each, ~0.1 s per start with 1000 workloads (bench/sandbox_pins.py).
+    The directory beneath shows the same files; the namespace we join (`keep`, under it) is bound at its path again
+    from a descriptor held across. EINVAL: the mount went meanwhile (its last pin was removed), nothing to do."""
+    inside = keep.startswith(pins.rstrip("/") + "/")
+    held = os.open(keep, os.O_RDONLY | os.O_CLOEXEC) if inside else -1
+    try:
+        try:
+            _libc.umount2(pins, _libc.MNT_DETACH)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                raise
+            return
+        if inside:
+            _libc.mount(f"/proc/self/fd/{held}", keep, None, _libc.MS_BIND)
+    finally:
+        if inside:
+            os.close(held)
+
+
+def mounts(pid: str = "self") -> list[tuple[str, str, str, str, str]]:
     """(mount point, mount options, fstype, source, super options) of each line of a mountinfo."""
     found = []
     with open(f"/proc/{pid}/mountinfo") as f:
@@ -103,7 +128,7 @@ def _mount_cgroups_as_pid1() -> None:
     """The cgroup file systems PID 1 has under /sys/fs/cgroup, mounted again here (a bind from another mount
     namespace is not allowed; a second mount of the same hierarchy is the same hierarchy)."""
     wanted = sorted(
-        (m for m in _mounts("1") if m[0] == CGROUP_ROOT or m[0].startswith(CGROUP_ROOT + "/")),
+        (m for m in mounts("1") if m[0] == CGROUP_ROOT or m[0].startswith(CGROUP_ROOT + "/")),
         key=lambda m: m[0].count("/"),
     )
     for point, options, fstype, source, superopts in wanted:
@@ -124,7 +149,7 @@ def see_host_cgroups() -> None:
     namespace of its own with a fresh sysfs, / made rslave) sees none, nor do the supervisors it starts: mount PID
     1's, in this mount namespace only. PID 1 having them where we do not proves the namespaces differ (its ns link
     itself may not be readable). The daemon calls this too: it runs `crun exec`/`pause` and reads cgroup counters."""
-    if CGROUP_ROOT in {m[0] for m in _mounts()} or CGROUP_ROOT not in {m[0] for m in _mounts("1")}:
+    if CGROUP_ROOT in {m[0] for m in mounts()} or CGROUP_ROOT not in {m[0] for m in mounts("1")}:
         return
     _libc.mount(None, "/sys", None, _libc.MS_REC | _libc.MS_PRIVATE)  # and nothing of ours propagates anywhere
     _mount_cgroups_as_pid1()
@@ -159,7 +184,7 @@ def _mount_root(cfg: dict[str, Any]) -> None:
 def _prepare(cfg: dict[str, Any]) -> None:
     _libc.unshare(_libc.CLONE_NEWNS)
     _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE)  # nothing we mount reaches the host
-    _drop_netns_pins(cfg["netns"])
+    _drop_netns_pins(cfg["netns"], cfg.get("pins") or "")
     _cgroup_view()
     _mount_root(cfg)
 
