@@ -151,6 +151,32 @@ def test_a_signal_the_client_ignores_is_not_forwarded(hyprd: Hyprd, servers: Pat
     wait_until(lambda: commands_of(server) == [], "the command to end with its client")
 
 
+def test_the_signals_the_first_client_blocked_or_ignored_are_not_the_next_commands(hyprd: Hyprd, servers: Path) -> None:
+    """The server starts with every signal at its default and none blocked, whatever its first client had: a
+    command that inherited SIGINT blocked would not end at Ctrl-C, and SIGCHLD ignored lost the server its
+    children's wait statuses."""
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+
+    def odd_signals() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+
+    env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)}
+    subprocess.run([HYPR, "--version"], env=env, preexec_fn=odd_signals, capture_output=True, timeout=60)
+    wait_until(lambda: len(cli_servers(servers)) == 1 and any(servers.glob("*.sock")), "the CLI fork server")
+    [server] = cli_servers(servers)
+    assert hypr(hyprd, servers, "ps", "-q").returncode == 0  # its wait status came back
+    client = popen(hyprd, servers, "logs", "-f", "talker")
+    assert client.stdout is not None and client.stdout.readline() == "tick\n"
+    assert len(commands_of(server)) == 1
+    client.send_signal(signal.SIGINT)
+    try:
+        client.wait(timeout=10)  # ended by it
+    finally:
+        client.kill()
+    assert cli_servers(servers) == [server]
+
+
 @pytest.mark.parametrize("server", [True, False], ids=["on-the-server", "without-it"])
 def test_a_terminal_session_with_window_size_changes(hyprd: Hyprd, servers: Path, server: bool) -> None:
     """`hypr run -it`: the workload gets a terminal of the client's size, follows its resizing (SIGWINCH reaches

@@ -197,14 +197,15 @@ def exit_code(status: int) -> int:
 
 def start_server(path: str) -> None:
     """Start a server for the next commands: a session of its own, stdio on /dev/null (a `$(hypr ps)` must not wait
-    for it), an environment of only SERVER_ENV_PREFIXES and PATH. Of two clients that start one at once, the
-    second's finds the lock taken and exits."""
+    for it), an environment of only SERVER_ENV_PREFIXES and PATH, every signal at its default and none blocked
+    (whatever this client was started with: the commands of the next clients would get it). Of two clients that
+    start one at once, the second's finds the lock taken and exits."""
     env = {key: value for key, value in os.environ.items() if key.startswith(SERVER_ENV_PREFIXES)}
     env["PATH"] = os.environ.get("PATH", os.defpath)
     idle = os.environ.get("HYPR_CLI_SERVER_IDLE", IDLE)
     null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     try:  # noqa: SIM105
         os.posix_spawn(sys.executable, [sys.executable, "-m", "hypr.cli.forkserver", path, idle], env,
-                       file_actions=null, setsid=True, setsigdef=[_signal.SIGHUP, _signal.SIGINT])  # fmt: skip
+                       file_actions=null, setsid=True, setsigdef=_signal.valid_signals(), setsigmask=())  # fmt: skip
     except OSError:
         pass  # the command runs here all the same; the next one tries again
