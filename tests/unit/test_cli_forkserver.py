@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ def test_a_child_takes_on_the_clients_directory_umask_environment_argv_and_stdio
     monkeypatch.setattr(sys, "argv", ["/usr/bin/hypr", "ps", "caf\udce9"])  # an argument that is not UTF-8
     monkeypatch.setenv("HYPR_HOST", "unix:///somewhere/hypr.sock")
     monkeypatch.setenv("WITH_EQUALS", "a=b")
+    monkeypatch.setenv("TZ", "JST-9")  # this process's C library read its zone before: the child must re-read it
     old = os.umask(0o027)
     try:
         fields = entry.request().split(b"\0")
@@ -40,6 +42,7 @@ def test_a_child_takes_on_the_clients_directory_umask_environment_argv_and_stdio
                 print(json.dumps({
                     "cwd": os.getcwd(), "umask": os.umask(0), "argv": sys.argv, "host": os.environ.get("HYPR_HOST"),
                     "equals": os.environ.get("WITH_EQUALS"), "stdout_tty": sys.stdout.isatty(),
+                    "zone": time.strftime("%z", time.localtime(0)),
                 }))  # fmt: skip
                 sys.stdout.flush()
             finally:
@@ -50,7 +53,7 @@ def test_a_child_takes_on_the_clients_directory_umask_environment_argv_and_stdio
     os.waitpid(pid, 0)
     assert report == {
         "cwd": str(tmp_path), "umask": 0o027, "argv": ["/usr/bin/hypr", "ps", "caf\udce9"],
-        "host": "unix:///somewhere/hypr.sock", "equals": "a=b", "stdout_tty": False,
+        "host": "unix:///somewhere/hypr.sock", "equals": "a=b", "stdout_tty": False, "zone": "+0900",
     }  # fmt: skip
 
 

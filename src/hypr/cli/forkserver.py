@@ -29,6 +29,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 
 from hypr.cli.entry import FORWARDED, MAGIC
@@ -274,6 +275,7 @@ def become_client(fields: list[bytes], fds: list[int]) -> None:
         if sep:
             os.environb[key] = value
     sys.argv = [os.fsdecode(arg) for arg in fields[4 : 4 + count]]
+    time.tzset()  # local time in the client's TZ (the C library read the server's once)
     reopen_stdio()
 
 
