@@ -88,6 +88,12 @@ def test_the_socket_is_in_a_private_directory_or_nowhere(tmp_path: Path, monkeyp
     assert (tmp_path / "hypr").stat().st_mode & 0o777 == 0o700  # made private
     (tmp_path / "hypr").chmod(0o755)
     assert entry.socket_path() is None  # open to others: not used
+    (tmp_path / "hypr").chmod(0o700)
+    (tmp_path / "hypr").rename(tmp_path / "private")
+    (tmp_path / "hypr").symlink_to(tmp_path / "private")
+    assert entry.socket_path() is None  # a symbolic link (to anywhere): not used
+    (tmp_path / "hypr").unlink()
+    (tmp_path / "private").rename(tmp_path / "hypr")
     if os.geteuid() == 0:
         (tmp_path / "hypr").chmod(0o700)
         os.chown(tmp_path / "hypr", 65534, 65534)
