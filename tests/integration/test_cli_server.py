@@ -5,7 +5,9 @@ a client that dies takes its command with it; the server goes when idle and is p
 from __future__ import annotations
 
 import os
+import select
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from hypr.cli import entry
 from tests.integration.harness import HYPR, Hyprd, cli_servers, in_terminal, stop_cli_servers, wait_until
 
 OFF = {"HYPR_CLI_SERVER": "0"}
+SO_SNDBUFFORCE = 32  # Linux; the socket module lacks it
 
 
 @pytest.fixture
@@ -55,6 +59,10 @@ def started_server(hyprd: Hyprd, servers: Path) -> int:
     hypr(hyprd, servers, "--version")
     wait_until(lambda: len(cli_servers(servers)) == 1 and any(servers.glob("*.sock")), "the CLI fork server")
     return cli_servers(servers)[0]
+
+
+def state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def commands_of(server: int) -> list[int]:
@@ -143,6 +151,32 @@ def test_a_signal_the_client_ignores_is_not_forwarded(hyprd: Hyprd, servers: Pat
     wait_until(lambda: commands_of(server) == [], "the command to end with its client")
 
 
+def test_the_signals_the_first_client_blocked_or_ignored_are_not_the_next_commands(hyprd: Hyprd, servers: Path) -> None:
+    """The server starts with every signal at its default and none blocked, whatever its first client had: a
+    command that inherited SIGINT blocked would not end at Ctrl-C, and SIGCHLD ignored lost the server its
+    children's wait statuses."""
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+
+    def odd_signals() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+
+    env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)}
+    subprocess.run([HYPR, "--version"], env=env, preexec_fn=odd_signals, capture_output=True, timeout=60)
+    wait_until(lambda: len(cli_servers(servers)) == 1 and any(servers.glob("*.sock")), "the CLI fork server")
+    [server] = cli_servers(servers)
+    assert hypr(hyprd, servers, "ps", "-q").returncode == 0  # its wait status came back
+    client = popen(hyprd, servers, "logs", "-f", "talker")
+    assert client.stdout is not None and client.stdout.readline() == "tick\n"
+    assert len(commands_of(server)) == 1
+    client.send_signal(signal.SIGINT)
+    try:
+        client.wait(timeout=10)  # ended by it
+    finally:
+        client.kill()
+    assert cli_servers(servers) == [server]
+
+
 @pytest.mark.parametrize("server", [True, False], ids=["on-the-server", "without-it"])
 def test_a_terminal_session_with_window_size_changes(hyprd: Hyprd, servers: Path, server: bool) -> None:
     """`hypr run -it`: the workload gets a terminal of the client's size, follows its resizing (SIGWINCH reaches
@@ -177,10 +211,6 @@ def test_ctrl_z_stops_the_command_and_fg_resumes_it(hyprd: Hyprd, servers: Path)
     client = popen(hyprd, servers, "logs", "-f", "talker")
     assert client.stdout is not None and client.stdout.readline() == "tick\n"
     [command] = commands_of(server)
-
-    def state(pid: int) -> str:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-
     try:
         client.send_signal(signal.SIGTSTP)
         wait_until(lambda: state(client.pid) == "T" and state(command) == "T", "client and command to stop")
@@ -191,6 +221,139 @@ def test_ctrl_z_stops_the_command_and_fg_resumes_it(hyprd: Hyprd, servers: Path)
         client.kill()
         client.wait(timeout=10)
     wait_until(lambda: not Path(f"/proc/{command}").exists(), "the command to go with its client")
+
+
+@pytest.mark.parametrize("closed", ["<&-", ">&-", "2>&-"])
+def test_a_closed_stdin_stdout_or_stderr_is_as_without_the_server(hyprd: Hyprd, servers: Path, closed: str) -> None:
+    """A closed standard fd cannot be passed: the command runs in the client, as without the server (on it, the
+    client's socket took the fd's number: the command read or wrote the server's connection, hung or was killed)."""
+    hyprd.cli("run", "-d", "--name", "web", "busybox", "sleep", "600")
+    started_server(hyprd, servers)
+    ended = {}
+    for label, env in (("here", OFF), ("server", {})):
+        full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent), **env}
+        script = "".join(f'"$@" {argv} {closed}; echo "$?"; '
+                         for argv in ("inspect web", "inspect nosuch", "run -i --rm busybox cat"))  # fmt: skip
+        done = subprocess.run(["sh", "-c", script, "sh", HYPR, "-H", f"unix://{hyprd.socket}"], env=full_env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)  # fmt: skip
+        ended[label] = (done.stdout, [line for line in done.stderr.splitlines() if not line.startswith("  ")])
+    assert ended["server"] == ended["here"]
+
+
+def request(argv: list[str], env: dict[str, str]) -> bytes:
+    """A request as hypr.cli.entry's client sends it."""
+    fields = [entry.MAGIC, b"/", b"22", b"%d" % len(argv), *map(os.fsencode, argv)]
+    return b"\0".join(fields + [f"{key}={value}".encode() for key, value in env.items()])
+
+
+def test_a_command_that_ends_as_its_client_goes_does_not_end_the_server(hyprd: Hyprd, servers: Path) -> None:
+    """Both in one wake-up of the server (stopped meanwhile): the ended command, then its gone client."""
+    server = started_server(hyprd, servers)
+    [path] = servers.glob("*.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn, open(os.devnull, "rb+") as null:
+        conn.connect(str(path))
+        socket.send_fds(conn, [request([HYPR, "--version"], hyprd.env)], [null.fileno()] * 3)
+        reply = conn.recv(64)
+        assert reply.startswith(b"pid ")
+        os.kill(server, signal.SIGSTOP)
+        try:
+            wait_until(lambda: state(int(reply[4:])) == "Z", "the command to end")
+        finally:
+            conn.close()
+            os.kill(server, signal.SIGCONT)
+    assert hypr(hyprd, servers, "ps", "-q").returncode == 0
+    assert cli_servers(servers) == [server]
+
+
+def test_a_malformed_or_cut_request_is_refused_and_the_server_goes_on(hyprd: Hyprd, servers: Path) -> None:
+    server = started_server(hyprd, servers)
+    [path] = servers.glob("*.sock")
+    fds_before = len(os.listdir(f"/proc/{server}/fd"))
+    ok = request([HYPR, "--version"], hyprd.env)
+    cut = request([HYPR, "--version"], {**hyprd.env, "BIG": "x" * (3 << 19)})  # beyond the server's 1 MiB
+    with open(os.devnull, "rb+") as null:
+        for message, fds in ((b"garbage", [null.fileno()] * 3), (ok, []), (ok, [null.fileno()] * 2),
+                             (ok, [null.fileno()] * 4), (cut, [null.fileno()] * 3)):  # fmt: skip
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn:
+                conn.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, 4 << 20)  # room for the cut one (root)
+                conn.connect(str(path))
+                socket.send_fds(conn, [message], fds)
+                conn.settimeout(10)
+                assert not conn.recv(64).startswith(b"pid "), (message[:20], len(fds))
+    assert hypr(hyprd, servers, "ps", "-q").returncode == 0
+    assert cli_servers(servers) == [server]
+    # (it closes a connection just after its last answer)
+    wait_until(lambda: len(os.listdir(f"/proc/{server}/fd")) == fds_before, "the server to hold no more fds")
+
+
+@pytest.mark.parametrize("wrapper", [["setpriv", "--groups", "65534"], ["setpriv", "--bounding-set", "-net_raw"],
+                                     ["unshare", "--mount"]], ids=["groups", "capabilities", "mount-namespace"])  # fmt: skip
+def test_a_client_with_other_credentials_or_namespaces_runs_its_command_itself(
+    hyprd: Hyprd, servers: Path, wrapper: list[str]
+) -> None:
+    """A command never runs with more than its client may do, nor where a path names another file."""
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    server = started_server(hyprd, servers)
+    full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)}
+    client = subprocess.Popen([*wrapper, HYPR, "-H", f"unix://{hyprd.socket}", "logs", "-f", "talker"],
+                              env=full_env, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert client.stdout is not None and client.stdout.readline() == "tick\n"
+        assert commands_of(server) == []
+    finally:
+        client.kill()
+        client.wait(timeout=10)
+
+
+def test_no_fd_of_a_client_but_its_stdio_stays_open_in_the_server_or_reaches_a_command(
+    hyprd: Hyprd, servers: Path
+) -> None:
+    """The server that a client starts keeps none of the fds it inherited (a script's `exec 9>lock; flock 9`, a
+    make jobserver's pipe: its reader would wait for the server's end), and a command has its client's stdio as
+    fds 0-2 only."""
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    read, write = os.pipe()
+    try:
+        subprocess.run([HYPR, "--version"], env={**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)},
+                       pass_fds=(write,), capture_output=True, timeout=60)  # fmt: skip
+        os.close(write)
+        wait_until(lambda: len(cli_servers(servers)) == 1, "the CLI fork server")
+        assert select.select([read], [], [], 30)[0] and os.read(read, 1) == b""  # no one holds the write end
+    finally:
+        os.close(read)
+    server = started_server(hyprd, servers)
+    client = popen(hyprd, servers, "logs", "-f", "talker")
+    try:
+        assert client.stdout is not None and client.stdout.readline() == "tick\n"
+        [command] = commands_of(server)
+        fds = {fd.name: os.readlink(fd) for fd in Path(f"/proc/{command}/fd").iterdir()}
+        assert sorted(fd for fd, target in fds.items() if target in (fds["1"], fds["2"])) == ["1", "2"]
+    finally:
+        client.kill()
+        client.wait(timeout=10)
+
+
+def test_a_server_short_of_fds_lets_the_clients_beyond_its_capacity_run_their_commands(
+    hyprd: Hyprd, servers: Path
+) -> None:
+    """Started under a limit of 40 fds (its commands hold 2 each, a request 4 more, 32 kept for the rest): 4 commands
+    at once; the clients beyond run their own, and the server goes on (out of fds, it died or ran a command twice)."""
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+    env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)}
+    subprocess.run(["prlimit", "--nofile=40:40", HYPR, "--version"], env=env, capture_output=True, timeout=60)
+    wait_until(lambda: len(cli_servers(servers)) == 1 and any(servers.glob("*.sock")), "the CLI fork server")
+    [server] = cli_servers(servers)
+    clients = []
+    try:
+        for _ in range(20):
+            clients.append(popen(hyprd, servers, "logs", "-f", "talker"))
+            assert clients[-1].stdout is not None and clients[-1].stdout.readline() == "tick\n"
+        assert len(commands_of(server)) == 4
+    finally:
+        for client in clients:
+            client.kill()
+            client.wait(timeout=10)
+    assert hypr(hyprd, servers, "ps", "-q").returncode == 0 and cli_servers(servers) == [server]
 
 
 def test_a_command_dies_with_its_server_and_the_client_says_so(hyprd: Hyprd, servers: Path) -> None:
@@ -214,6 +377,8 @@ def test_sigterm_stops_the_server_after_its_running_commands(hyprd: Hyprd, serve
     os.kill(server, signal.SIGTERM)
     wait_until(lambda: list(servers.glob("*.sock")) == [], "the socket to go")
     assert client.stdout.readline() == "tick\n" and Path(f"/proc/{server}").exists()  # the command goes on
+    assert hypr(hyprd, servers, "ps", "-q").returncode == 0  # and a new server starts meanwhile
+    wait_until(lambda: cli_servers(servers) not in ([], [server]), "a new server while the old one drains")
     client.send_signal(signal.SIGINT)
     client.wait(timeout=10)
     wait_until(lambda: not Path(f"/proc/{server}").exists(), "the server to end with its last command")

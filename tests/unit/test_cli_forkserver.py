@@ -7,11 +7,14 @@ import importlib
 import json
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from hypr.cli import entry, forkserver
+from hypr.runtime import _libc
 
 
 def test_a_child_takes_on_the_clients_directory_umask_environment_argv_and_stdio(
@@ -21,6 +24,7 @@ def test_a_child_takes_on_the_clients_directory_umask_environment_argv_and_stdio
     monkeypatch.setattr(sys, "argv", ["/usr/bin/hypr", "ps", "caf\udce9"])  # an argument that is not UTF-8
     monkeypatch.setenv("HYPR_HOST", "unix:///somewhere/hypr.sock")
     monkeypatch.setenv("WITH_EQUALS", "a=b")
+    monkeypatch.setenv("TZ", "JST-9")  # this process's C library read its zone before: the child must re-read it
     old = os.umask(0o027)
     try:
         fields = entry.request().split(b"\0")
@@ -38,6 +42,7 @@ def test_a_child_takes_on_the_clients_directory_umask_environment_argv_and_stdio
                 print(json.dumps({
                     "cwd": os.getcwd(), "umask": os.umask(0), "argv": sys.argv, "host": os.environ.get("HYPR_HOST"),
                     "equals": os.environ.get("WITH_EQUALS"), "stdout_tty": sys.stdout.isatty(),
+                    "zone": time.strftime("%z", time.localtime(0)),
                 }))  # fmt: skip
                 sys.stdout.flush()
             finally:
@@ -48,7 +53,7 @@ def test_a_child_takes_on_the_clients_directory_umask_environment_argv_and_stdio
     os.waitpid(pid, 0)
     assert report == {
         "cwd": str(tmp_path), "umask": 0o027, "argv": ["/usr/bin/hypr", "ps", "caf\udce9"],
-        "host": "unix:///somewhere/hypr.sock", "equals": "a=b", "stdout_tty": False,
+        "host": "unix:///somewhere/hypr.sock", "equals": "a=b", "stdout_tty": False, "zone": "+0900",
     }  # fmt: skip
 
 
@@ -83,6 +88,12 @@ def test_the_socket_is_in_a_private_directory_or_nowhere(tmp_path: Path, monkeyp
     assert (tmp_path / "hypr").stat().st_mode & 0o777 == 0o700  # made private
     (tmp_path / "hypr").chmod(0o755)
     assert entry.socket_path() is None  # open to others: not used
+    (tmp_path / "hypr").chmod(0o700)
+    (tmp_path / "hypr").rename(tmp_path / "private")
+    (tmp_path / "hypr").symlink_to(tmp_path / "private")
+    assert entry.socket_path() is None  # a symbolic link (to anywhere): not used
+    (tmp_path / "hypr").unlink()
+    (tmp_path / "private").rename(tmp_path / "hypr")
     if os.geteuid() == 0:
         (tmp_path / "hypr").chmod(0o700)
         os.chown(tmp_path / "hypr", 65534, 65534)
@@ -95,3 +106,40 @@ def test_the_key_follows_the_python_settings_and_nothing_else(monkeypatch: pytes
     assert entry.server_key() == key
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")  # decides which code runs: another server
     assert entry.server_key() != key
+
+
+def in_child(check: Callable[[], bool]) -> bool:
+    """`check()` run in a forked child (which may change its own process state)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os._exit(0 if check() else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) in (0, 1)
+    return os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.parametrize("fd", [0, 1, 2])
+def test_a_closed_standard_fd_is_seen(fd: int) -> None:
+    def closed() -> bool:
+        os.close(fd)
+        return entry.stdio_open()
+
+    assert entry.stdio_open()
+    assert not in_child(closed)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changes groups and capabilities")
+def test_credentials_tell_groups_capabilities_and_namespaces_apart() -> None:
+    mine = forkserver.credentials("self")
+    assert mine is not None and forkserver.credentials(os.getpid()) == mine
+
+    def after(change: Callable[[], object]) -> Callable[[], bool]:
+        return lambda: (change(), forkserver.credentials("self") == mine)[1]
+
+    assert in_child(after(lambda: None))
+    assert not in_child(after(lambda: os.setgroups([65534])))
+    assert not in_child(after(lambda: _libc.unshare(_libc.CLONE_NEWNS)))
+    assert forkserver.credentials(2**22 + 1) is None  # no such process

@@ -53,7 +53,7 @@ SERVER_ENV_PREFIXES = ("PYTHON", "LANG", "LC_", "VIRTUAL_ENV")
 
 def main() -> NoReturn:
     gc.disable()
-    path = socket_path() if os.environ.get("HYPR_CLI_SERVER", "1") != "0" else None
+    path = socket_path() if os.environ.get("HYPR_CLI_SERVER", "1") != "0" and stdio_open() else None
     if path is not None:
         code = run_on_server(path)
         if code is not None:
@@ -72,6 +72,17 @@ def finish(code: int) -> NoReturn:
     except OSError:  # e.g. `hypr ps | head -1`: the ordinary exit reports it as it always did
         sys.exit(code)
     os._exit(code)
+
+
+def stdio_open() -> bool:
+    """Whether stdin, stdout and stderr are open: a closed one cannot be passed to the server (and the client's
+    socket would take its number), so the command runs here, as it would without the server."""
+    try:
+        for fd in (0, 1, 2):
+            os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 # -- where the server is ----------------------------------------------------------------------------------------
@@ -129,6 +140,8 @@ def run_on_server(path: str) -> int | None:
     forward_signals(int(first[4:]))
     try:
         last = conn.recv(64)
+    except OSError:  # ECONNRESET: a server killed
+        last = b""
     finally:
         conn.close()
     if not last.startswith(b"exit "):
@@ -184,14 +197,15 @@ def exit_code(status: int) -> int:
 
 def start_server(path: str) -> None:
     """Start a server for the next commands: a session of its own, stdio on /dev/null (a `$(hypr ps)` must not wait
-    for it), an environment of only SERVER_ENV_PREFIXES and PATH. Of two clients that start one at once, the
-    second's finds the lock taken and exits."""
+    for it), an environment of only SERVER_ENV_PREFIXES and PATH, every signal at its default and none blocked
+    (whatever this client was started with: the commands of the next clients would get it). Of two clients that
+    start one at once, the second's finds the lock taken and exits."""
     env = {key: value for key, value in os.environ.items() if key.startswith(SERVER_ENV_PREFIXES)}
     env["PATH"] = os.environ.get("PATH", os.defpath)
     idle = os.environ.get("HYPR_CLI_SERVER_IDLE", IDLE)
     null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     try:  # noqa: SIM105
         os.posix_spawn(sys.executable, [sys.executable, "-m", "hypr.cli.forkserver", path, idle], env,
-                       file_actions=null, setsid=True, setsigdef=[_signal.SIGHUP, _signal.SIGINT])  # fmt: skip
+                       file_actions=null, setsid=True, setsigdef=_signal.valid_signals(), setsigmask=())  # fmt: skip
     except OSError:
         pass  # the command runs here all the same; the next one tries again

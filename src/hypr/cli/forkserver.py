@@ -4,12 +4,15 @@
 which also has the client's side and the protocol). One per user and key (the socket's name); it:
 
 - answers its own user only (SO_PEERCRED; the socket's directory is 0700 too);
+- runs a command only for a client with its own credentials and namespaces (groups, capabilities, confinement,
+  mount namespace...): another runs it itself;
 - forks a child per command, which takes on its client's stdio, working directory, umask, environment and argv,
   then runs the command as `hypr` would; the child's wait status goes back to the client (pidfd);
 - kills a command whose client went away (as it would have died with the client);
 - refuses a command and exits when one of its modules changed on disk (an upgrade, an edit): the client runs it
   itself and starts a fresh server;
-- exits after IDLE seconds without commands, and at SIGTERM once the running commands have ended.
+- exits after IDLE seconds without commands, and at SIGTERM once the running commands have ended (a new server
+  can start meanwhile).
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import gc
 import importlib
 import io
 import os
+import resource
 import selectors
 import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 
 from hypr.cli.entry import FORWARDED, MAGIC
@@ -38,6 +43,9 @@ def serve(path: str, idle: float) -> None:
     """Serve commands on `path` until `idle` seconds pass without one, a module changes on disk, or SIGTERM. The
     lock file beside the socket holds the server's PID; a second server for the same path exits at once."""
     os.chdir("/")
+    # What the starting client inherited and did not mark close-on-exec (a script's `exec 9>lock; flock 9`, a
+    # make jobserver's pipe, a runner's output pipe) must not stay open for the server's life, nor reach commands.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -62,6 +70,9 @@ class Server:
     def __init__(self, path: str, lock: int, idle: float) -> None:
         self.path, self.lock, self.idle, self.pid = path, lock, idle, os.getpid()
         self.stamps = module_stamps()
+        # A command never runs with more than its client may do (`setpriv --clear-groups hypr ...`, a systemd
+        # unit's capabilities, PrivateTmp), nor fails where its client would not (a group the user got since).
+        self.credentials = credentials("self")
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with contextlib.suppress(FileNotFoundError):
@@ -71,6 +82,10 @@ class Server:
         self.inode = os.stat(path).st_ino
         self.selector.register(self.listener, selectors.EVENT_READ, self.accept)
         self.children: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, the client's connection)
+        # Commands it runs at once: each holds 2 fds here (pidfd, connection), and a request takes 4 more while it
+        # is read; beyond that the clients run their commands themselves (an accept or pidfd_open failing for lack
+        # of fds would end the server, or leave a command running that its client runs again).
+        self.capacity = (resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 32) // 2
         # SIGTERM wakes the loop through a pipe (the C handler writes to it) instead of interrupting it anywhere.
         self.wakeup, self.wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wakeup_w)
@@ -83,7 +98,10 @@ class Server:
             if not events:
                 break  # idle
             for key, _mask in events:
-                key.data(key.fileobj)
+                # A handler earlier in this batch may have dropped this key (a command that ended as its client
+                # went: reap closed the connection that client_gone would look up) or reused its fd number.
+                if self.selector.get_map().get(key.fd) is key:
+                    key.data(key.fileobj)
         self.close()
 
     def terminated(self, wakeup: int) -> None:
@@ -93,7 +111,8 @@ class Server:
                 self.close()
 
     def close(self) -> None:
-        """Stop taking commands. The socket goes if it is still ours (a newer server may have replaced it)."""
+        """Stop taking commands. The socket goes if it is still ours (a newer server may have replaced it), then
+        the lock: a new server can start while the running commands end here (a `logs -f` may run for days)."""
         if self.listener is None:
             return
         self.selector.unregister(self.listener)
@@ -102,6 +121,8 @@ class Server:
         with contextlib.suppress(FileNotFoundError):
             if os.stat(self.path).st_ino == self.inode:
                 os.unlink(self.path)
+        os.close(self.lock)
+        self.lock = -1
 
     def accept(self, listener: socket.socket) -> None:
         conn, _ = listener.accept()
@@ -109,18 +130,20 @@ class Server:
         handed = False  # to a child: the connection is then the server's until the child ends
         try:
             conn.settimeout(1.0)
-            _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+            pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
             if uid != os.geteuid():
                 raise ValueError("another user")
-            message, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 3)
+            message, fds, flags, _addr = socket.recv_fds(conn, 1 << 20, 3)
             fields = message.split(b"\0")
-            if len(fds) != 3 or len(fields) < 4 or fields[0] != MAGIC:
+            cut = flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC)  # never run a command with what is left of one
+            if cut or len(fds) != 3 or len(fields) < 4 or fields[0] != MAGIC:
                 raise ValueError("not a hypr CLI request")
             if module_stamps() != self.stamps:
                 conn.send(b"stale")
                 self.close()
-            elif not os.path.isdir(fields[1]):
-                conn.send(b"busy")  # a working directory this server cannot enter: the client runs it
+            elif not os.path.isdir(fields[1]) or credentials(pid) != self.credentials or self.full():
+                # a working directory or credentials this server has not, or no room for one more: the client runs it
+                conn.send(b"busy")
             else:
                 self.fork(conn, fields, fds)
                 handed = True
@@ -132,11 +155,19 @@ class Server:
             if not handed:
                 conn.close()
 
+    def full(self) -> bool:
+        return len(self.children) >= self.capacity
+
     def fork(self, conn: socket.socket, fields: list[bytes], fds: list[int]) -> None:
         pid = os.fork()
         if pid == 0:
             self.run_child(conn, fields, fds)
-        pidfd = os.pidfd_open(pid)  # a child that already ended is a zombie until reaped: its pidfd works
+        try:
+            pidfd = os.pidfd_open(pid)  # a child that already ended is a zombie until reaped: its pidfd works
+        except OSError:  # the client runs it when told nothing: never both (this one is killed before it got far)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
         conn.settimeout(None)
         self.children[pidfd] = (pid, conn)
         self.selector.register(pidfd, selectors.EVENT_READ, self.reap)
@@ -195,7 +226,8 @@ class Server:
             signal.signal(getattr(signal, name), signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for fd in (self.lock, self.wakeup, self.wakeup_w):
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         if self.listener is not None:
             self.listener.close()
         for pidfd, (_pid, other) in self.children.items():
@@ -205,10 +237,35 @@ class Server:
         conn.close()
 
 
+# What a process may do beyond its uid, from /proc/PID/status: its groups, capabilities, no_new_privs, seccomp.
+CREDENTIALS = (b"Uid:", b"Gid:", b"Groups:", b"CapInh:", b"CapPrm:", b"CapEff:", b"CapBnd:", b"CapAmb:",
+               b"NoNewPrivs:", b"Seccomp:")  # fmt: skip
+NAMESPACES = ("mnt", "user", "pid", "uts", "ipc", "cgroup")  # the network namespace is in the socket's key
+
+
+def credentials(pid: int | str) -> tuple[object, ...] | None:
+    """What decides what process `pid` may do beyond its uid, and which file a path names: its ids, groups,
+    capabilities and confinement (no_new_privs, seccomp, the LSM label) and its namespaces. None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            lines = [line for line in status if line.startswith(CREDENTIALS)]
+        namespaces = [os.stat(f"/proc/{pid}/ns/{ns}").st_ino for ns in NAMESPACES]
+    except OSError:
+        return None
+    try:
+        with open(f"/proc/{pid}/attr/current", "rb") as attr:
+            label = attr.read()
+    except OSError:  # no LSM
+        label = b""
+    return (*lines, *namespaces, label)
+
+
 def become_client(fields: list[bytes], fds: list[int]) -> None:
     """Take on the client's stdio, working directory, umask, environment and argv (the request's fields)."""
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
+    for fd in set(fds) - {0, 1, 2}:  # passed copies: the command has the client's fds 0-2 and nothing more
+        os.close(fd)
     cwd, umask, count = fields[1], int(fields[2], 8), int(fields[3])
     os.chdir(cwd)
     os.umask(umask)
@@ -218,6 +275,7 @@ def become_client(fields: list[bytes], fds: list[int]) -> None:
         if sep:
             os.environb[key] = value
     sys.argv = [os.fsdecode(arg) for arg in fields[4 : 4 + count]]
+    time.tzset()  # local time in the client's TZ (the C library read the server's once)
     reopen_stdio()
 
 
