@@ -65,6 +65,11 @@ def state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
+def children_faults(server: int) -> int:
+    """The page faults of the server's reaped children (cminflt): it grows with every command the server ran."""
+    return int(Path(f"/proc/{server}/stat").read_text().rsplit(")", 1)[1].split()[8])
+
+
 def commands_of(server: int) -> list[int]:
     """The commands the server runs now: its children."""
     return [int(pid) for pid in Path(f"/proc/{server}/task/{server}/children").read_text().split()]
@@ -89,10 +94,11 @@ def test_commands_answer_on_the_server_as_without_it(hyprd: Hyprd, servers: Path
     hyprd.cli("run", "-d", "--name", "web", "busybox", "sleep", "600")
     hyprd.cli("network", "create", "n1")
     server = started_server(hyprd, servers)
+    before = children_faults(server)
     for argv in CASES:
         here, there = hypr(hyprd, servers, *argv, env=OFF), hypr(hyprd, servers, *argv)
         assert (there.returncode, there.stdout, there.stderr) == (here.returncode, here.stdout, here.stderr), argv
-    assert cli_servers(servers) == [server]  # the same server served them all
+    assert cli_servers(servers) == [server] and children_faults(server) > before  # the server ran them
 
 
 def test_a_command_gets_its_clients_environment_directory_and_stdin(
@@ -263,6 +269,27 @@ def test_a_command_that_ends_as_its_client_goes_does_not_end_the_server(hyprd: H
             os.kill(server, signal.SIGCONT)
     assert hypr(hyprd, servers, "ps", "-q").returncode == 0
     assert cli_servers(servers) == [server]
+
+
+def test_a_request_whose_client_gave_up_is_not_run(hyprd: Hyprd, servers: Path) -> None:
+    """A client that waited in vain for a stalled server runs its command itself and closes its end; the server,
+    woken, must not run the same command a second time (no child is forked: its children's page faults, counted
+    in cminflt when it reaps one, stay as they were)."""
+    server = started_server(hyprd, servers)
+    [path] = servers.glob("*.sock")
+    before = children_faults(server)
+    os.kill(server, signal.SIGSTOP)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn, open(os.devnull, "rb+") as null:
+            conn.connect(str(path))  # queued in the backlog of the stopped server
+            socket.send_fds(conn, [request([HYPR, "--version"], hyprd.env)], [null.fileno()] * 3)
+    finally:
+        os.kill(server, signal.SIGCONT)
+    assert hypr(hyprd, servers, "--version", env={"HYPR_CLI_SERVER": "0"}).returncode == 0
+    time.sleep(0.5)  # the server has read the abandoned request by now
+    assert children_faults(server) == before
+    assert hypr(hyprd, servers, "ps", "-q").returncode == 0  # and it still serves
+    assert children_faults(server) > before
 
 
 def test_a_malformed_or_cut_request_is_refused_and_the_server_goes_on(hyprd: Hyprd, servers: Path) -> None:

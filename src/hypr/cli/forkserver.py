@@ -144,6 +144,8 @@ class Server:
             elif not os.path.isdir(fields[1]) or credentials(pid) != self.credentials or self.full():
                 # a working directory or credentials this server has not, or no room for one more: the client runs it
                 conn.send(b"busy")
+            elif gone(conn):
+                pass  # it gave up waiting (a server stalled for REPLY_TIMEOUT) and runs the command itself
             else:
                 self.fork(conn, fields, fds)
                 handed = True
@@ -258,6 +260,18 @@ def credentials(pid: int | str) -> tuple[object, ...] | None:
     except OSError:  # no LSM
         label = b""
     return (*lines, *namespaces, label)
+
+
+def gone(conn: socket.socket) -> bool:
+    """True if the client closed its end: its request read, nothing more will come but the end (a peek of 0 bytes)."""
+    timeout = conn.gettimeout()
+    conn.setblocking(False)  # MSG_DONTWAIT alone: Python would first wait out the socket's timeout for data
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    finally:
+        conn.settimeout(timeout)
 
 
 def become_client(fields: list[bytes], fds: list[int]) -> None:
