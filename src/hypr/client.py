@@ -30,7 +30,8 @@ def quote(text: str, safe: str = "") -> str:
     """Percent-encoding of a path segment or query value (RFC 3986 2.1), UTF-8 first; what urllib.parse.quote
     does, without importing urllib.parse (and ipaddress with it) into every command."""
     keep = UNRESERVED | frozenset(safe.encode())
-    return "".join(chr(b) if b in keep else f"%{b:02X}" for b in text.encode())
+    # surrogateescape: an argument that is not UTF-8 (`hypr inspect $'caf\xe9'`) goes as the bytes it was
+    return "".join(chr(b) if b in keep else f"%{b:02X}" for b in text.encode(errors="surrogateescape"))
 
 
 def urlencode(params: Mapping[str, Any]) -> str:

@@ -18,6 +18,7 @@ import socket
 import struct
 import sys
 import termios
+import threading
 import tty as ttymode
 import urllib.parse
 from collections.abc import Iterator, Mapping
@@ -181,7 +182,11 @@ def pump(sock: socket.socket, rest: bytes, tty: bool, stdin: BinaryIO | None) ->
     selector = selectors.DefaultSelector()
     selector.register(sock, selectors.EVENT_READ)
     if stdin is not None:
-        selector.register(stdin, selectors.EVENT_READ)
+        try:
+            selector.register(stdin, selectors.EVENT_READ)
+        except PermissionError:  # a regular file (`-i < file`): epoll refuses one, it is always readable
+            threading.Thread(target=send_whole, args=(sock, stdin), daemon=True).start()
+            stdin = None
     while True:
         for key, _ in selector.select():
             if key.fileobj is sock:
@@ -197,6 +202,15 @@ def pump(sock: socket.socket, rest: bytes, tty: bool, stdin: BinaryIO | None) ->
                     selector.unregister(key.fileobj)
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_WR)
+
+
+def send_whole(sock: socket.socket, source: BinaryIO) -> None:
+    """Copies `source` to the stream, then half-closes it; on a thread of its own, so that the output keeps being
+    read meanwhile (a workload echoing its input would fill both directions and stall)."""
+    with contextlib.suppress(OSError):
+        while data := os.read(source.fileno(), CHUNK):
+            sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
 
 
 @contextlib.contextmanager

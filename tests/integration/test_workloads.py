@@ -6,12 +6,14 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from hypr.errors import Conflict, Forbidden, InvalidParameter, NotFound
-from tests.integration.harness import Hyprd, leftover_mounts, links, run_in, sh, wait_until
+from tests.integration.harness import HYPR, Hyprd, leftover_mounts, links, run_in, sh, wait_until
 
 HTTP_GET = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} {port}"
 
@@ -112,6 +114,22 @@ def test_wait_prints_each_exit_code_and_reports_unknown_names(hyprd: Hyprd) -> N
     assert out.stdout == "3\n0\n"
     assert "Error response from daemon: No such container: nosuch" in out.stderr
     assert json.loads(hyprd.cli("inspect", "w3").stdout)[0]["State"]["Status"] == "exited"
+
+
+def test_stdin_from_a_regular_file_and_arguments_that_are_not_utf8(hyprd: Hyprd, tmp_path: Path) -> None:
+    """`run -i < file` (epoll refuses a regular file): all of it reaches the workload while its output comes back,
+    even when both directions are larger than the buffers between; a name that is not UTF-8 is looked up as the
+    bytes it is (Docker's 404), not a crash."""
+    data = tmp_path / "in.bin"
+    data.write_bytes(os.urandom(3 << 20).hex().encode())  # 6 MB of text, echoed back by cat
+    with open(data, "rb") as stdin:
+        out = subprocess.run([HYPR, "-H", f"unix://{hyprd.socket}", "run", "-i", "--rm", "busybox", "cat"],
+                             stdin=stdin, capture_output=True, env=hyprd.env, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == data.read_bytes()
+    odd = subprocess.run([HYPR, "-H", f"unix://{hyprd.socket}", "inspect", b"caf\xe9"], capture_output=True,
+                         env=hyprd.env, timeout=60)  # fmt: skip
+    assert odd.returncode == 1 and b"No such" in odd.stderr and b"Traceback" not in odd.stderr, odd.stderr
 
 
 def test_options_after_the_image(hyprd: Hyprd) -> None:
