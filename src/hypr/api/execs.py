@@ -264,8 +264,11 @@ class _Runner:
                 return  # the helper failed before it made a pty: finish() tells why (its stderr) and its code
             ended.cancel()
             conn, _ = accept.result()
-            with conn:
+            with conn:  # blocking again (asyncio's accept made it not): crun may connect before it sends the pty
+                conn.settimeout(CONSOLE_TIMEOUT)
                 _, fds, _, _ = await asyncio.to_thread(socket.recv_fds, conn, 1024, 1)
+            if not fds:
+                return  # it hung up without a pty: finish() tells why (the helper's stderr) and its code
             master = fds[0]
             os.set_blocking(master, False)
             if self.instance.size:
