@@ -171,6 +171,17 @@ def test_docker_exec(hyprd: Hyprd) -> None:
     assert code == 5 and b"/dev/pts/" in out, out
 
 
+def test_exec_with_a_tty_many_times(hyprd: Hyprd) -> None:
+    """crun may connect to the console socket before it sends the pty: every `exec -it` gets its terminal (the
+    daemon read that connection without waiting and answered 500 to some: 'unable to upgrade to tcp')."""
+    docker_cli(hyprd, "run", "-d", "--name", "box", "busybox", "sleep", "600")
+    env = {**os.environ, "DOCKER_HOST": f"unix://{hyprd.socket}"}
+    for _ in range(20):
+        code, out = in_terminal(["docker", "exec", "-it", "box", "sh"], env,
+                                [(b"", b"echo $((6*7))\r"), (b"42", b"exit 5\r")])  # fmt: skip
+        assert code == 5 and b"unable to upgrade" not in out, out
+
+
 def test_docker_py_exec_run_stream_demux(hyprd: Hyprd) -> None:
     client = docker.DockerClient(base_url=f"unix://{hyprd.socket}", version="auto")
     try:
