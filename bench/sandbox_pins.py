@@ -21,29 +21,21 @@ import contextlib
 import json
 import os
 import resource
-import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from ipaddress import IPv4Address
 from pathlib import Path
 
-from hypr.runtime import _libc
-from hypr.runtime.base import Attachment, LaunchSpec
-from hypr.runtime.sandbox import SandboxRuntime
+import sandbox_host
+from sandbox_host import bench_host, delete_all, print_ratios
 
-BRIDGE = "vbr0"
-GATEWAY = IPv4Address("10.97.0.1")
+from hypr.runtime import _libc
+from hypr.runtime.base import LaunchSpec
+from hypr.runtime.sandbox import SandboxRuntime
 
 
 def spec_for(root: Path, n: int) -> LaunchSpec:
-    ip = GATEWAY + 1 + n
-    att = Attachment(f"hvp{n}", BRIDGE, "eth0", ip, 16, GATEWAY, "02:42:" + ":".join(f"{b:02x}" for b in ip.packed))
-    name = f"pins{os.getpid()}x{n}"
-    return LaunchSpec(name, name, name, "busybox", ("sleep", "600"), {}, (att,), GATEWAY, root / name, "hypr:bench")
+    return sandbox_host.spec_for(root, n, f"pins{os.getpid()}x{n}", ("sleep", "600"))
 
 
 def add_pins(root: Path, source: str, count: int) -> None:
@@ -135,59 +127,43 @@ def main() -> None:
     args = parser.parse_args()
     _libc.unshare(_libc.CLONE_NEWNS)  # before any thread: our mounts vanish with us
     _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE)
-    host = f"hyprbench-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", host], check=True)
-    back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    root = Path(tempfile.mkdtemp(prefix="hyprpins-"))
-    _libc.mount(str(root), str(root), None, _libc.MS_BIND)  # the pins' mount (made as netns.mount_pins makes it)
-    _libc.mount(None, str(root), None, _libc.MS_PRIVATE)
-    runtime = SandboxRuntime(image_cache=root / "images")
-    figures: dict[tuple[str, int], list[float]] = defaultdict(list)
-    specs: list[LaunchSpec] = []
-    pinned = 0
-    try:
-        batch = f"link add {BRIDGE} type bridge\naddr add {GATEWAY}/16 dev {BRIDGE}\nlink set {BRIDGE} up\n"
-        subprocess.run(["ip", "-n", host, "-batch", "-"], input=batch, text=True, check=True)
-        fd = os.open(f"/run/netns/{host}", os.O_RDONLY)
-        _libc.setns(fd, _libc.CLONE_NEWNET)
-        os.close(fd)
-        source = f"/run/netns/{host}"
-        add_pins(root, source, 1)  # keeps the pins' mount while the warm-up workload is removed
-        specs.append(spec_for(root, 0))
-        measure(runtime, specs[0], defaultdict(list), 0)  # builds the busybox image; not counted
-        drop_pins(root, 1)
-        for _ in range(args.rounds):
-            for count in (args.few, args.many):
-                add_pins(root, source, count)
-                pinned = count
-                keep = str(root / "extra0" / "netns")
-                for _ in range(args.samples):
-                    for key, ms in in_child(lambda: one_by_one(keep)).items():  # noqa: B023
-                        figures[(key, count)].append(ms)
-                    for key, ms in in_child(lambda: one_mount(root, keep)).items():  # noqa: B023
-                        figures[(key, count)].append(ms)
-                    specs.append(spec_for(root, len(specs)))
-                    measure(runtime, specs[-1], figures, count)
-                drop_pins(root, count)
-                pinned = 0
-        print(f"median ms of {args.rounds} rounds x {args.samples}, load average {os.getloadavg()[0]:.1f} at the end")
-        print(f"{'':16} {args.few:>8} {args.many:>8}  ratio")
-        for key in dict.fromkeys(k for k, _ in figures):
-            few, many = statistics.median(figures[(key, args.few)]), statistics.median(figures[(key, args.many)])
-            print(f"{key:16} {few:8.2f} {many:8.2f}  {many / few if few else float('nan'):.2f}x")
-    finally:
-        for spec in specs:
-            try:
-                runtime.delete(spec)
-            except Exception as exc:  # report, keep cleaning
-                print(f"clean-up {spec.name}: {exc}", file=sys.stderr)
-        if pinned:
-            drop_pins(root, pinned)
-        with contextlib.suppress(OSError):
-            _libc.umount2(str(root), _libc.MNT_DETACH)
-        _libc.setns(back, _libc.CLONE_NEWNET)
-        subprocess.run(["ip", "netns", "delete", host], check=False)
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+    with bench_host("hyprpins-") as root:
+        _libc.mount(str(root), str(root), None, _libc.MS_BIND)  # the pins' mount (made as netns.mount_pins makes it)
+        _libc.mount(None, str(root), None, _libc.MS_PRIVATE)
+        runtime = SandboxRuntime(image_cache=root / "images")
+        figures: dict[tuple[str, int], list[float]] = defaultdict(list)
+        specs: list[LaunchSpec] = []
+        pinned = 0
+        try:
+            source = f"/run/netns/hyprbench-{os.getpid()}"
+            add_pins(root, source, 1)  # keeps the pins' mount while the warm-up workload is removed
+            specs.append(spec_for(root, 0))
+            measure(runtime, specs[0], defaultdict(list), 0)  # builds the busybox image; not counted
+            drop_pins(root, 1)
+            for _ in range(args.rounds):
+                for count in (args.few, args.many):
+                    add_pins(root, source, count)
+                    pinned = count
+                    keep = str(root / "extra0" / "netns")
+                    for _ in range(args.samples):
+                        for key, ms in in_child(lambda: one_by_one(keep)).items():  # noqa: B023
+                            figures[(key, count)].append(ms)
+                        for key, ms in in_child(lambda: one_mount(root, keep)).items():  # noqa: B023
+                            figures[(key, count)].append(ms)
+                        specs.append(spec_for(root, len(specs)))
+                        measure(runtime, specs[-1], figures, count)
+                    drop_pins(root, count)
+                    pinned = 0
+            print(
+                f"median ms of {args.rounds} rounds x {args.samples}, load average {os.getloadavg()[0]:.1f} at the end"
+            )
+            print_ratios(figures, args.few, args.many, 16)
+        finally:
+            delete_all(runtime, specs)
+            if pinned:
+                drop_pins(root, pinned)
+            with contextlib.suppress(OSError):
+                _libc.umount2(str(root), _libc.MNT_DETACH)
 
 
 if __name__ == "__main__":

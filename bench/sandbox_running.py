@@ -23,34 +23,23 @@ import contextlib
 import json
 import os
 import signal
-import statistics
 import subprocess
-import sys
-import tempfile
 import time
 from collections import defaultdict
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+import sandbox_host
+from sandbox_host import PER_BRIDGE, bench_host, delete_all, print_ratios
+
 from hypr.errors import KernelError
 from hypr.runtime import _libc, shim
-from hypr.runtime.base import Attachment, LaunchSpec
+from hypr.runtime.base import LaunchSpec
 from hypr.runtime.sandbox import SandboxRuntime
-
-BRIDGES = 20  # as bench/scale.py's networks: a bridge has at most 1024 ports
-PER_BRIDGE = 250
 
 
 def spec_for(root: Path, n: int) -> LaunchSpec:
-    bridge, index = divmod(n, PER_BRIDGE)
-    gateway = IPv4Address(f"10.{100 + bridge}.0.1")
-    ip = gateway + 1 + index
-    att = Attachment(
-        f"hvr{n}", f"vbr{bridge}", "eth0", ip, 16, gateway, "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
-    )
-    name = f"run{os.getpid()}x{n}"
-    return LaunchSpec(name, name, name, "busybox", ("sleep", "3600"), {}, (att,), gateway, root / name, "hypr:bench")
+    return sandbox_host.spec_for(root, n, f"run{os.getpid()}x{n}", ("sleep", "3600"))
 
 
 def _ms(began: float) -> float:
@@ -154,65 +143,47 @@ def main() -> None:
     _libc.unshare(_libc.CLONE_NEWNS)  # before any thread: our mounts vanish with us
     _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE)
     shim._cgroup_view()  # as the supervisor shows crun the cgroups, for the bare crun runs
-    host = f"hyprbench-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", host], check=True)
-    back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    root = Path(tempfile.mkdtemp(prefix="hyprrunning-"))
-    figures: dict[tuple[str, int], list[float]] = defaultdict(list)
-    runtime = Timed(root / "images", figures)
-    by_hand = ByHand(root / "images", figures)
-    running: list[LaunchSpec] = []
-    started = 0
-    n = args.many + 1  # the measured ones come after the running ones (their own addresses)
-    try:
-        batch = "".join(f"link add vbr{b} type bridge\naddr add 10.{100 + b}.0.1/16 dev vbr{b}\nlink set vbr{b} up\n"
-                        for b in range(BRIDGES + 1))  # fmt: skip
-        subprocess.run(["ip", "-n", host, "-batch", "-"], input=batch, text=True, check=True)
-        fd = os.open(f"/run/netns/{host}", os.O_RDONLY)
-        _libc.setns(fd, _libc.CLONE_NEWNET)
-        os.close(fd)
-        for count in (args.few, args.many):
-            runtime.count = -1
-            while started < count:
-                spec = spec_for(root, started)
-                running.append(spec)
-                runtime.create(spec)
-                runtime.start(spec)
-                started += 1
-            print(f"{count} running, load {os.getloadavg()[0]:.1f}", flush=True)
-            by_hand.count = runtime.count = count
-            for _ in range(args.samples):
-                spec = spec_for(root, n)
-                n += 1
-                running.append(spec)  # (for the clean-up)
-                runtime.create(spec)
-                began = time.perf_counter()
-                runtime.start(spec)
-                figures[("start", count)].append(_ms(began))
-                began = time.perf_counter()
-                runtime.delete(spec)
-                figures[("delete", count)].append(_ms(began))
-                spec = spec_for(root, n)
-                n += 1
-                running.append(spec)
-                by_hand.create(spec)
-                with contextlib.suppress(KernelError):
-                    by_hand.start(spec)
-                by_hand.delete(spec)
-        print(f"median ms of {args.samples}, load average {os.getloadavg()[0]:.1f} at the end")
-        print(f"{'':20} {args.few:>8} {args.many:>8}  ratio")
-        for key in dict.fromkeys(k for k, _ in figures):
-            few, many = statistics.median(figures[(key, args.few)]), statistics.median(figures[(key, args.many)])
-            print(f"{key:20} {few:8.2f} {many:8.2f}  {many / few if few else float('nan'):.2f}x")
-    finally:
-        for spec in running:
-            try:
-                runtime.delete(spec)
-            except Exception as exc:  # report, keep cleaning
-                print(f"clean-up {spec.name}: {exc}", file=sys.stderr)
-        _libc.setns(back, _libc.CLONE_NEWNET)
-        subprocess.run(["ip", "netns", "delete", host], check=False)
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+    bridges = (args.many + 2 * args.samples) // PER_BRIDGE + 1
+    with bench_host("hyprrunning-", bridges) as root:
+        figures: dict[tuple[str, int], list[float]] = defaultdict(list)
+        runtime = Timed(root / "images", figures)
+        by_hand = ByHand(root / "images", figures)
+        running: list[LaunchSpec] = []
+        started = 0
+        n = args.many + 1  # the measured ones come after the running ones (their own addresses)
+        try:
+            for count in (args.few, args.many):
+                runtime.count = -1
+                while started < count:
+                    spec = spec_for(root, started)
+                    running.append(spec)
+                    runtime.create(spec)
+                    runtime.start(spec)
+                    started += 1
+                print(f"{count} running, load {os.getloadavg()[0]:.1f}", flush=True)
+                by_hand.count = runtime.count = count
+                for _ in range(args.samples):
+                    spec = spec_for(root, n)
+                    n += 1
+                    running.append(spec)  # (for the clean-up)
+                    runtime.create(spec)
+                    began = time.perf_counter()
+                    runtime.start(spec)
+                    figures[("start", count)].append(_ms(began))
+                    began = time.perf_counter()
+                    runtime.delete(spec)
+                    figures[("delete", count)].append(_ms(began))
+                    spec = spec_for(root, n)
+                    n += 1
+                    running.append(spec)
+                    by_hand.create(spec)
+                    with contextlib.suppress(KernelError):
+                        by_hand.start(spec)
+                    by_hand.delete(spec)
+            print(f"median ms of {args.samples}, load average {os.getloadavg()[0]:.1f} at the end")
+            print_ratios(figures, args.few, args.many)
+        finally:
+            delete_all(runtime, running)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,6 +54,19 @@ def popen(hyprd: Hyprd, servers: Path, *argv: str, env: dict[str, str] | None = 
     return subprocess.Popen([HYPR, "-H", f"unix://{hyprd.socket}", *argv], env=full_env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0,
                             preexec_fn=as_a_job)  # fmt: skip
+
+
+@pytest.fixture
+def talker(hyprd: Hyprd) -> None:
+    """A workload that prints `tick` five times a second, for commands that follow its logs."""
+    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+
+
+def follow(hyprd: Hyprd, servers: Path, **kwargs: Any) -> subprocess.Popen[str]:
+    """`hypr logs -f talker`, started as a shell starts a job (`popen`), once it follows: its first tick read."""
+    client = popen(hyprd, servers, "logs", "-f", "talker", **kwargs)
+    assert client.stdout is not None and client.stdout.readline() == "tick\n"
+    return client
 
 
 def started_server(hyprd: Hyprd, servers: Path) -> int:
@@ -122,9 +136,8 @@ def test_a_command_gets_its_clients_environment_directory_and_stdin(
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_to_the_client_ends_the_command_as_without_the_server(
-    hyprd: Hyprd, servers: Path, sig: signal.Signals
+    hyprd: Hyprd, talker: None, servers: Path, sig: signal.Signals
 ) -> None:
-    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
     server = started_server(hyprd, servers)
     ended = {}
     for label, env in (("here", OFF), ("server", None)):
@@ -139,9 +152,8 @@ def test_a_signal_to_the_client_ends_the_command_as_without_the_server(
     wait_until(lambda: commands_of(server) == [], "the command to end with its client")
 
 
-def test_a_signal_the_client_ignores_is_not_forwarded(hyprd: Hyprd, servers: Path) -> None:
+def test_a_signal_the_client_ignores_is_not_forwarded(hyprd: Hyprd, talker: None, servers: Path) -> None:
     """`nohup hypr logs -f x &`: SIGHUP (and SIGINT) ignored at start stay ignored, as without the server."""
-    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
     server = started_server(hyprd, servers)
     clients = [popen(hyprd, servers, "logs", "-f", "talker", env=env, ignore=(signal.SIGHUP, signal.SIGINT))
                for env in (OFF, None)]  # fmt: skip
@@ -157,11 +169,12 @@ def test_a_signal_the_client_ignores_is_not_forwarded(hyprd: Hyprd, servers: Pat
     wait_until(lambda: commands_of(server) == [], "the command to end with its client")
 
 
-def test_the_signals_the_first_client_blocked_or_ignored_are_not_the_next_commands(hyprd: Hyprd, servers: Path) -> None:
+def test_the_signals_the_first_client_blocked_or_ignored_are_not_the_next_commands(
+    hyprd: Hyprd, talker: None, servers: Path
+) -> None:
     """The server starts with every signal at its default and none blocked, whatever its first client had: a
     command that inherited SIGINT blocked would not end at Ctrl-C, and SIGCHLD ignored lost the server its
     children's wait statuses."""
-    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
 
     def odd_signals() -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -172,8 +185,7 @@ def test_the_signals_the_first_client_blocked_or_ignored_are_not_the_next_comman
     wait_until(lambda: len(cli_servers(servers)) == 1 and any(servers.glob("*.sock")), "the CLI fork server")
     [server] = cli_servers(servers)
     assert hypr(hyprd, servers, "ps", "-q").returncode == 0  # its wait status came back
-    client = popen(hyprd, servers, "logs", "-f", "talker")
-    assert client.stdout is not None and client.stdout.readline() == "tick\n"
+    client = follow(hyprd, servers)
     assert len(commands_of(server)) == 1
     client.send_signal(signal.SIGINT)
     try:
@@ -199,11 +211,9 @@ def test_a_terminal_session_with_window_size_changes(hyprd: Hyprd, servers: Path
     assert b"24 80" in out and b"40 120" in out, out
 
 
-def test_a_killed_client_takes_its_command_with_it(hyprd: Hyprd, servers: Path) -> None:
-    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+def test_a_killed_client_takes_its_command_with_it(hyprd: Hyprd, talker: None, servers: Path) -> None:
     server = started_server(hyprd, servers)
-    client = popen(hyprd, servers, "logs", "-f", "talker")
-    assert client.stdout is not None and client.stdout.readline() == "tick\n"
+    client = follow(hyprd, servers)
     [command] = commands_of(server)
     client.kill()
     client.wait(timeout=10)
@@ -211,11 +221,9 @@ def test_a_killed_client_takes_its_command_with_it(hyprd: Hyprd, servers: Path) 
     assert hypr(hyprd, servers, "ps", "-q").returncode == 0  # the server goes on
 
 
-def test_ctrl_z_stops_the_command_and_fg_resumes_it(hyprd: Hyprd, servers: Path) -> None:
-    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+def test_ctrl_z_stops_the_command_and_fg_resumes_it(hyprd: Hyprd, talker: None, servers: Path) -> None:
     server = started_server(hyprd, servers)
-    client = popen(hyprd, servers, "logs", "-f", "talker")
-    assert client.stdout is not None and client.stdout.readline() == "tick\n"
+    client = follow(hyprd, servers)
     [command] = commands_of(server)
     try:
         client.send_signal(signal.SIGTSTP)
@@ -316,10 +324,9 @@ def test_a_malformed_or_cut_request_is_refused_and_the_server_goes_on(hyprd: Hyp
 @pytest.mark.parametrize("wrapper", [["setpriv", "--groups", "65534"], ["setpriv", "--bounding-set", "-net_raw"],
                                      ["unshare", "--mount"]], ids=["groups", "capabilities", "mount-namespace"])  # fmt: skip
 def test_a_client_with_other_credentials_or_namespaces_runs_its_command_itself(
-    hyprd: Hyprd, servers: Path, wrapper: list[str]
+    hyprd: Hyprd, talker: None, servers: Path, wrapper: list[str]
 ) -> None:
     """A command never runs with more than its client may do, nor where a path names another file."""
-    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
     server = started_server(hyprd, servers)
     full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)}
     client = subprocess.Popen([*wrapper, HYPR, "-H", f"unix://{hyprd.socket}", "logs", "-f", "talker"],
@@ -333,12 +340,11 @@ def test_a_client_with_other_credentials_or_namespaces_runs_its_command_itself(
 
 
 def test_no_fd_of_a_client_but_its_stdio_stays_open_in_the_server_or_reaches_a_command(
-    hyprd: Hyprd, servers: Path
+    hyprd: Hyprd, talker: None, servers: Path
 ) -> None:
     """The server that a client starts keeps none of the fds it inherited (a script's `exec 9>lock; flock 9`, a
     make jobserver's pipe: its reader would wait for the server's end), and a command has its client's stdio as
     fds 0-2 only."""
-    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
     read, write = os.pipe()
     try:
         subprocess.run([HYPR, "--version"], env={**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)},
@@ -361,11 +367,10 @@ def test_no_fd_of_a_client_but_its_stdio_stays_open_in_the_server_or_reaches_a_c
 
 
 def test_a_server_short_of_fds_lets_the_clients_beyond_its_capacity_run_their_commands(
-    hyprd: Hyprd, servers: Path
+    hyprd: Hyprd, talker: None, servers: Path
 ) -> None:
     """Started under a limit of 40 fds (its commands hold 2 each, a request 4 more, 32 kept for the rest): 4 commands
     at once; the clients beyond run their own, and the server goes on (out of fds, it died or ran a command twice)."""
-    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
     env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)}
     subprocess.run(["prlimit", "--nofile=40:40", HYPR, "--version"], env=env, capture_output=True, timeout=60)
     wait_until(lambda: len(cli_servers(servers)) == 1 and any(servers.glob("*.sock")), "the CLI fork server")
@@ -383,11 +388,9 @@ def test_a_server_short_of_fds_lets_the_clients_beyond_its_capacity_run_their_co
     assert hypr(hyprd, servers, "ps", "-q").returncode == 0 and cli_servers(servers) == [server]
 
 
-def test_a_command_dies_with_its_server_and_the_client_says_so(hyprd: Hyprd, servers: Path) -> None:
-    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+def test_a_command_dies_with_its_server_and_the_client_says_so(hyprd: Hyprd, talker: None, servers: Path) -> None:
     server = started_server(hyprd, servers)
-    client = popen(hyprd, servers, "logs", "-f", "talker")
-    assert client.stdout is not None and client.stdout.readline() == "tick\n"
+    client = follow(hyprd, servers)
     [command] = commands_of(server)
     os.kill(command, signal.SIGSTOP)  # even a stopped one
     os.kill(server, signal.SIGKILL)
@@ -396,11 +399,9 @@ def test_a_command_dies_with_its_server_and_the_client_says_so(hyprd: Hyprd, ser
     wait_until(lambda: not Path(f"/proc/{command}").exists(), "the command to die with the server")
 
 
-def test_sigterm_stops_the_server_after_its_running_commands(hyprd: Hyprd, servers: Path) -> None:
-    hyprd.cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+def test_sigterm_stops_the_server_after_its_running_commands(hyprd: Hyprd, talker: None, servers: Path) -> None:
     server = started_server(hyprd, servers)
-    client = popen(hyprd, servers, "logs", "-f", "talker")
-    assert client.stdout is not None and client.stdout.readline() == "tick\n"
+    client = follow(hyprd, servers)
     os.kill(server, signal.SIGTERM)
     wait_until(lambda: list(servers.glob("*.sock")) == [], "the socket to go")
     assert client.stdout.readline() == "tick\n" and Path(f"/proc/{server}").exists()  # the command goes on
