@@ -33,9 +33,14 @@ def servers(tmp_path: Path) -> Iterator[Path]:
         stop_cli_servers(directory)
 
 
+def client_env(hyprd: Hyprd, servers: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a `hypr` client of the test's daemon, with the test's own server socket directory."""
+    return {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent), **(extra or {})}
+
+
 def hypr(hyprd: Hyprd, servers: Path, *argv: str, env: dict[str, str] | None = None,
          stdin: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent), **(env or {})}
+    full_env = client_env(hyprd, servers, env)
     return subprocess.run([HYPR, "-H", f"unix://{hyprd.socket}", *argv], env=full_env, input=stdin,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
 
@@ -50,7 +55,7 @@ def popen(hyprd: Hyprd, servers: Path, *argv: str, env: dict[str, str] | None = 
         for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
             signal.signal(sig, signal.SIG_IGN if sig in ignore else signal.SIG_DFL)
 
-    full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent), **(env or {})}
+    full_env = client_env(hyprd, servers, env)
     return subprocess.Popen([HYPR, "-H", f"unix://{hyprd.socket}", *argv], env=full_env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0,
                             preexec_fn=as_a_job)  # fmt: skip
@@ -121,13 +126,13 @@ def test_a_command_gets_its_clients_environment_directory_and_stdin(
     started_server(hyprd, servers)
     echoed = hypr(hyprd, servers, "run", "-i", "--rm", "busybox", "cat", stdin="line one\nline two\n")
     assert echoed.stdout == "line one\nline two\n"
-    full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent), "HYPR_HOST": "unix:///nonexistent/h.sock"}
+    full_env = client_env(hyprd, servers, {"HYPR_HOST": "unix:///nonexistent/h.sock"})
     missing = subprocess.run([HYPR, "ps"], env=full_env, capture_output=True, text=True, timeout=30)
     assert missing.returncode == 1 and "unix:///nonexistent/h.sock" in missing.stderr
     project = tmp_path / "proj"
     project.mkdir()
     (project / "compose.yaml").write_text("services:\n  app:\n    image: busybox\n    command: sleep 600\n")
-    full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)}
+    full_env = client_env(hyprd, servers)
     up = subprocess.run([HYPR, "-H", f"unix://{hyprd.socket}", "compose", "up", "-d"], cwd=project, env=full_env,
                         capture_output=True, text=True, timeout=120)  # fmt: skip
     assert up.returncode == 0, up.stderr
@@ -180,7 +185,7 @@ def test_the_signals_the_first_client_blocked_or_ignored_are_not_the_next_comman
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)
 
-    env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)}
+    env = client_env(hyprd, servers)
     subprocess.run([HYPR, "--version"], env=env, preexec_fn=odd_signals, capture_output=True, timeout=60)
     wait_until(lambda: len(cli_servers(servers)) == 1 and any(servers.glob("*.sock")), "the CLI fork server")
     [server] = cli_servers(servers)
@@ -201,7 +206,7 @@ def test_a_terminal_session_with_window_size_changes(hyprd: Hyprd, servers: Path
     the command), and its exit code is the client's."""
     if server:
         started_server(hyprd, servers)
-    env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent), **({} if server else OFF)}
+    env = client_env(hyprd, servers, None if server else OFF)
     argv = [HYPR, "-H", f"unix://{hyprd.socket}", "run", "--rm", "-it", "busybox", "sh"]
     code, out = in_terminal(argv, env, [
         (b"/ # ", b"stty size; echo hi-$((6*7))\r"), (b"hi-42", (40, 120)),
@@ -245,7 +250,7 @@ def test_a_closed_stdin_stdout_or_stderr_is_as_without_the_server(hyprd: Hyprd, 
     started_server(hyprd, servers)
     ended = {}
     for label, env in (("here", OFF), ("server", {})):
-        full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent), **env}
+        full_env = client_env(hyprd, servers, env)
         script = "".join(f'"$@" {argv} {closed}; echo "$?"; '
                          for argv in ("inspect web", "inspect nosuch", "run -i --rm busybox cat"))  # fmt: skip
         done = subprocess.run(["sh", "-c", script, "sh", HYPR, "-H", f"unix://{hyprd.socket}"], env=full_env,
@@ -328,7 +333,7 @@ def test_a_client_with_other_credentials_or_namespaces_runs_its_command_itself(
 ) -> None:
     """A command never runs with more than its client may do, nor where a path names another file."""
     server = started_server(hyprd, servers)
-    full_env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)}
+    full_env = client_env(hyprd, servers)
     client = subprocess.Popen([*wrapper, HYPR, "-H", f"unix://{hyprd.socket}", "logs", "-f", "talker"],
                               env=full_env, stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
@@ -347,7 +352,7 @@ def test_no_fd_of_a_client_but_its_stdio_stays_open_in_the_server_or_reaches_a_c
     fds 0-2 only."""
     read, write = os.pipe()
     try:
-        subprocess.run([HYPR, "--version"], env={**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)},
+        subprocess.run([HYPR, "--version"], env=client_env(hyprd, servers),
                        pass_fds=(write,), capture_output=True, timeout=60)  # fmt: skip
         os.close(write)
         wait_until(lambda: len(cli_servers(servers)) == 1, "the CLI fork server")
@@ -355,9 +360,8 @@ def test_no_fd_of_a_client_but_its_stdio_stays_open_in_the_server_or_reaches_a_c
     finally:
         os.close(read)
     server = started_server(hyprd, servers)
-    client = popen(hyprd, servers, "logs", "-f", "talker")
+    client = follow(hyprd, servers)
     try:
-        assert client.stdout is not None and client.stdout.readline() == "tick\n"
         [command] = commands_of(server)
         fds = {fd.name: os.readlink(fd) for fd in Path(f"/proc/{command}/fd").iterdir()}
         assert sorted(fd for fd, target in fds.items() if target in (fds["1"], fds["2"])) == ["1", "2"]
@@ -371,7 +375,7 @@ def test_a_server_short_of_fds_lets_the_clients_beyond_its_capacity_run_their_co
 ) -> None:
     """Started under a limit of 40 fds (its commands hold 2 each, a request 4 more, 32 kept for the rest): 4 commands
     at once; the clients beyond run their own, and the server goes on (out of fds, it died or ran a command twice)."""
-    env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)}
+    env = client_env(hyprd, servers)
     subprocess.run(["prlimit", "--nofile=40:40", HYPR, "--version"], env=env, capture_output=True, timeout=60)
     wait_until(lambda: len(cli_servers(servers)) == 1 and any(servers.glob("*.sock")), "the CLI fork server")
     [server] = cli_servers(servers)
@@ -425,7 +429,7 @@ def test_an_idle_server_exits_and_the_next_command_starts_another(hyprd: Hyprd, 
 
 def test_one_server_per_network_namespace(hyprd: Hyprd, servers: Path) -> None:
     started_server(hyprd, servers)
-    env = {**hyprd.env, "XDG_RUNTIME_DIR": str(servers.parent)}
+    env = client_env(hyprd, servers)
     inside = ["nsenter", f"--net=/run/netns/{hyprd.ns}", HYPR, "-H", f"unix://{hyprd.socket}", "ps", "-q"]
     assert subprocess.run(inside, env=env, capture_output=True, timeout=30).returncode == 0
     wait_until(lambda: len(cli_servers(servers)) == 2, "a server for the daemon's namespace")

@@ -32,7 +32,7 @@ import sys
 import time
 import traceback
 
-from hypr.cli.entry import FORWARDED, MAGIC
+from hypr.cli.entry import MAGIC
 from hypr.runtime import _libc
 
 # Imported before the first command, beside every command's module: what the commands import when they run.
@@ -223,10 +223,10 @@ class Server:
         _libc.set_parent_death_signal(signal.SIGKILL)
         if os.getppid() != self.pid:  # the server died before that took effect
             os._exit(1)
+        # The server starts with every signal at its default (hypr.cli.entry.start_server), Python's SIGINT handler,
+        # and SIGTERM its own: that one goes back to the default.
         signal.set_wakeup_fd(-1)
-        for name in FORWARDED:  # whatever the server inherited: the client forwards only what it does not ignore
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         for fd in (self.lock, self.wakeup, self.wakeup_w):
             if fd >= 0:
                 os.close(fd)
