@@ -216,6 +216,19 @@ def test_skopeo_failures_become_dockers_errors() -> None:
     assert unknown.message == "manifest for nope:latest not found: manifest unknown: manifest unknown"
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["127.0.0.1:44015/library/nope", "127.0.0.1:4010/x", "reg.lan/denied/app", "reg.lan/app:unauthorized"],
+)
+def test_names_that_hold_error_words_do_not_change_the_error(name: str) -> None:
+    """The registry's port, repository and tag are not skopeo's words (a port of 44015 once read as HTTP 401)."""
+    ref = parse(name)
+    unknown = pull_error(f"reading manifest {ref.tag} in {ref.name}: manifest unknown: manifest unknown", ref)
+    assert unknown.message == f"manifest for {ref.tagged} not found: manifest unknown: manifest unknown"
+    denied = pull_error(f"reading manifest {ref.tag} in {ref.name}: invalid status code from registry 401", ref)
+    assert denied.message.startswith(f"pull access denied for {ref.familiar_name},")
+
+
 def test_registry_auth_header_is_base64url_json() -> None:
     import base64
     import json

@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -104,11 +105,22 @@ def _detail(stderr: str) -> str:
     return text
 
 
+def _without_names(text: str, ref: Reference) -> str:
+    """`text` with the image's own names cut out, so that only skopeo's words are classified: a port such as
+    :44015 holds "401", and a repository or tag may be called `denied`."""
+    for part in sorted(
+        {ref.name, ref.registry, ref.repository, ref.tag or "", ref.digest or ""}, key=len, reverse=True
+    ):
+        if part:
+            text = text.replace(part, "<name>")
+    return text.lower()
+
+
 def pull_error(stderr: str, ref: Reference) -> HyprError:
     """skopeo's failure -> Docker's message and status."""
     text = _detail(stderr)
-    lower = text.lower()
-    if any(s in lower for s in ("unauthorized", "denied", "authentication required", "401")):
+    lower = _without_names(text, ref)
+    if any(s in lower for s in ("unauthorized", "denied", "authentication required")) or re.search(r"\b401\b", lower):
         return NotFound(
             f"pull access denied for {ref.familiar_name}, repository does not exist or may require 'docker login':"
             f" {text}"
