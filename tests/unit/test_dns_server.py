@@ -126,6 +126,34 @@ def test_local_answers(env: Env, tcp: bool) -> None:
     assert edns.edns == 0 and addresses(edns) == [addr("1.2")]
 
 
+def test_a_queued_burst_from_many_askers_gets_each_its_own_answer(env: Env) -> None:
+    """More queries than one batch reads (hypr.dns.batch.SLOTS), queued while the loop is busy, from askers of
+    three scopes: every query is answered once, to its sender, with what that asker gets when it asks alone."""
+    names = ("web", "web.hypr", "api1.hypr", "vault")
+    alone = {(source, name): addresses(ask(name, source=source)) for source in (HOST, PEER, VAULT) for name in names}
+    assert len({tuple(v) for v in alone.values()}) > 2  # the scopes do differ
+    socks = {}
+    for source in (HOST, PEER, VAULT):
+        socks[source] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        socks[source].bind((source, 0))
+        socks[source].settimeout(3)
+    sent = [(list(socks)[n % 3], names[n % 4]) for n in range(150)]
+    try:
+        env.loop.loop.call_soon_threadsafe(time.sleep, 0.3)  # the server's loop is busy: the burst queues
+        for n, (source, name) in enumerate(sent):
+            query = dns.message.make_query(name, "A")
+            query.id = n
+            socks[source].sendto(query.to_wire(), (LISTEN, PORT))
+        replies = {}
+        for source, _ in sent:
+            reply = dns.message.from_wire(socks[source].recv(4096))
+            replies[reply.id] = (source, addresses(reply))
+        assert replies == {n: (source, alone[source, name]) for n, (source, name) in enumerate(sent)}
+    finally:
+        for sock in socks.values():
+            sock.close()
+
+
 def test_alias_round_robin_rotates_per_reply(env: Env) -> None:
     orders = {tuple(addresses(ask("api", source=PEER))) for _ in range(4)}
     assert orders == {(addr("1.3"), addr("1.4")), (addr("1.4"), addr("1.3"))}
