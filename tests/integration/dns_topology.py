@@ -36,6 +36,7 @@ HOST_SIDE = "198.18.0.1"
 OUTSIDE_ADDRESS = "198.51.100.7"  # what the zone server answers for *.example.test
 MANY_PTR_ZONE = "100.51.198.in-addr.arpa"  # PTR queries here get 30 long names (hypr.dns.testing.MANY)
 SECOND_ADDRESS = "198.51.100.8"  # what the second zone server answers for *.example.test
+SLOW = 1.2  # seconds the zone servers take to answer slow.* over UDP: more than hypr's hedge (0.4 s)
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -250,7 +251,12 @@ def _serve(listen: list[tuple[str, str]], log_path: Path) -> None:
         """By name: tc.* truncated over UDP, big.* ~3 kB of TXT, cut.* the same cut at 512 bytes over UDP without TC
         (a middlebox that drops the rest), many.* and the PTR names of 198.51.100.0/24 1.6-2.3 kB of records of
         the asked type (A, AAAA, PTR), *.example.test A (other types: no answer), else NXDOMAIN. The second
-        zone server answers *.example.test A with SECOND_ADDRESS instead."""
+        zone server answers *.example.test A with SECOND_ADDRESS instead. The first zone server answers slow.* over
+        UDP after SLOW seconds (a cold name at a recursive resolver, a resolver across a VPN)."""
+
+        def delay_of(self, data: bytes) -> float:
+            slow = self.host == ZONE_SERVER and str(DNSRecord.parse(data).q.qname).lower().startswith("slow.")
+            return SLOW if slow else 0.0
 
         def reply(self, data: bytes, *, over_tcp: bool) -> bytes | None:
             query = DNSRecord.parse(data)

@@ -365,11 +365,10 @@ class DnsServer:
         self,
         upstreams: Iterable[Upstream] = (),
         *,
-        udp_timeout: float = 0.4,
         max_inflight: int = MAX_INFLIGHT,
     ) -> None:
         self.records: Records = EMPTY
-        self.forwarder = Forwarder(upstreams, udp_timeout=udp_timeout)
+        self.forwarder = Forwarder(upstreams)
         self.max_inflight = max_inflight
         self._listeners: dict[Address, _Listener] = {}
         self.replies: dict[tuple[bytes, Scope], wire.Body | _Rotating | _Fresh] = {}  # UDP replies minus ID

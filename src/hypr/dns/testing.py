@@ -87,8 +87,11 @@ def fake_answer(request: bytes, mode: Mode, *, over_tcp: bool, address: str = "1
 class FakeUpstream:
     """A UDP+TCP DNS server on (host, port) that answers every query according to `mode`."""
 
-    def __init__(self, host: str, port: int, mode: Mode = "answer", address: str = "192.0.2.10") -> None:
+    def __init__(
+        self, host: str, port: int, mode: Mode = "answer", address: str = "192.0.2.10", *, delay: float = 0.0
+    ) -> None:
         self.host, self.port, self.mode, self.address = host, port, mode, address
+        self.delay = delay  # seconds before each UDP reply (a recursive resolver on a cold name, a far one)
         self.udp_queries = 0
         self.tcp_queries = 0
         self._udp: asyncio.DatagramTransport | None = None
@@ -105,6 +108,10 @@ class FakeUpstream:
         if self.mode == "blackhole":
             return None
         return fake_answer(data, self.mode, over_tcp=over_tcp, address=self.address)
+
+    def delay_of(self, data: bytes) -> float:
+        """Seconds before the UDP reply to `data`."""
+        return self.delay
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -140,4 +147,4 @@ class _FakeUdp(asyncio.DatagramProtocol):
         self.fake.udp_queries += 1
         reply = self.fake.reply(data, over_tcp=False)
         if reply is not None and self.transport is not None:
-            self.transport.sendto(reply, addr)
+            asyncio.get_running_loop().call_later(self.fake.delay_of(data), self.transport.sendto, reply, addr)

@@ -1,5 +1,11 @@
 """Forwarding to the host's upstream resolvers: UDP first, TCP on truncation (or on a reply cut short), quick
-failover, a small TTL cache.
+failover without giving up on a slow server, a small TTL cache.
+
+Servers are asked in order, hedged: when one has not answered within HEDGE the next is asked too, and every server
+asked keeps its chance until FORWARD_DEADLINE, the first good reply winning. So a dead first server costs one
+HEDGE (and is asked last for DEAD_FOR), and a slow one (a cold name at a recursive resolver, a resolver across a
+VPN) still answers, as with dockerd, which waits 4 s for each server; SERVFAIL only when every server failed or
+the deadline passed.
 
 Forwarded answers are relayed as bytes: only the ID (and, from the cache, the question's letter case and the
 TTLs) are patched, so EDNS options, DNSSEC records and types we do not know pass through intact.
@@ -33,9 +39,10 @@ CacheKey = tuple[bytes, bool, bool, Servers]
 RESOLV_CONF = Path("/etc/resolv.conf")
 # systemd-resolved's real upstream list, used when /etc/resolv.conf only names its stub (127.0.0.53).
 RESOLVED_UPSTREAMS = Path("/run/systemd/resolve/resolv.conf")
-UDP_TIMEOUT = 0.4  # per server: well under glibc's 5 s, above any sane LAN/ISP resolver's round trip
+HEDGE = 0.4  # seconds before the next server is asked too: above a LAN or ISP resolver's usual round trip
+FORWARD_DEADLINE = 2.5  # seconds a forwarded question waits for any server: inside dig +time=3, glibc and dig wait 5
 TCP_TIMEOUT = 2.0
-DEAD_FOR = 5.0  # a server that timed out is tried last for this long, so one dead server costs one timeout
+DEAD_FOR = 5.0  # a server that did not answer within HEDGE is asked last for this long
 MAX_CACHE_TTL = 3600
 MAX_TCP_MESSAGE = 65535
 
@@ -184,13 +191,15 @@ class Forwarder:
         self,
         upstreams: Iterable[Upstream] = (),
         *,
-        udp_timeout: float = UDP_TIMEOUT,
+        hedge: float = HEDGE,
+        deadline: float = FORWARD_DEADLINE,
         tcp_timeout: float = TCP_TIMEOUT,
         cache: AnswerCache | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.upstreams = list(upstreams)
-        self.udp_timeout = udp_timeout
+        self.hedge = hedge
+        self.deadline = deadline
         self.tcp_timeout = tcp_timeout
         self.cache = cache if cache is not None else AnswerCache(clock=clock)
         self._clock = clock
@@ -213,16 +222,32 @@ class Forwarder:
         cached = self.cache.get(query, servers)
         if cached is not None:
             return cached
-        for upstream in self._order(servers):
-            reply = await self._ask(upstream, data, query)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.deadline
+        asking: dict[asyncio.Task[bytes | None], Upstream] = {}
+        try:
+            reply = None
+            for upstream in self._order(servers):
+                if loop.time() >= until:
+                    break
+                asking[asyncio.create_task(self._ask(upstream, data, query))] = upstream
+                reply = await _first_reply(asking, min(self.hedge, until - loop.time()))
+                if reply is not None:
+                    break
+                for slow in asking.values():  # no answer within HEDGE: asked last for a while
+                    self._dead_until[slow] = self._clock() + DEAD_FOR
             if reply is None:
-                continue
-            self._dead_until.pop(upstream, None)
-            self.cache.put(query, reply, servers)
-            return wire.with_id(reply, query.id)
-        return wire.status_reply(query, wire.SERVFAIL)
+                reply = await _first_reply(asking, until - loop.time())
+        finally:
+            for task in asking:
+                task.cancel()
+        if reply is None:
+            return wire.status_reply(query, wire.SERVFAIL)
+        self.cache.put(query, reply, servers)
+        return wire.with_id(reply, query.id)
 
     async def _ask(self, upstream: Upstream, data: bytes, query: wire.Query) -> bytes | None:
+        """`upstream`'s answer; None when it failed or cannot help (SERVFAIL, REFUSED: the next one may)."""
         ident = secrets.randbits(16)  # our own random ID: the client's may be predictable
         outgoing = struct.pack("!H", ident) + data[2:]
         try:
@@ -235,8 +260,9 @@ class Forwarder:
             log.debug("upstream %s:%d failed: %r", *upstream, exc)
             self._dead_until[upstream] = self._clock() + DEAD_FOR
             return None
+        self._dead_until.pop(upstream, None)  # it answers (maybe slowly): back in its place
         if wire.rcode_of(reply) in (wire.SERVFAIL, wire.REFUSED):
-            return None  # that server cannot help with this name; the next one may
+            return None
         return reply
 
     async def _udp(self, upstream: Upstream, outgoing: bytes, ident: int, question: bytes) -> bytes:
@@ -246,7 +272,7 @@ class Forwarder:
         )
         try:
             transport.sendto(outgoing)
-            return await asyncio.wait_for(protocol.reply, self.udp_timeout)
+            return await protocol.reply  # resolve's deadline cancels us
         finally:
             transport.close()
 
@@ -263,3 +289,19 @@ class Forwarder:
         if not _matches(reply, ident, question):
             raise ConnectionError("TCP reply does not match the query")
         return reply
+
+
+async def _first_reply(asking: dict[asyncio.Task[bytes | None], Upstream], timeout: float) -> bytes | None:
+    """The first answer (not None) of the `asking` tasks within `timeout` seconds; None when every one of them
+    has finished without one or the time is up. Finished tasks leave `asking`; the others keep running."""
+    until = asyncio.get_running_loop().time() + timeout
+    while asking:
+        left = until - asyncio.get_running_loop().time()
+        if left <= 0:
+            return None
+        done, _ = await asyncio.wait(asking, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            del asking[task]
+            if task.result() is not None:
+                return task.result()
+    return None
