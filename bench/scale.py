@@ -1,10 +1,12 @@
 """Cost per operation as workloads grow (goal: flat), start-up at scale, and the daemon's memory.
 
-Runs hyprd in a throw-away namespace with its own directories (tests/integration/harness.py). With `--base`
-workloads (one published port each) on one network, then with `--size` workloads on `--networks` networks, it
-measures the median wall time of: run -d + rm -f of a sandbox (`busybox sleep`), the same with `-p`, network
-create + rm, and connect + disconnect. Then it restarts hyprd under a ping flood between two workloads, timing
-until `_ping` answers and every workload's name resolves, and reads the RSS of hyprd and of the supervisors.
+Runs two hyprd side by side, each in a throw-away namespace with its own directories (tests/integration/harness.py):
+one with `--base` workloads (one published port each) on one network, one with `--size` workloads on `--networks`
+networks. It measures the median wall time of: run -d + rm -f of a sandbox (`busybox sleep`), the same with `-p`,
+network create + rm, and connect + disconnect, taking the samples of the two daemons in turns (small, big, big,
+small, ...) so that both halves of a ratio see the same load on a shared machine. Then it restarts the big one under
+a ping flood between two workloads, timing until `_ping` answers and every workload's name resolves, and reads the
+RSS of hyprd and of the supervisors.
     .venv/bin/python bench/scale.py [--size 1000] [--networks 20] [--base 10] [--samples 9] [--profile FILE]
 Populating 1000 sandboxes takes minutes on a small machine: develop with --size 100.
 """
@@ -94,16 +96,6 @@ def populate(client: Client, have: int, want: int, networks: int) -> None:
             print(f"  {i + 1} workloads ({time.monotonic() - began:.0f} s)", flush=True)
 
 
-def median_ms(op: Callable[[int], None], samples: int) -> float:
-    times = []
-    for i in range(samples + 1):  # the first one warms caches: not counted
-        began = time.perf_counter()
-        op(i)
-        if i:
-            times.append((time.perf_counter() - began) * 1000)
-    return statistics.median(times)
-
-
 def operations(client: Client) -> dict[str, Callable[[int], None]]:
     client.start(client.create_container(run_body("net0"), "probe"))
     if not any(n["Name"] == "side" for n in client.networks()):
@@ -129,11 +121,22 @@ def operations(client: Client) -> dict[str, Callable[[int], None]]:
             "connect+disconnect": connect_disconnect}  # fmt: skip
 
 
-def measure(client: Client, samples: int) -> dict[str, float]:
-    ops = operations(client)
-    result = {name: median_ms(op, samples) for name, op in ops.items()}
-    client.remove("probe", force=True)
-    return result
+def measure(clients: tuple[Client, Client], samples: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median ms of each operation on each daemon, (small, big). Samples alternate between the daemons, the one
+    going first changing every round, so that both see the same moments of a noisy machine."""
+    ops = [operations(client) for client in clients]
+    times: list[dict[str, list[float]]] = [{name: [] for name in ops[0]}, {name: [] for name in ops[0]}]
+    for name in ops[0]:
+        for i in range(samples + 1):  # the first round warms caches: not counted
+            for side in (0, 1) if i % 2 else (1, 0):
+                began = time.perf_counter()
+                ops[side][name](i)
+                if i:
+                    times[side][name].append((time.perf_counter() - began) * 1000)
+    for client in clients:
+        client.remove("probe", force=True)
+    small, big = ({name: statistics.median(t) for name, t in side.items()} for side in times)
+    return small, big
 
 
 def goal(what: str, value: float, limit: float, unit: str = "x", note: str = "") -> None:
@@ -223,22 +226,22 @@ def main() -> None:
     parser.add_argument("--profile", default="", help="write the worker thread's cProfile stats here")
     parser.add_argument("--no-restart", action="store_true", help="skip the restart under a ping flood")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="hypr-scale-"))
+    roots = [Path(tempfile.mkdtemp(prefix="hypr-scale-")) for _ in range(2)]
     socket.setdefaulttimeout(None)
     try:
-        with netns("hyprscale") as ns:
-            daemon = BenchDaemon(ns=ns, root=root)
+        with netns("hyprscale") as small_ns, netns("hyprscale") as big_ns:
+            small_daemon, daemon = BenchDaemon(ns=small_ns, root=roots[0]), BenchDaemon(ns=big_ns, root=roots[1])
             daemon.profile = args.profile
-            daemon.start()
             try:
-                with Client(f"unix://{daemon.socket}", timeout=600) as client:
-                    populate(client, 0, args.base, 1)
-                    small = measure(client, args.samples)
-                    rss_small = rss_kb(daemon.pid())
+                small_daemon.start()
+                daemon.start()
+                with Client(f"unix://{small_daemon.socket}", timeout=600) as small_client, \
+                        Client(f"unix://{daemon.socket}", timeout=600) as client:  # fmt: skip
+                    populate(small_client, 0, args.base, 1)
                     print(f"populating {args.size} workloads on {args.networks} networks", flush=True)
-                    populate(client, args.base, args.size, args.networks)
-                    big = measure(client, args.samples)
-                    rss_big = rss_kb(daemon.pid())
+                    populate(client, 0, args.size, args.networks)
+                    small, big = measure((small_client, client), args.samples)
+                    rss_small, rss_big = rss_kb(small_daemon.pid()), rss_kb(daemon.pid())
                     shim_rss, shim_pss = supervisor_memory(client)
                     for name in small:
                         goal(f"scale: {name}, {args.size} vs {args.base} workloads (median)", big[name] / small[name],
@@ -246,6 +249,9 @@ def main() -> None:
                     per = (rss_big - rss_small) / (args.size - args.base)
                     goal(f"scale: hyprd RSS at {args.size} workloads", rss_big / 1024, RSS_GOAL / 1024, "MB",
                          f"{per:.1f} kB per workload; supervisor RSS {shim_rss / 1024:.1f} MB, PSS {shim_pss / 1024:.1f} MB each")  # fmt: skip
+                    for i in range(args.base):
+                        small_client.remove(f"w{i}", force=True)
+                    small_daemon.stop()
                     if not args.no_restart and not args.profile:
                         took, stats = restart_under_flood(daemon, client, args.size, args.networks)
                         lost = _lost(stats)
@@ -255,9 +261,11 @@ def main() -> None:
                     for i in range(args.size):
                         client.remove(f"w{i}", force=True)
             finally:
+                small_daemon.stop()
                 daemon.stop()
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        for root in roots:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _lost(stats: str) -> int:
