@@ -157,6 +157,22 @@ def test_a_queued_burst_from_many_askers_gets_each_its_own_answer(env: Env) -> N
             sock.close()
 
 
+def test_a_query_longer_than_a_batch_slot_is_dropped_and_the_rest_answered(env: Env) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        sock.settimeout(1)
+        small = dns.message.make_query("web.hypr", "A")
+        small.id = 2
+        big = b"\0\1" + small.to_wire()[2:] + b"\0" * 5000  # a question, then more than a slot holds
+        env.loop.loop.call_soon_threadsafe(time.sleep, 0.2)  # both in one burst
+        sock.sendto(big, (LISTEN, PORT))
+        sock.sendto(small.to_wire(), (LISTEN, PORT))
+        reply = dns.message.from_wire(sock.recv(4096))
+        assert reply.id == 2 and addresses(reply) == [addr("1.2")]
+        with pytest.raises(TimeoutError):
+            sock.recv(4096)
+
+
 def test_alias_round_robin_rotates_per_reply(env: Env) -> None:
     orders = {tuple(addresses(ask("api", source=PEER))) for _ in range(4)}
     assert orders == {(addr("1.3"), addr("1.4")), (addr("1.4"), addr("1.3"))}
@@ -252,6 +268,49 @@ def test_a_slow_upstream_still_answers(env: Env, others: tuple[Mode, ...]) -> No
     finally:
         for fake in (slow, *rest):
             env.loop.run(fake.close())
+
+
+def test_a_failing_server_moves_on_at_once_while_a_silent_one_keeps_its_chance(env: Env) -> None:
+    fakes = [env.upstream("9.2", "blackhole"), env.upstream("9.5", "servfail"), env.upstream("9.3", "answer")]
+    try:
+        env.upstreams(*fakes)
+        started = time.monotonic()
+        assert addresses(ask("hedge.example.")) == ["192.0.2.10"]
+        assert time.monotonic() - started < upstream_module.HEDGE + 0.3  # one hedge, not one per server asked
+        assert [f.udp_queries for f in fakes] == [1, 1, 1]
+    finally:
+        for fake in fakes:
+            env.loop.run(fake.close())
+
+
+def test_a_quick_negative_answer_does_not_beat_the_slower_server_listed_first(env: Env) -> None:
+    """Split horizon: the first server knows the name but is slow, the second says NXDOMAIN at once."""
+    inside = env.loop.run(FakeUpstream(addr("9.8"), 5300, "answer", "192.0.2.77", delay=0.7).start())
+    outside = env.upstream("9.9", "nxdomain")
+    try:
+        env.upstreams(inside, outside)
+        for name in ("intranet.corp.", "wiki.corp."):
+            assert addresses(ask(name)) == ["192.0.2.77"], name
+        assert outside.udp_queries == 2  # asked after the hedge both times: the slow one answered, so stays first
+    finally:
+        env.loop.run(inside.close())
+        env.loop.run(outside.close())
+
+
+def test_a_negative_answer_is_given_at_the_deadline_when_the_first_server_is_dead(env: Env) -> None:
+    dead, outside = env.upstream("9.2", "blackhole"), env.upstream("9.9", "nxdomain")
+    try:
+        env.upstreams(dead, outside)
+        started = time.monotonic()
+        assert ask("gone.example.", timeout=5).rcode() == dns.rcode.NXDOMAIN
+        assert time.monotonic() - started > upstream_module.FORWARD_DEADLINE - 0.1
+        started = time.monotonic()  # the dead one is asked last now: the negative answer comes at once
+        assert ask("gone2.example.").rcode() == dns.rcode.NXDOMAIN
+        assert time.monotonic() - started < upstream_module.HEDGE
+        assert dead.udp_queries == 1
+    finally:
+        env.loop.run(dead.close())
+        env.loop.run(outside.close())
 
 
 def test_servfail_only_when_all_fail(env: Env) -> None:

@@ -17,10 +17,11 @@ import errno
 import os
 import socket
 import struct
+import sys
 from typing import Any
 
 SLOTS = 64  # datagrams per call: one wake-up's burst at most, so TCP clients and forwards are not starved
-SLOT = 4096  # bytes per datagram; a longer query is cut (no DNS client sends one), a longer reply goes by sendto
+SLOT = 4096  # bytes per datagram (wire.MAX_UDP_SIZE: no UDP reply is larger); a longer query is cut (MSG_TRUNC)
 NAME = 32  # bytes per source address (sockaddr_in6 is 28)
 _HEADER, _IOVEC = 64, 16
 _MSG_LEN = 14  # msg_len's index in a header seen as 32-bit words (byte 56)
@@ -40,7 +41,8 @@ ADDRESS_SPAN: dict[int, tuple[int, int]] = {socket.AF_INET: (4, 8), socket.AF_IN
 
 
 class Batch:
-    """SLOTS receive slots: slot i's datagram is `data[i * SLOT:][:lengths[i * 16 + 14]]`, its source address
+    """SLOTS receive slots: slot i's datagram is `data[i * SLOT:][:lengths[i * 16 + 14]]` (its msg_flags, e.g.
+    MSG_TRUNC, `lengths[i * 16 + 12]`), its source address
     `names[i * NAME:][ADDRESS_SPAN[family]]`; a reply is written into the same slot with its length in
     `iov_lengths[2 * i + 1]`, then `send` sends the chosen slots. Not thread-safe: one per event loop."""
 
@@ -78,7 +80,7 @@ class Batch:
         host = socket.inet_ntop(family, name[lo:hi])
         if family == socket.AF_INET:
             return host, port
-        return host, port, int.from_bytes(name[4:8], "big"), int.from_bytes(name[24:28], "little")
+        return host, port, int.from_bytes(name[4:8], "big"), int.from_bytes(name[24:28], sys.byteorder)
 
     def send(self, fd: int, slots: list[int]) -> list[tuple[int, int]]:
         """Send the replies written into `slots` (ascending), each to its slot's source, in as few calls as the

@@ -227,35 +227,39 @@ class _Udp:
         lo, hi = self.span
         answered: list[int] = []  # the slots whose reply is written in
         add = answered.append
-        for i in range(count):
-            at = i * batch.SLOT
-            query = data[at : at + lengths[i * 16 + 14]].tobytes()
-            asker = names[i * batch.NAME + lo : i * batch.NAME + hi].tobytes()
-            scope = scopes.get(asker)
-            if scope is None:  # first query of this asker since the records changed
-                scope = self._scope_of(asker, records)
-            hit = replies.get((query[2:], scope))
-            if hit.__class__ is bytes:
-                reply = query[:2] + hit
-            elif hit is None:
-                server.on_datagram(query, io.source(i, self.family), self, scope)
-                continue
-            elif hit.__class__ is _Rotating:
-                reply = query[:2] + hit.take()
-            elif monotonic() < cast(_Fresh, hit).until:
-                reply = query[:2] + cast(_Fresh, hit).reply
-            else:
-                server.on_datagram(query, io.source(i, self.family), self, scope)  # its TTLs moved on: ask the cache
-                continue
-            size = len(reply)
-            if size > batch.SLOT:
-                self.sendto(reply, io.source(i, self.family))
-                continue
-            data[at : at + size] = reply
-            iov_lengths[2 * i + 1] = size
-            add(i)
-        for i, code in io.send(self.sock.fileno(), answered):
-            log.debug("udp send to %s: %s", io.source(i, self.family)[0], os.strerror(code))
+        try:
+            for i in range(count):
+                if lengths[i * 16 + 12] & socket.MSG_TRUNC:  # msg_flags: a query past batch.SLOT, cut
+                    continue  # no DNS client sends one; what is left of it is no question to answer
+                at = i * batch.SLOT
+                query = data[at : at + lengths[i * 16 + 14]].tobytes()
+                asker = names[i * batch.NAME + lo : i * batch.NAME + hi].tobytes()
+                scope = scopes.get(asker)
+                if scope is None:  # first query of this asker since the records changed
+                    scope = self._scope_of(asker, records)
+                hit = replies.get((query[2:], scope))
+                if hit.__class__ is bytes:
+                    reply = query[:2] + hit
+                elif hit is None:
+                    server.on_datagram(query, io.source(i, self.family), self, scope)
+                    continue
+                elif hit.__class__ is _Rotating:
+                    reply = query[:2] + hit.take()
+                elif monotonic() < cast(_Fresh, hit).until:
+                    reply = query[:2] + cast(_Fresh, hit).reply
+                else:  # its TTLs moved on: ask the cache
+                    server.on_datagram(query, io.source(i, self.family), self, scope)
+                    continue
+                size = len(reply)
+                if size > batch.SLOT:
+                    self.sendto(reply, io.source(i, self.family))
+                    continue
+                data[at : at + size] = reply
+                iov_lengths[2 * i + 1] = size
+                add(i)
+        finally:  # whatever happened, the replies already made go out
+            for i, code in io.send(self.sock.fileno(), answered):
+                log.debug("udp send to %s: %s", io.source(i, self.family)[0], os.strerror(code))
 
     def _scope_of(self, asker: bytes, records: Records) -> Scope:
         """The scope of an asker's packed address: its endpoint's, or (no endpoint: the host, or a newcomer on

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar, cast
 from dnslib import AAAA, EDNS0, PTR, QTYPE, RR, TXT, A, DNSRecord
 
 T = TypeVar("T")
-Mode = Literal["answer", "blackhole", "servfail", "refused", "truncate", "big", "many"]
+Mode = Literal["answer", "blackhole", "servfail", "refused", "nxdomain", "truncate", "big", "many"]
 MANY = {"A": 100, "AAAA": 60, "PTR": 30}  # "many": records of the asked type, each answer 1.6-2.3 kB
 
 
@@ -62,6 +62,8 @@ def fake_answer(request: bytes, mode: Mode, *, over_tcp: bool, address: str = "1
         reply.header.rcode = 2
     elif mode == "refused":
         reply.header.rcode = 5
+    elif mode == "nxdomain":
+        reply.header.rcode = 3
     elif mode == "truncate" and not over_tcp:
         reply.header.tc = 1
     elif mode == "big" or (mode == "many" and QTYPE[query.q.qtype] not in MANY):

@@ -1,8 +1,9 @@
 """Forwarding to the host's upstream resolvers: UDP first, TCP on truncation (or on a reply cut short), quick
 failover without giving up on a slow server, a small TTL cache.
 
-Servers are asked in order, hedged: when one has not answered within HEDGE the next is asked too, and every server
-asked keeps its chance until FORWARD_DEADLINE, the first good reply winning. So a dead first server costs one
+Servers are asked in order, hedged: when one has not answered within HEDGE (or has failed) the next is asked too,
+and every server asked keeps its chance until FORWARD_DEADLINE; the first answer with records wins, and a negative
+one (NXDOMAIN, NODATA) once no server asked before it is still silent (`_Race`). So a dead first server costs one
 HEDGE (and is asked last for DEAD_FOR), and a slow one (a cold name at a recursive resolver, a resolver across a
 VPN) still answers, as with dockerd, which waits 4 s for each server; SERVFAIL only when every server failed or
 the deadline passed.
@@ -23,10 +24,11 @@ import secrets
 import struct
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 
 from hypr.dns import wire
 
@@ -204,11 +206,13 @@ class Forwarder:
         self.cache = cache if cache is not None else AnswerCache(clock=clock)
         self._clock = clock
         self._dead_until: dict[Upstream, float] = {}
+        self._generation = 0  # of the upstream list: answers from a replaced list are not cached
 
     def set_upstreams(self, upstreams: Iterable[Upstream]) -> None:
         self.upstreams = list(upstreams)
         self._dead_until.clear()
         self.cache.clear()
+        self._generation += 1
 
     def _order(self, servers: Servers = None) -> list[Upstream]:
         now = self._clock()
@@ -223,27 +227,27 @@ class Forwarder:
         if cached is not None:
             return cached
         loop = asyncio.get_running_loop()
-        until = loop.time() + self.deadline
-        asking: dict[asyncio.Task[bytes | None], Upstream] = {}
+        until, generation = loop.time() + self.deadline, self._generation
+        race = _Race()
         try:
             reply = None
             for upstream in self._order(servers):
                 if loop.time() >= until:
                     break
-                asking[asyncio.create_task(self._ask(upstream, data, query))] = upstream
-                reply = await _first_reply(asking, min(self.hedge, until - loop.time()))
+                newest = race.ask(upstream, self._ask(upstream, data, query))
+                reply = await race.wait(min(self.hedge, until - loop.time()), newest)
                 if reply is not None:
                     break
-                for slow in asking.values():  # no answer within HEDGE: asked last for a while
-                    self._dead_until[slow] = self._clock() + DEAD_FOR
+                for silent in race.silent():  # no answer within HEDGE: asked last for a while
+                    self._dead_until[silent] = self._clock() + DEAD_FOR
             if reply is None:
-                reply = await _first_reply(asking, until - loop.time())
+                reply = await race.wait(until - loop.time()) or race.winner(final=True)
         finally:
-            for task in asking:
-                task.cancel()
+            race.stop()
         if reply is None:
             return wire.status_reply(query, wire.SERVFAIL)
-        self.cache.put(query, reply, servers)
+        if generation == self._generation:  # not an answer of servers replaced meanwhile
+            self.cache.put(query, reply, servers)
         return wire.with_id(reply, query.id)
 
     async def _ask(self, upstream: Upstream, data: bytes, query: wire.Query) -> bytes | None:
@@ -291,17 +295,55 @@ class Forwarder:
         return reply
 
 
-async def _first_reply(asking: dict[asyncio.Task[bytes | None], Upstream], timeout: float) -> bytes | None:
-    """The first answer (not None) of the `asking` tasks within `timeout` seconds; None when every one of them
-    has finished without one or the time is up. Finished tasks leave `asking`; the others keep running."""
-    until = asyncio.get_running_loop().time() + timeout
-    while asking:
-        left = until - asyncio.get_running_loop().time()
-        if left <= 0:
-            return None
-        done, _ = await asyncio.wait(asking, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            del asking[task]
-            if task.result() is not None:
-                return task.result()
-    return None
+class _Race:
+    """The servers asked for one question, in the order asked, and which of their answers may be given: a positive
+    one (NOERROR with records) from any server at once; a negative one (NXDOMAIN, NODATA) only when no server asked
+    before it is still silent, so that a quick "no such name" from a public resolver does not beat the slower
+    resolver listed first that knows the name (split horizon, a VPN)."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[asyncio.Task[bytes | None], Upstream] = {}  # in the order asked
+
+    def ask(self, upstream: Upstream, asking: Coroutine[Any, Any, bytes | None]) -> asyncio.Task[bytes | None]:
+        task = asyncio.create_task(asking)
+        self.tasks[task] = upstream
+        return task
+
+    def silent(self) -> list[Upstream]:
+        return [upstream for task, upstream in self.tasks.items() if not task.done()]
+
+    def winner(self, *, final: bool = False) -> bytes | None:
+        """The answer that may be given now (`final`: the deadline passed, a negative one too); None: none yet."""
+        silent_before = False
+        for task in self.tasks:
+            if not task.done():
+                silent_before = True
+                continue
+            reply = task.result()
+            if reply is not None and (final or not silent_before or _positive(reply)):
+                return reply
+        return None
+
+    async def wait(self, timeout: float, newest: asyncio.Task[bytes | None] | None = None) -> bytes | None:
+        """The winner within `timeout` seconds; None at the timeout, when every server finished without one, or
+        as soon as `newest` failed (the next server is asked at once, not after the rest of the hedge)."""
+        until = asyncio.get_running_loop().time() + timeout
+        while (reply := self.winner()) is None:
+            silent = [task for task in self.tasks if not task.done()]
+            left = until - asyncio.get_running_loop().time()
+            if not silent or left <= 0 or (newest is not None and newest.done() and newest.result() is None):
+                return None
+            await asyncio.wait(silent, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        return reply
+
+    def stop(self) -> None:
+        """Cancel the servers still asked; take the outcome of the others (none is left unretrieved)."""
+        for task in self.tasks:
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled():
+                task.exception()
+
+
+def _positive(reply: bytes) -> bool:
+    return wire.rcode_of(reply) == wire.NOERROR and struct.unpack_from("!H", reply, 6)[0] > 0
