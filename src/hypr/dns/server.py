@@ -40,7 +40,7 @@ from hypr.names import DNS_PORT
 log = logging.getLogger(__name__)
 
 LOCAL_CACHE_SIZE = 8192
-MAX_INFLIGHT = 512  # forwarded queries waiting on upstreams; beyond this we drop (the client retries)
+MAX_INFLIGHT = 1024  # forwarded queries waiting on upstreams (up to FORWARD_DEADLINE each), as dockerd's resolver; beyond: dropped, the client retries
 MAX_TCP_CLIENTS = 256
 MAX_TCP_PER_SOURCE = 16  # one address (a workload) cannot hold more than this many TCP connections
 TCP_IDLE = 5.0  # seconds for a client's next whole query (RFC 7766: seconds, not minutes); slow-loris ends here
