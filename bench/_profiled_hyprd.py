@@ -2,6 +2,7 @@
 
 The worker thread runs every database and kernel operation, so that is where per-operation cost shows; cProfile
 only follows the thread that enables it, hence the wrapper around `Daemon.call`. Used by `bench/scale.py --profile`.
+$HYPR_PROFILE_ONLY (comma-separated function names, e.g. `connect,disconnect`) profiles only those calls.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ profile = cProfile.Profile()
 _call = daemon.Daemon.call
 
 
+ONLY = {name for name in os.environ.get("HYPR_PROFILE_ONLY", "").split(",") if name}
+
+
 async def _profiled(self: daemon.Daemon, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    if ONLY and getattr(fn, "__name__", "") not in ONLY:
+        return await _call(self, fn, *args, **kwargs)
     return await _call(self, lambda: profile.runcall(fn, *args, **kwargs))
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from operator import attrgetter
+from operator import attrgetter, is_not
 from typing import Any, Literal
 
 Protocol = Literal["tcp", "udp"]
@@ -220,6 +220,10 @@ class Image:
     last_tagged: str = ""
 
 
+# The Snapshot's lookup indexes (cached properties, or given by the store): what `without_endpoint` carries over.
+_INDEXES = ("_networks_by_id", "_workloads_by_id", "_workloads_by_name", "_endpoints_by_workload", "_ports_by_workload")
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The whole desired state, as one consistent read."""
@@ -246,6 +250,22 @@ class Snapshot:
         object.__setattr__(snapshot, "history", history)
         snapshot.__dict__.update(indexes)  # what the cached properties would compute, without the scan
         return snapshot
+
+    def without_endpoint(self, endpoint: Endpoint) -> Snapshot:
+        """This snapshot as it will be once `endpoint` is gone (what a disconnect plans with), its lookup indexes
+        carried over and patched, not rebuilt: rebuilding them took milliseconds per disconnect at a thousand
+        endpoints."""
+        after = replace(self, endpoints=tuple(filter(partial(is_not, endpoint), self.endpoints)))
+        kept = {name: self.__dict__[name] for name in _INDEXES if name in self.__dict__}
+        by_workload = kept.get("_endpoints_by_workload")
+        if by_workload is not None:
+            patched = dict(by_workload)
+            left = [e for e in patched.pop(endpoint.workload_id, ()) if e is not endpoint]
+            if left:
+                patched[endpoint.workload_id] = left
+            kept["_endpoints_by_workload"] = patched
+        after.__dict__.update(kept)
+        return after
 
     # Lookups by ID go through indexes built on first use: a planner asks per workload or per mapping, and a scan
     # per question made the cost of one operation grow with the square of what exists.

@@ -15,12 +15,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hypr import names
+from hypr import models, names
 from hypr.dns.records import RecordsBuilder, build_records
 from hypr.errors import Conflict
 from hypr.models import Changes, Endpoint, Network, PortMapping, Resolver, Snapshot, Workload, changes
@@ -112,6 +113,14 @@ def rebuilt(snapshot: Snapshot) -> Snapshot:
     )
 
 
+def indexes(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
+    """Every lookup index of `snapshot` (given by the store, carried over, or computed), sequences as lists."""
+    return {
+        name: {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in getattr(snapshot, name).items()}
+        for name in models._INDEXES
+    }
+
+
 def elements(tables: tuple[Table, ...]) -> dict[tuple[str, str], set[str]]:
     return {(t.family, s.name): set(s.elements) for t in tables for s in t.sets}
 
@@ -160,6 +169,10 @@ def test_incremental_plans_equal_plans_from_nothing(
             continue
         after = store.snapshot() if from_store else rebuilt(store.snapshot())
         assert after == store._read_all(), "the store's cached snapshot drifted from its rows"
+        assert indexes(after) == indexes(rebuilt(after)), "the store's lookup indexes drifted from its rows"
+        for endpoint in after.endpoints:
+            gone = after.without_endpoint(endpoint)
+            assert indexes(gone) == indexes(rebuilt(gone)) and endpoint not in gone.endpoints
         assert builder.build(after, search) == build_records(after, search), op
         old_tables, new_tables = firewall.tables(before), firewall.tables(after)
         try:

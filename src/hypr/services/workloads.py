@@ -711,7 +711,7 @@ def disconnect(ctx: Context, network_ref: str, workload_ref: str, *, force: bool
     if endpoint is None:
         raise Forbidden(f"container {workload.id} is not connected to network {network.name}")
     # The runtime sees the workload as it will be: the next network may take over the default route and DNS.
-    after = replace(snapshot, endpoints=tuple(e for e in snapshot.endpoints if e.id != endpoint.id))
+    after = snapshot.without_endpoint(endpoint)
     try:
         ctx.runtime(workload.runtime).detach(launch_spec(ctx, after, workload), attachment(network, endpoint))
     except KernelError:

@@ -60,6 +60,7 @@ class Store:
         self._snapshot: Snapshot | None = None
         self._networks: _Rows[Network] = _Rows(_CREATED)
         self._workloads: _Rows[Workload] = _Rows(_CREATED)
+        self._workload_names: dict[str, Workload] = {}  # kept with _workloads, row by row (names are unique)
         self._endpoints: _Rows[tuple[Endpoint, ...]] = _Rows()  # by workload ID, in position order
         self._ports: _Rows[tuple[PortMapping, ...]] = _Rows()  # by workload ID, in insertion order
         self._images: tuple[Image, ...] = ()
@@ -137,6 +138,7 @@ class Store:
         indexes: dict[str, Mapping[str, Any]] = {
             "_networks_by_id": dict(self._networks.by_key),
             "_workloads_by_id": dict(self._workloads.by_key),
+            "_workloads_by_name": dict(self._workload_names),
             "_endpoints_by_workload": dict(self._endpoints.by_key),
             "_ports_by_workload": dict(self._ports.by_key),
         }
@@ -164,6 +166,7 @@ class Store:
             ports[p.workload_id] = (*ports.get(p.workload_id, ()), p)
         self._networks.load({n.id: n for n in whole.networks})
         self._workloads.load({w.id: w for w in whole.workloads})
+        self._workload_names = {w.name: w for w in whole.workloads}
         self._endpoints.load(endpoints)
         self._ports.load(ports)
         self._images = whole.images
@@ -182,7 +185,12 @@ class Store:
             self._networks.put(key, network)
         else:
             row = self.conn.execute("SELECT * FROM workloads WHERE id=?", (key,)).fetchone()
-            self._workloads.put(key, None if row is None else _workload(row))
+            old, workload = self._workloads.by_key.get(key), None if row is None else _workload(row)
+            if old is not None and self._workload_names.get(old.name) is old:  # else its name went to another
+                del self._workload_names[old.name]
+            if workload is not None:
+                self._workload_names[workload.name] = workload
+            self._workloads.put(key, workload)
             query = "SELECT * FROM endpoints WHERE workload_id=? ORDER BY position"
             self._endpoints.put(key, tuple(map(_endpoint, self.conn.execute(query, (key,)))) or None)
             query = "SELECT * FROM port_mappings WHERE workload_id=? ORDER BY rowid"
