@@ -52,6 +52,7 @@ class Reconciler:
         self.applied: Snapshot | None = None  # converged without an error: the next converge may be incremental
         self.broken: dict[str, str] = {}  # network ID -> why its bridge is not ours (as of the last reconcile)
         self.standing: set[str] = set()  # failures already reported: they do not fail every later operation
+        self.our_links: set[int] = set()  # indexes of links known to be our bridges (links.host_view)
 
     def close(self) -> None:
         self.ipr.close()
@@ -64,7 +65,7 @@ class Reconciler:
             self.resets.append(reset)
 
     def host_view(self) -> HostView:
-        return links.host_view(self.ipr, self.alias)
+        return links.host_view(self.ipr, self.alias, self.our_links)
 
     def link_names(self) -> set[str]:
         """The names of every link in the daemon's namespace (one netlink dump)."""

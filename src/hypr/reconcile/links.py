@@ -49,18 +49,23 @@ def links(ipr: IPRoute) -> list[Link]:
         return [Link(i.index, i.name, i.kind, i.alias, i.master, i.mac) for i in rtnl.links()]
 
 
-def host_view(ipr: IPRoute, alias: str) -> HostView:
+def host_view(ipr: IPRoute, alias: str, ours: set[int] | None = None) -> HostView:
     """Routes and interface names that belong to others: what a new network must not collide with. Routes come
     from the main table through our own client (the kernel filters the table: every interface has a multicast
     route in the local one, which pyroute2 parsed only to drop it); interface names are looked up one at a time
     as the planner asks (`LinkNames`): every workload adds an interface, and listing them all cost ~10 ms per
     network create at 1000 workloads. Only the few interfaces routes leave by are looked up, to tell ours from
-    others'. `ipr`: the calling thread's namespace, as are the sockets used here."""
+    others'. `ipr`: the calling thread's namespace, as are the sockets used here. `ours`: indexes of links already
+    known to be our bridges, kept by the caller from one call to the next (the kernel does not reuse an index while
+    the namespace lives), so a network create looks up the new bridge's route only, not every network's."""
     seen: dict[int, Link | None] = {}
+    ours = set() if ours is None else ours
 
     def link(oif: int) -> Link | None:
         if oif not in seen:
-            seen[oif] = _one(index=oif) if oif else None
+            found = seen[oif] = _one(index=oif) if oif else None
+            if found is not None and found.alias == alias:
+                ours.add(oif)
         return seen[oif]
 
     try:
@@ -70,9 +75,11 @@ def host_view(ipr: IPRoute, alias: str) -> HostView:
         raise KernelError(f"list routes: {exc}") from exc
     routes: list[HostRoute] = []
     for route in main:
+        if route.oif in ours:
+            continue  # one of our bridges
         dev = link(route.oif)
         if dev is not None and dev.alias == alias:
-            continue  # one of our bridges
+            continue
         dst = IPv4Network((route.dst or bytes(4), route.dst_len)) if route.family == socket.AF_INET else (
             IPv6Network((route.dst or bytes(16), route.dst_len)))  # fmt: skip
         if not (dst.version == 6 and any(dst.subnet_of(n) for n in _NOT_ROUTES6)):
@@ -139,19 +146,25 @@ def ensure_bridge(
         # nor get_links(ifname=): that dumps every link and filters in Python.
         index = existing.index if existing is not None else ipr.link("get", ifname=network.bridge)[0]["index"]
         ipr.link("set", index=index, ifalias=alias, mtu=network.mtu, address=mac, state="up")
+        fresh = existing is None  # a bridge just made has no address to look at (the dump parses every bridge's)
         if network.subnet is not None:  # an IPv6-only bridge has no IPv4 address
-            _converge_addresses(ipr, index, IPv4Interface(f"{network.gateway}/{network.subnet.prefixlen}"))
+            _converge_addresses(ipr, index, IPv4Interface(f"{network.gateway}/{network.subnet.prefixlen}"), fresh)
         if network.subnet6 is not None:  # (a network's families never change: IPv4-only bridges cost nothing here)
             _enable_ipv6(proc_sys, network.bridge)
-            _converge_addresses6(ipr, index, IPv6Interface(f"{network.gateway6}/{network.subnet6.prefixlen}"))
+            want6 = IPv6Interface(f"{network.gateway6}/{network.subnet6.prefixlen}")
+            _converge_addresses6(ipr, index, want6, fresh)
     except OSError as exc:
         raise KernelError(f"enable IPv6 on bridge {network.bridge} for network {network.name}: {exc}") from exc
     except NetlinkError as exc:
         raise KernelError(f"set up bridge {network.bridge} for network {network.name}: {exc}") from exc
 
 
-def _converge_addresses(ipr: IPRoute, index: int, want: IPv4Interface) -> None:
-    have = {IPv4Interface(f"{a.get('address')}/{a['prefixlen']}") for a in ipr.get_addr(family=2, index=index)}
+def _converge_addresses(ipr: IPRoute, index: int, want: IPv4Interface, fresh: bool) -> None:
+    have = (
+        set()
+        if fresh
+        else {IPv4Interface(f"{a.get('address')}/{a['prefixlen']}") for a in ipr.get_addr(family=2, index=index)}
+    )
     for stale in have - {want}:
         ipr.addr("del", index=index, address=str(stale.ip), prefixlen=stale.network.prefixlen)
     if want not in have:
@@ -172,13 +185,17 @@ def _enable_ipv6(proc_sys: Path, bridge: str) -> None:
             (conf / name).write_text(value)
 
 
-def _converge_addresses6(ipr: IPRoute, index: int, want: IPv6Interface) -> None:
+def _converge_addresses6(ipr: IPRoute, index: int, want: IPv6Interface, fresh: bool) -> None:
     """The gateway's global address (nodad: usable at once), nothing else global; link-local is the kernel's."""
-    have = {
-        IPv6Interface(f"{a.get('address')}/{a['prefixlen']}")
-        for a in ipr.get_addr(family=10, index=index)
-        if not IPv6Interface(f"{a.get('address')}/128").ip.is_link_local
-    }
+    have = (
+        set()
+        if fresh
+        else {
+            IPv6Interface(f"{a.get('address')}/{a['prefixlen']}")
+            for a in ipr.get_addr(family=10, index=index)
+            if not IPv6Interface(f"{a.get('address')}/128").ip.is_link_local
+        }
+    )
     for stale in have - {want}:
         ipr.addr("del", index=index, address=str(stale.ip), prefixlen=stale.network.prefixlen)
     if want not in have:
