@@ -202,13 +202,14 @@ def _converge_addresses6(ipr: IPRoute, index: int, want: IPv6Interface, fresh: b
         ipr.addr("add", index=index, address=str(want.ip), prefixlen=want.network.prefixlen, flags=IFA_F_NODAD)
 
 
-def remove_link(ipr: IPRoute, name: str) -> None:
-    """Delete a link we own; one already gone counts as removed."""
+def remove_link(ipr: IPRoute, link: Link) -> None:
+    """Delete a link we own; one already gone counts as removed. By index: given a name, pyroute2 looks it up
+    among every link first (~2 ms more at a thousand)."""
     try:
-        ipr.link("del", ifname=name)
+        ipr.link("del", index=link.index)
     except NetlinkError as exc:
         if exc.code not in GONE:
-            raise KernelError(f"remove interface {name}: {exc}") from exc
+            raise KernelError(f"remove interface {link.name}: {exc}") from exc
 
 
 def reconcile_bridges(
@@ -235,7 +236,7 @@ def reconcile_bridges(
         if link.alias == alias and link.kind == "bridge" and link.name not in wanted:
             log.info("removing bridge %s: its network no longer exists", link.name)
             try:
-                remove_link(ipr, link.name)
+                remove_link(ipr, link)
             except KernelError as exc:
                 errors.append(exc)
     return errors
@@ -254,7 +255,7 @@ def reconcile_ports(ipr: IPRoute, snapshot: Snapshot, alias: str) -> list[Kernel
         try:
             if link.name not in wanted:
                 log.info("removing %s: no endpoint owns it", link.name)
-                remove_link(ipr, link.name)
+                remove_link(ipr, link)
             elif link.master != bridges.get(wanted[link.name]):
                 log.info("re-attaching %s to %s", link.name, wanted[link.name])
                 _reattach(ipr, link, bridges[wanted[link.name]], alias)
@@ -342,7 +343,7 @@ def _remove_ours(ipr: IPRoute, name: str, alias: str, errors: list[KernelError])
         link = link_named(ipr, name)
         if link is not None and link.alias == alias:
             log.info("removing %s: no row owns it", name)
-            remove_link(ipr, name)
+            remove_link(ipr, link)
     except KernelError as exc:
         errors.append(exc)
 
