@@ -76,9 +76,12 @@ VAULT = addr("2.2")  # only on the internal network
 class Env:
     loop: LoopThread
     server: DnsServer
+    fakes: list[FakeUpstream]  # closed when the test ends
 
-    def upstream(self, last: str, mode: Mode) -> FakeUpstream:
-        return self.loop.run(FakeUpstream(addr(last), 5300, mode).start())
+    def upstream(self, last: str, mode: Mode, answer: str = "192.0.2.10", delay: float = 0.0) -> FakeUpstream:
+        fake = self.loop.run(FakeUpstream(addr(last), 5300, mode, answer, delay=delay).start())
+        self.fakes.append(fake)
+        return fake
 
     def upstreams(self, *fakes: FakeUpstream | tuple[str, int]) -> None:
         pairs = [(f.host, f.port) if isinstance(f, FakeUpstream) else f for f in fakes]
@@ -93,7 +96,7 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
         try:
             loop.run(server.set_records(build_records(snapshot())))
             loop.run(server.set_listen_addresses({IPv4Address(LISTEN)}, PORT))
-            yield Env(loop, server)
+            yield Env(loop, server, fakes)
         finally:
             loop.run(server.close())
             for fake in fakes:
@@ -256,61 +259,44 @@ def test_first_upstream_dead_fails_over_quickly(env: Env) -> None:
 def test_a_slow_upstream_still_answers(env: Env, others: tuple[Mode, ...]) -> None:
     """A server slower than the hedge (a cold name at a recursive resolver, a resolver across a VPN) is not given
     up on: the next servers are asked too, and the first good answer wins, within the deadline."""
-    slow = env.loop.run(FakeUpstream(addr("9.8"), 5300, "answer", "192.0.2.77", delay=1.2).start())
+    slow = env.upstream("9.8", "answer", "192.0.2.77", delay=1.2)
     rest = [env.upstream(f"9.{9 + k}", mode) for k, mode in enumerate(others)]
-    try:
-        env.upstreams(slow, *rest)
-        started = time.monotonic()
-        assert addresses(ask("far.example.", timeout=5)) == ["192.0.2.77"]
-        assert 1.1 < time.monotonic() - started < upstream_module.FORWARD_DEADLINE
-        assert [f.udp_queries for f in (slow, *rest)] == [1] * (1 + len(rest))
-        assert addresses(ask("far.example.")) == ["192.0.2.77"]  # then from the cache
-    finally:
-        for fake in (slow, *rest):
-            env.loop.run(fake.close())
+    env.upstreams(slow, *rest)
+    started = time.monotonic()
+    assert addresses(ask("far.example.", timeout=5)) == ["192.0.2.77"]
+    assert 1.1 < time.monotonic() - started < upstream_module.FORWARD_DEADLINE
+    assert [f.udp_queries for f in (slow, *rest)] == [1] * (1 + len(rest))
+    assert addresses(ask("far.example.")) == ["192.0.2.77"]  # then from the cache
 
 
 def test_a_failing_server_moves_on_at_once_while_a_silent_one_keeps_its_chance(env: Env) -> None:
     fakes = [env.upstream("9.2", "blackhole"), env.upstream("9.5", "servfail"), env.upstream("9.3", "answer")]
-    try:
-        env.upstreams(*fakes)
-        started = time.monotonic()
-        assert addresses(ask("hedge.example.")) == ["192.0.2.10"]
-        assert time.monotonic() - started < upstream_module.HEDGE + 0.3  # one hedge, not one per server asked
-        assert [f.udp_queries for f in fakes] == [1, 1, 1]
-    finally:
-        for fake in fakes:
-            env.loop.run(fake.close())
+    env.upstreams(*fakes)
+    started = time.monotonic()
+    assert addresses(ask("hedge.example.")) == ["192.0.2.10"]
+    assert time.monotonic() - started < upstream_module.HEDGE + 0.3  # one hedge, not one per server asked
+    assert [f.udp_queries for f in fakes] == [1, 1, 1]
 
 
 def test_a_quick_negative_answer_does_not_beat_the_slower_server_listed_first(env: Env) -> None:
     """Split horizon: the first server knows the name but is slow, the second says NXDOMAIN at once."""
-    inside = env.loop.run(FakeUpstream(addr("9.8"), 5300, "answer", "192.0.2.77", delay=0.7).start())
-    outside = env.upstream("9.9", "nxdomain")
-    try:
-        env.upstreams(inside, outside)
-        for name in ("intranet.corp.", "wiki.corp."):
-            assert addresses(ask(name)) == ["192.0.2.77"], name
-        assert outside.udp_queries == 2  # asked after the hedge both times: the slow one answered, so stays first
-    finally:
-        env.loop.run(inside.close())
-        env.loop.run(outside.close())
+    inside, outside = env.upstream("9.8", "answer", "192.0.2.77", delay=0.7), env.upstream("9.9", "nxdomain")
+    env.upstreams(inside, outside)
+    for name in ("intranet.corp.", "wiki.corp."):
+        assert addresses(ask(name)) == ["192.0.2.77"], name
+    assert outside.udp_queries == 2  # asked after the hedge both times: the slow one answered, so stays first
 
 
 def test_a_negative_answer_is_given_at_the_deadline_when_the_first_server_is_dead(env: Env) -> None:
     dead, outside = env.upstream("9.2", "blackhole"), env.upstream("9.9", "nxdomain")
-    try:
-        env.upstreams(dead, outside)
-        started = time.monotonic()
-        assert ask("gone.example.", timeout=5).rcode() == dns.rcode.NXDOMAIN
-        assert time.monotonic() - started > upstream_module.FORWARD_DEADLINE - 0.1
-        started = time.monotonic()  # the dead one is asked last now: the negative answer comes at once
-        assert ask("gone2.example.").rcode() == dns.rcode.NXDOMAIN
-        assert time.monotonic() - started < upstream_module.HEDGE
-        assert dead.udp_queries == 1
-    finally:
-        env.loop.run(dead.close())
-        env.loop.run(outside.close())
+    env.upstreams(dead, outside)
+    started = time.monotonic()
+    assert ask("gone.example.", timeout=5).rcode() == dns.rcode.NXDOMAIN
+    assert time.monotonic() - started > upstream_module.FORWARD_DEADLINE - 0.1
+    started = time.monotonic()  # the dead one is asked last now: the negative answer comes at once
+    assert ask("gone2.example.").rcode() == dns.rcode.NXDOMAIN
+    assert time.monotonic() - started < upstream_module.HEDGE
+    assert dead.udp_queries == 1
 
 
 def test_servfail_only_when_all_fail(env: Env) -> None:
