@@ -72,6 +72,23 @@ def test_auto_subnet_skips_networks_and_host_routes(hyprd: Hyprd) -> None:
     assert "other0" in links(hyprd.ns)
 
 
+def test_a_foreign_link_on_a_removed_bridges_index_is_not_ours(hyprd: Hyprd) -> None:
+    """hyprd remembers which link indexes are its bridges (so a network create looks up few routes); a link made
+    later with a removed bridge's index (ip link add ... index N, or moved in from another namespace) is not."""
+    with hyprd.client() as client:
+        first = client.network(client.create_network({"Name": "a"}))
+        client.create_network({"Name": "b"})  # looks at the host's routes again: a's bridge is known as ours now
+        assert first["IPAM"]["Config"][0]["Subnet"] == "10.89.0.0/16"
+        bridge = first["Options"]["com.docker.network.bridge.name"]
+        index = str(json.loads(run_in(hyprd.ns, "ip", "-j", "link", "show", bridge).stdout)[0]["ifindex"])
+        client.remove_network("a")
+        run_in(hyprd.ns, "ip", "link", "add", "foreign0", "index", index, "type", "bridge")
+        run_in(hyprd.ns, "ip", "addr", "add", "10.89.0.1/16", "dev", "foreign0")
+        run_in(hyprd.ns, "ip", "link", "set", "foreign0", "up")
+        third = client.network(client.create_network({"Name": "c"}))
+    assert third["IPAM"]["Config"][0]["Subnet"] == "10.91.0.0/16"  # not a's old subnet: foreign0's route holds it
+
+
 def test_bad_input_changes_nothing(hyprd: Hyprd) -> None:
     run_in(hyprd.ns, "ip", "link", "add", "taken0", "type", "bridge")
     with hyprd.client() as client:

@@ -82,6 +82,7 @@ class Reconciler:
         took: dict[str, float] = {}
         began = time.monotonic()
         if previous is None or full:
+            self.our_links.clear()  # (any bridge may have gone)
             for reset in self.resets:
                 reset()
             broken: dict[str, str] = {}
@@ -90,7 +91,7 @@ class Reconciler:
             errors += links.reconcile_ports(self.ipr, snapshot, self.alias)
         else:
             change = links.delta(previous, snapshot)
-            errors = links.update(self.ipr, change, self.alias, self.broken, self.proc_sys)
+            errors = links.update(self.ipr, change, self.alias, self.broken, self.proc_sys, self.our_links)
         took["links"] = time.monotonic() - began
         errors += self._run_steps(snapshot, took)
         if whole:  # rare (start-up, repair) and the one that grows with everything: say where its time went

@@ -56,8 +56,9 @@ def host_view(ipr: IPRoute, alias: str, ours: set[int] | None = None) -> HostVie
     as the planner asks (`LinkNames`): every workload adds an interface, and listing them all cost ~10 ms per
     network create at 1000 workloads. Only the few interfaces routes leave by are looked up, to tell ours from
     others'. `ipr`: the calling thread's namespace, as are the sockets used here. `ours`: indexes of links already
-    known to be our bridges, kept by the caller from one call to the next (the kernel does not reuse an index while
-    the namespace lives), so a network create looks up the new bridge's route only, not every network's."""
+    known to be our bridges, kept by the caller from one call to the next, so a network create looks up the new
+    bridge's route only, not every network's. A bridge we remove leaves it (`update`), and a full reconcile empties
+    it: a link created with an explicit index, or moved in from another namespace, may take a freed index."""
     seen: dict[int, Link | None] = {}
     ours = set() if ours is None else ours
 
@@ -309,12 +310,20 @@ def _one(name: str = "", index: int = 0) -> Link | None:
 
 
 def update(
-    ipr: IPRoute, change: LinkDelta, alias: str, broken: dict[str, str], proc_sys: Path = Path("/proc/sys")
+    ipr: IPRoute,
+    change: LinkDelta,
+    alias: str,
+    broken: dict[str, str],
+    proc_sys: Path = Path("/proc/sys"),
+    ours: set[int] | None = None,
 ) -> list[KernelError]:
-    """`reconcile_bridges` + `reconcile_ports` for the changed rows only; `broken` is updated for them."""
+    """`reconcile_bridges` + `reconcile_ports` for the changed rows only; `broken` is updated for them, and the
+    indexes of the bridges removed leave `ours` (see host_view)."""
     errors: list[KernelError] = []
     for name in change.gone_bridges:
-        _remove_ours(ipr, name, alias, errors)
+        index = _remove_ours(ipr, name, alias, errors)
+        if ours is not None and index is not None:
+            ours.discard(index)
     for network in change.networks:
         broken.pop(network.id, None)
         try:
@@ -338,14 +347,17 @@ def update(
     return errors
 
 
-def _remove_ours(ipr: IPRoute, name: str, alias: str, errors: list[KernelError]) -> None:
+def _remove_ours(ipr: IPRoute, name: str, alias: str, errors: list[KernelError]) -> int | None:
+    """Remove the link `name` if it is ours; the index it had, if it was."""
     try:
         link = link_named(ipr, name)
         if link is not None and link.alias == alias:
             log.info("removing %s: no row owns it", name)
             remove_link(ipr, link)
+            return link.index
     except KernelError as exc:
         errors.append(exc)
+    return None
 
 
 def _reattach(ipr: IPRoute, link: Link, bridge_index: int, alias: str) -> None:
