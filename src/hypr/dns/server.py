@@ -33,7 +33,7 @@ from time import monotonic
 from typing import Any, cast
 
 from hypr.dns import batch, wire
-from hypr.dns.records import EMPTY, TTL, Found, Outcome, Records, Scope, lookup_scoped, scope_for, unknown_scope
+from hypr.dns.records import EMPTY, TTL, Found, Outcome, Records, Scope, lookup_scoped, scope_for
 from hypr.dns.upstream import Forwarder, Upstream
 from hypr.names import DNS_PORT
 
@@ -262,13 +262,9 @@ class _Udp:
                 log.debug("udp send to %s: %s", io.source(i, self.family)[0], os.strerror(code))
 
     def _scope_of(self, asker: bytes, records: Records) -> Scope:
-        """The scope of an asker's packed address: its endpoint's, or (no endpoint: the host, or a newcomer on
-        this network) `unknown_scope`'s. Remembered, bounded: a stream of new source addresses must not grow it
-        forever."""
-        text = socket.inet_ntop(self.family, asker)
-        scope = records.scopes.get(text)
-        if scope is None:
-            scope = unknown_scope(records, text, self.local)
+        """The scope of an asker's packed address (`scope_for`: no endpoint is the host, or a newcomer on this
+        network). Remembered, bounded: a stream of new source addresses must not grow it forever."""
+        scope = scope_for(records, socket.inet_ntop(self.family, asker), self.local)
         if len(self._scopes) >= len(records.scopes) + UNKNOWN_ASKERS:
             self._scopes.clear()
         self._scopes[asker] = scope

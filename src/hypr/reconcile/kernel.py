@@ -91,7 +91,7 @@ class Reconciler:
             errors += links.reconcile_ports(self.ipr, snapshot, self.alias)
         else:
             change = links.delta(previous, snapshot)
-            errors = links.update(self.ipr, change, self.alias, self.broken, self.proc_sys, self.our_links)
+            errors = links.update(self.ipr, change, self.alias, self.broken, self.our_links, self.proc_sys)
         took["links"] = time.monotonic() - began
         errors += self._run_steps(snapshot, took)
         if whole:  # rare (start-up, repair) and the one that grows with everything: say where its time went

@@ -49,7 +49,7 @@ def links(ipr: IPRoute) -> list[Link]:
         return [Link(i.index, i.name, i.kind, i.alias, i.master, i.mac) for i in rtnl.links()]
 
 
-def host_view(ipr: IPRoute, alias: str, ours: set[int] | None = None) -> HostView:
+def host_view(ipr: IPRoute, alias: str, ours: set[int]) -> HostView:
     """Routes and interface names that belong to others: what a new network must not collide with. Routes come
     from the main table through our own client (the kernel filters the table: every interface has a multicast
     route in the local one, which pyroute2 parsed only to drop it); interface names are looked up one at a time
@@ -60,7 +60,6 @@ def host_view(ipr: IPRoute, alias: str, ours: set[int] | None = None) -> HostVie
     bridge's route only, not every network's. A bridge we remove leaves it (`update`), and a full reconcile empties
     it: a link created with an explicit index, or moved in from another namespace, may take a freed index."""
     seen: dict[int, Link | None] = {}
-    ours = set() if ours is None else ours
 
     def link(oif: int) -> Link | None:
         if oif not in seen:
@@ -314,15 +313,15 @@ def update(
     change: LinkDelta,
     alias: str,
     broken: dict[str, str],
+    ours: set[int],
     proc_sys: Path = Path("/proc/sys"),
-    ours: set[int] | None = None,
 ) -> list[KernelError]:
     """`reconcile_bridges` + `reconcile_ports` for the changed rows only; `broken` is updated for them, and the
     indexes of the bridges removed leave `ours` (see host_view)."""
     errors: list[KernelError] = []
     for name in change.gone_bridges:
         index = _remove_ours(ipr, name, alias, errors)
-        if ours is not None and index is not None:
+        if index is not None:
             ours.discard(index)
     for network in change.networks:
         broken.pop(network.id, None)
