@@ -126,7 +126,9 @@ class FakeRuntime:
     def unplug(self, before: Snapshot, after: Snapshot, leave: bool) -> None:
         gone = {e.host_ifname for e in before.endpoints} - {e.host_ifname for e in after.endpoints}
         for ifname in sorted(gone)[1 if leave else 0 :]:
-            links.remove_link(self.ipr, ifname)
+            link = links.link_named(self.ipr, ifname)
+            if link is not None:  # (gone already counts as removed)
+                links.remove_link(self.ipr, link)
 
     def plug(self, snapshot: Snapshot) -> None:
         for e in snapshot.endpoints:
